@@ -1,0 +1,5 @@
+import sys
+
+from fpar.cli import main
+
+sys.exit(main())

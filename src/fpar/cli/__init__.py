@@ -1,0 +1,55 @@
+"""The ``fpar`` command: one entry point, one thin module per command group.
+
+Each module in ``COMMAND_MODULES`` has ``register(subparsers)``, which adds its sub-commands
+and sets ``func`` on them. ``func(args) -> int`` returns the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from fpar.errors import FparError
+
+COMMAND_MODULES = [
+    "fpar.cli.data_commands",
+    "fpar.cli.model_commands",
+    "fpar.cli.engine_commands",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fpar", description="First-person action recognition: data, training, evaluation, explanations."
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue  # a command group not built yet
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except FparError as exc:
+        print(f"fpar: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("fpar: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
