@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "fpar.cli.data_commands",
     "fpar.cli.model_commands",
     "fpar.cli.engine_commands",
+    "fpar.cli.recipe_commands",
 ]
 
 
