@@ -1,0 +1,111 @@
+"""The paper's models, assembled from the blocks (REFERENCE.md §2).
+
+Every model takes a batch-first dict and returns a dict: ``logits`` (B, classes), ``features``
+(the vector the classifier reads) and, where the model has them, ``attention`` (B, T, h, w),
+``ms`` (B, T, h*w) and the two-in-one modulation tensors. The backbone sees all B*T frames in one
+call; only the ConvLSTM steps through time.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from fpar.models.attention import class_activation_attention
+from fpar.models.backbone import FEATURE_CHANNELS, ResNet, feature_grid
+from fpar.models.convlstm import ConvLSTM
+from fpar.models.heads import MSHead, classifier
+from fpar.models.motion import FLOW_CHANNELS, MotionModulation
+
+
+class RGBConvLSTM(nn.Module):
+    """Ego-RNN's RGB stream and its descendants (Sudhakaran & Lanz, BMVC 2018; the report §3-§7).
+
+    ResNet -> [CAM attention] -> ConvLSTM -> average of the final cell state -> Dropout + Linear.
+    Options switch on the report's additions: the MS self-supervised head on ``f`` and the
+    two-in-one flow modulation of conv1 (``motion``), which then also reads ``batch["flow"]``
+    (B, T, 2, H, W).
+    """
+
+    def __init__(self, num_classes: int, arch: str = "resnet34", mem_size: int = 512, attention: bool = True,
+                 ms_head: str | None = None, ms_input_sigmoid: bool = False, input_size: int = 224,
+                 dropout: float = 0.7, motion: bool = False, return_modulation: bool = False):
+        super().__init__()
+        self.attention = attention
+        self.ms_task = ms_head
+        self.return_modulation = return_modulation
+        self.backbone = ResNet(arch)
+        self.motion = MotionModulation(self.backbone.conv1.out_channels) if motion else None
+        self.convlstm = ConvLSTM(FEATURE_CHANNELS, mem_size)
+        self.ms_head = MSHead(FEATURE_CHANNELS, feature_grid(input_size), ms_input_sigmoid) if ms_head else None
+        self.classifier = classifier(mem_size, num_classes, dropout)
+
+    def extract(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Everything but the logits: ``features`` (B, mem_size) and the per-frame extras."""
+        frames = batch["frames"]
+        batch_size, steps = frames.shape[:2]
+        frames = frames.flatten(0, 1)
+        out: dict[str, torch.Tensor] = {}
+        if self.motion is not None:
+            modulation = self.motion(self.backbone.conv1(frames), batch["flow"].flatten(0, 1))
+            backbone_out = self.backbone.forward_from_conv1(modulation.post)
+            if self.return_modulation:
+                out.update({name: value.unflatten(0, (batch_size, steps))
+                            for name, value in modulation._asdict().items()})
+        else:
+            backbone_out = self.backbone(frames)
+
+        if self.attention:
+            attention = class_activation_attention(backbone_out.logits, backbone_out.features, self.backbone.fc.weight)
+            # Ego-RNN weights the un-normalised map: the ConvLSTM reads f_nobn, not f
+            lstm_input = backbone_out.features_nobn * attention.unsqueeze(1)
+            out["attention"] = attention.unflatten(0, (batch_size, steps))
+        else:
+            lstm_input = backbone_out.features
+        _, cell = self.convlstm(lstm_input.unflatten(0, (batch_size, steps)))
+        # the classifier reads the final cell state c, not h (REFERENCE.md §2)
+        out["features"] = cell.mean(dim=(2, 3))
+        if self.ms_head is not None:
+            out["ms"] = self.ms_head(backbone_out.features).unflatten(0, (batch_size, steps))
+        return out
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = self.extract(batch)
+        out["logits"] = self.classifier(out["features"])
+        return out
+
+
+class FlowResNet(nn.Module):
+    """Temporal stream: ResNet on a stack of L flow pairs (2L channels, x1,y1,x2,y2,...)
+    -> average pool -> Dropout + Linear (Simonyan & Zisserman 2014, as Ego-RNN trains it)."""
+
+    def __init__(self, num_classes: int, arch: str = "resnet34", stack_size: int = 5, dropout: float = 0.5):
+        super().__init__()
+        self.backbone = ResNet(arch, in_channels=FLOW_CHANNELS * stack_size, imagenet_head=False)
+        self.classifier = classifier(FEATURE_CHANNELS, num_classes, dropout)
+
+    def extract(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"features": self.backbone(batch["flow"]).pooled}
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = self.extract(batch)
+        out["logits"] = self.classifier(out["features"])
+        return out
+
+
+class TwoStream(nn.Module):
+    """Late fusion of the flow and RGB-attention streams: cat[flow 512, RGB mem_size] (flow first)
+    -> Dropout + Linear. The streams' own classifiers are kept (so trained stream checkpoints load
+    as they are) but not used."""
+
+    def __init__(self, num_classes: int, arch: str = "resnet34", mem_size: int = 512, stack_size: int = 5,
+                 dropout: float = 0.5):
+        super().__init__()
+        self.flow_model = FlowResNet(num_classes, arch, stack_size)
+        self.rgb_model = RGBConvLSTM(num_classes, arch, mem_size, attention=True)
+        self.classifier = classifier(FEATURE_CHANNELS + mem_size, num_classes, dropout)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        rgb = self.rgb_model.extract(batch)
+        features = torch.cat([self.flow_model.extract(batch)["features"], rgb["features"]], dim=1)
+        return {"logits": self.classifier(features), "features": features, "attention": rgb["attention"]}

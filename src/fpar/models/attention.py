@@ -1,0 +1,22 @@
+"""Class-activation-map spatial attention (Sudhakaran & Lanz, "Attention is all we need", BMVC 2018).
+
+REFERENCE.md §2: ``c*`` is the argmax of the backbone's ImageNet logits; ``cam = w_fc[c*] . f`` at
+every position (no bias: only the class's direction matters); a softmax over the positions turns
+it into a map that sums to one per frame.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def class_activation_attention(logits: torch.Tensor, features: torch.Tensor, fc_weight: torch.Tensor) -> torch.Tensor:
+    """Attention map (N, h, w) for ``features`` (N, C, h, w) from the winning class's ``fc`` row.
+
+    ``fc_weight`` (classes, C) is the backbone's own ``fc.weight``, so training ``fc`` (stage 2)
+    moves the attention.
+    """
+    batch, channels, height, width = features.shape
+    class_weights = fc_weight[logits.argmax(dim=1)]  # (N, C)
+    cam = torch.bmm(class_weights.unsqueeze(1), features.reshape(batch, channels, height * width))
+    return torch.softmax(cam.squeeze(1), dim=1).reshape(batch, height, width)

@@ -1,0 +1,130 @@
+"""The model registry: every model of the paper built by name from plain (JSON/YAML) keyword values.
+
+``build_model(name, **kwargs)`` checks the names and values, builds the model, loads ImageNet
+weights if asked, and records the full build spec (``model.build_spec``: name plus every keyword,
+defaults included) so a checkpoint can rebuild the same model with ``build_model(**spec)``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+from torch import nn
+
+from fpar.errors import FparError
+from fpar.models.assembled import FlowResNet, RGBConvLSTM, TwoStream
+from fpar.models.backbone import BLOCKS_PER_STAGE
+from fpar.models.heads import MS_TASKS
+from fpar.models.pretrained import load_pretrained
+
+GTEA61_CLASSES = 61
+
+
+def _rgb_model(num_classes: int, backbone: str, pretrained: str | None, **options: Any) -> RGBConvLSTM:
+    model = RGBConvLSTM(num_classes, backbone, **options)
+    if pretrained:
+        load_pretrained(model.backbone, pretrained)
+    return model
+
+
+def rgb_convlstm(num_classes: int = GTEA61_CLASSES, backbone: str = "resnet34", pretrained: str | None = None,
+                 mem_size: int = 512, input_size: int = 224, ms_head: str | None = None,
+                 ms_input_sigmoid: bool = False, dropout: float = 0.7) -> nn.Module:
+    """ConvLSTM on layer4's ``f``, no attention (Table 1, "ConvLSTM")."""
+    return _rgb_model(num_classes, backbone, pretrained, mem_size=mem_size, attention=False, ms_head=ms_head,
+                      ms_input_sigmoid=ms_input_sigmoid, input_size=input_size, dropout=dropout)
+
+
+def rgb_attention(num_classes: int = GTEA61_CLASSES, backbone: str = "resnet34", pretrained: str | None = None,
+                  mem_size: int = 512, input_size: int = 224, ms_head: str | None = None,
+                  ms_input_sigmoid: bool = False, dropout: float = 0.7) -> nn.Module:
+    """Ego-RNN: CAM attention on ``f_nobn`` + ConvLSTM (Table 1, "ConvLSTM-attention")."""
+    return _rgb_model(num_classes, backbone, pretrained, mem_size=mem_size, attention=True, ms_head=ms_head,
+                      ms_input_sigmoid=ms_input_sigmoid, input_size=input_size, dropout=dropout)
+
+
+def rgb_ms(num_classes: int = GTEA61_CLASSES, backbone: str = "resnet34", pretrained: str | None = None,
+           mem_size: int = 512, input_size: int = 224, ms_head: str = "classification",
+           ms_input_sigmoid: bool = False, dropout: float = 0.7) -> nn.Module:
+    """Attention model + motion-segmentation head (Tables 2 and 3)."""
+    if not ms_head:
+        raise FparError(f"model 'rgb_ms' needs ms_head: one of {list(MS_TASKS)}")
+    return rgb_attention(num_classes, backbone, pretrained, mem_size, input_size, ms_head, ms_input_sigmoid, dropout)
+
+
+def flow_resnet(num_classes: int = GTEA61_CLASSES, backbone: str = "resnet34", pretrained: str | None = None,
+                stack_size: int = 5, input_size: int = 224, dropout: float = 0.5) -> nn.Module:
+    """Temporal stream on ``stack_size`` flow pairs ("temporal-warp flow")."""
+    model = FlowResNet(num_classes, backbone, stack_size, dropout)
+    if pretrained:
+        load_pretrained(model.backbone, pretrained)
+    return model
+
+
+def two_stream(num_classes: int = GTEA61_CLASSES, backbone: str = "resnet34", pretrained: str | None = None,
+               mem_size: int = 512, stack_size: int = 5, input_size: int = 224, dropout: float = 0.5) -> nn.Module:
+    """Flow + RGB-attention streams fused by one linear layer (Table 1, "two-stream")."""
+    model = TwoStream(num_classes, backbone, mem_size, stack_size, dropout)
+    if pretrained:
+        load_pretrained(model.flow_model.backbone, pretrained)
+        load_pretrained(model.rgb_model.backbone, pretrained)
+    return model
+
+
+def two_in_one(num_classes: int = GTEA61_CLASSES, backbone: str = "resnet34", pretrained: str | None = None,
+               mem_size: int = 512, input_size: int = 224, attention: bool = True, ms_head: str | None = None,
+               ms_input_sigmoid: bool = False, return_modulation: bool = False, dropout: float = 0.7) -> nn.Module:
+    """RGB model whose conv1 is modulated by each frame's flow pair (Table 4)."""
+    return _rgb_model(num_classes, backbone, pretrained, mem_size=mem_size, attention=attention, ms_head=ms_head,
+                      ms_input_sigmoid=ms_input_sigmoid, input_size=input_size, dropout=dropout, motion=True,
+                      return_modulation=return_modulation)
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "rgb_convlstm": rgb_convlstm,
+    "rgb_attention": rgb_attention,
+    "flow_resnet": flow_resnet,
+    "two_stream": two_stream,
+    "rgb_ms": rgb_ms,
+    "two_in_one": two_in_one,
+}
+
+
+def list_models() -> list[str]:
+    return list(MODELS)
+
+
+def describe_model(name: str) -> str:
+    """The first line of the model's docstring."""
+    return inspect.getdoc(MODELS[name]).splitlines()[0]
+
+
+def _check_values(spec: dict[str, Any]) -> None:
+    if spec["backbone"] not in BLOCKS_PER_STAGE:
+        raise FparError(f"unknown backbone '{spec['backbone']}': choose one of {sorted(BLOCKS_PER_STAGE)}")
+    if spec.get("ms_head") not in (None, *MS_TASKS):
+        raise FparError(f"unknown ms_head '{spec['ms_head']}': choose one of {list(MS_TASKS)} or null")
+    for key in ("num_classes", "mem_size", "stack_size", "input_size"):
+        if key in spec and (not isinstance(spec[key], int) or isinstance(spec[key], bool) or spec[key] < 1):
+            raise FparError(f"{key} must be a positive integer, got {spec[key]!r}")
+    if not 0 <= spec["dropout"] < 1:
+        raise FparError(f"dropout must be in [0, 1), got {spec['dropout']!r}")
+
+
+def build_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build registry model ``name``; unknown names or keywords raise :class:`FparError`."""
+    if name not in MODELS:
+        raise FparError(f"unknown model '{name}': choose one of {list_models()}")
+    builder = MODELS[name]
+    signature = inspect.signature(builder)
+    unknown = sorted(set(kwargs) - set(signature.parameters))
+    if unknown:
+        raise FparError(f"model '{name}' does not take {unknown}; it takes {list(signature.parameters)}")
+    bound = signature.bind(**kwargs)
+    bound.apply_defaults()
+    spec = dict(bound.arguments)
+    _check_values(spec)
+    model = builder(**spec)
+    model.build_spec = {"name": name, **spec}
+    return model
