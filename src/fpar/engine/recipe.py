@@ -1,0 +1,159 @@
+"""Multi-stage recipes: ``fpar run RECIPE`` trains a chain of configs in order.
+
+A recipe is a YAML file listing stages; each names a config (path relative to the recipe file),
+optional ``overrides`` (``key.sub=value`` strings, as on the command line) and optional
+``init_from`` naming earlier stages of the same recipe::
+
+    stages:
+      - {name: rgb_stage1, config: ../gtea61/rgb-attention_r34_16f_stage1.yaml}
+      - {name: rgb_stage2, config: ../gtea61/rgb-attention_r34_16f_stage2.yaml,
+         init_from: {stage: rgb_stage1}}
+      - {name: flow, config: ../gtea61/flow_r34_5s_flow300.yaml}
+      - name: two_stream
+        config: ../gtea61/two-stream_r34_16f_joint.yaml
+        init_from: {flow_model: {stage: flow}, rgb_model: {stage: rgb_stage2}}
+
+``{stage: X}`` becomes ``<out>/<X's experiment>/best.ckpt``. Every stage's config is loaded and
+checked before the first one trains. A finished stage (its run directory has ``best.ckpt`` and
+the final ``metrics.json``) is skipped; a stage with only ``last.ckpt`` resumes from it; so a
+killed ``fpar run`` picks up where it stopped when run again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from fpar.engine.config import load_config, validate_config
+from fpar.errors import FparError
+
+STAGE_KEYS = ("name", "config", "overrides", "init_from")
+
+
+def load_recipe(path: str | os.PathLike, overrides: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Each stage as ``{"name", "config" (resolved dict), "init_from" (stage refs or None)}``.
+
+    ``overrides`` apply to every stage, after the stage's own.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FparError(f"recipe not found: {path}")
+    try:
+        recipe = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise FparError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(recipe, dict) or set(recipe) != {"stages"} or not isinstance(recipe["stages"], list) \
+            or not recipe["stages"]:
+        raise FparError(f"{path}: a recipe is a mapping with one key, 'stages', a non-empty list")
+
+    stages: list[dict[str, Any]] = []
+    for i, entry in enumerate(recipe["stages"]):
+        where = f"{path}: stage {i + 1}"
+        if not isinstance(entry, dict) or "name" not in entry or "config" not in entry:
+            raise FparError(f"{where} must be a mapping with at least 'name' and 'config'")
+        unknown = set(entry) - set(STAGE_KEYS)
+        if unknown:
+            raise FparError(f"{where}: unknown key(s) {sorted(unknown)} (known: {', '.join(STAGE_KEYS)})")
+        name = entry["name"]
+        if any(s["name"] == name for s in stages):
+            raise FparError(f"{where}: stage name '{name}' is used twice")
+        stage_overrides = entry.get("overrides") or []
+        if not isinstance(stage_overrides, list) or not all(isinstance(o, str) for o in stage_overrides):
+            raise FparError(f"{where} ('{name}'): overrides must be a list of 'key.sub=value' strings")
+        config = load_config(path.parent / entry["config"], [*stage_overrides, *overrides])
+        init_from = entry.get("init_from")
+        _check_stage_refs(init_from, [s["name"] for s in stages], f"{where} ('{name}')")
+        stages.append({"name": name, "config": config, "init_from": init_from})
+    experiments = [s["config"]["experiment"] for s in stages]
+    if len(set(experiments)) != len(experiments):
+        raise FparError(f"{path}: two stages share an experiment name (run directory): {experiments}")
+    return stages
+
+
+def _check_stage_refs(init_from: Any, earlier: list[str], where: str) -> None:
+    """``init_from`` is None, {stage: X} or {submodule: {stage: X}} with X an earlier stage."""
+    if init_from is None:
+        refs = []
+    elif isinstance(init_from, dict) and "stage" not in init_from:
+        refs = list(init_from.values())
+    else:
+        refs = [init_from]
+    for ref in refs:
+        if not (isinstance(ref, dict) and set(ref) == {"stage"}):
+            raise FparError(f"{where}: init_from must be {{stage: NAME}} or {{submodule: {{stage: NAME}}}}, "
+                            f"got {ref!r}")
+        if ref["stage"] not in earlier:
+            raise FparError(f"{where}: init_from names stage '{ref['stage']}', which is not an earlier stage "
+                            f"(earlier: {', '.join(earlier) or 'none'})")
+
+
+def resolve_init_from(init_from: Any, stages: list[dict[str, Any]], out_dir: Path) -> Any:
+    """Stage references -> checkpoint paths: ``<out>/<experiment>/best.ckpt``."""
+    if init_from is None:
+        return None
+    experiments = {s["name"]: s["config"]["experiment"] for s in stages}
+    if "stage" in init_from:
+        return str(out_dir / experiments[init_from["stage"]] / "best.ckpt")
+    return {key: str(out_dir / experiments[ref["stage"]] / "best.ckpt") for key, ref in init_from.items()}
+
+
+def run_state(run_dir: Path) -> str:
+    """'done' (finished: best.ckpt and the final metrics.json), 'partial' (last.ckpt only) or 'new'."""
+    if (run_dir / "best.ckpt").is_file() and (run_dir / "metrics.json").is_file():
+        return "done"
+    if (run_dir / "last.ckpt").is_file():
+        return "partial"
+    return "new"
+
+
+def finished_summary(run_dir: Path) -> dict[str, Any]:
+    """What train() returned for a finished run, read back from its metrics.json."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {"run_dir": str(run_dir), "best_ckpt": str(run_dir / "best.ckpt"), "last_ckpt": str(run_dir / "last.ckpt"),
+            "best_val_accuracy": metrics["best_val_accuracy"], "epochs_done": metrics["epochs_done"]}
+
+
+def _train(config: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    from fpar.engine.train import train  # Lightning loads only when something trains
+
+    return train(config, **kwargs)
+
+
+def train_or_skip(config: dict[str, Any], out_dir: Path, **train_kwargs: Any) -> dict[str, Any]:
+    """Train one run unless it finished already; resume it if it was interrupted.
+
+    Returns train()'s summary plus ``state``, the state the run was found in ('done', 'partial', 'new').
+    """
+    run_dir = out_dir / config["experiment"]
+    state = run_state(run_dir)
+    if state == "done":
+        summary = finished_summary(run_dir)
+    else:
+        summary = _train(config, out_dir=out_dir, resume=state == "partial", **train_kwargs)
+    return {**summary, "state": state}
+
+
+def run_recipe(path: str | os.PathLike, *, out_dir: str | os.PathLike = "runs", overrides: Iterable[str] = (),
+               log=print, **train_kwargs: Any) -> list[dict[str, Any]]:
+    """Run every stage of the recipe in order; returns one summary per stage (see train_or_skip).
+
+    ``train_kwargs`` (data_root, devices, num_nodes, precision, progress) go to every train() call.
+    """
+    out_dir = Path(out_dir)
+    stages = load_recipe(path, overrides)
+    results = []
+    for i, stage in enumerate(stages):
+        config = dict(stage["config"])
+        config["init_from"] = resolve_init_from(stage["init_from"], stages, out_dir) or config["init_from"]
+        config = validate_config(config)
+        log(f"[{i + 1}/{len(stages)}] {stage['name']}: {config['experiment']}")
+        summary = train_or_skip(config, out_dir, **train_kwargs)
+        verb = {"done": "already done", "partial": "resumed", "new": "trained"}[summary["state"]]
+        log(f"[{i + 1}/{len(stages)}] {stage['name']}: {verb}, best val accuracy "
+            f"{summary['best_val_accuracy']:.4f} ({summary['run_dir']})")
+        results.append({"stage": stage["name"], "experiment": config["experiment"], **summary})
+    return results

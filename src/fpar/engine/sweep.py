@@ -1,0 +1,106 @@
+"""Hyper-parameter grids: ``fpar sweep CONFIG key=v1,v2 other=a,b``.
+
+Every combination of the values trains as its own run, ``<out>/<experiment>__key=v1__other=a``,
+so the Table 2/3 grids of the paper (epochs, batch size, step size, optimiser, MS loss) are one
+command each. Finished runs are skipped and interrupted ones resume (as in recipes), so a sweep
+is re-run to continue it. The results table (best validation accuracy per run) is printed and
+written next to the runs as ``<experiment>__sweep.csv`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import os
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+from fpar.engine.config import load_config
+from fpar.engine.recipe import train_or_skip
+from fpar.errors import FparError
+from fpar.io import write_text
+
+
+def parse_axis(item: str) -> tuple[str, list[str]]:
+    """``"optimizer.lr=1e-3,1e-4"`` -> ``("optimizer.lr", ["1e-3", "1e-4"])``.
+
+    Values are YAML; commas inside brackets belong to the value: ``scheduler.milestones=[25,75],[50,100]``.
+    """
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key or not text.strip():
+        raise FparError(f"sweep axis '{item}' is not of the form key.sub=value1,value2")
+    values, depth, current = [], 0, ""
+    for char in text:
+        depth += {"[": 1, "{": 1, "]": -1, "}": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            values.append(current.strip())
+            current = ""
+        else:
+            current += char
+    values.append(current.strip())
+    if depth != 0 or not all(values):
+        raise FparError(f"sweep axis '{item}': unbalanced brackets or an empty value")
+    if len(set(values)) != len(values):
+        raise FparError(f"sweep axis '{item}' repeats a value")
+    return key, values
+
+
+def expand_grid(axes: Iterable[str]) -> list[list[tuple[str, str]]]:
+    """Every combination, as lists of (key, value text), in the order the axes were given."""
+    parsed = [parse_axis(item) for item in axes]
+    keys = [key for key, _ in parsed]
+    if len(set(keys)) != len(keys):
+        raise FparError(f"a sweep key is given twice: {keys}")
+    return [list(zip(keys, combo)) for combo in itertools.product(*(values for _, values in parsed))]
+
+
+def run_name(experiment: str, combo: list[tuple[str, str]]) -> str:
+    """``rgb-ms-cls__optimizer.lr=1e-3__scheduler.milestones=25-75``: the values in the directory name."""
+    parts = [f"{key}={re.sub(r'[^A-Za-z0-9._+-]+', '-', value).strip('-')}" for key, value in combo]
+    return "__".join([experiment, *parts])
+
+
+def run_sweep(config_path: str | os.PathLike, axes: Iterable[str], *, out_dir: str | os.PathLike = "runs",
+              overrides: Iterable[str] = (), log=print, **train_kwargs: Any) -> list[dict[str, Any]]:
+    """Train every combination (skipping finished runs); returns one row per run and writes the table."""
+    out_dir = Path(out_dir)
+    combos = expand_grid(axes)
+    base = load_config(config_path, overrides)["experiment"]
+    # every run's config is checked before the first one trains
+    configs = [load_config(config_path, [*overrides, *(f"{k}={v}" for k, v in combo),
+                                         f"experiment={run_name(base, combo)}"]) for combo in combos]
+    rows = []
+    for i, (combo, config) in enumerate(zip(combos, configs)):
+        log(f"[{i + 1}/{len(combos)}] {config['experiment']}")
+        summary = train_or_skip(config, out_dir, **train_kwargs)
+        rows.append({"run": config["experiment"], **dict(combo),
+                     "best_val_accuracy": summary["best_val_accuracy"], "epochs_done": summary["epochs_done"]})
+    table = results_markdown(rows)
+    log(table)
+    write_text(out_dir / f"{base}__sweep.md", table + "\n")
+    write_text(out_dir / f"{base}__sweep.csv", results_csv(rows))
+    return rows
+
+
+def results_csv(rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def results_markdown(rows: list[dict[str, Any]]) -> str:
+    """One row per run (the run name is left out: the swept values say which), best accuracy marked."""
+    columns = [c for c in rows[0] if c != "run"]
+    best = max(row["best_val_accuracy"] for row in rows)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = [f"{row[c]:.4f}" if c == "best_val_accuracy" else str(row[c]) for c in columns]
+        if row["best_val_accuracy"] == best:
+            cells[columns.index("best_val_accuracy")] = f"**{cells[columns.index('best_val_accuracy')]}**"
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

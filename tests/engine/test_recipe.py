@@ -1,0 +1,86 @@
+"""Recipes: stage chaining, skipping finished stages, resuming an interrupted one (train() faked)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fpar.engine import recipe
+from fpar.errors import FparError
+
+CONFIGS = Path(__file__).parents[2] / "configs"
+TWO_STREAM = CONFIGS / "recipes" / "gtea61_two-stream_16f.yaml"
+
+
+class FakeTrain:
+    """Stands in for fpar.engine.train.train: writes the files a run leaves, records each call."""
+
+    def __init__(self, interrupt: str | None = None):
+        self.calls: list[tuple[str, bool, object]] = []
+        self.interrupt = interrupt
+
+    def __call__(self, config, *, out_dir, resume, **kwargs):
+        run_dir = Path(out_dir) / config["experiment"]
+        self.calls.append((config["experiment"], resume, config["init_from"]))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "last.ckpt").write_text("weights")
+        if config["experiment"] == self.interrupt:
+            raise KeyboardInterrupt
+        (run_dir / "best.ckpt").write_text("weights")
+        (run_dir / "metrics.json").write_text(json.dumps({"best_val_accuracy": 0.5, "epochs_done": 3}))
+        return {"run_dir": str(run_dir), "best_ckpt": str(run_dir / "best.ckpt"),
+                "last_ckpt": str(run_dir / "last.ckpt"), "best_val_accuracy": 0.5, "epochs_done": 3}
+
+
+def test_stages_chain_skip_when_done_and_resume_when_interrupted(tmp_path, monkeypatch):
+    fake = FakeTrain(interrupt="flow_r34_5s_flow300")
+    monkeypatch.setattr(recipe, "_train", fake)
+    with pytest.raises(KeyboardInterrupt):
+        recipe.run_recipe(TWO_STREAM, out_dir=tmp_path, log=lambda _: None)
+    assert [c[0] for c in fake.calls] == ["rgb-attention_r34_16f_stage1", "rgb-attention_r34_16f_stage2",
+                                          "flow_r34_5s_flow300"]
+
+    fake.calls.clear()
+    fake.interrupt = None
+    results = recipe.run_recipe(TWO_STREAM, out_dir=tmp_path, log=lambda _: None)
+    assert [r["state"] for r in results] == ["done", "done", "partial", "new"]
+    assert fake.calls == [
+        ("flow_r34_5s_flow300", True, None),
+        ("two-stream_r34_16f_joint", False, {"flow_model": str(tmp_path / "flow_r34_5s_flow300" / "best.ckpt"),
+                                              "rgb_model": str(tmp_path / "rgb-attention_r34_16f_stage2" / "best.ckpt")}),
+    ]
+    assert all(r["best_val_accuracy"] == 0.5 for r in results)
+
+    fake.calls.clear()
+    assert [r["state"] for r in recipe.run_recipe(TWO_STREAM, out_dir=tmp_path, log=lambda _: None)] == ["done"] * 4
+    assert fake.calls == []
+
+
+def test_overrides_reach_every_stage(tmp_path):
+    stages = recipe.load_recipe(TWO_STREAM, ["trainer.epochs=2", "data.workers=0"])
+    assert {(s["config"]["trainer"]["epochs"], s["config"]["data"]["workers"]) for s in stages} == {(2, 0)}
+
+
+@pytest.mark.parametrize("stages, message", [
+    ("- {name: a, config: C}\n- {name: b, config: C, init_from: {stage: c}}", "not an earlier stage"),
+    ("- {name: a, config: C, init_from: {stage: a}}", "not an earlier stage"),
+    ("- {name: a, config: C}\n- {name: a, config: C}", "used twice"),
+    ("- {name: a, config: C, epochs: 3}", "unknown key"),
+    ("- {name: a, config: C, init_from: some/path.ckpt}", "init_from must be"),
+    ("- {name: a, config: C, overrides: trainer.epochs=3}", "overrides must be a list"),
+    ("- {name: a, config: C}\n- {name: b, config: C}", "share an experiment name"),
+])
+def test_bad_recipes_fail_before_training(tmp_path, stages, message):
+    config = CONFIGS / "gtea61" / "flow_r34_5s_flow300.yaml"
+    path = tmp_path / "recipe.yaml"
+    path.write_text("stages:\n" + "\n".join("  " + line for line in stages.replace("C", str(config)).splitlines()))
+    with pytest.raises(FparError, match=message):
+        recipe.load_recipe(path)
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS / "recipes").glob("gtea61_*.yaml")), ids=lambda p: p.stem)
+def test_gtea61_recipes_chain_what_their_configs_name(path):
+    """The recipe's init_from and the config's own (relative to the out root) name the same checkpoints."""
+    stages = recipe.load_recipe(path)
+    for stage in stages:
+        assert recipe.resolve_init_from(stage["init_from"], stages, Path("")) == stage["config"]["init_from"]

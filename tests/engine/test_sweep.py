@@ -1,0 +1,62 @@
+"""Sweeps: grid expansion, run names, skipping finished runs, the results table (train() faked)."""
+
+from pathlib import Path
+
+import pytest
+
+from fpar.engine import recipe, sweep
+from fpar.errors import FparError
+
+from test_recipe import FakeTrain
+
+CONFIG = Path(__file__).parents[2] / "configs" / "gtea61" / "rgb-ms-cls_r34_16f_stage2.yaml"
+
+
+def test_axis_values_split_at_top_level_commas():
+    assert sweep.parse_axis("optimizer.lr=1e-3,1e-4") == ("optimizer.lr", ["1e-3", "1e-4"])
+    assert sweep.parse_axis("scheduler.milestones=[25, 75],[50,100]") == (
+        "scheduler.milestones", ["[25, 75]", "[50,100]"])
+    for bad in ("optimizer.lr", "optimizer.lr=", "x=[1,2", "x=1,,2", "x=1,1"):
+        with pytest.raises(FparError):
+            sweep.parse_axis(bad)
+
+
+def test_grid_is_every_combination_in_order():
+    grid = sweep.expand_grid(["trainer.batch_size=16,32", "trainer.epochs=50,100,150"])
+    assert len(grid) == 6
+    assert grid[0] == [("trainer.batch_size", "16"), ("trainer.epochs", "50")]
+    assert grid[-1] == [("trainer.batch_size", "32"), ("trainer.epochs", "150")]
+    with pytest.raises(FparError, match="twice"):
+        sweep.expand_grid(["trainer.epochs=1,2", "trainer.epochs=3"])
+
+
+def test_run_name_encodes_the_values():
+    assert sweep.run_name("exp", [("optimizer.lr", "1e-4"), ("scheduler.milestones", "[50, 100]")]) == \
+        "exp__optimizer.lr=1e-4__scheduler.milestones=50-100"
+
+
+def test_sweep_trains_each_combination_once_and_tabulates(tmp_path, monkeypatch):
+    fake = FakeTrain()
+    monkeypatch.setattr(recipe, "_train", fake)
+    axes = ["trainer.batch_size=16,32", "scheduler.milestones=[25,75],[50,100]"]
+    rows = sweep.run_sweep(CONFIG, axes, out_dir=tmp_path, log=lambda _: None)
+    assert len(fake.calls) == 4 and len(rows) == 4
+    assert rows[1]["run"] == "rgb-ms-cls_r34_16f_stage2__trainer.batch_size=16__scheduler.milestones=50-100"
+    assert rows[1]["scheduler.milestones"] == "[50,100]"
+    assert (tmp_path / rows[1]["run"] / "best.ckpt").is_file()
+
+    fake.calls.clear()
+    assert sweep.run_sweep(CONFIG, axes, out_dir=tmp_path, log=lambda _: None) == rows
+    assert fake.calls == []
+    csv = (tmp_path / "rgb-ms-cls_r34_16f_stage2__sweep.csv").read_text().splitlines()
+    assert csv[0] == "run,trainer.batch_size,scheduler.milestones,best_val_accuracy,epochs_done" and len(csv) == 5
+    markdown = (tmp_path / "rgb-ms-cls_r34_16f_stage2__sweep.md").read_text()
+    assert markdown.startswith("| trainer.batch_size | scheduler.milestones | best_val_accuracy |")
+
+
+def test_a_bad_value_fails_before_any_run(tmp_path, monkeypatch):
+    fake = FakeTrain()
+    monkeypatch.setattr(recipe, "_train", fake)
+    with pytest.raises(FparError, match="optimizer.name"):
+        sweep.run_sweep(CONFIG, ["optimizer.name=adam,adamw"], out_dir=tmp_path, log=lambda _: None)
+    assert fake.calls == []
