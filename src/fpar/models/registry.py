@@ -31,7 +31,7 @@ def _rgb_model(num_classes: int, backbone: str, pretrained: str | None, **option
 def rgb_convlstm(num_classes: int = GTEA61_CLASSES, backbone: str = "resnet34", pretrained: str | None = None,
                  mem_size: int = 512, input_size: int = 224, ms_head: str | None = None,
                  ms_input_sigmoid: bool = False, dropout: float = 0.7) -> nn.Module:
-    """ConvLSTM on layer4's ``f``, no attention (Table 1, "ConvLSTM")."""
+    """ConvLSTM on layer4's f, no attention (Table 1, "ConvLSTM")."""
     return _rgb_model(num_classes, backbone, pretrained, mem_size=mem_size, attention=False, ms_head=ms_head,
                       ms_input_sigmoid=ms_input_sigmoid, input_size=input_size, dropout=dropout)
 
@@ -39,7 +39,7 @@ def rgb_convlstm(num_classes: int = GTEA61_CLASSES, backbone: str = "resnet34", 
 def rgb_attention(num_classes: int = GTEA61_CLASSES, backbone: str = "resnet34", pretrained: str | None = None,
                   mem_size: int = 512, input_size: int = 224, ms_head: str | None = None,
                   ms_input_sigmoid: bool = False, dropout: float = 0.7) -> nn.Module:
-    """Ego-RNN: CAM attention on ``f_nobn`` + ConvLSTM (Table 1, "ConvLSTM-attention")."""
+    """Ego-RNN: CAM attention on f_nobn + ConvLSTM (Table 1, "ConvLSTM-attention")."""
     return _rgb_model(num_classes, backbone, pretrained, mem_size=mem_size, attention=True, ms_head=ms_head,
                       ms_input_sigmoid=ms_input_sigmoid, input_size=input_size, dropout=dropout)
 
@@ -55,7 +55,7 @@ def rgb_ms(num_classes: int = GTEA61_CLASSES, backbone: str = "resnet34", pretra
 
 def flow_resnet(num_classes: int = GTEA61_CLASSES, backbone: str = "resnet34", pretrained: str | None = None,
                 stack_size: int = 5, input_size: int = 224, dropout: float = 0.5) -> nn.Module:
-    """Temporal stream on ``stack_size`` flow pairs ("temporal-warp flow")."""
+    """Temporal stream on a stack of flow pairs ("temporal-warp flow")."""
     model = FlowResNet(num_classes, backbone, stack_size, dropout)
     if pretrained:
         load_pretrained(model.backbone, pretrained)
