@@ -1,0 +1,187 @@
+"""``ClipDataset``: instances -> tensors the models take (ARCHITECTURE.md, "Dataset item").
+
+Randomness (training only) is reproducible:
+
+* with ``seed`` set, item ``i`` of epoch ``e`` draws from ``numpy.random.default_rng([seed, e, i])``,
+  whatever the worker, the order or a resume. Tell the dataset the epoch with
+  :meth:`ClipDataset.set_epoch`, or index it with ``(i, e)`` pairs (a sampler can yield them;
+  this also works with persistent workers, whose dataset copies never see ``set_epoch``);
+* with ``seed=None``, draws come from torch's global generator, which DataLoader seeds per worker
+  (``lightning.seed_everything(..., workers=True)`` makes that repeatable).
+
+Per clip the draws are: the temporal start (flow stack or two-in-one pairs), then one
+:class:`~fpar.data.transforms.TrainDraw` (flip, scale, corner) for every frame and modality.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from fpar.data import sampling, transforms
+from fpar.data.frames import FrameCache, read_frame
+from fpar.data.layouts import Instance
+from fpar.errors import FparError
+
+MODALITY_NAMES = ("frames", "flow", "mmaps")
+
+
+class ClipDataset(Dataset):
+    """Clips of ``instances`` as dicts with only the ``modalities`` asked for.
+
+    ``frames`` (T,3,H,W) ImageNet-normalised; ``flow`` (2L,H,W) as x1,y1,x2,y2,... with
+    ``flow_mode="stack"`` or (T,2,H,W) with ``"pairs"`` (two-in-one: RGB and motion maps then use
+    the same frame numbers as the flow); ``mmaps`` (T,1,H,W) in [0,1]; ``label`` int64; ``id`` str.
+    ``views="five"|"ten"`` (evaluation only) adds a leading view axis V to every tensor.
+    ``cache``: a :class:`FrameCache`, ``True`` for a 1 GiB one, or None to decode every time.
+    """
+
+    def __init__(
+        self,
+        instances: Sequence[Instance],
+        *,
+        modalities: Sequence[str] = ("frames",),
+        num_frames: int = 16,
+        stack_size: int = 5,
+        flow_mode: str = "stack",
+        train: bool = False,
+        resize: int = 256,
+        crop: int = 224,
+        views: str = "center",
+        seed: int | None = None,
+        cache: FrameCache | bool | None = None,
+    ) -> None:
+        _validate(modalities, flow_mode, train, resize, crop, views)
+        self.instances = list(instances)
+        self.modalities = tuple(modalities)
+        self.num_frames = num_frames
+        self.stack_size = stack_size
+        self.flow_mode = flow_mode
+        self.train = train
+        self.resize = resize
+        self.crop = crop
+        self.views = views
+        self.seed = seed
+        self.epoch = 0
+        self.cache = FrameCache() if cache is True else (cache if isinstance(cache, FrameCache) else None)
+
+    def __len__(self) -> int:
+        return len(self.instances)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose random draws ``__getitem__`` makes (with ``seed`` set)."""
+        self.epoch = epoch
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor | str]:
+        index, epoch = key if isinstance(key, tuple) else (key, self.epoch)
+        inst = self.instances[index]
+        rng = self._rng(index, epoch)
+        frame_numbers = self._frame_numbers(inst, rng)
+        draw = transforms.draw_train(rng) if self.train else None
+        item: dict[str, torch.Tensor | str] = {}
+        if "frames" in self.modalities:
+            rgb = self._load(inst, "rgb", frame_numbers["rgb"], draw)  # (V, T, h, w, 3)
+            item["frames"] = self._tensor(transforms.normalize_rgb(rgb))
+        if "flow" in self.modalities:
+            item["flow"] = self._tensor(self._flow(inst, frame_numbers["flow"], draw))
+        if "mmaps" in self.modalities:
+            maps = self._load(inst, "mmaps", frame_numbers["rgb"], draw)  # (V, T, h, w)
+            item["mmaps"] = self._tensor(transforms.scale_unit(maps)[:, :, None])
+        item["label"] = torch.tensor(inst.class_id, dtype=torch.int64)
+        item["id"] = inst.instance_id
+        return item
+
+    # --- sampling ------------------------------------------------------------------------------
+
+    def _rng(self, index: int, epoch: int) -> np.random.Generator:
+        if self.seed is not None:
+            return np.random.default_rng([self.seed, epoch, index])
+        return np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+
+    def _frame_numbers(self, inst: Instance, rng: np.random.Generator) -> dict[str, list[int]]:
+        """1-based frame numbers for RGB/motion maps (``rgb``) and for flow (``flow``)."""
+        wants_flow = "flow" in self.modalities
+        if wants_flow and self.flow_mode == "pairs":
+            # Two-in-one: one flow pair per RGB frame, the same numbers for every modality.
+            n = min(len(_frames_of(inst, m)) for m in self._files_needed())
+            numbers = sampling.pairs_indices(n, self.num_frames, self.train, rng)
+            return {"rgb": numbers, "flow": numbers}
+        numbers = {}
+        if wants_flow:
+            n = len(_frames_of(inst, "flow_x"))
+            if n < self.stack_size:
+                raise FparError(f"{inst.instance_id}: {n} flow frames, fewer than the stack of {self.stack_size}")
+            numbers["flow"] = sampling.flow_stack_indices(n, self.stack_size, self.train, rng)
+        if "frames" in self.modalities or "mmaps" in self.modalities:
+            n = len(_frames_of(inst, "rgb" if "frames" in self.modalities else "mmaps"))
+            numbers["rgb"] = sampling.rgb_indices(n, self.num_frames)
+        return numbers
+
+    def _files_needed(self) -> list[str]:
+        wanted = {"frames": ["rgb"], "flow": ["flow_x", "flow_y"], "mmaps": ["mmaps"]}
+        return [f for m in self.modalities for f in wanted[m]]
+
+    # --- loading and transforms ----------------------------------------------------------------
+
+    def _flow(self, inst: Instance, numbers: list[int], draw: transforms.TrainDraw | None) -> np.ndarray:
+        """Flow as ``(V, 2L, h, w)`` (stack, x1,y1,x2,y2,...) or ``(V, T, 2, h, w)`` (pairs)."""
+        fx = self._load(inst, "flow_x", numbers, draw)
+        fy = self._load(inst, "flow_y", numbers, draw)
+        pairs = np.stack([fx, fy], axis=2)  # (V, T, 2, h, w)
+        if self.flow_mode == "stack":
+            pairs = pairs.reshape(pairs.shape[0], -1, *pairs.shape[3:])
+        return transforms.normalize_flow(pairs)
+
+    def _load(
+        self, inst: Instance, kind: str, numbers: list[int], draw: transforms.TrainDraw | None
+    ) -> np.ndarray:
+        """Frames ``numbers`` of one file kind, transformed: uint8 ``(V, T, h, w[, 3])``."""
+        files = _frames_of(inst, kind)
+        views = []
+        for k in numbers:
+            image = self._read(inst, files, k, color=kind == "rgb")
+            image = transforms.resize_short(image, self.resize)
+            if draw is not None:
+                views.append([transforms.train_crop(image, draw, self.crop, is_flow_x=kind == "flow_x")])
+            else:
+                views.append(transforms.eval_views(image, self.crop, self.views, is_flow_x=kind == "flow_x"))
+        return np.stack([np.stack(v) for v in zip(*views)])
+
+    def _read(self, inst: Instance, files: tuple, number: int, color: bool) -> np.ndarray:
+        if not 1 <= number <= len(files):
+            raise FparError(f"{inst.instance_id}: frame {number} requested but the instance has {len(files)}")
+        try:
+            if self.cache is not None:
+                return self.cache.read(files[number - 1], color)
+            return read_frame(files[number - 1], color)
+        except FparError as exc:
+            raise FparError(f"instance {inst.instance_id}: {exc}") from None
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        # The view axis exists only for multi-view evaluation.
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
+        return tensor if self.views != "center" else tensor[0]
+
+
+def _frames_of(inst: Instance, kind: str) -> tuple:
+    files = inst.frames(kind)
+    if not files:
+        raise FparError(f"instance {inst.instance_id}: no {kind} frames")
+    return files
+
+
+def _validate(modalities: Sequence[str], flow_mode: str, train: bool, resize: int, crop: int, views: str) -> None:
+    unknown = sorted(set(modalities) - set(MODALITY_NAMES))
+    if unknown or not modalities:
+        raise FparError(f"modalities must be some of {', '.join(MODALITY_NAMES)}, got {list(modalities)}")
+    if flow_mode not in ("stack", "pairs"):
+        raise FparError(f"flow_mode must be stack or pairs, not {flow_mode!r}")
+    if views not in ("center", "five", "ten"):
+        raise FparError(f"views must be center, five or ten, not {views!r}")
+    if train and views != "center":
+        raise FparError("multi-view crops are for evaluation only (train=False)")
+    if not 0 < crop <= resize:
+        raise FparError(f"crop ({crop}) must be positive and no larger than resize ({resize})")

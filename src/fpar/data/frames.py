@@ -1,0 +1,79 @@
+"""Reading frame images: decode with OpenCV, refuse broken files, optionally keep them in memory.
+
+A frame that cannot be read is an error, never replaced by another frame (issue 3, "Bad input").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fpar.errors import FparError
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_JPEG_MAGIC = b"\xff\xd8"
+
+
+def image_problem(data: bytes) -> str | None:
+    """Why ``data`` is not a complete PNG/JPEG image, or None when its ending looks complete.
+
+    Checking the trailer is cheap and catches truncation before a decoder half-reads the file
+    (some decoders return the top of a truncated image without complaint).
+    """
+    if not data:
+        return "zero-byte file"
+    if data.startswith(_PNG_MAGIC) and data[-8:-4] != b"IEND":
+        return "truncated image (no PNG end chunk)"
+    if data.startswith(_JPEG_MAGIC) and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
+        return "truncated image (no JPEG end marker)"
+    return None
+
+
+def decode(data: bytes, color: bool) -> np.ndarray | None:
+    """Decode image bytes to uint8 ``(H, W, 3)`` RGB or ``(H, W)`` grey; None if undecodable."""
+    flag = cv2.IMREAD_COLOR_RGB if color else cv2.IMREAD_GRAYSCALE
+    return cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+
+
+def read_frame(path: Path, color: bool) -> np.ndarray:
+    """Read one frame, raising :class:`FparError` naming ``path`` if it is missing or broken."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise FparError(f"{path}: cannot read frame ({exc.strerror or exc})") from None
+    problem = image_problem(data)
+    image = None if problem else decode(data, color)
+    if image is None:
+        raise FparError(f"{path}: {problem or 'corrupt image (cannot decode)'}")
+    return image
+
+
+class FrameCache:
+    """Decoded uint8 frames kept in memory so later epochs skip PNG decoding.
+
+    Once ``max_bytes`` is reached nothing more is added (no eviction): every epoch reads the
+    same frames in a new order, so evicting would only trade one miss for another.
+    With DataLoader workers each worker fills its own copy; use ``persistent_workers=True``
+    so the copies survive between epochs.
+    """
+
+    def __init__(self, max_bytes: int = 1 << 30) -> None:
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+        self._frames: dict[tuple[str, bool], np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def read(self, path: Path, color: bool) -> np.ndarray:
+        key = (str(path), color)
+        image = self._frames.get(key)
+        if image is None:
+            image = read_frame(path, color)
+            if self.nbytes + image.nbytes <= self.max_bytes:
+                image.flags.writeable = False  # shared between items: nobody may modify it
+                self._frames[key] = image
+                self.nbytes += image.nbytes
+        return image
