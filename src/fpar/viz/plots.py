@@ -1,0 +1,85 @@
+"""Static figures: training curves, confusion matrices and grids of small maps (PNG)."""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from fpar.io import atomic_path  # noqa: E402
+
+
+def _save(fig, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_curves(rows: Sequence[dict], path: str | os.PathLike, title: str = "") -> None:
+    """Loss (train and validation) and validation accuracy per epoch.
+
+    ``rows``: dicts with ``epoch`` and any of ``train_loss``, ``val_loss``, ``val_accuracy``
+    (missing or None values are skipped, since validation runs only every few epochs).
+    """
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for key, style in (("train_loss", "-"), ("val_loss", "o-")):
+        points = [(r["epoch"], r[key]) for r in rows if r.get(key) is not None]
+        if points:
+            ax_loss.plot(*zip(*points), style, label=key.replace("_", " "))
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("loss")
+    ax_loss.legend()
+    points = [(r["epoch"], 100 * r["val_accuracy"]) for r in rows if r.get("val_accuracy") is not None]
+    if points:
+        ax_acc.plot(*zip(*points), "o-", color="tab:green")
+    ax_acc.set_xlabel("epoch")
+    ax_acc.set_ylabel("validation accuracy (%)")
+    ax_acc.set_ylim(0, 100)
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)
+
+
+def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: str | os.PathLike,
+                   title: str = "") -> None:
+    """Row-normalised confusion matrix (rows: true class, columns: predicted)."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    totals = matrix.sum(axis=1, keepdims=True)
+    rates = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
+    size = max(4.0, 0.28 * len(class_names) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(class_names)), class_names, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(class_names)), class_names, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    if title:
+        ax.set_title(title)
+    _save(fig, path)
+
+
+def plot_map_grid(rows: Sequence[tuple[str, np.ndarray]], path: str | os.PathLike, title: str = "",
+                  cmap: str = "viridis") -> None:
+    """One row per named stack of maps ``(T, h, w)`` (or RGB ``(T, H, W, 3)``), one column per frame.
+
+    Used for motion maps before/after downsampling, the MS head's predictions and the two-in-one
+    modulation maps, side by side over time.
+    """
+    columns = max(len(maps) for _, maps in rows)
+    fig, axes = plt.subplots(len(rows), columns, figsize=(1.6 * columns, 1.6 * len(rows)), squeeze=False)
+    for r, (name, maps) in enumerate(rows):
+        for c in range(columns):
+            ax = axes[r][c]
+            ax.axis("off")
+            if c < len(maps):
+                ax.imshow(maps[c], cmap=None if np.ndim(maps[c]) == 3 else cmap)
+        axes[r][0].set_title(name, fontsize=8, loc="left")
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)
