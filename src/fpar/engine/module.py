@@ -1,0 +1,135 @@
+"""``FparModule``: one LightningModule for every model and training stage of the paper.
+
+It holds the registry model as ``self.model`` (so checkpoint keys are ``model.*``, the shared
+format of ``fpar.checkpoint``), applies the stage rules (which parameters train, which modules
+stay in eval mode), computes ``CE + weight * MS`` and logs loss and accuracy.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from fpar.engine.losses import total_loss
+from fpar.engine.stages import configure_stage, set_train_mode
+from fpar.errors import FparError
+from fpar.models import build_model
+
+
+class NonFiniteLossError(FparError):
+    """The training loss became NaN or infinite; the run stops before the step is applied."""
+
+
+def model_spec(config: dict[str, Any], classes: list[str]) -> dict[str, Any]:
+    """``build_model`` keywords from the config: class count from the dataset, input size from the crop."""
+    spec = dict(config["model"])
+    if spec["num_classes"] is None:
+        spec["num_classes"] = len(classes)
+    elif spec["num_classes"] < len(classes):
+        raise FparError(f"config key 'model.num_classes' is {spec['num_classes']} but the dataset has "
+                        f"{len(classes)} classes")
+    spec["input_size"] = config["data"]["crop"]
+    return spec
+
+
+def epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+
+
+class FparModule(L.LightningModule):
+    def __init__(self, config: dict[str, Any], classes: list[str]):
+        super().__init__()
+        # plain values only: checkpoints must load with weights_only=True
+        self.save_hyperparameters({"config": config, "classes": list(classes)})
+        self.config = config
+        self.classes = list(classes)
+        spec = model_spec(config, self.classes)
+        self.model = build_model(**spec)
+        self.stage = config["stage"]["name"]
+        self.stage_options = config["stage"]["options"]
+        self.ms_loss = config["loss"]["ms"]
+        self.train_loss = MeanMetric()
+        self.val_loss = MeanMetric()
+        self.val_acc = MulticlassAccuracy(spec["num_classes"], average="micro")
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return self.model(batch)
+
+    # --- training ----------------------------------------------------------------------------
+
+    def on_train_epoch_start(self) -> None:
+        # Dropout draws from the global generator: seed it per (epoch, rank) so a resumed run
+        # repeats the uninterrupted one exactly.
+        seed = epoch_seed(self.config["trainer"]["seed"], self.current_epoch, self.global_rank)
+        torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        self.model.train()
+        set_train_mode(self.model, self.stage, **self.stage_options)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        out = self.model(batch)
+        loss, parts = total_loss(out, batch, self.ms_loss)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"training loss is {loss.item()} at epoch {self.current_epoch}, "
+                                     f"global step {self.global_step} (batch {batch_idx}); run stopped")
+        size = len(batch["label"])
+        self.train_loss.update(loss.detach(), weight=size)
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=size)
+        if "ms" in parts:
+            self.log_dict({"train/ce": parts["ce"].detach(), "train/ms": parts["ms"].detach()}, batch_size=size)
+        self.log("train/loss_epoch", self.train_loss, on_step=False, on_epoch=True, batch_size=size)
+        return loss
+
+    # --- validation --------------------------------------------------------------------------
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        out = self.model(batch)
+        loss, _ = total_loss(out, batch, self.ms_loss)
+        size = len(batch["label"])
+        self.val_loss.update(loss, weight=size)
+        self.val_acc.update(out["logits"], batch["label"])
+        self.log("val/loss", self.val_loss, on_epoch=True, batch_size=size)
+        self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True, batch_size=size)
+
+    # --- optimisation ------------------------------------------------------------------------
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        groups = configure_stage(self.model, self.stage, **self.stage_options)
+        opt = self.config["optimizer"]
+        names = {g["name"] for g in groups}
+        for name in opt["group_lr"]:
+            if name not in names:
+                raise FparError(f"config key 'optimizer.group_lr.{name}': stage '{self.stage}' has no parameter "
+                                f"group '{name}' (it has {', '.join(sorted(names))})")
+        param_groups = [{"name": g["name"], "params": g["params"], "lr": opt["group_lr"].get(g["name"], opt["lr"])}
+                        for g in groups if g["params"]]
+        if opt["name"] == "adam":
+            optimizer = torch.optim.Adam(param_groups, lr=opt["lr"], weight_decay=opt["weight_decay"], eps=opt["eps"])
+        else:
+            optimizer = torch.optim.SGD(param_groups, lr=opt["lr"], momentum=opt["momentum"],
+                                        weight_decay=opt["weight_decay"])
+        sched = self.config["scheduler"]
+        if sched["name"] == "none":
+            return {"optimizer": optimizer}
+        if sched["name"] == "multistep":
+            scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, sched["milestones"], sched["gamma"])
+        else:
+            scheduler = torch.optim.lr_scheduler.StepLR(optimizer, sched["step_size"], sched["gamma"])
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    # --- checkpoints -------------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # A diverged model must not overwrite the last good checkpoint.
+        for name, tensor in self.model.state_dict().items():
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise NonFiniteLossError(f"weight '{name}' is not finite at epoch {self.current_epoch}, "
+                                         f"global step {self.global_step}; run stopped, checkpoint not written")
+        checkpoint["fpar"] = {"model": dict(self.model.build_spec), "classes": self.classes, "config": self.config}

@@ -1,0 +1,196 @@
+"""``train(config)``: one experiment from a resolved config to a run directory.
+
+``<out>/<experiment>/`` holds ``config.yaml`` (resolved), ``best.ckpt`` (best validation accuracy),
+``last.ckpt`` (end of the latest epoch, what ``resume`` continues from), ``metrics.csv`` /
+``metrics.json`` (one row per validation) and TensorBoard logs under ``tensorboard/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Iterator
+
+import lightning as L
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import nn
+
+from fpar.checkpoint import load_checkpoint, model_state_dict
+from fpar.engine.callbacks import AtomicCheckpointIO, MetricsHistory
+from fpar.engine.config import dump_config, validate_config
+from fpar.engine.datamodule import FparDataModule
+from fpar.engine.module import FparModule, NonFiniteLossError
+from fpar.errors import FparError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OUT = "runs"
+
+
+def train(config: dict[str, Any], *, data_root: str | os.PathLike | None = None,
+          out_dir: str | os.PathLike | None = None, resume: bool = False, devices: int | str | None = None,
+          num_nodes: int | None = None, precision: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train one experiment; returns ``run_dir``, ``best_ckpt``, ``last_ckpt``, ``best_val_accuracy``,
+    ``epochs_done`` and ``metrics`` (the validation rows).
+
+    ``resume`` continues from ``last.ckpt`` when the run directory has one (and starts afresh when
+    it has none); without it an existing run is an error rather than silently overwritten. Keyword
+    arguments given here override the config's ``trainer``/``data.root`` values.
+    """
+    config = copy.deepcopy(config)
+    for key, value in (("devices", devices), ("num_nodes", num_nodes), ("precision", precision)):
+        if value is not None:
+            config.setdefault("trainer", {})[key] = value
+    if data_root is not None:
+        config.setdefault("data", {})["root"] = str(data_root)
+    config = validate_config(config)
+
+    out_root = Path(out_dir if out_dir is not None else DEFAULT_OUT)
+    run_dir = out_root / config["experiment"]
+    last = run_dir / "last.ckpt"
+    if last.exists() and not resume:
+        raise FparError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another "
+                        "--out or experiment name")
+    resume_from = last if resume and last.exists() else None
+    init_from = resolve_init_from(config["init_from"], out_root)
+
+    with quiet_lightning():
+        L.seed_everything(config["trainer"]["seed"], verbose=False)  # the model's random init too
+        datamodule = FparDataModule(config)
+        module = FparModule(config, datamodule.classes)
+        if init_from and resume_from is None:
+            load_init_weights(module.model, init_from, datamodule.classes)
+        history = MetricsHistory(run_dir)
+        best = ModelCheckpoint(dirpath=run_dir, filename="best", monitor="val/acc", mode="max", save_top_k=1,
+                               auto_insert_metric_name=False, enable_version_counter=False)
+        latest = ModelCheckpoint(dirpath=run_dir, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
+                                 save_on_train_epoch_end=True, enable_version_counter=False)
+        trainer = build_trainer(config, run_dir, [history, best, latest], progress)
+        if rank_zero_only.rank == 0:
+            dump_config(config, run_dir / "config.yaml")
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+        except NonFiniteLossError as exc:
+            kept = f"last good checkpoint: {last}" if last.exists() else "no checkpoint had been saved yet"
+            raise FparError(f"{exc}; {kept}") from None
+
+    best_score = best.best_model_score
+    return {
+        "run_dir": str(run_dir),
+        "best_ckpt": str(run_dir / "best.ckpt") if (run_dir / "best.ckpt").exists() else None,
+        "last_ckpt": str(last) if last.exists() else None,
+        "best_val_accuracy": float(best_score) if best_score is not None else None,
+        "epochs_done": trainer.current_epoch,
+        "metrics": list(history.rows),
+    }
+
+
+def build_trainer(config: dict[str, Any], run_dir: Path, callbacks: list[L.Callback], progress: bool) -> L.Trainer:
+    tr = config["trainer"]
+    if progress:
+        callbacks = [*callbacks, TQDMProgressBar()]
+    return L.Trainer(
+        max_epochs=tr["epochs"],
+        accelerator=tr["accelerator"],
+        devices=tr["devices"],
+        num_nodes=tr["num_nodes"],
+        strategy=tr["strategy"],
+        precision=tr["precision"],
+        # "warn": some CUDA kernels (adaptive pooling backward) have no deterministic version
+        deterministic="warn" if tr["deterministic"] else False,
+        check_val_every_n_epoch=tr["val_every"],
+        log_every_n_steps=tr["log_every_n_steps"],
+        num_sanity_val_steps=0,
+        # the train loader is built per epoch for that epoch's seeded clips (see datamodule)
+        reload_dataloaders_every_n_epochs=1,
+        use_distributed_sampler=False,
+        callbacks=callbacks,
+        logger=TensorBoardLogger(run_dir, name="tensorboard", version="", default_hp_metric=False),
+        plugins=[AtomicCheckpointIO()],
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        default_root_dir=run_dir,
+    )
+
+
+def resolve_init_from(init_from: str | dict[str, str] | None, out_root: Path) -> str | dict[str, str] | None:
+    """Checkpoint paths of ``init_from``, relative ones against the out root; missing ones are an error."""
+    if init_from is None:
+        return None
+    entries = {"": init_from} if isinstance(init_from, str) else init_from
+    resolved = {}
+    for submodule, path in entries.items():
+        full = Path(path).expanduser()
+        full = full if full.is_absolute() else out_root / full
+        if not full.is_file():
+            key = f"init_from.{submodule}" if submodule else "init_from"
+            raise FparError(f"config key '{key}': checkpoint {full} not found (train that stage first)")
+        resolved[submodule] = str(full)
+    return resolved[""] if isinstance(init_from, str) else resolved
+
+
+def load_init_weights(model: nn.Module, init_from: str | dict[str, str], classes: list[str]) -> None:
+    """Load fpar checkpoint weights into ``model`` (or into its named submodules).
+
+    Whole modules present on one side only (a two-in-one model's ``motion`` layers when starting
+    from an RGB row, an MS head the target lacks) are skipped and reported in one line; every module
+    both sides have must match exactly.
+    """
+    entries = {"": init_from} if isinstance(init_from, str) else init_from
+    for submodule, path in entries.items():
+        key = f"init_from.{submodule}" if submodule else "init_from"
+        target = model.get_submodule(submodule) if submodule else model
+        ckpt = load_checkpoint(path)
+        if ckpt["fpar"].get("classes") and ckpt["fpar"]["classes"] != classes:
+            raise FparError(f"config key '{key}': {path} was trained on other classes than this dataset's")
+        source = model_state_dict(ckpt)
+        own = target.state_dict()
+        only_target = _top_modules(own) - _top_modules(source)
+        only_source = _top_modules(source) - _top_modules(own)
+        source = {k: v for k, v in source.items() if _top(k) not in only_source}
+        try:
+            missing, _ = target.load_state_dict(source, strict=False)
+        except RuntimeError as exc:
+            raise FparError(f"config key '{key}': {path} does not fit the model: {str(exc).splitlines()[-1].strip()}") \
+                from None
+        partial = sorted(k for k in missing if _top(k) not in only_target)
+        if partial:
+            raise FparError(f"config key '{key}': {path} lacks weights the model needs: {partial[:5]}")
+        if only_target or only_source:
+            log.warning("%s: %s kept as initialised (not in %s)%s", key, ", ".join(sorted(only_target)) or "nothing",
+                        path, f"; checkpoint modules ignored: {', '.join(sorted(only_source))}" if only_source else "")
+
+
+def _top(key: str) -> str:
+    return key.split(".", 1)[0]
+
+
+def _top_modules(state: dict[str, Any]) -> set[str]:
+    return {_top(k) for k in state}
+
+
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Keep Lightning's informational chatter (device listings, tips, worker hints) off the console."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch.utilities.rank_zero",
+                                                    "lightning.pytorch.accelerators.cuda",
+                                                    "lightning.fabric.utilities.seed")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=r".*number of training batches.*logging interval.*")
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
