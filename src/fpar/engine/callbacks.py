@@ -41,6 +41,11 @@ class MetricsHistory(L.Callback):
         self.run_dir = Path(run_dir)
         self.rows: list[dict[str, Any]] = []
         self._validated = False
+        self._lr = 0.0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Epoch schedulers step at the epoch's last batch, before validation: read the lr used now.
+        self._lr = trainer.optimizers[0].param_groups[0]["lr"]
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._validated = not trainer.sanity_checking
@@ -54,7 +59,7 @@ class MetricsHistory(L.Callback):
         self.rows.append({
             "epoch": trainer.current_epoch + 1,
             "step": trainer.global_step,
-            "lr": trainer.optimizers[0].param_groups[0]["lr"],
+            "lr": self._lr,
             "train_loss": float(pl_module.train_loss.compute()),
             "val_loss": float(metrics["val/loss"]),
             "val_accuracy": float(metrics["val/acc"]),

@@ -9,6 +9,7 @@ so a typo fails before a single batch is loaded. The resolved dict is what a run
 from __future__ import annotations
 
 import copy
+import inspect
 import os
 from pathlib import Path
 from typing import Any, Iterable
@@ -17,6 +18,7 @@ import yaml
 
 from fpar.errors import FparError
 from fpar.io import write_text
+from fpar.models.registry import MODELS
 
 STAGE_NAMES = ("rgb_stage1", "rgb_stage2", "flow", "two_stream", "two_in_one_stage3")
 MODALITIES = ("frames", "flow", "mmaps")
@@ -258,15 +260,17 @@ def _string_list(section: dict[str, Any], key: str, dotted: str, *, choices: tup
 
 
 def _check_model(model: dict[str, Any]) -> None:
-    _string(model, "name", "model.name")
+    name = _string(model, "name", "model.name", choices=tuple(MODELS))
     _string(model, "backbone", "model.backbone")
     _string(model, "pretrained", "model.pretrained", null=True)
     _int(model, "num_classes", "model.num_classes", minimum=1, null=True)
-    for key in model:
-        if not isinstance(key, str) or not key.isidentifier():
-            raise FparError(f"config key 'model.{key}' is not a valid build argument name")
     if "input_size" in model:
         raise FparError("config key 'model.input_size' is filled from data.crop; set data.crop instead")
+    takes = inspect.signature(MODELS[name]).parameters
+    for key in model:
+        if key != "name" and key not in takes:
+            raise FparError(f"unknown config key 'model.{key}': model '{name}' takes "
+                            f"{', '.join(k for k in takes if k != 'input_size')}")
 
 
 def _check_data(data: dict[str, Any]) -> None:
