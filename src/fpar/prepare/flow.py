@@ -1,0 +1,78 @@
+"""Dense optical flow between consecutive frames, and its 8-bit storage (REFERENCE.md §1).
+
+``tvl1`` is the faithful choice for real datasets: the reference's flow is TV-L1 as computed by
+dense_flow. ``dis`` is ~200x faster and good enough for tests, demos and quick looks;
+``farneback`` is there for OpenCV builds without the contrib ``optflow`` module.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from fpar.errors import FparError
+
+METHODS = ("tvl1", "dis", "farneback")
+DEFAULT_BOUND = 20.0  # px; the usual dense_flow bound
+
+FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def flow_estimator(method: str = "tvl1") -> FlowFn:
+    """A function ``(prev, next) -> float32 (H, W, 2)`` flow. Build one per video, not per frame:
+    the OpenCV objects allocate their pyramids once."""
+    if method == "tvl1":
+        if not hasattr(cv2, "optflow"):
+            raise FparError("flow method tvl1 needs opencv-contrib (cv2.optflow); use --flow dis or farneback")
+        tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()  # OpenCV's defaults are dense_flow's
+        return lambda prev, nxt: tvl1.calc(_gray(prev), _gray(nxt), None)
+    if method == "dis":
+        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        return lambda prev, nxt: dis.calc(_gray(prev), _gray(nxt), None)
+    if method == "farneback":
+        return lambda prev, nxt: cv2.calcOpticalFlowFarneback(_gray(prev), _gray(nxt), None, 0.5, 3, 15, 3, 5, 1.2, 0)
+    raise FparError(f"unknown flow method {method!r} (choose {', '.join(METHODS)})")
+
+
+def compute_flow(prev_rgb_or_gray: np.ndarray, next_rgb_or_gray: np.ndarray, method: str = "tvl1") -> np.ndarray:
+    """Flow from one frame to the next, float32 ``(H, W, 2)`` in pixels (x right, y down).
+
+    For a whole video use :func:`flow_estimator` once and call it per frame pair.
+    """
+    return flow_estimator(method)(prev_rgb_or_gray, next_rgb_or_gray)
+
+
+def quantize_flow(flow: np.ndarray, bound: float = DEFAULT_BOUND) -> tuple[np.ndarray, np.ndarray]:
+    """dense_flow's 8-bit encoding: clip each component to ``±bound`` and map linearly to 0..255.
+
+    ``round(255 * (v + bound) / (2 * bound))`` puts zero motion at 127.5, which rounds (half to
+    even, as dense_flow's cvRound does) to 128: still pixels are 128.
+    """
+    scaled = (np.clip(flow, -bound, bound) + bound) * (255.0 / (2 * bound))
+    q = np.rint(scaled).astype(np.uint8)
+    return q[..., 0], q[..., 1]
+
+
+def dequantize_flow(x: np.ndarray, y: np.ndarray, bound: float = DEFAULT_BOUND) -> np.ndarray:
+    """Inverse of :func:`quantize_flow` (to within half a step, ``bound / 255`` px): float32 ``(H, W, 2)``."""
+    q = np.stack([x, y], axis=-1).astype(np.float32)
+    return q * (2 * bound / 255.0) - bound
+
+
+def flow_to_rgb(flow: np.ndarray, max_magnitude: float | None = None) -> np.ndarray:
+    """Colour-code flow for viewing: hue = direction, value = magnitude (``max_magnitude`` -> full
+    brightness; default the frame's 99th percentile, so one outlier does not darken the rest)."""
+    magnitude, angle = cv2.cartToPolar(flow[..., 0], flow[..., 1], angleInDegrees=True)
+    top = max_magnitude or float(np.percentile(magnitude, 99)) or 1.0
+    hsv = np.zeros(flow.shape[:2] + (3,), np.uint8)
+    hsv[..., 0] = (angle / 2).astype(np.uint8)  # OpenCV hue is 0..179
+    hsv[..., 1] = 255
+    hsv[..., 2] = np.clip(magnitude / top * 255, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
+def _gray(image: np.ndarray) -> np.ndarray:
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
+    return np.ascontiguousarray(gray, dtype=np.uint8)  # DIS refuses strided views (crops)
