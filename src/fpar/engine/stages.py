@@ -9,9 +9,9 @@ the frozen parts back in eval mode so their batch-norm statistics stay the Image
 | stage | trains |
 |---|---|
 | ``rgb_stage1`` | ConvLSTM, classifier (backbone frozen, eval) |
-| ``rgb_stage2`` | + conv1/conv2 of layer4's blocks (BNs frozen), backbone ``fc``, MS head |
+| ``rgb_stage2`` | + conv1/conv2 of layer4's blocks (BNs frozen), backbone ``fc.weight`` (with attention), MS head |
 | ``flow`` | the whole flow network |
-| ``two_stream`` | fusion classifier; RGB ConvLSTM, layer4 convs, ``fc``; flow layer4 (group ``flow_layer4``) |
+| ``two_stream`` | fusion classifier; RGB ConvLSTM, layer4 convs, ``fc.weight``; flow layer4 (group ``flow_layer4``) |
 | ``two_in_one_stage3`` | the ``rgb_stage2`` set + motion condition/modulation (+ conv1 with ``train_conv1``) |
 
 Two-in-one models train stages 1 and 2 with the RGB rules: their motion layers stay frozen.
@@ -54,19 +54,21 @@ def _layer4_convs(backbone: nn.Module) -> list[nn.Module]:
     return [conv for block in backbone.layer4 for conv in (block.conv1, block.conv2)]
 
 
-def _rgb_modules(model: RGBConvLSTM, fine_tune: bool) -> list[nn.Module]:
-    modules: list[nn.Module] = [model.convlstm, model.classifier]
+def _rgb_parts(model: RGBConvLSTM, fine_tune: bool) -> list[nn.Module | nn.Parameter]:
+    parts: list[nn.Module | nn.Parameter] = [model.convlstm, model.classifier]
     if fine_tune:
-        modules += _layer4_convs(model.backbone)
-        if model.attention:  # fc only matters through the attention it drives
-            modules.append(model.backbone.fc)
+        parts += _layer4_convs(model.backbone)
+        if model.attention:
+            # fc matters only through the attention, which reads its weight rows (not the bias, and
+            # the argmax passes no gradient): a parameter without gradient would stall DDP
+            parts.append(model.backbone.fc.weight)
         if model.ms_head is not None:
-            modules.append(model.ms_head)
-    return modules
+            parts.append(model.ms_head)
+    return parts
 
 
-def _params(modules: Iterable[nn.Module]) -> list[nn.Parameter]:
-    return [p for module in modules for p in module.parameters()]
+def _params(parts: Iterable[nn.Module | nn.Parameter]) -> list[nn.Parameter]:
+    return [p for part in parts for p in ([part] if isinstance(part, nn.Parameter) else part.parameters())]
 
 
 def configure_stage(model: nn.Module, stage: str, **options: Any) -> list[dict[str, Any]]:
@@ -74,17 +76,18 @@ def configure_stage(model: nn.Module, stage: str, **options: Any) -> list[dict[s
     _check(model, stage, options)
     groups: dict[str, list[nn.Parameter]] = {"main": []}
     if stage in ("rgb_stage1", "rgb_stage2"):
-        groups["main"] = _params(_rgb_modules(model, fine_tune=stage == "rgb_stage2"))
+        groups["main"] = _params(_rgb_parts(model, fine_tune=stage == "rgb_stage2"))
     elif stage == "two_in_one_stage3":
-        modules = _rgb_modules(model, fine_tune=True) + [model.motion]
+        parts = _rgb_parts(model, fine_tune=True) + [model.motion]
         if options.get("train_conv1"):
-            modules.append(model.backbone.conv1)
-        groups["main"] = _params(modules)
+            parts.append(model.backbone.conv1)
+        groups["main"] = _params(parts)
     elif stage == "flow":
         groups["main"] = list(model.parameters())
     elif stage == "two_stream":
         rgb = model.rgb_model
-        groups["main"] = _params([model.classifier, rgb.convlstm, *_layer4_convs(rgb.backbone), rgb.backbone.fc])
+        groups["main"] = _params([model.classifier, rgb.convlstm, *_layer4_convs(rgb.backbone),
+                                  rgb.backbone.fc.weight])
         groups["flow_layer4"] = list(model.flow_model.backbone.layer4.parameters())
 
     trained = {id(p) for params in groups.values() for p in params}
