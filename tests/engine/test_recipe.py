@@ -1,6 +1,5 @@
 """Recipes: stage chaining, skipping finished stages, resuming an interrupted one (train() faked)."""
 
-import json
 from pathlib import Path
 
 import pytest
@@ -27,9 +26,8 @@ class FakeTrain:
         if config["experiment"] == self.interrupt:
             raise KeyboardInterrupt
         (run_dir / "best.ckpt").write_text("weights")
-        (run_dir / "metrics.json").write_text(json.dumps({"best_val_accuracy": 0.5, "epochs_done": 3}))
         return {"run_dir": str(run_dir), "best_ckpt": str(run_dir / "best.ckpt"),
-                "last_ckpt": str(run_dir / "last.ckpt"), "best_val_accuracy": 0.5, "epochs_done": 3}
+                "last_ckpt": str(run_dir / "last.ckpt"), "best_val_accuracy": 0.5, "epochs_done": 3, "metrics": []}
 
 
 def test_stages_chain_skip_when_done_and_resume_when_interrupted(tmp_path, monkeypatch):

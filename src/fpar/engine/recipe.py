@@ -14,9 +14,9 @@ optional ``overrides`` (``key.sub=value`` strings, as on the command line) and o
         init_from: {flow_model: {stage: flow}, rgb_model: {stage: rgb_stage2}}
 
 ``{stage: X}`` becomes ``<out>/<X's experiment>/best.ckpt``. Every stage's config is loaded and
-checked before the first one trains. A finished stage (its run directory has ``best.ckpt`` and
-the final ``metrics.json``) is skipped; a stage with only ``last.ckpt`` resumes from it; so a
-killed ``fpar run`` picks up where it stopped when run again.
+checked before the first one trains. A finished stage (its run directory has ``summary.json``,
+written when its training returned) is skipped; an unfinished one with a ``last.ckpt`` resumes
+from it; so a killed ``fpar run`` picks up where it stopped when run again.
 """
 
 from __future__ import annotations
@@ -30,8 +30,13 @@ import yaml
 
 from fpar.engine.config import load_config, validate_config
 from fpar.errors import FparError
+from fpar.io import write_text
 
 STAGE_KEYS = ("name", "config", "overrides", "init_from")
+# Written into a run directory once train() has returned: its summary, and the sign the run is finished
+# (metrics.json grows with every validation, last.ckpt with every epoch).
+DONE_MARKER = "summary.json"
+SUMMARY_KEYS = ("run_dir", "best_ckpt", "last_ckpt", "best_val_accuracy", "epochs_done")
 
 
 def load_recipe(path: str | os.PathLike, overrides: Iterable[str] = ()) -> list[dict[str, Any]]:
@@ -102,19 +107,12 @@ def resolve_init_from(init_from: Any, stages: list[dict[str, Any]], out_dir: Pat
 
 
 def run_state(run_dir: Path) -> str:
-    """'done' (finished: best.ckpt and the final metrics.json), 'partial' (last.ckpt only) or 'new'."""
-    if (run_dir / "best.ckpt").is_file() and (run_dir / "metrics.json").is_file():
+    """'done' (train() returned: DONE_MARKER written), 'partial' (a last.ckpt to resume) or 'new'."""
+    if (run_dir / DONE_MARKER).is_file():
         return "done"
     if (run_dir / "last.ckpt").is_file():
         return "partial"
     return "new"
-
-
-def finished_summary(run_dir: Path) -> dict[str, Any]:
-    """What train() returned for a finished run, read back from its metrics.json."""
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    return {"run_dir": str(run_dir), "best_ckpt": str(run_dir / "best.ckpt"), "last_ckpt": str(run_dir / "last.ckpt"),
-            "best_val_accuracy": metrics["best_val_accuracy"], "epochs_done": metrics["epochs_done"]}
 
 
 def _train(config: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
@@ -126,14 +124,17 @@ def _train(config: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
 def train_or_skip(config: dict[str, Any], out_dir: Path, **train_kwargs: Any) -> dict[str, Any]:
     """Train one run unless it finished already; resume it if it was interrupted.
 
-    Returns train()'s summary plus ``state``, the state the run was found in ('done', 'partial', 'new').
+    Returns train()'s summary (without the metrics rows) plus ``state``, the state the run was
+    found in: 'done', 'partial' or 'new'.
     """
     run_dir = out_dir / config["experiment"]
     state = run_state(run_dir)
     if state == "done":
-        summary = finished_summary(run_dir)
+        summary = json.loads((run_dir / DONE_MARKER).read_text())
     else:
         summary = _train(config, out_dir=out_dir, resume=state == "partial", **train_kwargs)
+        summary = {key: summary[key] for key in SUMMARY_KEYS}
+        write_text(run_dir / DONE_MARKER, json.dumps(summary, indent=1) + "\n")
     return {**summary, "state": state}
 
 
