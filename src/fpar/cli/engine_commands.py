@@ -1,0 +1,104 @@
+"""``fpar train`` and ``fpar eval``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+from fpar.engine.config import PRECISIONS, load_config
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    train = subparsers.add_parser(
+        "train", help="train one experiment config",
+        description="Train one experiment. The run directory <out>/<experiment>/ gets config.yaml, best.ckpt, "
+                    "last.ckpt, metrics.csv/json and TensorBoard logs. Multi-GPU/multi-node: --devices/--num-nodes "
+                    "(or launch with torchrun / SLURM and set trainer.strategy=ddp).")
+    train.__class__ = _IntermixedParser
+    train.add_argument("config", help="experiment YAML (e.g. configs/gtea61/rgb-attention_r34_16f_stage2.yaml)")
+    train.add_argument("overrides", nargs="*", metavar="key.sub=value",
+                       help="config overrides, values in YAML (e.g. trainer.epochs=10 optimizer.lr=1e-3)")
+    train.add_argument("--data", metavar="ROOT", help="dataset root (overrides data.root)")
+    train.add_argument("--out", metavar="DIR", help="runs folder (default: runs)")
+    train.add_argument("--resume", action="store_true", help="continue the run from its last.ckpt")
+    train.add_argument("--devices", type=_devices, metavar="N", help="devices per node (int or auto)")
+    train.add_argument("--num-nodes", type=int, metavar="N", help="number of nodes")
+    train.add_argument("--precision", choices=PRECISIONS, help="numeric precision")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.set_defaults(func=run_train)
+
+    ev = subparsers.add_parser(
+        "eval", help="evaluate a checkpoint on held-out subjects",
+        description="Top-1, top-5, mean per-class and per-class accuracy of a checkpoint.")
+    ev.add_argument("checkpoint", help="fpar checkpoint (best.ckpt, last.ckpt or an imported reference model)")
+    ev.add_argument("--data", metavar="ROOT", required=True, help="dataset root")
+    ev.add_argument("--split", metavar="S2[,S4]", help="subjects to evaluate on (default: the run's val subjects)")
+    ev.add_argument("--views", choices=("center", "five", "ten"), default="center",
+                    help="centre crop, or five/ten crops with averaged scores")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--predictions", metavar="FILE", help="write per-clip predictions and scores (CSV)")
+    ev.add_argument("--batch-size", type=int, default=8, metavar="N")
+    ev.add_argument("--workers", type=int, default=0, metavar="N", help="data-loading processes")
+    ev.add_argument("--devices", type=int, default=1, metavar="N", help="processes (DDP) to score with")
+    ev.add_argument("--accelerator", default="auto", help="auto, cpu, gpu, ...")
+    ev.set_defaults(func=run_eval)
+
+
+class _IntermixedParser(argparse.ArgumentParser):
+    """Lets positionals follow options (``CONFIG --data ROOT key=value``); plain argparse stops
+    filling a ``*`` positional at the first option."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        if getattr(self, "_intermixing", False):  # parse_known_intermixed_args calls back in here
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
+def _devices(text: str) -> int | str:
+    return text if text == "auto" else int(text)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from fpar.engine.train import train
+
+    config = load_config(args.config, args.overrides)
+    result = train(config, data_root=args.data, out_dir=args.out, resume=args.resume, devices=args.devices,
+                   num_nodes=args.num_nodes, precision=args.precision, progress=not args.no_progress)
+    if rank_zero_only.rank == 0:
+        best = result["best_val_accuracy"]
+        print(f"{config['experiment']}: {result['epochs_done']} epochs, best validation accuracy "
+              f"{'-' if best is None else f'{100 * best:.2f}%'}")
+        print(f"  run directory  {result['run_dir']}")
+        print(f"  best           {result['best_ckpt'] or '(no validation yet)'}")
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from fpar.engine.evaluate import evaluate
+
+    result = evaluate(args.checkpoint, args.data, split=args.split, views=args.views, batch_size=args.batch_size,
+                      devices=args.devices, accelerator=args.accelerator, workers=args.workers,
+                      predictions_csv=args.predictions)
+    if rank_zero_only.rank != 0:
+        return 0
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"checkpoint   {result['checkpoint']}")
+    print(f"split        {','.join(result['split'])} ({result['n']} clips, {result['views']} view{'s' * (result['views'] != 'center')})")
+    print(f"top-1        {100 * result['accuracy']:6.2f}%")
+    print(f"top-5        {100 * result['top5']:6.2f}%")
+    print(f"mean class   {100 * result['mean_class_accuracy']:6.2f}%")
+    width = max(len("class"), *(len(name) for name in result["per_class"]))
+    print(f"\n{'class':<{width}}  accuracy")
+    for name, acc in result["per_class"].items():
+        print(f"{name:<{width}}  {100 * acc:7.2f}%")
+    if args.predictions:
+        print(f"\npredictions  {args.predictions}")
+    return 0
