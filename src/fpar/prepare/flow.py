@@ -7,12 +7,17 @@ dense_flow. ``dis`` is ~200x faster and good enough for tests, demos and quick l
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 import cv2
 import numpy as np
+from PIL import Image
+from tqdm import tqdm
 
 from fpar.errors import FparError
+from fpar.io import atomic_path
+from fpar.prepare.video import read_video, resize_short_side
 
 METHODS = ("tvl1", "dis", "farneback")
 DEFAULT_BOUND = 20.0  # px; the usual dense_flow bound
@@ -71,6 +76,35 @@ def flow_to_rgb(flow: np.ndarray, max_magnitude: float | None = None) -> np.ndar
     hsv[..., 1] = 255
     hsv[..., 2] = np.clip(magnitude / top * 255, 0, 255).astype(np.uint8)
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
+def write_flow_gif(
+    video_path: str | Path,
+    out_path: str | Path,
+    *,
+    method: str = "dis",
+    size: int | None = None,
+    max_frames: int | None = None,
+    progress: bool = True,
+) -> int:
+    """Write a GIF of each frame beside its colour-coded flow to the next; returns the frames written.
+
+    One brightness scale for the whole clip (99th percentile of all magnitudes), so a still
+    moment looks dark instead of amplifying its noise.
+    """
+    video = read_video(video_path, max_frames)
+    frames = [resize_short_side(f, size) for f in video.frames]
+    if len(frames) < 2:
+        raise FparError(f"{video_path}: {len(frames)} frame(s); flow needs at least 2")
+    estimate = flow_estimator(method)
+    pairs = tqdm(range(len(frames) - 1), desc="flow", unit="frame", disable=not progress)
+    flows = [estimate(frames[k], frames[k + 1]) for k in pairs]
+    top = float(np.percentile(np.linalg.norm(np.stack(flows), axis=-1), 99)) or 1.0
+    panels = [Image.fromarray(np.hstack([f, flow_to_rgb(fl, top)])) for f, fl in zip(frames, flows)]
+    duration = round(1000 / video.fps) if video.fps else 100
+    with atomic_path(out_path) as tmp:
+        panels[0].save(tmp, format="GIF", save_all=True, append_images=panels[1:], duration=duration, loop=0)
+    return len(panels)
 
 
 def _gray(image: np.ndarray) -> np.ndarray:
