@@ -1,0 +1,122 @@
+"""Experiment configs: inheritance, overrides, defaults, and one-line errors naming the key."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fpar.engine.config import DEFAULTS, dump_config, load_config, parse_override, validate_config
+from fpar.errors import FparError
+
+from engine_tiny import tiny_config
+
+
+def write(path: Path, data: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture
+def configs(tmp_path):
+    write(tmp_path / "_base_" / "data.yaml", {"data": {"num_frames": 7, "crop": 112}, "trainer": {"epochs": 9}})
+    write(tmp_path / "_base_" / "model.yaml", {"model": {"name": "rgb_attention", "mem_size": 64},
+                                                "stage": {"name": "rgb_stage1"}})
+    return write(tmp_path / "rows" / "my-row.yaml", {
+        "_base_": ["../_base_/data.yaml", "../_base_/model.yaml"],
+        "trainer": {"epochs": 11},
+        "optimizer": {"lr": "1e-3"},  # YAML 1.1 reads this as a string
+    })
+
+
+def test_bases_merge_in_order_and_the_file_wins(configs):
+    config = load_config(configs)
+    assert config["experiment"] == "my-row"
+    assert config["data"]["num_frames"] == 7 and config["data"]["crop"] == 112
+    assert config["model"]["mem_size"] == 64 and config["stage"]["name"] == "rgb_stage1"
+    assert config["trainer"]["epochs"] == 11
+    assert config["optimizer"]["lr"] == pytest.approx(1e-3)
+    # everything else from the defaults
+    assert config["scheduler"] == DEFAULTS["scheduler"]
+    assert config["data"]["val_subjects"] == ["S2"]
+
+
+def test_overrides_are_yaml_values_and_may_open_sections(configs):
+    config = load_config(configs, ["trainer.epochs=3", "data.train_subjects=[S1, S4]", "loss.ms.kind=regression",
+                                   "optimizer.group_lr.main=1.0e-5", "trainer.precision=bf16-mixed", "experiment=x"])
+    assert config["trainer"]["epochs"] == 3
+    assert config["data"]["train_subjects"] == ["S1", "S4"]
+    assert config["loss"]["ms"] == {"kind": "regression", "threshold": 0.0, "regression": "mse", "weight": 1.0}
+    assert config["optimizer"]["group_lr"] == {"main": 1e-5}
+    assert config["trainer"]["precision"] == "bf16-mixed"
+    assert config["experiment"] == "x"
+
+
+def test_integer_precision_is_normalised(configs):
+    assert load_config(configs, ["trainer.precision=32"])["trainer"]["precision"] == "32"
+
+
+def test_dump_round_trips(configs, tmp_path):
+    config = load_config(configs)
+    path = tmp_path / "resolved.yaml"
+    dump_config(config, path)
+    assert load_config(path) == config
+    assert validate_config(yaml.safe_load(dump_config(config))) == config
+
+
+@pytest.mark.parametrize("override, key", [
+    ("trainer.epoch=3", "trainer.epoch"),
+    ("optimiser.lr=1", "optimiser"),
+    ("data.subjects=[S1]", "data.subjects"),
+    ("loss.ms.wieght=2", "loss.ms.wieght"),
+    ("model.mem=3", "model.mem"),
+])
+def test_unknown_key_is_named(configs, override, key):
+    with pytest.raises(FparError, match=rf"unknown config key '{key}'"):
+        load_config(configs, [override])
+
+
+@pytest.mark.parametrize("override, key", [
+    ("trainer.epochs=ten", "trainer.epochs"),
+    ("trainer.epochs=2.5", "trainer.epochs"),
+    ("trainer.deterministic=1", "trainer.deterministic"),
+    ("trainer.precision=8", "trainer.precision"),
+    ("optimizer.lr=true", "optimizer.lr"),
+    ("optimizer.name=rmsprop", "optimizer.name"),
+    ("data.modalities=[rgb]", "data.modalities"),
+    ("data.train_subjects=S1", "data.train_subjects"),
+    ("data.crop=512", "data.crop"),
+    ("scheduler.milestones=[75, 25]", "scheduler.milestones"),
+    ("stage.name=stage3", "stage.name"),
+    ("model.name=resnet", "model.name"),
+    ("model.input_size=112", "model.input_size"),
+    ("loss.ms.regression=huber", "loss.ms.regression"),
+    ("loss.ms=mse", "loss.ms"),
+    ("init_from=3", "init_from"),
+    ("data=3", "data"),
+])
+def test_wrong_type_or_value_is_named(configs, override, key):
+    with pytest.raises(FparError, match=rf"'{key}'"):
+        load_config(configs, [override])
+
+
+def test_missing_model_name_is_named():
+    config = tiny_config()
+    del config["model"]["name"]
+    with pytest.raises(FparError, match="'model.name'"):
+        validate_config(config)
+
+
+def test_override_syntax_and_bad_bases(tmp_path):
+    with pytest.raises(FparError, match="key.sub=value"):
+        parse_override("trainer.epochs")
+    assert parse_override("a.b=[1, 2]") == ("a.b", [1, 2])
+    write(tmp_path / "a.yaml", {"_base_": "b.yaml"})
+    write(tmp_path / "b.yaml", {"_base_": "a.yaml"})
+    with pytest.raises(FparError, match="cycle"):
+        load_config(tmp_path / "a.yaml")
+    write(tmp_path / "c.yaml", {"_base_": "nope.yaml"})
+    with pytest.raises(FparError, match="nope.yaml"):
+        load_config(tmp_path / "c.yaml")
+    with pytest.raises(FparError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
