@@ -1,0 +1,91 @@
+"""Cross-entropy + motion-segmentation loss (REFERENCE.md §2)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fpar.engine.losses import ms_loss, ms_target, total_loss
+
+REGRESSIONS = ("mse", "l1", "smooth_l1", "soft_margin", "kl")
+
+
+def test_target_is_the_map_bilinearly_resized_to_the_grid():
+    mmaps = torch.zeros(2, 3, 1, 8, 8)
+    mmaps[..., :4, :] = 1.0  # top half moves
+    target = ms_target(mmaps, 4)
+    assert target.shape == (2, 3, 4)
+    assert torch.allclose(target, torch.tensor([1.0, 1.0, 0.0, 0.0]).expand(2, 3, 4))
+    with pytest.raises(ValueError, match="square"):
+        ms_target(mmaps, 5)
+
+
+def test_classification_thresholds_any_motion_by_default():
+    mmaps = torch.full((1, 1, 1, 4, 4), 0.01)  # faint motion everywhere
+    logits = torch.zeros(1, 1, 4)
+    expected = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+    assert torch.isclose(ms_loss(logits, mmaps, kind="classification"), expected)
+    # with threshold 0.5 the same map is "no motion"
+    expected_still = F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits))
+    assert torch.isclose(ms_loss(logits, mmaps, kind="classification", threshold=0.5), expected_still)
+
+
+@pytest.mark.parametrize("regression", ["mse", "l1", "smooth_l1", "kl"])
+def test_regression_pulls_sigmoid_outputs_towards_the_target(regression):
+    torch.manual_seed(0)
+    mmaps = torch.rand(2, 3, 1, 4, 4)
+    logits = torch.zeros(2, 3, 4, requires_grad=True)
+    optimizer = torch.optim.SGD([logits], lr=50.0)
+    start = (torch.sigmoid(logits) - ms_target(mmaps, 4)).abs().mean().item()
+    for _ in range(100):
+        optimizer.zero_grad()
+        ms_loss(logits, mmaps, kind="regression", regression=regression).backward()
+        optimizer.step()
+    end = (torch.sigmoid(logits) - ms_target(mmaps, 4)).abs().mean().item()
+    assert end < 0.5 * start
+
+
+def test_soft_margin_separates_moving_from_still_cells():
+    mmaps = torch.tensor([0.0, 1.0]).view(1, 2, 1, 1, 1)
+    logits = torch.zeros(1, 2, 1, requires_grad=True)
+    ms_loss(logits, mmaps, kind="regression", regression="soft_margin").backward()
+    assert logits.grad[0, 0, 0] > 0 > logits.grad[0, 1, 0]  # still cell pushed down, moving cell up
+
+
+def test_kl_is_the_bernoulli_kl_per_cell():
+    target = torch.tensor([0.0, 0.25, 0.5, 1.0])
+    logits = torch.tensor([0.3, -1.0, 2.0, 0.5])
+    p = torch.sigmoid(logits)
+    expected = (torch.xlogy(target, target / p) + torch.xlogy(1 - target, (1 - target) / (1 - p))).mean()
+    mmaps = target.view(1, 4, 1, 1, 1).expand(1, 4, 1, 2, 2)  # 4 frames of constant maps, grid 1x1
+    got = ms_loss(logits.view(1, 4, 1), mmaps, kind="regression", regression="kl")
+    assert torch.isclose(got, expected, atol=1e-6)
+    # zero where prediction equals target
+    exact = torch.logit(torch.tensor([0.25, 0.5])).view(1, 2, 1)
+    mm = torch.tensor([0.25, 0.5]).view(1, 2, 1, 1, 1)
+    assert ms_loss(exact, mm, kind="regression", regression="kl").abs() < 1e-6
+
+
+@pytest.mark.parametrize("kind, regression", [("classification", "mse"), *(("regression", r) for r in REGRESSIONS)])
+def test_frames_are_independent_no_softmax_over_time(kind, regression):
+    """The reference's softmax over the time axis couples frames; the paper's loss does not."""
+    torch.manual_seed(1)
+    logits, mmaps = torch.randn(2, 3, 4), torch.rand(2, 3, 1, 4, 4)
+    whole = ms_loss(logits, mmaps, kind=kind, regression=regression)
+    per_frame = torch.stack([ms_loss(logits[:, t:t + 1], mmaps[:, t:t + 1], kind=kind, regression=regression)
+                             for t in range(3)]).mean()
+    assert torch.isclose(whole, per_frame, atol=1e-6)
+
+
+def test_total_is_ce_plus_weighted_ms():
+    torch.manual_seed(2)
+    out = {"logits": torch.randn(2, 5), "ms": torch.randn(2, 3, 4)}
+    batch = {"label": torch.tensor([1, 4]), "mmaps": torch.rand(2, 3, 1, 8, 8)}
+    ce = F.cross_entropy(out["logits"], batch["label"])
+    assert torch.isclose(total_loss(out, batch, None)[0], ce)
+    config = {"kind": "regression", "threshold": 0.0, "regression": "mse", "weight": 1.0}
+    ms = ms_loss(out["ms"], batch["mmaps"], kind="regression")
+    total, parts = total_loss(out, batch, config)
+    assert torch.isclose(total, ce + ms) and torch.isclose(parts["ms"], ms)
+    assert torch.isclose(total_loss(out, batch, {**config, "weight": 0.5})[0], ce + 0.5 * ms)
+    with pytest.raises(ValueError, match="no MS head"):
+        total_loss({"logits": out["logits"]}, batch, config)
