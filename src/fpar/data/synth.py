@@ -34,13 +34,14 @@ import numpy as np
 from fpar.errors import FparError
 
 VERBS = ("open", "close", "shake", "stir")
-# name, RGB colour, body (width, height) at 160x120, shape
+# name, RGB colour, body (width, height) and lid height at 160x120, shape. Sizes and lids differ
+# as much as colours, so that the moving silhouettes in the flow also tell the objects apart.
 OBJECTS = (
-    ("jar", (200, 40, 40), (26, 38), "rect"),
-    ("box", (40, 80, 210), (46, 26), "rect"),
-    ("can", (40, 170, 60), (30, 32), "round"),
-    ("tub", (230, 200, 40), (40, 20), "round"),
-    ("bottle", (150, 50, 190), (16, 44), "rect"),
+    ("jar", (200, 40, 40), (22, 38), 9, "rect"),
+    ("box", (40, 80, 210), (48, 24), 4, "rect"),
+    ("can", (40, 170, 60), (34, 30), 7, "round"),
+    ("tub", (230, 200, 40), (42, 18), 5, "round"),
+    ("bottle", (150, 50, 190), (14, 44), 11, "rect"),
 )
 # Neutral colours only: objects are the only saturated things in a scene.
 TABLES = ((150, 140, 125), (125, 130, 135), (160, 150, 140), (135, 125, 115), (145, 145, 150), (120, 115, 110))
@@ -165,20 +166,20 @@ def _layers(scene: _Scene, verb: str, obj: tuple, frames: int, rng: np.random.Ge
     """The distractors, the object, its lid, the spoon and the hand, with a path for each."""
     s = scene.scale
     width, height = scene.size
-    _, colour, (bw, bh), shape = obj
+    _, colour, (bw, bh), lid_h, shape = obj
     bw, bh = round(bw * s * rng.uniform(0.9, 1.1)), round(bh * s * rng.uniform(0.9, 1.1))
     base = np.array([MARGIN + width / 2 + rng.uniform(-18, 18) * s, MARGIN + height - rng.uniform(12, 20) * s])
     t = np.arange(frames + 1, dtype=np.float64)[:, None]
     still = np.zeros((frames + 1, 2)) + base
-    lid_h = max(3, round(6 * s))
+    lid_h = max(2, round(lid_h * s))
     body = partial(_draw_body, w=bw, h=bh, colour=colour, shape=shape)
-    lid = partial(_draw_rect, dx=-(bw // 2) - 2, dy=-lid_h, w=bw + 4, h=lid_h, colour=tuple(int(c * 0.6) for c in colour))
-    period = rng.uniform(7, 9)
+    lid = partial(_draw_lid, w=bw + round(4 * s), h=lid_h, colour=tuple(int(c * 0.6) for c in colour), shape=shape)
+    period = rng.uniform(7, 9)  # frames per swing or turn: any 5-frame flow stack shows both directions
     phase = rng.uniform(0, 2 * math.pi)
     side = 1 if rng.random() < 0.5 else -1  # which hand does it
     layers = _distractors(scene, base, bw, frames, rng)
     if verb in ("open", "close"):
-        lift = 2.0 * s * rng.uniform(0.9, 1.1) * (t if verb == "open" else frames - t)
+        lift = 2.5 * s * rng.uniform(0.9, 1.1) * (t if verb == "open" else frames - t)
         lid_path = still - np.hstack([0 * t, bh + lift])
         layers += [_Layer(body, _path(still), False), _Layer(lid, _path(lid_path), True)]
         hand_path = lid_path + (side * (bw / 2 + 4 * s), -lid_h / 2)
@@ -188,8 +189,10 @@ def _layers(scene: _Scene, verb: str, obj: tuple, frames: int, rng: np.random.Ge
         layers += [_Layer(body, _path(path), True), _Layer(lid, _path(path - (0, bh)), True)]
         hand_path = path + (side * (bw / 2 + 4 * s), -bh / 2)
     else:  # stir: the lid lies beside the object while a spoon circles inside it
-        angle = 2 * math.pi * t / period + phase
-        spoon_tip = still + (0, -bh + 4 * s) + 7 * s * np.hstack([np.cos(angle), 0.5 * np.sin(angle)])
+        # The circle spans a third of the object's width, at about 5 px per frame.
+        radius = bw / 3
+        angle = 2 * math.pi * t * 5 * s / (2 * math.pi * radius) + phase
+        spoon_tip = still + (0, -bh + 4 * s) + radius * np.hstack([np.cos(angle), 0.5 * np.sin(angle)])
         spoon_h = round(26 * s)
         spoon = partial(_draw_rect, dx=-1, dy=-spoon_h, w=max(2, round(3 * s)), h=spoon_h, colour=(90, 90, 95))
         layers += [
@@ -288,6 +291,14 @@ def _draw_body(image, labels, origin, index, *, w, h, colour, shape) -> None:
     _draw_rect(image, labels, origin, index, dx=-(w // 2), dy=-h + rim, w=w, h=h - rim, colour=colour)
     rim_colour = tuple(min(255, c + 40) for c in colour)
     _draw_ellipse(image, labels, origin, index, dy=-h + rim, rx=w // 2, ry=rim, colour=rim_colour)
+
+
+def _draw_lid(image, labels, origin, index, *, w, h, colour, shape) -> None:
+    """The lid, ``origin`` being the middle of its underside: flat on a box, domed on a pot."""
+    if shape == "rect":
+        _draw_rect(image, labels, origin, index, dx=-(w // 2), dy=-h, w=w, h=h, colour=colour)
+    else:
+        _draw_ellipse(image, labels, origin, index, dy=-(h // 2), rx=w // 2, ry=max(1, h // 2), colour=colour)
 
 
 def _draw_hand(image, labels, origin, index, *, scale, skin, side) -> None:
