@@ -158,6 +158,7 @@ def _scan_processed(root: Path) -> _Scan:
         "flow_y": root / "flow_y_processed",
     }
     scan = _scan_trees(trees, _PROCESSED_PATTERNS)
+    # processed_frames holds the instance folder itself; its rgb/ and mmaps/ sub-folders hold the frames.
     for cand in scan.candidates:
         inst_dir = cand.folders["rgb"]
         cand.folders["rgb"] = _existing(inst_dir / "rgb") if inst_dir else None
