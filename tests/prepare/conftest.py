@@ -44,6 +44,29 @@ def write_gif(path: Path, frames: list[np.ndarray], duration_ms: int = 50) -> Pa
     return path
 
 
+GTEA_LABELS = """\
+<open><jam> (1-6) [0]
+<stir><cup> (3-8)
+
+this line is not a label
+<put><tea> (2-7)
+<close><jam,lid> (20-30)
+<take> <bread> ( 4 - 9 )
+"""
+
+
+def make_raw_gtea(root: Path, frames_dir: str = "png", labels_dir: str = "labels") -> None:
+    """A raw GTEA tree: one video S2_Jam_C1 of 10 frames (numbered from 1, as GTEA's png files are)
+    and its label file: a plain line, Ego-RNN's rename (stir_cup) and drop (put_tea), a malformed
+    line (line 4), a segment past the last frame, and a line with odd spacing."""
+    folder = root / frames_dir / "S2_Jam_C1"
+    folder.mkdir(parents=True)
+    for k, frame in enumerate(moving_square(n=10), 1):
+        cv2.imwrite(str(folder / f"{k:010d}.png"), frame)
+    (root / labels_dir).mkdir()
+    (root / labels_dir / "S2_Jam_C1.txt").write_text(GTEA_LABELS)
+
+
 @pytest.fixture
 def square_frames() -> list[np.ndarray]:
     return moving_square()

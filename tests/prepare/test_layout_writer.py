@@ -1,6 +1,7 @@
 """prepare_video writes one instance the data layer reads back; it is atomic and resumable."""
 
 import os
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -84,3 +85,27 @@ def test_single_frame_and_bad_names_are_user_errors(tmp_path, square_avi):
     with pytest.raises(FparError, match="plain folder name"):
         prepare_video(square_avi, tmp_path, flow="dis", progress=False, subject="S1", class_name="a/b",
                       instance_id="x")
+
+
+def test_run_killed_between_renames_is_not_a_usable_instance(tmp_path, square_avi, monkeypatch):
+    prepare_video(square_avi, tmp_path, flow="dis", progress=False, **KEY)
+    renames = []
+    real_rename = Path.rename
+
+    def rename_then_die(self, target):
+        if renames:  # the second rename of the instance never happens
+            raise KeyboardInterrupt
+        renames.append(target)
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", rename_then_die)
+    other = dict(KEY, instance_id="other")
+    with pytest.raises(KeyboardInterrupt):
+        prepare_video(square_avi, tmp_path, flow="dis", progress=False, **other)
+    monkeypatch.undo()
+
+    index = load_index(tmp_path)
+    assert [i.instance_id for i in index.instances] == ["S1/open_jar/clip"]
+    assert [i.instance_id for i in index.skipped] == ["S1/open_jar/other"]
+    assert not prepare_video(square_avi, tmp_path, flow="dis", progress=False, **other).skipped
+    assert len(load_index(tmp_path).instances) == 2

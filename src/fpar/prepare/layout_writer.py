@@ -14,7 +14,9 @@ same frame numbers (§1, "Clip sampling").
 **Atomicity.** Each tree's folder is first written as a hidden sibling ``.<inst>.partial``
 (``fpar.data.load_index`` skips hidden entries) and renamed into place when all files are
 written, the ``processed_frames`` one last. An instance is finished when all three folders exist;
-anything less (a killed run) is removed and redone on the next run.
+anything less (a killed run) is removed and redone on the next run. A run killed between two
+renames leaves an instance without its rgb/mmaps folder, which ``load_index`` skips ("missing rgb
+folder") as soon as the dataset holds one complete instance.
 """
 
 from __future__ import annotations
