@@ -21,3 +21,15 @@ def one_thread():
     yield
     torch.set_num_threads(threads)
 
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_data, tmp_path_factory) -> dict:
+    """Two epochs of the tiny flow network, validated after each (shared by several test files)."""
+    from engine_tiny import flow_config
+    from fpar.engine.train import train
+
+    torch.set_num_threads(1)
+    config = flow_config(experiment="flow-tiny")
+    result = train(config, data_root=tiny_data, out_dir=tmp_path_factory.mktemp("runs"), progress=False)
+    return {**result, "config": config}

@@ -81,3 +81,13 @@ def write_config(path: Path, config: dict) -> Path:
 def subprocess_env() -> dict[str, str]:
     """Environment for `python -m fpar ...` test subprocesses: single-threaded, like the tests."""
     return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+
+
+FLOW = {"name": "flow_resnet", "backbone": "resnet18", "pretrained": None, "stack_size": 2}
+
+
+def flow_config(**sections) -> dict:
+    """The tiny flow network: the whole network trains, so its loss falls within two epochs."""
+    config = tiny_config(stage={"name": "flow"}, data={"modalities": ["flow"]}, **sections)
+    config["model"] = dict(FLOW)
+    return config
