@@ -31,7 +31,7 @@ def flow_estimator(method: str = "tvl1") -> FlowFn:
     if method == "tvl1":
         if not hasattr(cv2, "optflow"):
             raise FparError("flow method tvl1 needs opencv-contrib (cv2.optflow); use --flow dis or farneback")
-        tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()  # OpenCV's defaults are dense_flow's
+        tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()  # defaults: tau, lambda, theta, scales, warps as dense_flow
         return lambda prev, nxt: tvl1.calc(_gray(prev), _gray(nxt), None)
     if method == "dis":
         dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)

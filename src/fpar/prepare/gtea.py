@@ -110,11 +110,15 @@ def import_gtea(
         segments += found
         result.dropped += dropped
 
-    frame_index: dict[str, dict[int, Path]] = {}
-    for segment in tqdm(segments, desc="gtea", unit="inst", disable=not progress):
+    todo = []
+    for segment in segments:  # finished ones are left out before the bar starts, so its ETA is honest
         if is_prepared(out_root, segment.subject, segment.class_name, segment.instance_id):
             result.resumed.append(segment.instance_id)
-            continue
+        else:
+            todo.append(segment)
+
+    frame_index: dict[str, dict[int, Path]] = {}
+    for segment in tqdm(todo, desc="gtea", unit="inst", disable=not progress):
         if segment.video not in frame_index:
             folder = raw_root / frames_dir / segment.video
             frame_index[segment.video] = {frame_number(p): p for p in image_files(folder)} if folder.is_dir() else {}
@@ -125,7 +129,8 @@ def import_gtea(
             _warn(result.problems, f"{where}: frames {missing[0]}..{missing[-1]} of {segment.instance_id} missing "
                                    f"({len(missing)} of {segment.end - segment.start + 1}), skipped")
             continue
-        frames = [resize_short_side(read_frame(files[k], color=True), size) for k in range(segment.start, segment.end + 1)]
+        numbers = range(segment.start, segment.end + 1)
+        frames = [resize_short_side(read_frame(files[k], color=True), size) for k in numbers]
         write_instance(
             frames, out_root, subject=segment.subject, class_name=segment.class_name,
             instance_id=segment.instance_id, flow=flow, bound=bound,
