@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "fpar.cli.model_commands",
     "fpar.cli.engine_commands",
     "fpar.cli.recipe_commands",
+    "fpar.cli.infer_commands",
     "fpar.cli.bench_commands",
     "fpar.cli.prepare_commands",
 ]

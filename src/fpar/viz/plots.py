@@ -65,12 +65,14 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: str | o
 
 
 def plot_map_grid(rows: Sequence[tuple[str, np.ndarray]], path: str | os.PathLike, title: str = "",
-                  cmap: str = "viridis") -> None:
+                  cmap: str = "viridis", value_range: tuple[float, float] | None = None) -> None:
     """One row per named stack of maps ``(T, h, w)`` (or RGB ``(T, H, W, 3)``), one column per frame.
 
     Used for motion maps before/after downsampling, the MS head's predictions and the two-in-one
-    modulation maps, side by side over time.
+    modulation maps, side by side over time. ``value_range`` fixes the colour scale of every map
+    (e.g. (0, 1) for probabilities); by default each map spans its own range.
     """
+    vmin, vmax = value_range or (None, None)
     columns = max(len(maps) for _, maps in rows)
     fig, axes = plt.subplots(len(rows), columns, figsize=(1.6 * columns, 1.6 * len(rows)), squeeze=False)
     for r, (name, maps) in enumerate(rows):
@@ -78,7 +80,10 @@ def plot_map_grid(rows: Sequence[tuple[str, np.ndarray]], path: str | os.PathLik
             ax = axes[r][c]
             ax.axis("off")
             if c < len(maps):
-                ax.imshow(maps[c], cmap=None if np.ndim(maps[c]) == 3 else cmap)
+                if np.ndim(maps[c]) == 3:
+                    ax.imshow(maps[c])
+                else:
+                    ax.imshow(maps[c], cmap=cmap, vmin=vmin, vmax=vmax)
         axes[r][0].set_title(name, fontsize=8, loc="left")
     if title:
         fig.suptitle(title)

@@ -1,0 +1,87 @@
+"""Predictions and explanations on any video: one clip, sampled and transformed exactly as the
+model's evaluation does it.
+
+The video is decoded, written as one instance of the processed layout in a temporary folder
+(with real optical flow and motion maps, :mod:`fpar.prepare`) and read back by the same
+:class:`~fpar.data.ClipDataset` evaluation uses, so a prediction here equals what ``fpar eval``
+would give for that clip.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from fpar.checkpoint import load_model
+from fpar.data import ClipDataset, load_index
+from fpar.engine.config import DEFAULTS
+from fpar.prepare.layout_writer import write_instance
+from fpar.prepare.video import read_video
+
+# What each model reads, for checkpoints that carry no training config (imported reference weights).
+MODEL_INPUTS = {
+    "flow_resnet": (["flow"], "stack"),
+    "two_stream": (["frames", "flow"], "stack"),
+    "two_in_one": (["frames", "flow"], "pairs"),
+}
+
+
+def data_settings(info: dict[str, Any]) -> dict[str, Any]:
+    """The data section a checkpoint's model was evaluated with: its config's, or the defaults."""
+    config = info.get("config") or {}
+    data = {**DEFAULTS["data"], **config.get("data", {})}
+    if not config:
+        data["modalities"], data["flow_mode"] = MODEL_INPUTS.get(info["model"]["name"], (["frames"], "stack"))
+        data["stack_size"] = info["model"].get("stack_size", data["stack_size"])
+    return data
+
+
+@dataclass
+class VideoPrediction:
+    """One video's clip as the model saw it, the model's outputs, and the class names."""
+
+    clip: dict[str, torch.Tensor]  # dataset item (no batch axis)
+    outputs: dict[str, torch.Tensor]  # model outputs for that clip (batch of one)
+    classes: list[str]
+
+    def top(self, k: int = 5) -> list[tuple[str, float]]:
+        probs = self.outputs["logits"][0].float().softmax(dim=0)
+        values, indices = probs.topk(min(k, probs.numel()))
+        return [(self.classes[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())]
+
+
+def predict_video(checkpoint: str | os.PathLike, video: str | os.PathLike, *, flow: str = "tvl1",
+                  max_frames: int | None = None, model: nn.Module | None = None,
+                  info: dict[str, Any] | None = None) -> VideoPrediction:
+    """Run ``checkpoint``'s model on ``video`` (file, GIF or image folder), centre view.
+
+    ``flow`` is the optical-flow method for models that read flow (use the one the model was
+    trained on; TV-L1 for the reference's data). Pass ``model``/``info`` to reuse a loaded model.
+    """
+    if model is None or info is None:
+        model, info = load_model(checkpoint)
+    data = data_settings(info)
+    modalities = list(data["modalities"])
+    if getattr(model, "ms_head", None) is not None and "mmaps" not in modalities:
+        modalities.append("mmaps")  # the MS head's target, to show beside its prediction
+    frames = read_video(video, max_frames).frames
+    # Models that read no flow get the cheapest flow: it is written but never read.
+    method = flow if "flow" in data["modalities"] else "dis"
+    with tempfile.TemporaryDirectory(prefix="fpar-video-") as tmp:
+        write_instance(frames, tmp, subject="S0", class_name="unknown", instance_id="clip", flow=method)
+        instance = load_index(tmp, "processed").instances[0]
+        dataset = ClipDataset([instance], modalities=modalities, num_frames=data["num_frames"],
+                              stack_size=data["stack_size"], flow_mode=data["flow_mode"], train=False,
+                              resize=data["resize"], crop=data["crop"])
+        clip = dataset[0]
+    batch = {m: clip[m].unsqueeze(0) for m in data["modalities"]}
+    with torch.inference_mode():
+        outputs = model(batch)
+    num_classes = outputs["logits"].shape[1]
+    classes = info.get("classes") or [f"class {i}" for i in range(num_classes)]
+    return VideoPrediction(clip, outputs, classes)

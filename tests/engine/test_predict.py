@@ -1,0 +1,103 @@
+"""fpar predict / fpar cam on a video file, as a user runs them."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fpar.checkpoint import save_checkpoint
+from fpar.cli import main
+from fpar.data import ClipDataset, load_index
+from fpar.engine.predict import predict_video
+from fpar.models import build_model
+from fpar.prepare.layout_writer import write_instance
+
+CLASSES = ["close_jar", "open_jar", "stir_jar"]
+
+
+def _checkpoint(tmp_path, name, **model_kwargs):
+    torch.manual_seed(0)
+    model = build_model(name, num_classes=len(CLASSES), backbone="resnet18", **model_kwargs)
+    modalities = {"flow_resnet": ["flow"], "two_in_one": ["frames", "flow"]}.get(name, ["frames"])
+    config = {"data": {"modalities": modalities, "flow_mode": "pairs" if name == "two_in_one" else "stack",
+                       "resize": 72, "crop": 64, "num_frames": 4, "stack_size": 5}}
+    path = tmp_path / f"{name}.ckpt"
+    save_checkpoint(path, model_state=model.state_dict(), model=model.build_spec, classes=CLASSES, config=config)
+    return path
+
+
+def _frames(n=9):
+    """A textured square sliding right over a still background: real motion for the flow."""
+    rng = np.random.default_rng(0)
+    background = (rng.random((60, 80, 3)) * 120).astype(np.uint8)
+    patch = (rng.random((16, 16, 3)) * 255).astype(np.uint8)
+    frames = []
+    for k in range(n):
+        frame = background.copy()
+        frame[20:36, 10 + 3 * k:26 + 3 * k] = patch
+        frames.append(frame)
+    return frames
+
+
+@pytest.fixture
+def video(tmp_path):
+    path = tmp_path / "clip.gif"
+    images = [Image.fromarray(f) for f in _frames()]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=100, loop=0)
+    return path
+
+
+def test_prediction_equals_the_evaluation_pipeline_on_the_same_clip(tmp_path):
+    checkpoint = _checkpoint(tmp_path, "rgb_attention", input_size=64)
+    folder = tmp_path / "frames"  # lossless frames, so both paths see identical pixels
+    folder.mkdir()
+    for k, frame in enumerate(_frames(), 1):
+        Image.fromarray(frame).save(folder / f"img_{k:03d}.png")
+    prediction = predict_video(checkpoint, folder, flow="dis")
+
+    # what `fpar eval` would compute for this clip: prepared on disk, read by ClipDataset
+    write_instance(_frames(), tmp_path / "data", subject="S2", class_name="open_jar", instance_id="1", flow="dis")
+    instance = load_index(tmp_path / "data").instances[0]
+    clip = ClipDataset([instance], num_frames=4, resize=72, crop=64)[0]
+    from fpar.checkpoint import load_model
+    model, _ = load_model(checkpoint)
+    with torch.inference_mode():
+        expected = model({"frames": clip["frames"][None]})["logits"]
+    assert torch.equal(prediction.clip["frames"], clip["frames"])
+    assert torch.allclose(prediction.outputs["logits"], expected, rtol=1e-5, atol=1e-6)
+    top = prediction.top(3)
+    assert sorted(name for name, _ in top) == sorted(CLASSES)
+    assert abs(sum(p for _, p in top) - 1) < 1e-5
+
+
+def test_predict_cli_prints_json(tmp_path, video, capsys):
+    checkpoint = _checkpoint(tmp_path, "flow_resnet")
+    assert main(["predict", str(checkpoint), str(video), "--flow", "dis", "--json", "--top", "2"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert len(result["top"]) == 2 and result["top"][0]["class"] in CLASSES
+
+
+def test_cam_writes_attention_gif_ms_and_modulation_maps(tmp_path, video):
+    checkpoint = _checkpoint(tmp_path, "two_in_one", input_size=64, ms_head="regression")
+    out = tmp_path / "cam"
+    assert main(["cam", str(checkpoint), str(video), "--flow", "dis", "--out", str(out)]) == 0
+    with Image.open(out / "cam.gif") as gif:
+        assert gif.n_frames == 4
+    assert (out / "ms.png").is_file() and (out / "modulation.png").is_file()
+
+
+def test_cam_on_a_model_without_attention_says_so(tmp_path, video, capsys):
+    checkpoint = _checkpoint(tmp_path, "flow_resnet")
+    assert main(["cam", str(checkpoint), str(video), "--flow", "dis", "--out", str(tmp_path / "cam")]) == 1
+    assert "no attention" in capsys.readouterr().err
+
+
+def test_unreadable_video_is_one_line_error(tmp_path, capsys):
+    checkpoint = _checkpoint(tmp_path, "rgb_attention", input_size=64)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    assert main(["predict", str(checkpoint), str(broken)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("fpar: error:") and "broken.mp4" in err and "\n" not in err
