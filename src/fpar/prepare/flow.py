@@ -89,8 +89,9 @@ def write_flow_gif(
 ) -> int:
     """Write a GIF of each frame beside its colour-coded flow to the next; returns the frames written.
 
-    One brightness scale for the whole clip (99th percentile of all magnitudes), so a still
-    moment looks dark instead of amplifying its noise.
+    One brightness scale for the whole clip (the median over frames of each frame's 99th
+    percentile magnitude): a still moment stays dark instead of amplifying its noise, and one
+    burst of fast motion does not darken the rest.
     """
     video = read_video(video_path, max_frames)
     frames = [resize_short_side(f, size) for f in video.frames]
@@ -99,7 +100,7 @@ def write_flow_gif(
     estimate = flow_estimator(method)
     pairs = tqdm(range(len(frames) - 1), desc="flow", unit="frame", disable=not progress)
     flows = [estimate(frames[k], frames[k + 1]) for k in pairs]
-    top = float(np.percentile(np.linalg.norm(np.stack(flows), axis=-1), 99)) or 1.0
+    top = float(np.median([np.percentile(np.linalg.norm(f, axis=-1), 99) for f in flows])) or 1.0
     panels = [Image.fromarray(np.hstack([f, flow_to_rgb(fl, top)])) for f, fl in zip(frames, flows)]
     duration = round(1000 / video.fps) if video.fps else 100
     with atomic_path(out_path) as tmp:
