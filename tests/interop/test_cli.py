@@ -1,0 +1,98 @@
+"""`fpar import-reference` and `fpar models` through the CLI entry point."""
+
+import pickle
+
+import pytest
+import torch
+
+from fpar.checkpoint import load_checkpoint, load_model
+from fpar.cli import main
+from fpar.interop import from_reference
+from fpar.models import list_models
+from interop.parity_cases import load_case, reference_weights
+
+
+def reference_file(tmp_path, case, wrap=None):
+    weights = {key: torch.from_numpy(value) for key, value in reference_weights(load_case(case)).items()}
+    path = tmp_path / f"{case}.pth"
+    torch.save({wrap: weights, "epoch": 7} if wrap else weights, path)
+    return path, weights
+
+
+def test_import_reference_round_trip(tmp_path, capsys):
+    source, weights = reference_file(tmp_path, "rgb_ms_task", wrap="state_dict")
+    names = tmp_path / "classes.txt"
+    names.write_text("".join(f"class_{i}\n" for i in range(61)) + "\n")
+    target = tmp_path / "imported.ckpt"
+    assert main(["import-reference", "rgb_ms_task", str(source), str(target), "--classes", str(names)]) == 0
+    assert "wrote" in capsys.readouterr().out
+
+    model, info = load_model(target)
+    assert info["classes"] == [f"class_{i}" for i in range(61)]
+    assert info["model"]["name"] == "rgb_ms" and info["model"]["ms_input_sigmoid"] is True
+    assert all(key.startswith("model.") for key in load_checkpoint(target)["state_dict"])
+
+    reference = from_reference("rgb_ms_task", weights)
+    batch = {"frames": torch.randn(1, 2, 3, 224, 224)}
+    with torch.no_grad():
+        expected, actual = reference(batch), model(batch)
+    for key in ("logits", "features", "ms", "attention"):
+        torch.testing.assert_close(actual[key], expected[key], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("wrap", [None, "model_state_dict"])
+def test_plain_and_wrapped_state_dicts(tmp_path, wrap):
+    source, weights = reference_file(tmp_path, "flow_resnet34", wrap=wrap)
+    target = tmp_path / "flow.ckpt"
+    assert main(["import-reference", "flow_resnet34", str(source), str(target)]) == 0
+    model, info = load_model(target)
+    assert info["classes"] is None
+    assert info["model"] == {**info["model"], "name": "flow_resnet", "stack_size": 5, "num_classes": 61}
+    assert torch.equal(model.classifier[1].weight, weights["fc_action.weight"])
+
+
+def test_class_count_must_match(tmp_path, capsys):
+    source, _ = reference_file(tmp_path, "flow_resnet34")
+    names = tmp_path / "classes.txt"
+    names.write_text("a\nb\n")
+    target = tmp_path / "out.ckpt"
+    assert main(["import-reference", "flow_resnet34", str(source), str(target), "--classes", str(names)]) == 1
+    assert "2 classes but the checkpoint has 61" in capsys.readouterr().err
+    assert not target.exists()
+
+
+class CreatesFile:
+    """Unpickling this calls open(marker, "w"): loading it would run code."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_pickle_that_runs_code_is_refused(tmp_path, capsys):
+    source, marker, target = tmp_path / "evil.pth", tmp_path / "ran", tmp_path / "out.ckpt"
+    with open(source, "wb") as handle:
+        pickle.dump({"fc.weight": CreatesFile(marker)}, handle, protocol=2)
+    assert main(["import-reference", "rgb_attention", str(source), str(target)]) == 1
+    assert "could run code" in capsys.readouterr().err
+    assert not marker.exists() and not target.exists()
+
+
+def test_bad_state_dict_is_one_line_error(tmp_path, capsys):
+    source = tmp_path / "junk.pth"
+    torch.save({"fc.weight": torch.zeros(3, 512)}, source)
+    assert main(["import-reference", "rgb_attention", str(source), str(tmp_path / "out.ckpt")]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("fpar: error:") and error.count("\n") == 1
+
+
+def test_models_lists_the_registry_with_parameter_counts(capsys):
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert [line.split()[0] for line in lines] == list_models()
+    counts = {line.split()[0]: int(line.split()[1].replace(",", "")) for line in lines}
+    # ResNet-34 (21.8M) + ConvLSTM(512 -> 512, 3x3: 18.9M) + classifier
+    assert 40_000_000 < counts["rgb_attention"] < 41_000_000
+    assert counts["two_stream"] > counts["rgb_attention"] + counts["flow_resnet"] - 1_000_000
