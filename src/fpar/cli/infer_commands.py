@@ -1,4 +1,5 @@
-"""``fpar predict`` and ``fpar cam``: a trained model on any video (file, GIF or image folder)."""
+"""``fpar predict`` and ``fpar cam`` (a trained model on any video: file, GIF or image folder) and
+``fpar report`` (a trained model on a dataset's held-out subjects, as pictures and a report)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cam.add_argument("--out", default="cam", help="folder for the pictures (default ./cam)")
     cam.add_argument("--fps", type=float, default=4.0, help="GIF frame rate")
     cam.set_defaults(func=cam_command)
+
+    report = subparsers.add_parser(
+        "report", help="evaluate a checkpoint and write report.md with curves, confusion, CAM GIFs",
+        description="Writes into --out: report.md (accuracies, per class), curves.png (when the checkpoint "
+                    "sits in its run folder), confusion.png, features.png (class-mean feature correlation), "
+                    "predictions.csv and clips/<id>/ explanations (cam.gif, ms.png, modulation.png).")
+    report.add_argument("checkpoint", help="an fpar checkpoint")
+    report.add_argument("--data", required=True, help="dataset root")
+    report.add_argument("--split", default=None, help="subjects to evaluate, e.g. S2 (default: the config's)")
+    report.add_argument("--out", default=None, help="report folder (default: <checkpoint folder>/report)")
+    report.add_argument("--clips", type=int, default=4, help="explain one clip of this many classes")
+    report.set_defaults(func=report_command)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -68,4 +81,17 @@ def cam_command(args: argparse.Namespace) -> int:
     print(f"prediction: {name} ({100 * prob:.1f}%)")
     for path in written:
         print(f"wrote {path}")
+    return 0
+
+
+def report_command(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from fpar.viz.report import write_report
+
+    out = args.out or Path(args.checkpoint).parent / "report"
+    result = write_report(args.checkpoint, args.data, out, split=args.split, clips=args.clips)
+    print(f"top-1 {100 * result['accuracy']:.1f}%  top-5 {100 * result['top5']:.1f}%  "
+          f"mean class {100 * result['mean_class_accuracy']:.1f}%  ({result['n']} clips)")
+    print(f"wrote {result['report']}")
     return 0

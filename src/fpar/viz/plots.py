@@ -64,6 +64,19 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: str | o
     _save(fig, path)
 
 
+def plot_correlation(matrix: np.ndarray, names: Sequence[str], path: str | os.PathLike, title: str = "") -> None:
+    """A symmetric correlation matrix in [-1, 1] (e.g. of class-mean features)."""
+    size = max(4.0, 0.28 * len(names) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    image = ax.imshow(matrix, cmap="RdBu_r", vmin=-1, vmax=1)
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    if title:
+        ax.set_title(title)
+    _save(fig, path)
+
+
 def plot_map_grid(rows: Sequence[tuple[str, np.ndarray]], path: str | os.PathLike, title: str = "",
                   cmap: str = "viridis", value_range: tuple[float, float] | None = None) -> None:
     """One row per named stack of maps ``(T, h, w)`` (or RGB ``(T, H, W, 3)``), one column per frame.
