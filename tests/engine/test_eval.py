@@ -1,0 +1,65 @@
+"""evaluate() and `fpar eval`: the reported numbers, the predictions file, splits and views."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from fpar.cli import main
+from fpar.engine.evaluate import evaluate
+from fpar.errors import FparError
+
+from engine_tiny import CLASSES
+
+VAL_CLIPS = 7  # S2
+
+
+def test_evaluation_reports_every_number_and_matches_training_validation(trained_run, tiny_data, tmp_path):
+    predictions = tmp_path / "pred.csv"
+    result = evaluate(trained_run["best_ckpt"], tiny_data, predictions_csv=predictions)
+    assert {"accuracy", "top5", "mean_class_accuracy", "per_class", "n"} <= set(result)
+    assert result["n"] == VAL_CLIPS and result["split"] == ["S2"]
+    assert set(result["per_class"]) == set(CLASSES)
+    assert result["top5"] == 1.0  # three classes
+    # the checkpoint kept for its validation accuracy scores exactly that again
+    assert result["accuracy"] == pytest.approx(trained_run["best_val_accuracy"])
+    assert result["mean_class_accuracy"] == pytest.approx(sum(result["per_class"].values()) / len(CLASSES))
+
+    rows = list(csv.DictReader(predictions.open()))
+    assert list(rows[0]) == ["id", "label", "prediction", *CLASSES]
+    assert len(rows) == VAL_CLIPS and len({r["id"] for r in rows}) == VAL_CLIPS
+    for row in rows:
+        scores = [float(row[c]) for c in CLASSES]
+        assert sum(scores) == pytest.approx(1.0, abs=1e-4)
+        assert row["prediction"] == CLASSES[scores.index(max(scores))]
+    correct = sum(r["label"] == r["prediction"] for r in rows)
+    assert result["accuracy"] == pytest.approx(correct / VAL_CLIPS)
+
+
+def test_other_splits_and_views(trained_run, tiny_data):
+    assert evaluate(trained_run["best_ckpt"], tiny_data, split="S1,S3")["n"] == 12
+    five = evaluate(trained_run["best_ckpt"], tiny_data, views="five")
+    assert five["n"] == VAL_CLIPS and five["views"] == "five"
+    with pytest.raises(FparError, match="S9"):
+        evaluate(trained_run["best_ckpt"], tiny_data, split="S9")
+
+
+def test_fpar_eval_json_and_table(trained_run, tiny_data, tmp_path, capsys):
+    assert main(["eval", trained_run["best_ckpt"], "--data", str(tiny_data), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n"] == VAL_CLIPS and set(result["per_class"]) == set(CLASSES)
+
+    predictions = tmp_path / "p.csv"
+    assert main(["eval", trained_run["best_ckpt"], "--data", str(tiny_data), "--predictions", str(predictions)]) == 0
+    table = capsys.readouterr().out
+    for label in ("top-1", "top-5", "mean class", *CLASSES):
+        assert label in table
+    assert f"{100 * result['accuracy']:6.2f}%" in table
+    assert predictions.exists()
+
+
+def test_fpar_eval_errors_are_one_line(trained_run, tmp_path, capsys):
+    assert main(["eval", str(tmp_path / "missing.ckpt"), "--data", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("fpar: error: checkpoint not found") and "\n" not in err
