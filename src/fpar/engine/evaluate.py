@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import lightning as L
 import torch
 import torch.distributed as dist
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from torch import nn
 from torch.utils.data import DataLoader
@@ -110,9 +111,12 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
     scorer = ScoringModule(model, dataset, batch_size, workers)
     devices = devices or 1
     with quiet_lightning():
-        trainer = L.Trainer(accelerator=accelerator, devices=devices, strategy="ddp" if devices > 1 else "auto",
-                            logger=False, enable_checkpointing=False, enable_model_summary=False,
-                            enable_progress_bar=progress, use_distributed_sampler=False)
+        try:
+            trainer = L.Trainer(accelerator=accelerator, devices=devices, strategy="ddp" if devices > 1 else "auto",
+                                logger=False, enable_checkpointing=False, enable_model_summary=False,
+                                enable_progress_bar=progress, use_distributed_sampler=False)
+        except (MisconfigurationException, ValueError, RuntimeError) as exc:
+            raise FparError(f"accelerator={accelerator}, devices={devices}: {exc}") from None
         trainer.test(scorer, verbose=False)
 
     if [row[0] for row in scorer.results] != list(range(len(dataset))):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import lightning as L
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -92,31 +93,36 @@ def train(config: dict[str, Any], *, data_root: str | os.PathLike | None = None,
 
 
 def build_trainer(config: dict[str, Any], run_dir: Path, callbacks: list[L.Callback], progress: bool) -> L.Trainer:
+    """The Lightning Trainer for ``config``; settings the machine cannot honour are one FparError."""
     tr = config["trainer"]
     if progress:
         callbacks = [*callbacks, TQDMProgressBar()]
-    return L.Trainer(
-        max_epochs=tr["epochs"],
-        accelerator=tr["accelerator"],
-        devices=tr["devices"],
-        num_nodes=tr["num_nodes"],
-        strategy=tr["strategy"],
-        precision=tr["precision"],
-        # "warn": some CUDA kernels (adaptive pooling backward) have no deterministic version
-        deterministic="warn" if tr["deterministic"] else False,
-        check_val_every_n_epoch=tr["val_every"],
-        log_every_n_steps=tr["log_every_n_steps"],
-        num_sanity_val_steps=0,
-        # the train loader is built per epoch for that epoch's seeded clips (see datamodule)
-        reload_dataloaders_every_n_epochs=1,
-        use_distributed_sampler=False,
-        callbacks=callbacks,
-        logger=TensorBoardLogger(run_dir, name="tensorboard", version="", default_hp_metric=False),
-        plugins=[AtomicCheckpointIO()],
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        default_root_dir=run_dir,
-    )
+    try:
+        return L.Trainer(
+            max_epochs=tr["epochs"],
+            accelerator=tr["accelerator"],
+            devices=tr["devices"],
+            num_nodes=tr["num_nodes"],
+            strategy=tr["strategy"],
+            precision=tr["precision"],
+            # "warn": some CUDA kernels (adaptive pooling backward) have no deterministic version
+            deterministic="warn" if tr["deterministic"] else False,
+            check_val_every_n_epoch=tr["val_every"],
+            log_every_n_steps=tr["log_every_n_steps"],
+            num_sanity_val_steps=0,
+            # the train loader is built per epoch for that epoch's seeded clips (see datamodule)
+            reload_dataloaders_every_n_epochs=1,
+            use_distributed_sampler=False,
+            callbacks=callbacks,
+            logger=TensorBoardLogger(run_dir, name="tensorboard", version="", default_hp_metric=False),
+            plugins=[AtomicCheckpointIO()],
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+            default_root_dir=run_dir,
+        )
+    except (MisconfigurationException, ValueError, RuntimeError) as exc:
+        raise FparError(f"trainer settings (accelerator={tr['accelerator']}, devices={tr['devices']}, "
+                        f"strategy={tr['strategy']}, precision={tr['precision']}): {exc}") from None
 
 
 def resolve_init_from(init_from: str | dict[str, str] | None, out_root: Path) -> str | dict[str, str] | None:
