@@ -6,11 +6,8 @@ import torch
 
 from fpar.errors import FparError
 from fpar.interop import KINDS, from_reference, reference_state_dict
-from fpar.models import build_model
 from interop.parity_cases import load_case, reference_weights
-from models.test_models import make_batch
-
-SMALL = {"backbone": "resnet18", "num_classes": 5, "input_size": 112}
+from models.test_models import make_batch, small_model
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +87,7 @@ def test_wrong_kind_or_override(attention_weights):
 
 
 def test_ms_task_keys_need_an_ms_kind():
-    model = build_model("rgb_ms", **SMALL)
+    model = small_model("rgb_ms")
     with pytest.raises(FparError, match="rgb_ms_task or two_in_one"):
         from_reference("rgb_attention", reference_state_dict("rgb_ms_task", model))
 
@@ -106,7 +103,7 @@ def test_ms_task_keys_need_an_ms_kind():
 def test_round_trip_through_reference_names(kind, name, extra):
     """fpar -> reference names -> fpar gives the same model; ResNet-18, memory, stack and the MS grid
     are all read back from the shapes."""
-    model = build_model(name, **{**SMALL, "input_size": 64}, **extra).eval()
+    model = small_model(name, input_size=64, **extra).eval()
     reference = reference_state_dict(kind, model)
     assert not any(key.startswith(("backbone.", "convlstm.", "rgb_model.", "flow_model.")) for key in reference)
     imported = from_reference(kind, reference)

@@ -10,15 +10,22 @@ from fpar.models import build_model, list_models
 
 B, T, SIZE, CLASSES = 2, 3, 112, 5
 GRID = 4  # layer4's map for a 112x112 input
+MEM = 32  # a small ConvLSTM keeps these tests fast; the parity tests cover the 512 default
 SMALL = {"backbone": "resnet18", "num_classes": CLASSES, "input_size": SIZE}
 
 
-def make_batch(name: str, stack_size: int = 5) -> dict[str, torch.Tensor]:
-    batch = {"frames": torch.randn(B, T, 3, SIZE, SIZE)}
+def small_model(name: str, **kwargs):
+    """ResNet-18, 5 classes, 112x112 and a small ConvLSTM wherever the model has one."""
+    memory = {} if name == "flow_resnet" else {"mem_size": MEM}
+    return build_model(name, **{**SMALL, **memory, **kwargs})
+
+
+def make_batch(name: str, stack_size: int = 5, size: int = SIZE, steps: int = T) -> dict[str, torch.Tensor]:
+    batch = {"frames": torch.randn(B, steps, 3, size, size)}
     if name == "two_in_one":
-        batch["flow"] = torch.randn(B, T, 2, SIZE, SIZE)
+        batch["flow"] = torch.randn(B, steps, 2, size, size)
     elif name in ("flow_resnet", "two_stream"):
-        batch["flow"] = torch.randn(B, 2 * stack_size, SIZE, SIZE)
+        batch["flow"] = torch.randn(B, 2 * stack_size, size, size)
     return batch
 
 
@@ -32,15 +39,15 @@ def test_registry_names():
 
 
 @pytest.mark.parametrize("name, keys, feature_size", [
-    ("rgb_convlstm", {"logits", "features"}, 512),
-    ("rgb_attention", {"logits", "features", "attention"}, 512),
+    ("rgb_convlstm", {"logits", "features"}, MEM),
+    ("rgb_attention", {"logits", "features", "attention"}, MEM),
     ("flow_resnet", {"logits", "features"}, 512),
-    ("two_stream", {"logits", "features", "attention"}, 1024),
-    ("rgb_ms", {"logits", "features", "attention", "ms"}, 512),
-    ("two_in_one", {"logits", "features", "attention"}, 512),
+    ("two_stream", {"logits", "features", "attention"}, 512 + MEM),  # flow first
+    ("rgb_ms", {"logits", "features", "attention", "ms"}, MEM),
+    ("two_in_one", {"logits", "features", "attention"}, MEM),
 ])
 def test_output_shapes(name, keys, feature_size):
-    out = run(build_model(name, **SMALL), make_batch(name))
+    out = run(small_model(name), make_batch(name))
     assert set(out) == keys
     assert out["logits"].shape == (B, CLASSES)
     assert out["features"].shape == (B, feature_size)
@@ -54,25 +61,25 @@ def test_output_shapes(name, keys, feature_size):
 
 @pytest.mark.parametrize("input_size, grid", [(112, 4), (224, 7), (96, 3)])
 def test_ms_grid_follows_the_feature_map(input_size, grid):
-    model = build_model("rgb_ms", **{**SMALL, "input_size": input_size})
+    model = small_model("rgb_ms", input_size=input_size)
     assert model.ms_head.fc.out_features == grid * grid
     assert model.ms_head.fc.in_features == 100 * grid * grid
 
 
 def test_memory_size_sets_the_feature_size():
-    out = run(build_model("rgb_attention", **SMALL, mem_size=32), make_batch("rgb_attention"))
-    assert out["features"].shape == (B, 32)
+    out = run(small_model("rgb_attention", mem_size=24), make_batch("rgb_attention"))
+    assert out["features"].shape == (B, 24)
 
 
 def test_flow_stack_size_sets_conv1_channels():
-    model = build_model("flow_resnet", **SMALL, stack_size=3)
+    model = small_model("flow_resnet", stack_size=3)
     assert model.backbone.conv1.in_channels == 6
     assert model.backbone.fc is None  # the flow network has no ImageNet head
     assert run(model, make_batch("flow_resnet", stack_size=3))["logits"].shape == (B, CLASSES)
 
 
 def test_two_in_one_modulation_outputs():
-    model = build_model("two_in_one", **SMALL, ms_head="regression", return_modulation=True)
+    model = small_model("two_in_one", ms_head="regression", return_modulation=True)
     out = run(model, make_batch("two_in_one"))
     conv1_map = (B, T, 64, SIZE // 2, SIZE // 2)
     for name in ("pre", "scale", "shift", "post"):
@@ -82,20 +89,20 @@ def test_two_in_one_modulation_outputs():
 
 
 def test_two_in_one_flow_changes_the_prediction():
-    model = build_model("two_in_one", **SMALL).eval()
+    model = small_model("two_in_one").eval()
     batch = make_batch("two_in_one")
     still = {**batch, "flow": torch.zeros_like(batch["flow"])}
     assert not torch.allclose(run(model, batch)["logits"], run(model, still)["logits"])
 
 
 def test_two_in_one_without_attention():
-    out = run(build_model("two_in_one", **SMALL, attention=False), make_batch("two_in_one"))
+    out = run(small_model("two_in_one", attention=False), make_batch("two_in_one"))
     assert "attention" not in out and out["logits"].shape == (B, CLASSES)
 
 
 def test_frames_are_independent_of_the_batch():
     """The backbone sees all B*T frames at once: each clip's output must not depend on the others."""
-    model = build_model("rgb_ms", **SMALL).eval()
+    model = small_model("rgb_ms").eval()
     batch = make_batch("rgb_ms")
     together = run(model, batch)
     alone = run(model, {"frames": batch["frames"][1:]})
@@ -105,7 +112,7 @@ def test_frames_are_independent_of_the_batch():
 
 def test_time_order_matters():
     """Only the ConvLSTM steps through time, but it does: reversing the frames changes the output."""
-    model = build_model("rgb_attention", **SMALL).eval()
+    model = small_model("rgb_attention").eval()
     batch = make_batch("rgb_attention")
     reversed_batch = {"frames": batch["frames"].flip(1)}
     assert not torch.allclose(run(model, batch)["features"], run(model, reversed_batch)["features"])
@@ -113,7 +120,7 @@ def test_time_order_matters():
 
 @pytest.mark.parametrize("name", ["rgb_convlstm", "rgb_attention", "flow_resnet", "two_stream", "rgb_ms", "two_in_one"])
 def test_build_spec_rebuilds_the_same_model(name):
-    model = build_model(name, **SMALL)
+    model = small_model(name)
     spec = json.loads(json.dumps(model.build_spec))  # plain values only
     assert spec["name"] == name and spec["num_classes"] == CLASSES
     rebuilt = build_model(spec.pop("name"), **spec)
@@ -122,19 +129,19 @@ def test_build_spec_rebuilds_the_same_model(name):
 
 
 def test_stable_submodule_names():
-    rgb = dict(build_model("two_in_one", **SMALL, ms_head="classification").named_children())
+    rgb = dict(small_model("two_in_one", ms_head="classification").named_children())
     assert {"backbone", "convlstm", "classifier", "ms_head", "motion"} <= set(rgb)
-    fused = dict(build_model("two_stream", **SMALL).named_children())
+    fused = dict(small_model("two_stream").named_children())
     assert set(fused) == {"flow_model", "rgb_model", "classifier"}
-    keys = build_model("rgb_attention", **SMALL).state_dict()
+    keys = small_model("rgb_attention").state_dict()
     assert {"backbone.conv1.weight", "backbone.bn1.running_var", "backbone.layer4.1.conv2.weight",
             "backbone.fc.weight", "classifier.1.weight"} <= set(keys)
 
 
 def test_dropout_defaults_follow_the_reference():
-    assert build_model("rgb_attention", **SMALL).classifier[0].p == 0.7
-    assert build_model("flow_resnet", **SMALL).classifier[0].p == 0.5
-    assert build_model("two_stream", **SMALL).classifier[0].p == 0.5
+    assert small_model("rgb_attention").classifier[0].p == 0.7
+    assert small_model("flow_resnet").classifier[0].p == 0.5
+    assert small_model("two_stream").classifier[0].p == 0.5
 
 
 @pytest.mark.parametrize("name, kwargs, message", [

@@ -10,9 +10,9 @@ from safetensors.torch import save_file
 
 from fpar.errors import FparError
 from fpar.models import build_model
+from models.test_models import small_model
 from fpar.models.pretrained import IMAGENET_URLS, hub_checkpoint_path
 
-SMALL = {"backbone": "resnet18", "num_classes": 5, "input_size": 112}
 
 
 def bn(prefix: str, channels: int) -> dict[str, list[int]]:
@@ -63,14 +63,14 @@ def assert_same(actual: dict, expected: dict, skip=()):
 
 
 def test_every_tensor_lands_in_the_rgb_backbone(imagenet_file, imagenet_state):
-    model = build_model("rgb_attention", **SMALL, pretrained=str(imagenet_file))
+    model = small_model("rgb_attention", pretrained=str(imagenet_file))
     loaded = model.backbone.state_dict()
     assert set(loaded) == set(imagenet_state)
     assert_same(loaded, imagenet_state)  # fc included: the attention reads it
 
 
 def test_flow_conv1_is_the_channel_mean_repeated(imagenet_file, imagenet_state):
-    model = build_model("flow_resnet", **SMALL, stack_size=5, pretrained=str(imagenet_file))
+    model = small_model("flow_resnet", stack_size=5, pretrained=str(imagenet_file))
     loaded = model.backbone.state_dict()
     assert "fc.weight" not in loaded
     rgb = imagenet_state["conv1.weight"]
@@ -80,7 +80,7 @@ def test_flow_conv1_is_the_channel_mean_repeated(imagenet_file, imagenet_state):
 
 
 def test_two_stream_gets_imagenet_in_both_streams(imagenet_file, imagenet_state):
-    model = build_model("two_stream", **SMALL, pretrained=str(imagenet_file))
+    model = small_model("two_stream", pretrained=str(imagenet_file))
     assert_same(model.rgb_model.backbone.state_dict(), imagenet_state)
     torch.testing.assert_close(model.flow_model.backbone.layer3[1].conv2.weight, imagenet_state["layer3.1.conv2.weight"])
 
@@ -88,14 +88,14 @@ def test_two_stream_gets_imagenet_in_both_streams(imagenet_file, imagenet_state)
 def test_safetensors_file(tmp_path, imagenet_state):
     path = tmp_path / "resnet18.safetensors"
     save_file(imagenet_state, str(path))
-    model = build_model("two_in_one", **SMALL, pretrained=str(path))
+    model = small_model("two_in_one", pretrained=str(path))
     assert_same(model.backbone.state_dict(), imagenet_state)
 
 
 def test_old_files_without_bn_counters_load(tmp_path, imagenet_state):
     path = tmp_path / "old.pth"
     torch.save({k: v for k, v in imagenet_state.items() if not k.endswith("num_batches_tracked")}, path)
-    model = build_model("rgb_attention", **SMALL, pretrained=str(path))
+    model = small_model("rgb_attention", pretrained=str(path))
     assert torch.equal(model.backbone.layer2[0].bn1.running_var, imagenet_state["layer2.0.bn1.running_var"])
 
 
@@ -106,7 +106,7 @@ def test_wrong_architecture_is_refused(imagenet_file):
 
 def test_missing_file(tmp_path):
     with pytest.raises(FparError, match="not found"):
-        build_model("rgb_attention", **SMALL, pretrained=str(tmp_path / "nothing.pth"))
+        small_model("rgb_attention", pretrained=str(tmp_path / "nothing.pth"))
 
 
 class CreatesFile:
@@ -124,7 +124,7 @@ def test_pickle_that_runs_code_is_refused(tmp_path):
     with open(path, "wb") as handle:
         pickle.dump({"conv1.weight": CreatesFile(marker)}, handle, protocol=2)
     with pytest.raises(FparError, match="could run code"):
-        build_model("rgb_attention", **SMALL, pretrained=str(path))
+        small_model("rgb_attention", pretrained=str(path))
     assert not marker.exists()
 
 
@@ -138,7 +138,7 @@ def test_imagenet_downloads_torchvision_weights(tmp_path, monkeypatch, imagenet_
         torch.save(imagenet_state, destination)
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
-    model = build_model("rgb_attention", **SMALL, pretrained="imagenet")
+    model = small_model("rgb_attention", pretrained="imagenet")
     assert fetched == [IMAGENET_URLS["resnet18"]]
     assert fetched[0].endswith("resnet18-f37072fd.pth")
     assert hub_checkpoint_path("resnet18").is_file()
@@ -156,7 +156,7 @@ def test_imagenet_uses_the_cache_offline(tmp_path, monkeypatch, imagenet_state):
     cached = hub_checkpoint_path("resnet18")
     cached.parent.mkdir(parents=True)
     torch.save(imagenet_state, cached)
-    model = build_model("rgb_attention", **SMALL, pretrained="imagenet")
+    model = small_model("rgb_attention", pretrained="imagenet")
     assert_same(model.backbone.state_dict(), imagenet_state)
 
 
@@ -164,7 +164,7 @@ def test_offline_without_cache_says_how_to_supply_the_file(tmp_path, monkeypatch
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
     monkeypatch.setattr(torch.hub, "download_url_to_file", fail_download)
     with pytest.raises(FparError) as error:
-        build_model("rgb_attention", **SMALL, pretrained="imagenet")
+        small_model("rgb_attention", pretrained="imagenet")
     message = str(error.value)
     assert "\n" not in message
     assert str(tmp_path / "empty" / "hub" / "checkpoints" / "resnet18-f37072fd.pth") in message

@@ -9,8 +9,15 @@ from torch import nn
 
 from fpar.engine.stages import STAGES, configure_stage, set_train_mode
 from fpar.errors import FparError
-from fpar.models import build_model
-from models.test_models import SMALL, make_batch
+from models import test_models
+from models.test_models import make_batch
+
+# gradients only need the wiring, not the sizes: 64x64 inputs (a 2x2 map) and two time steps
+SIZE, STEPS = 64, 2
+
+
+def small_model(name, **kwargs):
+    return test_models.small_model(name, input_size=SIZE, **kwargs)
 
 LAYER4_CONVS = r"backbone\.layer4\.\d\.conv[12]\.weight"
 RGB_STAGE1 = [r"convlstm\..*", r"classifier\..*"]
@@ -24,7 +31,7 @@ def train_step(model, stage, **options):
     groups = configure_stage(model, stage, **options)
     model.train()
     set_train_mode(model, stage, **options)
-    out = model(make_batch(model.build_spec["name"]))
+    out = model(make_batch(model.build_spec["name"], size=SIZE, steps=STEPS))
     loss = out["logits"].logsumexp(dim=1).sum() + (out["ms"].square().sum() if "ms" in out else 0)
     loss.backward()
     with_grad = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
@@ -65,7 +72,7 @@ def batchnorms(module):
     ("rgb_convlstm", "rgb_stage2", RGB_STAGE1 + [LAYER4_CONVS]),  # no attention reads fc
 ])
 def test_rgb_stages(name, stage, patterns):
-    model = build_model(name, **SMALL)
+    model = small_model(name)
     groups, with_grad = train_step(model, stage)
     assert [g["name"] for g in groups] == ["main"]
     check_trained_exactly(model, groups, with_grad, patterns)
@@ -77,7 +84,7 @@ def test_rgb_stages(name, stage, patterns):
 
 
 def test_stage2_keeps_layer4_batchnorm_statistics():
-    model = build_model("rgb_attention", **SMALL)
+    model = small_model("rgb_attention")
     before = [bn.running_mean.clone() for bn in batchnorms(model.backbone.layer4)]
     train_step(model, "rgb_stage2")
     for bn, mean in zip(batchnorms(model.backbone.layer4), before):
@@ -87,13 +94,13 @@ def test_stage2_keeps_layer4_batchnorm_statistics():
 
 
 def test_two_in_one_stage3_with_conv1():
-    model = build_model("two_in_one", **SMALL, ms_head="regression")
+    model = small_model("two_in_one", ms_head="regression")
     groups, with_grad = train_step(model, "two_in_one_stage3", train_conv1=True)
     check_trained_exactly(model, groups, with_grad, RGB_STAGE2 + MS + MOTION + [r"backbone\.conv1\.weight"])
 
 
 def test_flow_stage_trains_everything():
-    model = build_model("flow_resnet", **SMALL)
+    model = small_model("flow_resnet")
     before = batchnorms(model.backbone)[0].running_mean.clone()
     groups, with_grad = train_step(model, "flow")
     check_trained_exactly(model, groups, with_grad, [r".*"])
@@ -102,7 +109,7 @@ def test_flow_stage_trains_everything():
 
 
 def test_two_stream_stage():
-    model = build_model("two_stream", **SMALL)
+    model = small_model("two_stream")
     groups, with_grad = train_step(model, "two_stream")
     assert [g["name"] for g in groups] == ["main", "flow_layer4"]
     main = [r"classifier\..*", r"rgb_model\.convlstm\..*", r"rgb_model\." + LAYER4_CONVS, r"rgb_model\.backbone\.fc\.weight"]
@@ -118,7 +125,7 @@ def test_two_stream_stage():
 
 def test_stages_can_follow_each_other():
     """Stage 2 after stage 1 unfreezes what stage 1 froze."""
-    model = build_model("rgb_attention", **SMALL)
+    model = small_model("rgb_attention")
     configure_stage(model, "rgb_stage1")
     configure_stage(model, "rgb_stage2")
     assert model.backbone.layer4[-1].conv2.weight.requires_grad
@@ -137,7 +144,7 @@ def test_stage_names():
     ("rgb_attention", "two_stream", {}, "does not apply"),
 ])
 def test_stage_errors(name, stage, options, message):
-    model = build_model(name, **SMALL)
+    model = small_model(name)
     with pytest.raises(FparError, match=message):
         configure_stage(model, stage, **options)
     with pytest.raises(FparError, match=message):
