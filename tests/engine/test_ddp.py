@@ -12,7 +12,7 @@ import pytest
 from fpar.checkpoint import load_checkpoint
 from fpar.engine.evaluate import evaluate
 
-from engine_tiny import flow_config, subprocess_env, write_config
+from engine_tiny import subprocess_env, tiny_config, write_config
 
 VAL_CLIPS = 7  # odd: a padding sampler would count one clip twice on 2 processes
 
@@ -40,7 +40,8 @@ def test_two_process_evaluation_equals_one_process(trained_run, tiny_data, tmp_p
 
 
 def test_two_process_training_validates_every_clip_once(tiny_data, tmp_path):
-    config = write_config(tmp_path / "ddp.yaml", flow_config(experiment="ddp", trainer={"epochs": 1}))
+    # RGB stage 2: a frozen backbone, so DDP must see the stage's trainable set when it wraps the model
+    config = write_config(tmp_path / "ddp.yaml", tiny_config(experiment="ddp", trainer={"epochs": 1}))
     fpar("train", str(config), "--data", str(tiny_data), "--out", str(tmp_path), "--devices", "2", "--no-progress",
          "trainer.strategy=ddp", "trainer.accelerator=cpu")
     run = tmp_path / "ddp"

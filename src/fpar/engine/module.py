@@ -53,6 +53,9 @@ class FparModule(L.LightningModule):
         self.model = build_model(**spec)
         self.stage = config["stage"]["name"]
         self.stage_options = config["stage"]["options"]
+        # Freeze now, not in configure_optimizers: DDP wraps the model before that runs and
+        # expects a gradient for every parameter that requires one at wrapping time.
+        self.param_groups = configure_stage(self.model, self.stage, **self.stage_options)
         self.ms_loss = config["loss"]["ms"]
         self.train_loss = MeanMetric()
         self.val_loss = MeanMetric()
@@ -101,7 +104,7 @@ class FparModule(L.LightningModule):
     # --- optimisation ------------------------------------------------------------------------
 
     def configure_optimizers(self) -> dict[str, Any]:
-        groups = configure_stage(self.model, self.stage, **self.stage_options)
+        groups = self.param_groups
         opt = self.config["optimizer"]
         names = {g["name"] for g in groups}
         for name in opt["group_lr"]:
