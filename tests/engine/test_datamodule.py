@@ -1,0 +1,45 @@
+"""The DataModule: subject splits and folds, seeded epoch shuffles, shards that cover each clip once."""
+
+import pytest
+
+from fpar.engine.config import validate_config
+from fpar.engine.datamodule import EpochShuffleSampler, FparDataModule, ShardSampler
+from fpar.errors import FparError
+
+from engine_tiny import tiny_config
+
+
+def test_fixed_split_and_leave_one_subject_out(tiny_data):
+    fixed = FparDataModule(validate_config(tiny_config()), str(tiny_data))
+    fixed.setup()
+    assert (fixed.train_subjects, fixed.val_subjects) == (["S1", "S3"], ["S2"])
+    assert len(fixed.train_set) == 12 and len(fixed.val_set) == 7
+    assert fixed.train_set.train and not fixed.val_set.train
+
+    fold = FparDataModule(validate_config(tiny_config(data={"fold": "S3"})), str(tiny_data))
+    fold.setup()
+    assert (fold.train_subjects, fold.val_subjects) == (["S1", "S2"], ["S3"])
+    assert {i.subject for i in fold.val_set.instances} == {"S3"}
+
+    with pytest.raises(FparError, match="data.fold"):
+        FparDataModule(validate_config(tiny_config(data={"fold": "S9"})), str(tiny_data))
+
+
+def test_epoch_shuffle_is_seeded_by_epoch_and_shared_out_evenly():
+    def order(epoch, seed=0, rank=0, world_size=1):
+        return list(EpochShuffleSampler(10, seed=seed, epoch=epoch, rank=rank, world_size=world_size))
+
+    assert order(3) == order(3)
+    assert order(3) != order(4) and order(3) != order(3, seed=1)
+    assert all(epoch == 3 for _, epoch in order(3))  # the dataset draws that epoch's crops
+    assert sorted(i for i, _ in order(3)) == list(range(10))
+    shards = [order(3, rank=r, world_size=3) for r in range(3)]
+    assert [len(s) for s in shards] == [4, 4, 4] == [len(EpochShuffleSampler(10, seed=0, epoch=3, rank=r,
+                                                                             world_size=3)) for r in range(3)]
+    assert {i for s in shards for i, _ in s} == set(range(10))
+
+
+def test_validation_shards_hold_every_clip_exactly_once():
+    shards = [list(ShardSampler(7, rank=r, world_size=2)) for r in range(2)]
+    assert sorted(shards[0] + shards[1]) == list(range(7))
+    assert [len(ShardSampler(7, rank=r, world_size=2)) for r in range(2)] == [4, 3]
