@@ -72,7 +72,8 @@ LAYOUTS: dict[str, dict[str, Any]] = {
 KIND_LAYOUT = {"flow_resnet34": "flow", "two_stream": "two_stream"}
 
 LSTM_KEY = re.compile(r"^(?P<prefix>.*)lstm_cell\.conv_(?P<gate>[ifco])_(?P<source>xx|hh)\.(?P<param>weight|bias)$")
-LSTM_SOURCES = {"xx": "input_conv", "hh": "hidden_conv"}
+LSTM_SOURCES = {"xx": "input_conv", "hh": "hidden_conv"}  # reference suffix -> fpar conv
+LSTM_SUFFIXES = {conv: suffix for suffix, conv in LSTM_SOURCES.items()}
 
 
 def _layout(kind: str) -> dict[str, Any]:
@@ -175,7 +176,7 @@ def reference_state_dict(kind: str, model: nn.Module) -> dict[str, torch.Tensor]
             conv = f"{fpar_prefix}convlstm."
             if key.startswith(conv):
                 source, param = key[len(conv):].split(".")
-                suffix = {v: k for k, v in LSTM_SOURCES.items()}[source]
+                suffix = LSTM_SUFFIXES[source]
                 for gate, chunk in zip(GATES, value.chunk(len(GATES), dim=0)):
                     out[f"{ref_prefix}lstm_cell.conv_{gate}_{suffix}.{param}"] = chunk.clone()
                 break

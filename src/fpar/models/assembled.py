@@ -32,7 +32,6 @@ class RGBConvLSTM(nn.Module):
                  dropout: float = 0.7, motion: bool = False, return_modulation: bool = False):
         super().__init__()
         self.attention = attention
-        self.ms_task = ms_head
         self.return_modulation = return_modulation
         self.backbone = ResNet(arch)
         self.motion = MotionModulation(self.backbone.conv1.out_channels) if motion else None
