@@ -59,13 +59,14 @@ def train(config: dict[str, Any], *, data_root: str | os.PathLike | None = None,
         raise FparError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another "
                         "--out or experiment name")
     resume_from = last if resume and last.exists() else None
-    init_from = resolve_init_from(config["init_from"], out_root)
+    # a resumed run has its weights in last.ckpt already
+    init_from = resolve_init_from(config["init_from"], out_root) if resume_from is None else None
 
     with quiet_lightning():
         L.seed_everything(config["trainer"]["seed"], verbose=False)  # the model's random init too
         datamodule = FparDataModule(config)
         module = FparModule(config, datamodule.classes)
-        if init_from and resume_from is None:
+        if init_from:
             load_init_weights(module.model, init_from, datamodule.classes)
         history = MetricsHistory(run_dir)
         best = ModelCheckpoint(dirpath=run_dir, filename="best", monitor="val/acc", mode="max", save_top_k=1,
