@@ -6,7 +6,7 @@ import torch
 import yaml
 
 from fpar.engine.config import validate_config
-from fpar.engine.module import FparModule, NonFiniteLossError
+from fpar.engine.module import FparModule, DivergedError
 from fpar.errors import FparError
 
 from engine_tiny import tiny_config
@@ -105,7 +105,7 @@ def test_checkpoint_entry_is_plain_and_refuses_nonfinite_weights():
     assert yaml.safe_load(yaml.safe_dump(dict(module.hparams))) == dict(module.hparams)
     with torch.no_grad():
         module.model.classifier[1].weight[0, 0] = float("nan")
-    with pytest.raises(NonFiniteLossError, match="classifier.1.weight"):
+    with pytest.raises(DivergedError, match="classifier.1.weight"):
         module.on_save_checkpoint({})
 
 

@@ -22,8 +22,8 @@ from fpar.errors import FparError
 from fpar.models import build_model
 
 
-class NonFiniteLossError(FparError):
-    """The training loss became NaN or infinite; the run stops before the step is applied."""
+class DivergedError(FparError):
+    """The loss or a weight became NaN or infinite: the run stops before anything worse is saved."""
 
 
 def model_spec(config: dict[str, Any], classes: list[str]) -> dict[str, Any]:
@@ -61,9 +61,6 @@ class FparModule(L.LightningModule):
         self.val_loss = MeanMetric()
         self.val_acc = MulticlassAccuracy(spec["num_classes"], average="micro")
 
-    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        return self.model(batch)
-
     # --- training ----------------------------------------------------------------------------
 
     def on_train_epoch_start(self) -> None:
@@ -80,7 +77,7 @@ class FparModule(L.LightningModule):
         out = self.model(batch)
         loss, parts = total_loss(out, batch, self.ms_loss)
         if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"training loss is {loss.item()} at epoch {self.current_epoch}, "
+            raise DivergedError(f"training loss is {loss.item()} at epoch {self.current_epoch}, "
                                      f"global step {self.global_step} (batch {batch_idx}); run stopped")
         size = len(batch["label"])
         self.train_loss.update(loss.detach(), weight=size)
@@ -133,6 +130,6 @@ class FparModule(L.LightningModule):
         # A diverged model must not overwrite the last good checkpoint.
         for name, tensor in self.model.state_dict().items():
             if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-                raise NonFiniteLossError(f"weight '{name}' is not finite at epoch {self.current_epoch}, "
+                raise DivergedError(f"weight '{name}' is not finite at epoch {self.current_epoch}, "
                                          f"global step {self.global_step}; run stopped, checkpoint not written")
         checkpoint["fpar"] = {"model": dict(self.model.build_spec), "classes": self.classes, "config": self.config}

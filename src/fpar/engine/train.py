@@ -26,7 +26,7 @@ from fpar.checkpoint import load_checkpoint, model_state_dict
 from fpar.engine.callbacks import AtomicCheckpointIO, MetricsHistory
 from fpar.engine.config import dump_config, validate_config
 from fpar.engine.datamodule import FparDataModule
-from fpar.engine.module import FparModule, NonFiniteLossError
+from fpar.engine.module import FparModule, DivergedError
 from fpar.errors import FparError
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def train(config: dict[str, Any], *, data_root: str | os.PathLike | None = None,
             dump_config(config, run_dir / "config.yaml")
         try:
             trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
-        except NonFiniteLossError as exc:
+        except DivergedError as exc:
             kept = f"last good checkpoint: {last}" if last.exists() else "no checkpoint had been saved yet"
             raise FparError(f"{exc}; {kept}") from None
 
