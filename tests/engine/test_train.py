@@ -14,7 +14,7 @@ from fpar.engine.train import load_init_weights, resolve_init_from, train
 from fpar.errors import FparError
 from fpar.models import build_model
 
-from engine_tiny import CLASSES, flow_config
+from engine_tiny import CLASSES, flow_config, tiny_config
 
 
 def test_two_epochs_lower_the_training_loss(trained_run):
@@ -122,3 +122,20 @@ def test_init_from_a_checkpoint_that_does_not_fit_is_named(tmp_path):
     with pytest.raises(FparError, match="other classes"):
         load_init_weights(build_model("flow_resnet", num_classes=3, backbone="resnet18", stack_size=2),
                           str(flow_path), ["x", "y", "z"])
+
+
+def test_ms_task_trains_on_the_motion_maps(tmp_path, tiny_data):
+    config = tiny_config(model={"name": "rgb_ms", "ms_head": "regression"}, data={"modalities": ["frames", "mmaps"]},
+                         loss={"ms": {"kind": "regression", "regression": "kl"}}, trainer={"epochs": 1})
+    (row,) = train(config, data_root=tiny_data, out_dir=tmp_path, progress=False)["metrics"]
+    assert row["train_loss"] > 0 and row["val_loss"] > 0
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"data": {"modalities": ["frames", "mmaps"]}}, "loss.ms"),  # rgb_attention has no MS head
+    ({"model": {"name": "rgb_ms", "ms_head": "classification"}}, "data.modalities"),  # no motion maps loaded
+])
+def test_ms_loss_needs_a_head_and_motion_maps(tmp_path, tiny_data, change, key):
+    config = tiny_config(loss={"ms": {"kind": "classification"}}, **change)
+    with pytest.raises(FparError, match=key.replace(".", r"\.")):
+        train(config, data_root=tiny_data, out_dir=tmp_path, progress=False)

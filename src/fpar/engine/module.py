@@ -57,6 +57,11 @@ class FparModule(L.LightningModule):
         # expects a gradient for every parameter that requires one at wrapping time.
         self.param_groups = configure_stage(self.model, self.stage, **self.stage_options)
         self.ms_loss = config["loss"]["ms"]
+        if self.ms_loss and getattr(self.model, "ms_head", None) is None:
+            raise FparError(f"config key 'loss.ms' needs a model with an MS head; '{spec['name']}' has none "
+                            "(use rgb_ms, or set model.ms_head)")
+        if self.ms_loss and "mmaps" not in config["data"]["modalities"]:
+            raise FparError("config key 'data.modalities' must include mmaps: loss.ms compares with the motion maps")
         self.train_loss = MeanMetric()
         self.val_loss = MeanMetric()
         self.val_acc = MulticlassAccuracy(spec["num_classes"], average="micro")
