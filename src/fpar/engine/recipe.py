@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -124,16 +125,17 @@ def _train(config: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
 def train_or_skip(config: dict[str, Any], out_dir: Path, **train_kwargs: Any) -> dict[str, Any]:
     """Train one run unless it finished already; resume it if it was interrupted.
 
-    Returns train()'s summary (without the metrics rows) plus ``state``, the state the run was
-    found in: 'done', 'partial' or 'new'.
+    Returns train()'s summary (without the metrics rows), ``seconds`` (wall time of the training)
+    and ``state``, the state the run was found in: 'done', 'partial' or 'new'.
     """
     run_dir = out_dir / config["experiment"]
     state = run_state(run_dir)
     if state == "done":
         summary = json.loads((run_dir / DONE_MARKER).read_text())
     else:
+        start = time.monotonic()
         summary = _train(config, out_dir=out_dir, resume=state == "partial", **train_kwargs)
-        summary = {key: summary[key] for key in SUMMARY_KEYS}
+        summary = {**{key: summary[key] for key in SUMMARY_KEYS}, "seconds": time.monotonic() - start}
         write_text(run_dir / DONE_MARKER, json.dumps(summary, indent=1) + "\n")
     return {**summary, "state": state}
 
@@ -154,7 +156,7 @@ def run_recipe(path: str | os.PathLike, *, out_dir: str | os.PathLike = "runs", 
         log(f"[{i + 1}/{len(stages)}] {stage['name']}: {config['experiment']}")
         summary = train_or_skip(config, out_dir, **train_kwargs)
         verb = {"done": "already done", "partial": "resumed", "new": "trained"}[summary["state"]]
-        log(f"[{i + 1}/{len(stages)}] {stage['name']}: {verb}, best val accuracy "
+        log(f"[{i + 1}/{len(stages)}] {stage['name']}: {verb} in {summary['seconds']:.0f} s, best val accuracy "
             f"{summary['best_val_accuracy']:.4f} ({summary['run_dir']})")
         results.append({"stage": stage["name"], "experiment": config["experiment"], **summary})
     return results
