@@ -28,12 +28,23 @@ from fpar.engine.train import quiet_lightning
 from fpar.errors import FparError
 from fpar.io import write_text
 
-# What each model reads, for checkpoints without a training config (imported reference weights).
-MODEL_MODALITIES = {
+# What each model reads, for checkpoints that carry no training config (imported reference weights).
+MODEL_INPUTS = {
     "flow_resnet": (["flow"], "stack"),
     "two_stream": (["frames", "flow"], "stack"),
     "two_in_one": (["frames", "flow"], "pairs"),
 }
+
+
+def data_settings(info: dict[str, Any]) -> dict[str, Any]:
+    """The data section a checkpoint's model is evaluated with: its training config's, or the
+    defaults with the inputs its model reads."""
+    config = info.get("config") or {}
+    data = {**DEFAULTS["data"], **config.get("data", {})}
+    if not config:
+        data["modalities"], data["flow_mode"] = MODEL_INPUTS.get(info["model"]["name"], (["frames"], "stack"))
+        data["stack_size"] = info["model"].get("stack_size", data["stack_size"])
+    return data
 
 
 class ScoringModule(L.LightningModule):
@@ -88,11 +99,7 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
     writes one row per clip (id, label, prediction, one score column per class) to ``predictions_csv``.
     """
     model, info = load_model(checkpoint)
-    config = info.get("config") or {}
-    data = {**DEFAULTS["data"], **config.get("data", {})}
-    if not config:
-        data["modalities"], data["flow_mode"] = MODEL_MODALITIES.get(info["model"]["name"], (["frames"], "stack"))
-        data["stack_size"] = info["model"].get("stack_size", data["stack_size"])
+    data = data_settings(info)
     subjects = _subjects(split) if split is not None else data["val_subjects"]
 
     index = load_index(data_root, data["layout"])

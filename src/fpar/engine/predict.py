@@ -19,27 +19,9 @@ from torch import nn
 
 from fpar.checkpoint import load_model
 from fpar.data import ClipDataset, load_index
-from fpar.engine.config import DEFAULTS
+from fpar.engine.evaluate import data_settings
 from fpar.prepare.layout_writer import write_instance
 from fpar.prepare.video import read_video
-
-# What each model reads, for checkpoints that carry no training config (imported reference weights).
-MODEL_INPUTS = {
-    "flow_resnet": (["flow"], "stack"),
-    "two_stream": (["frames", "flow"], "stack"),
-    "two_in_one": (["frames", "flow"], "pairs"),
-}
-
-
-def data_settings(info: dict[str, Any]) -> dict[str, Any]:
-    """The data section a checkpoint's model was evaluated with: its config's, or the defaults."""
-    config = info.get("config") or {}
-    data = {**DEFAULTS["data"], **config.get("data", {})}
-    if not config:
-        data["modalities"], data["flow_mode"] = MODEL_INPUTS.get(info["model"]["name"], (["frames"], "stack"))
-        data["stack_size"] = info["model"].get("stack_size", data["stack_size"])
-    return data
-
 
 @dataclass
 class VideoPrediction:

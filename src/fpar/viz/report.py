@@ -20,8 +20,7 @@ import torch
 
 from fpar.checkpoint import load_model
 from fpar.data import ClipDataset, load_index
-from fpar.engine.evaluate import evaluate
-from fpar.engine.predict import data_settings
+from fpar.engine.evaluate import data_settings, evaluate
 from fpar.io import write_text
 from fpar.viz.explain import explain_clip
 from fpar.viz.plots import plot_confusion, plot_correlation, plot_curves
