@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ def run_demo(out: str | os.PathLike = "demo-output", *, recipe: str | os.PathLik
     else:
         log(f"dataset: generating {data} ...")
         generate(data, **synth, force=True)
+        shutil.rmtree(out / "runs", ignore_errors=True)  # runs on an earlier dataset are stale
 
     runs = run_recipe(recipe, out_dir=out / "runs", data_root=str(data), overrides=overrides, progress=False,
                       log=log)
