@@ -60,3 +60,22 @@ def test_a_bad_value_fails_before_any_run(tmp_path, monkeypatch):
     with pytest.raises(FparError, match="optimizer.name"):
         sweep.run_sweep(CONFIG, ["optimizer.name=adam,adamw"], out_dir=tmp_path, log=lambda _: None)
     assert fake.calls == []
+
+
+def test_fpar_sweep_command(tmp_path, monkeypatch, capsys):
+    from fpar.cli import main
+
+    fake = FakeTrain()
+    monkeypatch.setattr(recipe, "_train", fake)
+    assert main(["sweep", str(CONFIG), "trainer.epochs=2,3", "--out", str(tmp_path), "--set", "optimizer.lr=1e-3",
+                 "loss.ms.threshold=0.0,0.5"]) == 0
+    assert len(fake.calls) == 4
+    assert "| trainer.epochs | loss.ms.threshold | best_val_accuracy | epochs_done |" in capsys.readouterr().out
+
+
+def test_table_marks_the_best_and_shows_unvalidated_runs():
+    rows = [{"run": "a", "x": "1", "best_val_accuracy": 0.5, "epochs_done": 2},
+            {"run": "b", "x": "2", "best_val_accuracy": None, "epochs_done": 1},
+            {"run": "c", "x": "3", "best_val_accuracy": 0.75, "epochs_done": 2}]
+    assert sweep.results_markdown(rows).splitlines()[2:] == [
+        "| 1 | 0.5000 | 2 |", "| 2 | - | 1 |", "| 3 | **0.7500** | 2 |"]

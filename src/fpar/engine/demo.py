@@ -61,6 +61,8 @@ def run_demo(out: str | os.PathLike = "demo-output", *, recipe: str | os.PathLik
     classes = json.loads((data / "synth.json").read_text())["classes"]
     rows = []
     for run in runs:
+        if run["best_ckpt"] is None:
+            raise FparError(f"{run['experiment']} has no best.ckpt: it ran fewer epochs than trainer.val_every")
         metrics = evaluate(run["best_ckpt"], data, split=HELD_OUT,
                            predictions_csv=Path(run["run_dir"]) / "predictions_S2.csv")
         rows.append({"stage": run["stage"], "model": DESCRIPTIONS.get(run["stage"], run["stage"]),

@@ -157,6 +157,11 @@ def run_recipe(path: str | os.PathLike, *, out_dir: str | os.PathLike = "runs", 
         summary = train_or_skip(config, out_dir, **train_kwargs)
         verb = {"done": "already done", "partial": "resumed", "new": "trained"}[summary["state"]]
         log(f"[{i + 1}/{len(stages)}] {stage['name']}: {verb} in {summary['seconds']:.0f} s, best val accuracy "
-            f"{summary['best_val_accuracy']:.4f} ({summary['run_dir']})")
+            f"{format_accuracy(summary['best_val_accuracy'])} ({summary['run_dir']})")
         results.append({"stage": stage["name"], "experiment": config["experiment"], **summary})
     return results
+
+
+def format_accuracy(value: float | None) -> str:
+    """'0.8125', or '-' for a run that was never validated (fewer epochs than trainer.val_every)."""
+    return "-" if value is None else f"{value:.4f}"

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from fpar.engine.config import load_config
-from fpar.engine.recipe import train_or_skip
+from fpar.engine.recipe import format_accuracy, train_or_skip
 from fpar.errors import FparError
 from fpar.io import write_text
 
@@ -94,13 +94,13 @@ def results_csv(rows: list[dict[str, Any]]) -> str:
 
 
 def results_markdown(rows: list[dict[str, Any]]) -> str:
-    """One row per run (the run name is left out: the swept values say which), best accuracy marked."""
+    """One row per run (the run name is left out: the swept values say which), the best accuracy in bold."""
     columns = [c for c in rows[0] if c != "run"]
-    best = max(row["best_val_accuracy"] for row in rows)
+    best = max((row["best_val_accuracy"] for row in rows if row["best_val_accuracy"] is not None), default=None)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
-        cells = [f"{row[c]:.4f}" if c == "best_val_accuracy" else str(row[c]) for c in columns]
-        if row["best_val_accuracy"] == best:
-            cells[columns.index("best_val_accuracy")] = f"**{cells[columns.index('best_val_accuracy')]}**"
+        cells = [str(row[c]) for c in columns]
+        accuracy = format_accuracy(row["best_val_accuracy"])
+        cells[columns.index("best_val_accuracy")] = f"**{accuracy}**" if row["best_val_accuracy"] == best else accuracy
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
