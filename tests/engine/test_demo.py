@@ -9,9 +9,11 @@ TOY = ("trainer.epochs=1", "trainer.val_every=1", "trainer.batch_size=2", "data.
        "data.resize=32", "data.crop=32")
 
 
-def test_toy_demo_writes_one_table_for_all_five_models(tmp_path):
+def test_toy_demo_writes_one_table_for_all_five_models(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path.parent)  # a relative --out, as `make demo` gives
+    out = tmp_path.name
     lines = []
-    results = demo.run_demo(tmp_path, synth=TOY_SYNTH, overrides=TOY, log=lines.append)
+    results = demo.run_demo(out, synth=TOY_SYNTH, overrides=TOY, log=lines.append)
 
     assert [row["stage"] for row in results["models"]] == ["rgb", "flow", "two_stream", "ms_regression", "two_in_one"]
     assert results["chance"] == 0.5 and all(row["n"] == 2 for row in results["models"])
@@ -23,7 +25,7 @@ def test_toy_demo_writes_one_table_for_all_five_models(tmp_path):
 
     # again: the dataset and every finished run are reused
     lines.clear()
-    demo.run_demo(tmp_path, synth=TOY_SYNTH, overrides=TOY, log=lines.append)
+    demo.run_demo(out, synth=TOY_SYNTH, overrides=TOY, log=lines.append)
     assert lines[0].startswith("dataset: reusing") and sum("already done" in line for line in lines) == 5
 
 

@@ -13,7 +13,7 @@ optional ``overrides`` (``key.sub=value`` strings, as on the command line) and o
         config: ../gtea61/two-stream_r34_16f_joint.yaml
         init_from: {flow_model: {stage: flow}, rgb_model: {stage: rgb_stage2}}
 
-``{stage: X}`` becomes ``<out>/<X's experiment>/best.ckpt``. Every stage's config is loaded and
+``{stage: X}`` becomes ``<X's experiment>/best.ckpt`` (relative to the out root, as in configs). Every stage's config is loaded and
 checked before the first one trains. A finished stage (its run directory has ``summary.json``,
 written when its training returned) is skipped; an unfinished one with a ``last.ckpt`` resumes
 from it; so a killed ``fpar run`` picks up where it stopped when run again.
@@ -97,14 +97,14 @@ def _check_stage_refs(init_from: Any, earlier: list[str], where: str) -> None:
                             f"(earlier: {', '.join(earlier) or 'none'})")
 
 
-def resolve_init_from(init_from: Any, stages: list[dict[str, Any]], out_dir: Path) -> Any:
-    """Stage references -> checkpoint paths: ``<out>/<experiment>/best.ckpt``."""
+def resolve_init_from(init_from: Any, stages: list[dict[str, Any]]) -> Any:
+    """Stage references -> ``<experiment>/best.ckpt``, a path train() takes relative to the out root."""
     if init_from is None:
         return None
     experiments = {s["name"]: s["config"]["experiment"] for s in stages}
     if "stage" in init_from:
-        return str(out_dir / experiments[init_from["stage"]] / "best.ckpt")
-    return {key: str(out_dir / experiments[ref["stage"]] / "best.ckpt") for key, ref in init_from.items()}
+        return f"{experiments[init_from['stage']]}/best.ckpt"
+    return {key: f"{experiments[ref['stage']]}/best.ckpt" for key, ref in init_from.items()}
 
 
 def run_state(run_dir: Path) -> str:
@@ -151,13 +151,13 @@ def run_recipe(path: str | os.PathLike, *, out_dir: str | os.PathLike = "runs", 
     results = []
     for i, stage in enumerate(stages):
         config = dict(stage["config"])
-        config["init_from"] = resolve_init_from(stage["init_from"], stages, out_dir) or config["init_from"]
+        config["init_from"] = resolve_init_from(stage["init_from"], stages) or config["init_from"]
         config = validate_config(config)
         log(f"[{i + 1}/{len(stages)}] {stage['name']}: {config['experiment']}")
         summary = train_or_skip(config, out_dir, **train_kwargs)
-        verb = {"done": "already done", "partial": "resumed", "new": "trained"}[summary["state"]]
-        log(f"[{i + 1}/{len(stages)}] {stage['name']}: {verb} in {summary['seconds']:.0f} s, best val accuracy "
-            f"{format_accuracy(summary['best_val_accuracy'])} ({summary['run_dir']})")
+        what = {"done": "already done", "partial": "resumed", "new": "trained"}[summary["state"]]
+        log(f"[{i + 1}/{len(stages)}] {stage['name']}: {what} ({summary['seconds']:.0f} s of training), "
+            f"best val accuracy {format_accuracy(summary['best_val_accuracy'])} ({summary['run_dir']})")
         results.append({"stage": stage["name"], "experiment": config["experiment"], **summary})
     return results
 
