@@ -7,6 +7,7 @@ import json
 
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 
+from fpar.cli.common import devices, intermixed
 from fpar.engine.config import PRECISIONS, load_config
 
 
@@ -16,14 +17,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train one experiment. The run directory <out>/<experiment>/ gets config.yaml, best.ckpt, "
                     "last.ckpt, metrics.csv/json and TensorBoard logs. Multi-GPU/multi-node: --devices/--num-nodes "
                     "(or launch with torchrun / SLURM and set trainer.strategy=ddp).")
-    train.__class__ = _IntermixedParser
+    intermixed(train)
     train.add_argument("config", help="experiment YAML (e.g. configs/gtea61/rgb-attention_r34_16f_stage2.yaml)")
     train.add_argument("overrides", nargs="*", metavar="key.sub=value",
                        help="config overrides, values in YAML (e.g. trainer.epochs=10 optimizer.lr=1e-3)")
     train.add_argument("--data", metavar="ROOT", help="dataset root (overrides data.root)")
     train.add_argument("--out", metavar="DIR", help="runs folder (default: runs)")
     train.add_argument("--resume", action="store_true", help="continue the run from its last.ckpt")
-    train.add_argument("--devices", type=_devices, metavar="N", help="devices per node (int or auto)")
+    train.add_argument("--devices", type=devices, metavar="N", help="devices per node (int or auto)")
     train.add_argument("--num-nodes", type=int, metavar="N", help="number of nodes")
     train.add_argument("--precision", choices=PRECISIONS, help="numeric precision")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -44,24 +45,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--devices", type=int, default=1, metavar="N", help="processes (DDP) to score with")
     ev.add_argument("--accelerator", default="auto", help="auto, cpu, gpu, ...")
     ev.set_defaults(func=run_eval)
-
-
-class _IntermixedParser(argparse.ArgumentParser):
-    """Lets positionals follow options (``CONFIG --data ROOT key=value``); plain argparse stops
-    filling a ``*`` positional at the first option."""
-
-    def parse_known_args(self, args=None, namespace=None):
-        if getattr(self, "_intermixing", False):  # parse_known_intermixed_args calls back in here
-            return super().parse_known_args(args, namespace)
-        self._intermixing = True
-        try:
-            return self.parse_known_intermixed_args(args, namespace)
-        finally:
-            self._intermixing = False
-
-
-def _devices(text: str) -> int | str:
-    return text if text == "auto" else int(text)
 
 
 def run_train(args: argparse.Namespace) -> int:

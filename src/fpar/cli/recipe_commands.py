@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fpar.cli.engine_commands import _devices, _IntermixedParser
+from fpar.cli.common import devices, intermixed
 from fpar.engine.config import PRECISIONS
 
 
@@ -13,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "run", help="run a multi-stage recipe (e.g. RGB stage 1 -> 2, flow, two-stream), skipping finished stages",
         description="Train every stage of RECIPE in order. Finished stages are skipped and an interrupted one "
                     "resumes from its last.ckpt, so running the same command again continues the recipe.")
-    run.__class__ = _IntermixedParser  # overrides may follow --data/--out
+    intermixed(run)  # overrides may follow --data/--out
     run.add_argument("recipe", help="recipe YAML, e.g. configs/recipes/gtea61_two-stream_16f.yaml")
     _add_common(run)
     run.add_argument("overrides", nargs="*", metavar="key.sub=value",
@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Each combination trains as its own run <out>/<experiment>__key=value__...; finished runs "
                     "are skipped, interrupted ones resume. The results table is printed and written as "
                     "<out>/<experiment>__sweep.csv and .md.")
-    sweep.__class__ = _IntermixedParser
+    intermixed(sweep)
     sweep.add_argument("config", help="experiment config YAML")
     _add_common(sweep)
     sweep.add_argument("axes", nargs="+", metavar="key.sub=v1,v2",
@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", dest="data_root", metavar="ROOT", help="dataset root (overrides data.root)")
     parser.add_argument("--out", default="runs", metavar="DIR", help="root of the run directories (default %(default)s)")
-    parser.add_argument("--devices", type=_devices, metavar="N", help="devices per node, int or auto "
+    parser.add_argument("--devices", type=devices, metavar="N", help="devices per node, int or auto "
                         "(overrides trainer.devices)")
     parser.add_argument("--num-nodes", type=int, metavar="N", help="nodes (overrides trainer.num_nodes)")
     parser.add_argument("--precision", choices=PRECISIONS, help="numeric precision (overrides trainer.precision)")
