@@ -4,7 +4,8 @@
 2. run the demo recipe (``configs/recipes/synthetic_demo.yaml``) into ``<out>/runs``: RGB attention,
    flow, two-stream, MS regression and two-in-one, ResNet-18 from random init;
 3. evaluate every model on the held-out subject S2 and print one table with the chance level,
-   also written as ``<out>/results.md`` and ``<out>/results.json``.
+   also written as ``<out>/results.md`` and ``<out>/results.json``; each run also gets a report
+   (``runs/<config>/report/report.md``: per-class accuracy, curves, confusion, CAM GIFs).
 
 Everything goes under ``<out>``. Running it again reuses the dataset and the finished runs.
 """
@@ -40,8 +41,8 @@ def run_demo(out: str | os.PathLike = "demo-output", *, recipe: str | os.PathLik
              synth: dict[str, Any] | None = None, overrides: tuple[str, ...] = (), log=print) -> dict[str, Any]:
     """Run the demo into ``out``; returns the results (also written as results.json)."""
     from fpar.data.synth import generate
-    from fpar.engine.evaluate import evaluate
     from fpar.engine.recipe import run_recipe
+    from fpar.viz.report import write_report
 
     start = time.monotonic()
     out = Path(out)
@@ -63,12 +64,14 @@ def run_demo(out: str | os.PathLike = "demo-output", *, recipe: str | os.PathLik
     for run in runs:
         if run["best_ckpt"] is None:
             raise FparError(f"{run['experiment']} has no best.ckpt: it ran fewer epochs than trainer.val_every")
-        metrics = evaluate(run["best_ckpt"], data, split=HELD_OUT,
-                           predictions_csv=Path(run["run_dir"]) / "predictions_S2.csv")
+        report_dir = Path(run["run_dir"]) / "report"
+        metrics = write_report(run["best_ckpt"], data, report_dir, split=HELD_OUT,
+                               title=DESCRIPTIONS.get(run["stage"], run["stage"]))
         rows.append({"stage": run["stage"], "model": DESCRIPTIONS.get(run["stage"], run["stage"]),
                      "experiment": run["experiment"], "accuracy": metrics["accuracy"],
                      "mean_class_accuracy": metrics["mean_class_accuracy"], "top5": metrics["top5"],
-                     "n": metrics["n"], "train_seconds": run["seconds"]})
+                     "n": metrics["n"], "train_seconds": run["seconds"],
+                     "report": Path(metrics["report"]).relative_to(out).as_posix()})
     results = {"held_out": HELD_OUT, "classes": len(classes), "chance": 1 / len(classes), "models": rows,
                "wall_seconds": time.monotonic() - start}
     table = results_table(results)
@@ -101,6 +104,9 @@ def results_table(results: dict[str, Any]) -> str:
     lines.append("")
     lines.append(f"Chance level: 1/{results['classes']} = {results['chance']:.1%}. Held-out subject "
                  f"{', '.join(results['held_out'])}: {n} clips. Wall time: {_duration(results['wall_seconds'])}.")
+    if results["models"] and "report" in results["models"][0]:
+        lines.append("Per-model reports (per-class accuracy, confusion matrix, CAM GIFs): "
+                     "runs/<config>/report/report.md.")
     return "\n".join(lines)
 
 
