@@ -14,9 +14,19 @@ def test_target_is_the_map_bilinearly_resized_to_the_grid():
     mmaps[..., :4, :] = 1.0  # top half moves
     target = ms_target(mmaps, 4)
     assert target.shape == (2, 3, 4)
-    assert torch.allclose(target, torch.tensor([1.0, 1.0, 0.0, 0.0]).expand(2, 3, 4))
+    top, bottom = target[..., :2], target[..., 2:]
+    assert (top > 0.8).all() and (bottom < 0.2).all()
+    assert torch.allclose(top, 1 - bottom)  # the filter blurs the edge symmetrically
     with pytest.raises(ValueError, match="square"):
         ms_target(mmaps, 5)
+
+
+def test_target_counts_thin_motion_between_cell_centres():
+    """A one-pixel-wide moving stroke away from the sampling points still shows in its cell."""
+    mmaps = torch.zeros(1, 1, 1, 32, 32)
+    mmaps[..., 2, :16] = 1.0  # a thin horizontal line in the top-left cell, far from its centre row
+    target = ms_target(mmaps, 4).reshape(2, 2)
+    assert target[0, 0] > 0.02 and target[1].sum() == 0
 
 
 def test_classification_thresholds_any_motion_by_default():
@@ -32,7 +42,7 @@ def test_classification_thresholds_any_motion_by_default():
 @pytest.mark.parametrize("regression", ["mse", "l1", "smooth_l1", "kl"])
 def test_regression_pulls_sigmoid_outputs_towards_the_target(regression):
     torch.manual_seed(0)
-    mmaps = torch.rand(2, 3, 1, 4, 4)
+    mmaps = torch.rand(2, 3, 1, 2, 2)  # already on the 2x2 grid: the target is the map itself
     logits = torch.zeros(2, 3, 4, requires_grad=True)
     optimizer = torch.optim.SGD([logits], lr=50.0)
     start = (torch.sigmoid(logits) - ms_target(mmaps, 4)).abs().mean().item()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import shutil
 import time
 from pathlib import Path
@@ -57,7 +58,8 @@ def run_demo(out: str | os.PathLike = "demo-output", *, recipe: str | os.PathLik
         generate(data, **synth, force=True)
         shutil.rmtree(out / "runs", ignore_errors=True)  # runs on an earlier dataset are stale
 
-    runs = run_recipe(recipe, out_dir=out / "runs", data_root=str(data), overrides=overrides, progress=False,
+    runs = run_recipe(recipe, out_dir=out / "runs", data_root=str(data), overrides=overrides,
+                      progress=sys.stderr.isatty(),
                       log=log)
     classes = json.loads((data / "synth.json").read_text())["classes"]
     rows = []

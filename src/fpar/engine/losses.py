@@ -2,7 +2,9 @@
 
 The MS head predicts one value per cell of the backbone's h x w feature grid for every frame,
 ``ms (B, T, h*w)``. Its target is the frame's motion map ``mmaps (B, T, 1, H, W)`` in [0, 1],
-bilinearly resized to h x w (REFERENCE.md §2).
+bilinearly resized to h x w (REFERENCE.md §2) with antialiasing, as PIL's bilinear resize does: a
+cell's target is then the share of moving pixels around it. (Plain bilinear sampling would read
+only the few pixels nearest each cell centre and miss a moving hand between them.)
 
 * classification: target cell = 1 where the resized map exceeds ``threshold`` (default 0: any
   motion), per-cell binary cross-entropy on the head's logits;
@@ -36,7 +38,8 @@ def ms_target(mmaps: torch.Tensor, cells: int) -> torch.Tensor:
     if side * side != cells:
         raise ValueError(f"MS head output has {cells} cells, not a square grid")
     batch, steps = mmaps.shape[:2]
-    resized = F.interpolate(mmaps.flatten(0, 1).float(), size=(side, side), mode="bilinear", align_corners=False)
+    resized = F.interpolate(mmaps.flatten(0, 1).float(), size=(side, side), mode="bilinear", align_corners=False,
+                            antialias=True)
     return resized.reshape(batch, steps, cells)
 
 
