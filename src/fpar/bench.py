@@ -4,8 +4,8 @@ Each benchmark times the two ways on the same inputs (and, where they compute th
 checks that they agree) and reports the speed-up ``reference time / fpar time``:
 
 * ``rgb-attention forward``: the reference runs the backbone one time step at a time and the
-  ConvLSTM as eight gate convolutions per step; fpar runs the backbone on all B*T frames in one
-  call and stacks the gates into two convolutions.
+  ConvLSTM's input and hidden convolutions per step; fpar runs the backbone and the ConvLSTM's
+  input convolutions on all B*T frames in one call each, and steps only the hidden convolution.
 * ``clip loading``: the reference opens every PNG with PIL and transforms it anew each epoch;
   fpar decodes with OpenCV once, caches the decoded frames and crops by slicing.
 * ``optical flow``: TV-L1 (the reference's flow) against DIS (fpar's fast option); these compute
