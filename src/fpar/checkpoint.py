@@ -16,33 +16,19 @@ shape; fpar adds one entry:
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from fpar.errors import FparError
-from fpar.io import atomic_path
+from fpar.io import atomic_path, load_torch_file
 
 MODEL_PREFIX = "model."
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load a checkpoint without executing code; one clear error for anything else."""
-    path = Path(path)
-    if not path.is_file():
-        raise FparError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
-        raise FparError(
-            f"refusing to load {path}: it is not a plain weights file and loading it could run code ({first})"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise FparError(f"{path} is not a readable checkpoint (corrupt or truncated?): {type(exc).__name__}") from None
+    ckpt = load_torch_file(path, "checkpoint")
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "fpar" not in ckpt:
         raise FparError(f"{path} is not an fpar checkpoint (no 'state_dict'/'fpar' entries); "
                         "reference .pth files are converted with `fpar import-reference`")

@@ -1,12 +1,18 @@
-"""Atomic file writes: a reader never sees a half-written file, a killed job leaves the old one."""
+"""Atomic file writes (a reader never sees a half-written file, a killed job leaves the old one)
+and code-free loading of torch files."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import pickle
+import re
 import tempfile
+import zipfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
+
+from fpar.errors import FparError
 
 
 @contextlib.contextmanager
@@ -39,3 +45,23 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def load_torch_file(path: str | os.PathLike, what: str = "checkpoint") -> Any:
+    """``torch.load`` with ``weights_only=True``: tensors and plain values only, so loading never
+    runs code. A file that would need code, or that is not a torch file at all, is one FparError."""
+    import torch  # torch is heavy; most users of this module only write files
+
+    path = Path(path)
+    if not path.is_file():
+        raise FparError(f"{what} not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        blocked = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if blocked:
+            raise FparError(f"refusing to load {path}: it holds Python objects ({blocked.group(1)}) and loading it "
+                            "could run code; fpar loads plain weights files only (save a state_dict)") from None
+        raise FparError(f"{path} is not a readable {what} (corrupt, truncated or not a torch file)") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError):
+        raise FparError(f"{path} is not a readable {what} (corrupt, truncated or not a torch file)") from None

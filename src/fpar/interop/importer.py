@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
 from pathlib import Path
 
 import torch
 
 from fpar.checkpoint import save_checkpoint
 from fpar.errors import FparError
+from fpar.io import load_torch_file
 from fpar.interop.reference import from_reference
 
 # the dict entries training scripts commonly wrap a state dict in
@@ -19,16 +18,7 @@ WRAPPER_KEYS = ("state_dict", "model_state_dict")
 
 def load_reference_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A reference state dict from ``path``, loaded without running code (``weights_only=True``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FparError(f"reference checkpoint not found: {path}")
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise FparError(f"refusing to load {path}: it is not a plain weights file and loading it could run code "
-                        "(a whole pickled model?); save its state_dict() instead") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise FparError(f"{path} is not a readable .pth file (corrupt or truncated?): {type(exc).__name__}") from None
+    content = load_torch_file(path, "reference checkpoint")
     for key in WRAPPER_KEYS:
         if isinstance(content, dict) and isinstance(content.get(key), dict):
             content = content[key]

@@ -23,7 +23,7 @@ from torch import nn
 
 from fpar.errors import FparError
 from fpar.models import build_model
-from fpar.models.backbone import BLOCKS_PER_STAGE, feature_grid
+from fpar.models.backbone import BLOCKS_PER_STAGE
 from fpar.models.convlstm import GATES
 
 # reference kind -> (registry model, options the kind implies)

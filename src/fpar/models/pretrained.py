@@ -9,12 +9,12 @@ the RGB filters averaged over the colour axis and repeated once per flow channel
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 
 import torch
 
 from fpar.errors import FparError
+from fpar.io import load_torch_file
 from fpar.models.backbone import ResNet
 
 IMAGENET_URLS = {
@@ -54,12 +54,7 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             return load_file(path)
         except Exception as exc:  # safetensors raises its own error types for a damaged header
             raise FparError(f"{path} is not a readable safetensors file: {exc}") from None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise FparError(f"refusing to load {path}: it is not a plain weights file and loading it could run code") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise FparError(f"{path} is not a readable weights file: {type(exc).__name__}") from None
+    state = load_torch_file(path, "weights file")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise FparError(f"{path} does not hold a plain state dict (name -> tensor)")
     return state
