@@ -24,3 +24,10 @@ def test_written_files_get_the_usual_permissions(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "report.md").stat().st_mode) == 0o644
+
+
+def test_writing_onto_a_folder_is_a_clear_error(tmp_path):
+    from fpar.errors import FparError
+
+    with pytest.raises(FparError, match="is a folder"):
+        write_text(tmp_path, "x")

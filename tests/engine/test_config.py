@@ -76,6 +76,11 @@ def test_unknown_key_is_named(configs, override, key):
         load_config(configs, [override])
 
 
+def test_a_run_shorter_than_the_validation_period_still_validates(configs):
+    config = load_config(configs, ["trainer.epochs=3", "trainer.val_every=5"])
+    assert config["trainer"]["val_every"] == 3
+
+
 @pytest.mark.parametrize("override, key", [
     ("trainer.epochs=ten", "trainer.epochs"),
     ("trainer.epochs=2.5", "trainer.epochs"),

@@ -101,3 +101,9 @@ def test_unreadable_video_is_one_line_error(tmp_path, capsys):
     assert main(["predict", str(checkpoint), str(broken)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("fpar: error:") and "broken.mp4" in err and "\n" not in err
+
+
+def test_too_short_a_video_names_the_frames_needed(tmp_path, video, capsys):
+    checkpoint = _checkpoint(tmp_path, "flow_resnet")
+    assert main(["predict", str(checkpoint), str(video), "--flow", "dis", "--max-frames", "3"]) == 1
+    assert "3 frame(s) are too few for this model (it needs at least 5)" in capsys.readouterr().err

@@ -31,6 +31,17 @@ def test_fpar_prepare_errors(tmp_path, square_frames, capsys):
     assert "--instance names one instance" in err and "missing.mp4: no such" in err
 
 
+def test_two_videos_with_one_name_are_refused_before_anything_is_written(tmp_path, square_frames, capsys):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = write_gif(tmp_path / "a" / "clip.gif", square_frames)
+    b = write_gif(tmp_path / "b" / "clip.gif", square_frames[:6])
+    out = tmp_path / "out"
+    assert main(["prepare", str(a), str(b), "--out", str(out), "--subject", "S1", "--class", "x", "--flow", "dis"]) == 1
+    assert "same name would be one instance (clip)" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_fpar_flow_writes_a_side_by_side_gif(tmp_path, square_frames):
     video = write_gif(tmp_path / "clip.gif", square_frames)
     assert main(["flow", str(video), "--out", str(tmp_path / "flow.gif")]) == 0

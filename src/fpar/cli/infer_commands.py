@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from fpar.cli.common import at_least
 from fpar.errors import FparError
 
 FLOW_METHODS = ("tvl1", "dis", "farneback")
@@ -16,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "predict", help="classify a video with a trained checkpoint",
         description="Samples the clip as evaluation does (centre crop) and prints the top classes.")
     _common(predict)
-    predict.add_argument("--top", type=int, default=5, help="how many classes to print (default 5)")
+    predict.add_argument("--top", type=at_least(1), default=5, help="how many classes to print (default 5)")
     predict.add_argument("--json", action="store_true", help="print one JSON object")
     predict.set_defaults(func=predict_command)
 
@@ -47,7 +48,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("video", help="video file, animated GIF or folder of frames")
     parser.add_argument("--flow", default="tvl1", choices=FLOW_METHODS,
                         help="optical flow for models that read it (default tvl1, as the reference data)")
-    parser.add_argument("--max-frames", type=int, default=None, help="read at most this many frames")
+    parser.add_argument("--max-frames", type=at_least(1), default=None, help="read at most this many frames")
 
 
 def predict_command(args: argparse.Namespace) -> int:

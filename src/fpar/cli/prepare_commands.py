@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from fpar.cli.common import at_least
 from fpar.errors import FparError
+
+MIN_SIZE = 16  # px; OpenCV's flow methods need frames of at least 12 px
 
 FLOW_METHODS = ("tvl1", "dis", "farneback")
 
@@ -22,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prepare.add_argument("--class", dest="class_name", required=True, help="class name, e.g. open_jar")
     prepare.add_argument("--instance", help="instance id (one VIDEO only; default: the video's file stem)")
     _add_flow_options(prepare)
-    prepare.add_argument("--max-frames", type=int, help="read at most this many frames per video")
+    prepare.add_argument("--max-frames", type=at_least(1), help="read at most this many frames per video")
     prepare.set_defaults(func=prepare_command)
 
     gtea = subparsers.add_parser(
@@ -41,8 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     flow.add_argument("video", metavar="VIDEO")
     flow.add_argument("--out", required=True, help="GIF to write, e.g. flow.gif")
     flow.add_argument("--method", choices=FLOW_METHODS, default="dis", help="flow method (default dis: fast)")
-    flow.add_argument("--size", type=int, help="resize so the short side is SIZE px")
-    flow.add_argument("--max-frames", type=int, help="read at most this many frames")
+    flow.add_argument("--size", type=at_least(MIN_SIZE), help="resize so the short side is SIZE px")
+    flow.add_argument("--max-frames", type=at_least(1), help="read at most this many frames")
     flow.set_defaults(func=flow_command)
 
 
@@ -50,7 +53,7 @@ def _add_flow_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flow", choices=FLOW_METHODS, default="tvl1",
                         help="optical flow method (default tvl1, as the reference; dis is ~200x faster)")
     parser.add_argument("--bound", type=float, default=20.0, help="flow clipped to ±BOUND px before 8-bit coding")
-    parser.add_argument("--size", type=int, help="resize so the short side is SIZE px (default: keep)")
+    parser.add_argument("--size", type=at_least(MIN_SIZE), help="resize so the short side is SIZE px (default: keep)")
 
 
 def prepare_command(args: argparse.Namespace) -> int:
@@ -58,6 +61,14 @@ def prepare_command(args: argparse.Namespace) -> int:
 
     if args.instance and len(args.videos) > 1:
         raise FparError("--instance names one instance; give one VIDEO or leave --instance out")
+    stems = [Path(video).stem for video in args.videos]
+    twice = sorted({stem for stem in stems if stems.count(stem) > 1})
+    if twice:
+        raise FparError(f"videos with the same name would be one instance ({', '.join(twice)}); "
+                        "prepare them in separate calls with --instance")
+    for video in args.videos:  # all inputs checked before the first is prepared
+        if not Path(video).exists():
+            raise FparError(f"{video}: no such video file or folder")
     for video in args.videos:
         result = prepare_video(
             video, args.out, subject=args.subject, class_name=args.class_name,

@@ -355,6 +355,9 @@ def _check_trainer(tr: dict[str, Any]) -> None:
     _int(tr, "epochs", "trainer.epochs", minimum=1)
     _int(tr, "batch_size", "trainer.batch_size", minimum=1)
     _int(tr, "val_every", "trainer.val_every", minimum=1)
+    # A run shorter than the validation period still validates (at its end), so it has a best.ckpt
+    # for the next stage of a recipe; the resolved config.yaml records the value used.
+    tr["val_every"] = min(tr["val_every"], tr["epochs"])
     if isinstance(tr["precision"], int) and not isinstance(tr["precision"], bool):
         tr["precision"] = str(tr["precision"])  # `precision: 32` in YAML is an int
     _string(tr, "precision", "trainer.precision", choices=PRECISIONS)

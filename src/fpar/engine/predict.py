@@ -20,6 +20,7 @@ from torch import nn
 from fpar.checkpoint import load_model
 from fpar.data import ClipDataset, load_index
 from fpar.engine.evaluate import data_settings
+from fpar.errors import FparError
 from fpar.prepare.layout_writer import write_instance
 from fpar.prepare.video import read_video
 
@@ -52,11 +53,14 @@ def predict_video(checkpoint: str | os.PathLike, video: str | os.PathLike, *, fl
     if getattr(model, "ms_head", None) is not None and "mmaps" not in modalities:
         modalities.append("mmaps")  # the MS head's target, to show beside its prediction
     frames = read_video(video, max_frames).frames
+    needs = data["stack_size"] if "flow" in modalities else 2  # a flow stack needs L frames, flow itself 2
+    if len(frames) < needs:
+        raise FparError(f"{video}: {len(frames)} frame(s) are too few for this model (it needs at least {needs})")
     # Models that read no flow get the cheapest flow: it is written but never read.
     method = flow if "flow" in data["modalities"] else "dis"
     with tempfile.TemporaryDirectory(prefix="fpar-video-") as tmp:
         write_instance(frames, tmp, subject="S0", class_name="unknown", instance_id="clip", flow=method)
-        instance = load_index(tmp, "processed").instances[0]
+        instance = load_index(tmp, "processed", min_frames=needs).instances[0]
         dataset = ClipDataset([instance], modalities=modalities, num_frames=data["num_frames"],
                               stack_size=data["stack_size"], flow_mode=data["flow_mode"], train=False,
                               resize=data["resize"], crop=data["crop"])
@@ -65,5 +69,6 @@ def predict_video(checkpoint: str | os.PathLike, video: str | os.PathLike, *, fl
     with torch.inference_mode():
         outputs = model(batch)
     num_classes = outputs["logits"].shape[1]
-    classes = info.get("classes") or [f"class {i}" for i in range(num_classes)]
+    names = info.get("classes") or []
+    classes = [names[i] if i < len(names) else f"class {i}" for i in range(num_classes)]
     return VideoPrediction(clip, outputs, classes)
