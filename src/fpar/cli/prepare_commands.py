@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "flow", help="write a GIF of a video's optical flow (hue = direction, brightness = speed)")
     flow.add_argument("video", metavar="VIDEO")
     flow.add_argument("--out", required=True, help="GIF to write, e.g. flow.gif")
-    flow.add_argument("--method", choices=FLOW_METHODS, default="dis", help="flow method (default dis: fast)")
+    flow.add_argument("--method", "--flow", dest="method", choices=FLOW_METHODS, default="dis", help="flow method (default dis: fast)")
     flow.add_argument("--size", type=at_least(MIN_SIZE), help="resize so the short side is SIZE px")
     flow.add_argument("--max-frames", type=at_least(1), help="read at most this many frames")
     flow.set_defaults(func=flow_command)
