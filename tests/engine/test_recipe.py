@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from fpar.engine import recipe
+from fpar.engine.config import dump_config, validate_config
 from fpar.errors import FparError
 
 CONFIGS = Path(__file__).parents[2] / "configs"
@@ -22,6 +23,7 @@ class FakeTrain:
         run_dir = Path(out_dir) / config["experiment"]
         self.calls.append((config["experiment"], resume, config["init_from"]))
         run_dir.mkdir(parents=True, exist_ok=True)
+        dump_config(validate_config(config), run_dir / "config.yaml")  # as train() records the run
         (run_dir / "last.ckpt").write_text("weights")
         if config["experiment"] == self.interrupt:
             raise KeyboardInterrupt
@@ -52,6 +54,17 @@ def test_stages_chain_skip_when_done_and_resume_when_interrupted(tmp_path, monke
     fake.calls.clear()
     assert [r["state"] for r in recipe.run_recipe(TWO_STREAM, out_dir=tmp_path, log=lambda _: None)] == ["done"] * 4
     assert fake.calls == []
+
+
+def test_a_finished_run_is_not_reused_for_other_settings(tmp_path, monkeypatch):
+    fake = FakeTrain()
+    monkeypatch.setattr(recipe, "_train", fake)
+    recipe.run_recipe(TWO_STREAM, out_dir=tmp_path, log=lambda _: None)
+    # runtime settings may change; what the run computes may not
+    again = recipe.run_recipe(TWO_STREAM, out_dir=tmp_path, overrides=["data.workers=0"], log=lambda _: None)
+    assert [r["state"] for r in again] == ["done"] * 4
+    with pytest.raises(FparError, match=r"trained with other settings \(optimizer.lr: 0.001 -> 0.5"):
+        recipe.run_recipe(TWO_STREAM, out_dir=tmp_path, overrides=["optimizer.lr=0.5"], log=lambda _: None)
 
 
 def test_overrides_reach_every_stage(tmp_path):
