@@ -3,12 +3,19 @@
 import json
 import re
 
+import cv2
 import pytest
 
 from fpar.cli import main
 from fpar.data.check import check_dataset
 
 from .conftest import add_processed_instance
+
+
+def _shrink(path):
+    """Replace an image with a half-size copy: the modalities of the instance no longer align."""
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    cv2.imwrite(str(path), image[: image.shape[0] // 2, : image.shape[1] // 2])
 
 
 def run_check(root, capsys, *extra):
@@ -51,8 +58,9 @@ def test_not_a_dataset_exits_2(tmp_path, capsys):
         (lambda inst: (inst / "rgb/rgb0004.png").rename(inst / "rgb/rgb0009.png"), "open_jam/1/rgb", "numbering gap"),
         (lambda inst: (inst / "notes.txt").write_text("x"), "open_jam/1/notes.txt", "unknown file"),
         (lambda inst: (inst.parent.parent / "empty_class").mkdir(), "S1/empty_class", "empty class folder"),
+        (lambda inst: _shrink(inst / "mmaps/map0006.png"), "map0006.png", "the instance's others"),
     ],
-    ids=["corrupt", "truncated", "zero-byte", "count-mismatch", "gap", "unknown-file", "empty-class"],
+    ids=["corrupt", "truncated", "zero-byte", "count-mismatch", "gap", "unknown-file", "empty-class", "size"],
 )
 def test_each_problem_kind_is_reported_with_its_path(processed_root, capsys, damage, path_end, reason):
     damage(processed_root / "processed_frames/S1/open_jam/1")

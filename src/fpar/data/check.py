@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 from tqdm import tqdm
 
 from fpar.data.frames import decode, image_problem
@@ -77,30 +78,38 @@ def check_dataset(root: str | Path, layout: str = "auto", progress: bool | None 
     index = load_index(root, layout)
     problems = list(index.problems)
     files = list(_frame_files(index.instances + index.skipped))
-    for path, color in tqdm(files, desc="checking frames", unit="frame", disable=_no_bar(progress), leave=False):
-        reason = frame_problem(path, color)
+    sizes: dict[str, tuple[int, int]] = {}  # instance id -> (height, width) of its first good frame
+    for inst, path, color in tqdm(files, desc="checking frames", unit="frame", disable=_no_bar(progress),
+                                  leave=False):
+        reason, image = frame_problem(path, color)
+        if image is not None:
+            # every modality of an instance shares one crop: mismatched sizes would misalign them
+            size = sizes.setdefault(inst.instance_id, image.shape[:2])
+            if image.shape[:2] != size:
+                reason = f"frame is {image.shape[1]}x{image.shape[0]}, the instance's others {size[1]}x{size[0]}"
         if reason:
             problems.append(Problem(str(path), reason))
     return _report(index, problems)
 
 
-def frame_problem(path: Path, color: bool) -> str | None:
-    """Why the frame at ``path`` cannot be used, or None if it decodes."""
+def frame_problem(path: Path, color: bool) -> tuple[str | None, np.ndarray | None]:
+    """Why the frame at ``path`` cannot be used (None if it decodes), and the decoded image."""
     try:
         data = path.read_bytes()
     except OSError as exc:
-        return f"unreadable ({exc.strerror or exc})"
+        return f"unreadable ({exc.strerror or exc})", None
     reason = image_problem(data)
-    if reason is None and decode(data, color) is None:
-        reason = "corrupt image (cannot decode)"
-    return reason
+    if reason is not None:
+        return reason, None
+    image = decode(data, color)
+    return (None, image) if image is not None else ("corrupt image (cannot decode)", None)
 
 
-def _frame_files(instances: list[Instance]) -> Iterator[tuple[Path, bool]]:
+def _frame_files(instances: list[Instance]) -> Iterator[tuple[Instance, Path, bool]]:
     for inst in instances:
         for modality in MODALITIES:
             for path in inst.frames(modality):
-                yield path, modality == "rgb"
+                yield inst, path, modality == "rgb"
 
 
 def _report(index: DatasetIndex, problems: list[Problem]) -> CheckReport:
