@@ -139,3 +139,10 @@ def test_ms_loss_needs_a_head_and_motion_maps(tmp_path, tiny_data, change, key):
     config = tiny_config(loss={"ms": {"kind": "classification"}}, **change)
     with pytest.raises(FparError, match=key.replace(".", r"\.")):
         train(config, data_root=tiny_data, out_dir=tmp_path, progress=False)
+
+
+def test_resume_refuses_other_settings_than_the_run_was_trained_with(trained_run, tiny_data):
+    changed = {**trained_run["config"], "optimizer": {**trained_run["config"]["optimizer"], "lr": 0.5}}
+    out = Path(trained_run["run_dir"]).parent
+    with pytest.raises(FparError, match=r"flow-tiny was trained with other settings \(optimizer.lr: .* -> 0.5\)"):
+        train(changed, data_root=tiny_data, out_dir=out, resume=True, progress=False)

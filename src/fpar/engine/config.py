@@ -369,3 +369,34 @@ def _check_trainer(tr: dict[str, Any]) -> None:
     _int(tr, "seed", "trainer.seed", minimum=0)
     _bool(tr, "deterministic", "trainer.deterministic")
     _int(tr, "log_every_n_steps", "trainer.log_every_n_steps", minimum=1)
+
+
+# Settings that say where and how fast a run executes, not what it computes.
+RUNTIME_KEYS = {"data.root", "data.workers", "data.cache", "trainer.accelerator", "trainer.devices",
+                "trainer.num_nodes", "trainer.strategy", "trainer.precision", "trainer.log_every_n_steps"}
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value and f"{prefix}{key}" != "init_from":
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def require_same_settings(run_dir: Path, config: dict[str, Any], allowed: Iterable[str] = ()) -> None:
+    """A finished or interrupted run is reused only for the experiment it was trained as (its
+    ``config.yaml``): reusing it for changed settings would report results those settings never
+    produced. ``allowed`` keys may differ too (a resumed run may be given more epochs)."""
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        return
+    saved, wanted = _flatten(yaml.safe_load(saved_path.read_text()) or {}), _flatten(config)
+    changed = sorted(key for key in saved.keys() | wanted.keys()
+                     if key not in RUNTIME_KEYS and key not in allowed and saved.get(key) != wanted.get(key))
+    if changed:
+        detail = ", ".join(f"{key}: {saved.get(key)!r} -> {wanted.get(key)!r}" for key in changed[:3])
+        raise FparError(f"{run_dir} was trained with other settings ({detail}{', ...' if len(changed) > 3 else ''}); "
+                        "delete it or choose another --out")

@@ -29,7 +29,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from fpar.engine.config import load_config, validate_config
+from fpar.engine.config import load_config, require_same_settings, validate_config
 from fpar.errors import FparError
 from fpar.io import write_text
 
@@ -131,7 +131,7 @@ def train_or_skip(config: dict[str, Any], out_dir: Path, **train_kwargs: Any) ->
     run_dir = out_dir / config["experiment"]
     state = run_state(run_dir)
     if state != "new":
-        _require_same_settings(run_dir, config)
+        require_same_settings(run_dir, config)
     if state == "done":
         summary = json.loads((run_dir / DONE_MARKER).read_text())
     else:
@@ -140,36 +140,6 @@ def train_or_skip(config: dict[str, Any], out_dir: Path, **train_kwargs: Any) ->
         summary = {**{key: summary[key] for key in SUMMARY_KEYS}, "seconds": time.monotonic() - start}
         write_text(run_dir / DONE_MARKER, json.dumps(summary, indent=1) + "\n")
     return {**summary, "state": state}
-
-
-# Settings that say where and how fast a run executes, not what it computes.
-RUNTIME_KEYS = {"data.root", "data.workers", "data.cache", "trainer.accelerator", "trainer.devices",
-                "trainer.num_nodes", "trainer.strategy", "trainer.precision", "trainer.log_every_n_steps"}
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value and f"{prefix}{key}" != "init_from":
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def _require_same_settings(run_dir: Path, config: dict[str, Any]) -> None:
-    """A finished or interrupted run is reused only for the experiment it was trained as: reusing it
-    for changed settings would report results those settings never produced."""
-    saved_path = run_dir / "config.yaml"
-    if not saved_path.is_file():
-        return
-    saved, wanted = _flatten(yaml.safe_load(saved_path.read_text()) or {}), _flatten(config)
-    changed = sorted(key for key in saved.keys() | wanted.keys()
-                     if key not in RUNTIME_KEYS and saved.get(key) != wanted.get(key))
-    if changed:
-        detail = ", ".join(f"{key}: {saved.get(key)!r} -> {wanted.get(key)!r}" for key in changed[:3])
-        raise FparError(f"{run_dir} was trained with other settings ({detail}{', ...' if len(changed) > 3 else ''}); "
-                        "delete it or choose another --out")
 
 
 def run_recipe(path: str | os.PathLike, *, out_dir: str | os.PathLike = "runs", overrides: Iterable[str] = (),

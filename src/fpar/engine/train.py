@@ -24,7 +24,7 @@ from torch import nn
 
 from fpar.checkpoint import load_checkpoint, model_state_dict
 from fpar.engine.callbacks import AtomicCheckpointIO, MetricsHistory
-from fpar.engine.config import dump_config, validate_config
+from fpar.engine.config import dump_config, require_same_settings, validate_config
 from fpar.engine.datamodule import FparDataModule
 from fpar.engine.module import FparModule, DivergedError
 from fpar.errors import FparError
@@ -59,6 +59,8 @@ def train(config: dict[str, Any], *, data_root: str | os.PathLike | None = None,
         raise FparError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another "
                         "--out or experiment name")
     resume_from = last if resume and last.exists() else None
+    if resume_from is not None:  # a resumed run may train longer, not differently
+        require_same_settings(run_dir, config, allowed={"trainer.epochs"})
     # a resumed run has its weights in last.ckpt already
     init_from = resolve_init_from(config["init_from"], out_root) if resume_from is None else None
 
