@@ -1,6 +1,6 @@
 """Reading frame images: decode with OpenCV, refuse broken files, optionally keep them in memory.
 
-A frame that cannot be read is an error, never replaced by another frame (issue 3, "Bad input").
+A frame that cannot be read is an error, never replaced by another: a stand-in hides broken data.
 """
 
 from __future__ import annotations

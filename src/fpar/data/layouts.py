@@ -1,9 +1,9 @@
-"""Dataset layouts on disk -> one in-memory :class:`DatasetIndex` (REFERENCE.md §1).
+"""Dataset layouts on disk -> one in-memory :class:`DatasetIndex` (docs/method.md §2).
 
 Three layouts are understood:
 
 * ``processed`` -- the reference's ``processed_frames/<S>/<class>/<inst>/rgb|mmaps`` plus
-  ``flow_x_processed`` / ``flow_y_processed`` trees (REFERENCE.md §1, "On-disk layout").
+  ``flow_x_processed`` / ``flow_y_processed`` trees (docs/method.md §2).
 * ``egornn`` -- Ego-RNN's ``frames|flow_x|flow_y/<S>/<class>/<inst>/`` under one split folder.
 * ``manifest`` -- a CSV or JSONL file with one row per instance (for any other dataset).
 

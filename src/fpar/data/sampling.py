@@ -1,4 +1,4 @@
-"""Which frames of an instance make up a clip (REFERENCE.md §1, "Clip sampling").
+"""Which frames of an instance make up a clip (docs/method.md §3).
 
 Every function is pure and returns **1-based** frame numbers, as the file names are
 (``rgb0001.png`` is frame 1). ``n`` is the number of frames in the instance.

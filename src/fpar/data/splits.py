@@ -1,4 +1,4 @@
-"""Train/validation splits by subject (REFERENCE.md §1: train S1,S3,S4, validate on S2)."""
+"""Train/validation splits by subject (docs/method.md §1: train S1,S3,S4, validate on S2)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The embedded synthetic egocentric dataset: the default data every command can run on.
 
-Written in the processed layout (REFERENCE.md §1) with RGB frames, quantised x/y flow and motion
+Written in the processed layout (docs/method.md §2) with RGB frames, quantised x/y flow and motion
 maps. Each class is ``<verb>_<object>``:
 
 * objects differ in colour and shape (an RGB model can tell them from one frame);

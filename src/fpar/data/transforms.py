@@ -1,4 +1,4 @@
-"""Spatial transforms of one clip (REFERENCE.md §1, "Spatial transforms").
+"""Spatial transforms of one clip (docs/method.md §4).
 
 All functions work on uint8 numpy images, ``(H, W, 3)`` or ``(H, W)``. A training clip gets
 *one* :class:`TrainDraw` (flip, scale, corner) applied to every frame of every modality, so

@@ -2,7 +2,7 @@
 
 The MS head predicts one value per cell of the backbone's h x w feature grid for every frame,
 ``ms (B, T, h*w)``. Its target is the frame's motion map ``mmaps (B, T, 1, H, W)`` in [0, 1],
-bilinearly resized to h x w (REFERENCE.md §2) with antialiasing, as PIL's bilinear resize does: a
+bilinearly resized to h x w (docs/method.md §8) with antialiasing, as PIL's bilinear resize does: a
 cell's target is then the share of moving pixels around it. (Plain bilinear sampling would read
 only the few pixels nearest each cell centre and miss a moving hand between them.)
 

@@ -1,4 +1,4 @@
-"""Which parameters each training stage trains, and which modules stay in eval mode (REFERENCE.md §3).
+"""Which parameters each training stage trains, and which modules stay in eval mode (docs/method.md §10).
 
 ``configure_stage(model, stage, **options)`` sets ``requires_grad`` on every parameter and returns
 the optimiser's parameter groups, each with a ``name`` the experiment config can give its own

@@ -1,4 +1,4 @@
-"""The paper's models, assembled from the blocks (REFERENCE.md §2).
+"""The paper's models, assembled from the blocks (docs/method.md §5-§9).
 
 Every model takes a batch-first dict and returns a dict: ``logits`` (B, classes), ``features``
 (the vector the classifier reads) and, where the model has them, ``attention`` (B, T, h, w),
@@ -62,7 +62,7 @@ class RGBConvLSTM(nn.Module):
         else:
             lstm_input = backbone_out.features
         _, cell = self.convlstm(lstm_input.unflatten(0, (batch_size, steps)))
-        # the classifier reads the final cell state c, not h (REFERENCE.md §2)
+        # the classifier reads the final cell state c, not h (docs/method.md §6)
         out["features"] = cell.mean(dim=(2, 3))
         if self.ms_head is not None:
             out["ms"] = self.ms_head(backbone_out.features).unflatten(0, (batch_size, steps))

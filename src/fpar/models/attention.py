@@ -1,6 +1,6 @@
 """Class-activation-map spatial attention (Sudhakaran & Lanz, "Attention is all we need", BMVC 2018).
 
-REFERENCE.md §2: ``c*`` is the argmax of the backbone's ImageNet logits; ``cam = w_fc[c*] . f`` at
+docs/method.md §5: ``c*`` is the argmax of the backbone's ImageNet logits; ``cam = w_fc[c*] . f`` at
 every position (no bias: only the class's direction matters); a softmax over the positions turns
 it into a map that sums to one per frame.
 """

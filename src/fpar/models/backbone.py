@@ -3,7 +3,7 @@
 He et al., "Deep Residual Learning for Image Recognition" (CVPR 2016), as torchvision builds it,
 so torchvision's published ImageNet weights load key for key. Besides the 1000 ImageNet logits
 (Ego-RNN keeps the ImageNet head: the attention reads it) the backbone hands on two maps from
-layer4's last block (REFERENCE.md §2):
+layer4's last block (docs/method.md §5):
 
 * ``features``: the block's output after its last BN, the residual sum and ReLU (``f``);
 * ``features_nobn``: conv2's output plus the residual, with neither BN nor ReLU (``f_nobn``).

@@ -1,4 +1,4 @@
-"""Convolutional LSTM cell (Shi et al., NeurIPS 2015) as Ego-RNN uses it (REFERENCE.md §2).
+"""Convolutional LSTM cell (Shi et al., NeurIPS 2015) as Ego-RNN uses it (docs/method.md §6).
 
 Per gate g in {i, f, c, o}: a conv on the input (with bias) plus a conv on the hidden state (no
 bias); ``i, f, o = sigmoid``, ``c~ = tanh``, ``c = c~ * i + c_prev * f``, ``h = o * tanh(c)``.

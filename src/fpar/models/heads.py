@@ -1,6 +1,6 @@
 """Classifier and motion-segmentation (MS) heads.
 
-The MS head (REFERENCE.md §2, the report's self-supervised task) predicts, per frame, one value per
+The MS head (docs/method.md §8, the report's self-supervised task) predicts, per frame, one value per
 cell of layer4's grid from ``f``: 1x1 conv 512 -> 100, flatten (channel-major, as ``torch.flatten``
 orders an (N, 100, h, w) map), linear ``100*h*w -> h*w``. Its outputs are raw scores: the
 classification variant reads them as logits of "this cell moves", the regression variant puts a

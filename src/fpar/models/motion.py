@@ -1,5 +1,5 @@
 """Two-in-one flow modulation (Zhao & Snoek, "Dance with Flow: Two-in-One Stream Action Detection",
-CVPR 2019), as the report's two-in-one stream uses it (REFERENCE.md §2).
+CVPR 2019), as the report's two-in-one stream uses it (docs/method.md §9).
 
 One x/y flow pair per RGB frame conditions the RGB backbone's first conv: a condition net turns the
 flow into a 32-channel condition map at full resolution, two branches turn that into a per-pixel

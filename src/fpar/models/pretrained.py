@@ -2,7 +2,7 @@
 
 ``pretrained="imagenet"`` fetches them through ``torch.hub`` (cached under ``$TORCH_HOME``, loaded
 with ``weights_only=True``); a path loads a local copy (``.pth``/``.pt`` or ``.safetensors``). The
-flow backbone gets conv1 by cross-modality averaging (Wang et al., TSN, ECCV 2016; REFERENCE.md §2):
+flow backbone gets conv1 by cross-modality averaging (Wang et al., TSN, ECCV 2016; docs/method.md §7):
 the RGB filters averaged over the colour axis and repeated once per flow channel.
 """
 

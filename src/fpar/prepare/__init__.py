@@ -1,4 +1,4 @@
-"""Raw video -> fpar's training layout (REFERENCE.md §1): frames, TV-L1 flow, motion maps.
+"""Raw video -> fpar's training layout (docs/method.md §2): frames, TV-L1 flow, motion maps.
 
 Public API (see docs/prepare.md)::
 

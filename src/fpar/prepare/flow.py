@@ -1,4 +1,4 @@
-"""Dense optical flow between consecutive frames, and its 8-bit storage (REFERENCE.md §1).
+"""Dense optical flow between consecutive frames, and its 8-bit storage (docs/method.md §2).
 
 ``tvl1`` is the faithful choice for real datasets: the reference's flow is TV-L1 as computed by
 dense_flow. ``dis`` is ~200x faster and good enough for tests, demos and quick looks;

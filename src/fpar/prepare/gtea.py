@@ -1,4 +1,4 @@
-"""Raw GTEA -> the processed layout, the way Ego-RNN prepares GTEA61 (REFERENCE.md §1).
+"""Raw GTEA -> the processed layout, the way Ego-RNN prepares GTEA61 (docs/method.md §1).
 
 Expected raw layout (folder names configurable, GTEA variants differ)::
 

@@ -1,4 +1,4 @@
-"""Write one instance in the processed layout (REFERENCE.md §1), atomically and resumably.
+"""Write one instance in the processed layout (docs/method.md §2), atomically and resumably.
 
 One instance lives in three trees::
 

@@ -1,6 +1,6 @@
 """Motion maps: 8-bit masks of what moves in the scene, not of what the camera's motion moves.
 
-REFERENCE.md §1: the MS-task paper's maps come from improved dense trajectories, which remove
+docs/method.md §2: the MS-task paper's maps come from improved dense trajectories, which remove
 camera motion before keeping moving points. We do the same on the dense flow field:
 
 1. take correspondences ``p -> p + flow(p)`` on a regular grid;
@@ -11,7 +11,7 @@ camera motion before keeping moving points. We do the same on the dense flow fie
 
 The maps are binary (0/255) rather than graded: the MS head's target is the map resized to 7x7
 bilinearly, which turns a binary map into the moving fraction of each cell anyway -- what both
-the classification (threshold 0 or 0.5) and regression variants of §2 expect.
+the classification (threshold 0 or 0.5) and regression variants of docs/method.md §8 expect.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Reading a video into RGB frames: a video file, an animated GIF, or a folder of images.
 
 The frames feed :mod:`fpar.prepare.dataset`, which writes the processed layout of
-REFERENCE.md §1 (``rgb/rgb0001.png`` ...).
+docs/method.md §2 (``rgb/rgb0001.png`` ...).
 """
 
 from __future__ import annotations

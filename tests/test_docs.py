@@ -1,0 +1,108 @@
+"""The docs are self-contained: no citation of files or issue threads outside the repository, and
+every pointer into docs/method.md names a section that exists."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+METHOD = ROOT / "docs" / "method.md"
+CHECKED_DIRS = ("src", "configs", "docs")
+CHECKED_FILES = ("README.md", "ARCHITECTURE.md")
+# where pointers into docs/method.md may live
+POINTER_DIRS = (*CHECKED_DIRS, "tests")
+POINTER_FILES = (*CHECKED_FILES, "Makefile", "pyproject.toml")
+SKIPPED_PARTS = {"__pycache__", ".git", ".venv", "node_modules"}
+
+# spelt in pieces so that this file never matches its own patterns
+EXTERNAL_SPEC = re.compile("REFERENCE" + r"\.md", re.IGNORECASE)
+ISSUE_REFERENCE = re.compile(r"\bissues?\s*#?\d+|(?<![\w&/#(])#\d{1,5}\b", re.IGNORECASE)
+POINTER = re.compile(r"docs/method\.md((?:\s*(?:,|-|–|and)?\s*§\d+)+)")
+SECTION_NUMBER = re.compile(r"§(\d+)")
+HEADING = re.compile(r"^## (\d+)\. (.+)$", re.MULTILINE)
+IN_PAGE_LINK = re.compile(r"\]\(#([^)]+)\)")
+
+
+def _text_files(dirs: tuple[str, ...], files: tuple[str, ...]) -> list[Path]:
+    found = [ROOT / name for name in files if (ROOT / name).is_file()]
+    for top in dirs:
+        for path in sorted((ROOT / top).rglob("*")):
+            if path.is_file() and not SKIPPED_PARTS & set(path.relative_to(ROOT).parts):
+                found.append(path)
+    texts = []
+    for path in found:
+        try:
+            path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue  # images and other binaries
+        texts.append(path)
+    return texts
+
+
+def _hits(pattern: re.Pattern[str], paths: list[Path]) -> list[str]:
+    hits = []
+    for path in paths:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if pattern.search(line):
+                hits.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    return hits
+
+
+def _sections() -> dict[int, str]:
+    return {int(n): title for n, title in HEADING.findall(METHOD.read_text(encoding="utf-8"))}
+
+
+def _slug(title: str) -> str:
+    """GitHub's heading anchor: lower case, punctuation dropped, spaces -> hyphens."""
+    return re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+
+
+@pytest.fixture(scope="module")
+def checked_files() -> list[Path]:
+    paths = _text_files(CHECKED_DIRS, CHECKED_FILES)
+    assert METHOD in paths
+    return paths
+
+
+def test_no_citation_of_the_external_spec(checked_files):
+    hits = _hits(EXTERNAL_SPEC, checked_files)
+    assert not hits, "cite docs/method.md instead of a file outside the repository:\n" + "\n".join(hits)
+
+
+def test_no_issue_numbers(checked_files):
+    hits = _hits(ISSUE_REFERENCE, checked_files)
+    assert not hits, "say why in words instead of citing an issue:\n" + "\n".join(hits)
+
+
+def test_method_sections_are_numbered_in_order():
+    numbers = [int(n) for n, _ in HEADING.findall(METHOD.read_text(encoding="utf-8"))]
+    assert numbers == list(range(1, len(numbers) + 1)), numbers
+    assert len(numbers) >= 10
+
+
+def test_method_in_page_links_resolve():
+    anchors = {_slug(f"{n}. {title}") for n, title in _sections().items()}
+    links = IN_PAGE_LINK.findall(METHOD.read_text(encoding="utf-8"))
+    assert links
+    assert sorted(set(links) - anchors) == []
+
+
+def test_every_pointer_names_an_existing_section():
+    sections = _sections()
+    pointers, broken = 0, []
+    for path in _text_files(POINTER_DIRS, POINTER_FILES):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            for match in POINTER.finditer(line):
+                for section in SECTION_NUMBER.findall(match.group(1)):
+                    pointers += 1
+                    if int(section) not in sections:
+                        broken.append(f"{path.relative_to(ROOT)}:{number}: §{section}")
+    assert pointers > 0
+    assert not broken, "pointers to sections docs/method.md does not have:\n" + "\n".join(broken)
+
+
+def test_readme_links_method():
+    assert "(docs/method.md)" in (ROOT / "README.md").read_text(encoding="utf-8")
