@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 MODALITIES = ("rgb", "mmaps", "flow_x", "flow_y")
 LAYOUTS = ("processed", "egornn", "manifest")
 MANIFEST_NAMES = ("manifest.csv", "manifest.jsonl")
+PREPARE_SETTINGS = "prepare.json"  # in a processed instance folder: the settings it was prepared with
 DEFAULT_MIN_FRAMES = 5  # the flow stack size L: the reference skips shorter instances
 
 _EXT = r"\.(?:png|jpe?g)"
@@ -164,7 +165,7 @@ def _scan_processed(root: Path) -> _Scan:
         cand.folders["rgb"] = _existing(inst_dir / "rgb") if inst_dir else None
         cand.folders["mmaps"] = _existing(inst_dir / "mmaps") if inst_dir else None
         if inst_dir:
-            scan.problems += _unknown_entries(inst_dir, allowed={"rgb", "mmaps"})
+            scan.problems += _unknown_entries(inst_dir, allowed={"rgb", "mmaps", PREPARE_SETTINGS})
     return scan
 
 

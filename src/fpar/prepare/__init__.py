@@ -9,15 +9,17 @@ Public API (see docs/prepare.md)::
     import_gtea("raw/gtea", "data/gtea61")
 """
 
-from fpar.prepare.flow import compute_flow, dequantize_flow, flow_estimator, flow_to_rgb, quantize_flow
+from fpar.prepare.flow import compute_flow, dequantize_flow, flow_estimator, flow_to_rgb, pair_flows, quantize_flow
 from fpar.prepare.gtea import GteaImport, import_gtea
-from fpar.prepare.layout_writer import Prepared, is_prepared, prepare_video, write_instance
+from fpar.prepare.layout_writer import Prepared, Settings, is_prepared, prepare_instance, prepare_video, write_instance
 from fpar.prepare.motion import motion_map, motion_maps
-from fpar.prepare.video import VideoFrames, read_video
+from fpar.prepare.video import Segment, VideoFrames, iter_frames, read_video
 
 __all__ = [
     "GteaImport",
     "Prepared",
+    "Segment",
+    "Settings",
     "VideoFrames",
     "compute_flow",
     "dequantize_flow",
@@ -25,8 +27,11 @@ __all__ = [
     "flow_to_rgb",
     "import_gtea",
     "is_prepared",
+    "iter_frames",
     "motion_map",
     "motion_maps",
+    "pair_flows",
+    "prepare_instance",
     "prepare_video",
     "quantize_flow",
     "read_video",
