@@ -41,17 +41,17 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from fpar.data.layouts import PREPARE_SETTINGS
+from fpar.data.layouts import DATASET_SETTINGS, PREPARE_SETTINGS, PROCESSED_TREES
 from fpar.errors import FparError
 from fpar.io import exclusive_lock
 from fpar.prepare.flow import DEFAULT_BOUND, pair_flows, quantize_flow
 from fpar.prepare.motion import motion_map
 from fpar.prepare.video import Segment, iter_frames, resize_short_side
 
-TREES = ("flow_x_processed", "flow_y_processed", "processed_frames")  # rename order: rgb last
+TREES = tuple(PROCESSED_TREES[m] for m in ("flow_x", "flow_y", "rgb"))  # rename order: rgb last
 # The longest name a file system takes is 255 bytes; the temporary ".<inst>.partial" adds 9.
 MAX_NAME_BYTES = 255 - len("..partial")
-COMPARED = ("flow", "bound", "size", "warp", "max_frames", "segment")  # what makes two preparations differ
+COMPARED = (*DATASET_SETTINGS, "segment")  # what makes two preparations of one instance differ
 
 
 @dataclass(frozen=True)
