@@ -59,8 +59,11 @@ class RunReport:
 
     def summary(self) -> list[str]:
         """One line per failed instance naming its video and the reason."""
-        return [f"failed: {job.key}" + ("" if job.video in reason else f" ({job.video})") + f": {reason}"
-                for job, reason in self.failed]
+        lines = []
+        for job, reason in self.failed:
+            reason = reason.removeprefix(f"{job.key}: ")  # the line names the instance once
+            lines.append(f"failed: {job.key}" + ("" if job.video in reason else f" ({job.video})") + f": {reason}")
+        return lines
 
 
 # --- job sources -------------------------------------------------------------------------------
