@@ -7,6 +7,9 @@ Public API (see docs/prepare.md)::
     x, y = quantize_flow(flow, bound=20.0)                       # uint8, 128 = still
     prepare_video("clip.mp4", "data/mine", subject="S1", class_name="open_jar", instance_id="1")
     import_gtea("raw/gtea", "data/gtea61")
+
+Many videos (manifests, folder trees, EGTEA / EPIC annotations, workers, shards): :mod:`fpar.prepare.jobs`
+and :mod:`fpar.prepare.importers`.
 """
 
 from fpar.prepare.flow import compute_flow, dequantize_flow, flow_estimator, flow_to_rgb, pair_flows, quantize_flow

@@ -200,17 +200,6 @@ def check_jobs(jobs: list[Job]) -> list[Job]:
     return [seen[key] for key in sorted(seen)]
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """``"K/N"`` (1 <= K <= N) -> (K, N)."""
-    try:
-        k, n = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise FparError(f"--shard {text!r}: expected K/N, e.g. 1/4") from None
-    if not 1 <= k <= n:
-        raise FparError(f"--shard {text!r}: K must be between 1 and N")
-    return k, n
-
-
 def shard(jobs: list[Job], k: int, n: int) -> list[Job]:
     """The jobs of shard ``k`` of ``n`` (1-based): those whose instance key hashes to it."""
     return [job for job in jobs if int(hashlib.sha1(job.key.encode()).hexdigest(), 16) % n == k - 1]
@@ -283,7 +272,8 @@ def run_jobs(
         else:
             # spawn: a fork of a process that already ran OpenCV or torch threads can deadlock
             context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
+            pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
+            try:
                 pending = {pool.submit(_guarded, job, options): job for job in jobs}
                 while pending:
                     done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -294,6 +284,9 @@ def run_jobs(
                         except Exception as exc:  # the worker process died (killed, out of memory)
                             outcome = (False, 0, f"worker failed ({type(exc).__name__}: {exc})")
                         _record(report, meter, job, outcome)
+            finally:
+                # on Ctrl-C, drop the queued instances instead of waiting for all of them
+                pool.shutdown(wait=True, cancel_futures=True)
     finally:
         meter.close()
     return report
