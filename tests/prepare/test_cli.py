@@ -19,7 +19,7 @@ def test_fpar_prepare_two_videos(tmp_path, square_frames, capsys):
         ("S3/open_jar/take_1", 8), ("S3/open_jar/take_2", 6)]
     capsys.readouterr()
     assert main(argv) == 0
-    assert "0 instances written, 2 already prepared, 0 failed" in capsys.readouterr().out
+    assert "0 instances written (0 frames), 2 already prepared, 0 failed" in capsys.readouterr().out
 
 
 def test_fpar_prepare_errors(tmp_path, square_frames, capsys):

@@ -55,7 +55,7 @@ def test_fpar_prepare_egtea(tmp_path, capsys):
     assert main(["prepare", "--egtea", str(root / "train_split1.txt"), "--videos", str(root / "videos"),
                  "--out", str(out), "--flow", "dis"]) == 1  # the two bad lines are reported
     captured = capsys.readouterr()
-    assert "3 instances written, 0 already prepared, 0 failed, 2 annotation problems" in captured.out
+    assert "3 instances written (19 frames), 0 already prepared, 0 failed, 2 annotation problems" in captured.out
     lengths = {i.instance_id: len(i.rgb) for i in load_index(out).instances}
     assert lengths == {
         "OP01/open_fridge/OP01-R01-PastaSalad-100-400-F000003-F000008": 6,
@@ -109,7 +109,7 @@ def test_fpar_prepare_epic(tmp_path, capsys):
     assert main(["prepare", "--epic", str(root / "EPIC_100_train.csv"), "--videos", str(root / "EPIC-KITCHENS"),
                  "--out", str(out), "--flow", "dis", "--workers", "2"]) == 1
     captured = capsys.readouterr()
-    assert "3 instances written, 0 already prepared, 1 failed, 1 annotation problems" in captured.out
+    assert "3 instances written (19 frames), 0 already prepared, 1 failed, 1 annotation problems" in captured.out
     assert "failed: P09/cut_onion/P09_01_0" in captured.err and "P09_01.MP4: no such video" in captured.err
     lengths = {i.instance_id: len(i.rgb) for i in load_index(out).instances}
     assert lengths == {"P01/open_door/P01_01_0": 6, "P01/take_pan-dust/P01_01_1": 6, "P02/wash_cup/P02_03_0": 7}

@@ -56,14 +56,14 @@ def test_tree_run_passes_data_check_and_reruns_skip(tmp_path, capsys):
     src = make_tree(tmp_path / "src")
     out = tmp_path / "out"
     assert prepare("--tree", str(src), "--out", str(out)) == 0
-    assert "6 instances written, 0 already prepared, 0 failed" in capsys.readouterr().out
+    assert "6 instances written (36 frames), 0 already prepared, 0 failed" in capsys.readouterr().out
     report = check_dataset(out, progress=False)
     assert report.ok, report.format()
     assert report.instances == 6 and set(report.subjects) == {"S1", "S2"}
     record = json.loads((out / "processed_frames/S1/close_jar/take_0/prepare.json").read_text())
     assert record["flow"] == "dis" and record["size"] == 36 and record["bound"] == 20.0 and record["warp"] is False
     assert prepare("--tree", str(src), "--out", str(out)) == 0
-    assert "0 instances written, 6 already prepared" in capsys.readouterr().out
+    assert "0 instances written (0 frames), 6 already prepared" in capsys.readouterr().out
 
 
 def test_two_shards_one_killed_and_rerun_equal_a_single_run(tmp_path, monkeypatch):
@@ -177,7 +177,7 @@ def test_failures_are_summarised_and_the_rest_goes_on(tmp_path, capsys):
     assert any("S1/x/bad" in line and "bad.avi" in line for line in failures)
     assert any("S1/x/gone" in line and "missing.mp4: no such video" in line for line in failures)
     assert any("invalid subject name '..'" in line for line in failures)
-    assert "1 instances written, 0 already prepared, 4 failed" in captured.out
+    assert "1 instances written (6 frames), 0 already prepared, 4 failed" in captured.out
     assert [i.instance_id for i in load_index(out).instances] == ["S1/x/good"]
     assert not (tmp_path / "x").exists() and sorted(p.name for p in out.iterdir()) == [
         ".locks", "flow_x_processed", "flow_y_processed", "processed_frames"]
@@ -244,3 +244,14 @@ def test_progress_lines_when_not_a_terminal(tmp_path, capsys):
     run_jobs([Job(str(tmp_path / "a.gif"), "S1", "x", "a")], RunOptions(str(tmp_path / "out"), flow="dis"))
     err = capsys.readouterr().err
     assert "[1/1] S1/x/a: 6 frames (" in err and "frames/s, ETA 0:00:00)" in err
+
+
+def test_write_manifest_round_trips(tmp_path, capsys):
+    write_avi(tmp_path / "clip.avi", moving_square(n=12), fps=10)
+    (tmp_path / "m.csv").write_text("video,subject,class,start_frame,end_frame,start_sec,end_sec\n"
+                                    "clip.avi,S1,open,3,8,,\nclip.avi,S2,close,,,0.2,0.6\n")
+    assert main(["prepare", "--manifest", str(tmp_path / "m.csv"), "--out", str(tmp_path / "out"),
+                 "--write-manifest", str(tmp_path / "again.csv")]) == 0
+    assert "2 jobs, 0 annotation problems" in capsys.readouterr().out
+    assert read_manifest(tmp_path / "again.csv") == read_manifest(tmp_path / "m.csv")
+    assert not (tmp_path / "out").exists()

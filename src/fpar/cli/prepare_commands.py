@@ -197,7 +197,8 @@ def _run(jobs: list, problems: list[str], args: argparse.Namespace) -> int:
     for line in problems + report.summary():
         print(line, file=sys.stderr)
     part = f" (shard {args.shard[0]}/{args.shard[1]}: {len(jobs)} of {total})" if args.shard else ""
-    print(f"{args.out}: {len(report.written)} instances written, {len(report.skipped)} already prepared, "
+    print(f"{args.out}: {len(report.written)} instances written ({report.frames} frames), "
+          f"{len(report.skipped)} already prepared, "
           f"{len(report.failed)} failed, {len(problems)} annotation problems{part}")
     return 1 if report.failed or problems else 0
 
