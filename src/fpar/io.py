@@ -1,5 +1,5 @@
-"""Atomic file writes (a reader never sees a half-written file, a killed job leaves the old one)
-and code-free loading of torch files."""
+"""Atomic file writes (a reader never sees a half-written file, a killed job leaves the old one),
+one writer at a time (an OS file lock), and code-free loading of torch files."""
 
 from __future__ import annotations
 
@@ -31,6 +31,33 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold an OS lock on the file ``path`` (created if needed) for the block; :class:`FparError`
+    naming ``what`` at once if another process holds it.
+
+    The lock is the operating system's (``flock``), so a killed holder releases it: no stale lock
+    to clean up by hand. The lock file itself stays, since deleting it would let a third process
+    lock a fresh file while the second still holds the old one.
+    """
+    from filelock import FileLock, Timeout  # imported here: most users of this module never lock
+
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(path, timeout=0)
+        lock.acquire()
+    except Timeout:
+        raise FparError(f"{what}: another process is writing it (lock {path} is held); "
+                        "wait for it or stop it first") from None
+    except OSError as exc:
+        raise FparError(f"{path}: cannot create lock file ({exc.strerror or exc})") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _umask() -> int:

@@ -17,12 +17,13 @@ def test_import_gtea(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         result = import_gtea(tmp_path / "raw", tmp_path / "out", flow="dis", progress=False)
 
-    assert sorted(result.written) == ["S2_Jam_C1_1-6", "S2_Jam_C1_3-8", "S2_Jam_C1_4-9"]
+    assert sorted(result.written) == [
+        "S2/open_jam/S2_Jam_C1_1-6", "S2/stir_spoon,cup/S2_Jam_C1_3-8", "S2/take_bread/S2_Jam_C1_4-9"]
     assert result.dropped == 1  # put_tea
     # The malformed line (named by file and line number) and the segment beyond the last frame.
     assert len(result.problems) == 2
     assert "S2_Jam_C1.txt:4:" in result.problems[0] and "not a label" in result.problems[0]
-    assert "S2_Jam_C1_20-30" in result.problems[1]
+    assert "S2_Jam_C1_20-30" in result.problems[1] and result.failed == 1
     assert "S2_Jam_C1.txt:4:" in caplog.text
 
     index = load_index(tmp_path / "out")

@@ -109,3 +109,30 @@ def test_run_killed_between_renames_is_not_a_usable_instance(tmp_path, square_av
     assert [i.instance_id for i in index.skipped] == ["S1/open_jar/other"]
     assert not prepare_video(square_avi, tmp_path, flow="dis", progress=False, **other).skipped
     assert len(load_index(tmp_path).instances) == 2
+
+
+def test_frames_are_written_as_they_come(tmp_path, monkeypatch):
+    """A long video is never held in memory: each frame is written a frame or two after it is decoded."""
+    import fpar.prepare.layout_writer as writer
+    from fpar.prepare import write_instance
+
+    from .conftest import moving_square
+
+    base = moving_square(n=2)
+    decoded, lags = [0], []
+
+    def stream():
+        for k in range(40):
+            decoded[0] += 1
+            yield base[k % 2]
+
+    real = writer._write_png
+
+    def watch(path, image):
+        if path.name.startswith("rgb"):
+            lags.append(decoded[0] - int(path.stem[3:]))
+        real(path, image)
+
+    monkeypatch.setattr(writer, "_write_png", watch)
+    assert write_instance(stream(), tmp_path, flow="dis", **KEY) == 40
+    assert len(lags) == 40 and max(lags) <= 2

@@ -1,8 +1,11 @@
-"""``fpar prepare`` (videos -> processed layout), ``fpar prepare-gtea`` (raw GTEA) and ``fpar flow`` (look at flow)."""
+"""``fpar prepare`` (videos, manifests, trees, EGTEA / EPIC annotations -> processed layout),
+``fpar prepare-gtea`` (raw GTEA) and ``fpar flow`` (look at flow)."""
 
 from __future__ import annotations
 
 import argparse
+import math
+import sys
 from pathlib import Path
 
 from fpar.cli.common import at_least
@@ -10,22 +13,58 @@ from fpar.errors import FparError
 
 MIN_SIZE = 16  # px; OpenCV's flow methods need frames of at least 12 px
 
-FLOW_METHODS = ("tvl1", "dis", "farneback")
+
+class _FlowMethods:
+    """argparse ``choices`` read from :data:`fpar.prepare.flow.METHODS` when first used: importing
+    that module here would load OpenCV for every ``fpar`` command."""
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._methods()
+
+    def __iter__(self):
+        return iter(self._methods())
+
+    @staticmethod
+    def _methods() -> tuple[str, ...]:
+        from fpar.prepare.flow import METHODS
+
+        return METHODS
+
+
+FLOW_METHODS = _FlowMethods()
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     prepare = subparsers.add_parser(
-        "prepare", help="turn videos into one processed-layout instance each (frames, flow, motion maps)",
-        description="Write each VIDEO (video file, animated GIF or folder of frames) as one instance of "
-                    "ROOT/processed_frames/<subject>/<class>/<instance>/ with TV-L1 flow and motion maps. "
-                    "Finished instances are skipped, so an interrupted run can simply be restarted.")
-    prepare.add_argument("videos", nargs="+", metavar="VIDEO")
+        "prepare", help="turn videos into processed-layout instances (frames, flow, motion maps)",
+        description="Write videos (files, animated GIFs or folders of frames) as instances of "
+                    "ROOT/processed_frames/<subject>/<class>/<instance>/ with optical flow and motion maps. "
+                    "The videos come from the command line (with --subject and --class), a manifest, a folder "
+                    "tree or a dataset's annotation files. Finished instances are skipped, so an interrupted run "
+                    "can simply be restarted; failures are listed at the end (exit code 1).")
+    prepare.add_argument("videos", nargs="*", metavar="VIDEO")
     prepare.add_argument("--out", required=True, metavar="ROOT", help="dataset root to write into")
-    prepare.add_argument("--subject", required=True, help="subject folder, e.g. S1")
-    prepare.add_argument("--class", dest="class_name", required=True, help="class name, e.g. open_jar")
+    prepare.add_argument("--subject", help="subject folder, e.g. S1 (with VIDEO arguments)")
+    prepare.add_argument("--class", dest="class_name", help="class name, e.g. open_jar (with VIDEO arguments)")
     prepare.add_argument("--instance", help="instance id (one VIDEO only; default: the video's file stem)")
+    source = prepare.add_mutually_exclusive_group()
+    source.add_argument("--manifest", metavar="FILE",
+                        help="CSV or JSONL: video, subject, class[, instance][, start_frame, end_frame | "
+                             "start_sec, end_sec][, fps]")
+    source.add_argument("--tree", metavar="SRC", help="every video of SRC/<subject>/<class>/<video>")
+    source.add_argument("--egtea", metavar="SPLIT", help="EGTEA Gaze+ split file, e.g. train_split1.txt "
+                                                         "(with --actions and --videos)")
+    source.add_argument("--epic", metavar="CSV", help="EPIC-KITCHENS-100 annotations, e.g. EPIC_100_train.csv "
+                                                      "(with --videos)")
+    prepare.add_argument("--actions", metavar="FILE", help="EGTEA's action_idx.txt (default: beside SPLIT)")
+    prepare.add_argument("--videos", dest="videos_dir", metavar="DIR", help="EGTEA / EPIC video folder")
+    prepare.add_argument("--epic-label", choices=("action", "verb", "noun"), default="action",
+                         help="EPIC class: verb_noun (default), verb or noun")
+    prepare.add_argument("--write-manifest", metavar="FILE",
+                         help="write the jobs as a CSV manifest and stop (to look at or edit an import)")
     _add_flow_options(prepare)
-    prepare.add_argument("--max-frames", type=at_least(1), help="read at most this many frames per video")
+    prepare.add_argument("--max-frames", type=at_least(1), help="read at most this many frames per instance")
+    _add_run_options(prepare)
     prepare.set_defaults(func=prepare_command)
 
     gtea = subparsers.add_parser(
@@ -37,6 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gtea.add_argument("--frames-dir", default="png", help="folder of per-video frame folders (default png)")
     gtea.add_argument("--labels-dir", default="labels", help="folder of per-video label files (default labels)")
     _add_flow_options(gtea)
+    _add_run_options(gtea)
     gtea.set_defaults(func=prepare_gtea_command)
 
     flow = subparsers.add_parser(
@@ -49,16 +89,89 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     flow.set_defaults(func=flow_command)
 
 
+def positive_bound(text: str) -> float:
+    """An argparse type: a finite number of pixels > 0 (nan, inf, 0 and negatives make no flow coding)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of pixels > 0, got {text}")
+    return value
+
+
+positive_bound.__name__ = "bound"
+
+
+def shard_spec(text: str) -> tuple[int, int]:
+    """An argparse type: ``K/N`` with 1 <= K <= N."""
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K/N, e.g. 1/4, got {text!r}") from None
+    if not 1 <= k <= n:
+        raise argparse.ArgumentTypeError(f"K must be between 1 and N, got {text}")
+    return k, n
+
+
+shard_spec.__name__ = "shard"
+
+
 def _add_flow_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flow", choices=FLOW_METHODS, default="tvl1",
                         help="optical flow method (default tvl1, as the reference; dis is ~200x faster)")
-    parser.add_argument("--bound", type=float, default=20.0, help="flow clipped to ±BOUND px before 8-bit coding")
+    parser.add_argument("--bound", type=positive_bound, default=20.0,
+                        help="flow clipped to ±BOUND px before 8-bit coding (default 20)")
     parser.add_argument("--size", type=at_least(MIN_SIZE), help="resize so the short side is SIZE px (default: keep)")
 
 
-def prepare_command(args: argparse.Namespace) -> int:
-    from fpar.prepare import prepare_video
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=at_least(1), default=1, help="processes, each preparing whole instances")
+    parser.add_argument("--device", default="cpu", help="device for the flow (e.g. cuda; default cpu)")
+    parser.add_argument("--shard", type=shard_spec, metavar="K/N",
+                        help="prepare only shard K of N (e.g. $((SLURM_ARRAY_TASK_ID+1))/$SLURM_ARRAY_TASK_COUNT)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="rebuild instances prepared with other settings (default: refuse them)")
 
+
+def prepare_command(args: argparse.Namespace) -> int:
+    from fpar.prepare import jobs as jobs_module
+
+    jobs, problems = _jobs(args)
+    jobs = jobs_module.check_jobs(jobs)
+    if args.write_manifest:
+        jobs_module.write_manifest(jobs, args.write_manifest)
+        print(f"wrote {args.write_manifest}: {len(jobs)} jobs, {len(problems)} annotation problems")
+        return 1 if problems else 0
+    return _run(jobs, problems, args)
+
+
+def _jobs(args: argparse.Namespace) -> tuple[list, list[str]]:
+    """The jobs the arguments name, and the annotation lines that could not be used."""
+    from fpar.prepare import importers
+    from fpar.prepare.jobs import Job, read_manifest, tree_jobs
+
+    listed = bool(args.videos)
+    sources = [flag for flag, value in (("--manifest", args.manifest), ("--tree", args.tree), ("--egtea", args.egtea),
+                                        ("--epic", args.epic)) if value]
+    if listed == bool(sources):
+        raise FparError("give either VIDEO arguments (with --subject and --class) or one of "
+                        "--manifest, --tree, --egtea, --epic")
+    if not listed and (args.subject or args.class_name or args.instance):
+        raise FparError(f"--subject, --class and --instance go with VIDEO arguments, not {sources[0]}")
+    if args.manifest:
+        return read_manifest(args.manifest), []
+    if args.tree:
+        return tree_jobs(args.tree), []
+    if args.egtea or args.epic:
+        if not args.videos_dir:
+            raise FparError(f"{sources[0]} needs --videos DIR (where the videos are)")
+        if args.egtea:
+            actions = args.actions or str(Path(args.egtea).with_name("action_idx.txt"))
+            return importers.egtea_jobs(args.egtea, actions, args.videos_dir)
+        return importers.epic_jobs(args.epic, args.videos_dir, args.epic_label)
+    if not (args.subject and args.class_name):
+        raise FparError("VIDEO arguments need --subject and --class")
     if args.instance and len(args.videos) > 1:
         raise FparError("--instance names one instance; give one VIDEO or leave --instance out")
     stems = [Path(video).stem for video in args.videos]
@@ -69,15 +182,25 @@ def prepare_command(args: argparse.Namespace) -> int:
     for video in args.videos:  # all inputs checked before the first is prepared
         if not Path(video).exists():
             raise FparError(f"{video}: no such video file or folder")
-    for video in args.videos:
-        result = prepare_video(
-            video, args.out, subject=args.subject, class_name=args.class_name,
-            instance_id=args.instance or Path(video).stem, flow=args.flow, bound=args.bound,
-            size=args.size, max_frames=args.max_frames,
-        )
-        where = f"{args.subject}/{args.class_name}/{result.instance_id}"
-        print(f"{where}: already prepared, skipped" if result.skipped else f"{where}: {result.n_frames} frames")
-    return 0
+    return [Job(video, args.subject, args.class_name, args.instance or Path(video).stem) for video in args.videos], []
+
+
+def _run(jobs: list, problems: list[str], args: argparse.Namespace) -> int:
+    from fpar.prepare.jobs import RunOptions, run_jobs, shard
+
+    total = len(jobs)
+    if args.shard:
+        jobs = shard(jobs, *args.shard)
+    options = RunOptions(args.out, flow=args.flow, bound=args.bound, size=args.size,
+                         max_frames=getattr(args, "max_frames", None), device=args.device, overwrite=args.overwrite)
+    report = run_jobs(jobs, options, workers=args.workers)
+    for line in problems + report.summary():
+        print(line, file=sys.stderr)
+    part = f" (shard {args.shard[0]}/{args.shard[1]}: {len(jobs)} of {total})" if args.shard else ""
+    print(f"{args.out}: {len(report.written)} instances written ({report.frames} frames), "
+          f"{len(report.skipped)} already prepared, "
+          f"{len(report.failed)} failed, {len(problems)} annotation problems{part}")
+    return 1 if report.failed or problems else 0
 
 
 def prepare_gtea_command(args: argparse.Namespace) -> int:
@@ -85,11 +208,12 @@ def prepare_gtea_command(args: argparse.Namespace) -> int:
 
     result = import_gtea(
         args.raw, args.out, flow=args.flow, bound=args.bound, size=args.size,
-        frames_dir=args.frames_dir, labels_dir=args.labels_dir,
+        frames_dir=args.frames_dir, labels_dir=args.labels_dir, workers=args.workers, shard_of=args.shard,
+        device=args.device, overwrite=args.overwrite,
     )
     print(f"{args.out}: {len(result.written)} instances written, {len(result.resumed)} already done, "
           f"{result.dropped} dropped (Ego-RNN drops), {len(result.problems)} problems")
-    return 0
+    return 1 if result.failed else 0
 
 
 def flow_command(args: argparse.Namespace) -> int:

@@ -2,11 +2,14 @@
 
 The structural problems (unknown files, numbering gaps, count mismatches, short instances, empty
 class folders) come from :func:`fpar.data.layouts.load_index`; this module adds the file-level
-ones by reading every frame: zero-byte, truncated and undecodable images.
+ones by reading every frame: zero-byte, truncated and undecodable images. For the processed layout
+it also reports a missing modality tree (no ``flow_x_processed`` at all) and instances prepared
+with other settings than the rest (their ``prepare.json`` records).
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
@@ -17,7 +20,16 @@ import numpy as np
 from tqdm import tqdm
 
 from fpar.data.frames import decode, image_problem
-from fpar.data.layouts import MODALITIES, DatasetIndex, Instance, Problem, load_index
+from fpar.data.layouts import (
+    DATASET_SETTINGS,
+    MODALITIES,
+    PREPARE_SETTINGS,
+    PROCESSED_TREES,
+    DatasetIndex,
+    Instance,
+    Problem,
+    load_index,
+)
 
 
 @dataclass
@@ -77,6 +89,8 @@ def check_dataset(root: str | Path, layout: str = "auto", progress: bool | None 
     """
     index = load_index(root, layout)
     problems = list(index.problems)
+    if index.layout == "processed":
+        problems += _missing_trees(index.root) + _settings_problems(index)
     files = list(_frame_files(index.instances + index.skipped))
     sizes: dict[str, tuple[int, int]] = {}  # instance id -> (height, width) of its first good frame
     for inst, path, color in tqdm(files, desc="checking frames", unit="frame", disable=_no_bar(progress),
@@ -90,6 +104,37 @@ def check_dataset(root: str | Path, layout: str = "auto", progress: bool | None 
         if reason:
             problems.append(Problem(str(path), reason))
     return _report(index, problems)
+
+
+def _missing_trees(root: Path) -> list[Problem]:
+    """A processed dataset without a whole modality tree loads (its instances just lack it), but
+    cannot train the two-stream or flow models: a problem."""
+    return [Problem(str(root / name), f"missing {modality} tree (no instance has {modality})")
+            for modality, name in PROCESSED_TREES.items() if not (root / name).is_dir()]
+
+
+def _settings_problems(index: DatasetIndex) -> list[Problem]:
+    """Instances whose recorded preparation settings differ from the most common ones (a dataset
+    mixing flow methods or bounds trains on inconsistent inputs)."""
+    recorded: dict[str, tuple] = {}
+    for inst in index.instances + index.skipped:
+        folder = Path(index.root) / PROCESSED_TREES["rgb"] / inst.instance_id
+        try:
+            record = json.loads((folder / PREPARE_SETTINGS).read_text())
+        except (OSError, ValueError):
+            continue  # prepared before settings were recorded: nothing to compare
+        if isinstance(record, dict):
+            recorded[str(folder)] = tuple(record.get(key) for key in DATASET_SETTINGS)
+    if len(set(recorded.values())) < 2:
+        return []
+    common = Counter(recorded.values()).most_common(1)[0][0]
+    problems = []
+    for folder, settings in recorded.items():
+        if settings != common:
+            differences = ", ".join(f"{key} {mine} (most: {theirs})"
+                                    for key, mine, theirs in zip(DATASET_SETTINGS, settings, common) if mine != theirs)
+            problems.append(Problem(folder, f"prepared with other settings than most instances: {differences}"))
+    return problems
 
 
 def frame_problem(path: Path, color: bool) -> tuple[str | None, np.ndarray | None]:

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 MODALITIES = ("rgb", "mmaps", "flow_x", "flow_y")
 LAYOUTS = ("processed", "egornn", "manifest")
 MANIFEST_NAMES = ("manifest.csv", "manifest.jsonl")
+PREPARE_SETTINGS = "prepare.json"  # in a processed instance folder: the settings it was prepared with
+DATASET_SETTINGS = ("flow", "bound", "size", "warp", "max_frames")  # recorded settings all instances should share
+PROCESSED_TREES = {"rgb": "processed_frames", "flow_x": "flow_x_processed", "flow_y": "flow_y_processed"}
 DEFAULT_MIN_FRAMES = 5  # the flow stack size L: the reference skips shorter instances
 
 _EXT = r"\.(?:png|jpe?g)"
@@ -152,11 +155,7 @@ def detect_layout(root: Path) -> str:
 
 
 def _scan_processed(root: Path) -> _Scan:
-    trees = {
-        "rgb": root / "processed_frames",
-        "flow_x": root / "flow_x_processed",
-        "flow_y": root / "flow_y_processed",
-    }
+    trees = {modality: root / name for modality, name in PROCESSED_TREES.items()}
     scan = _scan_trees(trees, _PROCESSED_PATTERNS)
     # processed_frames holds the instance folder itself; its rgb/ and mmaps/ sub-folders hold the frames.
     for cand in scan.candidates:
@@ -164,7 +163,7 @@ def _scan_processed(root: Path) -> _Scan:
         cand.folders["rgb"] = _existing(inst_dir / "rgb") if inst_dir else None
         cand.folders["mmaps"] = _existing(inst_dir / "mmaps") if inst_dir else None
         if inst_dir:
-            scan.problems += _unknown_entries(inst_dir, allowed={"rgb", "mmaps"})
+            scan.problems += _unknown_entries(inst_dir, allowed={"rgb", "mmaps", PREPARE_SETTINGS})
     return scan
 
 

@@ -8,7 +8,7 @@ dense_flow. ``dis`` is ~200x faster and good enough for tests, demos and quick l
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -19,7 +19,7 @@ from fpar.errors import FparError
 from fpar.io import atomic_path
 from fpar.prepare.video import read_video, resize_short_side
 
-METHODS = ("tvl1", "dis", "farneback")
+METHODS = ("tvl1", "tvl1-opencv", "dis", "farneback")
 DEFAULT_BOUND = 20.0  # px; the usual dense_flow bound
 
 FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -39,6 +39,25 @@ def flow_estimator(method: str = "tvl1") -> FlowFn:
     if method == "farneback":
         return lambda prev, nxt: cv2.calcOpticalFlowFarneback(_gray(prev), _gray(nxt), None, 0.5, 3, 15, 3, 5, 1.2, 0)
     raise FparError(f"unknown flow method {method!r} (choose {', '.join(METHODS)})")
+
+
+def pair_flows(
+    frames: Iterable[np.ndarray], *, method: str = "tvl1", warp: bool = False, device: str = "cpu", batch_size: int = 8
+) -> Iterator[np.ndarray]:
+    """Flow of each consecutive pair of ``frames``, float32 ``(H, W, 2)``, lazily (one frame held at a time).
+
+    ``batch_size`` is accepted for the batched implementation's signature; this loop needs none.
+    """
+    if warp or device != "cpu":
+        raise FparError(f"flow with warp={warp} on device {device!r} is not available yet (use --device cpu, no warp)")
+    if method not in METHODS:
+        raise FparError(f"unknown flow method {method!r} (choose {', '.join(METHODS)})")
+    estimate = flow_estimator("tvl1" if method.startswith("tvl1") else method)
+    previous = None
+    for frame in frames:
+        if previous is not None:
+            yield estimate(previous, frame)
+        previous = frame
 
 
 def compute_flow(prev_rgb_or_gray: np.ndarray, next_rgb_or_gray: np.ndarray, method: str = "tvl1") -> np.ndarray:

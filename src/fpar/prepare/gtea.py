@@ -10,6 +10,9 @@ inclusive, matched against the number in each frame's file name. Each labelled s
 one instance ``<video>_<start>-<end>`` of class ``verb_noun1,noun2`` for the subject named by the
 video's prefix (``S1_Cheese_C1`` -> ``S1``). As in Ego-RNN, ``stir_cup`` is renamed
 ``stir_spoon,cup`` and ``put_tea`` is dropped, which leaves GTEA61's 61 classes.
+
+Segments become :class:`~fpar.prepare.jobs.Job` rows and go through :func:`~fpar.prepare.jobs.run_jobs`
+like any manifest (workers, shards, settings record, locks).
 """
 
 from __future__ import annotations
@@ -19,13 +22,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
-
-from fpar.data.frames import read_frame
 from fpar.errors import FparError
 from fpar.prepare.flow import DEFAULT_BOUND
-from fpar.prepare.layout_writer import is_prepared, write_instance
-from fpar.prepare.video import frame_number, image_files, resize_short_side
+from fpar.prepare.jobs import Job, RunOptions, check_jobs, run_jobs, shard
+from fpar.prepare.layout_writer import check_name
+from fpar.prepare.video import Segment as FrameRange
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +58,14 @@ class GteaImport:
     resumed: list[str] = field(default_factory=list)  # finished by an earlier run, skipped
     dropped: int = 0  # segments of dropped classes
     problems: list[str] = field(default_factory=list)
+    failed: int = 0  # segments whose instance could not be written (also in problems)
 
 
 def parse_labels(path: Path, problems: list[str]) -> tuple[list[Segment], int]:
     """Segments of one label file (renames applied, drops removed) and the number dropped.
 
-    An unparsable line is skipped with a warning naming file and line, appended to ``problems``.
+    An unusable line (unparsable, or naming a class that is no plain folder name) is skipped with
+    a warning naming file and line, appended to ``problems``.
     """
     video = path.stem
     segments, dropped = [], 0
@@ -80,8 +83,32 @@ def parse_labels(path: Path, problems: list[str]) -> tuple[list[Segment], int]:
         if class_name in DROPS:
             dropped += 1
             continue
-        segments.append(Segment(video, video.split("_")[0], class_name, start, end))
+        segment = Segment(video, video.split("_")[0], class_name, start, end)
+        try:
+            for name, what in ((segment.subject, "subject"), (class_name, "class"), (segment.instance_id, "instance")):
+                check_name(name, what)
+        except FparError as exc:
+            _warn(problems, f"{path}:{number}: {exc}, skipped: {line.strip()!r}")
+            continue
+        segments.append(segment)
     return segments, dropped
+
+
+def gtea_jobs(
+    raw_root: str | Path, *, frames_dir: str = "png", labels_dir: str = "labels"
+) -> tuple[list[Job], int, list[str]]:
+    """Jobs (one per labelled segment of the raw GTEA tree), the number dropped, and the problems."""
+    raw_root = Path(raw_root)
+    label_files = sorted((raw_root / labels_dir).glob("*.txt"))
+    if not label_files:
+        raise FparError(f"{raw_root / labels_dir}: no label files (*.txt); is {raw_root} a raw GTEA folder?")
+    jobs, dropped, problems = [], 0, []
+    for path in label_files:
+        found, n_dropped = parse_labels(path, problems)
+        dropped += n_dropped
+        jobs += [Job(str(raw_root / frames_dir / s.video), s.subject, s.class_name, s.instance_id,
+                     FrameRange(s.start, s.end)) for s in found]
+    return jobs, dropped, problems
 
 
 def import_gtea(
@@ -93,50 +120,27 @@ def import_gtea(
     size: int | None = None,
     frames_dir: str = "png",
     labels_dir: str = "labels",
-    progress: bool = True,
+    workers: int = 1,
+    shard_of: tuple[int, int] | None = None,
+    device: str = "cpu",
+    overwrite: bool = False,
+    progress: bool | None = None,
 ) -> GteaImport:
     """Write every labelled segment of the raw GTEA tree at ``raw_root`` as one processed instance.
 
-    Resumable: instances a previous run finished are skipped, unfinished ones redone.
+    Resumable: instances a previous run finished (with the same settings) are skipped, unfinished
+    ones redone. A segment that fails (missing frames, ...) is recorded in ``problems``; the others
+    go on. ``shard_of=(k, n)`` prepares shard k of n only.
     """
-    raw_root = Path(raw_root)
-    label_files = sorted((raw_root / labels_dir).glob("*.txt"))
-    if not label_files:
-        raise FparError(f"{raw_root / labels_dir}: no label files (*.txt); is {raw_root} a raw GTEA folder?")
-    result = GteaImport()
-    segments: list[Segment] = []
-    for path in label_files:
-        found, dropped = parse_labels(path, result.problems)
-        segments += found
-        result.dropped += dropped
-
-    todo = []
-    for segment in segments:  # finished ones are left out before the bar starts, so its ETA is honest
-        if is_prepared(out_root, segment.subject, segment.class_name, segment.instance_id):
-            result.resumed.append(segment.instance_id)
-        else:
-            todo.append(segment)
-
-    frame_index: dict[str, dict[int, Path]] = {}
-    for segment in tqdm(todo, desc="gtea", unit="inst", disable=not progress):
-        if segment.video not in frame_index:
-            folder = raw_root / frames_dir / segment.video
-            frame_index[segment.video] = {frame_number(p): p for p in image_files(folder)} if folder.is_dir() else {}
-        files = frame_index[segment.video]
-        missing = [k for k in range(segment.start, segment.end + 1) if k not in files]
-        if missing:
-            where = raw_root / frames_dir / segment.video
-            _warn(result.problems, f"{where}: frames {missing[0]}..{missing[-1]} of {segment.instance_id} missing "
-                                   f"({len(missing)} of {segment.end - segment.start + 1}), skipped")
-            continue
-        numbers = range(segment.start, segment.end + 1)
-        frames = [resize_short_side(read_frame(files[k], color=True), size) for k in numbers]
-        write_instance(
-            frames, out_root, subject=segment.subject, class_name=segment.class_name,
-            instance_id=segment.instance_id, flow=flow, bound=bound,
-        )
-        result.written.append(segment.instance_id)
-    return result
+    jobs, dropped, problems = gtea_jobs(raw_root, frames_dir=frames_dir, labels_dir=labels_dir)
+    jobs = check_jobs(jobs)
+    if shard_of is not None:
+        jobs = shard(jobs, *shard_of)
+    options = RunOptions(str(out_root), flow=flow, bound=bound, size=size, device=device, overwrite=overwrite)
+    report = run_jobs(jobs, options, workers=workers, progress=progress)
+    for line in report.summary():
+        _warn(problems, line)
+    return GteaImport(report.written, report.skipped, dropped, problems, len(report.failed))
 
 
 def _warn(problems: list[str], message: str) -> None:

@@ -6,9 +6,11 @@ docs/method.md §2 (``rgb/rgb0001.png`` ...).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -28,20 +30,104 @@ class VideoFrames:
     fps: float | None
 
 
+@dataclass(frozen=True)
+class Segment:
+    """Part of a video: frames ``start``..``end`` (inclusive) or seconds ``start``..``end``.
+
+    Frame numbers count from 1 in a video file or GIF (the first decoded frame is frame 1); in a
+    folder they are the numbers in the file names. Seconds select the frames whose time
+    ``(position - 1) / fps`` lies in ``[start, end]``. Either end may be None (open).
+    """
+
+    start: float | None = None
+    end: float | None = None
+    unit: str = "frame"  # or "sec"
+
+    def to_json(self) -> dict:
+        return {"start": self.start, "end": self.end, "unit": self.unit}
+
+
 def read_video(path: str | Path, max_frames: int | None = None) -> VideoFrames:
-    """Read ``path`` (video file, GIF or image folder); :class:`FparError` naming it if unreadable or empty."""
+    """Read ``path`` (video file, GIF or image folder); :class:`FparError` naming it if unreadable or empty.
+
+    Holds every frame in memory; :func:`iter_frames` streams them instead.
+    """
+    frames = list(iter_frames(path, max_frames=max_frames))
+    return VideoFrames(frames, fps=video_fps(path))
+
+
+def iter_frames(
+    path: str | Path, segment: Segment | None = None, *, fps: float | None = None, max_frames: int | None = None
+) -> Iterator[np.ndarray]:
+    """Decode ``path`` (video file, GIF or image folder) one frame at a time: memory does not grow
+    with the video's length. ``segment`` picks part of it; ``fps`` is needed for a segment in
+    seconds of a folder of frames (a video file or GIF says its own).
+
+    :class:`FparError` naming the path when it is unreadable, empty, or ends before the segment does.
+    """
     path = Path(path)
     if not path.exists():
         raise FparError(f"{path}: no such video file or folder")
+    segment = segment or Segment()
+    if segment.unit == "sec":
+        fps = video_fps(path) or fps
+        if not fps:
+            raise FparError(f"{path}: a segment in seconds needs the frame rate (give an fps for a folder of frames)")
     if path.is_dir():
-        video = _read_folder(path, max_frames)
-    elif path.suffix.lower() == ".gif":
-        video = _read_gif(path, max_frames)  # OpenCV builds differ on GIF support; PIL always has it
+        numbered = ((frame_number(p), p) for p in image_files(path))
+        frames = ((number, read_frame(p, color=True)) for number, p in numbered)
     else:
-        video = _read_capture(path, max_frames)
-    if not video.frames:
-        raise FparError(f"{path}: no frames could be decoded (empty or not a video)")
-    return video
+        # OpenCV builds differ on GIF support; PIL always has it
+        skip = _frames_before(segment, fps)
+        decoded = _gif_frames(path) if path.suffix.lower() == ".gif" else _capture_frames(path, skip)
+        frames = enumerate(decoded, 1 if path.suffix.lower() == ".gif" else skip + 1)
+    count, last = 0, None
+    for position, (number, frame) in enumerate(frames, 1):
+        if not path.is_dir():
+            position = number  # a video's frames are numbered by position, skipped ones included
+        where = (position - 1) / fps if segment.unit == "sec" else number
+        if segment.start is not None and where < segment.start - _EPS:
+            continue
+        if segment.end is not None and where > segment.end + _EPS:
+            break
+        if path.is_dir() and segment.unit == "frame" and segment.start is not None and number != segment.start + count:
+            raise FparError(f"{path}: frame {segment.start + count:g} of the segment is missing")
+        if max_frames is not None and count >= max_frames:
+            return
+        count, last = count + 1, number
+        yield frame
+    if not count:
+        raise FparError(f"{path}: no frames could be decoded{_in(segment)} (empty, not a video, or segment past its end)")
+    if segment.unit == "frame" and segment.end is not None and last < segment.end and max_frames is None:
+        raise FparError(f"{path}: ends at frame {last}, before the segment's end {segment.end:g}")
+
+
+_EPS = 1e-6  # seconds: (k - 1) / fps is not exact in floating point
+
+
+def _in(segment: Segment) -> str:
+    if segment.start is None and segment.end is None:
+        return ""
+    return f" in {segment.unit} {segment.start if segment.start is not None else ''}..{segment.end if segment.end is not None else ''}"
+
+
+def video_fps(path: str | Path) -> float | None:
+    """Frames per second of a video file or GIF as the file says; None for a folder or when unknown."""
+    path = Path(path)
+    if path.is_dir() or not path.exists():
+        return None
+    if path.suffix.lower() == ".gif":
+        try:
+            with Image.open(path) as gif:
+                duration_ms = gif.info.get("duration") or 0
+        except (OSError, ValueError) as exc:
+            raise FparError(f"{path}: cannot read GIF ({exc})") from None
+        return 1000.0 / duration_ms if duration_ms else None
+    capture = cv2.VideoCapture(str(path))
+    try:
+        return capture.get(cv2.CAP_PROP_FPS) or None if capture.isOpened() else None
+    finally:
+        capture.release()
 
 
 def frame_number(path: Path) -> int | None:
@@ -69,37 +155,37 @@ def resize_short_side(frame: np.ndarray, size: int | None) -> np.ndarray:
     return cv2.resize(frame, new, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
 
 
-def _read_folder(folder: Path, max_frames: int | None) -> VideoFrames:
-    files = image_files(folder)[:max_frames]
-    return VideoFrames([read_frame(p, color=True) for p in files], fps=None)
-
-
-def _read_gif(path: Path, max_frames: int | None) -> VideoFrames:
+def _gif_frames(path: Path) -> Iterator[np.ndarray]:
     try:
         with Image.open(path) as gif:
-            frames = []
             for frame in ImageSequence.Iterator(gif):
-                if max_frames is not None and len(frames) >= max_frames:
-                    break
-                frames.append(np.asarray(frame.convert("RGB")))
-            duration_ms = gif.info.get("duration") or 0
+                yield np.asarray(frame.convert("RGB"))
     except (OSError, ValueError) as exc:
         raise FparError(f"{path}: cannot read GIF ({exc})") from None
-    return VideoFrames(frames, fps=1000.0 / duration_ms if duration_ms else None)
 
 
-def _read_capture(path: Path, max_frames: int | None) -> VideoFrames:
+def _frames_before(segment: Segment, fps: float | None) -> int:
+    """How many leading frames of a video file the segment leaves out."""
+    if segment.start is None:
+        return 0
+    first = segment.start if segment.unit == "frame" else math.ceil(segment.start * fps - _EPS) + 1
+    return max(0, int(first) - 1)
+
+
+def _capture_frames(path: Path, skip: int = 0) -> Iterator[np.ndarray]:
     capture = cv2.VideoCapture(str(path))
     try:
         if not capture.isOpened():
             raise FparError(f"{path}: cannot open video (unknown format or corrupt file)")
-        fps = capture.get(cv2.CAP_PROP_FPS) or None
-        frames = []
-        while max_frames is None or len(frames) < max_frames:
+        # grab() without retrieve() skips the colour conversion; frame-exact, unlike seeking by
+        # CAP_PROP_POS_FRAMES, which lands on keyframes in some codecs
+        for _ in range(skip):
+            if not capture.grab():
+                return
+        while True:
             ok, bgr = capture.read()
             if not ok:
-                break
-            frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+                return
+            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     finally:
         capture.release()
-    return VideoFrames(frames, fps=fps)
