@@ -99,6 +99,67 @@ def eval_views(image: np.ndarray, size: int, views: str, is_flow_x: bool = False
     raise ValueError(f"views must be center, five or ten, not {views!r}")
 
 
+# --- whole clips -----------------------------------------------------------------------------
+# The functions below take ``(T, H, W[, 3])`` uint8 clips and return exactly what the per-frame
+# functions above return frame by frame, stacked. Flip and crop are views; only x-flow inversion
+# and the final resize allocate, and the resize is one cv2 call per clip: folding T into the
+# channel axis turns T small calls into one (cv2's bilinear uint8 kernel treats channels
+# independently with the same fixed-point weights, so the bytes are identical).
+
+_CV_MAX_CHANNELS = 512  # cv2 images hold at most this many channels (CV_CN_MAX)
+
+
+def _crop_clip(clip: np.ndarray, side: int, position: str) -> np.ndarray:
+    y, x = crop_origin(clip.shape[1], clip.shape[2], side, position)
+    return clip[:, y : y + side, x : x + side]
+
+
+def resize_clip(clip: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear resize of every square frame of ``(T, s, s[, C])`` to ``size x size``, one cv2 call
+    per up to 512 channels: ``(T, s, s, C)`` is laid out as one ``(s, s, T*C)`` image."""
+    t, side = clip.shape[0], clip.shape[1]
+    if side == size:
+        return np.ascontiguousarray(clip)
+    channels = clip.shape[3] if clip.ndim == 4 else 1
+    per_call = max(1, _CV_MAX_CHANNELS // channels)
+    out = np.empty((t, size, size) + clip.shape[3:], np.uint8)
+    for start in range(0, t, per_call):
+        part = clip[start : start + per_call]
+        n = part.shape[0]
+        planar = np.ascontiguousarray(np.moveaxis(part, 0, 2)).reshape(side, side, n * channels)
+        resized = cv2.resize(planar, (size, size), interpolation=cv2.INTER_LINEAR)
+        out[start : start + n] = np.moveaxis(resized.reshape(size, size, n, *clip.shape[3:]), 2, 0)
+    return out
+
+
+def train_crop_clip(clip: np.ndarray, draw: TrainDraw, size: int, is_flow_x: bool = False) -> np.ndarray:
+    """:func:`train_crop` of every frame of a ``(T, H, W[, 3])`` clip at once: ``(T, size, size[, 3])``.
+
+    The flip and crop are views of ``clip``, so x-flow is inverted on the crop only (inversion
+    commutes with cropping) and nothing is copied before the resize.
+    """
+    clip = clip[:, :, ::-1] if draw.flip else clip
+    side = int(min(clip.shape[1:3]) * draw.scale)
+    patch = _crop_clip(clip, side, draw.position)
+    if draw.flip and is_flow_x:
+        patch = 255 - patch
+    return resize_clip(patch, size)
+
+
+def eval_views_clip(clip: np.ndarray, size: int, views: str, is_flow_x: bool = False) -> np.ndarray:
+    """:func:`eval_views` of every frame of a ``(T, H, W[, 3])`` clip: ``(V, T, size, size[, 3])``."""
+    if views == "center":
+        crops = [_crop_clip(clip, size, "c")]
+    elif views in ("five", "ten"):
+        crops = [_crop_clip(clip, size, p) for p in FIVE_CROP_ORDER]
+        if views == "ten":
+            mirrored = [_crop_clip(clip[:, :, ::-1], size, p) for p in FIVE_CROP_ORDER]
+            crops += [255 - c for c in mirrored] if is_flow_x else mirrored
+    else:
+        raise ValueError(f"views must be center, five or ten, not {views!r}")
+    return np.stack(crops)
+
+
 def normalize_rgb(frames: np.ndarray) -> np.ndarray:
     """uint8 ``(..., H, W, 3)`` -> float32 ``(..., 3, H, W)`` with ImageNet mean/std."""
     out = (frames.astype(np.float32) / 255.0 - RGB_MEAN) / RGB_STD
