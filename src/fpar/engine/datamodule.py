@@ -109,11 +109,11 @@ class FparDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.val_set is None:
+            store = self._store(build=False) if self.config["data"]["store"] else None
             train, val = split_by_subject(self.index, self.train_subjects, self.val_subjects)
             self.train_set = self._dataset(train, train=True)
             self.val_set = self._dataset(val, train=False)
-            if self.config["data"]["store"]:
-                store = self._store(build=False)
+            if store is not None:
                 self.train_set.use_store(store)
                 self.val_set.use_store(store)
 
