@@ -300,11 +300,11 @@ class FrameStore:
         if picked.min() < 1 or picked.max() > len(frames):
             bad = int(picked.max() if picked.max() > len(frames) else picked.min())
             raise FparError(f"{inst.instance_id}: frame {bad} requested but the instance has {len(frames)}")
-        clip = frames[picked - 1]  # one gather: the only read of the map for this clip
         flow_x = kind == "flow_x"
+        # Cropping the map's view before picking means only the crop windows are read and copied.
         if draw is not None:
-            return transforms.train_crop_clip(clip, draw, crop, is_flow_x=flow_x)[None]
-        return transforms.eval_views_clip(clip, crop, views, is_flow_x=flow_x)
+            return transforms.train_crop_clip(frames, draw, crop, is_flow_x=flow_x, pick=picked - 1)[None]
+        return transforms.eval_views_clip(frames, crop, views, is_flow_x=flow_x, pick=picked - 1)
 
 
 def open_store(index: DatasetIndex, path: str | Path | None = None, *, resize: int,

@@ -100,13 +100,13 @@ def eval_views(image: np.ndarray, size: int, views: str, is_flow_x: bool = False
 
 
 # --- whole clips -----------------------------------------------------------------------------
-# The functions below take ``(T, H, W[, 3])`` uint8 clips and return exactly what the per-frame
-# functions above return frame by frame, stacked. Flip and crop are views; only x-flow inversion
-# and the final resize allocate, and the resize is one cv2 call per clip: folding T into the
-# channel axis turns T small calls into one (cv2's bilinear uint8 kernel treats channels
-# independently with the same fixed-point weights, so the bytes are identical).
-
-_CV_MAX_CHANNELS = 512  # cv2 images hold at most this many channels (CV_CN_MAX)
+# The functions below take ``(T, H, W[, 3])`` uint8 clips (a memory map of an instance's frames
+# plus the 1-based ``pick`` of the clip) and return exactly what the per-frame functions above
+# return frame by frame, stacked. Flip and crop are views of the whole clip, so the one copy is
+# the gather of the picked frames' crop windows; x-flow is inverted on that crop (inversion
+# commutes with cropping). The resize writes each frame into one preallocated clip buffer:
+# cv2's SIMD bilinear kernels cover 1-4 channels, and folding T into the channel axis to make
+# it one call measured five times slower than T calls plus their transposes.
 
 
 def _crop_clip(clip: np.ndarray, side: int, position: str) -> np.ndarray:
@@ -114,63 +114,98 @@ def _crop_clip(clip: np.ndarray, side: int, position: str) -> np.ndarray:
     return clip[:, y : y + side, x : x + side]
 
 
+def _picked(clip: np.ndarray, pick: np.ndarray | None) -> np.ndarray:
+    return clip if pick is None else clip[pick]
+
+
 def resize_clip(clip: np.ndarray, size: int) -> np.ndarray:
-    """Bilinear resize of every square frame of ``(T, s, s[, C])`` to ``size x size``, one cv2 call
-    per up to 512 channels: ``(T, s, s, C)`` is laid out as one ``(s, s, T*C)`` image."""
-    t, side = clip.shape[0], clip.shape[1]
-    if side == size:
+    """Bilinear resize of every square frame of ``(T, s, s[, C])`` to ``size x size``."""
+    if clip.shape[1] == size:
         return np.ascontiguousarray(clip)
-    channels = clip.shape[3] if clip.ndim == 4 else 1
-    per_call = max(1, _CV_MAX_CHANNELS // channels)
-    out = np.empty((t, size, size) + clip.shape[3:], np.uint8)
-    for start in range(0, t, per_call):
-        part = clip[start : start + per_call]
-        n = part.shape[0]
-        planar = np.ascontiguousarray(np.moveaxis(part, 0, 2)).reshape(side, side, n * channels)
-        resized = cv2.resize(planar, (size, size), interpolation=cv2.INTER_LINEAR)
-        out[start : start + n] = np.moveaxis(resized.reshape(size, size, n, *clip.shape[3:]), 2, 0)
+    out = np.empty((clip.shape[0], size, size) + clip.shape[3:], np.uint8)
+    for t in range(clip.shape[0]):
+        cv2.resize(np.ascontiguousarray(clip[t]), (size, size), dst=out[t], interpolation=cv2.INTER_LINEAR)
     return out
 
 
-def train_crop_clip(clip: np.ndarray, draw: TrainDraw, size: int, is_flow_x: bool = False) -> np.ndarray:
-    """:func:`train_crop` of every frame of a ``(T, H, W[, 3])`` clip at once: ``(T, size, size[, 3])``.
-
-    The flip and crop are views of ``clip``, so x-flow is inverted on the crop only (inversion
-    commutes with cropping) and nothing is copied before the resize.
-    """
+def train_crop_clip(clip: np.ndarray, draw: TrainDraw, size: int, is_flow_x: bool = False,
+                    pick: np.ndarray | None = None) -> np.ndarray:
+    """:func:`train_crop` of every frame of a ``(T, H, W[, 3])`` clip (of frames ``pick``, 0-based,
+    if given) at once: ``(T', size, size[, 3])``."""
     clip = clip[:, :, ::-1] if draw.flip else clip
     side = int(min(clip.shape[1:3]) * draw.scale)
-    patch = _crop_clip(clip, side, draw.position)
+    patch = _picked(_crop_clip(clip, side, draw.position), pick)
     if draw.flip and is_flow_x:
         patch = 255 - patch
     return resize_clip(patch, size)
 
 
-def eval_views_clip(clip: np.ndarray, size: int, views: str, is_flow_x: bool = False) -> np.ndarray:
-    """:func:`eval_views` of every frame of a ``(T, H, W[, 3])`` clip: ``(V, T, size, size[, 3])``."""
+def eval_views_clip(clip: np.ndarray, size: int, views: str, is_flow_x: bool = False,
+                    pick: np.ndarray | None = None) -> np.ndarray:
+    """:func:`eval_views` of every frame of a ``(T, H, W[, 3])`` clip (of frames ``pick``, 0-based,
+    if given): ``(V, T', size, size[, 3])``."""
     if views == "center":
-        crops = [_crop_clip(clip, size, "c")]
+        crops = [_picked(_crop_clip(clip, size, "c"), pick)]
     elif views in ("five", "ten"):
-        crops = [_crop_clip(clip, size, p) for p in FIVE_CROP_ORDER]
+        crops = [_picked(_crop_clip(clip, size, p), pick) for p in FIVE_CROP_ORDER]
         if views == "ten":
-            mirrored = [_crop_clip(clip[:, :, ::-1], size, p) for p in FIVE_CROP_ORDER]
+            mirrored = [_picked(_crop_clip(clip[:, :, ::-1], size, p), pick) for p in FIVE_CROP_ORDER]
             crops += [255 - c for c in mirrored] if is_flow_x else mirrored
     else:
         raise ValueError(f"views must be center, five or ten, not {views!r}")
     return np.stack(crops)
 
 
+# --- normalisation ---------------------------------------------------------------------------
+# A uint8 input has 256 possible values, so each normalisation is computed once per value (with
+# the float32 arithmetic that defines it) into a table, and a clip is normalised by table look-up
+# (cv2.LUT: one pass, no float temporaries). The results are the formula's, bit for bit; on a
+# 16-frame 224px RGB clip this is over ten times faster than the arithmetic on the whole array.
+
+
+def _rgb_formula(values: np.ndarray) -> np.ndarray:
+    return (values.astype(np.float32) / 255.0 - RGB_MEAN) / RGB_STD
+
+
+def _flow_formula(values: np.ndarray) -> np.ndarray:
+    return (values.astype(np.float32) / 255.0 - FLOW_MEAN) / FLOW_STD
+
+
+def _unit_formula(values: np.ndarray) -> np.ndarray:
+    return values.astype(np.float32) / 255.0
+
+
+_BYTES = np.arange(256, dtype=np.uint8)
+_RGB_TABLES = np.ascontiguousarray(_rgb_formula(np.repeat(_BYTES[:, None], 3, axis=1)).T)  # (3, 256)
+_FLOW_TABLE = _flow_formula(_BYTES)
+_UNIT_TABLE = _unit_formula(_BYTES)
+
+
+def _look_up(values: np.ndarray, table: np.ndarray) -> np.ndarray:
+    values = np.ascontiguousarray(values)
+    out = np.empty(values.shape, np.float32)
+    if values.size:
+        width = values.shape[-1] if values.ndim > 1 else values.size
+        cv2.LUT(values.reshape(-1, width), table, dst=out.reshape(-1, width))
+    return out
+
+
 def normalize_rgb(frames: np.ndarray) -> np.ndarray:
-    """uint8 ``(..., H, W, 3)`` -> float32 ``(..., 3, H, W)`` with ImageNet mean/std."""
-    out = (frames.astype(np.float32) / 255.0 - RGB_MEAN) / RGB_STD
-    return np.moveaxis(out, -1, -3)
+    """uint8 ``(..., H, W, 3)`` -> float32 ``(..., 3, H, W)`` (contiguous) with ImageNet mean/std."""
+    *lead, h, w, _ = frames.shape
+    flat = np.ascontiguousarray(frames).reshape(-1, h, w, 3)
+    out = np.empty((flat.shape[0], 3, h, w), np.float32)
+    for frame, planes in zip(flat, out):
+        for channel, plane in enumerate(cv2.split(frame) if h * w else ()):
+            cv2.LUT(plane, _RGB_TABLES[channel], dst=planes[channel])
+    return out.reshape(*lead, 3, h, w)
 
 
 def normalize_flow(flow: np.ndarray) -> np.ndarray:
     """uint8 flow images -> float32 with the scalar mean 0.449 / std 0.226."""
-    return (flow.astype(np.float32) / 255.0 - FLOW_MEAN) / FLOW_STD
+    return _look_up(flow, _FLOW_TABLE)
 
 
 def scale_unit(maps: np.ndarray) -> np.ndarray:
     """Motion maps are not normalised, only brought to [0, 1]."""
-    return maps.astype(np.float32) / 255.0
+    return _look_up(maps, _UNIT_TABLE)
