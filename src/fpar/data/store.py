@@ -279,7 +279,9 @@ class FrameStore:
     def _map(self, kind: str) -> np.ndarray:
         mapped = self._maps.get(kind)
         if mapped is None:
-            mapped = self._maps[kind] = np.memmap(self.path / f"{kind}.u8", np.uint8, mode="r")
+            # A plain ndarray view of the map: memmap's own __getitem__ costs Python time per slice.
+            mapped = np.memmap(self.path / f"{kind}.u8", np.uint8, mode="r").view(np.ndarray)
+            self._maps[kind] = mapped
         return mapped
 
     def frames(self, instance_id: str, kind: str) -> np.ndarray:
@@ -301,7 +303,7 @@ class FrameStore:
             bad = int(picked.max() if picked.max() > len(frames) else picked.min())
             raise FparError(f"{inst.instance_id}: frame {bad} requested but the instance has {len(frames)}")
         flow_x = kind == "flow_x"
-        # Cropping the map's view before picking means only the crop windows are read and copied.
+        # The crop windows are cut from the map's view before the gather: only they are read and copied.
         if draw is not None:
             return transforms.train_crop_clip(frames, draw, crop, is_flow_x=flow_x, pick=picked - 1)[None]
         return transforms.eval_views_clip(frames, crop, views, is_flow_x=flow_x, pick=picked - 1)

@@ -101,21 +101,33 @@ def eval_views(image: np.ndarray, size: int, views: str, is_flow_x: bool = False
 
 # --- whole clips -----------------------------------------------------------------------------
 # The functions below take ``(T, H, W[, 3])`` uint8 clips (a memory map of an instance's frames
-# plus the 1-based ``pick`` of the clip) and return exactly what the per-frame functions above
-# return frame by frame, stacked. Flip and crop are views of the whole clip, so the one copy is
-# the gather of the picked frames' crop windows; x-flow is inverted on that crop (inversion
-# commutes with cropping). The resize writes each frame into one preallocated clip buffer:
-# cv2's SIMD bilinear kernels cover 1-4 channels, and folding T into the channel axis to make
-# it one call measured five times slower than T calls plus their transposes.
+# plus the 0-based ``pick`` of the clip) and return exactly what the per-frame functions above
+# return frame by frame, stacked. Each crop window is taken from the unflipped frames, so the
+# one copy (the gather of the picked frames' windows) reads whole rows; mirroring and x-flow
+# inversion are then one cv2/numpy call on the whole clip (a mirror of a window is the window
+# at the mirrored place of the mirrored frame; inversion commutes with both). The resize writes
+# each frame into one preallocated clip buffer: cv2's SIMD bilinear kernels cover 1-4 channels,
+# and folding T into the channel axis to make it one call measured five times slower than T
+# calls plus their transposes.
 
 
-def _crop_clip(clip: np.ndarray, side: int, position: str) -> np.ndarray:
-    y, x = crop_origin(clip.shape[1], clip.shape[2], side, position)
-    return clip[:, y : y + side, x : x + side]
-
-
-def _picked(clip: np.ndarray, pick: np.ndarray | None) -> np.ndarray:
-    return clip if pick is None else clip[pick]
+def _window(clip: np.ndarray, side: int, position: str, mirror: bool, invert: bool,
+            pick: np.ndarray | None) -> np.ndarray:
+    """Frames ``pick`` of the ``side`` square at ``position`` of the clip mirrored if ``mirror``
+    (then inverted if ``invert``), as a new ``(T', side, side[, C])`` array."""
+    height, width = clip.shape[1:3]
+    y, x = crop_origin(height, width, side, position)
+    if mirror:
+        x = width - x - side  # where that window of the mirrored frame lies in the frame
+    frames = slice(None) if pick is None else pick
+    patch = np.ascontiguousarray(clip[frames, y : y + side, x : x + side])
+    if mirror:
+        # Rows of all frames stacked: flipping each row mirrors every frame in one call.
+        rows = patch.reshape(-1, *patch.shape[2:])
+        patch = cv2.flip(rows, 1).reshape(patch.shape)
+        if invert:
+            np.subtract(255, patch, out=patch)
+    return patch
 
 
 def resize_clip(clip: np.ndarray, size: int) -> np.ndarray:
@@ -132,12 +144,8 @@ def train_crop_clip(clip: np.ndarray, draw: TrainDraw, size: int, is_flow_x: boo
                     pick: np.ndarray | None = None) -> np.ndarray:
     """:func:`train_crop` of every frame of a ``(T, H, W[, 3])`` clip (of frames ``pick``, 0-based,
     if given) at once: ``(T', size, size[, 3])``."""
-    clip = clip[:, :, ::-1] if draw.flip else clip
     side = int(min(clip.shape[1:3]) * draw.scale)
-    patch = _picked(_crop_clip(clip, side, draw.position), pick)
-    if draw.flip and is_flow_x:
-        patch = 255 - patch
-    return resize_clip(patch, size)
+    return resize_clip(_window(clip, side, draw.position, draw.flip, is_flow_x, pick), size)
 
 
 def eval_views_clip(clip: np.ndarray, size: int, views: str, is_flow_x: bool = False,
@@ -145,15 +153,12 @@ def eval_views_clip(clip: np.ndarray, size: int, views: str, is_flow_x: bool = F
     """:func:`eval_views` of every frame of a ``(T, H, W[, 3])`` clip (of frames ``pick``, 0-based,
     if given): ``(V, T', size, size[, 3])``."""
     if views == "center":
-        crops = [_picked(_crop_clip(clip, size, "c"), pick)]
+        places = [("c", False)]
     elif views in ("five", "ten"):
-        crops = [_picked(_crop_clip(clip, size, p), pick) for p in FIVE_CROP_ORDER]
-        if views == "ten":
-            mirrored = [_picked(_crop_clip(clip[:, :, ::-1], size, p), pick) for p in FIVE_CROP_ORDER]
-            crops += [255 - c for c in mirrored] if is_flow_x else mirrored
+        places = [(p, False) for p in FIVE_CROP_ORDER] + [(p, True) for p in FIVE_CROP_ORDER if views == "ten"]
     else:
         raise ValueError(f"views must be center, five or ten, not {views!r}")
-    return np.stack(crops)
+    return np.stack([_window(clip, size, p, mirror, is_flow_x, pick) for p, mirror in places])
 
 
 # --- normalisation ---------------------------------------------------------------------------
