@@ -190,3 +190,13 @@ def test_fpar_cache_command(synth_root, tmp_path, capsys):
     assert capsys.readouterr().out.strip() == f"store ready: {out}"
     assert (out / "index.json").is_file()
     assert default_store_path(synth_root, 256) == synth_root / ".fpar-store" / "r256"
+
+
+def test_a_dataset_refuses_a_store_of_other_settings(synth_root, tmp_path):
+    index = load_index(synth_root)
+    frame_store = FrameStore(build_store(synth_root, tmp_path / "st", resize=RESIZE, modalities=["frames"],
+                                         progress=False))
+    with pytest.raises(FparError, match="resized to 40, the dataset wants 48"):
+        ClipDataset(index.instances, resize=48, crop=CROP).use_store(frame_store)
+    with pytest.raises(FparError, match="holds no flow_x, flow_y frames"):
+        ClipDataset(index.instances, modalities=["flow"], resize=RESIZE, crop=CROP).use_store(frame_store)

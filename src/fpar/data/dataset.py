@@ -76,7 +76,8 @@ class ClipDataset(Dataset):
     def use_store(self, store) -> None:
         """Read frames from a :class:`~fpar.data.store.FrameStore`: the same tensors, much faster."""
         if store.resize != self.resize:
-            raise FparError(f"store {store.path} holds frames resized to {store.resize}, the dataset wants {self.resize}")
+            raise FparError(f"store {store.path} holds frames resized to {store.resize}, "
+                            f"the dataset wants {self.resize}")
         missing = sorted(set(self._files_needed()) - set(store.kinds))
         if missing:
             raise FparError(f"store {store.path} holds no {', '.join(missing)} frames")

@@ -22,13 +22,14 @@ extra dependency, and maps zero-copy into every worker.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -87,14 +88,21 @@ def _digest(settings: dict, sources: dict[str, list[list]], instances: Sequence[
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _build_lock(path: Path):
-    """The lock that keeps two builders off one store (``fcntl``/``flock`` through filelock).
+@contextlib.contextmanager
+def _build_lock(path: Path) -> Iterator[None]:
+    """Hold the lock that keeps two builders off one store (``flock`` through filelock), or fail
+    at once. Kept in this one function so the project's shared lock helper can replace it."""
+    from filelock import FileLock, Timeout
 
-    Kept in this one function so the project's shared lock helper can replace it.
-    """
-    from filelock import FileLock
-
-    return FileLock(str(path / LOCK_NAME), timeout=0)
+    lock = FileLock(str(path / LOCK_NAME), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise FparError(f"store {path} is being built by another process (lock {path / LOCK_NAME} is held)") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 # --- building ----------------------------------------------------------------------------------
@@ -120,22 +128,19 @@ def build_store(
     """
     index = index or load_index(root, layout)
     path = Path(path) if path else default_store_path(index.root, resize)
-    kinds = kinds_for(modalities) if modalities else tuple(k for k in KINDS if any(i.frames(k) for i in index.instances))
+    present = tuple(k for k in KINDS if any(inst.frames(k) for inst in index.instances))
+    kinds = kinds_for(modalities) if modalities else present
     settings = _settings(resize, kinds)
     path.mkdir(parents=True, exist_ok=True)
-    from filelock import Timeout
-
-    try:
-        with _build_lock(path):
-            sources = _sources(index, kinds)
-            problem = _stale_reason(path, settings, sources)
-            if problem is None:
-                return path
-            if problem != "missing" and not rebuild:
-                raise FparError(f"store {path} is out of date ({problem}): rebuild it with `fpar cache {root} --rebuild`")
-            _write(path, index, settings, sources, progress)
-    except Timeout:
-        raise FparError(f"store {path} is being built by another process (lock {path / LOCK_NAME} is held)") from None
+    with _build_lock(path):
+        sources = _sources(index, kinds)
+        problem = _stale_reason(path, settings, sources)
+        if problem is None:
+            return path
+        if problem != "missing" and not rebuild:
+            raise FparError(f"store {path} is out of date ({problem}): rebuild it with "
+                            f"`fpar cache {index.root} --rebuild`")
+        _write(path, index, settings, sources, progress)
     return path
 
 
