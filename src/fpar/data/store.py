@@ -27,7 +27,6 @@ import hashlib
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
