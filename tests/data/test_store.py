@@ -207,3 +207,12 @@ def test_clip_loading_benchmark_runs_on_a_given_dataset(built, synth_root):
 
     rows = bench_clip_loading(synth_root, resize=RESIZE, crop=CROP, repeats=1)
     assert len(rows) == 6 and all(row["fpar_s"] > 0 and row["speedup"] > 0 for row in rows)
+
+
+def test_dataloader_workers_share_the_store(built):
+    from torch.utils.data import DataLoader
+
+    images, stored = _pair(*built, modalities=ALL, train=True, num_frames=6)
+    batches = [list(DataLoader(ds, batch_size=2, num_workers=2)) for ds in (images, stored)]
+    for want, got in zip(*batches):
+        assert all(torch.equal(want[k], got[k]) for k in ALL)
