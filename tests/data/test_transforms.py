@@ -68,3 +68,12 @@ def test_normalisation_constants():
     np.testing.assert_allclose(out[:, 0, 0], expected, rtol=1e-5)
     np.testing.assert_allclose(T.normalize_flow(np.array([128], np.uint8)), [(128 / 255 - 0.449) / 0.226], rtol=1e-5)
     assert T.scale_unit(np.array([0, 255], np.uint8)).tolist() == [0.0, 1.0]
+
+
+def test_normalisation_tables_give_the_formulas_bit_for_bit():
+    values = np.random.default_rng(0).integers(0, 256, (2, 3, 5, 7, 3), dtype=np.uint8)
+    rgb = (values.astype(np.float32) / 255.0 - T.RGB_MEAN) / T.RGB_STD
+    np.testing.assert_array_equal(T.normalize_rgb(values), np.moveaxis(rgb, -1, -3))
+    np.testing.assert_array_equal(T.normalize_flow(values), (values.astype(np.float32) / 255.0 - 0.449) / 0.226)
+    np.testing.assert_array_equal(T.scale_unit(values), values.astype(np.float32) / 255.0)
+    assert T.normalize_flow(values[:, :, :, :, 0].transpose(1, 0, 2, 3)).shape == (3, 2, 5, 7)

@@ -1,6 +1,7 @@
 """The DataModule: subject splits and folds, seeded epoch shuffles, shards that cover each clip once."""
 
 import pytest
+import torch
 
 from fpar.engine.config import validate_config
 from fpar.engine.datamodule import EpochShuffleSampler, FparDataModule, ShardSampler
@@ -43,3 +44,17 @@ def test_validation_shards_hold_every_clip_exactly_once():
     shards = [list(ShardSampler(7, rank=r, world_size=2)) for r in range(2)]
     assert sorted(shards[0] + shards[1]) == list(range(7))
     assert [len(ShardSampler(7, rank=r, world_size=2)) for r in range(2)] == [4, 3]
+
+
+def test_data_store_is_built_on_first_use_and_gives_the_same_batches(tiny_data, tmp_path):
+    store = tmp_path / "store"
+    plain = FparDataModule(validate_config(tiny_config()), str(tiny_data))
+    stored = FparDataModule(validate_config(tiny_config(data={"store": str(store)})), str(tiny_data))
+    with pytest.raises(FparError, match="no finished store"):
+        stored.setup()  # setup() only opens: prepare_data() builds
+    stored.prepare_data()
+    stored.setup()
+    plain.setup()
+    assert stored.train_set.store is not None and (store / "index.json").is_file()
+    for want, got in ((plain.train_set[(3, 1)], stored.train_set[(3, 1)]), (plain.val_set[2], stored.val_set[2])):
+        assert all(torch.equal(want[k], got[k]) for k in want if k != "id")

@@ -14,6 +14,7 @@ from fpar.errors import FparError
 
 COMMAND_MODULES = [
     "fpar.cli.data_commands",
+    "fpar.cli.cache_commands",
     "fpar.cli.model_commands",
     "fpar.cli.engine_commands",
     "fpar.cli.recipe_commands",

@@ -68,8 +68,20 @@ class ClipDataset(Dataset):
         self.epoch = 0
         self.cache = FrameCache() if cache is True else (cache if isinstance(cache, FrameCache) else None)
 
+    store = None  # a FrameStore once use_store() is called: frames come from it, not the image files
+
     def __len__(self) -> int:
         return len(self.instances)
+
+    def use_store(self, store) -> None:
+        """Read frames from a :class:`~fpar.data.store.FrameStore`: the same tensors, much faster."""
+        if store.resize != self.resize:
+            raise FparError(f"store {store.path} holds frames resized to {store.resize}, "
+                            f"the dataset wants {self.resize}")
+        missing = sorted(set(self._files_needed()) - set(store.kinds))
+        if missing:
+            raise FparError(f"store {store.path} holds no {', '.join(missing)} frames")
+        self.store = store
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose random draws ``__getitem__`` makes (with ``seed`` set)."""
@@ -139,6 +151,8 @@ class ClipDataset(Dataset):
         self, inst: Instance, kind: str, numbers: list[int], draw: transforms.TrainDraw | None
     ) -> np.ndarray:
         """Frames ``numbers`` of one file kind, transformed: uint8 ``(V, T, h, w[, 3])``."""
+        if self.store is not None:
+            return self.store.clip(inst, kind, numbers, draw, self.crop, self.views)
         files = _frames_of(inst, kind)
         views = []
         for k in numbers:

@@ -42,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
         "crop": 224,
         "workers": 4,
         "cache": False,
+        "store": False,  # true: the default store beside the dataset; a string: the store's folder
     },
     "stage": {"name": None, "options": {}},
     "init_from": None,
@@ -287,6 +288,8 @@ def _check_data(data: dict[str, Any]) -> None:
     _int(data, "crop", "data.crop", minimum=1)
     _int(data, "workers", "data.workers", minimum=0)
     _bool(data, "cache", "data.cache")
+    if not isinstance(data["store"], (bool, str)):
+        raise _fail("data.store", "true, false or a folder", data["store"])
     if data["crop"] > data["resize"]:
         raise FparError(f"config key 'data.crop' ({data['crop']}) must not exceed data.resize ({data['resize']})")
 
@@ -372,7 +375,7 @@ def _check_trainer(tr: dict[str, Any]) -> None:
 
 
 # Settings that say where and how fast a run executes, not what it computes.
-RUNTIME_KEYS = {"data.root", "data.workers", "data.cache", "trainer.accelerator", "trainer.devices",
+RUNTIME_KEYS = {"data.root", "data.workers", "data.cache", "data.store", "trainer.accelerator", "trainer.devices",
                 "trainer.num_nodes", "trainer.strategy", "trainer.precision", "trainer.log_every_n_steps"}
 
 

@@ -92,11 +92,30 @@ class FparDataModule(L.LightningDataModule):
                            resize=data["resize"], crop=data["crop"], seed=self.config["trainer"]["seed"],
                            cache=data["cache"])
 
+    def _store(self, *, build: bool):
+        """``data.store``: build it if missing or out of date (``build``), else open it."""
+        from fpar.data.store import ensure_store, open_store
+
+        data = self.config["data"]
+        path = None if data["store"] is True else data["store"]
+        opener = ensure_store if build else open_store
+        return opener(self.index, path, resize=data["resize"], modalities=data["modalities"])
+
+    def prepare_data(self) -> None:
+        # Lightning runs this in one process per node before setup(): the store is built once,
+        # and every rank then opens the finished store.
+        if self.config["data"]["store"]:
+            self._store(build=True)
+
     def setup(self, stage: str | None = None) -> None:
         if self.val_set is None:
+            store = self._store(build=False) if self.config["data"]["store"] else None
             train, val = split_by_subject(self.index, self.train_subjects, self.val_subjects)
             self.train_set = self._dataset(train, train=True)
             self.val_set = self._dataset(val, train=False)
+            if store is not None:
+                self.train_set.use_store(store)
+                self.val_set.use_store(store)
 
     def _rank(self) -> tuple[int, int]:
         trainer = self.trainer
