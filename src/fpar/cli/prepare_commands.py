@@ -7,10 +7,10 @@ from pathlib import Path
 
 from fpar.cli.common import at_least
 from fpar.errors import FparError
+from fpar.prepare.flow import FLOW_METHODS
 
 MIN_SIZE = 16  # px; OpenCV's flow methods need frames of at least 12 px
 
-FLOW_METHODS = ("tvl1", "dis", "farneback")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

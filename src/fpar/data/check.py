@@ -17,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from fpar.data.frames import decode, image_problem
-from fpar.data.layouts import MODALITIES, DatasetIndex, Instance, Problem, load_index
+from fpar.data.layouts import FILE_KINDS, DatasetIndex, Instance, Problem, load_index
 
 
 @dataclass
@@ -107,7 +107,7 @@ def frame_problem(path: Path, color: bool) -> tuple[str | None, np.ndarray | Non
 
 def _frame_files(instances: list[Instance]) -> Iterator[tuple[Instance, Path, bool]]:
     for inst in instances:
-        for modality in MODALITIES:
+        for modality in FILE_KINDS:
             for path in inst.frames(modality):
                 yield inst, path, modality == "rgb"
 
