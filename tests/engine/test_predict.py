@@ -21,10 +21,10 @@ def _checkpoint(tmp_path, name, **model_kwargs):
     torch.manual_seed(0)
     model = build_model(name, num_classes=len(CLASSES), backbone="resnet18", **model_kwargs)
     modalities = {"flow_resnet": ["flow"], "two_in_one": ["frames", "flow"]}.get(name, ["frames"])
-    config = {"data": {"modalities": modalities, "flow_mode": "pairs" if name == "two_in_one" else "stack",
-                       "resize": 72, "crop": 64, "num_frames": 4, "stack_size": 5}}
+    clip = ClipSettings(modalities=modalities, flow_mode="pairs" if name == "two_in_one" else "stack", resize=72,
+                        crop=64, num_frames=4, stack_size=5)
     path = tmp_path / f"{name}.ckpt"
-    save_checkpoint(path, model_state=model.state_dict(), model=model.build_spec, classes=CLASSES, config=config)
+    save_checkpoint(path, model_state=model.state_dict(), model=model.build_spec, clip=clip, classes=CLASSES)
     return path
 
 
