@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from fpar.engine import recipe
+from fpar.workflows import recipe
 from fpar.engine.config import dump_config
 from fpar.errors import FparError
 
@@ -69,7 +69,7 @@ def test_a_finished_run_is_not_reused_for_other_settings(tmp_path, monkeypatch):
 
 def test_overrides_reach_every_stage(tmp_path):
     stages = recipe.load_recipe(TWO_STREAM, ["trainer.epochs=2", "data.workers=0"])
-    assert {(s["config"]["trainer"]["epochs"], s["config"]["data"]["workers"]) for s in stages} == {(2, 0)}
+    assert {(s["config"].trainer.epochs, s["config"].data.workers) for s in stages} == {(2, 0)}
 
 
 @pytest.mark.parametrize("stages, message", [
