@@ -94,7 +94,7 @@ def test_gtea61_recipes_chain_what_their_configs_name(path):
     """The recipe's init_from and the config's own name the same checkpoints."""
     stages = recipe.load_recipe(path)
     for stage in stages:
-        assert recipe.resolve_init_from(stage["init_from"], stages) == stage["config"]["init_from"]
+        assert recipe.resolve_init_from(stage["init_from"], stages) == stage["config"].init_from
 
 
 def test_fpar_run_command(tmp_path, monkeypatch, capsys):
@@ -103,6 +103,6 @@ def test_fpar_run_command(tmp_path, monkeypatch, capsys):
     seen = []
     monkeypatch.setattr(recipe, "_train", lambda config, **kw: seen.append(config) or FakeTrain()(config, **kw))
     assert main(["run", str(TWO_STREAM), "--out", str(tmp_path), "trainer.epochs=2", "--data", "x"]) == 0
-    assert [c["trainer"]["epochs"] for c in seen] == [2] * 4
+    assert [c.trainer.epochs for c in seen] == [2] * 4
     assert "[4/4] two_stream: trained" in capsys.readouterr().out
     assert main(["run", str(tmp_path / "missing.yaml")]) == 1
