@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from fpar.cli.common import devices, intermixed
+from fpar.cli.common import at_least, devices, intermixed
 from fpar.data.transforms import VIEWS
 from fpar.engine.settings import PRECISIONS
 
@@ -39,9 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="centre crop, or five/ten crops with averaged scores")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--predictions", metavar="FILE", help="write per-clip predictions and scores (CSV)")
-    ev.add_argument("--batch-size", type=int, default=8, metavar="N")
-    ev.add_argument("--workers", type=int, default=0, metavar="N", help="data-loading processes")
-    ev.add_argument("--devices", type=int, default=1, metavar="N", help="processes (DDP) to score with")
+    ev.add_argument("--batch-size", type=at_least(1), default=8, metavar="N")
+    ev.add_argument("--workers", type=at_least(0), default=0, metavar="N", help="data-loading processes")
+    ev.add_argument("--devices", type=at_least(1), default=1, metavar="N", help="processes (DDP) to score with")
     ev.add_argument("--accelerator", default="auto", help="auto, cpu, gpu, ...")
     ev.set_defaults(func=run_eval)
 
