@@ -141,7 +141,7 @@ def _first_problem(exc: ValidationError) -> str:
     if kind == "missing":
         return f"{key}: is required"
     if len({".".join(map(str, e["loc"])) for e in errors}) > 1 and _is_union_member(error["loc"][-1]):
-        return f"{key}: not a valid value{got}"
+        return f"{key}: must be {_description(key) or 'another value'}{got}"
     bounds = {"greater_than_equal": ">= {ge}", "greater_than": "> {gt}", "less_than_equal": "<= {le}",
               "less_than": "< {lt}"}
     if kind in bounds:
@@ -152,6 +152,19 @@ def _first_problem(exc: ValidationError) -> str:
         return f"{key}: must be a finite number{got}"
     message = error["msg"].removeprefix("Value error, ")
     return f"{key}: {message[:1].lower()}{message[1:]}{'' if kind == 'value_error' else got}"
+
+
+def _description(dotted: str) -> str | None:
+    """The ``description`` of the settings field at ``dotted`` (what a union field accepts)."""
+    model: Any = ExperimentSettings
+    info = None
+    for part in dotted.split("."):
+        fields = getattr(model, "model_fields", {})
+        if part not in fields:
+            return None
+        info = fields[part]
+        model = info.annotation
+    return info.description if info is not None else None
 
 
 def _is_union_member(part: Any) -> bool:

@@ -107,7 +107,8 @@ class TrainerSettings(Section):
     val_every: int = Field(5, ge=1)
     precision: Annotated[Literal[PRECISIONS], BeforeValidator(_precision_text)] = "32"  # type: ignore[valid-type]
     accelerator: str = Field("auto", min_length=1)
-    devices: Union[Annotated[int, Field(ge=1, le=4096)], Literal["auto"]] = 1
+    devices: Union[Annotated[int, Field(ge=1, le=4096)], Literal["auto"]] = Field(
+        1, description="an integer >= 1 or auto")
     num_nodes: int = Field(1, ge=1, le=4096)
     strategy: str = Field("auto", min_length=1)
     seed: int = Field(0, ge=0, le=MAX_SEED)
@@ -133,8 +134,8 @@ class ExperimentSettings(Section):
     model: ModelSettings
     data: DataSettings = Field(default_factory=DataSettings)
     stage: StageSettings
-    # weights to start from: a checkpoint, or {submodule: checkpoint}; paths relative to --out
-    init_from: InitFrom = None
+    # the weights to start from; paths are relative to --out
+    init_from: InitFrom = Field(None, description="null, a checkpoint path or a mapping {submodule: checkpoint path}")
     optimizer: OptimizerSettings = Field(default_factory=OptimizerSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     loss: LossSettings = Field(default_factory=LossSettings)
