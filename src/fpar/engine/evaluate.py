@@ -149,7 +149,7 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
     result.update(split=list(subjects), views=views, checkpoint=str(checkpoint), classes=list(classes),
                   clips=scorer.results)
     if predictions_csv is not None and rank_zero_only.rank == 0:
-        write_text(predictions_csv, predictions_csv_text(scorer.results, classes))
+        write_text(predictions_csv, _predictions_csv(scorer.results, classes))
     return result
 
 
@@ -187,7 +187,7 @@ def _metrics(rows: list[ClipResult], classes: list[str]) -> dict[str, Any]:
     }
 
 
-def predictions_csv_text(rows: list[ClipResult], classes: list[str]) -> str:
+def _predictions_csv(rows: list[ClipResult], classes: list[str]) -> str:
     """One CSV row per clip: id, true class, predicted class, one score column per class."""
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
