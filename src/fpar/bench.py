@@ -80,7 +80,7 @@ def bench_loading(size: int, frames: int, repeats: int) -> dict:
     """Clip loading on a synthetic dataset written to a temporary folder."""
     from PIL import Image
 
-    from fpar.data import ClipDataset, load_index
+    from fpar.data import ClipDataset, ClipSettings, load_index
     from fpar.data.synth import generate
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -104,7 +104,7 @@ def bench_loading(size: int, frames: int, repeats: int) -> dict:
                         im = im.crop((left, top, left + crop, top + crop))
                         _ = (np.asarray(im, np.float32) / 255.0 - mean) / std
 
-        dataset = ClipDataset(instances, num_frames=16, resize=resize, crop=crop, cache=True)
+        dataset = ClipDataset(instances, ClipSettings(num_frames=16, resize=resize, crop=crop), cache=True)
 
         def fpar_epoch() -> None:
             for i in range(len(dataset)):

@@ -6,24 +6,64 @@ shape; fpar adds one entry:
 
 * ``state_dict``: the model's weights, keys prefixed with ``model.`` (the LightningModule's
   attribute), so a Lightning checkpoint and an imported reference checkpoint look alike;
-* ``fpar``: ``{"model": {"name": <registry name>, **build kwargs}, "classes": [names] or None,
-  "config": <resolved experiment config> or None}``.
+* ``fpar``: the model's contract, as a pretrained model's config would carry it:
+  ``{"model": {"name": <registry name>, **build kwargs}, "classes": [names] or None,
+  "clip": <ClipSettings: how the model's input clips are read>, "config": <resolved experiment
+  settings> or None}``.
 
-``fpar import-reference`` writes such a file from the reference's ``.pth``; training writes
-``best.ckpt`` / ``last.ckpt`` in the same format.
+The clip settings make a checkpoint self-sufficient: evaluation, prediction and reports read the
+data exactly as the model was trained to see it, with no config file and no table of defaults.
+``fpar import-reference`` writes such a file from the reference's ``.pth`` (the clip settings come
+from :mod:`fpar.interop`); training writes ``best.ckpt`` / ``last.ckpt`` in the same format.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 
+from fpar.data.settings import ClipSettings
 from fpar.errors import FparError
 from fpar.io import atomic_path, load_torch_file
 
 MODEL_PREFIX = "model."
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    """What a checkpoint's model is and reads: build spec, class names, input clip settings."""
+
+    model: dict[str, Any]  # {"name": registry name, **build kwargs}
+    classes: list[str] | None
+    clip: ClipSettings
+    config: dict[str, Any] | None  # the experiment settings it was trained with, if trained by fpar
+
+    @property
+    def title(self) -> str | None:
+        return (self.config or {}).get("experiment")
+
+
+def checkpoint_contract(*, model: dict[str, Any], classes: list[str] | None, clip: ClipSettings,
+                        config: Any = None) -> dict[str, Any]:
+    """The ``fpar`` entry of a checkpoint, in plain values (``weights_only`` loading)."""
+    return {"model": dict(model), "classes": list(classes) if classes else None,
+            "clip": clip.model_dump(mode="json"), "config": config.as_dict() if config is not None else None}
+
+
+def read_contract(ckpt: dict[str, Any], path: str | os.PathLike) -> ModelContract:
+    info = ckpt["fpar"]
+    if not isinstance(info.get("clip"), dict):
+        raise FparError(f"{path} carries no input contract (fpar.clip); train it again or re-import it with "
+                        "`fpar import-reference`")
+    try:
+        clip = ClipSettings.model_validate(info["clip"])
+    except ValidationError as exc:
+        raise FparError(f"{path}: fpar.clip is not valid clip settings ({exc.errors()[0]['msg']})") from None
+    return ModelContract(model=dict(info["model"]), classes=info.get("classes"), clip=clip, config=info.get("config"))
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -41,23 +81,23 @@ def model_state_dict(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
 
 
 def save_checkpoint(path: str | os.PathLike, *, model_state: dict[str, torch.Tensor], model: dict[str, Any],
-                    classes: list[str] | None = None, config: dict[str, Any] | None = None) -> None:
-    """Write a model-only checkpoint (no optimiser state) atomically."""
+                    clip: ClipSettings, classes: list[str] | None = None, config: Any = None) -> None:
+    """Write a model-only checkpoint (no optimiser state) atomically; ``config``: ExperimentSettings or None."""
     ckpt = {
         "state_dict": {MODEL_PREFIX + k: v.detach().cpu() for k, v in model_state.items()},
-        "fpar": {"model": dict(model), "classes": list(classes) if classes else None, "config": config},
+        "fpar": checkpoint_contract(model=model, classes=classes, clip=clip, config=config),
     }
     with atomic_path(path) as tmp:
         torch.save(ckpt, tmp)
 
 
-def load_model(path: str | os.PathLike):
-    """Build the checkpoint's model from the registry and load its weights. Returns (model, fpar_info)."""
-    from fpar.models import build_model  # models sit below checkpoints in the flow
+def load_model(path: str | os.PathLike) -> tuple[torch.nn.Module, ModelContract]:
+    """Build the checkpoint's model from the registry and load its weights. Returns (model, contract)."""
+    from fpar.models import build_model
 
     ckpt = load_checkpoint(path)
-    info = ckpt["fpar"]
-    spec = dict(info["model"])
+    info = read_contract(ckpt, path)
+    spec = dict(info.model)
     name = spec.pop("name")
     spec["pretrained"] = None  # the checkpoint holds every weight
     model = build_model(name, **spec)

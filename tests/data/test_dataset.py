@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from pydantic import ValidationError
 
-from fpar.data import ClipDataset, FrameCache, load_index
+from fpar.data import ClipDataset, ClipSettings, FrameCache, load_index
 from fpar.data.transforms import RGB_MEAN, RGB_STD
 from fpar.errors import FparError
 
@@ -38,27 +39,27 @@ def numbered_instance(tmp_path):
 
 def test_item_shapes_types_and_only_the_modalities_asked_for(processed_root):
     instances = load_index(processed_root).instances
-    item = ClipDataset(instances, modalities=ALL, num_frames=4, resize=24, crop=16)[0]
+    item = ClipDataset(instances, ClipSettings(modalities=ALL, num_frames=4, resize=24, crop=16))[0]
     assert item["frames"].shape == (4, 3, 16, 16) and item["frames"].dtype == torch.float32
     assert item["flow"].shape == (10, 16, 16)
     assert item["mmaps"].shape == (4, 1, 16, 16) and 0 <= item["mmaps"].min() <= item["mmaps"].max() <= 1
     assert item["label"].dtype == torch.int64 and item["label"].ndim == 0
     assert item["id"] == "S1/close_jam/1"
-    only_flow = ClipDataset(instances, modalities=("flow",), flow_mode="pairs", num_frames=3, resize=24, crop=16)[1]
+    only_flow = ClipDataset(instances, ClipSettings(modalities=("flow",), flow_mode="pairs", num_frames=3, resize=24, crop=16))[1]
     assert set(only_flow) == {"flow", "label", "id"} and only_flow["flow"].shape == (3, 2, 16, 16)
 
 
 @pytest.mark.parametrize("views, count", [("five", 5), ("ten", 10)])
 def test_multi_view_items_get_a_leading_view_axis(processed_root, views, count):
     instances = load_index(processed_root).instances
-    item = ClipDataset(instances, modalities=ALL, num_frames=2, resize=20, crop=12, views=views)[0]
+    item = ClipDataset(instances, ClipSettings(modalities=ALL, num_frames=2, resize=20, crop=12), views=views)[0]
     assert item["frames"].shape == (count, 2, 3, 12, 12)
     assert item["flow"].shape == (count, 10, 12, 12)
     assert item["mmaps"].shape == (count, 2, 1, 12, 12)
 
 
 def test_eval_frame_numbers_rgb_and_flow_stack_order(numbered_instance):
-    item = ClipDataset(numbered_instance, modalities=ALL, num_frames=4, resize=30, crop=20)[0]
+    item = ClipDataset(numbered_instance, ClipSettings(modalities=ALL, num_frames=4, resize=30, crop=20))[0]
     # rgb: floor(linspace(1, 8, 4, endpoint=False)) = 1, 2, 4, 6; flow: centre start ceil(3/2) = 2.
     assert to_uint8_rgb(item["frames"])[:, 0, 0, 1].tolist() == [1, 2, 4, 6]
     assert np.rint(item["mmaps"][:, 0, 0, 0].numpy() * 255).tolist() == [1, 2, 4, 6]
@@ -66,7 +67,7 @@ def test_eval_frame_numbers_rgb_and_flow_stack_order(numbered_instance):
 
 
 def test_pairs_mode_uses_the_same_frames_for_rgb_and_flow(numbered_instance):
-    item = ClipDataset(numbered_instance, modalities=ALL, flow_mode="pairs", num_frames=4, resize=30, crop=20)[0]
+    item = ClipDataset(numbered_instance, ClipSettings(modalities=ALL, flow_mode="pairs", num_frames=4, resize=30, crop=20))[0]
     # n = 8 > T = 4: consecutive frames from ceil(4/2) = 2.
     assert to_uint8_rgb(item["frames"])[:, 0, 0, 1].tolist() == [2, 3, 4, 5]
     assert to_uint8_flow(item["flow"])[:, :, 0, 0].tolist() == [[20, 25], [30, 35], [40, 45], [50, 55]]
@@ -77,7 +78,7 @@ def test_one_crop_and_flip_shared_by_every_frame_and_modality(processed_root):
     instances = load_index(processed_root).instances
     seen_flips, seen_columns = set(), set()
     for seed in range(12):
-        item = ClipDataset(instances, modalities=ALL, num_frames=4, train=True, seed=seed, resize=30, crop=16)[0]
+        item = ClipDataset(instances, ClipSettings(modalities=ALL, num_frames=4, resize=30, crop=16), train=True, seed=seed)[0]
         columns = to_uint8_rgb(item["frames"])[..., 0]  # (T, H, W)
         assert (columns == columns[0]).all()  # every frame cropped the same way
         maps = np.rint(item["mmaps"][:, 0].numpy() * 255)
@@ -95,7 +96,7 @@ def test_one_crop_and_flip_shared_by_every_frame_and_modality(processed_root):
 
 def test_training_draws_are_reproducible_by_seed_and_epoch(processed_root):
     instances = load_index(processed_root).instances
-    ds = ClipDataset(instances, modalities=("flow",), train=True, seed=3, resize=30, crop=16)
+    ds = ClipDataset(instances, ClipSettings(modalities=("flow",), resize=30, crop=16), train=True, seed=3)
     first = [ds[i]["flow"] for i in range(len(ds))]
     assert all(torch.equal(a, ds[i]["flow"]) for i, a in enumerate(first))
     assert torch.equal(ds[(2, 0)]["flow"], first[2])
@@ -105,7 +106,7 @@ def test_training_draws_are_reproducible_by_seed_and_epoch(processed_root):
 
 
 def test_corrupt_and_missing_frames_raise_naming_the_file_and_instance(numbered_instance):
-    ds = ClipDataset(numbered_instance, modalities=("frames",), num_frames=4, resize=30, crop=20)
+    ds = ClipDataset(numbered_instance, ClipSettings(modalities=("frames",), num_frames=4, resize=30, crop=20))
     bad = numbered_instance[0].rgb[1]  # frame 2 is sampled
     bad.write_bytes(b"not a png at all")
     with pytest.raises(FparError, match=r"S1/open_jam/1.*rgb0002\.png.*corrupt"):
@@ -122,35 +123,41 @@ def test_truncated_png_is_refused(numbered_instance):
     path = numbered_instance[0].mmaps[0]
     path.write_bytes(path.read_bytes()[:-20])
     with pytest.raises(FparError, match=r"map0001\.png: truncated"):
-        ClipDataset(numbered_instance, modalities=("mmaps",), num_frames=4, resize=30, crop=20)[0]
+        ClipDataset(numbered_instance, ClipSettings(modalities=("mmaps",), num_frames=4, resize=30, crop=20))[0]
 
 
 def test_frame_cache_serves_later_epochs_without_reading_files(numbered_instance):
     cache = FrameCache()
-    ds = ClipDataset(numbered_instance, modalities=("frames", "flow"), num_frames=4, resize=30, crop=20, cache=cache)
+    ds = ClipDataset(numbered_instance, ClipSettings(modalities=("frames", "flow"), num_frames=4, resize=30, crop=20), cache=cache)
     before = ds[0]
     assert len(cache) == 4 + 10 and cache.nbytes > 0
     for path in numbered_instance[0].rgb + numbered_instance[0].flow_x:
         path.unlink()
     assert torch.equal(ds[0]["frames"], before["frames"])
-    tiny = ClipDataset(numbered_instance, modalities=("frames",), num_frames=4, resize=30, crop=20,
-                       cache=FrameCache(max_bytes=10))
+    tiny = ClipDataset(numbered_instance, ClipSettings(modalities=("frames",), num_frames=4, resize=30, crop=20), cache=FrameCache(max_bytes=10))
     with pytest.raises(FparError):  # nothing fits, so the (deleted) files are read again
         tiny[0]
 
 
 @pytest.mark.parametrize(
-    "kwargs, message",
+    "settings, message",
     [
         ({"modalities": ("depth",)}, "modalities"),
+        ({"modalities": ["frames", "frames"]}, "each modality once"),
         ({"flow_mode": "warp"}, "flow_mode"),
-        ({"views": "ten", "train": True}, "evaluation only"),
-        ({"resize": 16, "crop": 32}, "no larger than resize"),
+        ({"resize": 16, "crop": 32}, "must not exceed resize"),
     ],
 )
-def test_bad_arguments_are_one_line_errors(processed_root, kwargs, message):
-    with pytest.raises(FparError, match=message):
-        ClipDataset(load_index(processed_root).instances, **kwargs)
+def test_bad_clip_settings_name_the_setting(settings, message):
+    with pytest.raises(ValidationError, match=message):
+        ClipSettings(**settings)
+
+
+def test_multi_view_training_is_refused(processed_root):
+    with pytest.raises(FparError, match="evaluation only"):
+        ClipDataset(load_index(processed_root).instances, ClipSettings(), views="ten", train=True)
+    with pytest.raises(FparError, match="views must be one of center, five, ten"):
+        ClipDataset(load_index(processed_root).instances, ClipSettings(), views="six")
 
 
 def test_missing_modality_is_an_error(tmp_path):
@@ -158,4 +165,4 @@ def test_missing_modality_is_an_error(tmp_path):
         write_png(tmp_path / "frames" / "S1" / "a" / "1" / f"image_{k:05d}.jpg", ramp("rgb", k, 12, 16))
     instances = load_index(tmp_path).instances
     with pytest.raises(FparError, match="S1/a/1: no mmaps frames"):
-        ClipDataset(instances, modalities=("mmaps",), resize=12, crop=8)[0]
+        ClipDataset(instances, ClipSettings(modalities=("mmaps",), resize=12, crop=8))[0]

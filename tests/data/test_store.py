@@ -15,6 +15,7 @@ import torch
 from fpar.cli import main
 from fpar.data import ClipDataset, load_index, store as store_module
 from fpar.data.store import FrameStore, build_store, default_store_path, ensure_store, open_store
+from fpar.data.settings import ClipSettings
 from fpar.data.synth import generate
 from fpar.errors import FparError
 
@@ -38,9 +39,9 @@ def built(synth_root: Path) -> tuple:
     return index, FrameStore(path)
 
 
-def _pair(index, frame_store, **kwargs) -> tuple[ClipDataset, ClipDataset]:
-    settings = dict(resize=RESIZE, crop=CROP, seed=7, **kwargs)
-    images, stored = ClipDataset(index.instances, **settings), ClipDataset(index.instances, **settings)
+def _pair(index, frame_store, *, train: bool = False, views: str = "center", **clip) -> tuple[ClipDataset, ClipDataset]:
+    settings = ClipSettings(resize=RESIZE, crop=CROP, **clip)
+    images, stored = (ClipDataset(index.instances, settings, train=train, views=views, seed=7) for _ in range(2))
     stored.use_store(frame_store)
     return images, stored
 
@@ -197,9 +198,9 @@ def test_a_dataset_refuses_a_store_of_other_settings(synth_root, tmp_path):
     frame_store = FrameStore(build_store(synth_root, tmp_path / "st", resize=RESIZE, modalities=["frames"],
                                          progress=False))
     with pytest.raises(FparError, match="resized to 40, the dataset wants 48"):
-        ClipDataset(index.instances, resize=48, crop=CROP).use_store(frame_store)
+        ClipDataset(index.instances, ClipSettings(resize=48, crop=CROP)).use_store(frame_store)
     with pytest.raises(FparError, match="holds no flow_x, flow_y frames"):
-        ClipDataset(index.instances, modalities=["flow"], resize=RESIZE, crop=CROP).use_store(frame_store)
+        ClipDataset(index.instances, ClipSettings(modalities=["flow"], resize=RESIZE, crop=CROP)).use_store(frame_store)
 
 
 def test_clip_loading_benchmark_runs_on_a_given_dataset(built, synth_root):

@@ -1,11 +1,13 @@
-"""Experiment configs: inheritance, overrides, defaults, and one-line errors naming the key."""
+"""Experiment configs: inheritance, overrides, defaults, and one-line errors naming the file and the key."""
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from fpar.engine.config import DEFAULTS, dump_config, load_config, parse_override, validate_config
+from fpar.engine.config import dump_config, json_schema, load_config, parse_override, validate_config
+from fpar.engine.settings import SchedulerSettings
 from fpar.errors import FparError
 
 from engine_tiny import tiny_config
@@ -31,29 +33,29 @@ def configs(tmp_path):
 
 def test_bases_merge_in_order_and_the_file_wins(configs):
     config = load_config(configs)
-    assert config["experiment"] == "my-row"
-    assert config["data"]["num_frames"] == 7 and config["data"]["crop"] == 112
-    assert config["model"]["mem_size"] == 64 and config["stage"]["name"] == "rgb_stage1"
-    assert config["trainer"]["epochs"] == 11
-    assert config["optimizer"]["lr"] == pytest.approx(1e-3)
+    assert config.experiment == "my-row"
+    assert config.data.num_frames == 7 and config.data.crop == 112
+    assert config.model.model_dump()["mem_size"] == 64 and config.stage.name == "rgb_stage1"
+    assert config.trainer.epochs == 11
+    assert config.optimizer.lr == pytest.approx(1e-3)
     # everything else from the defaults
-    assert config["scheduler"] == DEFAULTS["scheduler"]
-    assert config["data"]["val_subjects"] == ["S2"]
+    assert config.scheduler == SchedulerSettings()
+    assert config.data.val_subjects == ["S2"]
 
 
 def test_overrides_are_yaml_values_and_may_open_sections(configs):
     config = load_config(configs, ["trainer.epochs=3", "data.train_subjects=[S1, S4]", "loss.ms.kind=regression",
                                    "optimizer.group_lr.main=1.0e-5", "trainer.precision=bf16-mixed", "experiment=x"])
-    assert config["trainer"]["epochs"] == 3
-    assert config["data"]["train_subjects"] == ["S1", "S4"]
-    assert config["loss"]["ms"] == {"kind": "regression", "threshold": 0.0, "regression": "mse", "weight": 1.0}
-    assert config["optimizer"]["group_lr"] == {"main": 1e-5}
-    assert config["trainer"]["precision"] == "bf16-mixed"
-    assert config["experiment"] == "x"
+    assert config.trainer.epochs == 3
+    assert config.data.train_subjects == ["S1", "S4"]
+    assert config.loss.ms.model_dump() == {"kind": "regression", "threshold": 0.0, "regression": "mse", "weight": 1.0}
+    assert config.optimizer.group_lr == {"main": 1e-5}
+    assert config.trainer.precision == "bf16-mixed"
+    assert config.experiment == "x"
 
 
 def test_integer_precision_is_normalised(configs):
-    assert load_config(configs, ["trainer.precision=32"])["trainer"]["precision"] == "32"
+    assert load_config(configs, ["trainer.precision=32"]).trainer.precision == "32"
 
 
 def test_dump_round_trips(configs, tmp_path):
@@ -62,23 +64,24 @@ def test_dump_round_trips(configs, tmp_path):
     dump_config(config, path)
     assert load_config(path) == config
     assert validate_config(yaml.safe_load(dump_config(config))) == config
+    assert yaml.safe_load(path.read_text()) == config.as_dict()
 
 
-@pytest.mark.parametrize("override, key", [
-    ("trainer.epoch=3", "trainer.epoch"),
-    ("optimiser.lr=1", "optimiser"),
-    ("data.subjects=[S1]", "data.subjects"),
-    ("loss.ms.wieght=2", "loss.ms.wieght"),
-    ("model.mem=3", "model.mem"),
+@pytest.mark.parametrize("override, message", [
+    ("trainer.epoch=3", "trainer.epoch: unknown key"),
+    ("optimiser.lr=1", "optimiser: unknown key"),
+    ("data.subjects=[S1]", "data.subjects: unknown key"),
+    ("loss.ms.wieght=2", "loss.ms.wieght: unknown key"),
+    ("model.mem=3", "model: unknown key mem"),
 ])
-def test_unknown_key_is_named(configs, override, key):
-    with pytest.raises(FparError, match=rf"unknown config key '{key}'"):
+def test_unknown_key_is_named(configs, override, message):
+    with pytest.raises(FparError, match=rf"^my-row.yaml: {message}"):
         load_config(configs, [override])
 
 
 def test_a_run_shorter_than_the_validation_period_still_validates(configs):
     config = load_config(configs, ["trainer.epochs=3", "trainer.val_every=5"])
-    assert config["trainer"]["val_every"] == 3
+    assert config.trainer.val_every == 3
 
 
 @pytest.mark.parametrize("override, key", [
@@ -89,26 +92,61 @@ def test_a_run_shorter_than_the_validation_period_still_validates(configs):
     ("optimizer.lr=true", "optimizer.lr"),
     ("optimizer.name=rmsprop", "optimizer.name"),
     ("data.modalities=[rgb]", "data.modalities"),
+    ("data.modalities=[]", "data.modalities"),
     ("data.train_subjects=S1", "data.train_subjects"),
-    ("data.crop=512", "data.crop"),
+    ("data.crop=512", "data: crop"),
+    ("data.workers=-1", "data.workers"),
     ("scheduler.milestones=[75, 25]", "scheduler.milestones"),
     ("stage.name=stage3", "stage.name"),
     ("model.name=resnet", "model.name"),
-    ("model.input_size=112", "model.input_size"),
+    ("model.input_size=112", "model: input_size"),
+    ("optimizer.lr=.nan", "optimizer.lr"),
+    ("optimizer.lr=0", "optimizer.lr"),
+    ("optimizer.lr=-1e-3", "optimizer.lr"),
+    ("optimizer.group_lr.main=.inf", "optimizer.group_lr.main"),
+    ("trainer.seed=-1", "trainer.seed"),
+    ("trainer.seed=4294967296", "trainer.seed"),
+    ("trainer.batch_size=0", "trainer.batch_size"),
+    ("trainer.epochs=0", "trainer.epochs"),
+    ("experiment=../escape", "experiment"),
+    ("experiment=/abs/path", "experiment"),
+    ("experiment=a/b", "experiment"),
+    ("experiment=..", "experiment"),
     ("loss.ms.regression=huber", "loss.ms.regression"),
     ("loss.ms=mse", "loss.ms"),
     ("init_from=3", "init_from"),
     ("data=3", "data"),
 ])
 def test_wrong_type_or_value_is_named(configs, override, key):
-    with pytest.raises(FparError, match=rf"'{key}'"):
+    with pytest.raises(FparError, match=rf"^my-row.yaml: {re.escape(key)}[:. ]") as error:
         load_config(configs, [override])
+    assert "\n" not in str(error.value)
+
+
+def test_errors_read_as_one_line_with_the_bound(configs):
+    with pytest.raises(FparError, match=r"^my-row.yaml: trainer.epochs: must be >= 1 \(got 0\)$"):
+        load_config(configs, ["trainer.epochs=0"])
+    assert load_config(configs, ["trainer.seed=4294967295"]).trainer.seed == 2**32 - 1
+
+
+def test_a_config_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("experiment: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(FparError, match=r"latin1.yaml is not UTF-8"):
+        load_config(path)
+
+
+def test_the_schema_describes_every_section():
+    schema = json_schema()
+    assert set(schema["properties"]) >= {"experiment", "model", "data", "stage", "optimizer", "scheduler", "loss",
+                                         "trainer", "_base_"}
+    assert schema["additionalProperties"] is False
 
 
 def test_missing_model_name_is_named():
     config = tiny_config()
     del config["model"]["name"]
-    with pytest.raises(FparError, match="'model.name'"):
+    with pytest.raises(FparError, match="^config: model.name: is required"):
         validate_config(config)
 
 

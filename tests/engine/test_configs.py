@@ -19,7 +19,7 @@ NAME = re.compile(r"^[a-z0-9-]+_r(18|34)_\d+[fs]_[a-z0-9-]+$")  # <modality-mode
 
 
 def classes_of(config):
-    return [f"c{i}" for i in range(61 if config["model"]["backbone"] == "resnet34" else 12)]
+    return [f"c{i}" for i in range(61 if config.model.backbone == "resnet34" else 12)]
 
 
 def build(config):
@@ -35,9 +35,9 @@ def _build(spec):
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_config_loads_and_builds_its_model(path):
     config = load_config(path, ["model.pretrained=null"])  # offline: the weights file is not needed here
-    assert config["experiment"] == path.stem and NAME.match(path.stem)
+    assert config.experiment == path.stem and NAME.match(path.stem)
     model = build(config)
-    assert model.build_spec["name"] == config["model"]["name"]
+    assert model.build_spec["name"] == config.model.name
 
 
 @pytest.mark.parametrize("path", sorted((CONFIGS / "gtea61").glob("*.yaml")), ids=lambda p: p.stem)
@@ -58,7 +58,7 @@ def test_gtea61_chains_start_from_checkpoints_that_fit(tmp_path):
     saved = set()
     for name, path in sorted(paths.items()):
         config = load_config(path, small)
-        init_from = config["init_from"]
+        init_from = config.init_from
         if init_from is None:
             continue
         entries = {"": init_from} if isinstance(init_from, str) else init_from
@@ -69,7 +69,8 @@ def test_gtea61_chains_start_from_checkpoints_that_fit(tmp_path):
                 source_config = load_config(paths[source], small)
                 source_model = build(source_config)
                 save_checkpoint(tmp_path / ckpt, model_state=source_model.state_dict(),
-                                model=source_model.build_spec, classes=classes_of(source_config))
+                                model=source_model.build_spec, clip=source_config.data.clip,
+                                classes=classes_of(source_config))
                 saved.add(source)
         model = build(config)
         load_init_weights(model, {k: str(tmp_path / v) for k, v in entries.items()} if submodule else

@@ -100,6 +100,7 @@ def test_checkpoint_entry_is_plain_and_refuses_nonfinite_weights():
     info = checkpoint["fpar"]
     assert info["model"]["name"] == "rgb_attention" and info["model"]["num_classes"] == 3
     assert info["model"]["input_size"] == 48 and info["classes"] == CLASSES
+    assert info["clip"] == module.config.data.clip.model_dump() and info["config"] == module.config.as_dict()
     # plain YAML-able values only (so weights_only loading works)
     assert yaml.safe_load(yaml.safe_dump(info)) == info
     assert yaml.safe_load(yaml.safe_dump(dict(module.hparams))) == dict(module.hparams)

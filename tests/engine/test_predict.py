@@ -9,7 +9,7 @@ from PIL import Image
 
 from fpar.checkpoint import save_checkpoint
 from fpar.cli import main
-from fpar.data import ClipDataset, load_index
+from fpar.data import ClipDataset, ClipSettings, load_index
 from fpar.engine.predict import predict_video
 from fpar.models import build_model
 from fpar.prepare.layout_writer import write_instance
@@ -21,10 +21,10 @@ def _checkpoint(tmp_path, name, **model_kwargs):
     torch.manual_seed(0)
     model = build_model(name, num_classes=len(CLASSES), backbone="resnet18", **model_kwargs)
     modalities = {"flow_resnet": ["flow"], "two_in_one": ["frames", "flow"]}.get(name, ["frames"])
-    config = {"data": {"modalities": modalities, "flow_mode": "pairs" if name == "two_in_one" else "stack",
-                       "resize": 72, "crop": 64, "num_frames": 4, "stack_size": 5}}
+    clip = ClipSettings(modalities=modalities, flow_mode="pairs" if name == "two_in_one" else "stack", resize=72,
+                        crop=64, num_frames=4, stack_size=5)
     path = tmp_path / f"{name}.ckpt"
-    save_checkpoint(path, model_state=model.state_dict(), model=model.build_spec, classes=CLASSES, config=config)
+    save_checkpoint(path, model_state=model.state_dict(), model=model.build_spec, clip=clip, classes=CLASSES)
     return path
 
 
@@ -60,7 +60,7 @@ def test_prediction_equals_the_evaluation_pipeline_on_the_same_clip(tmp_path):
     # what `fpar eval` would compute for this clip: prepared on disk, read by ClipDataset
     write_instance(_frames(), tmp_path / "data", subject="S2", class_name="open_jar", instance_id="1", flow="dis")
     instance = load_index(tmp_path / "data").instances[0]
-    clip = ClipDataset([instance], num_frames=4, resize=72, crop=64)[0]
+    clip = ClipDataset([instance], ClipSettings(num_frames=4, resize=72, crop=64))[0]
     from fpar.checkpoint import load_model
     model, _ = load_model(checkpoint)
     with torch.inference_mode():

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from fpar.checkpoint import load_checkpoint, load_model, save_checkpoint
+from fpar.data.settings import ClipSettings
 from fpar.engine.config import load_config
 from fpar.engine.train import load_init_weights, resolve_init_from, train
 from fpar.errors import FparError
@@ -28,12 +29,13 @@ def test_run_directory_holds_config_checkpoints_metrics_and_logs(trained_run):
     run = Path(trained_run["run_dir"])
     assert run.name == "flow-tiny"
     config = load_config(run / "config.yaml")
-    assert config["model"]["name"] == "flow_resnet" and config["trainer"]["epochs"] == 2
+    assert config.model.name == "flow_resnet" and config.trainer.epochs == 2
 
     for name in ("best.ckpt", "last.ckpt"):
         model, info = load_model(run / name)  # the shared checkpoint format
-        assert info["classes"] == list(CLASSES) and info["config"] == config
-        assert info["model"]["name"] == "flow_resnet" and info["model"]["num_classes"] == 3
+        assert info.classes == list(CLASSES) and info.config == config.as_dict()
+        assert info.clip == config.data.clip  # the model's input contract travels with it
+        assert info.model["name"] == "flow_resnet" and info.model["num_classes"] == 3
         assert all(k.startswith("model.") for k in load_checkpoint(run / name)["state_dict"])
     assert load_checkpoint(run / "last.ckpt")["epoch"] == 1
 
@@ -89,7 +91,8 @@ def test_init_from_paths_resolve_against_the_out_root(tmp_path):
 
 def saved(path: Path, name: str, **kwargs) -> tuple[Path, torch.nn.Module]:
     model = build_model(name, num_classes=3, backbone="resnet18", **kwargs)
-    save_checkpoint(path, model_state=model.state_dict(), model=model.build_spec, classes=list(CLASSES))
+    save_checkpoint(path, model_state=model.state_dict(), model=model.build_spec, clip=ClipSettings(),
+                    classes=list(CLASSES))
     return path, model
 
 

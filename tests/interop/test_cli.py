@@ -27,8 +27,9 @@ def test_import_reference_round_trip(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
     model, info = load_model(target)
-    assert info["classes"] == [f"class_{i}" for i in range(61)]
-    assert info["model"]["name"] == "rgb_ms" and info["model"]["ms_input_sigmoid"] is True
+    assert info.classes == [f"class_{i}" for i in range(61)]
+    assert info.model["name"] == "rgb_ms" and info.model["ms_input_sigmoid"] is True
+    assert info.clip.modalities == ["frames"] and info.config is None  # the contract comes from interop
     assert all(key.startswith("model.") for key in load_checkpoint(target)["state_dict"])
 
     # the checkpoint computes what the reference code computed (ms-task sigmoid included)
@@ -44,8 +45,9 @@ def test_plain_and_wrapped_state_dicts(tmp_path, wrap):
     target = tmp_path / "flow.ckpt"
     assert main(["import-reference", "flow_resnet34", str(source), str(target)]) == 0
     model, info = load_model(target)
-    assert info["classes"] is None
-    assert info["model"] == {**info["model"], "name": "flow_resnet", "stack_size": 5, "num_classes": 61}
+    assert info.classes is None
+    assert info.model == {**info.model, "name": "flow_resnet", "stack_size": 5, "num_classes": 61}
+    assert (info.clip.modalities, info.clip.flow_mode, info.clip.stack_size) == (["flow"], "stack", 5)
     assert torch.equal(model.classifier[1].weight, weights["fc_action.weight"])
 
 

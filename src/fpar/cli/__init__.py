@@ -1,7 +1,9 @@
 """The ``fpar`` command: one entry point, one thin module per command group.
 
 Each module in ``COMMAND_MODULES`` has ``register(subparsers)``, which adds its sub-commands
-and sets ``func`` on them. ``func(args) -> int`` returns the exit code.
+and sets ``func`` on them. ``func(args) -> int`` returns the exit code. Building the parser
+imports no torch, Lightning or OpenCV (``--help`` answers at once): command modules import the
+vocabularies their choices come from, and the work itself inside ``func``.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import argparse
 import importlib
 import sys
 
+from fpar import __version__
 from fpar.errors import FparError
 
 COMMAND_MODULES = [
@@ -21,6 +24,7 @@ COMMAND_MODULES = [
     "fpar.cli.infer_commands",
     "fpar.cli.bench_commands",
     "fpar.cli.prepare_commands",
+    "fpar.cli.config_commands",
 ]
 
 
@@ -28,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fpar", description="First-person action recognition: data, training, evaluation, explanations."
     )
+    parser.add_argument("--version", action="version", version=f"fpar {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:

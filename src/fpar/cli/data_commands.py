@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from fpar.data.layouts import LAYOUTS
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     synth = subparsers.add_parser(
@@ -29,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "with its path. Exit 0: usable; 1: problems found; 2: not a dataset.",
     )
     check.add_argument("root", metavar="ROOT", help="dataset folder, or a manifest .csv/.jsonl")
-    check.add_argument("--layout", default="auto", choices=["auto", "processed", "egornn", "manifest"])
+    check.add_argument("--layout", default="auto", choices=["auto", *LAYOUTS])
     check.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     check.set_defaults(func=run_check)
     data.set_defaults(func=lambda args: _usage(data))

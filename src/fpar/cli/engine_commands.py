@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from lightning.fabric.utilities.rank_zero import rank_zero_only
-
-from fpar.cli.common import devices, intermixed
-from fpar.engine.config import PRECISIONS, load_config
+from fpar.cli.common import at_least, devices, intermixed
+from fpar.data.transforms import VIEWS
+from fpar.engine.settings import PRECISIONS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,18 +35,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("checkpoint", help="fpar checkpoint (best.ckpt, last.ckpt or an imported reference model)")
     ev.add_argument("--data", metavar="ROOT", required=True, help="dataset root")
     ev.add_argument("--split", metavar="S2[,S4]", help="subjects to evaluate on (default: the run's val subjects)")
-    ev.add_argument("--views", choices=("center", "five", "ten"), default="center",
+    ev.add_argument("--views", choices=VIEWS, default="center",
                     help="centre crop, or five/ten crops with averaged scores")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--predictions", metavar="FILE", help="write per-clip predictions and scores (CSV)")
-    ev.add_argument("--batch-size", type=int, default=8, metavar="N")
-    ev.add_argument("--workers", type=int, default=0, metavar="N", help="data-loading processes")
-    ev.add_argument("--devices", type=int, default=1, metavar="N", help="processes (DDP) to score with")
+    ev.add_argument("--batch-size", type=at_least(1), default=8, metavar="N")
+    ev.add_argument("--workers", type=at_least(0), default=0, metavar="N", help="data-loading processes")
+    ev.add_argument("--devices", type=at_least(1), default=1, metavar="N", help="processes (DDP) to score with")
     ev.add_argument("--accelerator", default="auto", help="auto, cpu, gpu, ...")
     ev.set_defaults(func=run_eval)
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    from fpar.engine.config import load_config
     from fpar.engine.train import train
 
     config = load_config(args.config, args.overrides)
@@ -55,7 +57,7 @@ def run_train(args: argparse.Namespace) -> int:
                    num_nodes=args.num_nodes, precision=args.precision, progress=not args.no_progress)
     if rank_zero_only.rank == 0:
         best = result["best_val_accuracy"]
-        print(f"{config['experiment']}: {result['epochs_done']} epochs, best validation accuracy "
+        print(f"{config.experiment}: {result['epochs_done']} epochs, best validation accuracy "
               f"{'-' if best is None else f'{100 * best:.2f}%'}")
         print(f"  run directory  {result['run_dir']}")
         print(f"  best           {result['best_ckpt'] or '(no validation yet)'}")
@@ -63,6 +65,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
     from fpar.engine.evaluate import evaluate
 
     result = evaluate(args.checkpoint, args.data, split=args.split, views=args.views, batch_size=args.batch_size,
@@ -70,6 +74,7 @@ def run_eval(args: argparse.Namespace) -> int:
                       predictions_csv=args.predictions)
     if rank_zero_only.rank != 0:
         return 0
+    del result["clips"]  # per-clip rows: --predictions writes them
     if args.json:
         print(json.dumps(result))
         return 0

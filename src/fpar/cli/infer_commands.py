@@ -8,8 +8,8 @@ import json
 
 from fpar.cli.common import at_least
 from fpar.errors import FparError
+from fpar.prepare.flow import FLOW_METHODS
 
-FLOW_METHODS = ("tvl1", "dis", "farneback")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -65,20 +65,15 @@ def predict_command(args: argparse.Namespace) -> int:
 
 
 def cam_command(args: argparse.Namespace) -> int:
-    from fpar.checkpoint import load_model
     from fpar.engine.predict import predict_video
     from fpar.viz.explain import explain_clip
 
-    model, info = load_model(args.checkpoint)
-    if hasattr(model, "return_modulation"):
-        model.return_modulation = True  # two-in-one: also hand back the modulation tensors
-    prediction = predict_video(args.checkpoint, args.video, flow=args.flow, max_frames=args.max_frames,
-                               model=model, info=info)
+    prediction = predict_video(args.checkpoint, args.video, flow=args.flow, max_frames=args.max_frames, explain=True)
     name, prob = prediction.top(1)[0]
     written = explain_clip(prediction.clip, prediction.outputs, args.out, title=f"{name} ({100 * prob:.0f}%)",
                            fps=args.fps)
     if not written:
-        raise FparError(f"model '{info['model']['name']}' has no attention, MS head or modulation to show")
+        raise FparError(f"model '{prediction.model_name}' has no attention, MS head or modulation to show")
     print(f"prediction: {name} ({100 * prob:.1f}%)")
     for path in written:
         print(f"wrote {path}")
@@ -88,7 +83,7 @@ def cam_command(args: argparse.Namespace) -> int:
 def report_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from fpar.viz.report import write_report
+    from fpar.workflows.report import write_report
 
     out = args.out or Path(args.checkpoint).parent / "report"
     result = write_report(args.checkpoint, args.data, out, split=args.split, clips=args.clips)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from fpar.interop import KINDS
-from fpar.models.backbone import BLOCKS_PER_STAGE
+from fpar.interop.contract import KINDS
+from fpar.models.settings import BLOCKS_PER_STAGE
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -10,28 +10,10 @@ from pathlib import Path
 
 from fpar.cli.common import at_least
 from fpar.errors import FparError
+from fpar.prepare.flow import FLOW_METHODS
 
 MIN_SIZE = 16  # px; OpenCV's flow methods need frames of at least 12 px
 
-
-class _FlowMethods:
-    """argparse ``choices`` read from :data:`fpar.prepare.flow.METHODS` when first used: importing
-    that module here would load OpenCV for every ``fpar`` command."""
-
-    def __contains__(self, item: object) -> bool:
-        return item in self._methods()
-
-    def __iter__(self):
-        return iter(self._methods())
-
-    @staticmethod
-    def _methods() -> tuple[str, ...]:
-        from fpar.prepare.flow import METHODS
-
-        return METHODS
-
-
-FLOW_METHODS = _FlowMethods()
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from fpar.cli.common import devices, intermixed
-from fpar.engine.config import PRECISIONS
+from fpar.engine.settings import PRECISIONS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,21 +57,21 @@ def _scale_kwargs(args: argparse.Namespace) -> dict:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from fpar.engine.recipe import run_recipe
+    from fpar.workflows.recipe import run_recipe
 
     run_recipe(args.recipe, overrides=args.overrides, **_scale_kwargs(args))
     return 0
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from fpar.engine.sweep import run_sweep
+    from fpar.workflows.sweep import run_sweep
 
     run_sweep(args.config, args.axes, overrides=args.overrides, **_scale_kwargs(args))
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from fpar.engine.demo import run_demo
+    from fpar.workflows.demo import run_demo
 
     run_demo(args.out)
     return 0

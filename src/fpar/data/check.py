@@ -22,7 +22,7 @@ from tqdm import tqdm
 from fpar.data.frames import decode, image_problem
 from fpar.data.layouts import (
     DATASET_SETTINGS,
-    MODALITIES,
+    FILE_KINDS,
     PREPARE_SETTINGS,
     PROCESSED_TREES,
     DatasetIndex,
@@ -152,7 +152,7 @@ def frame_problem(path: Path, color: bool) -> tuple[str | None, np.ndarray | Non
 
 def _frame_files(instances: list[Instance]) -> Iterator[tuple[Instance, Path, bool]]:
     for inst in instances:
-        for modality in MODALITIES:
+        for modality in FILE_KINDS:
             for path in inst.frames(modality):
                 yield inst, path, modality == "rgb"
 

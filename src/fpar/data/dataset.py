@@ -24,13 +24,14 @@ from torch.utils.data import Dataset
 from fpar.data import sampling, transforms
 from fpar.data.frames import FrameCache, read_frame
 from fpar.data.layouts import Instance
+from fpar.data.settings import ClipSettings
+from fpar.data.transforms import VIEWS
 from fpar.errors import FparError
-
-MODALITY_NAMES = ("frames", "flow", "mmaps")
 
 
 class ClipDataset(Dataset):
-    """Clips of ``instances`` as dicts with only the ``modalities`` asked for.
+    """Clips of ``instances`` read as ``settings`` (:class:`~fpar.data.settings.ClipSettings`, the
+    model's input contract) say, as dicts with only the modalities asked for.
 
     ``frames`` (T,3,H,W) ImageNet-normalised; ``flow`` (2L,H,W) as x1,y1,x2,y2,... with
     ``flow_mode="stack"`` or (T,2,H,W) with ``"pairs"`` (two-in-one: RGB and motion maps then use
@@ -42,27 +43,26 @@ class ClipDataset(Dataset):
     def __init__(
         self,
         instances: Sequence[Instance],
+        settings: ClipSettings,
         *,
-        modalities: Sequence[str] = ("frames",),
-        num_frames: int = 16,
-        stack_size: int = 5,
-        flow_mode: str = "stack",
         train: bool = False,
-        resize: int = 256,
-        crop: int = 224,
         views: str = "center",
         seed: int | None = None,
         cache: FrameCache | bool | None = None,
     ) -> None:
-        _validate(modalities, flow_mode, train, resize, crop, views)
+        if views not in VIEWS:
+            raise FparError(f"views must be one of {', '.join(VIEWS)}, not {views!r}")
+        if train and views != "center":
+            raise FparError("multi-view crops are for evaluation only (train=False)")
         self.instances = list(instances)
-        self.modalities = tuple(modalities)
-        self.num_frames = num_frames
-        self.stack_size = stack_size
-        self.flow_mode = flow_mode
+        self.settings = settings
+        self.modalities = tuple(settings.modalities)
+        self.num_frames = settings.num_frames
+        self.stack_size = settings.stack_size
+        self.flow_mode = settings.flow_mode
+        self.resize = settings.resize
+        self.crop = settings.crop
         self.train = train
-        self.resize = resize
-        self.crop = crop
         self.views = views
         self.seed = seed
         self.epoch = 0
@@ -185,17 +185,3 @@ def _frames_of(inst: Instance, kind: str) -> tuple:
     if not files:
         raise FparError(f"instance {inst.instance_id}: no {kind} frames")
     return files
-
-
-def _validate(modalities: Sequence[str], flow_mode: str, train: bool, resize: int, crop: int, views: str) -> None:
-    unknown = sorted(set(modalities) - set(MODALITY_NAMES))
-    if unknown or not modalities:
-        raise FparError(f"modalities must be some of {', '.join(MODALITY_NAMES)}, got {list(modalities)}")
-    if flow_mode not in ("stack", "pairs"):
-        raise FparError(f"flow_mode must be stack or pairs, not {flow_mode!r}")
-    if views not in ("center", "five", "ten"):
-        raise FparError(f"views must be center, five or ten, not {views!r}")
-    if train and views != "center":
-        raise FparError("multi-view crops are for evaluation only (train=False)")
-    if not 0 < crop <= resize:
-        raise FparError(f"crop ({crop}) must be positive and no larger than resize ({resize})")

@@ -26,7 +26,8 @@ from fpar.errors import FparError, NotADatasetError
 
 log = logging.getLogger(__name__)
 
-MODALITIES = ("rgb", "mmaps", "flow_x", "flow_y")
+# the frame files an instance folder holds (the dataset's modalities read from them)
+FILE_KINDS = ("rgb", "mmaps", "flow_x", "flow_y")
 LAYOUTS = ("processed", "egornn", "manifest")
 MANIFEST_NAMES = ("manifest.csv", "manifest.jsonl")
 PREPARE_SETTINGS = "prepare.json"  # in a processed instance folder: the settings it was prepared with
@@ -44,7 +45,7 @@ _PROCESSED_PATTERNS = {
 }
 _EGORNN_PATTERNS = {**_PROCESSED_PATTERNS, "rgb": re.compile(rf"^image_(\d+){_EXT}$", re.I)}
 _ANY_PATTERN = re.compile(rf"^\D*(\d+){_EXT}$", re.I)  # manifest folders: a non-digit prefix, then digits
-_MANIFEST_PATTERNS = {m: _ANY_PATTERN for m in MODALITIES}
+_MANIFEST_PATTERNS = {m: _ANY_PATTERN for m in FILE_KINDS}
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,7 @@ def _scan_trees(trees: dict[str, Path], patterns: dict[str, re.Pattern[str]]) ->
                 for inst_dir in inst_dirs:
                     key = (subject_dir.name, class_dir.name, inst_dir.name)
                     if key not in found:
-                        found[key] = _Candidate(*key[:2], "/".join(key), dict.fromkeys(MODALITIES))
+                        found[key] = _Candidate(*key[:2], "/".join(key), dict.fromkeys(FILE_KINDS))
                     found[key].folders[modality] = inst_dir
     scan.candidates = [found[key] for key in sorted(found)]
     return scan
@@ -209,7 +210,7 @@ def _scan_manifest(root: Path) -> _Scan:
             scan.problems.append(Problem(f"{path}:{line}", f"duplicate instance id {row['id']!r}"))
             continue
         seen.add(row["id"])
-        folders = {m: _manifest_folder(path, row.get("frames" if m == "rgb" else m)) for m in MODALITIES}
+        folders = {m: _manifest_folder(path, row.get("frames" if m == "rgb" else m)) for m in FILE_KINDS}
         scan.class_names.add(row["label"])
         scan.candidates.append(_Candidate(row["subject"], row["label"], row["id"], folders))
     return scan
@@ -245,12 +246,12 @@ def _manifest_folder(manifest: Path, value: str | None) -> Path | None:
 def _build_index(root: Path, layout: str, scan: _Scan, min_frames: int) -> DatasetIndex:
     classes = sorted(scan.class_names)
     class_ids = {name: i for i, name in enumerate(classes)}
-    present = {m for c in scan.candidates for m in MODALITIES if c.folders[m] is not None}
+    present = {m for c in scan.candidates for m in FILE_KINDS if c.folders[m] is not None}
     index = DatasetIndex(root=root, layout=layout, instances=[], classes=classes, problems=list(scan.problems))
     for cand in scan.candidates:
         frames: dict[str, tuple[Path, ...]] = {}
         reasons: list[Problem] = []
-        for modality in MODALITIES:
+        for modality in FILE_KINDS:
             folder = cand.folders[modality]
             if folder is None:
                 if modality in present:

@@ -25,13 +25,14 @@ from fpar.data import transforms
 from fpar.data.dataset import ClipDataset
 from fpar.data.frames import FrameCache
 from fpar.data.layouts import Instance, load_index
+from fpar.data.settings import ClipSettings
 from fpar.data.store import FrameStore, build_store
 
 CLIPS = {
     # 16 RGB frames and their motion maps, plus a stack of 5 x/y flow pairs.
-    "two-stream": dict(modalities=("frames", "flow", "mmaps"), flow_mode="stack", num_frames=16, stack_size=5),
+    "two-stream": dict(modalities=["frames", "flow", "mmaps"], flow_mode="stack", num_frames=16, stack_size=5),
     # one x/y flow pair per RGB frame.
-    "two-in-one": dict(modalities=("frames", "flow"), flow_mode="pairs", num_frames=16),
+    "two-in-one": dict(modalities=["frames", "flow"], flow_mode="pairs", num_frames=16),
 }
 
 
@@ -63,8 +64,8 @@ def _bench(root: Path, resize: int, crop: int, repeats: int) -> list[dict]:
     rows = []
     try:
         for name, settings in CLIPS.items():
-            make = lambda **extra: ClipDataset(index.instances, train=True, resize=resize, crop=crop, seed=0,
-                                               **settings, **extra)
+            clip = ClipSettings(resize=resize, crop=crop, **settings)
+            make = lambda **extra: ClipDataset(index.instances, clip, train=True, seed=0, **extra)
             images, cached, stored = make(), make(cache=FrameCache(max_bytes=1 << 40)), make()
             stored.use_store(frame_store)
             epoch_of(cached, 0)  # fill the cache: what later epochs find

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 SCALES = (1.0, 0.875, 0.75, 0.65625)
 POSITIONS = ("c", "tl", "tr", "bl", "br")
 FIVE_CROP_ORDER = ("tl", "tr", "bl", "br", "c")
+# Evaluation views: the centre crop, or five/ten crops whose scores are averaged. cv2 is imported
+# inside the functions that resize, so the CLI and the settings read this without loading it.
+VIEWS = ("center", "five", "ten")
 
 RGB_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 RGB_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -49,6 +51,8 @@ def resize_short(image: np.ndarray, size: int) -> np.ndarray:
         new_w, new_h = size, int(size * h / w)
     else:
         new_w, new_h = int(size * w / h), size
+    import cv2
+
     return cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
 
 
@@ -78,6 +82,8 @@ def train_crop(image: np.ndarray, draw: TrainDraw, size: int, is_flow_x: bool = 
         image = flip(image, invert=is_flow_x)
     side = int(min(image.shape[:2]) * draw.scale)
     patch = np.ascontiguousarray(crop(image, side, draw.position))
+    import cv2
+
     return cv2.resize(patch, (size, size), interpolation=cv2.INTER_LINEAR)
 
 
@@ -96,7 +102,7 @@ def eval_views(image: np.ndarray, size: int, views: str, is_flow_x: bool = False
         # Cropping the flipped frame at corner p equals flipping the crop at the mirrored corner.
         mirrored = flip(image, invert=is_flow_x)
         return five + [np.ascontiguousarray(crop(mirrored, size, p)) for p in FIVE_CROP_ORDER]
-    raise ValueError(f"views must be center, five or ten, not {views!r}")
+    raise ValueError(f"views must be one of {', '.join(VIEWS)}, not {views!r}")
 
 
 # --- whole clips -----------------------------------------------------------------------------
@@ -115,6 +121,8 @@ def _window(clip: np.ndarray, side: int, position: str, mirror: bool, invert: bo
             pick: np.ndarray | None) -> np.ndarray:
     """Frames ``pick`` of the ``side`` square at ``position`` of the clip mirrored if ``mirror``
     (then inverted if ``invert``), as a new ``(T', side, side[, C])`` array."""
+    import cv2
+
     height, width = clip.shape[1:3]
     y, x = crop_origin(height, width, side, position)
     if mirror:
@@ -132,6 +140,8 @@ def _window(clip: np.ndarray, side: int, position: str, mirror: bool, invert: bo
 
 def resize_clip(clip: np.ndarray, size: int) -> np.ndarray:
     """Bilinear resize of every square frame of ``(T, s, s[, C])`` to ``size x size``."""
+    import cv2
+
     if clip.shape[1] == size:
         return np.ascontiguousarray(clip)
     out = np.empty((clip.shape[0], size, size) + clip.shape[3:], np.uint8)
@@ -187,6 +197,8 @@ _UNIT_TABLE = _unit_formula(_BYTES)
 
 
 def _look_up(values: np.ndarray, table: np.ndarray) -> np.ndarray:
+    import cv2
+
     values = np.ascontiguousarray(values)
     out = np.empty(values.shape, np.float32)
     if values.size:
@@ -197,6 +209,8 @@ def _look_up(values: np.ndarray, table: np.ndarray) -> np.ndarray:
 
 def normalize_rgb(frames: np.ndarray) -> np.ndarray:
     """uint8 ``(..., H, W, 3)`` -> float32 ``(..., 3, H, W)`` (contiguous) with ImageNet mean/std."""
+    import cv2
+
     *lead, h, w, _ = frames.shape
     flat = np.ascontiguousarray(frames).reshape(-1, h, w, 3)
     out = np.empty((flat.shape[0], 3, h, w), np.float32)

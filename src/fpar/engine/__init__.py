@@ -1,10 +1,13 @@
-"""Training and evaluation on Lightning.
+"""Training and evaluation on Lightning: the core and single runs.
 
-* ``fpar.engine.config``: ``load_config(path, overrides)``, ``validate_config``, ``dump_config``
-* ``fpar.engine.train``: ``train(config, data_root=..., out_dir=..., resume=...)`` -> run directory
-* ``fpar.engine.evaluate``: ``evaluate(checkpoint, data_root, split=..., views=...)`` -> accuracies
+* ``fpar.engine.settings``: ``ExperimentSettings`` and its sections (typed, validated by pydantic)
+* ``fpar.engine.config``: ``load_config(path, overrides)`` (files, ``_base_``, overrides, one-line errors), ``dump_config``, ``json_schema``
+* ``fpar.engine.train``: ``train(settings, data_root=..., out_dir=..., resume=...)`` -> run directory
+* ``fpar.engine.evaluate``: ``evaluate(checkpoint, data_root, split=..., views=...)`` -> accuracies and per-clip rows
+* ``fpar.engine.predict``: ``predict_video(checkpoint, video)`` -> one clip's prediction
 * ``fpar.engine.module`` / ``datamodule``: the LightningModule and LightningDataModule they use
-* ``fpar.engine.stages``, ``losses``: which parameters train per stage; CE + motion-segmentation loss
+* ``fpar.engine.stages``, ``losses``: which parameters train per stage; CE + the MS head's loss
 
+Jobs made of several runs (recipes, sweeps, reports, the demo) are in :mod:`fpar.workflows`.
 Submodules are imported on use, so ``import fpar.engine`` stays cheap.
 """

@@ -13,7 +13,7 @@ sample to exactly one rank with no padding (DDP accuracy counts each clip once).
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Iterator
 
 import lightning as L
 from lightning.pytorch.accelerators import CUDAAccelerator
@@ -21,6 +21,8 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from fpar.data import ClipDataset, load_index, split_by_subject
+from fpar.data.settings import DataSettings
+from fpar.engine.settings import ExperimentSettings
 from fpar.errors import FparError
 
 
@@ -56,28 +58,27 @@ class ShardSampler(Sampler[int]):
         return len(range(self.rank, self.size, self.world_size))
 
 
-def subject_split(config: dict[str, Any], subjects: list[str]) -> tuple[list[str], list[str]]:
+def subject_split(data: DataSettings, subjects: list[str]) -> tuple[list[str], list[str]]:
     """(train, val) subjects: ``data.fold`` holds one subject out, else the configured lists."""
-    data = config["data"]
-    if data["fold"] is None:
-        return data["train_subjects"], data["val_subjects"]
-    if data["fold"] not in subjects:
-        raise FparError(f"config key 'data.fold': subject {data['fold']} is not in the dataset ({', '.join(subjects)})")
-    return [s for s in subjects if s != data["fold"]], [data["fold"]]
+    if data.fold is None:
+        return data.train_subjects, data.val_subjects
+    if data.fold not in subjects:
+        raise FparError(f"data.fold: subject {data.fold} is not in the dataset ({', '.join(subjects)})")
+    return [s for s in subjects if s != data.fold], [data.fold]
 
 
 class FparDataModule(L.LightningDataModule):
     """Train on the training subjects (random clips), validate on the held-out ones (centre view)."""
 
-    def __init__(self, config: dict[str, Any], data_root: str | None = None):
+    def __init__(self, config: ExperimentSettings, data_root: str | None = None):
         super().__init__()
         self.config = config
-        data = config["data"]
-        root = data_root or data["root"]
+        data = config.data
+        root = data_root or data.root
         if not root:
             raise FparError("no dataset given: pass --data ROOT or set data.root in the config")
-        self.index = load_index(root, data["layout"])
-        self.train_subjects, self.val_subjects = subject_split(config, self.index.subjects)
+        self.index = load_index(root, data.layout)
+        self.train_subjects, self.val_subjects = subject_split(data, self.index.subjects)
         self.train_set: ClipDataset | None = None
         self.val_set: ClipDataset | None = None
 
@@ -86,30 +87,28 @@ class FparDataModule(L.LightningDataModule):
         return self.index.classes
 
     def _dataset(self, instances, *, train: bool) -> ClipDataset:
-        data = self.config["data"]
-        return ClipDataset(instances, modalities=data["modalities"], num_frames=data["num_frames"],
-                           stack_size=data["stack_size"], flow_mode=data["flow_mode"], train=train,
-                           resize=data["resize"], crop=data["crop"], seed=self.config["trainer"]["seed"],
-                           cache=data["cache"])
+        data = self.config.data
+        return ClipDataset(instances, data.clip, train=train, seed=self.config.trainer.seed,
+                           cache=data.cache)
 
     def _store(self, *, build: bool):
         """``data.store``: build it if missing or out of date (``build``), else open it."""
         from fpar.data.store import ensure_store, open_store
 
-        data = self.config["data"]
-        path = None if data["store"] is True else data["store"]
+        data = self.config.data
+        path = None if data.store is True else data.store
         opener = ensure_store if build else open_store
-        return opener(self.index, path, resize=data["resize"], modalities=data["modalities"])
+        return opener(self.index, path, resize=data.resize, modalities=data.modalities)
 
     def prepare_data(self) -> None:
         # Lightning runs this in one process per node before setup(): the store is built once,
         # and every rank then opens the finished store.
-        if self.config["data"]["store"]:
+        if self.config.data.store:
             self._store(build=True)
 
     def setup(self, stage: str | None = None) -> None:
         if self.val_set is None:
-            store = self._store(build=False) if self.config["data"]["store"] else None
+            store = self._store(build=False) if self.config.data.store else None
             train, val = split_by_subject(self.index, self.train_subjects, self.val_subjects)
             self.train_set = self._dataset(train, train=True)
             self.val_set = self._dataset(val, train=False)
@@ -125,14 +124,14 @@ class FparDataModule(L.LightningDataModule):
         pin = self.trainer is not None and isinstance(self.trainer.accelerator, CUDAAccelerator)
         # The clips draw from their own seeded generators; a fixed loader generator keeps the
         # global RNG (dropout) untouched by the loader's worker seeds.
-        return DataLoader(dataset, batch_size=self.config["trainer"]["batch_size"], sampler=sampler,
-                          num_workers=self.config["data"]["workers"], pin_memory=pin,
+        return DataLoader(dataset, batch_size=self.config.trainer.batch_size, sampler=sampler,
+                          num_workers=self.config.data.workers, pin_memory=pin,
                           generator=torch.Generator().manual_seed(0))
 
     def train_dataloader(self) -> DataLoader:
         rank, world_size = self._rank()
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
-        sampler = EpochShuffleSampler(len(self.train_set), seed=self.config["trainer"]["seed"], epoch=epoch,
+        sampler = EpochShuffleSampler(len(self.train_set), seed=self.config.trainer.seed, epoch=epoch,
                                       rank=rank, world_size=world_size)
         return self._loader(self.train_set, sampler)
 

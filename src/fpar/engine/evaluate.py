@@ -1,8 +1,11 @@
-"""``evaluate(checkpoint, data_root)``: accuracy of a trained model on held-out subjects.
+"""``evaluate(checkpoint, data_root)``: accuracy of a trained model on held-out subjects, and one
+row per clip (id, label, scores, features, the explanations asked for), the one inference path
+that ``fpar eval`` and ``fpar report`` share.
 
 Every clip is scored exactly once, also across DDP processes (each rank takes every
-``world_size``-th clip, no padding, and the scores are gathered to all ranks). Multi-view
-evaluation (``five``/``ten`` crops) averages the softmax scores of the views.
+``world_size``-th clip, no padding, and the rows are gathered to all ranks). Multi-view
+evaluation (``five``/``ten`` crops) averages the softmax scores (and the features) of the views.
+The clips are read as the checkpoint's own clip settings say: no config file is needed.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ from __future__ import annotations
 import csv
 import io
 import os
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Collection, Sequence
 
 import lightning as L
 import torch
@@ -22,41 +26,42 @@ from torch.utils.data import DataLoader
 
 from fpar.checkpoint import load_model
 from fpar.data import ClipDataset, load_index
-from fpar.engine.config import DEFAULTS
+from fpar.data.settings import DataSettings
 from fpar.engine.datamodule import ShardSampler
 from fpar.engine.train import quiet_lightning
 from fpar.errors import FparError
 from fpar.io import write_text
 
-# What each model reads, for checkpoints that carry no training config (imported reference weights).
-MODEL_INPUTS = {
-    "flow_resnet": (["flow"], "stack"),
-    "two_stream": (["frames", "flow"], "stack"),
-    "two_in_one": (["frames", "flow"], "pairs"),
-}
 
+@dataclass
+class ClipResult:
+    """One scored clip. ``explanation``: the clip (no batch axis) and the model's outputs for it
+    (batch of one, with the maps ``explain=True`` adds), for the clips whose ids were asked for."""
 
-def data_settings(info: dict[str, Any]) -> dict[str, Any]:
-    """The data section a checkpoint's model is evaluated with: its training config's, or the
-    defaults with the inputs its model reads."""
-    config = info.get("config") or {}
-    data = {**DEFAULTS["data"], **config.get("data", {})}
-    if not config:
-        data["modalities"], data["flow_mode"] = MODEL_INPUTS.get(info["model"]["name"], (["frames"], "stack"))
-        data["stack_size"] = info["model"].get("stack_size", data["stack_size"])
-    return data
+    position: int
+    id: str
+    label: int
+    scores: list[float]
+    features: list[float]
+    explanation: dict[str, dict[str, Any]] | None = field(default=None, repr=False)
+
+    @property
+    def prediction(self) -> int:
+        return max(range(len(self.scores)), key=self.scores.__getitem__)
 
 
 class ScoringModule(L.LightningModule):
-    """Scores a dataset with a fixed model; ``results`` holds (index, label, probabilities) rows."""
+    """Scores a dataset with a fixed model; ``results`` holds one :class:`ClipResult` per clip."""
 
-    def __init__(self, model: nn.Module, dataset: ClipDataset, batch_size: int, workers: int):
+    def __init__(self, model: nn.Module, dataset: ClipDataset, batch_size: int, workers: int,
+                 explain: Collection[str] = ()):
         super().__init__()
         self.model = model
         self.dataset = dataset
         self.batch_size = batch_size
         self.workers = workers
-        self.results: list[tuple[int, int, list[float]]] = []
+        self.explain = set(explain)
+        self.results: list[ClipResult] = []
 
     def test_dataloader(self) -> DataLoader:
         sampler = ShardSampler(len(self.dataset), rank=self.global_rank, world_size=self.trainer.world_size)
@@ -66,18 +71,28 @@ class ScoringModule(L.LightningModule):
         # the loader keeps the sampler's order: the k-th scored clip is the sampler's k-th index
         self._positions = iter(ShardSampler(len(self.dataset), rank=self.global_rank,
                                             world_size=self.trainer.world_size))
-        self._rows: list[tuple[int, int, list[float]]] = []
+        self._rows: list[ClipResult] = []
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        explain = bool(self.explain.intersection(batch["id"]))
         if self.dataset.views == "center":
-            probs = self.model(batch)["logits"].float().softmax(dim=1)
-        else:  # tensors are (B, V, ...): average the softmax of every view
+            outputs = self.model(batch, explain=explain)
+            probs, features = outputs["logits"].float().softmax(dim=1), outputs["features"].float()
+        else:  # tensors are (B, V, ...): average the softmax (and features) of every view
             inputs = {m: batch[m] for m in self.dataset.modalities}
             num_views = next(iter(inputs.values())).shape[1]
-            probs = torch.stack([self.model({m: x[:, v] for m, x in inputs.items()})["logits"].float().softmax(dim=1)
-                                 for v in range(num_views)]).mean(dim=0)
-        for label, p in zip(batch["label"].tolist(), probs.cpu().tolist()):
-            self._rows.append((next(self._positions), label, p))
+            views = [self.model({m: x[:, v] for m, x in inputs.items()}) for v in range(num_views)]
+            probs = torch.stack([out["logits"].float().softmax(dim=1) for out in views]).mean(dim=0)
+            features = torch.stack([out["features"].float() for out in views]).mean(dim=0)
+        for i, (clip_id, label) in enumerate(zip(batch["id"], batch["label"].tolist())):
+            row = ClipResult(next(self._positions), clip_id, label, probs[i].cpu().tolist(),
+                             features[i].cpu().tolist())
+            if clip_id in self.explain and self.dataset.views == "center":
+                row.explanation = {
+                    "clip": {k: v[i].cpu() for k, v in batch.items() if isinstance(v, torch.Tensor)} | {"id": clip_id},
+                    "outputs": {k: v[i:i + 1].detach().cpu() for k, v in outputs.items()},
+                }
+            self._rows.append(row)
 
     def on_test_epoch_end(self) -> None:
         rows = self._rows
@@ -85,25 +100,26 @@ class ScoringModule(L.LightningModule):
             gathered: list[Any] = [None] * self.trainer.world_size
             dist.all_gather_object(gathered, rows)
             rows = [row for part in gathered for row in part]
-        self.results = sorted(rows)
+        self.results = sorted(rows, key=lambda row: row.position)
 
 
 def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, split: Sequence[str] | str | None = None,
              views: str = "center", batch_size: int = 8, devices: int | None = None, accelerator: str = "auto",
-             workers: int = 0, predictions_csv: str | os.PathLike | None = None,
+             workers: int = 0, predictions_csv: str | os.PathLike | None = None, explain: Collection[str] = (),
              progress: bool = False) -> dict[str, Any]:
-    """Score ``checkpoint`` on the ``split`` subjects of ``data_root`` (default: its config's val subjects).
+    """Score ``checkpoint`` on the ``split`` subjects of ``data_root`` (default: the subjects it was validated on).
 
     Returns ``accuracy``, ``top5``, ``mean_class_accuracy`` (mean over the classes present of each
-    class's accuracy), ``per_class`` {class: accuracy}, ``n``, ``split``, ``views``, ``checkpoint``;
-    writes one row per clip (id, label, prediction, one score column per class) to ``predictions_csv``.
+    class's accuracy), ``per_class`` {class: accuracy}, ``n``, ``split``, ``views``, ``checkpoint``,
+    ``classes`` and ``clips`` (one :class:`ClipResult` per clip, in dataset order; the clips whose
+    ids are in ``explain`` also carry their inputs and explanation outputs). ``predictions_csv``:
+    also write one row per clip (id, label, prediction, one score column per class) there.
     """
     model, info = load_model(checkpoint)
-    data = data_settings(info)
-    subjects = _subjects(split) if split is not None else data["val_subjects"]
+    subjects = split_subjects(split, info.config)
 
-    index = load_index(data_root, data["layout"])
-    classes = info.get("classes") or index.classes
+    index = load_index(data_root)
+    classes = info.classes or index.classes
     if index.classes != classes:
         raise FparError(f"{data_root} has classes {_short(index.classes)} but {checkpoint} was trained on "
                         f"{_short(classes)}")
@@ -111,11 +127,12 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
     if not instances:
         raise FparError(f"{data_root}: no instances of subjects {', '.join(subjects)} "
                         f"(the dataset has {', '.join(index.subjects)})")
-    dataset = ClipDataset(instances, modalities=data["modalities"], num_frames=data["num_frames"],
-                          stack_size=data["stack_size"], flow_mode=data["flow_mode"], train=False,
-                          resize=data["resize"], crop=data["crop"], views=views)
+    settings = info.clip
+    if explain and getattr(model, "ms_head", None) is not None:
+        settings = settings.with_modality("mmaps")  # the MS head's target, shown beside its prediction
+    dataset = ClipDataset(instances, settings, train=False, views=views)
 
-    scorer = ScoringModule(model, dataset, batch_size, workers)
+    scorer = ScoringModule(model, dataset, batch_size, workers, explain)
     devices = devices or 1
     with quiet_lightning():
         try:
@@ -126,13 +143,22 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
             raise FparError(f"accelerator={accelerator}, devices={devices}: {exc}") from None
         trainer.test(scorer, verbose=False)
 
-    if [row[0] for row in scorer.results] != list(range(len(dataset))):
+    if [row.position for row in scorer.results] != list(range(len(dataset))):
         raise FparError(f"internal error: scored {len(scorer.results)} clips for a split of {len(dataset)}")
     result = _metrics(scorer.results, classes)
-    result.update(split=list(subjects), views=views, checkpoint=str(checkpoint))
+    result.update(split=list(subjects), views=views, checkpoint=str(checkpoint), classes=list(classes),
+                  clips=scorer.results)
     if predictions_csv is not None and rank_zero_only.rank == 0:
-        write_text(predictions_csv, _predictions_csv(scorer.results, dataset, classes))
+        write_text(predictions_csv, _predictions_csv(scorer.results, classes))
     return result
+
+
+def split_subjects(split: Sequence[str] | str | None, config: dict[str, Any] | None) -> list[str]:
+    """``split`` as a list; none given: the subjects the model was validated on (imported reference
+    models: the standard split's)."""
+    if split is not None:
+        return _subjects(split)
+    return config["data"]["val_subjects"] if config else DataSettings().val_subjects
 
 
 def _subjects(split: Sequence[str] | str) -> list[str]:
@@ -146,9 +172,9 @@ def _short(names: list[str]) -> str:
     return f"[{', '.join(names[:3])}{', ...' if len(names) > 3 else ''}] ({len(names)})"
 
 
-def _metrics(rows: list[tuple[int, int, list[float]]], classes: list[str]) -> dict[str, Any]:
-    labels = torch.tensor([label for _, label, _ in rows])
-    scores = torch.tensor([probs for _, _, probs in rows])
+def _metrics(rows: list[ClipResult], classes: list[str]) -> dict[str, Any]:
+    labels = torch.tensor([row.label for row in rows])
+    scores = torch.tensor([row.scores for row in rows])
     top = scores.topk(min(5, scores.shape[1]), dim=1).indices
     correct = top[:, 0] == labels
     per_class = {classes[c]: float(correct[labels == c].float().mean()) for c in sorted(set(labels.tolist()))}
@@ -161,12 +187,11 @@ def _metrics(rows: list[tuple[int, int, list[float]]], classes: list[str]) -> di
     }
 
 
-def _predictions_csv(rows: list[tuple[int, int, list[float]]], dataset: ClipDataset, classes: list[str]) -> str:
+def _predictions_csv(rows: list[ClipResult], classes: list[str]) -> str:
+    """One CSV row per clip: id, true class, predicted class, one score column per class."""
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["id", "label", "prediction", *classes])
-    for position, label, probs in rows:
-        prediction = max(range(len(probs)), key=probs.__getitem__)
-        writer.writerow([dataset.instances[position].instance_id, classes[label], classes[prediction],
-                         *(f"{p:.6f}" for p in probs)])
+    for row in rows:
+        writer.writerow([row.id, classes[row.label], classes[row.prediction], *(f"{p:.6f}" for p in row.scores)])
     return text.getvalue()

@@ -16,7 +16,9 @@ import torch
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from fpar.checkpoint import checkpoint_contract
 from fpar.engine.losses import total_loss
+from fpar.engine.settings import ExperimentSettings
 from fpar.engine.stages import configure_stage, set_train_mode
 from fpar.errors import FparError
 from fpar.models import build_model
@@ -26,16 +28,12 @@ class DivergedError(FparError):
     """The loss or a weight became NaN or infinite: the run stops before anything worse is saved."""
 
 
-def model_spec(config: dict[str, Any], classes: list[str]) -> dict[str, Any]:
-    """``build_model`` keywords from the config: class count from the dataset, input size from the crop."""
-    spec = dict(config["model"])
-    if spec["num_classes"] is None:
-        spec["num_classes"] = len(classes)
-    elif spec["num_classes"] < len(classes):
-        raise FparError(f"config key 'model.num_classes' is {spec['num_classes']} but the dataset has "
+def model_spec(config: ExperimentSettings, classes: list[str]) -> dict[str, Any]:
+    """``build_model`` keywords from the settings: class count from the dataset, input size from the crop."""
+    if config.model.num_classes is not None and config.model.num_classes < len(classes):
+        raise FparError(f"model.num_classes is {config.model.num_classes} but the dataset has "
                         f"{len(classes)} classes")
-    spec["input_size"] = config["data"]["crop"]
-    return spec
+    return config.model.build_arguments(num_classes=len(classes), input_size=config.data.crop)
 
 
 def epoch_seed(seed: int, epoch: int, rank: int) -> int:
@@ -43,25 +41,25 @@ def epoch_seed(seed: int, epoch: int, rank: int) -> int:
 
 
 class FparModule(L.LightningModule):
-    def __init__(self, config: dict[str, Any], classes: list[str]):
+    def __init__(self, config: ExperimentSettings, classes: list[str]):
         super().__init__()
         # plain values only: checkpoints must load with weights_only=True
-        self.save_hyperparameters({"config": config, "classes": list(classes)})
+        self.save_hyperparameters({"config": config.as_dict(), "classes": list(classes)})
         self.config = config
         self.classes = list(classes)
         spec = model_spec(config, self.classes)
         self.model = build_model(**spec)
-        self.stage = config["stage"]["name"]
-        self.stage_options = config["stage"]["options"]
+        self.stage = config.stage.name
+        self.stage_options = config.stage.options
         # Freeze now, not in configure_optimizers: DDP wraps the model before that runs and
         # expects a gradient for every parameter that requires one at wrapping time.
         self.param_groups = configure_stage(self.model, self.stage, **self.stage_options)
-        self.ms_loss = config["loss"]["ms"]
+        self.ms_loss = config.loss.ms
         if self.ms_loss and getattr(self.model, "ms_head", None) is None:
-            raise FparError(f"config key 'loss.ms' needs a model with an MS head; '{spec['name']}' has none "
+            raise FparError(f"loss.ms needs a model with an MS head; '{spec['name']}' has none "
                             "(use rgb_ms, or set model.ms_head)")
-        if self.ms_loss and "mmaps" not in config["data"]["modalities"]:
-            raise FparError("config key 'data.modalities' must include mmaps: loss.ms compares with the motion maps")
+        if self.ms_loss and "mmaps" not in config.data.modalities:
+            raise FparError("data.modalities must include mmaps: loss.ms compares with the motion maps")
         self.train_loss = MeanMetric()
         self.val_loss = MeanMetric()
         self.val_acc = MulticlassAccuracy(spec["num_classes"], average="micro")
@@ -71,7 +69,7 @@ class FparModule(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         # Dropout draws from the global generator: seed it per (epoch, rank) so a resumed run
         # repeats the uninterrupted one exactly.
-        seed = epoch_seed(self.config["trainer"]["seed"], self.current_epoch, self.global_rank)
+        seed = epoch_seed(self.config.trainer.seed, self.current_epoch, self.global_rank)
         torch.manual_seed(seed)
         random.seed(seed)
         np.random.seed(seed % 2**32)
@@ -107,26 +105,25 @@ class FparModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         groups = self.param_groups
-        opt = self.config["optimizer"]
+        opt = self.config.optimizer
         names = {g["name"] for g in groups}
-        for name in opt["group_lr"]:
+        for name in opt.group_lr:
             if name not in names:
-                raise FparError(f"config key 'optimizer.group_lr.{name}': stage '{self.stage}' has no parameter "
+                raise FparError(f"optimizer.group_lr.{name}: stage '{self.stage}' has no parameter "
                                 f"group '{name}' (it has {', '.join(sorted(names))})")
-        param_groups = [{"name": g["name"], "params": g["params"], "lr": opt["group_lr"].get(g["name"], opt["lr"])}
+        param_groups = [{"name": g["name"], "params": g["params"], "lr": opt.group_lr.get(g["name"], opt.lr)}
                         for g in groups if g["params"]]
-        if opt["name"] == "adam":
-            optimizer = torch.optim.Adam(param_groups, lr=opt["lr"], weight_decay=opt["weight_decay"], eps=opt["eps"])
+        if opt.name == "adam":
+            optimizer = torch.optim.Adam(param_groups, lr=opt.lr, weight_decay=opt.weight_decay, eps=opt.eps)
         else:
-            optimizer = torch.optim.SGD(param_groups, lr=opt["lr"], momentum=opt["momentum"],
-                                        weight_decay=opt["weight_decay"])
-        sched = self.config["scheduler"]
-        if sched["name"] == "none":
+            optimizer = torch.optim.SGD(param_groups, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
+        sched = self.config.scheduler
+        if sched.name == "none":
             return {"optimizer": optimizer}
-        if sched["name"] == "multistep":
-            scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, sched["milestones"], sched["gamma"])
+        if sched.name == "multistep":
+            scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, sched.milestones, sched.gamma)
         else:
-            scheduler = torch.optim.lr_scheduler.StepLR(optimizer, sched["step_size"], sched["gamma"])
+            scheduler = torch.optim.lr_scheduler.StepLR(optimizer, sched.step_size, sched.gamma)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
     # --- checkpoints -------------------------------------------------------------------------
@@ -137,4 +134,5 @@ class FparModule(L.LightningModule):
             if tensor.is_floating_point() and not torch.isfinite(tensor).all():
                 raise DivergedError(f"weight '{name}' is not finite at epoch {self.current_epoch}, "
                                          f"global step {self.global_step}; run stopped, checkpoint not written")
-        checkpoint["fpar"] = {"model": dict(self.model.build_spec), "classes": self.classes, "config": self.config}
+        checkpoint["fpar"] = checkpoint_contract(model=self.model.build_spec, classes=self.classes,
+                                                 clip=self.config.data.clip, config=self.config)

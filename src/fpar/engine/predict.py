@@ -12,17 +12,14 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import Any
-
 import torch
-from torch import nn
 
 from fpar.checkpoint import load_model
 from fpar.data import ClipDataset, load_index
-from fpar.engine.evaluate import data_settings
 from fpar.errors import FparError
 from fpar.prepare.layout_writer import write_instance
 from fpar.prepare.video import read_video
+
 
 @dataclass
 class VideoPrediction:
@@ -31,6 +28,7 @@ class VideoPrediction:
     clip: dict[str, torch.Tensor]  # dataset item (no batch axis)
     outputs: dict[str, torch.Tensor]  # model outputs for that clip (batch of one)
     classes: list[str]
+    model_name: str
 
     def top(self, k: int = 5) -> list[tuple[str, float]]:
         probs = self.outputs["logits"][0].float().softmax(dim=0)
@@ -39,36 +37,33 @@ class VideoPrediction:
 
 
 def predict_video(checkpoint: str | os.PathLike, video: str | os.PathLike, *, flow: str = "tvl1",
-                  max_frames: int | None = None, model: nn.Module | None = None,
-                  info: dict[str, Any] | None = None) -> VideoPrediction:
-    """Run ``checkpoint``'s model on ``video`` (file, GIF or image folder), centre view.
+                  max_frames: int | None = None, explain: bool = False) -> VideoPrediction:
+    """Run ``checkpoint``'s model on ``video`` (file, GIF or image folder), centre view, reading the
+    clip as the checkpoint's clip settings say.
 
     ``flow`` is the optical-flow method for models that read flow (use the one the model was
-    trained on; TV-L1 for the reference's data). Pass ``model``/``info`` to reuse a loaded model.
+    trained on; TV-L1 for the reference's data). ``explain``: also the maps the explanation
+    pictures show (motion maps for an MS head, two-in-one modulation).
     """
-    if model is None or info is None:
-        model, info = load_model(checkpoint)
-    data = data_settings(info)
-    modalities = list(data["modalities"])
-    if getattr(model, "ms_head", None) is not None and "mmaps" not in modalities:
-        modalities.append("mmaps")  # the MS head's target, to show beside its prediction
+    model, info = load_model(checkpoint)
+    settings = info.clip
+    if explain and getattr(model, "ms_head", None) is not None:
+        settings = settings.with_modality("mmaps")  # the MS head's target, to show beside its prediction
     frames = read_video(video, max_frames).frames
-    needs = data["stack_size"] if "flow" in modalities else 2  # a flow stack needs L frames, flow itself 2
+    reads_flow = "flow" in settings.modalities
+    needs = settings.stack_size if reads_flow else 2  # a flow stack needs L frames, flow itself 2
     if len(frames) < needs:
         raise FparError(f"{video}: {len(frames)} frame(s) are too few for this model (it needs at least {needs})")
     # Models that read no flow get the cheapest flow: it is written but never read.
-    method = flow if "flow" in data["modalities"] else "dis"
+    method = flow if reads_flow else "dis"
     with tempfile.TemporaryDirectory(prefix="fpar-video-") as tmp:
         write_instance(frames, tmp, subject="S0", class_name="unknown", instance_id="clip", flow=method)
         instance = load_index(tmp, "processed", min_frames=needs).instances[0]
-        dataset = ClipDataset([instance], modalities=modalities, num_frames=data["num_frames"],
-                              stack_size=data["stack_size"], flow_mode=data["flow_mode"], train=False,
-                              resize=data["resize"], crop=data["crop"])
-        clip = dataset[0]
-    batch = {m: clip[m].unsqueeze(0) for m in data["modalities"]}
+        clip = ClipDataset([instance], settings, train=False)[0]
+    batch = {m: clip[m].unsqueeze(0) for m in info.clip.modalities}
     with torch.inference_mode():
-        outputs = model(batch)
+        outputs = model(batch, explain=explain)
     num_classes = outputs["logits"].shape[1]
-    names = info.get("classes") or []
+    names = info.classes or []
     classes = [names[i] if i < len(names) else f"class {i}" for i in range(num_classes)]
-    return VideoPrediction(clip, outputs, classes)
+    return VideoPrediction(clip, outputs, classes, info.model["name"])

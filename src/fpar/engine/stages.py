@@ -19,22 +19,25 @@ Two-in-one models train stages 1 and 2 with the RGB rules: their motion layers s
 
 from __future__ import annotations
 
-from typing import Any, Iterable
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, Iterable
 
 from fpar.errors import FparError
-from fpar.models.assembled import FlowResNet, RGBConvLSTM, TwoStream
 
+if TYPE_CHECKING:
+    from torch import nn
+
+    from fpar.models.assembled import RGBConvLSTM
+
+# The stage vocabulary: experiment settings and the CLI read it from here, so this module imports
+# torch and the models only inside its functions.
 STAGES = ("rgb_stage1", "rgb_stage2", "flow", "two_stream", "two_in_one_stage3")
 STAGE_OPTIONS = {"two_in_one_stage3": {"train_conv1"}}
-MODEL_TYPES = {
-    "rgb_stage1": RGBConvLSTM,
-    "rgb_stage2": RGBConvLSTM,
-    "flow": FlowResNet,
-    "two_stream": TwoStream,
-    "two_in_one_stage3": RGBConvLSTM,
-}
+
+
+def _model_type(stage: str) -> type:
+    from fpar.models.assembled import FlowResNet, RGBConvLSTM, TwoStream
+
+    return {"flow": FlowResNet, "two_stream": TwoStream}.get(stage, RGBConvLSTM)
 
 
 def _check(model: nn.Module, stage: str, options: dict[str, Any]) -> None:
@@ -43,7 +46,7 @@ def _check(model: nn.Module, stage: str, options: dict[str, Any]) -> None:
     unknown = sorted(set(options) - STAGE_OPTIONS.get(stage, set()))
     if unknown:
         raise FparError(f"stage '{stage}' takes no option {unknown}")
-    if not isinstance(model, MODEL_TYPES[stage]):
+    if not isinstance(model, _model_type(stage)):
         raise FparError(f"stage '{stage}' does not apply to a {type(model).__name__} model")
     if stage == "two_in_one_stage3" and model.motion is None:
         raise FparError("stage 'two_in_one_stage3' needs a two_in_one model (one with motion modulation)")
@@ -68,6 +71,8 @@ def _rgb_parts(model: RGBConvLSTM, fine_tune: bool) -> list[nn.Module | nn.Param
 
 
 def _params(parts: Iterable[nn.Module | nn.Parameter]) -> list[nn.Parameter]:
+    from torch import nn
+
     return [p for part in parts for p in ([part] if isinstance(part, nn.Parameter) else part.parameters())]
 
 

@@ -25,6 +25,7 @@ from torch import nn
 from fpar.checkpoint import load_checkpoint, model_state_dict
 from fpar.engine.callbacks import AtomicCheckpointIO, MetricsHistory
 from fpar.engine.config import dump_config, require_same_settings, validate_config
+from fpar.engine.settings import ExperimentSettings
 from fpar.engine.datamodule import FparDataModule
 from fpar.engine.module import FparModule, DivergedError
 from fpar.errors import FparError
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 DEFAULT_OUT = "runs"
 
 
-def train(config: dict[str, Any], *, data_root: str | os.PathLike | None = None,
+def train(config: ExperimentSettings | dict[str, Any], *, data_root: str | os.PathLike | None = None,
           out_dir: str | os.PathLike | None = None, resume: bool = False, devices: int | str | None = None,
           num_nodes: int | None = None, precision: str | None = None, progress: bool = True) -> dict[str, Any]:
     """Train one experiment; returns ``run_dir``, ``best_ckpt``, ``last_ckpt``, ``best_val_accuracy``,
@@ -44,16 +45,16 @@ def train(config: dict[str, Any], *, data_root: str | os.PathLike | None = None,
     it has none); without it an existing run is an error rather than silently overwritten. Keyword
     arguments given here override the config's ``trainer``/``data.root`` values.
     """
-    config = copy.deepcopy(config)
+    raw = config.as_dict() if isinstance(config, ExperimentSettings) else copy.deepcopy(config)
     for key, value in (("devices", devices), ("num_nodes", num_nodes), ("precision", precision)):
         if value is not None:
-            config.setdefault("trainer", {})[key] = value
+            raw.setdefault("trainer", {})[key] = value
     if data_root is not None:
-        config.setdefault("data", {})["root"] = str(data_root)
-    config = validate_config(config)
+        raw.setdefault("data", {})["root"] = str(data_root)
+    config = validate_config(raw)
 
     out_root = Path(out_dir if out_dir is not None else DEFAULT_OUT)
-    run_dir = out_root / config["experiment"]
+    run_dir = out_root / config.experiment
     last = run_dir / "last.ckpt"
     if last.exists() and not resume:
         raise FparError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another "
@@ -62,10 +63,10 @@ def train(config: dict[str, Any], *, data_root: str | os.PathLike | None = None,
     if resume_from is not None:  # a resumed run may train longer, not differently
         require_same_settings(run_dir, config, allowed={"trainer.epochs"})
     # a resumed run has its weights in last.ckpt already
-    init_from = resolve_init_from(config["init_from"], out_root) if resume_from is None else None
+    init_from = resolve_init_from(config.init_from, out_root) if resume_from is None else None
 
     with quiet_lightning():
-        L.seed_everything(config["trainer"]["seed"], verbose=False)  # the model's random init too
+        L.seed_everything(config.trainer.seed, verbose=False)  # the model's random init too
         datamodule = FparDataModule(config)
         module = FparModule(config, datamodule.classes)
         if init_from:
@@ -95,23 +96,23 @@ def train(config: dict[str, Any], *, data_root: str | os.PathLike | None = None,
     }
 
 
-def build_trainer(config: dict[str, Any], run_dir: Path, callbacks: list[L.Callback], progress: bool) -> L.Trainer:
+def build_trainer(config: ExperimentSettings, run_dir: Path, callbacks: list[L.Callback], progress: bool) -> L.Trainer:
     """The Lightning Trainer for ``config``; settings the machine cannot honour are one FparError."""
-    tr = config["trainer"]
+    tr = config.trainer
     if progress:
         callbacks = [*callbacks, TQDMProgressBar()]
     try:
         return L.Trainer(
-            max_epochs=tr["epochs"],
-            accelerator=tr["accelerator"],
-            devices=tr["devices"],
-            num_nodes=tr["num_nodes"],
-            strategy=tr["strategy"],
-            precision=tr["precision"],
+            max_epochs=tr.epochs,
+            accelerator=tr.accelerator,
+            devices=tr.devices,
+            num_nodes=tr.num_nodes,
+            strategy=tr.strategy,
+            precision=tr.precision,
             # "warn": some CUDA kernels (adaptive pooling backward) have no deterministic version
-            deterministic="warn" if tr["deterministic"] else False,
-            check_val_every_n_epoch=tr["val_every"],
-            log_every_n_steps=tr["log_every_n_steps"],
+            deterministic="warn" if tr.deterministic else False,
+            check_val_every_n_epoch=tr.val_every,
+            log_every_n_steps=tr.log_every_n_steps,
             num_sanity_val_steps=0,
             # the train loader is built per epoch for that epoch's seeded clips (see datamodule)
             reload_dataloaders_every_n_epochs=1,

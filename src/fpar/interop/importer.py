@@ -10,6 +10,7 @@ import torch
 from fpar.checkpoint import save_checkpoint
 from fpar.errors import FparError
 from fpar.io import load_torch_file
+from fpar.interop.contract import reference_clip
 from fpar.interop.reference import from_reference
 
 # the dict entries training scripts commonly wrap a state dict in
@@ -45,5 +46,5 @@ def import_reference(kind: str, source: str | os.PathLike, target: str | os.Path
     names = read_class_names(classes) if classes else None
     if names is not None and len(names) != spec["num_classes"]:
         raise FparError(f"{classes} names {len(names)} classes but the checkpoint has {spec['num_classes']}")
-    save_checkpoint(target, model_state=model.state_dict(), model=spec, classes=names)
+    save_checkpoint(target, model_state=model.state_dict(), model=spec, clip=reference_clip(spec), classes=names)
     return spec

@@ -22,20 +22,10 @@ import torch
 from torch import nn
 
 from fpar.errors import FparError
+from fpar.interop.contract import KINDS
 from fpar.models import build_model
 from fpar.models.backbone import BLOCKS_PER_STAGE
 from fpar.models.convlstm import GATES
-
-# reference kind -> (registry model, options the kind implies)
-KINDS: dict[str, tuple[str, dict[str, Any]]] = {
-    "rgb_convlstm": ("rgb_convlstm", {}),
-    "rgb_attention": ("rgb_attention", {}),
-    "flow_resnet34": ("flow_resnet", {}),
-    "two_stream": ("two_stream", {}),
-    # ego-rnn-ms-task squashes f with a sigmoid before its MS head; the imported model does too
-    "rgb_ms_task": ("rgb_ms", {"ms_input_sigmoid": True}),
-    "two_in_one": ("two_in_one", {}),
-}
 
 # (reference prefix, fpar prefix); the first match wins, so longer prefixes come first
 RGB_RENAMES = [

@@ -39,8 +39,9 @@ class RGBConvLSTM(nn.Module):
         self.ms_head = MSHead(FEATURE_CHANNELS, feature_grid(input_size), ms_input_sigmoid) if ms_head else None
         self.classifier = classifier(mem_size, num_classes, dropout)
 
-    def extract(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Everything but the logits: ``features`` (B, mem_size) and the per-frame extras."""
+    def extract(self, batch: dict[str, torch.Tensor], explain: bool = False) -> dict[str, torch.Tensor]:
+        """Everything but the logits: ``features`` (B, mem_size) and the per-frame extras; with
+        ``explain`` (or built with ``return_modulation``) also the two-in-one modulation maps."""
         frames = batch["frames"]
         batch_size, steps = frames.shape[:2]
         frames = frames.flatten(0, 1)
@@ -48,7 +49,7 @@ class RGBConvLSTM(nn.Module):
         if self.motion is not None:
             modulation = self.motion(self.backbone.conv1(frames), batch["flow"].flatten(0, 1))
             backbone_out = self.backbone.forward_from_conv1(modulation.post)
-            if self.return_modulation:
+            if self.return_modulation or explain:
                 out.update({name: value.unflatten(0, (batch_size, steps))
                             for name, value in modulation._asdict().items()})
         else:
@@ -68,8 +69,8 @@ class RGBConvLSTM(nn.Module):
             out["ms"] = self.ms_head(backbone_out.features).unflatten(0, (batch_size, steps))
         return out
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        out = self.extract(batch)
+    def forward(self, batch: dict[str, torch.Tensor], explain: bool = False) -> dict[str, torch.Tensor]:
+        out = self.extract(batch, explain)
         out["logits"] = self.classifier(out["features"])
         return out
 
@@ -86,7 +87,8 @@ class FlowResNet(nn.Module):
     def extract(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {"features": self.backbone(batch["flow"]).pooled}
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(self, batch: dict[str, torch.Tensor], explain: bool = False) -> dict[str, torch.Tensor]:
+        # ``explain``: the flow network has no maps beyond its outputs
         out = self.extract(batch)
         out["logits"] = self.classifier(out["features"])
         return out
@@ -104,7 +106,7 @@ class TwoStream(nn.Module):
         self.rgb_model = RGBConvLSTM(num_classes, arch, mem_size, attention=True)
         self.classifier = classifier(FEATURE_CHANNELS + mem_size, num_classes, dropout)
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        rgb = self.rgb_model.extract(batch)
+    def forward(self, batch: dict[str, torch.Tensor], explain: bool = False) -> dict[str, torch.Tensor]:
+        rgb = self.rgb_model.extract(batch, explain)
         features = torch.cat([self.flow_model.extract(batch)["features"], rgb["features"]], dim=1)
         return {"logits": self.classifier(features), "features": features, "attention": rgb["attention"]}

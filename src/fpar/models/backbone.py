@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from fpar.errors import FparError
+from fpar.models.settings import BLOCKS_PER_STAGE
 
-BLOCKS_PER_STAGE = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}
 IMAGENET_CLASSES = 1000
 FEATURE_CHANNELS = 512
 

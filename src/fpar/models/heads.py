@@ -4,7 +4,7 @@ The MS head (docs/method.md §8, the report's self-supervised task) predicts, pe
 cell of layer4's grid from ``f``: 1x1 conv 512 -> 100, flatten (channel-major, as ``torch.flatten``
 orders an (N, 100, h, w) map), linear ``100*h*w -> h*w``. Its outputs are raw scores: the
 classification variant reads them as logits of "this cell moves", the regression variant puts a
-sigmoid on them; both happen in the loss, not here.
+sigmoid on them; both happen in its task's loss (``fpar.models.ms_task``), not here.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-MS_TASKS = ("classification", "regression")
 MS_HIDDEN_CHANNELS = 100
 
 

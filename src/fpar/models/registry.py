@@ -15,7 +15,7 @@ from torch import nn
 from fpar.errors import FparError
 from fpar.models.assembled import FlowResNet, RGBConvLSTM, TwoStream
 from fpar.models.backbone import BLOCKS_PER_STAGE
-from fpar.models.heads import MS_TASKS
+from fpar.models.ms_task import MS_TASKS
 from fpar.models.pretrained import load_pretrained
 
 GTEA61_CLASSES = 61

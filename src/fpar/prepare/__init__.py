@@ -12,31 +12,36 @@ Many videos (manifests, folder trees, EGTEA / EPIC annotations, workers, shards)
 and :mod:`fpar.prepare.importers`.
 """
 
-from fpar.prepare.flow import compute_flow, dequantize_flow, flow_estimator, flow_to_rgb, pair_flows, quantize_flow
-from fpar.prepare.gtea import GteaImport, import_gtea
-from fpar.prepare.layout_writer import Prepared, Settings, is_prepared, prepare_instance, prepare_video, write_instance
-from fpar.prepare.motion import motion_map, motion_maps
-from fpar.prepare.video import Segment, VideoFrames, iter_frames, read_video
+import importlib
 
-__all__ = [
-    "GteaImport",
-    "Prepared",
-    "Segment",
-    "Settings",
-    "VideoFrames",
-    "compute_flow",
-    "dequantize_flow",
-    "flow_estimator",
-    "flow_to_rgb",
-    "import_gtea",
-    "is_prepared",
-    "iter_frames",
-    "motion_map",
-    "motion_maps",
-    "pair_flows",
-    "prepare_instance",
-    "prepare_video",
-    "quantize_flow",
-    "read_video",
-    "write_instance",
-]
+_EXPORTS = {
+    "compute_flow": "fpar.prepare.flow",
+    "dequantize_flow": "fpar.prepare.flow",
+    "flow_estimator": "fpar.prepare.flow",
+    "flow_to_rgb": "fpar.prepare.flow",
+    "pair_flows": "fpar.prepare.flow",
+    "quantize_flow": "fpar.prepare.flow",
+    "GteaImport": "fpar.prepare.gtea",
+    "import_gtea": "fpar.prepare.gtea",
+    "Prepared": "fpar.prepare.layout_writer",
+    "Settings": "fpar.prepare.layout_writer",
+    "is_prepared": "fpar.prepare.layout_writer",
+    "prepare_instance": "fpar.prepare.layout_writer",
+    "prepare_video": "fpar.prepare.layout_writer",
+    "write_instance": "fpar.prepare.layout_writer",
+    "motion_map": "fpar.prepare.motion",
+    "motion_maps": "fpar.prepare.motion",
+    "Segment": "fpar.prepare.video",
+    "VideoFrames": "fpar.prepare.video",
+    "iter_frames": "fpar.prepare.video",
+    "read_video": "fpar.prepare.video",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    # Submodules load on first use: the CLI and the settings import this package's light modules
+    # (vocabularies, settings) without pulling in torch or OpenCV.
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

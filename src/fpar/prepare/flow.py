@@ -10,16 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-import cv2
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
 from fpar.errors import FparError
 from fpar.io import atomic_path
-from fpar.prepare.video import read_video, resize_short_side
 
-METHODS = ("tvl1", "tvl1-opencv", "dis", "farneback")
+# The flow methods: the CLI offers exactly these. cv2 (and the video reader) are imported inside the
+# functions, so building the CLI does not load them.
+FLOW_METHODS = ("tvl1", "tvl1-opencv", "dis", "farneback")
 DEFAULT_BOUND = 20.0  # px; the usual dense_flow bound
 
 FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -28,6 +28,8 @@ FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 def flow_estimator(method: str = "tvl1") -> FlowFn:
     """A function ``(prev, next) -> float32 (H, W, 2)`` flow. Build one per video, not per frame:
     the OpenCV objects allocate their pyramids once."""
+    import cv2
+
     if method == "tvl1":
         if not hasattr(cv2, "optflow"):
             raise FparError("flow method tvl1 needs opencv-contrib (cv2.optflow); use --flow dis or farneback")
@@ -38,7 +40,7 @@ def flow_estimator(method: str = "tvl1") -> FlowFn:
         return lambda prev, nxt: dis.calc(_gray(prev), _gray(nxt), None)
     if method == "farneback":
         return lambda prev, nxt: cv2.calcOpticalFlowFarneback(_gray(prev), _gray(nxt), None, 0.5, 3, 15, 3, 5, 1.2, 0)
-    raise FparError(f"unknown flow method {method!r} (choose {', '.join(METHODS)})")
+    raise FparError(f"unknown flow method {method!r} (choose {', '.join(FLOW_METHODS)})")
 
 
 def pair_flows(
@@ -50,8 +52,8 @@ def pair_flows(
     """
     if warp or device != "cpu":
         raise FparError(f"flow with warp={warp} on device {device!r} is not available yet (use --device cpu, no warp)")
-    if method not in METHODS:
-        raise FparError(f"unknown flow method {method!r} (choose {', '.join(METHODS)})")
+    if method not in FLOW_METHODS:
+        raise FparError(f"unknown flow method {method!r} (choose {', '.join(FLOW_METHODS)})")
     estimate = flow_estimator("tvl1" if method.startswith("tvl1") else method)
     previous = None
     for frame in frames:
@@ -88,6 +90,8 @@ def dequantize_flow(x: np.ndarray, y: np.ndarray, bound: float = DEFAULT_BOUND) 
 def flow_to_rgb(flow: np.ndarray, max_magnitude: float | None = None) -> np.ndarray:
     """Colour-code flow for viewing: hue = direction, value = magnitude (``max_magnitude`` -> full
     brightness; default the frame's 99th percentile, so one outlier does not darken the rest)."""
+    import cv2
+
     magnitude, angle = cv2.cartToPolar(flow[..., 0], flow[..., 1], angleInDegrees=True)
     top = max_magnitude or float(np.percentile(magnitude, 99)) or 1.0
     hsv = np.zeros(flow.shape[:2] + (3,), np.uint8)
@@ -112,6 +116,8 @@ def write_flow_gif(
     percentile magnitude): a still moment stays dark instead of amplifying its noise, and one
     burst of fast motion does not darken the rest.
     """
+    from fpar.prepare.video import read_video, resize_short_side
+
     video = read_video(video_path, max_frames)
     frames = [resize_short_side(f, size) for f in video.frames]
     if len(frames) < 2:
@@ -128,5 +134,7 @@ def write_flow_gif(
 
 
 def _gray(image: np.ndarray) -> np.ndarray:
+    import cv2
+
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
     return np.ascontiguousarray(gray, dtype=np.uint8)  # DIS refuses strided views (crops)

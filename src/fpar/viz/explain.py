@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from fpar.engine.losses import ms_target
+from fpar.models.ms_task import ms_target
 from fpar.viz.cam import denormalize, overlay_maps, save_gif
 from fpar.viz.plots import plot_map_grid
 

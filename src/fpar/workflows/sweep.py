@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from fpar.engine.config import load_config
-from fpar.engine.recipe import format_accuracy, train_or_skip
+from fpar.workflows.recipe import format_accuracy, train_or_skip
 from fpar.errors import FparError
 from fpar.io import write_text
 
@@ -68,15 +68,15 @@ def run_sweep(config_path: str | os.PathLike, axes: Iterable[str], *, out_dir: s
     """Train every combination (skipping finished runs); returns one row per run and writes the table."""
     out_dir = Path(out_dir)
     combos = expand_grid(axes)
-    base = load_config(config_path, overrides)["experiment"]
+    base = load_config(config_path, overrides).experiment
     # every run's config is checked before the first one trains
     configs = [load_config(config_path, [*overrides, *(f"{k}={v}" for k, v in combo),
                                          f"experiment={run_name(base, combo)}"]) for combo in combos]
     rows = []
     for i, (combo, config) in enumerate(zip(combos, configs)):
-        log(f"[{i + 1}/{len(combos)}] {config['experiment']}")
+        log(f"[{i + 1}/{len(combos)}] {config.experiment}")
         summary = train_or_skip(config, out_dir, **train_kwargs)
-        rows.append({"run": config["experiment"], **dict(combo),
+        rows.append({"run": config.experiment, **dict(combo),
                      "best_val_accuracy": summary["best_val_accuracy"], "epochs_done": summary["epochs_done"]})
     table = results_markdown(rows)
     log(table)

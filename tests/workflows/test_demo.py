@@ -2,7 +2,7 @@
 
 import json
 
-from fpar.engine import demo
+from fpar.workflows import demo
 
 TOY_SYNTH = {"subjects": 4, "classes": 2, "videos_per_class": 1, "frames": 6, "size": (40, 32)}
 TOY = ("trainer.epochs=1", "trainer.val_every=1", "trainer.batch_size=2", "data.num_frames=2",

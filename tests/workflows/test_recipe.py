@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from fpar.engine import recipe
-from fpar.engine.config import dump_config, validate_config
+from fpar.workflows import recipe
+from fpar.engine.config import dump_config
 from fpar.errors import FparError
 
 CONFIGS = Path(__file__).parents[2] / "configs"
@@ -20,12 +20,12 @@ class FakeTrain:
         self.interrupt = interrupt
 
     def __call__(self, config, *, out_dir, resume, **kwargs):
-        run_dir = Path(out_dir) / config["experiment"]
-        self.calls.append((config["experiment"], resume, config["init_from"]))
+        run_dir = Path(out_dir) / config.experiment
+        self.calls.append((config.experiment, resume, config.init_from))
         run_dir.mkdir(parents=True, exist_ok=True)
-        dump_config(validate_config(config), run_dir / "config.yaml")  # as train() records the run
+        dump_config(config, run_dir / "config.yaml")  # as train() records the run
         (run_dir / "last.ckpt").write_text("weights")
-        if config["experiment"] == self.interrupt:
+        if config.experiment == self.interrupt:
             raise KeyboardInterrupt
         (run_dir / "best.ckpt").write_text("weights")
         return {"run_dir": str(run_dir), "best_ckpt": str(run_dir / "best.ckpt"),
@@ -69,7 +69,7 @@ def test_a_finished_run_is_not_reused_for_other_settings(tmp_path, monkeypatch):
 
 def test_overrides_reach_every_stage(tmp_path):
     stages = recipe.load_recipe(TWO_STREAM, ["trainer.epochs=2", "data.workers=0"])
-    assert {(s["config"]["trainer"]["epochs"], s["config"]["data"]["workers"]) for s in stages} == {(2, 0)}
+    assert {(s["config"].trainer.epochs, s["config"].data.workers) for s in stages} == {(2, 0)}
 
 
 @pytest.mark.parametrize("stages, message", [
@@ -94,7 +94,7 @@ def test_gtea61_recipes_chain_what_their_configs_name(path):
     """The recipe's init_from and the config's own name the same checkpoints."""
     stages = recipe.load_recipe(path)
     for stage in stages:
-        assert recipe.resolve_init_from(stage["init_from"], stages) == stage["config"]["init_from"]
+        assert recipe.resolve_init_from(stage["init_from"], stages) == stage["config"].init_from
 
 
 def test_fpar_run_command(tmp_path, monkeypatch, capsys):
@@ -103,6 +103,6 @@ def test_fpar_run_command(tmp_path, monkeypatch, capsys):
     seen = []
     monkeypatch.setattr(recipe, "_train", lambda config, **kw: seen.append(config) or FakeTrain()(config, **kw))
     assert main(["run", str(TWO_STREAM), "--out", str(tmp_path), "trainer.epochs=2", "--data", "x"]) == 0
-    assert [c["trainer"]["epochs"] for c in seen] == [2] * 4
+    assert [c.trainer.epochs for c in seen] == [2] * 4
     assert "[4/4] two_stream: trained" in capsys.readouterr().out
     assert main(["run", str(tmp_path / "missing.yaml")]) == 1

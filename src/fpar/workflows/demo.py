@@ -42,8 +42,8 @@ def run_demo(out: str | os.PathLike = "demo-output", *, recipe: str | os.PathLik
              synth: dict[str, Any] | None = None, overrides: tuple[str, ...] = (), log=print) -> dict[str, Any]:
     """Run the demo into ``out``; returns the results (also written as results.json)."""
     from fpar.data.synth import generate
-    from fpar.engine.recipe import run_recipe
-    from fpar.viz.report import write_report
+    from fpar.workflows.recipe import run_recipe
+    from fpar.workflows.report import write_report
 
     start = time.monotonic()
     out = Path(out)

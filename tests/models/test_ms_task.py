@@ -1,12 +1,17 @@
-"""Cross-entropy + motion-segmentation loss (REFERENCE.md §2)."""
+"""Cross-entropy + motion-segmentation loss (docs/method.md)."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from fpar.engine.losses import ms_loss, ms_target, total_loss
+from fpar.engine.losses import total_loss
+from fpar.models.ms_task import MS_REGRESSION_LOSSES, MSLossSettings, ms_loss, ms_target
 
 REGRESSIONS = ("mse", "l1", "smooth_l1", "soft_margin", "kl")
+
+
+def test_the_ms_task_declares_every_regression_loss():
+    assert tuple(MS_REGRESSION_LOSSES) == REGRESSIONS
 
 
 def test_target_is_the_map_bilinearly_resized_to_the_grid():
@@ -92,10 +97,10 @@ def test_total_is_ce_plus_weighted_ms():
     batch = {"label": torch.tensor([1, 4]), "mmaps": torch.rand(2, 3, 1, 8, 8)}
     ce = F.cross_entropy(out["logits"], batch["label"])
     assert torch.isclose(total_loss(out, batch, None)[0], ce)
-    config = {"kind": "regression", "threshold": 0.0, "regression": "mse", "weight": 1.0}
+    config = MSLossSettings(kind="regression", regression="mse", weight=1.0)
     ms = ms_loss(out["ms"], batch["mmaps"], kind="regression")
     total, parts = total_loss(out, batch, config)
     assert torch.isclose(total, ce + ms) and torch.isclose(parts["ms"], ms)
-    assert torch.isclose(total_loss(out, batch, {**config, "weight": 0.5})[0], ce + 0.5 * ms)
+    assert torch.isclose(total_loss(out, batch, config.model_copy(update={"weight": 0.5}))[0], ce + 0.5 * ms)
     with pytest.raises(ValueError, match="no MS head"):
         total_loss({"logits": out["logits"]}, batch, config)

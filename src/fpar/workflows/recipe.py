@@ -30,6 +30,7 @@ from typing import Any, Iterable
 import yaml
 
 from fpar.engine.config import load_config, require_same_settings, validate_config
+from fpar.engine.settings import ExperimentSettings
 from fpar.errors import FparError
 from fpar.io import write_text
 
@@ -41,7 +42,7 @@ SUMMARY_KEYS = ("run_dir", "best_ckpt", "last_ckpt", "best_val_accuracy", "epoch
 
 
 def load_recipe(path: str | os.PathLike, overrides: Iterable[str] = ()) -> list[dict[str, Any]]:
-    """Each stage as ``{"name", "config" (resolved dict), "init_from" (stage refs or None)}``.
+    """Each stage as ``{"name", "config" (ExperimentSettings), "init_from" (stage refs or None)}``.
 
     ``overrides`` apply to every stage, after the stage's own.
     """
@@ -49,7 +50,9 @@ def load_recipe(path: str | os.PathLike, overrides: Iterable[str] = ()) -> list[
     if not path.is_file():
         raise FparError(f"recipe not found: {path}")
     try:
-        recipe = yaml.safe_load(path.read_text()) or {}
+        recipe = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise FparError(f"{path} is not UTF-8 text (byte {exc.start}); save the recipe as UTF-8") from None
     except yaml.YAMLError as exc:
         raise FparError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(recipe, dict) or set(recipe) != {"stages"} or not isinstance(recipe["stages"], list) \
@@ -74,7 +77,7 @@ def load_recipe(path: str | os.PathLike, overrides: Iterable[str] = ()) -> list[
         init_from = entry.get("init_from")
         _check_stage_refs(init_from, [s["name"] for s in stages], f"{where} ('{name}')")
         stages.append({"name": name, "config": config, "init_from": init_from})
-    experiments = [s["config"]["experiment"] for s in stages]
+    experiments = [s["config"].experiment for s in stages]
     if len(set(experiments)) != len(experiments):
         raise FparError(f"{path}: two stages share an experiment name (run directory): {experiments}")
     return stages
@@ -101,7 +104,7 @@ def resolve_init_from(init_from: Any, stages: list[dict[str, Any]]) -> Any:
     """Stage references -> ``<experiment>/best.ckpt``, a path train() takes relative to the out root."""
     if init_from is None:
         return None
-    experiments = {s["name"]: s["config"]["experiment"] for s in stages}
+    experiments = {s["name"]: s["config"].experiment for s in stages}
     if "stage" in init_from:
         return f"{experiments[init_from['stage']]}/best.ckpt"
     return {key: f"{experiments[ref['stage']]}/best.ckpt" for key, ref in init_from.items()}
@@ -116,19 +119,19 @@ def run_state(run_dir: Path) -> str:
     return "new"
 
 
-def _train(config: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+def _train(config: ExperimentSettings, **kwargs: Any) -> dict[str, Any]:
     from fpar.engine.train import train  # Lightning loads only when something trains
 
     return train(config, **kwargs)
 
 
-def train_or_skip(config: dict[str, Any], out_dir: Path, **train_kwargs: Any) -> dict[str, Any]:
+def train_or_skip(config: ExperimentSettings, out_dir: Path, **train_kwargs: Any) -> dict[str, Any]:
     """Train one run unless it finished already; resume it if it was interrupted.
 
     Returns train()'s summary (without the metrics rows), ``seconds`` (wall time of the training)
     and ``state``, the state the run was found in: 'done', 'partial' or 'new'.
     """
-    run_dir = out_dir / config["experiment"]
+    run_dir = out_dir / config.experiment
     state = run_state(run_dir)
     if state != "new":
         require_same_settings(run_dir, config)
@@ -152,15 +155,14 @@ def run_recipe(path: str | os.PathLike, *, out_dir: str | os.PathLike = "runs", 
     stages = load_recipe(path, overrides)
     results = []
     for i, stage in enumerate(stages):
-        config = dict(stage["config"])
-        config["init_from"] = resolve_init_from(stage["init_from"], stages) or config["init_from"]
-        config = validate_config(config)
-        log(f"[{i + 1}/{len(stages)}] {stage['name']}: {config['experiment']}")
+        init_from = resolve_init_from(stage["init_from"], stages) or stage["config"].init_from
+        config = validate_config({**stage["config"].as_dict(), "init_from": init_from})
+        log(f"[{i + 1}/{len(stages)}] {stage['name']}: {config.experiment}")
         summary = train_or_skip(config, out_dir, **train_kwargs)
         what = {"done": "already done", "partial": "resumed", "new": "trained"}[summary["state"]]
         log(f"[{i + 1}/{len(stages)}] {stage['name']}: {what} ({summary['seconds']:.0f} s of training), "
             f"best val accuracy {format_accuracy(summary['best_val_accuracy'])} ({summary['run_dir']})")
-        results.append({"stage": stage["name"], "experiment": config["experiment"], **summary})
+        results.append({"stage": stage["name"], "experiment": config.experiment, **summary})
     return results
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from fpar.engine import recipe, sweep
+from fpar.workflows import recipe, sweep
 from fpar.errors import FparError
 
 from test_recipe import FakeTrain

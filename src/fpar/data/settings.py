@@ -1,0 +1,83 @@
+"""What the data layer needs to know, as typed settings validated where they enter.
+
+* :class:`ClipSettings`: how a clip is sampled and transformed, i.e. a model's input contract.
+  It travels in every checkpoint, and it is the only way a :class:`~fpar.data.ClipDataset` is
+  built (``ClipDataset.from_settings``), for training, evaluation, prediction and reports alike.
+* :class:`DataSettings`: an experiment's ``data`` section: the clip settings plus where the
+  dataset is, how it is split and how it is loaded.
+
+The modality and flow-mode vocabularies are declared here (the dataset implements them); views
+come from :mod:`fpar.data.transforms`, layouts from :mod:`fpar.data.layouts`. This module
+imports neither torch nor OpenCV.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional, Union
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from fpar.data.layouts import LAYOUTS
+
+MODALITIES = ("frames", "flow", "mmaps")
+# stack: L flow pairs stacked as channels (temporal stream); pairs: one flow pair per RGB frame (two-in-one)
+FLOW_MODES = ("stack", "pairs")
+
+Modality = Literal[MODALITIES]  # type: ignore[valid-type]
+
+
+class ClipSettings(BaseModel):
+    """How one clip is read: which modalities, how many frames, flow stacking, resize and crop."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    # a tuple from Python code is as good as a YAML list
+    modalities: Annotated[list[Modality], BeforeValidator(lambda v: list(v) if isinstance(v, tuple) else v)] = Field(
+        default_factory=lambda: ["frames"], min_length=1)
+    num_frames: int = Field(16, ge=1, le=1024)
+    stack_size: int = Field(5, ge=1, le=1024)
+    flow_mode: Literal[FLOW_MODES] = "stack"  # type: ignore[valid-type]
+    resize: int = Field(256, ge=1, le=8192)
+    crop: int = Field(224, ge=1, le=8192)
+
+    @field_validator("modalities")
+    @classmethod
+    def _once_each(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("must name each modality once")
+        return value
+
+    @model_validator(mode="after")
+    def _crop_fits(self) -> "ClipSettings":
+        if self.crop > self.resize:
+            raise ValueError(f"crop ({self.crop}) must not exceed resize ({self.resize})")
+        return self
+
+    def with_modality(self, modality: str) -> "ClipSettings":
+        """These settings, also reading ``modality`` (e.g. motion maps to show beside an MS head)."""
+        if modality in self.modalities:
+            return self
+        return self.model_copy(update={"modalities": [*self.modalities, modality]})
+
+
+class DataSettings(ClipSettings):
+    """An experiment's ``data`` section."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    root: Optional[str] = Field(None, min_length=1)
+    layout: Literal[("auto", *LAYOUTS)] = "auto"  # type: ignore[valid-type]
+    train_subjects: list[str] = Field(default_factory=lambda: ["S1", "S3", "S4"], min_length=1)
+    val_subjects: list[str] = Field(default_factory=lambda: ["S2"], min_length=1)
+    # one subject held out for validation, the rest trained on (overrides the two lists)
+    fold: Optional[str] = Field(None, min_length=1)
+    workers: int = Field(4, ge=0, le=256)
+    cache: bool = False
+    # the decoded-frame store (docs/data.md, "Dataset store"): true for the default folder beside the
+    # dataset, a path for another; built on first use
+    store: Union[bool, Annotated[str, Field(min_length=1)]] = False
+
+    @property
+    def clip(self) -> ClipSettings:
+        """The part of these settings a trained model's input depends on."""
+        return ClipSettings(**{key: getattr(self, key) for key in ClipSettings.model_fields})

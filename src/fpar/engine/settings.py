@@ -1,0 +1,146 @@
+"""An experiment's settings: typed, validated by pydantic where they enter, one class per section.
+
+:class:`ExperimentSettings` composes what each layer owns: ``data`` (:class:`fpar.data.settings.DataSettings`,
+whose clip part is the model's input contract), ``model`` (:class:`fpar.models.settings.ModelSettings`),
+``loss.ms`` (the MS head's :class:`fpar.models.ms_task.MSLossSettings`) and, owned here, the
+stage, optimiser, scheduler and trainer. Files, ``_base_`` inheritance, overrides and error lines
+are :mod:`fpar.engine.config`'s job. This module imports neither torch nor Lightning.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Optional, Union
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from fpar.data.settings import DataSettings
+from fpar.engine.stages import STAGE_OPTIONS, STAGES
+from fpar.models.ms_task import MSLossSettings
+from fpar.models.settings import ModelSettings
+
+PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed")
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULERS = ("multistep", "step", "none")
+MAX_SEED = 2**32 - 1
+
+
+def _yaml_number(value: Any) -> Any:
+    # YAML 1.1 reads "1e-4" (no dot) as a string; accept it as the number it obviously is.
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_yaml_number), Field(allow_inf_nan=False)]
+PositiveNumber = Annotated[float, BeforeValidator(_yaml_number), Field(gt=0.0, allow_inf_nan=False)]
+NonNegativeNumber = Annotated[float, BeforeValidator(_yaml_number), Field(ge=0.0, allow_inf_nan=False)]
+# An experiment name becomes a folder under --out: one plain path component, never a way out of it.
+def _plain_name(value: str) -> str:
+    if value in (".", "..") or not all(c.isalnum() or c in "_.+=-" for c in value):
+        raise ValueError("must be a plain name (letters, digits, _ . + = -), not a path")
+    return value
+
+
+PlainName = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_plain_name)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class StageSettings(Section):
+    """Which training stage's rules (``fpar.engine.stages``) decide what trains."""
+
+    name: Literal[STAGES]  # type: ignore[valid-type]
+    options: dict[str, bool] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _options_of_the_stage(self) -> "StageSettings":
+        unknown = sorted(set(self.options) - STAGE_OPTIONS.get(self.name, set()))
+        if unknown:
+            raise ValueError(f"stage '{self.name}' takes no option {', '.join(unknown)}")
+        return self
+
+
+class OptimizerSettings(Section):
+    name: Literal[OPTIMIZERS] = "adam"  # type: ignore[valid-type]
+    lr: PositiveNumber = 1.0e-4
+    weight_decay: NonNegativeNumber = 4.0e-5
+    eps: NonNegativeNumber = 1.0e-4
+    momentum: NonNegativeNumber = 0.9
+    # parameter group (see the stage rules) -> its own learning rate
+    group_lr: dict[str, PositiveNumber] = Field(default_factory=dict)
+
+
+class SchedulerSettings(Section):
+    name: Literal[SCHEDULERS] = "multistep"  # type: ignore[valid-type]
+    milestones: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [25, 75])
+    gamma: NonNegativeNumber = 0.1
+    step_size: int = Field(1, ge=1)
+
+    @field_validator("milestones")
+    @classmethod
+    def _increasing(cls, value: list[int]) -> list[int]:
+        if value != sorted(value):
+            raise ValueError("milestones must be increasing")
+        return value
+
+
+class LossSettings(Section):
+    # null: cross-entropy only; a mapping: also the MS head's loss
+    ms: Optional[MSLossSettings] = None
+
+
+def _precision_text(value: Any) -> Any:
+    # `precision: 32` in YAML is an int
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class TrainerSettings(Section):
+    epochs: int = Field(150, ge=1, le=100_000)
+    batch_size: int = Field(32, ge=1, le=65_536)
+    val_every: int = Field(5, ge=1)
+    precision: Annotated[Literal[PRECISIONS], BeforeValidator(_precision_text)] = "32"  # type: ignore[valid-type]
+    accelerator: str = Field("auto", min_length=1)
+    devices: Union[Annotated[int, Field(ge=1, le=4096)], Literal["auto"]] = Field(
+        1, description="an integer >= 1 or auto")
+    num_nodes: int = Field(1, ge=1, le=4096)
+    strategy: str = Field("auto", min_length=1)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+    deterministic: bool = True
+    log_every_n_steps: int = Field(10, ge=1)
+
+    @model_validator(mode="after")
+    def _validate_at_least_once(self) -> "TrainerSettings":
+        # A run shorter than the validation period still validates (at its end), so it has a best.ckpt
+        # for the next stage of a recipe; the resolved config.yaml records the value used.
+        if self.val_every > self.epochs:
+            self.val_every = self.epochs
+        return self
+
+
+InitFrom = Union[None, Annotated[str, Field(min_length=1)], dict[str, Annotated[str, Field(min_length=1)]]]
+
+
+class ExperimentSettings(Section):
+    """One experiment: what a run directory's ``config.yaml`` and a checkpoint's ``fpar.config`` hold."""
+
+    experiment: PlainName
+    model: ModelSettings
+    data: DataSettings = Field(default_factory=DataSettings)
+    stage: StageSettings
+    # the weights to start from; paths are relative to --out
+    init_from: InitFrom = Field(None, description="null, a checkpoint path or a mapping {submodule: checkpoint path}")
+    optimizer: OptimizerSettings = Field(default_factory=OptimizerSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    loss: LossSettings = Field(default_factory=LossSettings)
+    trainer: TrainerSettings = Field(default_factory=TrainerSettings)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values (YAML- and ``weights_only``-safe), every key present."""
+        return self.model_dump(mode="json")

@@ -1,0 +1,133 @@
+"""The package's layers import only downwards (ARCHITECTURE.md), and each vocabulary the CLI
+offers is the one its owner declares."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).parents[1] / "src"
+PACKAGE = SRC / "fpar"
+
+# Lower layers first; a module may import its own layer and the layers before it, never a later one.
+LAYERS = [
+    {"errors", "io"},
+    {"data", "prepare"},
+    {"models"},
+    {"checkpoint"},
+    {"interop", "engine"},
+    {"viz"},
+    {"workflows", "bench"},
+    {"cli"},
+    {"__main__"},
+]
+RANK = {part: rank for rank, parts in enumerate(LAYERS) for part in parts}
+# Within one layer the packages stay independent where the order says so.
+FORBIDDEN_SIDEWAYS = {("data", "prepare"), ("interop", "engine"), ("engine", "interop")}
+
+
+def _part(module: str) -> str | None:
+    """``fpar.engine.train`` -> ``engine``; the package root itself -> None."""
+    pieces = module.split(".")
+    return pieces[1] if len(pieces) > 1 and pieces[0] == "fpar" else None
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module))
+            if node.module == "fpar":  # `from fpar import x`: x is the part imported
+                found += [(node.lineno, f"fpar.{alias.name}") for alias in node.names
+                          if not alias.name.startswith("__")]  # dunders are the root's own (__version__)
+    return found
+
+
+def _modules():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = ".".join(path.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__")
+        yield path, module
+
+
+@pytest.mark.parametrize("path, module", list(_modules()), ids=lambda value: str(value).split("src/")[-1])
+def test_imports_point_down_the_layers(path, module):
+    own = _part(module)
+    if own is None:
+        return  # the package root (version) imports nothing
+    assert own in RANK, f"{module}: package '{own}' has no place in the layer order (add it to ARCHITECTURE.md)"
+    for line, target in _imports(path):
+        theirs = _part(target)
+        if theirs is None or theirs == own:
+            continue
+        assert theirs in RANK, f"{module}:{line} imports {target}, which has no layer"
+        assert RANK[theirs] <= RANK[own], f"{module}:{line} imports {target}: '{own}' sits below '{theirs}'"
+        assert (own, theirs) not in FORBIDDEN_SIDEWAYS, f"{module}:{line} imports {target} sideways"
+
+
+def test_building_the_cli_loads_neither_torch_nor_lightning_nor_opencv():
+    code = ("import sys\nfrom fpar.cli import build_parser\nbuild_parser()\n"
+            "print(','.join(m for m in ('torch', 'lightning', 'cv2') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            env={"PYTHONPATH": str(SRC), "PATH": ""})
+    assert result.stdout.strip() == ""
+
+
+def _choices(parser, *path: str, option: str) -> tuple:
+    """The ``choices`` of ``option`` on the sub-command reached by ``path``."""
+    for name in path:
+        subparsers = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+        parser = subparsers.choices[name]
+    action = next(a for a in parser._actions if option in a.option_strings or a.dest == option)
+    return tuple(action.choices)
+
+
+def test_the_cli_offers_each_vocabulary_its_owner_declares():
+    from fpar.cli import build_parser
+    from fpar.data.layouts import LAYOUTS
+    from fpar.data.transforms import VIEWS
+    from fpar.engine.settings import PRECISIONS
+    from fpar.interop.contract import KINDS
+    from fpar.models.settings import BLOCKS_PER_STAGE
+    from fpar.prepare.flow import FLOW_METHODS
+
+    parser = build_parser()
+    assert _choices(parser, "eval", option="--views") == VIEWS
+    assert _choices(parser, "data", "check", option="--layout") == ("auto", *LAYOUTS)
+    for command in ("train", "run", "sweep"):
+        assert _choices(parser, command, option="--precision") == PRECISIONS
+    for command in ("predict", "cam", "prepare", "prepare-gtea"):
+        assert _choices(parser, command, option="--flow") == FLOW_METHODS
+    assert _choices(parser, "flow", option="--method") == FLOW_METHODS
+    assert _choices(parser, "import-reference", option="kind") == tuple(KINDS)
+    assert _choices(parser, "models", option="--backbone") == tuple(sorted(BLOCKS_PER_STAGE))
+
+
+def test_settings_accept_exactly_each_owners_vocabulary():
+    from typing import get_args
+
+    from fpar.data.layouts import LAYOUTS
+    from fpar.data.settings import FLOW_MODES, MODALITIES, ClipSettings, DataSettings
+    from fpar.engine.settings import PRECISIONS, StageSettings, TrainerSettings
+    from fpar.engine.stages import STAGES
+    from fpar.models.ms_task import MS_REGRESSION_LOSSES, MS_TASKS, MSLossSettings
+
+    def literal(model, field):
+        annotation = model.model_fields[field].annotation
+        while not get_args(annotation) or get_args(annotation)[0].__class__.__name__ != "str":
+            annotation = get_args(annotation)[0]
+        return get_args(annotation)
+
+    assert literal(ClipSettings, "modalities") == MODALITIES
+    assert literal(ClipSettings, "flow_mode") == FLOW_MODES
+    assert literal(DataSettings, "layout") == ("auto", *LAYOUTS)
+    assert literal(StageSettings, "name") == STAGES
+    assert literal(TrainerSettings, "precision") == PRECISIONS
+    assert literal(MSLossSettings, "kind") == MS_TASKS
+    assert literal(MSLossSettings, "regression") == tuple(MS_REGRESSION_LOSSES)

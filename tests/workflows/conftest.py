@@ -1,0 +1,8 @@
+"""Engine and workflow tests run single-threaded (the test machine's cores are shared)."""
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _single_thread(one_thread):
+    yield
