@@ -9,7 +9,7 @@ import json
 from fpar.cli.common import at_least
 from fpar.errors import FparError
 
-FLOW_METHODS = ("tvl1", "dis", "farneback")
+FLOW_METHODS = ("tvl1", "tvl1-opencv", "dis", "farneback")  # as fpar.prepare.flow.METHODS (not imported: keeps startup fast)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -10,7 +10,7 @@ from fpar.errors import FparError
 
 MIN_SIZE = 16  # px; OpenCV's flow methods need frames of at least 12 px
 
-FLOW_METHODS = ("tvl1", "dis", "farneback")
+FLOW_METHODS = ("tvl1", "tvl1-opencv", "dis", "farneback")  # as fpar.prepare.flow.METHODS (not imported: keeps startup fast)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
