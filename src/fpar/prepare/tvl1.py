@@ -11,8 +11,8 @@ coarse to fine. **Pyramid**: ``nscales`` levels, each a bilinear ``cv2.resize`` 
 size ``round(size * zoom)``; no presmoothing (OpenCV has none); levels below 16 px are dropped.
 The flow of a level is upsampled bilinearly to the next and divided by ``zoom``.
 **Per level**, ``warps`` times: warp ``I1`` and its centred gradient (replicated borders) by the
-current flow with bicubic interpolation (OpenCV's remap: coordinates rounded to 1/32 px, taps
-outside the image are 0), and linearise ``rho(u) = rho_c + grad I1w . u``. Then alternate, with
+current flow with bicubic interpolation (as OpenCV's remap of float images: the Keys kernel with
+``a = -0.75`` at the exact positions, taps outside the image are 0), and linearise ``rho(u) = rho_c + grad I1w . u``. Then alternate, with
 ``l_t = lambda * theta`` and ``g = |grad I1w|^2``, until ``sum |u_new - u|^2 <= epsilon^2 * H * W``
 or ``outer x inner`` iterations (the outer loop first median-filters u, 5x5, replicated borders):
 
@@ -69,7 +69,6 @@ class TVL1Params:
 
 
 MIN_LEVEL_SIZE = 16  # px; OpenCV stops the pyramid at a level narrower or lower than this
-REMAP_SUBPIXELS = 32  # OpenCV's remap samples at 1/32 px
 
 
 def tvl1_flow(
@@ -143,8 +142,8 @@ def _warp_bicubic(images: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     n, _, height, width = images.shape
     ys = torch.arange(height, device=flow.device, dtype=flow.dtype).view(1, height, 1)
     xs = torch.arange(width, device=flow.device, dtype=flow.dtype).view(1, 1, width)
-    sx = (flow[:, 0] + xs).mul_(REMAP_SUBPIXELS).round_().mul_(2 / (REMAP_SUBPIXELS * (width - 1))).sub_(1)
-    sy = (flow[:, 1] + ys).mul_(REMAP_SUBPIXELS).round_().mul_(2 / (REMAP_SUBPIXELS * (height - 1))).sub_(1)
+    sx = (flow[:, 0] + xs).mul_(2 / (width - 1)).sub_(1)  # grid_sample's [-1, 1] corner-aligned coordinates
+    sy = (flow[:, 1] + ys).mul_(2 / (height - 1)).sub_(1)
     grid = torch.stack([sx, sy], -1)
     return F.grid_sample(images, grid, mode="bicubic", padding_mode="zeros", align_corners=True)
 
