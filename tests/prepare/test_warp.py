@@ -102,3 +102,5 @@ def test_pair_flows_user_errors():
         pair_flows(frames, device="gpu0")
     with pytest.raises(FparError, match="batch size"):
         pair_flows(frames, batch_size=0)
+    with pytest.raises(FparError, match="frames of one size"):
+        list(pair_flows([np.zeros(SIZE, np.uint8), np.zeros((40, 40), np.uint8)], method="dis"))

@@ -83,7 +83,7 @@ def _batched_tvl1_flows(frames: Iterable[np.ndarray], warp: bool, device: torch.
     seconds: list[np.ndarray] = []
     prev = None
     for frame in frames:
-        grey = _gray(frame)
+        grey = _same_size(_gray(frame), prev)
         if prev is not None:
             firsts.append(prev)
             seconds.append(stabilise(prev, grey) if warp else grey)
@@ -103,10 +103,16 @@ def _tvl1_batch(firsts: list[np.ndarray], seconds: list[np.ndarray], device: tor
 def _paired_flows(frames: Iterable[np.ndarray], estimate: FlowFn, warp: bool) -> Iterator[np.ndarray]:
     prev = None
     for frame in frames:
-        grey = _gray(frame)
+        grey = _same_size(_gray(frame), prev)
         if prev is not None:
             yield estimate(prev, stabilise(prev, grey) if warp else grey)
         prev = grey
+
+
+def _same_size(grey: np.ndarray, prev: np.ndarray | None) -> np.ndarray:
+    if prev is not None and grey.shape != prev.shape:
+        raise FparError(f"flow needs frames of one size: a {grey.shape[1]}x{grey.shape[0]} frame follows a {prev.shape[1]}x{prev.shape[0]} one")
+    return grey
 
 
 def _torch_device(device: str) -> torch.device:

@@ -51,6 +51,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fpar.errors import FparError
+
 
 @dataclass(frozen=True)
 class TVL1Params:
@@ -83,6 +85,8 @@ def tvl1_flow(
     (default: the inputs' device).
     """
     first_t, second_t = (torch.as_tensor(x) for x in (first, second))
+    if first_t.shape != second_t.shape or first_t.ndim not in (2, 3) or min(first_t.shape[-2:]) < 3:
+        raise FparError(f"TV-L1 needs two grey images (or batches) of one size, at least 3x3; got {tuple(first_t.shape)} and {tuple(second_t.shape)}")
     single = first_t.ndim == 2
     if single:
         first_t, second_t = first_t[None], second_t[None]
@@ -139,7 +143,7 @@ def centred_gradient(image: torch.Tensor) -> torch.Tensor:
 
 def _warp_bicubic(images: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """``images`` (N, C, H, W) sampled at ``x + flow`` like ``cv2.remap(INTER_CUBIC)``, 0 outside."""
-    n, _, height, width = images.shape
+    height, width = images.shape[-2:]
     ys = torch.arange(height, device=flow.device, dtype=flow.dtype).view(1, height, 1)
     xs = torch.arange(width, device=flow.device, dtype=flow.dtype).view(1, 1, width)
     sx = (flow[:, 0] + xs).mul_(2 / (width - 1)).sub_(1)  # grid_sample's [-1, 1] corner-aligned coordinates
@@ -183,7 +187,17 @@ def _solve_level(i0: torch.Tensor, i1: torch.Tensor, flow: torch.Tensor, params:
     return flow
 
 
-def _iterate(flow, dual, grad_w, rho_c, neg_inv_g, l_t, taut, params, stop) -> None:
+def _iterate(
+    flow: torch.Tensor,
+    dual: torch.Tensor,
+    grad_w: torch.Tensor,
+    rho_c: torch.Tensor,
+    neg_inv_g: torch.Tensor,
+    l_t: float,
+    taut: float,
+    params: TVL1Params,
+    stop: float,
+) -> None:
     """The inner/outer iterations of one warp, updating ``flow`` and ``dual`` in place.
 
     Pairs that converge leave the working set; see the module docstring.
