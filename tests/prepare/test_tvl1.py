@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from fpar.prepare.flow import compute_flow, quantize_flow
-from fpar.prepare.tvl1 import resize_linear, tvl1_flow
+from fpar.errors import FparError
+from fpar.prepare import tvl1
+from fpar.prepare.tvl1 import median_shifted, resize_linear, tvl1_flow
 from fpar.prepare.video import read_video
 
 from .conftest import texture
@@ -71,3 +73,23 @@ def test_resize_matches_opencv():
     np.testing.assert_allclose(ours, cv2.resize(image, None, fx=0.8, fy=0.8, interpolation=cv2.INTER_LINEAR), atol=1e-3)
     up = resize_linear(torch.from_numpy(image), (50, 71)).numpy()
     np.testing.assert_allclose(up, cv2.resize(image, (71, 50), interpolation=cv2.INTER_LINEAR), atol=1e-3)
+
+
+def test_device_median_matches_opencv():
+    """The median used off the CPU (checked here on the CPU) is cv2.medianBlur's, borders included."""
+    flow = np.random.default_rng(1).normal(0, 2, (2, 2, 23, 31)).astype(np.float32)
+    ours = median_shifted(torch.from_numpy(flow), 5).numpy()
+    theirs = np.stack([[cv2.medianBlur(plane, 5) for plane in pair] for pair in flow])
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def test_mismatched_images_are_a_user_error():
+    with pytest.raises(FparError, match="of one size"):
+        tvl1_flow(np.zeros((20, 30), np.uint8), np.zeros((20, 31), np.uint8))
+
+
+def test_device_median_path_gives_the_same_flow(monkeypatch):
+    first, second = shifted_pair(2, -1, 48, 64)
+    on_cpu = tvl1_flow(first, second)
+    monkeypatch.setattr(tvl1, "_median5", lambda flow, size: flow.copy_(median_shifted(flow, size)))
+    torch.testing.assert_close(tvl1_flow(first, second), on_cpu, atol=1e-5, rtol=0)

@@ -122,10 +122,12 @@ def resize_linear(x: torch.Tensor, size: tuple[int, int], scale: float | None = 
     for dim, out_size in ((-1, size[1]), (-2, size[0])):
         in_size = x.shape[dim]
         step = scale if scale is not None else in_size / out_size
-        pos = ((torch.arange(out_size, device=x.device, dtype=torch.float64) + 0.5) * step - 0.5).clamp_(0, in_size - 1)
+        # positions in double, as OpenCV computes them, on the CPU (not every device has doubles)
+        pos = ((torch.arange(out_size, dtype=torch.float64) + 0.5) * step - 0.5).clamp_(0, in_size - 1)
         low = pos.floor().long()
         high = (low + 1).clamp_(max=in_size - 1)
-        weight = (pos - low).to(x.dtype)
+        weight = (pos - low).to(x.device, x.dtype)
+        low, high = low.to(x.device), high.to(x.device)
         shape = [1] * x.ndim
         shape[dim] = out_size
         a, b = x.index_select(dim, low), x.index_select(dim, high)
@@ -159,12 +161,17 @@ def _median5(flow: torch.Tensor, size: int) -> torch.Tensor:
         for plane in planes:
             plane[...] = cv2.medianBlur(plane, size)
         return flow
+    return flow.copy_(median_shifted(flow, size))
+
+
+def median_shifted(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Median filter (size x size, replicated borders) of the last two dims, on any device: the
+    median of the ``size**2`` shifted copies (what ``cv2.medianBlur`` computes on the CPU)."""
     pad = size // 2
-    padded = F.pad(flow, (pad, pad, pad, pad), mode="replicate")
-    height, width = flow.shape[-2:]
+    padded = F.pad(images, (pad, pad, pad, pad), mode="replicate")
+    height, width = images.shape[-2:]
     shifted = torch.stack([padded[..., dy : dy + height, dx : dx + width] for dy in range(size) for dx in range(size)])
-    flow.copy_(shifted.median(0).values)
-    return flow
+    return shifted.median(0).values
 
 
 def _solve_level(i0: torch.Tensor, i1: torch.Tensor, flow: torch.Tensor, params: TVL1Params) -> torch.Tensor:
