@@ -13,6 +13,7 @@ from fpar.prepare.warp import camera_homography, stabilise
 from .conftest import texture
 
 SIZE = (72, 96)
+needs_opencv_tvl1 = pytest.mark.skipif(not hasattr(cv2, "optflow"), reason="needs opencv-contrib")
 
 
 def panned(scene: np.ndarray, homography: np.ndarray) -> np.ndarray:
@@ -35,9 +36,7 @@ def test_pure_pan_gives_near_zero_flow():
     assert np.linalg.norm(unwarped, axis=-1).mean() > 2
 
 
-@pytest.mark.parametrize(
-    "method", ["tvl1", pytest.param("tvl1-opencv", marks=pytest.mark.skipif(not hasattr(cv2, "optflow"), reason="needs opencv-contrib"))]
-)
+@pytest.mark.parametrize("method", ["tvl1", pytest.param("tvl1-opencv", marks=needs_opencv_tvl1)])
 def test_moving_object_keeps_its_motion_over_a_pan(method):
     camera, own = np.array([3.0, -1.0]), np.array([-2.0, 2.0])  # px per frame, image coordinates
     background = texture(SIZE[0] + 20, SIZE[1] + 20, seed=8)

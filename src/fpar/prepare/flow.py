@@ -78,7 +78,9 @@ def pair_flows(
     return _paired_flows(frames, flow_estimator(method), warp)
 
 
-def _batched_tvl1_flows(frames: Iterable[np.ndarray], warp: bool, device: torch.device, batch_size: int) -> Iterator[np.ndarray]:
+def _batched_tvl1_flows(
+    frames: Iterable[np.ndarray], warp: bool, device: torch.device, batch_size: int
+) -> Iterator[np.ndarray]:
     firsts: list[np.ndarray] = []
     seconds: list[np.ndarray] = []
     prev = None
@@ -111,7 +113,8 @@ def _paired_flows(frames: Iterable[np.ndarray], estimate: FlowFn, warp: bool) ->
 
 def _same_size(grey: np.ndarray, prev: np.ndarray | None) -> np.ndarray:
     if prev is not None and grey.shape != prev.shape:
-        raise FparError(f"flow needs frames of one size: a {grey.shape[1]}x{grey.shape[0]} frame follows a {prev.shape[1]}x{prev.shape[0]} one")
+        (h, w), (prev_h, prev_w) = grey.shape, prev.shape
+        raise FparError(f"flow needs frames of one size: a {w}x{h} frame follows a {prev_w}x{prev_h} one")
     return grey
 
 

@@ -7,14 +7,15 @@ flow sees the same flow from this one. For images ``I0, I1`` (grey levels 0..255
     E(u) = sum |grad u1| + |grad u2| + lambda * |rho(u)|,   rho(u) = I1(x + u) - I0(x)
 
 coarse to fine. **Pyramid**: ``nscales`` levels, each a bilinear ``cv2.resize`` of the previous by
-``zoom`` (0.8) with OpenCV's pixel-centre mapping ``src = (dst + 0.5) / zoom - 0.5`` and output
-size ``round(size * zoom)``; no presmoothing (OpenCV has none); levels below 16 px are dropped.
-The flow of a level is upsampled bilinearly to the next and divided by ``zoom``.
-**Per level**, ``warps`` times: warp ``I1`` and its centred gradient (replicated borders) by the
-current flow with bicubic interpolation (as OpenCV's remap of float images: the Keys kernel with
-``a = -0.75`` at the exact positions, taps outside the image are 0), and linearise ``rho(u) = rho_c + grad I1w . u``. Then alternate, with
-``l_t = lambda * theta`` and ``g = |grad I1w|^2``, until ``sum |u_new - u|^2 <= epsilon^2 * H * W``
-or ``outer x inner`` iterations (the outer loop first median-filters u, 5x5, replicated borders):
+``zoom`` (0.8) with OpenCV's pixel-centre mapping ``src = (dst + 0.5) / zoom - 0.5`` and output size
+``round(size * zoom)``; no presmoothing (OpenCV has none); levels below 16 px are dropped. The flow
+of a level is upsampled bilinearly to the next and divided by ``zoom``. **Per level**, ``warps``
+times: warp ``I1`` and its centred gradient (replicated borders) by the current flow with bicubic
+interpolation (as OpenCV's remap of float images: the Keys kernel with ``a = -0.75`` at the exact
+positions, taps outside the image are 0), and linearise ``rho(u) = rho_c + grad I1w . u``. Then
+alternate, with ``l_t = lambda * theta`` and ``g = |grad I1w|^2``, until ``sum |u_new - u|^2 <=
+epsilon^2 * H * W`` or ``outer x inner`` iterations (the outer loop first median-filters u, 5x5,
+replicated borders):
 
     v = u + c * grad I1w,   c = clamp(-rho(u) / g, -l_t, l_t)     (thresholding step)
     u = v + theta * div p                                          (div: backward differences)
@@ -36,9 +37,14 @@ Performance (the solver is a few hundred cheap stencil steps; everything is memo
 * stopping is per pair, as OpenCV's: a pair whose error falls below epsilon leaves the batch for the
   rest of that warp (its state is written back and the working tensors shrink), so an easy pair
   costs no more than alone, and a hard one does not make the others iterate;
-* buffers are allocated once per level and updated in place;
+* buffers are allocated once per warp and updated in place;
 * on CPU the median uses ``cv2.medianBlur`` (exact, vectorised) on the tensors' memory; elsewhere it
   is the median of the 25 shifted copies.
+
+Measured on one CPU core (docs/prepare.md): about 5x faster than OpenCV's, with a mean end-point
+error to it of 0.02 px on real frames, no more than OpenCV's own flow moves when its input changes by
+a thousandth of a grey level (the median and the threshold turn rounding differences into small
+flow differences).
 """
 
 from __future__ import annotations
@@ -86,7 +92,8 @@ def tvl1_flow(
     """
     first_t, second_t = (torch.as_tensor(x) for x in (first, second))
     if first_t.shape != second_t.shape or first_t.ndim not in (2, 3) or min(first_t.shape[-2:]) < 3:
-        raise FparError(f"TV-L1 needs two grey images (or batches) of one size, at least 3x3; got {tuple(first_t.shape)} and {tuple(second_t.shape)}")
+        shapes = f"{tuple(first_t.shape)} and {tuple(second_t.shape)}"
+        raise FparError(f"TV-L1 needs two grey images (or batches) of one size, at least 3x3; got {shapes}")
     single = first_t.ndim == 2
     if single:
         first_t, second_t = first_t[None], second_t[None]
