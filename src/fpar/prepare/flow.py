@@ -1,14 +1,17 @@
-"""Dense optical flow between consecutive frames, and its 8-bit storage (docs/method.md §2).
+"""Dense optical flow between consecutive frames, and its 8-bit storage (docs/method.md §2, docs/prepare.md).
 
 ``tvl1`` is the faithful choice for real datasets: the reference's flow is TV-L1 as computed by
-dense_flow. ``dis`` is ~200x faster and good enough for tests, demos and quick looks;
-``farneback`` is there for OpenCV builds without the contrib ``optflow`` module.
+dense_flow. It is :mod:`fpar.prepare.tvl1`, OpenCV's algorithm in PyTorch: batched, on CPU or GPU.
+``tvl1-opencv`` is OpenCV's own (opencv-contrib). ``dis`` is much faster and good enough for tests,
+demos and quick looks; ``farneback`` is there for OpenCV builds without the contrib module.
+:func:`pair_flows` is the streaming entry point for whole videos, optionally with the camera's
+motion removed first (``warp``, :mod:`fpar.prepare.warp`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -17,8 +20,11 @@ from tqdm import tqdm
 from fpar.errors import FparError
 from fpar.io import atomic_path
 
-# The flow methods: the CLI offers exactly these. cv2 (and the video reader) are imported inside the
-# functions, so building the CLI does not load them.
+if TYPE_CHECKING:
+    import torch
+
+# The flow methods: the CLI offers exactly these. torch, cv2 and the modules built on them are
+# imported inside the functions, so building the CLI does not load them.
 FLOW_METHODS = ("tvl1", "tvl1-opencv", "dis", "farneback")
 DEFAULT_BOUND = 20.0  # px; the usual dense_flow bound
 
@@ -27,12 +33,16 @@ FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 def flow_estimator(method: str = "tvl1") -> FlowFn:
     """A function ``(prev, next) -> float32 (H, W, 2)`` flow. Build one per video, not per frame:
-    the OpenCV objects allocate their pyramids once."""
+    the OpenCV objects allocate their pyramids once. For many pairs, :func:`pair_flows` batches."""
     import cv2
 
+    from fpar.prepare.tvl1 import tvl1_flow
+
     if method == "tvl1":
+        return lambda prev, nxt: tvl1_flow(_gray(prev), _gray(nxt)).numpy()
+    if method == "tvl1-opencv":
         if not hasattr(cv2, "optflow"):
-            raise FparError("flow method tvl1 needs opencv-contrib (cv2.optflow); use --flow dis or farneback")
+            raise FparError("flow method tvl1-opencv needs opencv-contrib (cv2.optflow); use --flow tvl1, dis or farneback")
         tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()  # defaults: tau, lambda, theta, scales, warps as dense_flow
         return lambda prev, nxt: tvl1.calc(_gray(prev), _gray(nxt), None)
     if method == "dis":
@@ -44,22 +54,96 @@ def flow_estimator(method: str = "tvl1") -> FlowFn:
 
 
 def pair_flows(
-    frames: Iterable[np.ndarray], *, method: str = "tvl1", warp: bool = False, device: str = "cpu", batch_size: int = 8
+    frames: Iterable[np.ndarray],
+    *,
+    method: str = "tvl1",
+    warp: bool = False,
+    device: str = "cpu",
+    batch_size: int = 8,
 ) -> Iterator[np.ndarray]:
-    """Flow of each consecutive pair of ``frames``, float32 ``(H, W, 2)``, lazily (one frame held at a time).
+    """Flow from each frame to the next, float32 ``(H, W, 2)``, in order (one fewer than the frames).
 
-    ``batch_size`` is accepted for the batched implementation's signature; this loop needs none.
+    ``frames`` (RGB or grey uint8, all one size) is consumed lazily: at most ``batch_size + 1`` of
+    them are held at a time, so memory does not grow with the video. ``tvl1`` solves
+    ``batch_size`` pairs at once on ``device`` ("cpu", "cuda", "cuda:1", ...); the other methods run
+    pair by pair on the CPU. ``warp`` first removes the camera's motion (the second frame of each
+    pair is stabilised onto the first), so the flow holds what moved in the scene.
     """
-    if warp or device != "cpu":
-        raise FparError(f"flow with warp={warp} on device {device!r} is not available yet (use --device cpu, no warp)")
     if method not in FLOW_METHODS:
         raise FparError(f"unknown flow method {method!r} (choose {', '.join(FLOW_METHODS)})")
-    estimate = flow_estimator("tvl1" if method.startswith("tvl1") else method)
-    previous = None
+    if batch_size < 1:
+        raise FparError(f"flow batch size must be at least 1, got {batch_size}")
+    target = _torch_device(device)
+    if method == "tvl1":
+        _check_available(target)
+        return _batched_tvl1_flows(frames, warp, target, batch_size)
+    if target.type != "cpu":
+        raise FparError(f"flow method {method} runs on the CPU only; device {device!r} needs method tvl1")
+    return _paired_flows(frames, flow_estimator(method), warp)
+
+
+def _batched_tvl1_flows(
+    frames: Iterable[np.ndarray], warp: bool, device: "torch.device", batch_size: int
+) -> Iterator[np.ndarray]:
+    from fpar.prepare.warp import stabilise
+
+    firsts: list[np.ndarray] = []
+    seconds: list[np.ndarray] = []
+    prev = None
     for frame in frames:
-        if previous is not None:
-            yield estimate(previous, frame)
-        previous = frame
+        grey = _same_size(_gray(frame), prev)
+        if prev is not None:
+            firsts.append(prev)
+            seconds.append(stabilise(prev, grey) if warp else grey)
+        prev = grey
+        if len(firsts) == batch_size:
+            yield from _tvl1_batch(firsts, seconds, device)
+            firsts, seconds = [], []
+    if firsts:
+        yield from _tvl1_batch(firsts, seconds, device)
+
+
+def _tvl1_batch(firsts: list[np.ndarray], seconds: list[np.ndarray], device: "torch.device") -> Iterator[np.ndarray]:
+    import torch
+
+    from fpar.prepare.tvl1 import tvl1_flow
+
+    flows = tvl1_flow(torch.from_numpy(np.stack(firsts)), torch.from_numpy(np.stack(seconds)), device=device)
+    yield from flows.cpu().numpy()
+
+
+def _paired_flows(frames: Iterable[np.ndarray], estimate: FlowFn, warp: bool) -> Iterator[np.ndarray]:
+    from fpar.prepare.warp import stabilise
+
+    prev = None
+    for frame in frames:
+        grey = _same_size(_gray(frame), prev)
+        if prev is not None:
+            yield estimate(prev, stabilise(prev, grey) if warp else grey)
+        prev = grey
+
+
+def _same_size(grey: np.ndarray, prev: np.ndarray | None) -> np.ndarray:
+    if prev is not None and grey.shape != prev.shape:
+        (h, w), (prev_h, prev_w) = grey.shape, prev.shape
+        raise FparError(f"flow needs frames of one size: a {w}x{h} frame follows a {prev_w}x{prev_h} one")
+    return grey
+
+
+def _torch_device(device: str) -> "torch.device":
+    import torch
+
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise FparError(f"unknown device {device!r} (e.g. cpu, cuda, cuda:1)") from error
+
+
+def _check_available(device: "torch.device") -> None:
+    import torch
+
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise FparError(f"device {str(device)!r}: no CUDA GPU is available here; use device cpu")
 
 
 def compute_flow(prev_rgb_or_gray: np.ndarray, next_rgb_or_gray: np.ndarray, method: str = "tvl1") -> np.ndarray:
