@@ -61,7 +61,7 @@ def test_tree_run_passes_data_check_and_reruns_skip(tmp_path, capsys):
     assert report.ok, report.format()
     assert report.instances == 6 and set(report.subjects) == {"S1", "S2"}
     record = json.loads((out / "processed_frames/S1/close_jar/take_0/prepare.json").read_text())
-    assert record["flow"] == "dis" and record["size"] == 36 and record["bound"] == 20.0 and record["warp"] is False
+    assert record["flow"] == "dis" and record["size"] == 36 and record["bound"] == 20.0 and record["warp"] is True  # the CLI default: warp flow
     assert prepare("--tree", str(src), "--out", str(out)) == 0
     assert "0 instances written (0 frames), 6 already prepared" in capsys.readouterr().out
 
@@ -255,3 +255,14 @@ def test_write_manifest_round_trips(tmp_path, capsys):
     assert "2 jobs, 0 annotation problems" in capsys.readouterr().out
     assert read_manifest(tmp_path / "again.csv") == read_manifest(tmp_path / "m.csv")
     assert not (tmp_path / "out").exists()
+
+
+def test_no_warp_is_recorded_and_a_warp_rerun_is_refused(tmp_path, capsys):
+    src = make_tree(tmp_path / "src")
+    out = tmp_path / "out"
+    assert prepare("--tree", str(src), "--out", str(out), "--no-warp") == 0
+    record = json.loads((out / "processed_frames/S1/close_jar/take_0/prepare.json").read_text())
+    assert record["warp"] is False
+    capsys.readouterr()
+    assert prepare("--tree", str(src), "--out", str(out)) == 1  # warp flow asked of instances made without
+    assert "warp" in capsys.readouterr().out

@@ -105,6 +105,9 @@ def _add_flow_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bound", type=positive_bound, default=20.0,
                         help="flow clipped to ±BOUND px before 8-bit coding (default 20)")
     parser.add_argument("--size", type=at_least(MIN_SIZE), help="resize so the short side is SIZE px (default: keep)")
+    parser.add_argument("--warp", action=argparse.BooleanOptionalAction, default=True,
+                        help="remove the camera's motion before the flow (warp flow, what the temporal stream "
+                             "is trained on; default on)")
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -173,7 +176,7 @@ def _run(jobs: list, problems: list[str], args: argparse.Namespace) -> int:
     total = len(jobs)
     if args.shard:
         jobs = shard(jobs, *args.shard)
-    options = RunOptions(args.out, flow=args.flow, bound=args.bound, size=args.size,
+    options = RunOptions(args.out, flow=args.flow, bound=args.bound, size=args.size, warp=args.warp,
                          max_frames=getattr(args, "max_frames", None), device=args.device, overwrite=args.overwrite)
     report = run_jobs(jobs, options, workers=args.workers)
     for line in problems + report.summary():
@@ -189,7 +192,7 @@ def prepare_gtea_command(args: argparse.Namespace) -> int:
     from fpar.prepare import import_gtea
 
     result = import_gtea(
-        args.raw, args.out, flow=args.flow, bound=args.bound, size=args.size,
+        args.raw, args.out, flow=args.flow, bound=args.bound, size=args.size, warp=args.warp,
         frames_dir=args.frames_dir, labels_dir=args.labels_dir, workers=args.workers, shard_of=args.shard,
         device=args.device, overwrite=args.overwrite,
     )

@@ -118,6 +118,7 @@ def import_gtea(
     flow: str = "tvl1",
     bound: float = DEFAULT_BOUND,
     size: int | None = None,
+    warp: bool = True,
     frames_dir: str = "png",
     labels_dir: str = "labels",
     workers: int = 1,
@@ -136,7 +137,7 @@ def import_gtea(
     jobs = check_jobs(jobs)
     if shard_of is not None:
         jobs = shard(jobs, *shard_of)
-    options = RunOptions(str(out_root), flow=flow, bound=bound, size=size, device=device, overwrite=overwrite)
+    options = RunOptions(str(out_root), flow=flow, bound=bound, size=size, warp=warp, device=device, overwrite=overwrite)
     report = run_jobs(jobs, options, workers=workers, progress=progress)
     for line in report.summary():
         _warn(problems, line)
