@@ -137,6 +137,7 @@ class LineProgress(ProgressBar):
         self._started = 0.0
         self._first_epoch = 0
         self._validated = False
+        self._lr: float | None = None
 
     def disable(self) -> None:
         self._enabled = False
