@@ -82,3 +82,15 @@ def test_logger_choices_and_missing_extras_are_one_line(tiny_data, tmp_path, cap
         err = capsys.readouterr().err.strip()
         assert f"pip install {package}" in err and "\n" not in err
         assert not (tmp_path / name / "tiny" / "last.ckpt").exists()
+
+
+def test_a_resumed_run_may_log_elsewhere(tiny_data, tmp_path):
+    from fpar.engine.train import train
+
+    config = tiny_config(trainer={"epochs": 1, "logger": "csv"})
+    train(config, data_root=tiny_data, out_dir=tmp_path, progress=False)
+    config["trainer"].update(epochs=2, logger=[])
+    result = train(config, data_root=tiny_data, out_dir=tmp_path, resume=True, progress=False)
+    assert result["epochs_done"] == 2 and len(result["metrics"]) == 2
+    assert len((tmp_path / "tiny" / "csv" / "metrics.csv").read_text().splitlines()) > 1
+    assert not (tmp_path / "tiny" / "tensorboard").exists()

@@ -62,8 +62,8 @@ def train(config: ExperimentSettings | dict[str, Any], *, data_root: str | os.Pa
         raise FparError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another "
                         "--out or experiment name")
     resume_from = last if resume and last.exists() else None
-    if resume_from is not None:  # a resumed run may train longer, not differently
-        require_same_settings(run_dir, config, allowed={"trainer.epochs"})
+    if resume_from is not None:  # a resumed run may train longer (and log elsewhere), not differently
+        require_same_settings(run_dir, config, allowed={"trainer.epochs", "trainer.logger"})
     # a resumed run has its weights in last.ckpt already
     init_from = resolve_init_from(config.init_from, out_root) if resume_from is None else None
 
