@@ -42,7 +42,7 @@ def run_synth(args: argparse.Namespace) -> int:
 
     out = generate(
         args.out, subjects=args.subjects, classes=args.classes, videos_per_class=args.videos_per_class,
-        frames=args.frames, size=args.size, seed=args.seed, force=args.force,
+        frames=args.frames, size=args.size, seed=args.seed, force=args.force, progress=None,
     )
     count = args.subjects * args.classes * args.videos_per_class
     print(f"wrote {count} videos ({args.subjects} subjects x {args.classes} classes) to {out}")

@@ -31,15 +31,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cam.set_defaults(func=cam_command)
 
     report = subparsers.add_parser(
-        "report", help="evaluate a checkpoint and write report.md with curves, confusion, CAM GIFs",
-        description="Writes into --out: report.md (accuracies, per class), curves.png (when the checkpoint "
-                    "sits in its run folder), confusion.png, features.png (class-mean feature correlation), "
-                    "predictions.csv and clips/<id>/ explanations (cam.gif, ms.png, modulation.png).")
-    report.add_argument("checkpoint", help="an fpar checkpoint")
+        "report", help="evaluate runs and write index.html (comparison, curves, confusion, CAM GIFs) and report.md",
+        description="Evaluates each RUN (a run folder or a checkpoint) once and writes into --out: index.html "
+                    "(self-contained: with several runs a comparison table of top-1, top-5, mean-class accuracy, "
+                    "epochs and best epoch; per run its accuracy per class, curves, confusion and feature-correlation "
+                    "matrices, CAM GIFs and config), report.md, report.json, and per run (in one sub-folder each when "
+                    "there are several) curves.png, confusion.png, features.png, predictions.csv and clips/<id>/ "
+                    "explanations (cam.gif, ms.png, modulation.png).")
+    report.add_argument("runs", nargs="+", metavar="RUN", help="a run folder (its best.ckpt) or an fpar checkpoint")
     report.add_argument("--data", required=True, help="dataset root")
-    report.add_argument("--split", default=None, help="subjects to evaluate, e.g. S2 (default: the config's)")
-    report.add_argument("--out", default=None, help="report folder (default: <checkpoint folder>/report)")
-    report.add_argument("--clips", type=int, default=4, help="explain one clip of this many classes")
+    report.add_argument("--split", default=None, help="subjects to evaluate, e.g. S2 (default: each run's config's)")
+    report.add_argument("--out", default=None,
+                        help="report folder (default for one run: <checkpoint folder>/report; needed for several)")
+    report.add_argument("--clips", type=at_least(0), default=4, help="explain one clip of this many classes")
     report.set_defaults(func=report_command)
 
 
@@ -81,13 +85,17 @@ def cam_command(args: argparse.Namespace) -> int:
 
 
 def report_command(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from fpar.engine.evaluate import printable_name
+    from fpar.workflows.report import resolve_run, write_report
 
-    from fpar.workflows.report import write_report
-
-    out = args.out or Path(args.checkpoint).parent / "report"
-    result = write_report(args.checkpoint, args.data, out, split=args.split, clips=args.clips)
-    print(f"top-1 {100 * result['accuracy']:.1f}%  top-5 {100 * result['top5']:.1f}%  "
-          f"mean class {100 * result['mean_class_accuracy']:.1f}%  ({result['n']} clips)")
+    if args.out is None and len(args.runs) > 1:
+        raise FparError("report: several runs need --out DIR (where index.html goes)")
+    out = args.out or resolve_run(args.runs[0]).parent / "report"
+    result = write_report(args.runs if len(args.runs) > 1 else args.runs[0], args.data, out, split=args.split,
+                          clips=args.clips, progress=True)
+    for run in result["runs"]:
+        print(f"{printable_name(run['name'])}: top-1 {100 * run['accuracy']:.1f}%  top-5 {100 * run['top5']:.1f}%  "
+              f"mean class {100 * run['mean_class_accuracy']:.1f}%  ({run['n']} clips)")
+    print(f"wrote {result['html']}")
     print(f"wrote {result['report']}")
     return 0

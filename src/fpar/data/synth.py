@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sys
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -69,14 +70,20 @@ def generate(
     size: tuple[int, int] = (160, 120),
     seed: int = 0,
     force: bool = False,
+    progress: bool | None = False,
 ) -> Path:
     """Write the synthetic dataset under ``out`` (processed layout) and return ``out``.
 
-    ``size`` is (width, height). ``force`` replaces an earlier dataset in ``out``.
+    ``size`` is (width, height). ``force`` replaces an earlier dataset in ``out``. ``progress``: a
+    bar on stderr (None: only when stderr is a terminal).
     """
+    from tqdm import tqdm
+
     out = Path(out)
     _check_arguments(out, subjects, videos_per_class, frames, size, force)
     names = class_names(classes)
+    bar = tqdm(total=subjects * len(names) * videos_per_class, desc="synth", unit="video", file=sys.stderr,
+               disable=None if progress is None else not progress, dynamic_ncols=True)
     for s in range(subjects):
         scene = _subject_scene(seed, s, size)
         for c, name in enumerate(names):
@@ -84,6 +91,8 @@ def generate(
                 rng = np.random.default_rng([seed, s, c, v])
                 video = _render_video(scene, VERBS[c % len(VERBS)], OBJECTS[c // len(VERBS)], frames, rng)
                 _write_video(out, f"S{s + 1}", name, str(v + 1), video)
+                bar.update()
+    bar.close()
     meta = {"generator": "fpar synth", "seed": seed, "subjects": subjects, "classes": names,
             "videos_per_class": videos_per_class, "frames": frames, "size": list(size), "flow_bound": FLOW_BOUND}
     (out / "synth.json").write_text(json.dumps(meta, indent=2) + "\n")

@@ -7,6 +7,9 @@
 * ``fpar.engine.predict``: ``predict_video(checkpoint, video)`` -> one clip's prediction
 * ``fpar.engine.module`` / ``datamodule``: the LightningModule and LightningDataModule they use
 * ``fpar.engine.stages``, ``losses``: which parameters train per stage; CE + the MS head's loss
+* ``fpar.engine.metrics``: top-1, top-5, mean-class accuracy and confusion (torchmetrics), for validation and evaluate
+* ``fpar.engine.loggers``: the ``trainer.logger`` vocabulary and the Lightning loggers it builds
+* ``fpar.engine.callbacks``: atomic checkpoints, metrics files, progress (bars or lines), validation pictures
 
 Jobs made of several runs (recipes, sweeps, reports, the demo) are in :mod:`fpar.workflows`.
 Submodules are imported on use, so ``import fpar.engine`` stays cheap.

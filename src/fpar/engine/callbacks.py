@@ -1,17 +1,23 @@
-"""Trainer plug-ins: atomic, code-free checkpoints and the run's metrics files."""
+"""Trainer plug-ins: atomic, code-free checkpoints, the run's metrics files and progress that
+suits where it goes (bars on a terminal, plain lines in a log file)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
 
 from fpar.checkpoint import load_checkpoint
 from fpar.io import atomic_path, write_text
@@ -80,3 +86,163 @@ class MetricsHistory(L.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.rows = [dict(row) for row in state_dict["rows"]]
+
+
+def progress_callback(stream: Any = None) -> ProgressBar:
+    """Progress for a Trainer: Lightning's bars on stderr when it is a terminal, otherwise
+    :class:`LineProgress` (a carriage-return bar redirected into a file is kilobytes of noise)."""
+    stream = stream or sys.stderr
+    return StderrProgressBar() if stream.isatty() else LineProgress(stream)
+
+
+def _on_stderr(make_bar: Any) -> Any:
+    # Lightning's bars read sys.stdout when they are made; stdout stays for results.
+    with contextlib.redirect_stdout(sys.stderr):
+        return make_bar()
+
+
+class StderrProgressBar(TQDMProgressBar):
+    """Lightning's tqdm bars, drawn on stderr."""
+
+    def init_sanity_tqdm(self) -> Any:
+        return _on_stderr(super().init_sanity_tqdm)
+
+    def init_train_tqdm(self) -> Any:
+        return _on_stderr(super().init_train_tqdm)
+
+    def init_validation_tqdm(self) -> Any:
+        return _on_stderr(super().init_validation_tqdm)
+
+    def init_test_tqdm(self) -> Any:
+        return _on_stderr(super().init_test_tqdm)
+
+    def init_predict_tqdm(self) -> Any:
+        return _on_stderr(super().init_predict_tqdm)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else \
+        f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class LineProgress(ProgressBar):
+    """One line per training epoch (losses, validation accuracy, learning rate, time, ETA) and one
+    per test or prediction pass, on ``stream`` (stderr): what a log file should hold."""
+
+    def __init__(self, stream: Any = None):
+        super().__init__()
+        self.stream = stream
+        self._enabled = True
+        self._started = 0.0
+        self._first_epoch = 0
+        self._validated = False
+        self._lr: float | None = None
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def _line(self, text: str) -> None:
+        if self._enabled:
+            stream = self.stream or sys.stderr
+            stream.write(text + "\n")
+            stream.flush()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._started, self._first_epoch = time.monotonic(), trainer.current_epoch
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # the rate this epoch trained with (an epoch scheduler has stepped by its end)
+        self._lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._validated = not trainer.sanity_checking
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # validation numbers only for the epochs that validated (every trainer.val_every)
+        validated, self._validated = self._validated, False
+        epoch, total = trainer.current_epoch + 1, trainer.max_epochs
+        metrics = trainer.callback_metrics
+        elapsed = time.monotonic() - self._started
+        done = epoch - self._first_epoch
+        parts = [f"epoch {epoch}/{total}"]
+        for key, label, percent in (("train/loss_epoch", "train loss", False), ("val/loss", "val loss", False),
+                                    ("val/acc", "val acc", True), ("val/top5", "top-5", True),
+                                    ("val/mean_class_acc", "mean class", True)):
+            if key in metrics and (validated or not key.startswith("val/")):
+                value = float(metrics[key])
+                parts.append(f"{label} {100 * value:.1f}%" if percent else f"{label} {value:.4f}")
+        if self._lr is not None:
+            parts.append(f"lr {self._lr:.2e}")
+        parts.append(f"{elapsed / done:.1f} s/epoch")
+        if total is not None and total > epoch:
+            parts.append(f"ETA {_duration(elapsed / done * (total - epoch))}")
+        self._line("  ".join(parts))
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._started = time.monotonic()
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        batches = int(sum(trainer.num_test_batches))
+        self._line(f"scored {batches} batches in {time.monotonic() - self._started:.1f} s")
+
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._started = time.monotonic()
+
+    def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        batches = int(sum(trainer.num_predict_batches))
+        self._line(f"predicted {batches} batches in {time.monotonic() - self._started:.1f} s")
+
+
+class ValidationPictures(L.Callback):
+    """At each validation, the confusion matrix (rows: true class, row-normalised) and the first
+    validation clip's frames under their attention maps, as images, to the loggers that take
+    pictures (TensorBoard, Weights & Biases); the others (CSV, MLflow) are skipped quietly."""
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        pictures = {}
+        if getattr(pl_module, "val_confusion", None) is not None:
+            pictures["val/confusion"] = confusion_picture(pl_module.val_confusion)
+        if getattr(pl_module, "val_attention", None) is not None:
+            pictures["val/attention"] = attention_strip(*pl_module.val_attention)
+        for logger in trainer.loggers:
+            for key, image in pictures.items():
+                if hasattr(logger.experiment, "add_image"):  # TensorBoard's SummaryWriter
+                    logger.experiment.add_image(key, image, trainer.global_step, dataformats="HWC")
+                elif hasattr(logger, "log_image"):  # Weights & Biases
+                    logger.log_image(key, [image], step=trainer.global_step)
+
+
+def _colour(values: np.ndarray, colormap: str) -> np.ndarray:
+    """``values`` in [0, 1] -> ``uint8 (..., 3)`` RGB through a matplotlib colormap."""
+    from matplotlib import colormaps
+
+    return (colormaps[colormap](np.clip(values, 0, 1))[..., :3] * 255 + 0.5).astype(np.uint8)
+
+
+def confusion_picture(confusion: torch.Tensor, cell: int | None = None) -> np.ndarray:
+    """A row-normalised confusion matrix as an ``uint8 (H, W, 3)`` picture, one square per cell."""
+    matrix = confusion.double()
+    rates = (matrix / matrix.sum(dim=1, keepdim=True).clamp(min=1)).numpy()
+    cell = cell or max(4, 256 // len(rates))
+    return _colour(rates, "Blues").repeat(cell, axis=0).repeat(cell, axis=1)
+
+
+def attention_strip(frames: torch.Tensor, attention: torch.Tensor) -> np.ndarray:
+    """ImageNet-normalised frames ``(T, 3, H, W)`` under their attention maps ``(T, h, w)``, side by
+    side, as ``uint8 (H, T * W, 3)``; each map spans its own range (where it looks is what matters)."""
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    rgb = (frames.float() * std + mean).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    maps = torch.nn.functional.interpolate(attention[:, None].float(), size=frames.shape[-2:], mode="bilinear",
+                                           align_corners=False)[:, 0]
+    low = maps.flatten(1).min(dim=1).values.view(-1, 1, 1)
+    span = (maps.flatten(1).max(dim=1).values.view(-1, 1, 1) - low).clamp(min=1e-12)
+    heat = _colour(((maps - low) / span).numpy(), "jet").astype(np.float32) / 255
+    blended = (0.55 * rgb + 0.45 * heat) * 255 + 0.5
+    return np.concatenate(list(blended.clip(0, 255).astype(np.uint8)), axis=1)

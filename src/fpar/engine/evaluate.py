@@ -27,7 +27,9 @@ from torch.utils.data import DataLoader
 from fpar.checkpoint import load_model
 from fpar.data import ClipDataset, load_index
 from fpar.data.settings import DataSettings
+from fpar.engine.callbacks import progress_callback
 from fpar.engine.datamodule import ShardSampler
+from fpar.engine.metrics import ClassificationMetrics
 from fpar.engine.train import quiet_lightning
 from fpar.errors import FparError
 from fpar.io import write_text
@@ -111,9 +113,10 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
 
     Returns ``accuracy``, ``top5``, ``mean_class_accuracy`` (mean over the classes present of each
     class's accuracy), ``per_class`` {class: accuracy}, ``n``, ``split``, ``views``, ``checkpoint``,
-    ``classes`` and ``clips`` (one :class:`ClipResult` per clip, in dataset order; the clips whose
+    ``classes``, ``confusion`` (rows: true class, columns: predicted) and ``clips`` (one :class:`ClipResult` per clip, in dataset order; the clips whose
     ids are in ``explain`` also carry their inputs and explanation outputs). ``predictions_csv``:
-    also write one row per clip (id, label, prediction, one score column per class) there.
+    also write one row per clip (id, label, prediction, one score column per class) there, names
+    through :func:`printable_name`.
     """
     model, info = load_model(checkpoint)
     subjects = split_subjects(split, info.config)
@@ -138,7 +141,8 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
         try:
             trainer = L.Trainer(accelerator=accelerator, devices=devices, strategy="ddp" if devices > 1 else "auto",
                                 logger=False, enable_checkpointing=False, enable_model_summary=False,
-                                enable_progress_bar=progress, use_distributed_sampler=False)
+                                enable_progress_bar=progress, callbacks=[progress_callback()] if progress else [],
+                                use_distributed_sampler=False)
         except (MisconfigurationException, ValueError, RuntimeError) as exc:
             raise FparError(f"accelerator={accelerator}, devices={devices}: {exc}") from None
         trainer.test(scorer, verbose=False)
@@ -173,25 +177,37 @@ def _short(names: list[str]) -> str:
 
 
 def _metrics(rows: list[ClipResult], classes: list[str]) -> dict[str, Any]:
-    labels = torch.tensor([row.label for row in rows])
-    scores = torch.tensor([row.scores for row in rows])
-    top = scores.topk(min(5, scores.shape[1]), dim=1).indices
-    correct = top[:, 0] == labels
-    per_class = {classes[c]: float(correct[labels == c].float().mean()) for c in sorted(set(labels.tolist()))}
+    metrics = ClassificationMetrics(len(classes))
+    metrics.update(torch.tensor([row.scores for row in rows]), torch.tensor([row.label for row in rows]))
+    numbers = metrics.compute()
+    per_class = numbers["per_class"].tolist()
     return {
-        "accuracy": float(correct.float().mean()),
-        "top5": float((top == labels[:, None]).any(dim=1).float().mean()),
-        "mean_class_accuracy": sum(per_class.values()) / len(per_class),
-        "per_class": per_class,
+        "accuracy": float(numbers["accuracy"]),
+        "top5": float(numbers["top5"]),
+        "mean_class_accuracy": float(numbers["mean_class_accuracy"]),
+        "per_class": {classes[c]: acc for c, acc in enumerate(per_class) if acc == acc},  # NaN: absent
+        "confusion": numbers["confusion"].tolist(),
         "n": len(rows),
     }
+
+
+def printable_name(name: str) -> str:
+    """``name`` as text every file and terminal takes: a class or clip named by a folder whose name
+    is not UTF-8 (``os.listdir`` gives its bytes surrogate-escaped) shows those bytes backslash-escaped
+    (``shake_\\xff\\xfejar``); valid names are unchanged. Every file ``eval`` and ``report`` write uses it."""
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # surrogates that no byte escape made
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _predictions_csv(rows: list[ClipResult], classes: list[str]) -> str:
     """One CSV row per clip: id, true class, predicted class, one score column per class."""
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["id", "label", "prediction", *classes])
+    names = [printable_name(name) for name in classes]
+    writer.writerow(["id", "label", "prediction", *names])
     for row in rows:
-        writer.writerow([row.id, classes[row.label], classes[row.prediction], *(f"{p:.6f}" for p in row.scores)])
+        writer.writerow([printable_name(row.id), names[row.label], names[row.prediction],
+                         *(f"{p:.6f}" for p in row.scores)])
     return text.getvalue()

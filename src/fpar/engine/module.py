@@ -2,7 +2,9 @@
 
 It holds the registry model as ``self.model`` (so checkpoint keys are ``model.*``, the shared
 format of ``fpar.checkpoint``), applies the stage rules (which parameters train, which modules
-stay in eval mode), computes ``CE + weight * MS`` and logs loss and accuracy.
+stay in eval mode), computes ``CE + weight * MS`` and logs the losses and, per validation, top-1,
+top-5 and mean-class accuracy; it keeps the validation's confusion matrix and one clip's attention
+maps for the loggers that take pictures (``fpar.engine.callbacks.ValidationPictures``).
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ import lightning as L
 import numpy as np
 import torch
 from torchmetrics import MeanMetric
-from torchmetrics.classification import MulticlassAccuracy
 
 from fpar.checkpoint import checkpoint_contract
 from fpar.engine.losses import total_loss
+from fpar.engine.metrics import ClassificationMetrics
 from fpar.engine.settings import ExperimentSettings
 from fpar.engine.stages import configure_stage, set_train_mode
 from fpar.errors import FparError
@@ -62,7 +64,10 @@ class FparModule(L.LightningModule):
             raise FparError("data.modalities must include mmaps: loss.ms compares with the motion maps")
         self.train_loss = MeanMetric()
         self.val_loss = MeanMetric()
-        self.val_acc = MulticlassAccuracy(spec["num_classes"], average="micro")
+        self.val_metrics = ClassificationMetrics(spec["num_classes"])
+        # the latest validation's confusion matrix and the first clip's frames and attention (CPU)
+        self.val_confusion: torch.Tensor | None = None
+        self.val_attention: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # --- training ----------------------------------------------------------------------------
 
@@ -97,9 +102,18 @@ class FparModule(L.LightningModule):
         loss, _ = total_loss(out, batch, self.ms_loss)
         size = len(batch["label"])
         self.val_loss.update(loss, weight=size)
-        self.val_acc.update(out["logits"], batch["label"])
+        self.val_metrics.update(out["logits"].detach(), batch["label"])
         self.log("val/loss", self.val_loss, on_epoch=True, batch_size=size)
-        self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True, batch_size=size)
+        if batch_idx == 0 and "attention" in out and "frames" in batch:
+            self.val_attention = (batch["frames"][0].detach().cpu(), out["attention"][0].detach().float().cpu())
+
+    def on_validation_epoch_end(self) -> None:
+        numbers = self.val_metrics.compute()  # gathered over every process
+        self.val_metrics.reset()
+        self.log("val/acc", numbers["accuracy"], prog_bar=True)
+        self.log("val/top5", numbers["top5"])
+        self.log("val/mean_class_acc", numbers["mean_class_accuracy"])
+        self.val_confusion = numbers["confusion"].cpu()
 
     # --- optimisation ------------------------------------------------------------------------
 

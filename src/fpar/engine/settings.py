@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from fpar.data.settings import DataSettings
+from fpar.engine.loggers import LOGGERS
 from fpar.engine.stages import STAGE_OPTIONS, STAGES
 from fpar.models.ms_task import MSLossSettings
 from fpar.models.settings import ModelSettings
@@ -114,6 +115,14 @@ class TrainerSettings(Section):
     seed: int = Field(0, ge=0, le=MAX_SEED)
     deterministic: bool = True
     log_every_n_steps: int = Field(10, ge=1)
+    logger: Union[Literal[tuple(LOGGERS)], list[Literal[tuple(LOGGERS)]]] = Field(  # type: ignore[valid-type]
+        "tensorboard", description=f"one of {', '.join(LOGGERS)}, or a list of them ([] for none)")
+
+    @property
+    def loggers(self) -> list[str]:
+        """``logger`` as a list without repeats."""
+        names = [self.logger] if isinstance(self.logger, str) else self.logger
+        return list(dict.fromkeys(names))
 
     @model_validator(mode="after")
     def _validate_at_least_once(self) -> "TrainerSettings":

@@ -2,7 +2,9 @@
 
 ``<out>/<experiment>/`` holds ``config.yaml`` (resolved), ``best.ckpt`` (best validation accuracy),
 ``last.ckpt`` (end of the latest epoch, what ``resume`` continues from), ``metrics.csv`` /
-``metrics.json`` (one row per validation) and TensorBoard logs under ``tensorboard/``.
+``metrics.json`` (one row per validation) and the logs of the ``trainer.logger`` loggers (TensorBoard's
+under ``tensorboard/`` by default: losses, learning rate, top-1/top-5/mean-class accuracy, and at
+each validation the confusion matrix and a CAM clip as pictures).
 """
 
 from __future__ import annotations
@@ -18,15 +20,15 @@ from typing import Any, Iterator
 import lightning as L
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from torch import nn
 
 from fpar.checkpoint import load_checkpoint, model_state_dict
-from fpar.engine.callbacks import AtomicCheckpointIO, MetricsHistory
+from fpar.engine.callbacks import AtomicCheckpointIO, MetricsHistory, ValidationPictures, progress_callback
 from fpar.engine.config import dump_config, require_same_settings, validate_config
 from fpar.engine.settings import ExperimentSettings
 from fpar.engine.datamodule import FparDataModule
+from fpar.engine.loggers import build_loggers
 from fpar.engine.module import FparModule, DivergedError
 from fpar.errors import FparError
 
@@ -60,8 +62,8 @@ def train(config: ExperimentSettings | dict[str, Any], *, data_root: str | os.Pa
         raise FparError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another "
                         "--out or experiment name")
     resume_from = last if resume and last.exists() else None
-    if resume_from is not None:  # a resumed run may train longer, not differently
-        require_same_settings(run_dir, config, allowed={"trainer.epochs"})
+    if resume_from is not None:  # a resumed run may train longer (and log elsewhere), not differently
+        require_same_settings(run_dir, config, allowed={"trainer.epochs", "trainer.logger"})
     # a resumed run has its weights in last.ckpt already
     init_from = resolve_init_from(config.init_from, out_root) if resume_from is None else None
 
@@ -99,8 +101,11 @@ def train(config: ExperimentSettings | dict[str, Any], *, data_root: str | os.Pa
 def build_trainer(config: ExperimentSettings, run_dir: Path, callbacks: list[L.Callback], progress: bool) -> L.Trainer:
     """The Lightning Trainer for ``config``; settings the machine cannot honour are one FparError."""
     tr = config.trainer
+    loggers = build_loggers(tr.loggers, run_dir, config.experiment)
     if progress:
-        callbacks = [*callbacks, TQDMProgressBar()]
+        callbacks = [*callbacks, progress_callback()]
+    if loggers:
+        callbacks = [*callbacks, LearningRateMonitor(logging_interval="epoch"), ValidationPictures()]
     try:
         return L.Trainer(
             max_epochs=tr.epochs,
@@ -118,7 +123,7 @@ def build_trainer(config: ExperimentSettings, run_dir: Path, callbacks: list[L.C
             reload_dataloaders_every_n_epochs=1,
             use_distributed_sampler=False,
             callbacks=callbacks,
-            logger=TensorBoardLogger(run_dir, name="tensorboard", version="", default_hp_metric=False),
+            logger=loggers or False,
             plugins=[AtomicCheckpointIO()],
             enable_progress_bar=progress,
             enable_model_summary=False,

@@ -1,13 +1,22 @@
-"""``fpar report``: one folder a person can look at for a trained model.
+"""``fpar report``: one folder a person can look at for one trained model or several side by side.
 
-``report.md`` with the held-out accuracy (top-1, top-5, mean per-class, per class), and the
-pictures the paper shows for each model (§5): training curves, the confusion matrix, the
-correlation of class-mean features, and per-clip explanations (CAM attention GIFs, MS head
-against the motion maps, two-in-one modulation maps) for one clip of each of a few classes.
+Each run is evaluated once on held-out subjects. ``index.html`` (self-contained: the pictures are
+embedded) shows, with several runs, a comparison table like the paper's (rows: runs; columns:
+top-1, top-5 and mean-class accuracy, epochs, best epoch), then for each run its accuracy per
+class, the pictures the paper shows for each model (§5: training curves, the confusion matrix,
+the correlation of class-mean features, per-clip explanations: CAM attention GIFs, MS head
+against the motion maps, two-in-one modulation maps) and the config it was trained with.
+``report.md`` says the same in Markdown, ``report.json`` holds the numbers, and each run's
+pictures and ``predictions.csv`` lie in the report folder (one run) or in one sub-folder per run.
+
+Names that are not UTF-8 (folders whose bytes ``os.listdir`` surrogate-escapes) are written
+backslash-escaped everywhere (:func:`fpar.engine.evaluate.printable_name`).
 """
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 import os
 import re
@@ -15,63 +24,126 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import yaml
 
 from fpar.checkpoint import load_checkpoint, read_contract
 from fpar.data import load_index
-from fpar.engine.evaluate import ClipResult, evaluate, split_subjects
+from fpar.engine.evaluate import ClipResult, evaluate, printable_name, split_subjects
+from fpar.errors import FparError
 from fpar.io import write_text
 from fpar.viz.explain import explain_clip
 from fpar.viz.plots import plot_confusion, plot_correlation, plot_curves
 
+RunPath = str | os.PathLike
+# the comparison table's columns: (key, heading, format)
+COLUMNS = (("accuracy", "top-1", "percent"), ("top5", "top-5", "percent"),
+           ("mean_class_accuracy", "mean class", "percent"), ("n", "clips", "int"),
+           ("epochs", "epochs", "int"), ("best_epoch", "best epoch", "int"))
 
-def write_report(checkpoint: str | os.PathLike, data_root: str | os.PathLike, out_dir: str | os.PathLike, *,
-                 split: Sequence[str] | str | None = None, clips: int = 4, title: str | None = None) -> dict[str, Any]:
-    """Evaluate ``checkpoint`` on ``split`` of ``data_root`` (once) and write the report into ``out_dir``.
 
-    Returns the evaluation result (as :func:`fpar.engine.evaluate.evaluate`) plus ``report``, the
-    path of ``report.md``. ``predictions.csv`` is written beside it as an output.
+def resolve_run(run: RunPath) -> Path:
+    """A run folder's checkpoint (``best.ckpt``, else ``last.ckpt``), or the checkpoint given."""
+    path = Path(run)
+    if path.is_dir():
+        for name in ("best.ckpt", "last.ckpt"):
+            if (path / name).is_file():
+                return path / name
+        raise FparError(f"{path}: a run folder holds best.ckpt or last.ckpt; this one has neither")
+    if not path.is_file():
+        raise FparError(f"{path}: no such run folder or checkpoint")
+    return path
+
+
+def write_report(runs: RunPath | Sequence[RunPath], data_root: RunPath, out_dir: RunPath, *,
+                 split: Sequence[str] | str | None = None, clips: int = 4, title: str | None = None,
+                 progress: bool = False) -> dict[str, Any]:
+    """Evaluate each run (a run folder or a checkpoint) on ``split`` of ``data_root`` once and write
+    the report into ``out_dir``.
+
+    Returns ``runs`` (per run: the evaluation result as :func:`fpar.engine.evaluate.evaluate` plus
+    ``name``, ``epochs``, ``best_epoch`` and ``folder``) and the paths ``report`` (report.md),
+    ``html`` (index.html) and ``json`` (report.json); given one run (not a list), also that run's
+    result at the top level. ``title``: the name shown for a single run.
     """
-    checkpoint, out_dir = Path(checkpoint), Path(out_dir)
+    single = isinstance(runs, (str, os.PathLike))
+    checkpoints = [resolve_run(run) for run in ([runs] if single else runs)]
+    if not checkpoints:
+        raise FparError("report: name at least one run folder or checkpoint")
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    names = _unique([(title if single and title else None) or _run_name(path) for path in checkpoints])
+    results = []
+    for checkpoint, name in zip(checkpoints, names):
+        folder = out_dir if len(checkpoints) == 1 else out_dir / _slug(name)
+        results.append(_report_run(checkpoint, name, data_root, folder, out_dir, split, clips, progress))
+
+    write_text(out_dir / "report.md", _markdown(results))
+    write_text(out_dir / "index.html", _html(results, out_dir))
+    write_text(out_dir / "report.json", json.dumps({"runs": [_summary(run) for run in results]}, indent=1) + "\n")
+    paths = {"report": str(out_dir / "report.md"), "html": str(out_dir / "index.html"),
+             "json": str(out_dir / "report.json")}
+    return {**(results[0] if single else {}), "runs": results, **paths}
+
+
+def _run_name(checkpoint: Path) -> str:
     contract = read_contract(load_checkpoint(checkpoint), checkpoint)
-    title = title or contract.title or checkpoint.stem
+    return contract.title or (checkpoint.parent.name if checkpoint.stem in ("best", "last") else checkpoint.stem)
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        unique.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
+    return unique
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "run"
+
+
+def _report_run(checkpoint: Path, name: str, data_root: RunPath, folder: Path, out_dir: Path,
+                split: Sequence[str] | str | None, clips: int, progress: bool) -> dict[str, Any]:
+    """Evaluate one run and draw its pictures into ``folder``; paths in ``pictures`` are relative to ``out_dir``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    contract = read_contract(load_checkpoint(checkpoint), checkpoint)
     explain = _first_clip_of_classes(data_root, contract.classes, split, contract.config, clips)
-    result = evaluate(checkpoint, data_root, split=split, predictions_csv=out_dir / "predictions.csv",
-                      explain=explain)
-    classes, rows = result["classes"], result["clips"]
+    result = evaluate(checkpoint, data_root, split=split, predictions_csv=folder / "predictions.csv",
+                      explain=explain, progress=progress)
+    classes = [printable_name(c) for c in result["classes"]]
+    rows = result["clips"]
+    shown = printable_name(name)
+    pictures: dict[str, Path] = {}
 
-    sections = [f"# {title}", "", f"Checkpoint `{checkpoint}`, evaluated on {', '.join(result['split'])} "
-                f"({result['n']} clips, centre crop).", "", _accuracy_table(result), ""]
-    history = checkpoint.parent / "metrics.json"
-    if history.is_file():
-        plot_curves(json.loads(history.read_text()), out_dir / "curves.png", title=title)
-        sections += ["## Training", "", "![training curves](curves.png)", ""]
+    history_path = checkpoint.parent / "metrics.json"
+    history = json.loads(history_path.read_text()) if history_path.is_file() else []
+    if history:
+        plot_curves(history, folder / "curves.png", title=shown)
+        pictures["curves"] = folder / "curves.png"
+    accuracies = [(row["epoch"], row["val_accuracy"]) for row in history if row.get("val_accuracy") is not None]
+    best_epoch = max(accuracies, key=lambda pair: pair[1])[0] if accuracies else None
 
-    matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
-    np.add.at(matrix, ([row.label for row in rows], [row.prediction for row in rows]), 1)
-    plot_confusion(matrix, classes, out_dir / "confusion.png", title=f"{title}: confusion")
-    sections += ["## Confusion matrix", "", "![confusion matrix](confusion.png)", ""]
-
+    plot_confusion(np.array(result["confusion"]), classes, folder / "confusion.png", title=f"{shown}: confusion")
+    pictures["confusion"] = folder / "confusion.png"
     features = np.array([row.features for row in rows], dtype=np.float64)
     labels = np.array([row.label for row in rows])
     present = sorted(set(labels.tolist()))
     means = np.stack([features[labels == c].mean(axis=0) for c in present])
     # without the component all classes share, the correlations show which classes the model confuses
     plot_correlation(np.corrcoef(means - means.mean(axis=0)), [classes[c] for c in present],
-                     out_dir / "features.png", title=f"{title}: correlation of class-mean features")
-    sections += ["## Feature correlation", "", "![feature correlation](features.png)", ""]
-    explained = _explanations(rows, out_dir / "clips")
-    if explained:
-        sections += ["## What the model looks at", ""]
-        for row, paths in explained:
-            sections += [f"**{row.id}** (true class `{classes[row.label]}`)", ""]
-            sections += [f"![{p.stem}]({p.relative_to(out_dir).as_posix()})" for p in paths] + [""]
+                     folder / "features.png", title=f"{shown}: correlation of class-mean features")
+    pictures["features"] = folder / "features.png"
+    explained = [(printable_name(row.id), classes[row.label], paths) for row, paths in _explanations(rows, folder / "clips")]
 
-    write_text(out_dir / "report.md", "\n".join(sections))
-    return {**result, "report": str(out_dir / "report.md")}
+    return {**result, "name": name, "epochs": history[-1]["epoch"] if history else None, "best_epoch": best_epoch,
+            "folder": str(folder), "config": contract.config,
+            "pictures": {key: path.relative_to(out_dir).as_posix() for key, path in pictures.items()},
+            "explained": [(clip_id, label, [p.relative_to(out_dir).as_posix() for p in paths])
+                          for clip_id, label, paths in explained]}
 
 
-def _first_clip_of_classes(data_root: str | os.PathLike, classes: list[str] | None, split: Sequence[str] | str | None,
+def _first_clip_of_classes(data_root: RunPath, classes: list[str] | None, split: Sequence[str] | str | None,
                            config: dict[str, Any] | None, count: int) -> set[str]:
     """Ids of the first clip of each of the first ``count`` classes in the split (the clips explained)."""
     subjects = split_subjects(split, config)
@@ -82,23 +154,158 @@ def _first_clip_of_classes(data_root: str | os.PathLike, classes: list[str] | No
     return set(chosen.values())
 
 
-def _accuracy_table(result: dict[str, Any]) -> str:
-    lines = ["| metric | value |", "|---|---|",
-             f"| top-1 accuracy | {100 * result['accuracy']:.1f}% |",
-             f"| top-5 accuracy | {100 * result['top5']:.1f}% |",
-             f"| mean per-class accuracy | {100 * result['mean_class_accuracy']:.1f}% |", "",
-             "| class | accuracy |", "|---|---|"]
-    lines += [f"| {name} | {100 * acc:.1f}% |" for name, acc in result["per_class"].items()]
-    return "\n".join(lines)
-
-
 def _explanations(rows: list[ClipResult], clips_dir: Path) -> list[tuple[ClipResult, list[Path]]]:
     """The explanation pictures of the clips evaluated with ``explain``."""
     explained = []
     for row in rows:
         if row.explanation is not None:
-            folder = clips_dir / re.sub(r"[^A-Za-z0-9_.-]+", "_", row.id)
-            paths = explain_clip(row.explanation["clip"], row.explanation["outputs"], folder, title=row.id)
+            folder = clips_dir / _slug(printable_name(row.id))
+            paths = explain_clip(row.explanation["clip"], row.explanation["outputs"], folder,
+                                 title=printable_name(row.id))
             if paths:
                 explained.append((row, paths))
     return explained
+
+
+def _summary(run: dict[str, Any]) -> dict[str, Any]:
+    """What report.json keeps of a run: its numbers, names printable."""
+    return {"name": printable_name(run["name"]), "checkpoint": printable_name(run["checkpoint"]),
+            "split": run["split"], **{key: run[key] for key, _, _ in COLUMNS},
+            "per_class": {printable_name(c): acc for c, acc in run["per_class"].items()},
+            "classes": [printable_name(c) for c in run["classes"]], "confusion": run["confusion"]}
+
+
+def _cell(value: Any, kind: str) -> str:
+    if value is None:
+        return "-"
+    return f"{100 * value:.1f}%" if kind == "percent" else str(value)
+
+
+# --- Markdown ----------------------------------------------------------------------------------
+
+def _markdown(runs: list[dict[str, Any]]) -> str:
+    sections = []
+    if len(runs) > 1:
+        sections += ["# Comparison", "", "| run | " + " | ".join(h for _, h, _ in COLUMNS) + " |",
+                     "|---" * (len(COLUMNS) + 1) + "|"]
+        sections += [f"| {printable_name(run['name'])} | " + " | ".join(_cell(run[k], f) for k, _, f in COLUMNS) + " |"
+                     for run in runs] + [""]
+    level = "#" if len(runs) == 1 else "##"
+    for run in runs:
+        sections += [f"{level} {printable_name(run['name'])}", "",
+                     f"Checkpoint `{printable_name(run['checkpoint'])}`, evaluated on {', '.join(run['split'])} "
+                     f"({run['n']} clips, centre crop).", "", _accuracy_table(run), ""]
+        pictures = run["pictures"]
+        for key, heading, alt in (("curves", "Training", "training curves"),
+                                  ("confusion", "Confusion matrix", "confusion matrix"),
+                                  ("features", "Feature correlation", "feature correlation")):
+            if key in pictures:
+                sections += [f"{level}# {heading}", "", f"![{alt}]({pictures[key]})", ""]
+        if run["explained"]:
+            sections += [f"{level}# What the model looks at", ""]
+            for clip_id, label, paths in run["explained"]:
+                sections += [f"**{clip_id}** (true class `{label}`)", ""]
+                sections += [f"![{Path(p).stem}]({p})" for p in paths] + [""]
+    return "\n".join(sections)
+
+
+def _accuracy_table(run: dict[str, Any]) -> str:
+    lines = ["| metric | value |", "|---|---|",
+             f"| top-1 accuracy | {100 * run['accuracy']:.1f}% |",
+             f"| top-5 accuracy | {100 * run['top5']:.1f}% |",
+             f"| mean per-class accuracy | {100 * run['mean_class_accuracy']:.1f}% |", "",
+             "| class | accuracy |", "|---|---|"]
+    lines += [f"| {printable_name(name)} | {100 * acc:.1f}% |" for name, acc in run["per_class"].items()]
+    return "\n".join(lines)
+
+
+# --- HTML --------------------------------------------------------------------------------------
+
+STYLE = """
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0; color: #1d2330;
+       background: #f4f6f9; }
+main { max-width: 1180px; margin: 0 auto; padding: 28px 32px 60px; }
+h1 { font-size: 26px; margin: 0 0 4px; } h2 { font-size: 21px; margin: 0 0 6px; }
+h3 { font-size: 15px; margin: 18px 0 8px; color: #46506a; text-transform: uppercase; letter-spacing: .04em; }
+.sub { color: #5b6478; margin: 0 0 18px; }
+section { background: #fff; border-radius: 10px; box-shadow: 0 1px 3px rgba(20,30,60,.12);
+          padding: 20px 24px; margin: 18px 0; }
+table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
+th, td { padding: 6px 12px; text-align: right; border-bottom: 1px solid #e4e8ef; }
+th:first-child, td:first-child { text-align: left; }
+th { background: #eef1f6; font-weight: 600; }
+td.best { font-weight: 700; color: #0b6e3a; }
+.tiles { display: flex; gap: 12px; flex-wrap: wrap; margin: 10px 0 4px; }
+.tile { background: #f0f4fa; border-radius: 8px; padding: 10px 16px; min-width: 120px; }
+.tile b { display: block; font-size: 22px; } .tile span { color: #5b6478; font-size: 13px; }
+.bar { background: #e4e8ef; border-radius: 4px; width: 220px; height: 12px; display: inline-block;
+       vertical-align: middle; margin-left: 8px; overflow: hidden; }
+.bar i { display: block; height: 100%; background: #3b7dd8; }
+.grid { display: flex; gap: 16px; flex-wrap: wrap; align-items: flex-start; }
+.grid figure { margin: 0; } figure img { max-width: 100%; border-radius: 4px; }
+figcaption { font-size: 13px; color: #5b6478; margin-top: 4px; max-width: 240px; word-break: break-all; }
+img.pic { max-width: 540px; } img.wide { max-width: 100%; }
+details pre { background: #f6f8fb; padding: 12px; border-radius: 6px; overflow-x: auto; font-size: 12.5px; }
+code { font-size: 13px; }
+"""
+
+
+def _embed(out_dir: Path, relative: str) -> str:
+    path = out_dir / relative
+    mime = {"png": "image/png", "gif": "image/gif"}.get(path.suffix.lstrip(".").lower(), "application/octet-stream")
+    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+
+
+def _html(runs: list[dict[str, Any]], out_dir: Path) -> str:
+    esc = lambda text: html.escape(printable_name(str(text)))  # noqa: E731
+    title = "Comparison of " + ", ".join(esc(run["name"]) for run in runs) if len(runs) > 1 else esc(runs[0]["name"])
+    body = [f"<h1>{title}</h1>", f"<p class='sub'>fpar report: {len(runs)} run{'s' * (len(runs) > 1)}, "
+            "held-out accuracy, training curves, confusion, feature correlation and attention.</p>"]
+    if len(runs) > 1:
+        best = {key: max((run[key] for run in runs if run[key] is not None), default=None)
+                for key, _, kind in COLUMNS if kind == "percent"}
+        head = "".join(f"<th>{h}</th>" for _, h, _ in COLUMNS)
+        rows = "".join(
+            f"<tr><td><a href='#run{i}'>{esc(run['name'])}</a></td>" + "".join(
+                f"<td class='{'best' if key in best and run[key] == best[key] else ''}'>{_cell(run[key], kind)}</td>"
+                for key, _, kind in COLUMNS) + "</tr>"
+            for i, run in enumerate(runs))
+        body.append(f"<section><h2>Comparison</h2><table><tr><th>run</th>{head}</tr>{rows}</table></section>")
+    for i, run in enumerate(runs):
+        body.append(_html_run(i, run, out_dir, esc))
+    return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+            f"<meta name='viewport' content='width=device-width, initial-scale=1'><title>{title}</title>"
+            f"<style>{STYLE}</style></head><body><main>{''.join(body)}</main></body></html>\n")
+
+
+def _html_run(index: int, run: dict[str, Any], out_dir: Path, esc: Any) -> str:
+    parts = [f"<section id='run{index}'><h2>{esc(run['name'])}</h2>",
+             f"<p class='sub'>Checkpoint <code>{esc(run['checkpoint'])}</code>, evaluated on "
+             f"{esc(', '.join(run['split']))} ({run['n']} clips, centre crop)"
+             + (f"; {run['epochs']} epochs, best at epoch {run['best_epoch']}" if run["epochs"] else "") + ".</p>"]
+    tiles = [("top-1", run["accuracy"]), ("top-5", run["top5"]), ("mean class", run["mean_class_accuracy"])]
+    parts.append("<div class='tiles'>" + "".join(f"<div class='tile'><b>{100 * v:.1f}%</b><span>{k} accuracy</span></div>"
+                                                 for k, v in tiles) + "</div>")
+    pictures = run["pictures"]
+    if "curves" in pictures:
+        parts.append(f"<h3>Training</h3><img class='wide' alt='training curves' src='{_embed(out_dir, pictures['curves'])}'>")
+    rows = "".join(f"<tr><td>{esc(name)}</td><td>{100 * acc:.1f}%<span class='bar'><i style='width:{100 * acc:.1f}%'>"
+                   "</i></span></td></tr>" for name, acc in run["per_class"].items())
+    parts.append(f"<h3>Accuracy per class</h3><table><tr><th>class</th><th>accuracy</th></tr>{rows}</table>")
+    parts.append("<h3>Confusion and feature correlation</h3><div class='grid'>" + "".join(
+        f"<figure><img class='pic' alt='{alt}' src='{_embed(out_dir, pictures[key])}'><figcaption>{alt}</figcaption></figure>"
+        for key, alt in (("confusion", "confusion matrix (rows: true class)"),
+                         ("features", "correlation of class-mean features")) if key in pictures) + "</div>")
+    if run["explained"]:
+        figures = []
+        for clip_id, label, paths in run["explained"]:
+            for path in paths:
+                figures.append(f"<figure><img alt='{esc(Path(path).stem)}' src='{_embed(out_dir, path)}' "
+                               f"style='max-width:{'240px' if path.endswith('.gif') else '520px'}'>"
+                               f"<figcaption>{esc(clip_id)} (true: {esc(label)}) {esc(Path(path).stem)}</figcaption></figure>")
+        parts.append("<h3>What the model looks at</h3><div class='grid'>" + "".join(figures) + "</div>")
+    if run["config"]:
+        config = yaml.safe_dump(run["config"], sort_keys=False, allow_unicode=True)
+        parts.append(f"<details><summary>Config</summary><pre>{esc(config)}</pre></details>")
+    parts.append("</section>")
+    return "".join(parts)
