@@ -74,7 +74,10 @@ class ClipDataset(Dataset):
         return len(self.instances)
 
     def use_store(self, store) -> None:
-        """Read frames from a :class:`~fpar.data.store.FrameStore`: the same tensors, much faster."""
+        """Read frames from a :class:`~fpar.data.store.FrameStore`: the same tensors, much faster.
+
+        Any source with the store's ``clip()``, ``resize``, ``kinds`` and ``path`` will do (the
+        frames ``fpar predict`` decodes from a video are one)."""
         if store.resize != self.resize:
             raise FparError(f"store {store.path} holds frames resized to {store.resize}, "
                             f"the dataset wants {self.resize}")
@@ -105,6 +108,16 @@ class ClipDataset(Dataset):
         item["label"] = torch.tensor(inst.class_id, dtype=torch.int64)
         item["id"] = inst.instance_id
         return item
+
+    def frame_numbers(self, index: int, epoch: int | None = None) -> dict[str, list[int]]:
+        """The 1-based frame numbers item ``index`` reads of each file kind (``rgb``, ``flow_x``,
+        ``flow_y``, ``mmaps``; only the kinds its modalities read): what a reader that decodes a
+        video on demand must provide. Evaluation clips only (training ones are random per draw)."""
+        if self.train:
+            raise FparError("frame numbers are fixed for evaluation clips only (train=False)")
+        numbers = self._frame_numbers(self.instances[index], self._rng(index, self.epoch if epoch is None else epoch))
+        of_kind = {"rgb": "rgb", "mmaps": "rgb", "flow_x": "flow", "flow_y": "flow"}
+        return {kind: numbers[of_kind[kind]] for kind in self._files_needed()}
 
     # --- sampling ------------------------------------------------------------------------------
 
