@@ -30,7 +30,7 @@ def flow_estimator(method: str = "tvl1") -> FlowFn:
     the OpenCV objects allocate their pyramids once."""
     import cv2
 
-    if method == "tvl1":
+    if method in ("tvl1", "tvl1-opencv"):  # both are OpenCV's TV-L1 in this loop
         if not hasattr(cv2, "optflow"):
             raise FparError("flow method tvl1 needs opencv-contrib (cv2.optflow); use --flow dis or farneback")
         tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()  # defaults: tau, lambda, theta, scales, warps as dense_flow
