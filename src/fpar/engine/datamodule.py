@@ -2,9 +2,15 @@
 
 Reproducibility: training clips are indexed by ``(index, epoch)`` pairs, so item ``i`` of epoch
 ``e`` draws its crop/flip/start from ``[seed, e, i]`` (``ClipDataset``) in whatever worker loads
-it, and the shuffle of epoch ``e`` comes from ``[seed, e]``. The train loader is rebuilt at the
-start of every epoch (the Trainer's ``reload_dataloaders_every_n_epochs=1``) for the epoch it is
-about to run, so a run resumed at epoch ``e`` draws exactly the clips the uninterrupted run drew.
+it, and the shuffle of epoch ``e`` comes from ``[seed, e]``. The loaders are built once; the
+Trainer tells the train sampler each epoch's number (``set_epoch``, also after a resume) and the
+sampler, which runs in the main process, hands ``(index, epoch)`` pairs to the workers. So a run
+resumed at epoch ``e`` draws exactly the clips the uninterrupted run drew, and the workers can
+persist across epochs (``data.persistent_workers``) with their open store, cache and imports.
+
+Feeding the device: pinned memory on CUDA, ``data.prefetch`` batches ahead per worker, and with
+``data.normalize_on_device`` the clips travel as uint8 (a quarter of the bytes) and are converted
+and normalised on the device after the transfer (:meth:`FparDataModule.on_after_batch_transfer`).
 
 Distribution is done here rather than by Lightning's sampler replacement: training shards a padded
 permutation across ranks (every rank takes the same number of steps), validation gives every
@@ -20,7 +26,7 @@ from lightning.pytorch.accelerators import CUDAAccelerator
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from fpar.data import ClipDataset, load_index, split_by_subject
+from fpar.data import ClipDataset, load_index, normalize_batch, split_by_subject
 from fpar.data.settings import DataSettings
 from fpar.engine.settings import ExperimentSettings
 from fpar.errors import FparError
@@ -37,6 +43,10 @@ class EpochShuffleSampler(Sampler[tuple[int, int]]):
         order = torch.randperm(self.size, generator=generator).tolist()
         order += order[: (-self.size) % self.world_size]  # equal shares: DDP ranks step together
         return order[self.rank::self.world_size]
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch the next iteration shuffles for and draws clips of (the Trainer calls it)."""
+        self.epoch = epoch
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         return iter([(index, self.epoch) for index in self._order()])
@@ -81,6 +91,7 @@ class FparDataModule(L.LightningDataModule):
         self.train_subjects, self.val_subjects = subject_split(data, self.index.subjects)
         self.train_set: ClipDataset | None = None
         self.val_set: ClipDataset | None = None
+        self._loaders: dict[str, DataLoader] = {}
 
     @property
     def classes(self) -> list[str]:
@@ -89,7 +100,7 @@ class FparDataModule(L.LightningDataModule):
     def _dataset(self, instances, *, train: bool) -> ClipDataset:
         data = self.config.data
         return ClipDataset(instances, data.clip, train=train, seed=self.config.trainer.seed,
-                           cache=data.cache)
+                           cache=data.cache, normalize=not data.normalize_on_device)
 
     def _store(self, *, build: bool):
         """``data.store``: build it if missing or out of date (``build``), else open it."""
@@ -121,20 +132,31 @@ class FparDataModule(L.LightningDataModule):
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def _loader(self, dataset: ClipDataset, sampler: Sampler) -> DataLoader:
+        data = self.config.data
         pin = self.trainer is not None and isinstance(self.trainer.accelerator, CUDAAccelerator)
+        workers = {"persistent_workers": data.persistent_workers, "prefetch_factor": data.prefetch} if data.workers else {}
         # The clips draw from their own seeded generators; a fixed loader generator keeps the
         # global RNG (dropout) untouched by the loader's worker seeds.
         return DataLoader(dataset, batch_size=self.config.trainer.batch_size, sampler=sampler,
-                          num_workers=self.config.data.workers, pin_memory=pin,
-                          generator=torch.Generator().manual_seed(0))
+                          num_workers=data.workers, pin_memory=pin, generator=torch.Generator().manual_seed(0),
+                          **workers)
 
     def train_dataloader(self) -> DataLoader:
-        rank, world_size = self._rank()
-        epoch = self.trainer.current_epoch if self.trainer is not None else 0
-        sampler = EpochShuffleSampler(len(self.train_set), seed=self.config.trainer.seed, epoch=epoch,
-                                      rank=rank, world_size=world_size)
-        return self._loader(self.train_set, sampler)
+        if "train" not in self._loaders:
+            rank, world_size = self._rank()
+            epoch = self.trainer.current_epoch if self.trainer is not None else 0
+            sampler = EpochShuffleSampler(len(self.train_set), seed=self.config.trainer.seed, epoch=epoch,
+                                          rank=rank, world_size=world_size)
+            self._loaders["train"] = self._loader(self.train_set, sampler)
+        return self._loaders["train"]
 
     def val_dataloader(self) -> DataLoader:
-        rank, world_size = self._rank()
-        return self._loader(self.val_set, ShardSampler(len(self.val_set), rank=rank, world_size=world_size))
+        if "val" not in self._loaders:
+            rank, world_size = self._rank()
+            self._loaders["val"] = self._loader(self.val_set, ShardSampler(len(self.val_set), rank=rank,
+                                                                           world_size=world_size))
+        return self._loaders["val"]
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """With ``data.normalize_on_device``: the uint8 batch, now on the device, made float and normalised."""
+        return normalize_batch(batch) if self.config.data.normalize_on_device else batch
