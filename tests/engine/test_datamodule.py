@@ -75,7 +75,7 @@ def test_persistent_workers_keep_their_processes_and_draw_each_epochs_clips(tiny
     assert loader.persistent_workers and loader.prefetch_factor == 3
     epochs, workers = [], []
     for epoch in range(3):
-        loader.sampler.set_epoch(epoch)  # what the Trainer does at each epoch's start
+        loader.sampler.epoch = epoch  # under a Trainer, its current_epoch when the iteration starts
         epochs.append(_clips(loader))
         workers.append([w.pid for w in loader._iterator._workers])
     assert module.train_dataloader() is loader and workers[0] == workers[1] == workers[2]
@@ -83,7 +83,7 @@ def test_persistent_workers_keep_their_processes_and_draw_each_epochs_clips(tiny
     resumed = FparDataModule(config, str(tiny_data))
     resumed.setup()
     fresh = resumed.train_dataloader()
-    fresh.sampler.set_epoch(2)
+    fresh.sampler.epoch = 2
     assert _clips(fresh) == epochs[2]
 
 

@@ -3,8 +3,9 @@
 Reproducibility: training clips are indexed by ``(index, epoch)`` pairs, so item ``i`` of epoch
 ``e`` draws its crop/flip/start from ``[seed, e, i]`` (``ClipDataset``) in whatever worker loads
 it, and the shuffle of epoch ``e`` comes from ``[seed, e]``. The loaders are built once; the
-Trainer tells the train sampler each epoch's number (``set_epoch``, also after a resume) and the
-sampler, which runs in the main process, hands ``(index, epoch)`` pairs to the workers. So a run
+train sampler runs in the main process and asks the DataModule, each time an epoch's iteration
+starts, which epoch it is (:meth:`FparDataModule.epoch_to_draw`), then hands ``(index, epoch)``
+pairs to the workers. So a run
 resumed at epoch ``e`` draws exactly the clips the uninterrupted run drew, and the workers can
 persist across epochs (``data.persistent_workers``) with their open store, cache and imports.
 
@@ -19,7 +20,7 @@ sample to exactly one rank with no padding (DDP accuracy counts each clip once).
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator
 
 import lightning as L
 from lightning.pytorch.accelerators import CUDAAccelerator
@@ -33,10 +34,14 @@ from fpar.errors import FparError
 
 
 class EpochShuffleSampler(Sampler[tuple[int, int]]):
-    """This rank's share of a seeded permutation of ``range(size)``, yielded as ``(index, epoch)``."""
+    """This rank's share of a seeded permutation of ``range(size)``, yielded as ``(index, epoch)``.
 
-    def __init__(self, size: int, *, seed: int, epoch: int, rank: int = 0, world_size: int = 1):
+    ``epoch_source``: called when an iteration starts, for the epoch it is (else ``epoch`` stays)."""
+
+    def __init__(self, size: int, *, seed: int, epoch: int, rank: int = 0, world_size: int = 1,
+                 epoch_source: Callable[[], int] | None = None):
         self.size, self.seed, self.epoch, self.rank, self.world_size = size, seed, epoch, rank, world_size
+        self.epoch_source = epoch_source
 
     def _order(self) -> list[int]:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
@@ -44,11 +49,9 @@ class EpochShuffleSampler(Sampler[tuple[int, int]]):
         order += order[: (-self.size) % self.world_size]  # equal shares: DDP ranks step together
         return order[self.rank::self.world_size]
 
-    def set_epoch(self, epoch: int) -> None:
-        """The epoch the next iteration shuffles for and draws clips of (the Trainer calls it)."""
-        self.epoch = epoch
-
     def __iter__(self) -> Iterator[tuple[int, int]]:
+        if self.epoch_source is not None:
+            self.epoch = self.epoch_source()
         return iter([(index, self.epoch) for index in self._order()])
 
     def __len__(self) -> int:
@@ -92,6 +95,7 @@ class FparDataModule(L.LightningDataModule):
         self.train_set: ClipDataset | None = None
         self.val_set: ClipDataset | None = None
         self._loaders: dict[str, DataLoader] = {}
+        self._resumed_at: int | None = None  # the epoch a resumed run trains first, from its checkpoint
 
     @property
     def classes(self) -> list[str]:
@@ -144,11 +148,32 @@ class FparDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         if "train" not in self._loaders:
             rank, world_size = self._rank()
-            epoch = self.trainer.current_epoch if self.trainer is not None else 0
-            sampler = EpochShuffleSampler(len(self.train_set), seed=self.config.trainer.seed, epoch=epoch,
-                                          rank=rank, world_size=world_size)
+            trainer = self.trainer
+            sampler = EpochShuffleSampler(len(self.train_set), seed=self.config.trainer.seed,
+                                          epoch=trainer.current_epoch if trainer is not None else 0, rank=rank,
+                                          world_size=world_size,
+                                          epoch_source=self.epoch_to_draw if trainer is not None else None)
             self._loaders["train"] = self._loader(self.train_set, sampler)
         return self._loaders["train"]
+
+    def epoch_to_draw(self) -> int:
+        """The epoch the train loader's iteration starting now serves.
+
+        The Trainer's ``current_epoch``, except for a resumed run's first iteration: Lightning
+        starts that one while restoring, when ``current_epoch`` still names the checkpoint's
+        (finished) epoch, and uses it for the next epoch; its number comes from the checkpoint
+        (:meth:`load_state_dict`)."""
+        if self._resumed_at is not None:
+            epoch, self._resumed_at = self._resumed_at, None
+            return epoch
+        return self.trainer.current_epoch
+
+    def state_dict(self) -> dict[str, int]:
+        # fpar saves checkpoints at epoch ends only (engine/train.py), when that epoch's clips are all trained
+        return {"next_epoch": self.trainer.current_epoch + 1} if self.trainer is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self._resumed_at = state_dict.get("next_epoch")
 
     def val_dataloader(self) -> DataLoader:
         if "val" not in self._loaders:
