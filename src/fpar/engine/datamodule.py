@@ -95,7 +95,7 @@ class FparDataModule(L.LightningDataModule):
         self.train_set: ClipDataset | None = None
         self.val_set: ClipDataset | None = None
         self._loaders: dict[str, DataLoader] = {}
-        self._resumed_at: int | None = None  # the epoch a resumed run trains first, from its checkpoint
+        self._iterated = False  # whether the train loader has started an iteration yet
 
     @property
     def classes(self) -> list[str]:
@@ -157,23 +157,15 @@ class FparDataModule(L.LightningDataModule):
         return self._loaders["train"]
 
     def epoch_to_draw(self) -> int:
-        """The epoch the train loader's iteration starting now serves.
-
-        The Trainer's ``current_epoch``, except for a resumed run's first iteration: Lightning
-        starts that one while restoring, when ``current_epoch`` still names the checkpoint's
-        (finished) epoch, and uses it for the next epoch; its number comes from the checkpoint
-        (:meth:`load_state_dict`)."""
-        if self._resumed_at is not None:
-            epoch, self._resumed_at = self._resumed_at, None
-            return epoch
-        return self.trainer.current_epoch
-
-    def state_dict(self) -> dict[str, int]:
-        # fpar saves checkpoints at epoch ends only (engine/train.py), when that epoch's clips are all trained
-        return {"next_epoch": self.trainer.current_epoch + 1} if self.trainer is not None else {}
-
-    def load_state_dict(self, state_dict: dict[str, int]) -> None:
-        self._resumed_at = state_dict.get("next_epoch")
+        """The epoch the train loader's iteration starting now serves: the Trainer's ``current_epoch``,
+        except for a resumed run's first iteration. Lightning starts that one while restoring, when
+        ``current_epoch`` still names the checkpoint's epoch, and uses it for the next epoch; fpar
+        saves checkpoints at epoch ends only (engine/train.py), so that is the one after it."""
+        trainer = self.trainer
+        first, self._iterated = not self._iterated, True
+        if first and trainer.ckpt_path is not None:
+            return trainer.current_epoch + 1
+        return trainer.current_epoch
 
     def val_dataloader(self) -> DataLoader:
         if "val" not in self._loaders:
