@@ -5,9 +5,9 @@ Reproducibility: training clips are indexed by ``(index, epoch)`` pairs, so item
 it, and the shuffle of epoch ``e`` comes from ``[seed, e]``. The loaders are built once; the
 train sampler runs in the main process and asks the DataModule, each time an epoch's iteration
 starts, which epoch it is (:meth:`FparDataModule.epoch_to_draw`), then hands ``(index, epoch)``
-pairs to the workers. So a run
-resumed at epoch ``e`` draws exactly the clips the uninterrupted run drew, and the workers can
-persist across epochs (``data.persistent_workers``) with their open store, cache and imports.
+pairs to the workers. So a run resumed at epoch ``e`` draws exactly the clips the uninterrupted
+run drew, and the workers can persist across epochs (``data.persistent_workers``) with their open
+store, cache and imports.
 
 Feeding the device: pinned memory on CUDA, ``data.prefetch`` batches ahead per worker, and with
 ``data.normalize_on_device`` the clips travel as uint8 (a quarter of the bytes) and are converted

@@ -134,10 +134,9 @@ class DecodedFrames:
 
     def clip(self, inst: Instance, kind: str, numbers: Sequence[int], draw: transforms.TrainDraw | None,
              crop: int, views: str) -> np.ndarray:
-        """As :meth:`fpar.data.store.FrameStore.clip`: uint8 ``(V, T, h, w[, 3])``."""
+        """As :meth:`fpar.data.store.FrameStore.clip`, for evaluation clips (``draw`` is None):
+        uint8 ``(V, T, h, w[, 3])``."""
         stacked = np.stack([self._frames[kind][k] for k in numbers])
-        if draw is not None:
-            return transforms.train_crop_clip(stacked, draw, crop, is_flow_x=kind == "flow_x")[None]
         return transforms.eval_views_clip(stacked, crop, views, is_flow_x=kind == "flow_x")
 
 
