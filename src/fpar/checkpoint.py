@@ -66,9 +66,10 @@ def read_contract(ckpt: dict[str, Any], path: str | os.PathLike) -> ModelContrac
     return ModelContract(model=dict(info["model"]), classes=info.get("classes"), clip=clip, config=info.get("config"))
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a checkpoint without executing code; one clear error for anything else."""
-    ckpt = load_torch_file(path, "checkpoint")
+def load_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> dict[str, Any]:
+    """Load a checkpoint without executing code; one clear error for anything else. ``mmap``: as
+    :func:`fpar.io.load_torch_file`."""
+    ckpt = load_torch_file(path, "checkpoint", mmap=mmap)
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "fpar" not in ckpt:
         raise FparError(f"{path} is not an fpar checkpoint (no 'state_dict'/'fpar' entries); "
                         "reference .pth files are converted with `fpar import-reference`")
@@ -95,13 +96,18 @@ def load_model(path: str | os.PathLike) -> tuple[torch.nn.Module, ModelContract]
     """Build the checkpoint's model from the registry and load its weights. Returns (model, contract)."""
     from fpar.models import build_model
 
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path, mmap=True)
     info = read_contract(ckpt, path)
     spec = dict(info.model)
     name = spec.pop("name")
     spec["pretrained"] = None  # the checkpoint holds every weight
-    model = build_model(name, **spec)
-    missing, unexpected = model.load_state_dict(model_state_dict(ckpt), strict=False)
+    # Built without memory (meta tensors) and given the loaded tensors themselves: the weights are
+    # held once, not twice (a ResNet-34 two-stream's are ~250 MB).
+    with torch.device("meta"):
+        model = build_model(name, **spec)
+    weights = model_state_dict(ckpt)
+    del ckpt  # anything else it holds (an optimiser's state) is freed before the model runs
+    missing, unexpected = model.load_state_dict(weights, strict=False, assign=True)
     if missing or unexpected:
         raise FparError(f"{path} does not match model '{name}': missing {sorted(missing)[:5]}, "
                         f"unexpected {sorted(unexpected)[:5]}")

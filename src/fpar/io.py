@@ -76,16 +76,19 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-def load_torch_file(path: str | os.PathLike, what: str = "checkpoint") -> Any:
+def load_torch_file(path: str | os.PathLike, what: str = "checkpoint", *, mmap: bool = False) -> Any:
     """``torch.load`` with ``weights_only=True``: tensors and plain values only, so loading never
-    runs code. A file that would need code, or that is not a torch file at all, is one FparError."""
+    runs code. A file that would need code, or that is not a torch file at all, is one FparError.
+
+    ``mmap``: the tensors map the file (copy on write) instead of being read: only what is used
+    is read into memory, and the page cache holds it rather than a second copy."""
     import torch  # torch is heavy; most users of this module only write files
 
     path = Path(path)
     if not path.is_file():
         raise FparError(f"{what} not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         blocked = re.search(r"GLOBAL ([\w.]+)", str(exc))
         if blocked:

@@ -5,7 +5,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from fpar.data import ClipDataset, ClipSettings, FrameCache, load_index
+from fpar.data import ClipDataset, ClipSettings, FrameCache, load_index, normalize_batch
 from fpar.data.transforms import RGB_MEAN, RGB_STD
 from fpar.errors import FparError
 
@@ -166,3 +166,21 @@ def test_missing_modality_is_an_error(tmp_path):
     instances = load_index(tmp_path).instances
     with pytest.raises(FparError, match="S1/a/1: no mmaps frames"):
         ClipDataset(instances, ClipSettings(modalities=("mmaps",), resize=12, crop=8))[0]
+
+
+@pytest.mark.parametrize("train, views, flow_mode", [(True, "center", "stack"), (False, "ten", "pairs")])
+def test_uint8_items_normalised_later_equal_the_normalised_items(processed_root, train, views, flow_mode):
+    """``normalize=False`` + :func:`normalize_batch` (what the device does) gives the dataset's own tensors."""
+    instances = load_index(processed_root).instances
+    settings = ClipSettings(modalities=ALL, num_frames=3, resize=24, crop=16, flow_mode=flow_mode)
+    normalised = ClipDataset(instances, settings, train=train, views=views, seed=5)
+    raw = ClipDataset(instances, settings, train=train, views=views, seed=5, normalize=False)
+    for key in [(0, 0), (1, 3)]:
+        want, item = normalised[key], raw[key]
+        assert all(item[m].dtype == torch.uint8 and item[m].shape == want[m].shape for m in ("frames", "flow", "mmaps"))
+        batch = {k: v.unsqueeze(0) if isinstance(v, torch.Tensor) else v for k, v in item.items()}
+        got = normalize_batch(batch)
+        for m in ("frames", "flow", "mmaps"):
+            assert got[m].dtype == torch.float32
+            torch.testing.assert_close(got[m][0], want[m], rtol=0, atol=1e-6)
+        assert torch.equal(got["label"][0], want["label"])

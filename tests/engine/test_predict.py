@@ -20,7 +20,8 @@ CLASSES = ["close_jar", "open_jar", "stir_jar"]
 def _checkpoint(tmp_path, name, **model_kwargs):
     torch.manual_seed(0)
     model = build_model(name, num_classes=len(CLASSES), backbone="resnet18", **model_kwargs)
-    modalities = {"flow_resnet": ["flow"], "two_in_one": ["frames", "flow"]}.get(name, ["frames"])
+    modalities = {"flow_resnet": ["flow"], "two_in_one": ["frames", "flow"], "two_stream": ["frames", "flow"]}.get(
+        name, ["frames"])
     clip = ClipSettings(modalities=modalities, flow_mode="pairs" if name == "two_in_one" else "stack", resize=72,
                         crop=64, num_frames=4, stack_size=5)
     path = tmp_path / f"{name}.ckpt"
@@ -36,7 +37,8 @@ def _frames(n=9):
     frames = []
     for k in range(n):
         frame = background.copy()
-        frame[20:36, 10 + 3 * k:26 + 3 * k] = patch
+        x = 10 + 3 * k % 54  # back to the left edge in long videos
+        frame[20:36, x:x + 16] = patch
         frames.append(frame)
     return frames
 
@@ -107,3 +109,94 @@ def test_too_short_a_video_names_the_frames_needed(tmp_path, video, capsys):
     checkpoint = _checkpoint(tmp_path, "flow_resnet")
     assert main(["predict", str(checkpoint), str(video), "--flow", "dis", "--max-frames", "3"]) == 1
     assert "3 frame(s) are too few for this model (it needs at least 5)" in capsys.readouterr().err
+
+
+def _mp4(path, frames, fps=30):
+    import cv2
+
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def _counting(monkeypatch):
+    """Record the frame numbers decoded and the flow pairs computed by predict."""
+    import fpar.engine.predict as predict
+
+    seen = {"decoded": [], "flows": 0}
+    real_frames_at, real_pair_flows = predict.iter_frames_at, predict.pair_flows
+
+    def frames_at(path, numbers):
+        for number, frame in real_frames_at(path, numbers):
+            seen["decoded"].append(number)
+            yield number, frame
+
+    def pair_flows(frames, **kwargs):
+        for field in real_pair_flows(frames, **kwargs):
+            seen["flows"] += 1
+            yield field
+
+    monkeypatch.setattr(predict, "iter_frames_at", frames_at)
+    monkeypatch.setattr(predict, "pair_flows", pair_flows)
+    return seen
+
+
+def test_rgb_prediction_decodes_only_the_sampled_frames_and_computes_no_flow(tmp_path, monkeypatch):
+    from fpar.data.sampling import rgb_indices
+    from fpar.prepare.video import read_video
+
+    checkpoint = _checkpoint(tmp_path, "rgb_attention", input_size=64)
+    video = _mp4(tmp_path / "long.mp4", _frames(40))
+    seen = _counting(monkeypatch)
+    prediction = predict_video(checkpoint, video, flow="dis")
+    assert seen["decoded"] == rgb_indices(40, 4) and seen["flows"] == 0
+    # the same clip the evaluation reads from the whole video prepared on disk
+    write_instance(read_video(video).frames, tmp_path / "data", subject="S2", class_name="open_jar",
+                   instance_id="1", flow="dis")
+    clip = ClipDataset(load_index(tmp_path / "data").instances, ClipSettings(num_frames=4, resize=72, crop=64))[0]
+    assert torch.equal(prediction.clip["frames"], clip["frames"])
+
+
+@pytest.mark.parametrize("name, n, pairs", [("flow_resnet", 40, 5), ("two_stream", 40, 5), ("two_in_one", 40, 4),
+                                            ("two_in_one", 3, 2)])
+def test_flow_is_computed_only_for_the_pairs_the_clip_reads(tmp_path, monkeypatch, name, n, pairs):
+    """Flow stacks read L pairs, two-in-one one per sampled frame (with fewer frames than the clip,
+    the last frame repeats the flow before it: 2 pairs for 3 frames); the flow equals a dataset
+    prepared at the model's resolution."""
+    kwargs = {"two_in_one": {"input_size": 64}, "two_stream": {}}.get(name, {})
+    checkpoint = _checkpoint(tmp_path, name, **kwargs)
+    video = tmp_path / "frames"
+    video.mkdir()
+    for k, frame in enumerate(_frames(n), 1):
+        Image.fromarray(frame).save(video / f"{k:03d}.png")
+    seen = _counting(monkeypatch)
+    prediction = predict_video(checkpoint, video, flow="dis")
+    assert seen["flows"] == pairs
+    assert len(seen["decoded"]) <= pairs * 2 + 4
+    from fpar.checkpoint import load_model
+    from fpar.data import transforms
+
+    _, info = load_model(checkpoint)
+    resized = [transforms.resize_short(f, info.clip.resize) for f in _frames(n)]
+    write_instance(resized, tmp_path / "data", subject="S2", class_name="open_jar", instance_id="1", flow="dis")
+    clip = ClipDataset(load_index(tmp_path / "data", "processed", min_frames=2).instances, info.clip)[0]
+    assert torch.equal(prediction.clip["flow"], clip["flow"])
+
+
+def test_frames_of_mixed_sizes_are_resized_to_the_models_clip(tmp_path):
+    """A folder whose images differ in size: every frame is brought to the model's resolution
+    (the first frame's shape), for RGB and flow alike."""
+    checkpoint = _checkpoint(tmp_path, "two_in_one", input_size=64)
+    video = tmp_path / "mixed"
+    video.mkdir()
+    for k, frame in enumerate(_frames(9), 1):
+        if k % 2 == 0:
+            frame = np.asarray(Image.fromarray(frame).resize((100, 70)))  # another size and aspect
+        Image.fromarray(frame).save(video / f"{k:03d}.png")
+    prediction = predict_video(checkpoint, video, flow="dis")
+    assert prediction.clip["frames"].shape == (4, 3, 64, 64)
+    assert prediction.clip["flow"].shape == (4, 2, 64, 64)
+    assert torch.isfinite(prediction.outputs["logits"]).all()

@@ -61,3 +61,10 @@ def test_fpar_prepare_gtea(tmp_path, capsys):
     assert main(["prepare-gtea", str(tmp_path / "raw"), "--out", str(tmp_path / "out"), "--flow", "dis"]) == 1
     assert "3 instances written, 0 already done, 1 dropped (Ego-RNN drops), 2 problems" in capsys.readouterr().out
     assert len(load_index(tmp_path / "out").instances) == 3
+
+
+def test_fpar_flow_with_opencv_tvl1(tmp_path, square_frames):
+    video = write_gif(tmp_path / "clip.gif", square_frames[:3])
+    assert main(["flow", str(video), "--out", str(tmp_path / "flow.gif"), "--method", "tvl1-opencv"]) == 0
+    with Image.open(tmp_path / "flow.gif") as gif:
+        assert gif.n_frames == 2

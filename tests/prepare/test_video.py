@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from fpar.errors import FparError
-from fpar.prepare.video import read_video, resize_short_side
+from fpar.prepare.video import count_frames, iter_frames_at, read_video, resize_short_side
 
 from .conftest import write_avi, write_gif
 
@@ -60,3 +60,37 @@ def test_resize_short_side_keeps_aspect():
     frame = np.zeros((72, 96, 3), np.uint8)
     assert resize_short_side(frame, 36).shape == (36, 48, 3)
     assert resize_short_side(frame, None) is frame
+
+
+@pytest.mark.parametrize("kind", ["avi", "gif", "folder"])
+def test_frames_at_decodes_only_the_frames_asked_for_as_the_full_read_numbers_them(tmp_path, square_frames, kind):
+    if kind == "avi":
+        video = write_avi(tmp_path / "clip.avi", square_frames)
+    elif kind == "gif":
+        video = write_gif(tmp_path / "clip.gif", square_frames)
+    else:
+        video = tmp_path / "frames"
+        video.mkdir()
+        for k, frame in enumerate(square_frames, 1):
+            cv2.imwrite(str(video / f"{k}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    everything = read_video(video).frames
+    assert count_frames(video) == len(everything) == len(square_frames)
+    assert count_frames(video, max_frames=3) == 3
+    picked = list(iter_frames_at(video, [6, 2, 2, 8]))
+    assert [number for number, _ in picked] == [2, 6, 8]  # in order, once each
+    for number, frame in picked:
+        assert np.array_equal(frame, everything[number - 1])
+    with pytest.raises(FparError, match=f"{video.name}.*(ends before frame 9|frame 9 requested)"):
+        list(iter_frames_at(video, [1, 9]))
+
+
+def test_count_frames_of_unreadable_inputs_names_them(tmp_path):
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"this is not a video" * 10)
+    with pytest.raises(FparError, match="corrupt.mp4"):
+        count_frames(corrupt)
+    with pytest.raises(FparError, match="nope.avi: no such"):
+        count_frames(tmp_path / "nope.avi")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FparError, match="empty: no frames"):
+        count_frames(tmp_path / "empty")

@@ -11,6 +11,7 @@ import importlib
 
 _EXPORTS = {
     "ClipDataset": "fpar.data.dataset",
+    "normalize_batch": "fpar.data.dataset",
     "ClipSettings": "fpar.data.settings",
     "FrameCache": "fpar.data.frames",
     "read_frame": "fpar.data.frames",

@@ -76,6 +76,18 @@ class DataSettings(ClipSettings):
     # the decoded-frame store (docs/data.md, "Dataset store"): true for the default folder beside the
     # dataset, a path for another; built on first use
     store: Union[bool, Annotated[str, Field(min_length=1)]] = False
+    # loader workers live for the whole run (their dataset copies keep their open store and cache)
+    persistent_workers: bool = True
+    # batches each worker loads ahead of the one in use; None: PyTorch's default (2)
+    prefetch: Optional[int] = Field(None, ge=1, le=64)
+    # the dataset returns uint8 clips and the device converts and normalises them (4x less to copy)
+    normalize_on_device: bool = False
+
+    @model_validator(mode="after")
+    def _prefetch_needs_workers(self) -> "DataSettings":
+        if self.prefetch is not None and self.workers == 0:
+            raise ValueError("prefetch needs workers > 0 (with none, batches are loaded when needed)")
+        return self
 
     @property
     def clip(self) -> ClipSettings:

@@ -2,9 +2,16 @@
 
 Reproducibility: training clips are indexed by ``(index, epoch)`` pairs, so item ``i`` of epoch
 ``e`` draws its crop/flip/start from ``[seed, e, i]`` (``ClipDataset``) in whatever worker loads
-it, and the shuffle of epoch ``e`` comes from ``[seed, e]``. The train loader is rebuilt at the
-start of every epoch (the Trainer's ``reload_dataloaders_every_n_epochs=1``) for the epoch it is
-about to run, so a run resumed at epoch ``e`` draws exactly the clips the uninterrupted run drew.
+it, and the shuffle of epoch ``e`` comes from ``[seed, e]``. The loaders are built once; the
+train sampler runs in the main process and asks the DataModule, each time an epoch's iteration
+starts, which epoch it is (:meth:`FparDataModule.epoch_to_draw`), then hands ``(index, epoch)``
+pairs to the workers. So a run resumed at epoch ``e`` draws exactly the clips the uninterrupted
+run drew, and the workers can persist across epochs (``data.persistent_workers``) with their open
+store, cache and imports.
+
+Feeding the device: pinned memory on CUDA, ``data.prefetch`` batches ahead per worker, and with
+``data.normalize_on_device`` the clips travel as uint8 (a quarter of the bytes) and are converted
+and normalised on the device after the transfer (:meth:`FparDataModule.on_after_batch_transfer`).
 
 Distribution is done here rather than by Lightning's sampler replacement: training shards a padded
 permutation across ranks (every rank takes the same number of steps), validation gives every
@@ -13,24 +20,28 @@ sample to exactly one rank with no padding (DDP accuracy counts each clip once).
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator
 
 import lightning as L
 from lightning.pytorch.accelerators import CUDAAccelerator
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from fpar.data import ClipDataset, load_index, split_by_subject
+from fpar.data import ClipDataset, load_index, normalize_batch, split_by_subject
 from fpar.data.settings import DataSettings
 from fpar.engine.settings import ExperimentSettings
 from fpar.errors import FparError
 
 
 class EpochShuffleSampler(Sampler[tuple[int, int]]):
-    """This rank's share of a seeded permutation of ``range(size)``, yielded as ``(index, epoch)``."""
+    """This rank's share of a seeded permutation of ``range(size)``, yielded as ``(index, epoch)``.
 
-    def __init__(self, size: int, *, seed: int, epoch: int, rank: int = 0, world_size: int = 1):
+    ``epoch_source``: called when an iteration starts, for the epoch it is (else ``epoch`` stays)."""
+
+    def __init__(self, size: int, *, seed: int, epoch: int, rank: int = 0, world_size: int = 1,
+                 epoch_source: Callable[[], int] | None = None):
         self.size, self.seed, self.epoch, self.rank, self.world_size = size, seed, epoch, rank, world_size
+        self.epoch_source = epoch_source
 
     def _order(self) -> list[int]:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
@@ -39,6 +50,8 @@ class EpochShuffleSampler(Sampler[tuple[int, int]]):
         return order[self.rank::self.world_size]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
+        if self.epoch_source is not None:
+            self.epoch = self.epoch_source()
         return iter([(index, self.epoch) for index in self._order()])
 
     def __len__(self) -> int:
@@ -81,6 +94,8 @@ class FparDataModule(L.LightningDataModule):
         self.train_subjects, self.val_subjects = subject_split(data, self.index.subjects)
         self.train_set: ClipDataset | None = None
         self.val_set: ClipDataset | None = None
+        self._loaders: dict[str, DataLoader] = {}
+        self._iterated = False  # whether the train loader has started an iteration yet
 
     @property
     def classes(self) -> list[str]:
@@ -89,7 +104,7 @@ class FparDataModule(L.LightningDataModule):
     def _dataset(self, instances, *, train: bool) -> ClipDataset:
         data = self.config.data
         return ClipDataset(instances, data.clip, train=train, seed=self.config.trainer.seed,
-                           cache=data.cache)
+                           cache=data.cache, normalize=not data.normalize_on_device)
 
     def _store(self, *, build: bool):
         """``data.store``: build it if missing or out of date (``build``), else open it."""
@@ -121,20 +136,44 @@ class FparDataModule(L.LightningDataModule):
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def _loader(self, dataset: ClipDataset, sampler: Sampler) -> DataLoader:
+        data = self.config.data
         pin = self.trainer is not None and isinstance(self.trainer.accelerator, CUDAAccelerator)
+        workers = {"persistent_workers": data.persistent_workers, "prefetch_factor": data.prefetch} if data.workers else {}
         # The clips draw from their own seeded generators; a fixed loader generator keeps the
         # global RNG (dropout) untouched by the loader's worker seeds.
         return DataLoader(dataset, batch_size=self.config.trainer.batch_size, sampler=sampler,
-                          num_workers=self.config.data.workers, pin_memory=pin,
-                          generator=torch.Generator().manual_seed(0))
+                          num_workers=data.workers, pin_memory=pin, generator=torch.Generator().manual_seed(0),
+                          **workers)
 
     def train_dataloader(self) -> DataLoader:
-        rank, world_size = self._rank()
-        epoch = self.trainer.current_epoch if self.trainer is not None else 0
-        sampler = EpochShuffleSampler(len(self.train_set), seed=self.config.trainer.seed, epoch=epoch,
-                                      rank=rank, world_size=world_size)
-        return self._loader(self.train_set, sampler)
+        if "train" not in self._loaders:
+            rank, world_size = self._rank()
+            trainer = self.trainer
+            sampler = EpochShuffleSampler(len(self.train_set), seed=self.config.trainer.seed,
+                                          epoch=trainer.current_epoch if trainer is not None else 0, rank=rank,
+                                          world_size=world_size,
+                                          epoch_source=self.epoch_to_draw if trainer is not None else None)
+            self._loaders["train"] = self._loader(self.train_set, sampler)
+        return self._loaders["train"]
+
+    def epoch_to_draw(self) -> int:
+        """The epoch the train loader's iteration starting now serves: the Trainer's ``current_epoch``,
+        except for a resumed run's first iteration. Lightning starts that one while restoring, when
+        ``current_epoch`` still names the checkpoint's epoch, and uses it for the next epoch; fpar
+        saves checkpoints at epoch ends only (engine/train.py), so that is the one after it."""
+        trainer = self.trainer
+        first, self._iterated = not self._iterated, True
+        if first and trainer.ckpt_path is not None:
+            return trainer.current_epoch + 1
+        return trainer.current_epoch
 
     def val_dataloader(self) -> DataLoader:
-        rank, world_size = self._rank()
-        return self._loader(self.val_set, ShardSampler(len(self.val_set), rank=rank, world_size=world_size))
+        if "val" not in self._loaders:
+            rank, world_size = self._rank()
+            self._loaders["val"] = self._loader(self.val_set, ShardSampler(len(self.val_set), rank=rank,
+                                                                           world_size=world_size))
+        return self._loaders["val"]
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """With ``data.normalize_on_device``: the uint8 batch, now on the device, made float and normalised."""
+        return normalize_batch(batch) if self.config.data.normalize_on_device else batch

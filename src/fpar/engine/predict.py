@@ -1,24 +1,39 @@
 """Predictions and explanations on any video: one clip, sampled and transformed exactly as the
 model's evaluation does it.
 
-The video is decoded, written as one instance of the processed layout in a temporary folder
-(with real optical flow and motion maps, :mod:`fpar.prepare`) and read back by the same
-:class:`~fpar.data.ClipDataset` evaluation uses, so a prediction here equals what ``fpar eval``
-would give for that clip.
+Memory and time follow the clip, not the video: the frames are counted without decoding their
+pictures, the :class:`~fpar.data.ClipDataset` the evaluation uses says which frame numbers its
+evaluation clip reads, and only those frames are decoded (streaming), resized to the checkpoint's
+clip settings as they arrive. Flow is computed only when the model reads it (or its motion maps),
+only for the pairs read: flow ``k`` is frame ``k`` to ``k + 1`` and the last frame repeats the
+flow before it, as in the processed layout (docs/method.md §2). The same dataset then reads
+its clip from these frames, so RGB clips equal what ``fpar eval`` reads from the prepared
+video. Flow is computed at the model's resolution (short side = the clip's ``resize``), as a
+dataset prepared at that size holds it, and coded to 8 bits as a prepared dataset stores it.
+
+Frames of mixed sizes (a folder of images) are each brought to the first frame's size at that
+resolution, so every modality has one shape per clip.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
 import torch
 
 from fpar.checkpoint import load_model
-from fpar.data import ClipDataset, load_index
+from fpar.data import ClipDataset
+from fpar.data.layouts import Instance
+from fpar.data.settings import ClipSettings
+from fpar.data import transforms
 from fpar.errors import FparError
-from fpar.prepare.layout_writer import write_instance
-from fpar.prepare.video import read_video
+from fpar.prepare.flow import DEFAULT_BOUND, pair_flows, quantize_flow
+from fpar.prepare.motion import motion_map
+from fpar.prepare.video import count_frames, iter_frames_at
 
 
 @dataclass
@@ -49,17 +64,7 @@ def predict_video(checkpoint: str | os.PathLike, video: str | os.PathLike, *, fl
     settings = info.clip
     if explain and getattr(model, "ms_head", None) is not None:
         settings = settings.with_modality("mmaps")  # the MS head's target, to show beside its prediction
-    frames = read_video(video, max_frames).frames
-    reads_flow = "flow" in settings.modalities
-    needs = settings.stack_size if reads_flow else 2  # a flow stack needs L frames, flow itself 2
-    if len(frames) < needs:
-        raise FparError(f"{video}: {len(frames)} frame(s) are too few for this model (it needs at least {needs})")
-    # Models that read no flow get the cheapest flow: it is written but never read.
-    method = flow if reads_flow else "dis"
-    with tempfile.TemporaryDirectory(prefix="fpar-video-") as tmp:
-        write_instance(frames, tmp, subject="S0", class_name="unknown", instance_id="clip", flow=method)
-        instance = load_index(tmp, "processed", min_frames=needs).instances[0]
-        clip = ClipDataset([instance], settings, train=False)[0]
+    clip = read_clip(video, settings, flow=flow, max_frames=max_frames)
     batch = {m: clip[m].unsqueeze(0) for m in info.clip.modalities}
     with torch.inference_mode():
         outputs = model(batch, explain=explain)
@@ -67,3 +72,85 @@ def predict_video(checkpoint: str | os.PathLike, video: str | os.PathLike, *, fl
     names = info.classes or []
     classes = [names[i] if i < len(names) else f"class {i}" for i in range(num_classes)]
     return VideoPrediction(clip, outputs, classes, info.model["name"])
+
+
+def frames_needed(settings: ClipSettings) -> int:
+    """The fewest frames a video needs for a clip: a flow stack ``stack_size`` (the layout has one
+    flow per frame), any other flow (pairs, motion maps) 2, RGB alone 1."""
+    if "flow" in settings.modalities and settings.flow_mode == "stack":
+        return max(2, settings.stack_size)
+    return 2 if {"flow", "mmaps"} & set(settings.modalities) else 1
+
+
+def read_clip(video: str | os.PathLike, settings: ClipSettings, *, flow: str = "tvl1",
+              max_frames: int | None = None) -> dict[str, torch.Tensor | str]:
+    """The evaluation clip (centre view) of ``video`` as ``settings`` read it, decoding only its frames."""
+    video = Path(video)
+    n = count_frames(video, max_frames)
+    needs = frames_needed(settings)
+    if n < needs:
+        raise FparError(f"{video}: {n} frame(s) are too few for this model (it needs at least {needs})")
+    # One instance whose every frame "file" is the video: the dataset only counts them here.
+    files = (video,) * n
+    instance = Instance("S0", "unknown", 0, video.name, rgb=files, mmaps=files, flow_x=files, flow_y=files)
+    dataset = ClipDataset([instance], settings, train=False)
+    dataset.use_store(DecodedFrames(video, dataset.frame_numbers(0), n, settings.resize, flow=flow))
+    return dataset[0]
+
+
+class DecodedFrames:
+    """The frames one evaluation clip reads, decoded from a video and resized to ``resize``; flow
+    and motion maps computed for the pairs read. A frame source for :meth:`ClipDataset.use_store`."""
+
+    def __init__(self, video: Path, numbers: dict[str, list[int]], n: int, resize: int, *, flow: str) -> None:
+        self.path, self.resize, self.kinds = video, resize, tuple(numbers)
+        self._shape: tuple[int, int] | None = None
+        # flow k is frames k -> k+1; the last frame has no successor and repeats flow n-1
+        pair = {k: min(k, n - 1) for kind in ("flow_x", "flow_y", "mmaps") for k in numbers.get(kind, ())}
+        starts = sorted(set(pair.values()))
+        decode = set(numbers.get("rgb", ())) | set(starts) | {s + 1 for s in starts}
+        frames = {number: self._resized(frame) for number, frame in iter_frames_at(video, decode)}
+        fields = dict(zip(starts, _flows(frames, starts, flow)))
+        self._frames: dict[str, dict[int, np.ndarray]] = {}
+        if "rgb" in numbers:
+            self._frames["rgb"] = {k: frames[k] for k in numbers["rgb"]}
+        if "flow_x" in numbers:
+            coded = {k: quantize_flow(fields[pair[k]], DEFAULT_BOUND) for k in numbers["flow_x"]}
+            self._frames["flow_x"] = {k: xy[0] for k, xy in coded.items()}
+            self._frames["flow_y"] = {k: xy[1] for k, xy in coded.items()}
+        if "mmaps" in numbers:
+            self._frames["mmaps"] = {k: motion_map(fields[pair[k]]) for k in numbers["mmaps"]}
+
+    def _resized(self, frame: np.ndarray) -> np.ndarray:
+        frame = transforms.resize_short(frame, self.resize)
+        if self._shape is None:
+            self._shape = frame.shape[:2]
+        elif frame.shape[:2] != self._shape:
+            import cv2
+
+            height, width = self._shape
+            frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
+        return frame
+
+    def clip(self, inst: Instance, kind: str, numbers: Sequence[int], draw: transforms.TrainDraw | None,
+             crop: int, views: str) -> np.ndarray:
+        """As :meth:`fpar.data.store.FrameStore.clip`, for evaluation clips (``draw`` is None):
+        uint8 ``(V, T, h, w[, 3])``."""
+        stacked = np.stack([self._frames[kind][k] for k in numbers])
+        return transforms.eval_views_clip(stacked, crop, views, is_flow_x=kind == "flow_x")
+
+
+def _flows(frames: dict[int, np.ndarray], starts: list[int], method: str) -> list[np.ndarray]:
+    """Flow from frame ``s`` to ``s + 1`` for each of ``starts`` (sorted): one ``pair_flows`` call per
+    run of consecutive pairs, so a flow stack is one batch."""
+    runs: list[list[int]] = []
+    for start in starts:
+        if runs and start == runs[-1][-1] + 1:
+            runs[-1].append(start)
+        else:
+            runs.append([start])
+    fields = []
+    for run in runs:
+        sequence = [frames[k] for k in (*run, run[-1] + 1)]
+        fields.extend(pair_flows(sequence, method=method))
+    return fields

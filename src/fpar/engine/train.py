@@ -119,8 +119,6 @@ def build_trainer(config: ExperimentSettings, run_dir: Path, callbacks: list[L.C
             check_val_every_n_epoch=tr.val_every,
             log_every_n_steps=tr.log_every_n_steps,
             num_sanity_val_steps=0,
-            # the train loader is built per epoch for that epoch's seeded clips (see datamodule)
-            reload_dataloaders_every_n_epochs=1,
             use_distributed_sampler=False,
             callbacks=callbacks,
             logger=loggers or False,

@@ -10,7 +10,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -187,5 +187,104 @@ def _capture_frames(path: Path, skip: int = 0) -> Iterator[np.ndarray]:
             if not ok:
                 return
             yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    finally:
+        capture.release()
+
+
+def count_frames(path: str | Path, max_frames: int | None = None) -> int:
+    """How many frames ``path`` (video file, GIF or image folder) has, at most ``max_frames``, without
+    decoding their pictures: a video file is walked with ``grab()`` (no colour conversion, nothing
+    kept), because the frame count a container declares is an estimate in some formats.
+
+    :class:`FparError` naming the path when it is missing, unreadable or has no frames.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FparError(f"{path}: no such video file or folder")
+    limit = max_frames if max_frames is not None else float("inf")
+    if path.is_dir():
+        n = len(image_files(path))
+    elif path.suffix.lower() == ".gif":
+        try:
+            with Image.open(path) as gif:
+                n = getattr(gif, "n_frames", 1)
+        except (OSError, ValueError) as exc:
+            raise FparError(f"{path}: cannot read GIF ({exc})") from None
+    else:
+        capture = cv2.VideoCapture(str(path))
+        try:
+            if not capture.isOpened():
+                raise FparError(f"{path}: cannot open video (unknown format or corrupt file)")
+            n = 0
+            while n < limit and capture.grab():
+                n += 1
+        finally:
+            capture.release()
+    n = int(min(n, limit))
+    if not n:
+        raise FparError(f"{path}: no frames could be decoded (empty or not a video)")
+    return n
+
+
+def iter_frames_at(path: str | Path, numbers: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
+    """Decode only frames ``numbers`` (1-based positions, as :func:`count_frames` counts them) of
+    ``path``, in increasing order, as ``(number, uint8 RGB frame)``: one frame in memory at a time,
+    and the frames between them are skipped without colour conversion.
+
+    :class:`FparError` naming the path when it ends before the last frame asked for.
+    """
+    path = Path(path)
+    wanted = sorted(set(numbers))
+    if not wanted:
+        return
+    if path.is_dir():
+        files = image_files(path)
+        if wanted[-1] > len(files):
+            raise FparError(f"{path}: frame {wanted[-1]} requested but the folder holds {len(files)}")
+        for number in wanted:
+            yield number, read_frame(files[number - 1], color=True)
+        return
+    if path.suffix.lower() == ".gif":
+        source = enumerate(_gif_pictures(path), 1)
+        picture = lambda item: np.asarray(item.convert("RGB"))  # noqa: E731 (converted only when wanted)
+    else:
+        source = _grabbed(path)
+        picture = lambda item: cv2.cvtColor(item(), cv2.COLOR_BGR2RGB)  # noqa: E731
+    pending = iter(wanted)
+    target = next(pending)
+    for number, item in source:
+        if number == target:
+            yield number, picture(item)
+            target = next(pending, None)
+            if target is None:
+                return
+    raise FparError(f"{path}: ends before frame {target}")
+
+
+def _gif_pictures(path: Path) -> Iterator[Image.Image]:
+    try:
+        with Image.open(path) as gif:
+            yield from ImageSequence.Iterator(gif)
+    except (OSError, ValueError) as exc:
+        raise FparError(f"{path}: cannot read GIF ({exc})") from None
+
+
+def _grabbed(path: Path) -> Iterator[tuple[int, Callable[[], np.ndarray]]]:
+    """``(number, retrieve)`` per frame of a video file: ``retrieve()`` decodes that frame's picture."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise FparError(f"{path}: cannot open video (unknown format or corrupt file)")
+        number = 0
+        while capture.grab():
+            number += 1
+
+            def retrieve() -> np.ndarray:
+                ok, bgr = capture.retrieve()
+                if not ok:
+                    raise FparError(f"{path}: frame {number} cannot be decoded")
+                return bgr
+
+            yield number, retrieve
     finally:
         capture.release()
