@@ -23,7 +23,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
 from fpar.checkpoint import load_checkpoint, model_state_dict
-from fpar.engine.callbacks import AtomicCheckpointIO, MetricsHistory
+from fpar.engine.callbacks import AtomicCheckpointIO, BestWeights, MetricsHistory, remove_stale_temporaries
 from fpar.engine.config import dump_config, require_same_settings, validate_config
 from fpar.engine.settings import ExperimentSettings
 from fpar.engine.datamodule import FparDataModule
@@ -60,6 +60,8 @@ def train(config: ExperimentSettings | dict[str, Any], *, data_root: str | os.Pa
         raise FparError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another "
                         "--out or experiment name")
     resume_from = last if resume and last.exists() else None
+    for tmp in remove_stale_temporaries(run_dir):
+        log.warning("removed %s, left by a checkpoint save that was killed", tmp)
     if resume_from is not None:  # a resumed run may train longer, not differently
         require_same_settings(run_dir, config, allowed={"trainer.epochs"})
     # a resumed run has its weights in last.ckpt already
@@ -72,8 +74,7 @@ def train(config: ExperimentSettings | dict[str, Any], *, data_root: str | os.Pa
         if init_from:
             load_init_weights(module.model, init_from, datamodule.classes)
         history = MetricsHistory(run_dir)
-        best = ModelCheckpoint(dirpath=run_dir, filename="best", monitor="val/acc", mode="max", save_top_k=1,
-                               auto_insert_metric_name=False, enable_version_counter=False)
+        best = BestWeights(run_dir)  # model only; last.ckpt holds the full training state
         latest = ModelCheckpoint(dirpath=run_dir, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
                                  save_on_train_epoch_end=True, enable_version_counter=False)
         trainer = build_trainer(config, run_dir, [history, best, latest], progress)
