@@ -12,7 +12,7 @@ from fpar.cli import main
 from fpar.data import ClipSettings
 from fpar.engine.evaluate import evaluate
 from fpar.engine.predict import predict_video
-from fpar.engine.train import load_init_weights, train
+from fpar.engine.train import load_init_weights, resolve_init_from, train
 from fpar.models import build_model
 
 from engine_tiny import CLASSES, tiny_config
@@ -63,6 +63,9 @@ def test_export_is_read_by_every_command_that_takes_a_checkpoint(trained_run, ti
     fresh = build_model("flow_resnet", num_classes=len(CLASSES), backbone="resnet18", pretrained=None, stack_size=2)
     load_init_weights(fresh, str(out), list(CLASSES))
     assert all(torch.equal(fresh.state_dict()[k], v) for k, v in original.state_dict().items())
+    assert resolve_init_from("export", tmp_path) == str(out)
+    assert resolve_init_from({"flow_model": str(out / "model.safetensors")}, tmp_path) == \
+        {"flow_model": str(out / "model.safetensors")}
 
     assert main(["eval", str(out), "--data", str(tiny_data), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["accuracy"] == reference["accuracy"]

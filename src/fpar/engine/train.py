@@ -22,7 +22,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
-from fpar.checkpoint import load_checkpoint, model_state_dict
+from fpar.checkpoint import EXPORT_CONTRACT, load_checkpoint, model_state_dict
 from fpar.engine.callbacks import AtomicCheckpointIO, BestWeights, MetricsHistory, remove_stale_temporaries
 from fpar.engine.config import dump_config, require_same_settings, validate_config
 from fpar.engine.settings import ExperimentSettings
@@ -131,7 +131,7 @@ def build_trainer(config: ExperimentSettings, run_dir: Path, callbacks: list[L.C
 
 
 def resolve_init_from(init_from: str | dict[str, str] | None, out_root: Path) -> str | dict[str, str] | None:
-    """Checkpoint paths of ``init_from``, relative ones against the out root; missing ones are an error."""
+    """Checkpoint (or export) paths of ``init_from``, relative ones against the out root; missing ones are an error."""
     if init_from is None:
         return None
     entries = {"": init_from} if isinstance(init_from, str) else init_from
@@ -139,7 +139,7 @@ def resolve_init_from(init_from: str | dict[str, str] | None, out_root: Path) ->
     for submodule, path in entries.items():
         full = Path(path).expanduser()
         full = full if full.is_absolute() else out_root / full
-        if not full.is_file():
+        if not (full.is_file() or (full / EXPORT_CONTRACT).is_file()):  # a checkpoint, or an export's folder
             key = f"init_from.{submodule}" if submodule else "init_from"
             raise FparError(f"config key '{key}': checkpoint {full} not found (train that stage first)")
         resolved[submodule] = str(full)
