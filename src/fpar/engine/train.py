@@ -60,8 +60,9 @@ def train(config: ExperimentSettings | dict[str, Any], *, data_root: str | os.Pa
         raise FparError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another "
                         "--out or experiment name")
     resume_from = last if resume and last.exists() else None
-    for tmp in remove_stale_temporaries(run_dir):
-        log.warning("removed %s, left by a checkpoint save that was killed", tmp)
+    if rank_zero_only.rank == 0:  # the rank that saves; the others may start while it runs
+        for tmp in remove_stale_temporaries(run_dir):
+            log.warning("removed %s, left by a checkpoint save that was killed", tmp)
     if resume_from is not None:  # a resumed run may train longer, not differently
         require_same_settings(run_dir, config, allowed={"trainer.epochs"})
     # a resumed run has its weights in last.ckpt already
