@@ -70,6 +70,10 @@ def test_export_is_read_by_every_command_that_takes_a_checkpoint(trained_run, ti
     assert main(["eval", str(out), "--data", str(tiny_data), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["accuracy"] == reference["accuracy"]
 
+    assert main(["report", str(out), "--data", str(tiny_data), "--clips", "1"]) == 0
+    assert f"{100 * reference['accuracy']:.1f}%" in capsys.readouterr().out
+    assert (out / "report" / "report.md").is_file()  # inside the export's folder, as beside a best.ckpt
+
 
 def test_predict_reads_an_export(tmp_path, video):
     model = build_model("rgb_attention", num_classes=3, backbone="resnet18", pretrained=None, input_size=64)

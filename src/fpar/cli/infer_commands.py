@@ -85,7 +85,8 @@ def report_command(args: argparse.Namespace) -> int:
 
     from fpar.workflows.report import write_report
 
-    out = args.out or Path(args.checkpoint).parent / "report"
+    checkpoint = Path(args.checkpoint)  # a file, or an export's folder: the report goes inside that folder
+    out = args.out or (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "report"
     result = write_report(args.checkpoint, args.data, out, split=args.split, clips=args.clips)
     print(f"top-1 {100 * result['accuracy']:.1f}%  top-5 {100 * result['top5']:.1f}%  "
           f"mean class {100 * result['mean_class_accuracy']:.1f}%  ({result['n']} clips)")
