@@ -1,3 +1,66 @@
-"""fpar: first-person action recognition (Ego-RNN, MS self-supervision, two-in-one flow modulation)."""
+"""fpar: first-person action recognition (Ego-RNN, MS self-supervision, two-in-one flow modulation).
+
+The Python API, for notebooks and scripts (docs/api.md)::
+
+    import fpar
+
+    settings = fpar.load_config("synthetic/rgb-attention_r18_8f_stage2", ["trainer.epochs=2"])
+    run = fpar.train(settings, data_root="data/synth", out_dir="runs")
+    scores = fpar.evaluate(run["best_ckpt"], "data/synth")
+    model, contract = fpar.load_model(run["best_ckpt"])
+
+Every name below loads its module on first use, so ``import fpar`` stays light (no torch, Lightning
+or OpenCV until something needs them).
+"""
+
+import importlib
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    # configs and settings
+    "load_config": "fpar.engine.config",
+    "find_config": "fpar.engine.config",
+    "list_configs": "fpar.engine.config",
+    "dump_config": "fpar.engine.config",
+    "ExperimentSettings": "fpar.engine.settings",
+    # data
+    "ClipDataset": "fpar.data.dataset",
+    "ClipSettings": "fpar.data.settings",
+    "DataSettings": "fpar.data.settings",
+    "load_index": "fpar.data.layouts",
+    "split_by_subject": "fpar.data.splits",
+    "generate_synthetic": ("fpar.data.synth", "generate"),
+    # models and checkpoints
+    "build_model": "fpar.models.registry",
+    "list_models": "fpar.models.registry",
+    "load_model": "fpar.checkpoint",
+    "load_checkpoint": "fpar.checkpoint",
+    "save_checkpoint": "fpar.checkpoint",
+    "export_model": "fpar.checkpoint",
+    "ModelContract": "fpar.checkpoint",
+    # runs
+    "train": "fpar.engine.train",
+    "evaluate": "fpar.engine.evaluate",
+    "predict_video": "fpar.engine.predict",
+    "run_recipe": "fpar.workflows.recipe",
+    "run_sweep": "fpar.workflows.sweep",
+    "write_report": "fpar.workflows.report",
+    # errors
+    "FparError": "fpar.errors",
+}
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str):
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module 'fpar' has no attribute {name!r}")
+    module, attribute = target if isinstance(target, tuple) else (target, name)
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

@@ -14,13 +14,21 @@ shape; fpar adds one entry:
 The clip settings make a checkpoint self-sufficient: evaluation, prediction and reports read the
 data exactly as the model was trained to see it, with no config file and no table of defaults.
 ``fpar import-reference`` writes such a file from the reference's ``.pth`` (the clip settings come
-from :mod:`fpar.interop`); training writes ``best.ckpt`` / ``last.ckpt`` in the same format.
+from :mod:`fpar.interop`); training writes ``best.ckpt`` (the model only) and ``last.ckpt`` (plus the
+optimiser, scheduler and loop state a resume needs) in the same format.
+
+An **export** (``fpar export CHECKPOINT OUT``, :func:`export_model`) is the shareable form of the same
+content: ``OUT/model.safetensors`` (the model's weights, unprefixed) and ``OUT/fpar.json`` (the
+``fpar`` entry). Every function here that takes a checkpoint path also takes an export, as its folder
+or its ``.safetensors`` file.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,9 +36,11 @@ from pydantic import ValidationError
 
 from fpar.data.settings import ClipSettings
 from fpar.errors import FparError
-from fpar.io import atomic_path, load_torch_file
+from fpar.io import atomic_path, load_torch_file, write_text
 
 MODEL_PREFIX = "model."
+EXPORT_WEIGHTS = "model.safetensors"
+EXPORT_CONTRACT = "fpar.json"
 
 
 @dataclass(frozen=True)
@@ -67,13 +77,78 @@ def read_contract(ckpt: dict[str, Any], path: str | os.PathLike) -> ModelContrac
 
 
 def load_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> dict[str, Any]:
-    """Load a checkpoint without executing code; one clear error for anything else. ``mmap``: as
-    :func:`fpar.io.load_torch_file`."""
-    ckpt = load_torch_file(path, "checkpoint", mmap=mmap)
+    """Load a checkpoint (or an export) without executing code; one clear error for anything else.
+    ``mmap``: as :func:`fpar.io.load_torch_file`.
+
+    The result always has a ``state_dict`` of tensors (keys ``model.*``) and an ``fpar`` mapping whose
+    ``model`` names a registry model, so callers index it without further checks."""
+    path = Path(path)
+    if path.is_dir() or path.suffix == ".safetensors":
+        ckpt = _load_export(path)
+    else:
+        ckpt = load_torch_file(path, "checkpoint", mmap=mmap)
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "fpar" not in ckpt:
         raise FparError(f"{path} is not an fpar checkpoint (no 'state_dict'/'fpar' entries); "
                         "reference .pth files are converted with `fpar import-reference`")
+    state, info = ckpt["state_dict"], ckpt["fpar"]
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise FparError(f"{path}: 'state_dict' must map parameter names to tensors, got {_kind(state)}")
+    if not isinstance(info, dict) or not isinstance(info.get("model"), dict) \
+            or not isinstance(info["model"].get("name"), str):
+        raise FparError(f"{path}: the 'fpar' entry must be a mapping with model: {{name: ..., ...}}, "
+                        f"got {_kind(info)}")
+    if info.get("classes") is not None and not (isinstance(info["classes"], list)
+                                                and all(isinstance(c, str) for c in info["classes"])):
+        raise FparError(f"{path}: fpar.classes must be a list of class names, got {_kind(info['classes'])}")
     return ckpt
+
+
+def _kind(value: Any) -> str:
+    return f"a {type(value).__name__}" + (f" ({value[:40]!r})" if isinstance(value, str) else "")
+
+
+def _load_export(path: Path) -> dict[str, Any]:
+    """An export folder (or its .safetensors file) as a checkpoint dict."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = path if path.is_dir() else path.parent
+    weights = path if path.suffix == ".safetensors" else folder / EXPORT_WEIGHTS
+    contract = folder / EXPORT_CONTRACT
+    for needed in (weights, contract):
+        if not needed.is_file():
+            raise FparError(f"checkpoint not found: {needed} (an export is a folder with {EXPORT_WEIGHTS} "
+                            f"and {EXPORT_CONTRACT}, written by `fpar export`)")
+    try:
+        state = load_file(weights, device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise FparError(f"{weights} is not a readable safetensors file ({exc})") from None
+    try:
+        info = json.loads(contract.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FparError(f"{contract} is not valid JSON ({exc})") from None
+    return {"state_dict": {MODEL_PREFIX + k: v for k, v in state.items()}, "fpar": info}
+
+
+def export_model(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Write ``out/model.safetensors`` (the weights) and ``out/fpar.json`` (model name and arguments,
+    classes, clip settings, config) from any checkpoint; returns ``out``. Both files are written
+    atomically, the weights first, so a folder with an ``fpar.json`` is complete."""
+    from safetensors.torch import save_file
+
+    ckpt = load_checkpoint(checkpoint)
+    read_contract(ckpt, checkpoint)  # an export must be usable: refuse one without an input contract
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FparError(f"export folder {out} is a file")
+    out.mkdir(parents=True, exist_ok=True)
+    # safetensors stores each tensor once: give views and shared storage their own contiguous copy
+    weights = {k: v.detach().cpu().contiguous().clone() for k, v in model_state_dict(ckpt).items()}
+    with atomic_path(out / EXPORT_WEIGHTS) as tmp:
+        save_file(weights, str(tmp), metadata={"format": "pt", "model": ckpt["fpar"]["model"]["name"]})
+    write_text(out / EXPORT_CONTRACT, json.dumps(ckpt["fpar"], indent=1) + "\n")
+    return out
 
 
 def model_state_dict(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -103,11 +178,21 @@ def load_model(path: str | os.PathLike) -> tuple[torch.nn.Module, ModelContract]
     spec["pretrained"] = None  # the checkpoint holds every weight
     # Built without memory (meta tensors) and given the loaded tensors themselves: the weights are
     # held once, not twice (a ResNet-34 two-stream's are ~250 MB).
-    with torch.device("meta"):
-        model = build_model(name, **spec)
+    try:
+        with torch.device("meta"):
+            model = build_model(name, **spec)
+    except FparError as exc:
+        raise FparError(f"{path}: fpar.model: {exc}") from None
+    except (TypeError, ValueError) as exc:  # arguments of the right name, the wrong kind
+        raise FparError(f"{path}: fpar.model cannot build '{name}': {exc}") from None
     weights = model_state_dict(ckpt)
     del ckpt  # anything else it holds (an optimiser's state) is freed before the model runs
-    missing, unexpected = model.load_state_dict(weights, strict=False, assign=True)
+    try:
+        missing, unexpected = model.load_state_dict(weights, strict=False, assign=True)
+    except RuntimeError as exc:  # shapes that differ from the model's
+        problem = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line),
+                       str(exc).splitlines()[-1].strip())
+        raise FparError(f"{path} does not fit model '{name}': {problem}") from None
     if missing or unexpected:
         raise FparError(f"{path} does not match model '{name}': missing {sorted(missing)[:5]}, "
                         f"unexpected {sorted(unexpected)[:5]}")

@@ -1,4 +1,4 @@
-"""Every config under configs/ loads, builds its model, and chains to a checkpoint it can start from."""
+"""Every packaged config (src/fpar/configs/) loads, builds its model, and chains to a checkpoint it can start from."""
 
 import functools
 import re
@@ -8,12 +8,11 @@ import pytest
 import yaml
 
 from fpar.checkpoint import save_checkpoint
-from fpar.engine.config import load_config
+from fpar.engine.config import CONFIG_DIR as CONFIGS, load_config
 from fpar.engine.module import model_spec
 from fpar.engine.train import load_init_weights
 from fpar.models import build_model
 
-CONFIGS = Path(__file__).parents[2] / "configs"
 EXPERIMENTS = sorted(p for folder in ("gtea61", "synthetic") for p in (CONFIGS / folder).glob("*.yaml"))
 NAME = re.compile(r"^[a-z0-9-]+_r(18|34)_\d+[fs]_[a-z0-9-]+$")  # <modality-model>_<backbone>_<frames>_<stage>
 

@@ -48,8 +48,10 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, tiny_data):
         assert a["state_dict"].keys() == b["state_dict"].keys()
         for key, value in a["state_dict"].items():
             assert torch.equal(value, b["state_dict"][key]), key
-        for sa, sb in zip(a["optimizer_states"][0]["state"].values(), b["optimizer_states"][0]["state"].values()):
-            assert torch.equal(sa["exp_avg"], sb["exp_avg"])
+        if name == "last.ckpt":  # best.ckpt is model-only: the optimiser state lives in last.ckpt
+            for sa, sb in zip(a["optimizer_states"][0]["state"].values(),
+                              b["optimizer_states"][0]["state"].values()):
+                assert torch.equal(sa["exp_avg"], sb["exp_avg"])
     assert load_checkpoint(whole / "last.ckpt")["epoch"] == 2
     rows = json.loads((whole / "metrics.json").read_text())
     assert [r["epoch"] for r in rows] == [1, 2, 3] and rows[-1]["lr"] < rows[0]["lr"]

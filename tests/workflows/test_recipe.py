@@ -5,10 +5,9 @@ from pathlib import Path
 import pytest
 
 from fpar.workflows import recipe
-from fpar.engine.config import dump_config
+from fpar.engine.config import CONFIG_DIR as CONFIGS, dump_config
 from fpar.errors import FparError
 
-CONFIGS = Path(__file__).parents[2] / "configs"
 TWO_STREAM = CONFIGS / "recipes" / "gtea61_two-stream_16f.yaml"
 
 

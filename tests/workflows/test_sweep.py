@@ -5,11 +5,12 @@ from pathlib import Path
 import pytest
 
 from fpar.workflows import recipe, sweep
+from fpar.engine.config import CONFIG_DIR
 from fpar.errors import FparError
 
 from test_recipe import FakeTrain
 
-CONFIG = Path(__file__).parents[2] / "configs" / "gtea61" / "rgb-ms-cls_r34_16f_stage2.yaml"
+CONFIG = CONFIG_DIR / "gtea61" / "rgb-ms-cls_r34_16f_stage2.yaml"
 
 
 def test_axis_values_split_at_top_level_commas():

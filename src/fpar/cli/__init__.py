@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "fpar.cli.bench_commands",
     "fpar.cli.prepare_commands",
     "fpar.cli.config_commands",
+    "fpar.cli.export_commands",
 ]
 
 

@@ -1,4 +1,4 @@
-"""``fpar configs schema``: the JSON schema of experiment configs, for editors."""
+"""``fpar configs``: the packaged experiment configs (list, show) and their JSON schema, for editors."""
 
 from __future__ import annotations
 
@@ -7,14 +7,49 @@ import json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    configs = subparsers.add_parser("configs", help="experiment config tools")
+    configs = subparsers.add_parser("configs", help="packaged experiment configs and their schema")
     actions = configs.add_subparsers(dest="configs_command", metavar="ACTION", required=True)
+    listing = actions.add_parser(
+        "list", help="names of the packaged configs and recipes",
+        description="Every command that takes a CONFIG or RECIPE accepts these names as well as file paths.")
+    listing.add_argument("pattern", nargs="?", metavar="PATTERN",
+                         help="keep names containing it (shell wildcards allowed), e.g. gtea61/ or 'two-in-one*ml'")
+    listing.set_defaults(func=list_command)
+    show = actions.add_parser(
+        "show", help="print a config resolved: _base_ files merged, overrides applied, defaults filled",
+        description="The YAML a run with this config would write as its config.yaml; a start for your own.")
+    show.add_argument("config", metavar="CONFIG", help="packaged config name or YAML path")
+    show.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
+    show.set_defaults(func=show_command)
     schema = actions.add_parser(
         "schema", help="write the JSON schema of experiment configs",
         description="An editor given this schema (e.g. YAML language server: `# yaml-language-server: "
                     "$schema=fpar-config.schema.json`) validates and completes experiment configs.")
     schema.add_argument("out", nargs="?", metavar="OUT", help="file to write (default: print it)")
     schema.set_defaults(func=schema_command)
+
+
+def list_command(args: argparse.Namespace) -> int:
+    from fpar.engine.config import list_configs
+    from fpar.errors import FparError
+
+    names = list_configs(args.pattern)
+    if not names:
+        raise FparError(f"no packaged config matches '{args.pattern}' (`fpar configs list` shows them all)")
+    print("\n".join(names))
+    return 0
+
+
+def show_command(args: argparse.Namespace) -> int:
+    from fpar.engine.config import dump_config, find_config, load_config
+
+    path = find_config(args.config, kind="recipe")
+    print(f"# {path}")
+    if path.parent.name == "recipes" and not args.overrides:  # a recipe: its stages, as written
+        print(path.read_text(encoding="utf-8"), end="")
+    else:
+        print(dump_config(load_config(path, args.overrides)), end="")
+    return 0
 
 
 def schema_command(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "last.ckpt, metrics.csv/json and TensorBoard logs. Multi-GPU/multi-node: --devices/--num-nodes "
                     "(or launch with torchrun / SLURM and set trainer.strategy=ddp).")
     intermixed(train)
-    train.add_argument("config", help="experiment YAML (e.g. configs/gtea61/rgb-attention_r34_16f_stage2.yaml)")
+    train.add_argument("config", help="experiment YAML or packaged config name (e.g. gtea61/rgb-attention_r34_16f_stage2; fpar configs list)")
     train.add_argument("overrides", nargs="*", metavar="key.sub=value",
                        help="config overrides, values in YAML (e.g. trainer.epochs=10 optimizer.lr=1e-3)")
     train.add_argument("--data", metavar="ROOT", help="dataset root (overrides data.root)")

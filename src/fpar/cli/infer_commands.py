@@ -90,7 +90,8 @@ def report_command(args: argparse.Namespace) -> int:
 
     if args.out is None and len(args.runs) > 1:
         raise FparError("report: several runs need --out DIR (where index.html goes)")
-    out = args.out or resolve_run(args.runs[0]).parent / "report"
+    first = resolve_run(args.runs[0])  # a checkpoint file, or an export's folder: its report goes inside it
+    out = args.out or (first if first.is_dir() else first.parent) / "report"
     result = write_report(args.runs if len(args.runs) > 1 else args.runs[0], args.data, out, split=args.split,
                           clips=args.clips, progress=True)
     for run in result["runs"]:

@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train every stage of RECIPE in order. Finished stages are skipped and an interrupted one "
                     "resumes from its last.ckpt, so running the same command again continues the recipe.")
     intermixed(run)  # overrides may follow --data/--out
-    run.add_argument("recipe", help="recipe YAML, e.g. configs/recipes/gtea61_two-stream_16f.yaml")
+    run.add_argument("recipe", help="recipe YAML or packaged recipe name, e.g. gtea61_two-stream_16f (fpar configs list recipes/)")
     _add_common(run)
     run.add_argument("overrides", nargs="*", metavar="key.sub=value",
                      help="config overrides applied to every stage, e.g. trainer.epochs=10")
@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "are skipped, interrupted ones resume. The results table is printed and written as "
                     "<out>/<experiment>__sweep.csv and .md.")
     intermixed(sweep)
-    sweep.add_argument("config", help="experiment config YAML")
+    sweep.add_argument("config", help="experiment config YAML or packaged config name")
     _add_common(sweep)
     sweep.add_argument("axes", nargs="+", metavar="key.sub=v1,v2",
                        help="grid axes, e.g. trainer.batch_size=16,32 scheduler.milestones=[25,75],[50,100]")

@@ -47,7 +47,9 @@ def _examples(first: dict[str, Instance]) -> list[str]:
 
 def _frame(inst: Instance, kind: str):
     path = inst.frames(kind)[min(FRAME, len(inst.frames(kind))) - 1]
-    return cv2.imread(str(path), cv2.IMREAD_COLOR_RGB if kind == "rgb" else cv2.IMREAD_GRAYSCALE)
+    if kind != "rgb":
+        return cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)  # OpenCV 4.10 has no IMREAD_COLOR_RGB
 
 
 def _classes_grid(first: dict[str, Instance], path: Path) -> Path:

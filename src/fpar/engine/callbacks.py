@@ -1,5 +1,5 @@
-"""Trainer plug-ins: atomic, code-free checkpoints, the run's metrics files and progress that
-suits where it goes (bars on a terminal, plain lines in a log file)."""
+"""Trainer plug-ins: atomic, code-free checkpoints (a model-only ``best.ckpt``), the run's metrics
+files and progress that suits where it goes (bars on a terminal, plain lines in a log file)."""
 
 from __future__ import annotations
 
@@ -17,12 +17,16 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
 
 from fpar.checkpoint import load_checkpoint
 from fpar.io import atomic_path, write_text
 
 METRIC_FIELDS = ("epoch", "step", "lr", "train_loss", "val_loss", "val_accuracy")
+# What best.ckpt keeps of Lightning's checkpoint: the weights, fpar's contract (model, classes, clip,
+# config) and when it was taken. Optimiser, scheduler, loop and callback state only serve a resume,
+# which reads last.ckpt; without them best.ckpt is about the size of the weights.
+MODEL_CHECKPOINT_KEYS = ("state_dict", "fpar", "epoch", "global_step")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -37,6 +41,34 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def load_checkpoint(self, path: str | os.PathLike, map_location: Any | None = None,
                         weights_only: bool | None = None) -> dict[str, Any]:
         return load_checkpoint(path)
+
+
+class BestWeights(ModelCheckpoint):
+    """``<run>/best.ckpt``: the model of the best validation accuracy, as a model-only checkpoint
+    (:data:`MODEL_CHECKPOINT_KEYS`), the file people evaluate, share and start later stages from."""
+
+    def __init__(self, run_dir: str | os.PathLike):
+        super().__init__(dirpath=run_dir, filename="best", monitor="val/acc", mode="max", save_top_k=1,
+                         save_weights_only=True, auto_insert_metric_name=False, enable_version_counter=False)
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        full = trainer._checkpoint_connector.dump_checkpoint(weights_only=True)
+        trainer.strategy.save_checkpoint({key: full[key] for key in MODEL_CHECKPOINT_KEYS}, filepath)
+        trainer.strategy.barrier("BestWeights._save_checkpoint")
+        self._last_global_step_saved = trainer.global_step
+        self._last_checkpoint_saved = filepath
+
+
+def remove_stale_temporaries(run_dir: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files of checkpoint saves that were killed before their rename
+    (``.last.ckpt.<random>.tmp``, see :func:`fpar.io.atomic_path`); returns what was removed.
+    Called when a run folder is (re)started, when no save of that run can be in flight."""
+    removed = []
+    for tmp in Path(run_dir).glob(".*.ckpt.*.tmp"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
 
 
 class MetricsHistory(L.Callback):

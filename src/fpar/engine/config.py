@@ -5,11 +5,17 @@ every value checked by pydantic and defaults filled. Any unknown key or wrong va
 :class:`FparError` line naming the file and the dotted key (``config.yaml: trainer.epochs: must be
 >= 1``), so a typo fails before a single batch is loaded. ``settings.as_dict()`` is what a run
 directory's ``config.yaml`` and a checkpoint's ``fpar.config`` hold.
+
+The configs of the paper's rows, their CPU-sized versions and the recipes ship inside the package
+(``fpar/configs/``). Wherever a config or recipe is asked for, ``find_config`` turns the argument
+into a file: an existing path wins, otherwise it is a packaged name such as
+``gtea61/rgb-attention_r34_16f_stage2`` (the ``.yaml`` may be left out).
 """
 
 from __future__ import annotations
 
 import copy
+import fnmatch
 import os
 from pathlib import Path
 from typing import Any, Iterable
@@ -22,17 +28,55 @@ from fpar.errors import FparError
 from fpar.io import write_text
 
 
+# ---------------------------------------------------------------------------- finding
+
+# The packaged configs: _base_/ (pieces), gtea61/, synthetic/, recipes/.
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def find_config(ref: str | os.PathLike, *, kind: str = "config", relative_to: Path | None = None) -> Path:
+    """The YAML file ``ref`` names: an existing path (relative to ``relative_to`` if given, else to the
+    working directory), else a packaged config's name (``gtea61/flow_r34_5s_flow300``; for
+    ``kind="recipe"`` the ``recipes/`` folder may be left out). One FparError line when neither exists."""
+    path = Path(ref).expanduser()
+    local = relative_to / path if relative_to is not None and not path.is_absolute() else path
+    if local.is_file():
+        return local
+    if not path.is_absolute():
+        name = path.as_posix().removesuffix(".yaml")
+        folders = ("", "recipes/") if kind == "recipe" else ("",)
+        for folder in folders:
+            packaged = CONFIG_DIR / f"{folder}{name}.yaml"
+            if packaged.is_file():
+                return packaged
+    hint = "`fpar configs list` shows the packaged ones"
+    raise FparError(f"{kind} not found: {local} is no file and no packaged {kind} is named '{ref}' ({hint})")
+
+
+def list_configs(pattern: str | None = None) -> list[str]:
+    """Names of the packaged configs and recipes (``gtea61/...``, ``recipes/...``), sorted; ``pattern``
+    (shell-style, ``*`` added on both sides when it has none) filters them. ``_base_`` pieces are left out."""
+    names = sorted(p.relative_to(CONFIG_DIR).with_suffix("").as_posix() for p in CONFIG_DIR.rglob("*.yaml")
+                   if p.relative_to(CONFIG_DIR).parts[0] != "_base_")
+    if pattern:
+        glob = pattern if any(c in pattern for c in "*?[") else f"*{pattern}*"
+        names = [name for name in names if fnmatch.fnmatchcase(name, glob)]
+    return names
+
+
 # ---------------------------------------------------------------------------- loading
 
 
 def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> ExperimentSettings:
-    """Read ``path`` (following ``_base_``), apply ``key.sub=value`` overrides, validate, fill defaults."""
-    return validate_config(read_config(path, overrides), where=Path(path).name)
+    """Read ``path`` (a file or a packaged name, following ``_base_``), apply ``key.sub=value`` overrides,
+    validate, fill defaults."""
+    path = find_config(path)
+    return validate_config(read_config(path, overrides), where=path.name)
 
 
 def read_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> dict[str, Any]:
     """The merged, overridden mapping of ``path``, not yet validated (recipes add ``init_from`` first)."""
-    path = Path(path)
+    path = find_config(path)
     raw = _read_with_bases(path, seen=())
     raw.setdefault("experiment", path.stem)
     for item in overrides:

@@ -23,8 +23,9 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from torch import nn
 
-from fpar.checkpoint import load_checkpoint, model_state_dict
-from fpar.engine.callbacks import AtomicCheckpointIO, MetricsHistory, ValidationPictures, progress_callback
+from fpar.checkpoint import EXPORT_CONTRACT, load_checkpoint, model_state_dict
+from fpar.engine.callbacks import (AtomicCheckpointIO, BestWeights, MetricsHistory, ValidationPictures,
+                                   progress_callback, remove_stale_temporaries)
 from fpar.engine.config import dump_config, require_same_settings, validate_config
 from fpar.engine.settings import ExperimentSettings
 from fpar.engine.datamodule import FparDataModule
@@ -62,6 +63,9 @@ def train(config: ExperimentSettings | dict[str, Any], *, data_root: str | os.Pa
         raise FparError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another "
                         "--out or experiment name")
     resume_from = last if resume and last.exists() else None
+    if rank_zero_only.rank == 0:  # the rank that saves; the others may start while it runs
+        for tmp in remove_stale_temporaries(run_dir):
+            log.warning("removed %s, left by a checkpoint save that was killed", tmp)
     if resume_from is not None:  # a resumed run may train longer (and log elsewhere), not differently
         require_same_settings(run_dir, config, allowed={"trainer.epochs", "trainer.logger"})
     # a resumed run has its weights in last.ckpt already
@@ -74,8 +78,7 @@ def train(config: ExperimentSettings | dict[str, Any], *, data_root: str | os.Pa
         if init_from:
             load_init_weights(module.model, init_from, datamodule.classes)
         history = MetricsHistory(run_dir)
-        best = ModelCheckpoint(dirpath=run_dir, filename="best", monitor="val/acc", mode="max", save_top_k=1,
-                               auto_insert_metric_name=False, enable_version_counter=False)
+        best = BestWeights(run_dir)  # model only; last.ckpt holds the full training state
         latest = ModelCheckpoint(dirpath=run_dir, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
                                  save_on_train_epoch_end=True, enable_version_counter=False)
         trainer = build_trainer(config, run_dir, [history, best, latest], progress)
@@ -128,12 +131,12 @@ def build_trainer(config: ExperimentSettings, run_dir: Path, callbacks: list[L.C
             default_root_dir=run_dir,
         )
     except (MisconfigurationException, ValueError, RuntimeError) as exc:
-        raise FparError(f"trainer settings (accelerator={tr['accelerator']}, devices={tr['devices']}, "
-                        f"strategy={tr['strategy']}, precision={tr['precision']}): {exc}") from None
+        raise FparError(f"trainer settings (accelerator={tr.accelerator}, devices={tr.devices}, "
+                        f"strategy={tr.strategy}, precision={tr.precision}): {exc}") from None
 
 
 def resolve_init_from(init_from: str | dict[str, str] | None, out_root: Path) -> str | dict[str, str] | None:
-    """Checkpoint paths of ``init_from``, relative ones against the out root; missing ones are an error."""
+    """Checkpoint (or export) paths of ``init_from``, relative ones against the out root; missing ones are an error."""
     if init_from is None:
         return None
     entries = {"": init_from} if isinstance(init_from, str) else init_from
@@ -141,7 +144,7 @@ def resolve_init_from(init_from: str | dict[str, str] | None, out_root: Path) ->
     for submodule, path in entries.items():
         full = Path(path).expanduser()
         full = full if full.is_absolute() else out_root / full
-        if not full.is_file():
+        if not (full.is_file() or (full / EXPORT_CONTRACT).is_file()):  # a checkpoint, or an export's folder
             key = f"init_from.{submodule}" if submodule else "init_from"
             raise FparError(f"config key '{key}': checkpoint {full} not found (train that stage first)")
         resolved[submodule] = str(full)

@@ -1,6 +1,7 @@
 """Multi-stage recipes: ``fpar run RECIPE`` trains a chain of configs in order.
 
-A recipe is a YAML file listing stages; each names a config (path relative to the recipe file),
+A recipe is a YAML file (or a packaged recipe's name, e.g. ``gtea61_two-stream_16f``) listing stages;
+each names a config (a path relative to the recipe file, or a packaged config's name),
 optional ``overrides`` (``key.sub=value`` strings, as on the command line) and optional
 ``init_from`` naming earlier stages of the same recipe::
 
@@ -29,7 +30,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from fpar.engine.config import load_config, require_same_settings, validate_config
+from fpar.engine.config import find_config, load_config, require_same_settings, validate_config
 from fpar.engine.settings import ExperimentSettings
 from fpar.errors import FparError
 from fpar.io import write_text
@@ -46,9 +47,7 @@ def load_recipe(path: str | os.PathLike, overrides: Iterable[str] = ()) -> list[
 
     ``overrides`` apply to every stage, after the stage's own.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FparError(f"recipe not found: {path}")
+    path = find_config(path, kind="recipe")
     try:
         recipe = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError as exc:
@@ -73,7 +72,9 @@ def load_recipe(path: str | os.PathLike, overrides: Iterable[str] = ()) -> list[
         stage_overrides = entry.get("overrides") or []
         if not isinstance(stage_overrides, list) or not all(isinstance(o, str) for o in stage_overrides):
             raise FparError(f"{where} ('{name}'): overrides must be a list of 'key.sub=value' strings")
-        config = load_config(path.parent / entry["config"], [*stage_overrides, *overrides])
+        if not isinstance(entry["config"], str):
+            raise FparError(f"{where} ('{name}'): config must be a path or a packaged config's name")
+        config = load_config(find_config(entry["config"], relative_to=path.parent), [*stage_overrides, *overrides])
         init_from = entry.get("init_from")
         _check_stage_refs(init_from, [s["name"] for s in stages], f"{where} ('{name}')")
         stages.append({"name": name, "config": config, "init_from": init_from})
