@@ -19,7 +19,7 @@ import numpy as np
 from fpar.checkpoint import load_checkpoint, read_contract
 from fpar.data import load_index
 from fpar.engine.evaluate import ClipResult, evaluate, split_subjects
-from fpar.io import write_text
+from fpar.io import inside, write_text
 from fpar.viz.explain import explain_clip
 from fpar.viz.plots import plot_confusion, plot_correlation, plot_curves
 
@@ -97,7 +97,7 @@ def _explanations(rows: list[ClipResult], clips_dir: Path) -> list[tuple[ClipRes
     explained = []
     for row in rows:
         if row.explanation is not None:
-            folder = clips_dir / re.sub(r"[^A-Za-z0-9_.-]+", "_", row.id)
+            folder = inside(clips_dir, re.sub(r"[^A-Za-z0-9_.-]+", "_", row.id))
             paths = explain_clip(row.explanation["clip"], row.explanation["outputs"], folder, title=row.id)
             if paths:
                 explained.append((row, paths))
