@@ -81,10 +81,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     there before is left as it was.
     """
     path = Path(path)
-    if path.is_dir():
-        raise FparError(f"{path} is a folder: give a file name to write")
     tmp = None
     try:
+        if path.is_dir():
+            raise FparError(f"{path} is a folder: give a file name to write")
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f".{path.name[:200]}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
