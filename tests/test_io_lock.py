@@ -27,7 +27,7 @@ def test_the_second_writer_is_told_who_holds_the_lock(tmp_path):
                               stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(FparError, match=rf"run: another process is writing it \(held by pid {holder.pid} on "):
+        with pytest.raises(FparError, match=rf"run: another process is writing it \(lock {lock} is held by pid {holder.pid} on "):
             with exclusive_lock(lock, "run"):
                 pass
     finally:

@@ -136,17 +136,16 @@ def exclusive_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
         lock = FileLock(path, timeout=0)
         lock.acquire()
     except Timeout:
-        raise FparError(f"{what}: another process is writing it ({_holder(holder_file)}, lock {path}); "
+        raise FparError(f"{what}: another process is writing it (lock {path} is held by {_holder(holder_file)}); "
                         "wait for it or stop it first") from None
     except OSError as exc:
         raise FparError(f"{path}: cannot create lock file ({exc.strerror or exc})") from None
     try:
         try:  # who holds it, for the message a second writer gets; the lock itself is the flock
-            holder_file.write_text(f"pid {os.getpid()} on {socket.gethostname()} since "
-                                   f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M:%S')}: "
-                                   f"{_command_line()}")
-        except OSError:
-            pass
+            write_text(holder_file, f"pid {os.getpid()} on {socket.gethostname()} since "
+                                    f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M:%S')}: {_command_line()}")
+        except FparError:
+            pass  # a lock whose holder cannot be recorded still locks
         yield
     finally:
         lock.release()
@@ -159,9 +158,9 @@ def _command_line() -> str:
 
 def _holder(holder_file: Path) -> str:
     try:
-        return f"held by {holder_file.read_text().strip()}"
+        return holder_file.read_text().strip()
     except OSError:
-        return "holder unknown"
+        return "a process that did not say which"
 
 
 def _umask() -> int:

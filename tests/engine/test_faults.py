@@ -14,7 +14,7 @@ import yaml
 
 from fpar.cli import main
 from fpar.engine.evaluate import evaluate
-from fpar.engine.train import run_folder_lock, train
+from fpar.engine.train import train
 from fpar.errors import FparError
 
 from engine_tiny import subprocess_env, tiny_config, write_config
@@ -54,11 +54,13 @@ def train_cli(config, data, out, *overrides) -> int:
 
 def test_a_second_train_into_a_run_folder_being_written_is_refused_naming_the_holder(tiny_yaml, tiny_data, tmp_path,
                                                                                       capsys):
+    from fpar.engine.train import run_folder_lock
+
     out = tmp_path / "runs"
     with run_folder_lock(out, "tiny"):  # what a running `fpar train` holds while it writes runs/tiny
         assert train_cli(tiny_yaml, tiny_data, out, "trainer.seed=1") == 1
     line = one_line_error(capsys)
-    assert f"run folder {out / 'tiny'}: another process is writing it (held by pid " in line
+    assert f"run folder {out / 'tiny'}: another process is writing it (lock {out / '.locks' / 'tiny.lock'} is held by pid " in line
     assert not (out / "tiny").exists()  # the refused run wrote nothing into the folder
 
 
@@ -66,12 +68,11 @@ def test_two_trains_started_together_never_mix_one_run_folder(tiny_yaml, tiny_da
     out = tmp_path / "runs"
     command = [sys.executable, "-m", "fpar", "train", str(tiny_yaml), "--data", str(tiny_data), "--out", str(out),
                "--no-progress"]
-    # the first run is long; the second starts once the first holds the folder (its holder file appears)
+    # the first run is long; the second starts once the first is writing the folder
     first = subprocess.Popen([*command, "trainer.seed=0", "trainer.epochs=500"], env=subprocess_env(),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        holder = out / ".locks" / "tiny.lock.holder"
-        while first.poll() is None and not holder.exists():
+        while first.poll() is None and not (out / "tiny" / "config.yaml").exists():
             time.sleep(0.05)
         second = subprocess.run([*command, "trainer.seed=1", "trainer.epochs=1"], env=subprocess_env(),
                                 capture_output=True, text=True, timeout=300)
@@ -80,7 +81,7 @@ def test_two_trains_started_together_never_mix_one_run_folder(tiny_yaml, tiny_da
         first.kill()
         first.wait()
     assert second.returncode == 1, second.stderr[-2000:]
-    assert f"fpar: error: run folder {out / 'tiny'}: another process is writing it (held by pid {first.pid} " \
+    assert f"fpar: error: run folder {out / 'tiny'}: another process is writing it (lock {out / '.locks' / 'tiny.lock'} is held by pid {first.pid} " \
         in second.stderr and "Traceback" not in second.stderr
     saved = yaml.safe_load((out / "tiny" / "config.yaml").read_text())
     assert saved["trainer"]["seed"] == 0 and saved["trainer"]["epochs"] == 500  # the first run's config, not mixed
@@ -252,3 +253,20 @@ def test_a_failed_run_removes_only_what_it_wrote(tiny_yaml, data_copy, tmp_path,
     assert train_cli(tiny_yaml, data_copy, out) == 1
     assert "corrupt image" in one_line_error(capsys)
     assert sorted(p.name for p in earlier.iterdir()) == ["notes.md"]  # config.yaml, tensorboard/ removed
+
+
+# --- loading never runs code ---------------------------------------------------------------------------------
+
+
+def test_a_config_or_recipe_asking_to_run_code_is_refused_without_running_it(tmp_path, capsys):
+    marker = tmp_path / "ran"
+    payload = f"!!python/object/apply:os.system ['touch {marker}']"
+    config = tmp_path / "evil.yaml"
+    config.write_text(f"experiment: {payload}\n")
+    recipe_file = tmp_path / "recipe.yaml"
+    recipe_file.write_text(f"stages: {payload}\n")
+    assert main(["train", str(config), "--data", str(tmp_path)]) == 1
+    assert "is not valid YAML" in one_line_error(capsys)
+    assert main(["run", str(recipe_file)]) == 1
+    assert "is not valid YAML" in one_line_error(capsys)
+    assert not marker.exists()
