@@ -54,7 +54,7 @@ def load_recipe(path: str | os.PathLike, overrides: Iterable[str] = ()) -> list[
     except UnicodeDecodeError as exc:
         raise FparError(f"{path} is not UTF-8 text (byte {exc.start}); save the recipe as UTF-8") from None
     except yaml.YAMLError as exc:
-        raise FparError(f"{path} is not valid YAML: {exc}") from None
+        raise FparError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(recipe, dict) or set(recipe) != {"stages"} or not isinstance(recipe["stages"], list) \
             or not recipe["stages"]:
         raise FparError(f"{path}: a recipe is a mapping with one key, 'stages', a non-empty list")
