@@ -109,3 +109,16 @@ def test_an_error_in_a_dataloader_worker_is_its_own_line_of_its_own_type():
     with pytest.raises(NotADatasetError) as caught:
         next(iter(DataLoader(_BrokenFrames(), num_workers=1)))
     assert str(caught.value) == "/data/S1/a/rgb0000.png: corrupt image (cannot decode)"
+
+
+def test_check_writable_probes_without_touching_the_file(tmp_path, read_only_dir):
+    from fpar.errors import FparError
+    from fpar.io import check_writable
+
+    target = tmp_path / "out" / "predictions.csv"
+    check_writable(target)
+    target.write_text("old")
+    check_writable(target)
+    assert target.read_text() == "old" and [p.name for p in target.parent.iterdir()] == ["predictions.csv"]
+    with pytest.raises(FparError, match=rf"^cannot write {read_only_dir}/p.csv: "):
+        check_writable(read_only_dir / "p.csv")

@@ -102,6 +102,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink(missing_ok=True)
 
 
+def check_writable(path: str | os.PathLike) -> None:
+    """Fail now, in one line, if the file ``path`` could not be written when its turn comes (after
+    a long evaluation, say): its folder is made and a temporary file is created there and removed."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            raise FparError(f"{path} is a folder: give a file name to write")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name[:200]}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise (_write_failure(path, exc) or exc) from None
+
+
 def inside(root: str | os.PathLike, *parts: str | os.PathLike) -> Path:
     """``root / parts``, refused (:class:`FparError`) unless it lies inside ``root``.
 

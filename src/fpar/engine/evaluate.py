@@ -30,7 +30,7 @@ from fpar.data.settings import DataSettings
 from fpar.engine.datamodule import ShardSampler
 from fpar.engine.train import peer_failure_as_one_line, quiet_lightning
 from fpar.errors import FparError
-from fpar.io import write_text
+from fpar.io import check_writable, write_text
 
 
 @dataclass
@@ -119,6 +119,8 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
     for name, value, least in (("batch_size", batch_size, 1), ("workers", workers, 0), ("devices", devices, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise FparError(f"{name} must be an integer >= {least}, got {value!r}")
+    if predictions_csv is not None:
+        check_writable(predictions_csv)  # before the evaluation, not after it
     model, info = load_model(checkpoint)
     subjects = split_subjects(split, info.config)
 
