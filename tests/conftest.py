@@ -43,3 +43,65 @@ def trained_run(tiny_data, tmp_path_factory) -> dict:
     config = flow_config(experiment="flow-tiny")
     result = train(config, data_root=tiny_data, out_dir=tmp_path_factory.mktemp("runs"), progress=False)
     return {**result, "config": config}
+
+
+def _mount(args: list[str], folder: Path) -> bool:
+    import subprocess
+
+    done = subprocess.run(["mount", *args, str(folder), str(folder)] if "--bind" in args
+                          else ["mount", *args, str(folder)], capture_output=True)
+    return done.returncode == 0
+
+
+def _umount(folder: Path) -> None:
+    import gc
+    import subprocess
+
+    gc.collect()  # a writer that failed may hold its file open until collected
+    if subprocess.run(["umount", str(folder)], capture_output=True).returncode != 0:
+        subprocess.run(["umount", "--lazy", str(folder)], capture_output=True)
+
+
+@pytest.fixture
+def read_only_dir(tmp_path) -> Path:
+    """A folder nothing can be written into: a read-only bind mount as root (root ignores file
+    modes), mode 0555 otherwise. Skipped where neither is possible."""
+    import os
+
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    if not _mount(["--bind", "-o", "ro"], folder):
+        pytest.skip("cannot mount a read-only folder here")
+    try:
+        try:
+            (folder / "probe").write_text("x")
+        except OSError:
+            yield folder
+        else:
+            pytest.skip("the bind mount is not read-only here")
+    finally:
+        _umount(folder)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """``make(size)``: a fresh file system of ``size`` (tmpfs), to fill up for real. Skipped
+    where this process may not mount one."""
+    made = []
+
+    def make(size: str) -> Path:
+        folder = tmp_path / f"disk{len(made)}"
+        folder.mkdir()
+        if not _mount(["-t", "tmpfs", "-o", f"size={size}", "tmpfs"], folder):
+            pytest.skip("cannot mount a small file system (tmpfs) here")
+        made.append(folder)
+        return folder
+
+    yield make
+    for folder in made:
+        _umount(folder)

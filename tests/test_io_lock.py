@@ -14,3 +14,24 @@ def test_second_holder_is_refused_and_the_lock_is_free_again_after(tmp_path):
                 pass
     with exclusive_lock(lock, "S1/open_jar/clip"):
         pass
+
+
+def test_the_second_writer_is_told_who_holds_the_lock(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    lock = tmp_path / "locks" / "run.lock"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from fpar.io import exclusive_lock\n"
+                               f"with exclusive_lock({str(lock)!r}, 'run'):\n print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(FparError, match=rf"run: another process is writing it \(lock {lock} is held by pid {holder.pid} on "):
+            with exclusive_lock(lock, "run"):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with exclusive_lock(lock, "run"):  # a killed holder's lock is free: the OS released it
+        pass

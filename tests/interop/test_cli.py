@@ -96,3 +96,12 @@ def test_models_lists_the_registry_with_parameter_counts(capsys):
     # ResNet-34 (21.8M) + ConvLSTM(512 -> 512, 3x3: 18.9M) + classifier
     assert 40_000_000 < counts["rgb_attention"] < 41_000_000
     assert counts["two_stream"] > counts["rgb_attention"] + counts["flow_resnet"] - 1_000_000
+
+
+def test_import_into_a_read_only_folder_is_one_line_and_writes_nothing(tmp_path, read_only_dir, capsys):
+    source, _ = reference_file(tmp_path, "flow_resnet34")
+    target = read_only_dir / "flow.ckpt"
+    assert main(["import-reference", "flow_resnet34", str(source), str(target)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"fpar: error: cannot write {target}: ") and len(err.splitlines()) == 1, err
+    assert list(read_only_dir.iterdir()) == []

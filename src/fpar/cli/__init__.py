@@ -14,6 +14,7 @@ import sys
 
 from fpar import __version__
 from fpar.errors import FparError
+from fpar.io import os_error_line
 
 COMMAND_MODULES = [
     "fpar.cli.data_commands",
@@ -57,6 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     except FparError as exc:
         print(f"fpar: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        # a write the file system refused outside fpar's own writers (a folder made for the output)
+        line = os_error_line(exc)
+        if line is None:
+            raise
+        print(f"fpar: error: {line}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("fpar: interrupted", file=sys.stderr)
         return 130

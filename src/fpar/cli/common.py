@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 
 class IntermixedParser(argparse.ArgumentParser):
@@ -25,19 +26,46 @@ def intermixed(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def at_least(minimum: int):
-    """An argparse type: an integer no smaller than ``minimum``."""
+def at_least(minimum: int, maximum: int | None = None):
+    """An argparse type: an integer no smaller than ``minimum`` (and no larger than ``maximum``)."""
 
     def parse(text: str) -> int:
-        value = int(text)
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum}, got {value}")
         return value
 
     parse.__name__ = f"integer >= {minimum}"
     return parse
 
 
+def positive_number(maximum: float):
+    """An argparse type: a finite number > 0 and <= ``maximum`` (a rate, a scale)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not math.isfinite(value) or not 0 < value <= maximum:
+            raise argparse.ArgumentTypeError(f"must be a number > 0 and <= {maximum:g}, got {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+MAX_PROCESSES = 4096  # devices or nodes; the settings' bound too
+
+
 def devices(text: str) -> int | str:
-    """``--devices``: a count, or ``auto``."""
-    return text if text == "auto" else int(text)
+    """``--devices``: a count (1 or more), or ``auto``."""
+    return text if text == "auto" else at_least(1, MAX_PROCESSES)(text)
+
+
+devices.__name__ = "devices"

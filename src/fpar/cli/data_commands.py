@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from fpar.cli.common import at_least
 from fpar.data.layouts import LAYOUTS
 
 
@@ -14,12 +15,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "dataset (processed layout: RGB, quantised x/y flow, motion maps). Same arguments -> identical files."
     )
     synth.add_argument("out", metavar="OUT", help="folder to write the dataset into")
-    synth.add_argument("--subjects", type=int, default=4)
-    synth.add_argument("--classes", type=int, default=12, help="verb x object classes (at most 20)")
-    synth.add_argument("--videos-per-class", type=int, default=3, help="per subject")
-    synth.add_argument("--frames", type=int, default=24, help="frames per video")
+    synth.add_argument("--subjects", type=at_least(1), default=4)
+    synth.add_argument("--classes", type=at_least(1), default=12, help="verb x object classes (at most 20)")
+    synth.add_argument("--videos-per-class", type=at_least(1), default=3, help="per subject")
+    synth.add_argument("--frames", type=at_least(1), default=24, help="frames per video")
     synth.add_argument("--size", type=_size, default=(160, 120), metavar="WxH", help="frame size (default 160x120)")
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--seed", type=at_least(0), default=0)
     synth.add_argument("--force", action="store_true", help="replace a dataset already in OUT")
     synth.set_defaults(func=run_synth)
 
@@ -63,6 +64,8 @@ def _size(text: str) -> tuple[int, int]:
         width, height = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 160x120, got {text!r}") from None
+    if min(width, height) < 1 or max(width, height) > 4096:
+        raise argparse.ArgumentTypeError(f"width and height must be between 1 and 4096, got {text}")
     return width, height
 
 

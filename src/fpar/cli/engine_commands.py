@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from fpar.cli.common import at_least, devices, intermixed
+from fpar.cli.common import MAX_PROCESSES, at_least, devices, intermixed
 from fpar.data.transforms import VIEWS
 from fpar.engine.settings import PRECISIONS
 
@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--out", metavar="DIR", help="runs folder (default: runs)")
     train.add_argument("--resume", action="store_true", help="continue the run from its last.ckpt")
     train.add_argument("--devices", type=devices, metavar="N", help="devices per node (int or auto)")
-    train.add_argument("--num-nodes", type=int, metavar="N", help="number of nodes")
+    train.add_argument("--num-nodes", type=at_least(1, MAX_PROCESSES), metavar="N", help="number of nodes")
     train.add_argument("--precision", choices=PRECISIONS, help="numeric precision")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.set_defaults(func=run_train)
@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--predictions", metavar="FILE", help="write per-clip predictions and scores (CSV)")
     ev.add_argument("--batch-size", type=at_least(1), default=8, metavar="N")
     ev.add_argument("--workers", type=at_least(0), default=0, metavar="N", help="data-loading processes")
-    ev.add_argument("--devices", type=at_least(1), default=1, metavar="N", help="processes (DDP) to score with")
+    ev.add_argument("--devices", type=at_least(1, MAX_PROCESSES), default=1, metavar="N", help="processes (DDP) to score with")
     ev.add_argument("--accelerator", default="auto", help="auto, cpu, gpu, ...")
     ev.set_defaults(func=run_eval)
 

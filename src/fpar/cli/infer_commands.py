@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from fpar.cli.common import at_least
+from fpar.cli.common import at_least, positive_number
 from fpar.errors import FparError
 from fpar.prepare.flow import FLOW_METHODS
 
@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "them, ms.png (MS head vs motion maps) and modulation.png (two-in-one) into --out.")
     _common(cam)
     cam.add_argument("--out", default="cam", help="folder for the pictures (default ./cam)")
-    cam.add_argument("--fps", type=float, default=4.0, help="GIF frame rate")
+    cam.add_argument("--fps", type=positive_number(100.0), default=4.0, help="GIF frame rate (> 0, at most 100)")
     cam.set_defaults(func=cam_command)
 
     report = subparsers.add_parser(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from fpar.cli.common import at_least
 from fpar.interop.contract import KINDS
 from fpar.models.settings import BLOCKS_PER_STAGE
 
@@ -11,7 +12,7 @@ from fpar.models.settings import BLOCKS_PER_STAGE
 def register(subparsers: argparse._SubParsersAction) -> None:
     models = subparsers.add_parser("models", help="list the models with their parameter counts")
     models.add_argument("--backbone", default="resnet34", choices=sorted(BLOCKS_PER_STAGE))
-    models.add_argument("--num-classes", type=int, default=61)
+    models.add_argument("--num-classes", type=at_least(1), default=61)
     models.set_defaults(func=list_models_command)
 
     imports = subparsers.add_parser(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fpar.cli.common import devices, intermixed
+from fpar.cli.common import MAX_PROCESSES, at_least, devices, intermixed
 from fpar.engine.settings import PRECISIONS
 
 
@@ -47,7 +47,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs", metavar="DIR", help="root of the run directories (default %(default)s)")
     parser.add_argument("--devices", type=devices, metavar="N", help="devices per node, int or auto "
                         "(overrides trainer.devices)")
-    parser.add_argument("--num-nodes", type=int, metavar="N", help="nodes (overrides trainer.num_nodes)")
+    parser.add_argument("--num-nodes", type=at_least(1, MAX_PROCESSES), metavar="N", help="nodes (overrides trainer.num_nodes)")
     parser.add_argument("--precision", choices=PRECISIONS, help="numeric precision (overrides trainer.precision)")
 
 

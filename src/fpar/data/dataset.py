@@ -161,6 +161,9 @@ class ClipDataset(Dataset):
         """uint8 flow as ``(V, 2L, h, w)`` (stack, x1,y1,x2,y2,...) or ``(V, T, 2, h, w)`` (pairs)."""
         fx = self._load(inst, "flow_x", numbers, draw)
         fy = self._load(inst, "flow_y", numbers, draw)
+        if fx.shape != fy.shape:  # x and y of one flow field: one size, or they cannot be paired
+            raise FparError(f"instance {inst.instance_id}: its flow_x frames ({_frames_of(inst, 'flow_x')[0]}) "
+                            f"and flow_y frames ({_frames_of(inst, 'flow_y')[0]}) differ in size")
         pairs = np.stack([fx, fy], axis=2)  # (V, T, 2, h, w)
         if self.flow_mode == "stack":
             pairs = pairs.reshape(pairs.shape[0], -1, *pairs.shape[3:])
@@ -174,14 +177,32 @@ class ClipDataset(Dataset):
             return self.store.clip(inst, kind, numbers, draw, self.crop, self.views)
         files = _frames_of(inst, kind)
         views = []
+        size = None
         for k in numbers:
             image = self._read(inst, files, k, color=kind == "rgb")
+            if size is None:
+                size = image.shape[:2]
+            elif image.shape[:2] != size:
+                self._refuse_mixed_sizes(inst, files, numbers, kind)
             image = transforms.resize_short(image, self.resize)
             if draw is not None:
                 views.append([transforms.train_crop(image, draw, self.crop, is_flow_x=kind == "flow_x")])
             else:
                 views.append(transforms.eval_views(image, self.crop, self.views, is_flow_x=kind == "flow_x"))
         return np.stack([np.stack(v) for v in zip(*views)])
+
+    def _refuse_mixed_sizes(self, inst: Instance, files: tuple, numbers: list[int], kind: str) -> None:
+        """A clip whose frames differ in size would be rescaled frame by frame into a clip that
+        looks whole (``fpar data check`` reports such a frame): refuse it, naming the odd file.
+        The instance's first frame gives the size the others must have."""
+        color = kind == "rgb"
+        expected = self._read(inst, files, 1, color).shape[:2]
+        for k in numbers:
+            shape = self._read(inst, files, k, color).shape[:2]
+            if shape != expected:
+                raise FparError(f"instance {inst.instance_id}: {files[k - 1]}: frame is {shape[1]}x{shape[0]}, "
+                                f"the instance's others {expected[1]}x{expected[0]} (frames of one instance "
+                                "must share one size)")
 
     def _read(self, inst: Instance, files: tuple, number: int, color: bool) -> np.ndarray:
         if not 1 <= number <= len(files):

@@ -245,14 +245,19 @@ def _resume_point(path: Path, digest: str, kinds: Sequence[str]) -> dict:
 def _write_instance(out, inst: Instance, kind: str, resize: int) -> list[int]:
     """Decode, resize and append every frame of one kind of ``inst``; ``[offset, n, h, w(, 3)]``."""
     offset = out.tell()
-    shape = None
+    shape = source = None
     for path in inst.frames(kind):
-        image = transforms.resize_short(read_frame(path, color=kind == "rgb"), resize)
-        if shape is None:
-            shape = image.shape
-        elif image.shape != shape:
-            raise FparError(f"{path}: frame size {image.shape[1]}x{image.shape[0]} differs from the rest of "
-                            f"instance {inst.instance_id} ({shape[1]}x{shape[0]} after resizing)")
+        image = read_frame(path, color=kind == "rgb")
+        # compared before resizing: a frame twice the size of the others would resize to the same
+        # shape and slip into the clips unnoticed (``fpar data check`` reports it)
+        if source is None:
+            source = image.shape[:2]
+        elif image.shape[:2] != source:
+            raise FparError(f"instance {inst.instance_id}: {path}: frame is {image.shape[1]}x{image.shape[0]}, "
+                            f"the instance's others {source[1]}x{source[0]} (frames of one instance must share "
+                            "one size)")
+        image = transforms.resize_short(image, resize)
+        shape = shape or image.shape
         out.write(np.ascontiguousarray(image).data)
     return [offset, len(inst.frames(kind)), *shape]
 

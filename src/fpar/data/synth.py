@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 
 from fpar.errors import FparError
+from fpar.io import write_bytes, write_text
 
 VERBS = ("open", "close", "shake", "stir")
 # name, RGB colour, body (width, height) and lid height at 160x120, shape. Sizes and lids differ
@@ -95,7 +96,7 @@ def generate(
     bar.close()
     meta = {"generator": "fpar synth", "seed": seed, "subjects": subjects, "classes": names,
             "videos_per_class": videos_per_class, "frames": frames, "size": list(size), "flow_bound": FLOW_BOUND}
-    (out / "synth.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_text(out / "synth.json", json.dumps(meta, indent=2) + "\n")
     return out
 
 
@@ -334,4 +335,4 @@ def _write_video(out: Path, subject: str, class_name: str, instance: str, video:
             ok, data = cv2.imencode(".png", image, PNG_PARAMS)
             if not ok:
                 raise FparError(f"{folder / names[kind].format(k)}: PNG encoding failed")
-            (folder / names[kind].format(k)).write_bytes(data.tobytes())
+            write_bytes(folder / names[kind].format(k), data.tobytes())

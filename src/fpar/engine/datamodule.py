@@ -92,6 +92,8 @@ class FparDataModule(L.LightningDataModule):
             raise FparError("no dataset given: pass --data ROOT or set data.root in the config")
         self.index = load_index(root, data.layout)
         self.train_subjects, self.val_subjects = subject_split(data, self.index.subjects)
+        # split here, not in setup(): an empty split fails before the run folder is written
+        self._split = split_by_subject(self.index, self.train_subjects, self.val_subjects)
         self.train_set: ClipDataset | None = None
         self.val_set: ClipDataset | None = None
         self._loaders: dict[str, DataLoader] = {}
@@ -124,7 +126,7 @@ class FparDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.val_set is None:
             store = self._store(build=False) if self.config.data.store else None
-            train, val = split_by_subject(self.index, self.train_subjects, self.val_subjects)
+            train, val = self._split
             self.train_set = self._dataset(train, train=True)
             self.val_set = self._dataset(val, train=False)
             if store is not None:

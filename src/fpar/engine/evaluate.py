@@ -30,9 +30,9 @@ from fpar.data.settings import DataSettings
 from fpar.engine.callbacks import progress_callback
 from fpar.engine.datamodule import ShardSampler
 from fpar.engine.metrics import ClassificationMetrics
-from fpar.engine.train import quiet_lightning
+from fpar.engine.train import peer_failure_as_one_line, quiet_lightning
 from fpar.errors import FparError
-from fpar.io import write_text
+from fpar.io import check_writable, write_text
 
 
 @dataclass
@@ -118,6 +118,12 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
     also write one row per clip (id, label, prediction, one score column per class) there, names
     through :func:`printable_name`.
     """
+    devices = devices or 1
+    for name, value, least in (("batch_size", batch_size, 1), ("workers", workers, 0), ("devices", devices, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise FparError(f"{name} must be an integer >= {least}, got {value!r}")
+    if predictions_csv is not None:
+        check_writable(predictions_csv)  # before the evaluation, not after it
     model, info = load_model(checkpoint)
     subjects = split_subjects(split, info.config)
 
@@ -135,8 +141,11 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
         settings = settings.with_modality("mmaps")  # the MS head's target, shown beside its prediction
     dataset = ClipDataset(instances, settings, train=False, views=views)
 
+    if devices > len(dataset):
+        # a process with no clip has an empty loader, which DDP cannot run (every process must step)
+        raise FparError(f"{devices} processes for {len(dataset)} clips of {', '.join(subjects)}: "
+                        f"give --devices {len(dataset)} or fewer")
     scorer = ScoringModule(model, dataset, batch_size, workers, explain)
-    devices = devices or 1
     with quiet_lightning():
         try:
             trainer = L.Trainer(accelerator=accelerator, devices=devices, strategy="ddp" if devices > 1 else "auto",
@@ -145,7 +154,8 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
                                 use_distributed_sampler=False)
         except (MisconfigurationException, ValueError, RuntimeError) as exc:
             raise FparError(f"accelerator={accelerator}, devices={devices}: {exc}") from None
-        trainer.test(scorer, verbose=False)
+        with peer_failure_as_one_line(trainer):
+            trainer.test(scorer, verbose=False)
 
     if [row.position for row in scorer.results] != list(range(len(dataset))):
         raise FparError(f"internal error: scored {len(scorer.results)} clips for a split of {len(dataset)}")

@@ -32,6 +32,7 @@ from fpar.engine.datamodule import FparDataModule
 from fpar.engine.loggers import build_loggers
 from fpar.engine.module import FparModule, DivergedError
 from fpar.errors import FparError
+from fpar.io import exclusive_lock, inside
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +41,18 @@ DEFAULT_OUT = "runs"
 
 def train(config: ExperimentSettings | dict[str, Any], *, data_root: str | os.PathLike | None = None,
           out_dir: str | os.PathLike | None = None, resume: bool = False, devices: int | str | None = None,
-          num_nodes: int | None = None, precision: str | None = None, progress: bool = True) -> dict[str, Any]:
+          num_nodes: int | None = None, precision: str | None = None, progress: bool = True,
+          lock: bool = True) -> dict[str, Any]:
     """Train one experiment; returns ``run_dir``, ``best_ckpt``, ``last_ckpt``, ``best_val_accuracy``,
     ``epochs_done`` and ``metrics`` (the validation rows).
 
     ``resume`` continues from ``last.ckpt`` when the run directory has one (and starts afresh when
     it has none); without it an existing run is an error rather than silently overwritten. Keyword
     arguments given here override the config's ``trainer``/``data.root`` values.
+
+    The run folder is locked while the run writes it (:func:`run_folder_lock`; ``lock=False``: the
+    caller holds that lock already), and a run that fails before its first checkpoint removes
+    what it wrote (:func:`removed_on_failure`).
     """
     raw = config.as_dict() if isinstance(config, ExperimentSettings) else copy.deepcopy(config)
     for key, value in (("devices", devices), ("num_nodes", num_nodes), ("precision", precision)):
@@ -57,7 +63,55 @@ def train(config: ExperimentSettings | dict[str, Any], *, data_root: str | os.Pa
     config = validate_config(raw)
 
     out_root = Path(out_dir if out_dir is not None else DEFAULT_OUT)
-    run_dir = out_root / config.experiment
+    run_dir = inside(out_root, config.experiment)
+    with run_folder_lock(out_root, config.experiment) if lock else contextlib.nullcontext():
+        with removed_on_failure(run_dir):
+            return _train(config, out_root, run_dir, resume, progress)
+
+
+def run_folder_lock(out_root: str | os.PathLike, experiment: str) -> contextlib.AbstractContextManager:
+    """The lock one writer of ``<out_root>/<experiment>/`` holds (an OS lock: a killed holder
+    releases it); a second writer gets one line naming the holder. The lock file lives in
+    ``<out_root>/.locks/``, beside the run folder, so a failed run can remove its folder whole.
+    DDP processes other than rank 0 run inside rank 0's hold."""
+    if rank_zero_only.rank != 0:
+        return contextlib.nullcontext()
+    return exclusive_lock(Path(out_root) / ".locks" / f"{experiment}.lock", f"run folder {Path(out_root) / experiment}")
+
+
+@contextlib.contextmanager
+def removed_on_failure(run_dir: Path) -> Iterator[None]:
+    """Remove what a failing run wrote into ``run_dir`` (config.yaml, TensorBoard events, the
+    folder itself if it made it) as long as it saved no checkpoint: a failed start leaves no
+    half run behind, and files an earlier run left there are never touched. A run that saved
+    a checkpoint keeps its folder, to be resumed."""
+    existed = run_dir.is_dir()
+    before = {p: _mtime(p) for p in run_dir.rglob("*")} if existed else {}
+    try:
+        yield
+    except BaseException:
+        if rank_zero_only.rank == 0 and run_dir.is_dir():
+            checkpoints = [p for p in run_dir.glob("*.ckpt") if before.get(p) != _mtime(p)]
+            if not checkpoints:
+                created = sorted((p for p in run_dir.rglob("*") if p not in before), key=lambda p: len(p.parts),
+                                 reverse=True)
+                for path in created:
+                    with contextlib.suppress(OSError):
+                        path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
+                if not existed:
+                    with contextlib.suppress(OSError):
+                        run_dir.rmdir()
+        raise
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def _train(config: ExperimentSettings, out_root: Path, run_dir: Path, resume: bool, progress: bool) -> dict[str, Any]:
     last = run_dir / "last.ckpt"
     if last.exists() and not resume:
         raise FparError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another "
@@ -85,7 +139,8 @@ def train(config: ExperimentSettings | dict[str, Any], *, data_root: str | os.Pa
         if rank_zero_only.rank == 0:
             dump_config(config, run_dir / "config.yaml")
         try:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+            with peer_failure_as_one_line(trainer):
+                trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
         except DivergedError as exc:
             kept = f"last good checkpoint: {last}" if last.exists() else "no checkpoint had been saved yet"
             raise FparError(f"{exc}; {kept}") from None
@@ -133,6 +188,29 @@ def build_trainer(config: ExperimentSettings, run_dir: Path, callbacks: list[L.C
     except (MisconfigurationException, ValueError, RuntimeError) as exc:
         raise FparError(f"trainer settings (accelerator={tr.accelerator}, devices={tr.devices}, "
                         f"strategy={tr.strategy}, precision={tr.precision}): {exc}") from None
+
+
+@contextlib.contextmanager
+def peer_failure_as_one_line(trainer: L.Trainer) -> Iterator[None]:
+    """When one DDP process stops on an error (a corrupt frame in its share), it prints that error
+    as its own line; the others then fail in their next collective with a connection error and a
+    long traceback. That one becomes a line pointing at the process that failed."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if trainer.world_size > 1 and _lost_peer(exc):
+            raise FparError(f"process {trainer.global_rank} of {trainer.world_size}: another process of this run "
+                            "stopped (its error is printed above)") from None
+        raise
+
+
+def _lost_peer(exc: RuntimeError) -> bool:
+    import torch.distributed as dist
+
+    text = str(exc)
+    return isinstance(exc, dist.DistError) or any(
+        sign in text for sign in ("Connection closed by peer", "Connection reset by peer", "Broken pipe",
+                                  "NCCL communicator was aborted", "gloo"))
 
 
 def resolve_init_from(init_from: str | dict[str, str] | None, out_root: Path) -> str | dict[str, str] | None:

@@ -33,7 +33,7 @@ import yaml
 from fpar.engine.config import find_config, load_config, require_same_settings, validate_config
 from fpar.engine.settings import ExperimentSettings
 from fpar.errors import FparError
-from fpar.io import write_text
+from fpar.io import inside, write_text
 
 STAGE_KEYS = ("name", "config", "overrides", "init_from")
 # Written into a run directory once train() has returned: its summary, and the sign the run is finished
@@ -53,7 +53,7 @@ def load_recipe(path: str | os.PathLike, overrides: Iterable[str] = ()) -> list[
     except UnicodeDecodeError as exc:
         raise FparError(f"{path} is not UTF-8 text (byte {exc.start}); save the recipe as UTF-8") from None
     except yaml.YAMLError as exc:
-        raise FparError(f"{path} is not valid YAML: {exc}") from None
+        raise FparError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(recipe, dict) or set(recipe) != {"stages"} or not isinstance(recipe["stages"], list) \
             or not recipe["stages"]:
         raise FparError(f"{path}: a recipe is a mapping with one key, 'stages', a non-empty list")
@@ -132,17 +132,22 @@ def train_or_skip(config: ExperimentSettings, out_dir: Path, **train_kwargs: Any
     Returns train()'s summary (without the metrics rows), ``seconds`` (wall time of the training)
     and ``state``, the state the run was found in: 'done', 'partial' or 'new'.
     """
-    run_dir = out_dir / config.experiment
-    state = run_state(run_dir)
-    if state != "new":
-        require_same_settings(run_dir, config)
-    if state == "done":
-        summary = json.loads((run_dir / DONE_MARKER).read_text())
-    else:
-        start = time.monotonic()
-        summary = _train(config, out_dir=out_dir, resume=state == "partial", **train_kwargs)
-        summary = {**{key: summary[key] for key in SUMMARY_KEYS}, "seconds": time.monotonic() - start}
-        write_text(run_dir / DONE_MARKER, json.dumps(summary, indent=1) + "\n")
+    from fpar.engine.train import run_folder_lock
+
+    run_dir = inside(out_dir, config.experiment)
+    # one lock from the state check to the done marker: two recipes or sweeps sharing --out
+    # never train, resume or finish the same run at once
+    with run_folder_lock(out_dir, config.experiment):
+        state = run_state(run_dir)
+        if state != "new":
+            require_same_settings(run_dir, config)
+        if state == "done":
+            summary = json.loads((run_dir / DONE_MARKER).read_text())
+        else:
+            start = time.monotonic()
+            summary = _train(config, out_dir=out_dir, resume=state == "partial", lock=False, **train_kwargs)
+            summary = {**{key: summary[key] for key in SUMMARY_KEYS}, "seconds": time.monotonic() - start}
+            write_text(run_dir / DONE_MARKER, json.dumps(summary, indent=1) + "\n")
     return {**summary, "state": state}
 
 

@@ -30,7 +30,7 @@ from fpar.checkpoint import load_checkpoint, read_contract
 from fpar.data import load_index
 from fpar.engine.evaluate import ClipResult, evaluate, printable_name, split_subjects
 from fpar.errors import FparError
-from fpar.io import write_text
+from fpar.io import inside, write_text
 from fpar.viz.explain import explain_clip
 from fpar.viz.plots import plot_confusion, plot_correlation, plot_curves
 
@@ -161,7 +161,7 @@ def _explanations(rows: list[ClipResult], clips_dir: Path) -> list[tuple[ClipRes
     explained = []
     for row in rows:
         if row.explanation is not None:
-            folder = clips_dir / _slug(printable_name(row.id))
+            folder = inside(clips_dir, _slug(printable_name(row.id)))
             paths = explain_clip(row.explanation["clip"], row.explanation["outputs"], folder,
                                  title=printable_name(row.id))
             if paths:

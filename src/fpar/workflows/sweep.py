@@ -20,7 +20,7 @@ from typing import Any, Iterable
 from fpar.engine.config import load_config
 from fpar.workflows.recipe import format_accuracy, train_or_skip
 from fpar.errors import FparError
-from fpar.io import write_text
+from fpar.io import inside, write_text
 
 
 def parse_axis(item: str) -> tuple[str, list[str]]:
@@ -80,8 +80,8 @@ def run_sweep(config_path: str | os.PathLike, axes: Iterable[str], *, out_dir: s
                      "best_val_accuracy": summary["best_val_accuracy"], "epochs_done": summary["epochs_done"]})
     table = results_markdown(rows)
     log(table)
-    write_text(out_dir / f"{base}__sweep.md", table + "\n")
-    write_text(out_dir / f"{base}__sweep.csv", results_csv(rows))
+    write_text(inside(out_dir, f"{base}__sweep.md"), table + "\n")
+    write_text(inside(out_dir, f"{base}__sweep.csv"), results_csv(rows))
     return rows
 
 
