@@ -22,7 +22,7 @@ from fpar.models.registry import MODELS
 
 STAGE_NAMES = ("rgb_stage1", "rgb_stage2", "flow", "two_stream", "two_in_one_stage3")
 MODALITIES = ("frames", "flow", "mmaps")
-PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed")
+PRECISIONS = ("auto", "32", "32-true", "16-mixed", "bf16-mixed")  # auto: see fpar.engine.hardware
 MS_REGRESSION_LOSSES = ("mse", "l1", "smooth_l1", "soft_margin", "kl")
 
 DEFAULTS: dict[str, Any] = {
@@ -59,7 +59,8 @@ DEFAULTS: dict[str, Any] = {
         "epochs": 150,
         "batch_size": 32,
         "val_every": 5,
-        "precision": "32",
+        "precision": "auto",
+        "compile": False,
         "accelerator": "auto",
         "devices": 1,
         "num_nodes": 1,
@@ -361,6 +362,7 @@ def _check_trainer(tr: dict[str, Any]) -> None:
     if isinstance(tr["precision"], int) and not isinstance(tr["precision"], bool):
         tr["precision"] = str(tr["precision"])  # `precision: 32` in YAML is an int
     _string(tr, "precision", "trainer.precision", choices=PRECISIONS)
+    _bool(tr, "compile", "trainer.compile")
     _string(tr, "accelerator", "trainer.accelerator")
     if tr["devices"] != "auto":
         _int(tr, "devices", "trainer.devices", minimum=1)
@@ -373,7 +375,8 @@ def _check_trainer(tr: dict[str, Any]) -> None:
 
 # Settings that say where and how fast a run executes, not what it computes.
 RUNTIME_KEYS = {"data.root", "data.workers", "data.cache", "trainer.accelerator", "trainer.devices",
-                "trainer.num_nodes", "trainer.strategy", "trainer.precision", "trainer.log_every_n_steps"}
+                "trainer.num_nodes", "trainer.strategy", "trainer.precision", "trainer.compile",
+                "trainer.log_every_n_steps"}
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -16,6 +16,7 @@ import torch
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from fpar.engine.compute import channels_last_batch, prepare_model
 from fpar.engine.losses import total_loss
 from fpar.engine.stages import configure_stage, set_train_mode
 from fpar.errors import FparError
@@ -50,7 +51,7 @@ class FparModule(L.LightningModule):
         self.config = config
         self.classes = list(classes)
         spec = model_spec(config, self.classes)
-        self.model = build_model(**spec)
+        self.model = prepare_model(build_model(**spec), config["trainer"].get("compile", False))
         self.stage = config["stage"]["name"]
         self.stage_options = config["stage"]["options"]
         # Freeze now, not in configure_optimizers: DDP wraps the model before that runs and
@@ -65,6 +66,9 @@ class FparModule(L.LightningModule):
         self.train_loss = MeanMetric()
         self.val_loss = MeanMetric()
         self.val_acc = MulticlassAccuracy(spec["num_classes"], average="micro")
+
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
+        return channels_last_batch(batch)
 
     # --- training ----------------------------------------------------------------------------
 

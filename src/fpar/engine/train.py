@@ -26,6 +26,7 @@ from fpar.checkpoint import load_checkpoint, model_state_dict
 from fpar.engine.callbacks import AtomicCheckpointIO, MetricsHistory
 from fpar.engine.config import dump_config, require_same_settings, validate_config
 from fpar.engine.datamodule import FparDataModule
+from fpar.engine.hardware import resolve_precision
 from fpar.engine.module import FparModule, DivergedError
 from fpar.errors import FparError
 
@@ -107,7 +108,7 @@ def build_trainer(config: dict[str, Any], run_dir: Path, callbacks: list[L.Callb
             devices=tr["devices"],
             num_nodes=tr["num_nodes"],
             strategy=tr["strategy"],
-            precision=tr["precision"],
+            precision=resolve_precision(tr["precision"], tr["accelerator"], announce=rank_zero_only.rank == 0),
             # "warn": some CUDA kernels (adaptive pooling backward) have no deterministic version
             deterministic="warn" if tr["deterministic"] else False,
             check_val_every_n_epoch=tr["val_every"],
