@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fpar.models.recurrence import ConvLSTMRecurrence
+
 GATES = ("i", "f", "c", "o")  # order of the gates along the stacked convs' output channels
 
 
@@ -69,6 +71,8 @@ class ConvLSTM(nn.Module):
         """``sequence`` (B, T, C, h, w) -> final ``(h, c)``, each (B, mem_size, h, w)."""
         batch, steps, _, height, width = sequence.shape
         input_gates = self.input_gates(sequence.flatten(0, 1)).unflatten(0, (batch, steps))
+        if torch.is_grad_enabled() and (input_gates.requires_grad or self.hidden_conv.weight.requires_grad):
+            return ConvLSTMRecurrence.apply(input_gates, self.hidden_conv.weight, self.hidden_conv.padding[0])
         zeros = sequence.new_zeros(batch, self.mem_size, height, width)
         state = (zeros, zeros)
         for t in range(steps):
