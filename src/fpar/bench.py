@@ -246,19 +246,18 @@ def _models(stage: str, arch: str, size: int, device: str, train: bool) -> tuple
     return reference, prepare_model(copy.deepcopy(reference))
 
 
-def _row(name: str, unit: str, per_call: int, t_ref: float, t_ours: float, flops: int, peaks: dict[str, float],
-         setting: Setting, memory: tuple[int, int], agreement: str, **extra: Any) -> dict[str, Any]:
-    """One result row; rates are ``per_call`` units (frames or clips) per second."""
+def _row(name: str, unit: str, per_call: int, t_ref: float, t_ours: float, flops: int, setting: Setting,
+         memory: tuple[int, int], agreement: str, **extra: Any) -> dict[str, Any]:
+    """One result row; rates are ``per_call`` units (frames or clips) per second. The shares of
+    the peak are filled in by ``run_benchmarks`` once the peak is known."""
     return {"name": name, "unit": unit, **extra, "precision": setting.precision,
             "reference_s": t_ref, "fpar_s": t_ours, "reference_rate": per_call / t_ref, "fpar_rate": per_call / t_ours,
             "speedup": t_ref / t_ours, "flops_per_unit": flops / per_call,
-            "reference_peak_fraction": flops / t_ref / peaks["32-true"],
-            "fpar_peak_fraction": flops / t_ours / peaks[setting.precision],
+            "reference_peak_fraction": None, "fpar_peak_fraction": None,
             "reference_peak_memory": memory[0], "fpar_peak_memory": memory[1], "agreement": agreement}
 
 
-def bench_eval(arch: str, size: int, batch: int, steps: int, repeats: int, setting: Setting,
-               peaks: dict[str, float]) -> dict[str, Any]:
+def bench_eval(arch: str, size: int, batch: int, steps: int, repeats: int, setting: Setting) -> dict[str, Any]:
     """Evaluation forward of the RGB-attention model."""
     reference, ours = _models("rgb_stage1", arch, size, setting.device, train=False)
     inputs = make_batch("rgb_stage1", batch, steps, size, setting.device)
@@ -276,13 +275,13 @@ def bench_eval(arch: str, size: int, batch: int, steps: int, repeats: int, setti
     with torch.inference_mode():
         flops = count_flops(lambda: ours(inputs))
     memory = peak_memory(run_reference, setting.device), peak_memory(run_ours, setting.device)
-    return _row("evaluation forward, rgb_attention", "frames/s", batch * steps, t_ref, t_ours, flops, peaks, setting,
-                memory, f"logits rel. error {error:.1e}", kind="eval", stage=None, arch=arch, size=size,
-                batch=batch, frames=steps)
+    return _row("evaluation forward, rgb_attention", "frames/s", batch * steps, t_ref, t_ours, flops, setting, memory,
+                f"logits rel. error {error:.1e}", kind="eval", stage=None, arch=arch, size=size, batch=batch,
+                frames=steps)
 
 
-def bench_train(stage: str, arch: str, size: int, batch: int, steps: int, repeats: int, setting: Setting,
-                peaks: dict[str, float]) -> dict[str, Any]:
+def bench_train(stage: str, arch: str, size: int, batch: int, steps: int, repeats: int,
+                setting: Setting) -> dict[str, Any]:
     """One optimisation step of ``stage`` (Adam, the stage's trainable parameters)."""
     reference, ours = _models(stage, arch, size, setting.device, train=True)
     inputs = make_batch(stage, batch, steps, size, setting.device)
@@ -315,7 +314,7 @@ def bench_train(stage: str, arch: str, size: int, batch: int, steps: int, repeat
     flops = count_flops(lambda: our_loss().backward())
     optimisers[1].zero_grad(set_to_none=True)
     memory = peak_memory(run_reference, setting.device), peak_memory(run_ours, setting.device)
-    return _row(f"training step, {stage}", "clips/s", batch, t_ref, t_ours, flops, peaks, setting, memory,
+    return _row(f"training step, {stage}", "clips/s", batch, t_ref, t_ours, flops, setting, memory,
                 f"loss rel. error {error:.1e}", kind="train", stage=stage, arch=arch, size=size, batch=batch,
                 frames=None if stage == "flow" else steps)
 
@@ -405,7 +404,8 @@ def machine_info(setting: Setting, peaks: dict[str, float]) -> dict[str, Any]:
 
 
 def run_benchmarks(quick: bool = True, repeats: int = 3, frames: tuple[int, ...] = (7,), batch: int | None = None,
-                   size: int | None = None, stages: tuple[str, ...] = tuple(STAGE_MODELS), rows: tuple[str, ...] = ROW_KINDS,
+                   size: int | None = None, stages: tuple[str, ...] = tuple(STAGE_MODELS),
+                   rows: tuple[str, ...] = ROW_KINDS,
                    device: str = "cpu", precision: str = "auto") -> dict[str, Any]:
     """All benchmarks: ``{"machine": {...}, "rows": [...]}``.
 
@@ -426,12 +426,22 @@ def run_benchmarks(quick: bool = True, repeats: int = 3, frames: tuple[int, ...]
     results = []
     for steps in frames:
         if "eval" in rows:
-            results.append(bench_eval(arch, size, batch, steps, repeats, setting, peaks))
+            results.append(bench_eval(arch, size, batch, steps, repeats, setting))
         if "train" in rows:
             for stage in stages:
                 if stage != "flow" or steps == frames[0]:  # the flow stream has no time axis
-                    results.append(bench_train(stage, arch, size, batch, steps, repeats, setting, peaks))
+                    results.append(bench_train(stage, arch, size, batch, steps, repeats, setting))
     results += [make(quick, repeats) for kind, make in LOADING_ROWS.items() if kind in rows]
+    if any("fpar_rate" in row for row in results):
+        # measured again at the end, keeping the better: load from other processes during either
+        # measurement would otherwise inflate every row's share of the peak
+        for name in peaks:
+            dtype = setting.dtype if name == setting.precision else torch.float32
+            peaks[name] = max(peaks[name], matmul_peak(device, dtype))
+        for row in results:
+            if "fpar_rate" in row:
+                row["reference_peak_fraction"] = row["flops_per_unit"] * row["reference_rate"] / peaks["32-true"]
+                row["fpar_peak_fraction"] = row["flops_per_unit"] * row["fpar_rate"] / peaks[setting.precision]
     return {"machine": machine_info(setting, peaks), "rows": results}
 
 
@@ -446,7 +456,8 @@ def _pct(value: float | None) -> str:
 def format_table(result: dict[str, Any]) -> str:
     m = result["machine"]
     peaks = ", ".join(f"{name} {flops / 1e9:.0f}" for name, flops in m["matmul_peak_flops"].items())
-    where = f"{m['name']} [{' '.join(m['isa'])}]" if m["device"] == "cpu" else f"{m['name']} (sm {m['cuda_capability']})"
+    where = (f"{m['name']} [{' '.join(m['isa'])}]" if m["device"] == "cpu"
+             else f"{m['name']} (sm {m['cuda_capability']})")
     lines = [f"{m['device']}: {where}, {m['threads']} threads, torch {m['torch']}",
              f"fpar precision: {m['precision']} ({m['precision_reason']}); matmul peak GFLOP/s: {peaks}",
              "reference: per-frame fp32 NCHW, autograd on; %peak = achieved FLOP/s over the matmul peak of "

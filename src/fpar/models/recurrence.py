@@ -27,7 +27,8 @@ class ConvLSTMRecurrence(torch.autograd.Function):
     """``(input_gates (B, T, 4M, h, w), hidden weight (4M, M, k, k))`` -> final ``(h, c)``, fp32."""
 
     @staticmethod
-    def forward(ctx, input_gates: torch.Tensor, weight: torch.Tensor, padding: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(ctx, input_gates: torch.Tensor, weight: torch.Tensor,
+                padding: int) -> tuple[torch.Tensor, torch.Tensor]:
         batch, steps, channels, height, width = input_gates.shape
         mem = channels // 4
         # autocast has no say inside a Function's forward: pick the conv dtype here, once
