@@ -232,11 +232,32 @@ def make_batch(stage: str, batch: int, steps: int, size: int, device: str) -> di
     return {key: value.to(device) for key, value in out.items()}
 
 
-def _models(stage: str, arch: str, size: int, device: str, train: bool) -> tuple[torch.nn.Module, torch.nn.Module]:
+def calibrate_batch_norms(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> None:
+    """Set every BN's running statistics to ``batch``'s, as training would have moved them.
+
+    With freshly initialised statistics (mean 0, variance 1) an eval-mode ResNet-34 does not
+    normalise at all: activations grow block after block, the CAM's softmax becomes a hard
+    argmax and any rounding flips it, so the two ways' agreement would say nothing about a
+    trained model's. Calibrated statistics keep activations at a trained network's scale.
+    """
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = 1.0  # running statistics := this batch's
+    model.train()
+    with torch.no_grad():
+        model(batch)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+
+
+def _models(stage: str, arch: str, size: int, inputs: dict[str, torch.Tensor], device: str,
+            train: bool) -> tuple[torch.nn.Module, torch.nn.Module]:
     """(reference model, fpar model): the same weights, the stage's frozen parts frozen."""
     torch.manual_seed(0)
     name, options, _ = STAGE_MODELS[stage]
     reference = build_model(name, num_classes=CLASSES, backbone=arch, input_size=size, **options).to(device)
+    calibrate_batch_norms(reference, inputs)
     configure_stage(reference, stage)
     if train:
         reference.train()
@@ -259,8 +280,8 @@ def _row(name: str, unit: str, per_call: int, t_ref: float, t_ours: float, flops
 
 def bench_eval(arch: str, size: int, batch: int, steps: int, repeats: int, setting: Setting) -> dict[str, Any]:
     """Evaluation forward of the RGB-attention model."""
-    reference, ours = _models("rgb_stage1", arch, size, setting.device, train=False)
     inputs = make_batch("rgb_stage1", batch, steps, size, setting.device)
+    reference, ours = _models("rgb_stage1", arch, size, inputs, setting.device, train=False)
 
     def run_reference() -> torch.Tensor:
         with torch.no_grad():
@@ -283,8 +304,8 @@ def bench_eval(arch: str, size: int, batch: int, steps: int, repeats: int, setti
 def bench_train(stage: str, arch: str, size: int, batch: int, steps: int, repeats: int,
                 setting: Setting) -> dict[str, Any]:
     """One optimisation step of ``stage`` (Adam, the stage's trainable parameters)."""
-    reference, ours = _models(stage, arch, size, setting.device, train=True)
     inputs = make_batch(stage, batch, steps, size, setting.device)
+    reference, ours = _models(stage, arch, size, inputs, setting.device, train=True)
     ms_loss = STAGE_MODELS[stage][2]
     optimisers = [torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-8)
                   for model in (reference, ours)]
