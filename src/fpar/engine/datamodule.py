@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from fpar.data import ClipDataset, load_index, split_by_subject
+from fpar.engine.compute import channels_last_batch
 from fpar.errors import FparError
 
 
@@ -120,3 +121,7 @@ class FparDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         rank, world_size = self._rank()
         return self._loader(self.val_set, ShardSampler(len(self.val_set), rank=rank, world_size=world_size))
+
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
+        # on the device, once per batch: the model's convs then read NHWC without reorders
+        return channels_last_batch(batch)

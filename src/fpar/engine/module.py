@@ -16,7 +16,7 @@ import torch
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from fpar.engine.compute import channels_last_batch, prepare_model
+from fpar.engine.compute import prepare_model
 from fpar.engine.losses import total_loss
 from fpar.engine.stages import configure_stage, set_train_mode
 from fpar.errors import FparError
@@ -66,9 +66,6 @@ class FparModule(L.LightningModule):
         self.train_loss = MeanMetric()
         self.val_loss = MeanMetric()
         self.val_acc = MulticlassAccuracy(spec["num_classes"], average="micro")
-
-    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
-        return channels_last_batch(batch)
 
     # --- training ----------------------------------------------------------------------------
 
