@@ -52,8 +52,8 @@ class RGBConvLSTM(nn.Module):
         batch_size, steps = frames.shape[:2]
         frames = frames.flatten(0, 1)
         out: dict[str, torch.Tensor] = {}
-        # A frozen backbone (stage 1) needs no graph: under no_grad autograd does no bookkeeping
-        # per op and frees each activation as soon as the next layer has read it.
+        # A frozen backbone (stage 1) runs without autograd: nothing is recorded for backward, so
+        # each activation is freed as soon as the next layer has read it.
         with contextlib.nullcontext() if frames.requires_grad or self.backbone_trains() else torch.no_grad():
             if self.motion is not None:
                 modulation = self.motion(self.backbone.conv1(frames), batch["flow"].flatten(0, 1))
