@@ -71,3 +71,10 @@ def test_stage2_backbone_keeps_autograd():
                         ms_head="classification")
     configure_stage(model, "rgb_stage2")
     assert model.backbone_trains()
+
+
+def test_compile_is_in_place_and_keeps_checkpoint_keys():
+    model = build_model("rgb_attention", num_classes=5, backbone="resnet18", mem_size=16, input_size=64)
+    keys = list(model.state_dict())
+    assert prepare_model(model, compile_model=True) is model  # compiled lazily, on the first forward
+    assert list(model.state_dict()) == keys
