@@ -65,6 +65,39 @@ def test_convlstm_runs_from_zero_state():
         torch.testing.assert_close(got, want)
 
 
+@pytest.mark.parametrize("steps", [1, 4])
+def test_convlstm_training_recurrence_gives_autograds_gradients(steps):
+    """The written-out backpropagation through time (one batched weight gradient) is autograd's."""
+    torch.manual_seed(0)
+    lstm = ConvLSTM(4, mem_size=3)
+    sequence = torch.randn(2, steps, 4, 5, 5, requires_grad=True)
+    weights = torch.randn(2, 3, 5, 5)
+
+    def gradients(outputs):
+        hidden, cell = outputs
+        loss = (cell * weights).sum() + hidden.square().sum()
+        return [g.clone() for g in torch.autograd.grad(loss, [sequence, *lstm.parameters()])]
+
+    zeros = torch.zeros(2, 3, 5, 5)
+    state = (zeros, zeros)
+    for t in range(steps):  # autograd through the per-step cell
+        state = lstm.step(sequence[:, t], state)
+    for got, want in zip(gradients(lstm(sequence)), gradients(state)):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_convlstm_training_recurrence_under_bf16_autocast():
+    torch.manual_seed(0)
+    lstm = ConvLSTM(8, mem_size=8)
+    sequence = torch.randn(2, 3, 8, 4, 4)
+    plain = lstm(sequence)[1]
+    with torch.autocast("cpu", torch.bfloat16):
+        cell = lstm(sequence)[1]
+    cell.sum().backward()
+    assert lstm.hidden_conv.weight.grad.dtype == torch.float32
+    assert float((cell.detach().float() - plain.detach()).norm() / plain.detach().norm()) < 2e-2
+
+
 def test_convlstm_initialisation():
     lstm = ConvLSTM(512, mem_size=512)
     assert torch.count_nonzero(lstm.input_conv.bias) == 0

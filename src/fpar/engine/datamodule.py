@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Sampler
 from fpar.data import ClipDataset, load_index, normalize_batch, split_by_subject
 from fpar.data.settings import DataSettings
 from fpar.engine.settings import ExperimentSettings
+from fpar.engine.compute import channels_last_batch
 from fpar.errors import FparError
 
 
@@ -177,5 +178,9 @@ class FparDataModule(L.LightningDataModule):
         return self._loaders["val"]
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        """With ``data.normalize_on_device``: the uint8 batch, now on the device, made float and normalised."""
-        return normalize_batch(batch) if self.config.data.normalize_on_device else batch
+        """The batch on the device: made float and normalised there with ``data.normalize_on_device``, then
+        laid out channels-last."""
+        if self.config.data.normalize_on_device:
+            batch = normalize_batch(batch)
+        # on the device, once per batch: the model's convs then read NHWC without reorders
+        return channels_last_batch(batch)

@@ -18,6 +18,7 @@ import torch
 from torchmetrics import MeanMetric
 
 from fpar.checkpoint import checkpoint_contract
+from fpar.engine.compute import prepare_model
 from fpar.engine.losses import total_loss
 from fpar.engine.metrics import ClassificationMetrics
 from fpar.engine.settings import ExperimentSettings
@@ -50,7 +51,7 @@ class FparModule(L.LightningModule):
         self.config = config
         self.classes = list(classes)
         spec = model_spec(config, self.classes)
-        self.model = build_model(**spec)
+        self.model = prepare_model(build_model(**spec), config.trainer.compile)
         self.stage = config.stage.name
         self.stage_options = config.stage.options
         # Freeze now, not in configure_optimizers: DDP wraps the model before that runs and

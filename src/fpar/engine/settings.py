@@ -19,7 +19,7 @@ from fpar.engine.stages import STAGE_OPTIONS, STAGES
 from fpar.models.ms_task import MSLossSettings
 from fpar.models.settings import ModelSettings
 
-PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed")
+PRECISIONS = ("auto", "32", "32-true", "16-mixed", "bf16-mixed")  # auto: what the hardware runs fastest (engine/hardware.py)
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULERS = ("multistep", "step", "none")
 MAX_SEED = 2**32 - 1
@@ -106,7 +106,8 @@ class TrainerSettings(Section):
     epochs: int = Field(150, ge=1, le=100_000)
     batch_size: int = Field(32, ge=1, le=65_536)
     val_every: int = Field(5, ge=1)
-    precision: Annotated[Literal[PRECISIONS], BeforeValidator(_precision_text)] = "32"  # type: ignore[valid-type]
+    precision: Annotated[Literal[PRECISIONS], BeforeValidator(_precision_text)] = "auto"  # type: ignore[valid-type]
+    compile: bool = False  # torch.compile the model (engine/compute.py); opt-in: not measured to pay on CPU
     accelerator: str = Field("auto", min_length=1)
     devices: Union[Annotated[int, Field(ge=1, le=4096)], Literal["auto"]] = Field(
         1, description="an integer >= 1 or auto")

@@ -29,6 +29,7 @@ from fpar.engine.callbacks import (AtomicCheckpointIO, BestWeights, MetricsHisto
 from fpar.engine.config import dump_config, require_same_settings, validate_config
 from fpar.engine.settings import ExperimentSettings
 from fpar.engine.datamodule import FparDataModule
+from fpar.engine.hardware import resolve_precision
 from fpar.engine.loggers import build_loggers
 from fpar.engine.module import FparModule, DivergedError
 from fpar.errors import FparError
@@ -171,7 +172,7 @@ def build_trainer(config: ExperimentSettings, run_dir: Path, callbacks: list[L.C
             devices=tr.devices,
             num_nodes=tr.num_nodes,
             strategy=tr.strategy,
-            precision=tr.precision,
+            precision=resolve_precision(tr.precision, tr.accelerator, announce=rank_zero_only.rank == 0),
             # "warn": some CUDA kernels (adaptive pooling backward) have no deterministic version
             deterministic="warn" if tr.deterministic else False,
             check_val_every_n_epoch=tr.val_every,

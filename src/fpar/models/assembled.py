@@ -8,6 +8,8 @@ call; only the ConvLSTM steps through time.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -39,6 +41,11 @@ class RGBConvLSTM(nn.Module):
         self.ms_head = MSHead(FEATURE_CHANNELS, feature_grid(input_size), ms_input_sigmoid) if ms_head else None
         self.classifier = classifier(mem_size, num_classes, dropout)
 
+    def backbone_trains(self) -> bool:
+        """Whether any backbone (or motion) weight takes a gradient."""
+        parts = [self.backbone] if self.motion is None else [self.backbone, self.motion]
+        return any(p.requires_grad for part in parts for p in part.parameters())
+
     def extract(self, batch: dict[str, torch.Tensor], explain: bool = False) -> dict[str, torch.Tensor]:
         """Everything but the logits: ``features`` (B, mem_size) and the per-frame extras; with
         ``explain`` (or built with ``return_modulation``) also the two-in-one modulation maps."""
@@ -46,14 +53,17 @@ class RGBConvLSTM(nn.Module):
         batch_size, steps = frames.shape[:2]
         frames = frames.flatten(0, 1)
         out: dict[str, torch.Tensor] = {}
-        if self.motion is not None:
-            modulation = self.motion(self.backbone.conv1(frames), batch["flow"].flatten(0, 1))
-            backbone_out = self.backbone.forward_from_conv1(modulation.post)
-            if self.return_modulation or explain:
-                out.update({name: value.unflatten(0, (batch_size, steps))
-                            for name, value in modulation._asdict().items()})
-        else:
-            backbone_out = self.backbone(frames)
+        # A frozen backbone (stage 1) runs without autograd: nothing is recorded for backward, so
+        # each activation is freed as soon as the next layer has read it.
+        with contextlib.nullcontext() if frames.requires_grad or self.backbone_trains() else torch.no_grad():
+            if self.motion is not None:
+                modulation = self.motion(self.backbone.conv1(frames), batch["flow"].flatten(0, 1))
+                backbone_out = self.backbone.forward_from_conv1(modulation.post)
+                if self.return_modulation or explain:
+                    out.update({name: value.unflatten(0, (batch_size, steps))
+                                for name, value in modulation._asdict().items()})
+            else:
+                backbone_out = self.backbone(frames)
 
         if self.attention:
             attention = class_activation_attention(backbone_out.logits, backbone_out.features, self.backbone.fc.weight)

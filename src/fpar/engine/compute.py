@@ -1,0 +1,46 @@
+"""How fpar lays out a model and its inputs for speed, without changing what it computes.
+
+* **channels_last**: oneDNN (CPU) and cuDNN (GPU) run convolutions natively on NHWC tensors; an
+  NCHW tensor is reordered on entry to and exit from every conv (on GPUs, tensor cores only take
+  NHWC). The model's 4-d weights are stored channels-last once (``prepare_model``) and each batch's
+  frames are laid out channels-last once, on arrival (``channels_last_batch``), so every conv after
+  that reads and writes NHWC without reorders. State-dict keys and values do not change, only the
+  strides, so checkpoints load either way.
+* ``torch.compile`` is opt-in (``trainer.compile``): on a CPU its compile time (minutes for a
+  ResNet-34 + ConvLSTM) is not repaid in short runs, and the convolutions that dominate the time
+  are oneDNN calls that it does not speed up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+# inputs that are images (one per frame): (B, T, C, H, W) clips or (B, C, H, W) stacks
+IMAGE_KEYS = ("frames", "flow")
+
+
+def frames_channels_last(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with every image channels-last; a (B, T, C, H, W) clip is laid out as (B, T, H, W, C),
+    so that the models' ``flatten(0, 1)`` gives a channels-last (B*T, C, H, W) view, not a copy."""
+    if x.dim() == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    if x.dim() == 5:
+        return x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+    return x
+
+
+def channels_last_batch(batch: dict[str, Any]) -> dict[str, Any]:
+    """The batch with its image tensors channels-last (others as they are): one copy per batch."""
+    return {key: frames_channels_last(value) if key in IMAGE_KEYS and isinstance(value, torch.Tensor) else value
+            for key, value in batch.items()}
+
+
+def prepare_model(model: nn.Module, compile_model: bool = False) -> nn.Module:
+    """Channels-last weights, and ``torch.compile`` in place (same module, same state-dict keys)."""
+    model.to(memory_format=torch.channels_last)
+    if compile_model:
+        model.compile()
+    return model

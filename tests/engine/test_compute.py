@@ -1,0 +1,80 @@
+"""Speed-only changes compute the same thing: channels-last layout, the frozen backbone without autograd."""
+
+import copy
+
+import torch
+
+from fpar.engine.compute import channels_last_batch, frames_channels_last, prepare_model
+from fpar.engine.stages import configure_stage, set_train_mode
+from fpar.models import build_model
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def test_clip_flattens_to_a_channels_last_view():
+    clip = torch.randn(2, 3, 3, 16, 16)
+    laid_out = frames_channels_last(clip)
+    assert torch.equal(laid_out, clip)
+    frames = laid_out.flatten(0, 1)
+    assert frames.is_contiguous(memory_format=torch.channels_last)
+    assert frames.data_ptr() == laid_out.data_ptr()  # a view: the batch is copied once, on arrival
+    stack = frames_channels_last(torch.randn(2, 10, 16, 16))
+    assert stack.is_contiguous(memory_format=torch.channels_last)
+    batch = channels_last_batch({"frames": clip, "label": torch.tensor([1, 2]), "name": ["a", "b"]})
+    assert batch["label"].tolist() == [1, 2] and batch["name"] == ["a", "b"]
+
+
+def test_channels_last_gives_the_same_logits():
+    torch.manual_seed(0)
+    model = build_model("two_in_one", num_classes=5, backbone="resnet18", mem_size=16, input_size=64,
+                        ms_head="classification").eval()
+    fast = prepare_model(copy.deepcopy(model))
+    assert fast.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert fast.state_dict().keys() == model.state_dict().keys()
+    batch = {"frames": torch.randn(2, 3, 3, 64, 64), "flow": torch.randn(2, 3, 2, 64, 64)}
+    with torch.no_grad():
+        plain, ours = model(batch), fast(channels_last_batch(batch))
+    for key in ("logits", "ms"):
+        assert relative_error(ours[key], plain[key]) < 1e-4, key
+
+
+def test_frozen_backbone_without_autograd_gives_the_same_gradients(monkeypatch):
+    torch.manual_seed(0)
+    model = build_model("rgb_attention", num_classes=5, backbone="resnet18", mem_size=16, input_size=64)
+    configure_stage(model, "rgb_stage1")
+    model.train()
+    set_train_mode(model, "rgb_stage1")
+    assert not model.backbone_trains()
+    batch = {"frames": torch.randn(2, 3, 3, 64, 64)}
+
+    def run() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(1)  # the same dropout mask
+        logits = model(batch)["logits"]
+        logits.square().sum().backward()
+        return logits.detach(), {name: p.grad.clone() for name, p in model.named_parameters() if p.requires_grad}
+
+    logits, grads = run()
+    monkeypatch.setattr(type(model), "backbone_trains", lambda self: True)  # the plain path, with autograd
+    plain_logits, plain_grads = run()
+    assert torch.equal(logits, plain_logits)
+    assert grads.keys() == plain_grads.keys() and grads
+    assert all(not name.startswith("backbone.") for name in grads)
+    for name in grads:
+        assert torch.equal(grads[name], plain_grads[name]), name
+
+
+def test_stage2_backbone_keeps_autograd():
+    model = build_model("rgb_ms", num_classes=5, backbone="resnet18", mem_size=16, input_size=64,
+                        ms_head="classification")
+    configure_stage(model, "rgb_stage2")
+    assert model.backbone_trains()
+
+
+def test_compile_is_in_place_and_keeps_checkpoint_keys():
+    model = build_model("rgb_attention", num_classes=5, backbone="resnet18", mem_size=16, input_size=64)
+    keys = list(model.state_dict())
+    assert prepare_model(model, compile_model=True) is model  # compiled lazily, on the first forward
+    assert list(model.state_dict()) == keys

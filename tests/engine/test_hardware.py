@@ -1,0 +1,61 @@
+import pytest
+
+from fpar.engine.config import validate_config
+from fpar.engine.hardware import Hardware, choose_precision, cpu_flags, detect, resolve_precision
+
+from engine_tiny import tiny_config
+
+AVX2 = Hardware("cpu", "an AVX2 CPU", cpu_flags=frozenset({"sse4_2", "avx2", "fma"}))
+AVX512 = Hardware("cpu", "an AVX-512 CPU", cpu_flags=frozenset({"avx2", "avx512f"}))
+BF16 = Hardware("cpu", "a bf16 CPU", cpu_flags=frozenset({"avx2", "avx512f", "avx512_bf16"}))
+AMX = Hardware("cpu", "an AMX CPU", cpu_flags=frozenset({"avx2", "avx512f", "amx_bf16", "amx_tile"}))
+
+
+@pytest.mark.parametrize("hardware, expected", [
+    (AVX2, "32-true"),
+    (AVX512, "32-true"),
+    (BF16, "bf16-mixed"),
+    (AMX, "bf16-mixed"),
+    (Hardware("cuda", "A100", cuda_capability=(8, 0)), "bf16-mixed"),
+    (Hardware("cuda", "H100", cuda_capability=(9, 0)), "bf16-mixed"),
+    (Hardware("cuda", "V100", cuda_capability=(7, 0)), "16-mixed"),
+])
+def test_auto_picks_by_instruction_set(hardware, expected):
+    precision, reason = choose_precision(hardware)
+    assert precision == expected and reason
+
+
+@pytest.mark.parametrize("explicit", ["32", "32-true", "bf16-mixed", "16-mixed"])
+def test_explicit_precision_wins(explicit):
+    assert choose_precision(AVX2, explicit)[0] == explicit
+    assert choose_precision(BF16, explicit) == (explicit, "set explicitly")
+
+
+def test_choice_printed_in_one_line(capsys):
+    assert resolve_precision("auto", hardware=AVX2) == "32-true"
+    line = capsys.readouterr().out
+    assert line.count("\n") == 1
+    assert "32-true" in line and "an AVX2 CPU" in line and "[avx2]" in line and "no bf16" in line
+    assert resolve_precision("auto", hardware=BF16, announce=False) == "bf16-mixed"
+    assert capsys.readouterr().out == ""
+
+
+def test_isa_lists_what_matters():
+    assert BF16.isa == ["avx2", "avx512f", "avx512_bf16"]
+    assert AMX.isa == ["avx2", "avx512f", "amx_bf16"]
+
+
+def test_detect_this_cpu():
+    hardware = detect("cpu")
+    name, flags = cpu_flags()
+    assert hardware.device == "cpu" and hardware.name == name and hardware.cpu_flags == flags
+    assert choose_precision(hardware)[0] in ("32-true", "bf16-mixed")
+
+
+def test_config_precision_defaults_to_auto():
+    config = tiny_config()
+    for key in ("precision", "compile"):
+        config["trainer"].pop(key, None)
+    config = validate_config(config)
+    assert config["trainer"]["precision"] == "auto"
+    assert config["trainer"]["compile"] is False

@@ -1,0 +1,33 @@
+"""In fpar's fast settings (bf16 autocast, channels-last) the parity cases' logits stay close to the
+reference's fp32 outputs and predict the same classes: reduced precision changes rounding, not the
+function.
+
+bf16 keeps 8 significant bits, so each conv's output carries ~0.2-0.4% rounding error and
+ResNet-34's f ends up ~1% off. Models without attention stay within 1e-2. The CAM softmax
+magnifies f's error in the attention map (a map peaked at 0.8 moves by ~3.5%), so the attention
+models reach ~1.5e-2, and the two-in-one model, whose flow modulation scales conv1's output by a
+bf16 factor, ~3.3e-2 (measured with the fixtures' synthetic weights).
+"""
+
+import pytest
+import torch
+
+from fpar.engine.compute import channels_last_batch, prepare_model
+from fpar.interop import from_reference
+from interop.parity_cases import CASES, batch_from_case, expected_outputs, load_case, reference_weights, relative_error
+
+TOLERANCE = 1e-2
+ATTENTION_TOLERANCE = {"rgb_attention": 2e-2, "rgb_ms_task": 2e-2, "two_in_one": 4e-2}
+
+
+@pytest.mark.parametrize("case_name", CASES)
+def test_bf16_logits_match_reference(case_name):
+    case = load_case(case_name)
+    expected = expected_outputs(case_name)["logits"]
+    model = prepare_model(from_reference(case_name, reference_weights(case)))
+    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16):
+        logits = model(channels_last_batch(batch_from_case(case)))["logits"]
+    assert logits.dtype == torch.bfloat16  # autocast really ran the model in bf16
+    error = relative_error(logits.float(), expected)
+    assert error < ATTENTION_TOLERANCE.get(case_name, TOLERANCE), f"{case_name}: relative error {error:.2e}"
+    assert logits.argmax(dim=1).tolist() == expected.argmax(axis=1).tolist()
