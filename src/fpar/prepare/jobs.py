@@ -15,16 +15,18 @@ same list, and adding rows to a manifest does not move the other instances to an
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
 import multiprocessing
+import os
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, TextIO
+from typing import Iterable, Iterator, TextIO
 
 from fpar.errors import FparError
 from fpar.prepare.video import IMAGE_SUFFIXES, Segment
@@ -246,10 +248,32 @@ def _guarded(job: Job, options: RunOptions) -> tuple[bool, int, str | None]:
         return False, 0, f"{type(exc).__name__}: {exc}"
 
 
-def _init_worker() -> None:
+def _init_worker(torch_threads: int) -> None:
+    import cv2
+    import torch
+
+    # N workers each using every core would only fight over them: OpenCV's small per-frame work runs
+    # single-threaded, and the workers share the cores out for the PyTorch TV-L1.
+    cv2.setNumThreads(1)
+    torch.set_num_threads(torch_threads)
+
+
+@contextlib.contextmanager
+def _one_thread_pool(flow: str) -> Iterator[None]:
+    """In one process, the PyTorch TV-L1 (OpenMP) and OpenCV's own thread pool (warp, motion maps,
+    PNG encoding) take turns on the same cores; each pool's idle threads spin while the other works,
+    which made warp flow ~10x slower on 2 cores. OpenCV's share is small: run it on one thread."""
     import cv2
 
-    cv2.setNumThreads(1)  # N workers each using every core would only fight over them
+    if flow != "tvl1":
+        yield
+        return
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
 
 
 def run_jobs(
@@ -267,12 +291,14 @@ def run_jobs(
     meter = _Progress(len(jobs), stream, progress)
     try:
         if workers <= 1:
-            for job in jobs:
-                _record(report, meter, job, _guarded(job, options))
+            with _one_thread_pool(options.flow):
+                for job in jobs:
+                    _record(report, meter, job, _guarded(job, options))
         else:
             # spawn: a fork of a process that already ran OpenCV or torch threads can deadlock
             context = multiprocessing.get_context("spawn")
-            pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
+            pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                                       initargs=(max(1, (os.cpu_count() or 1) // workers),))
             try:
                 pending = {pool.submit(_guarded, job, options): job for job in jobs}
                 while pending:
