@@ -473,7 +473,7 @@ def bench_flow(repeats: int, setting: Setting, width: int = 320, height: int = 2
     return rows
 
 
-def _reference_eval(checkpoint: str, root: str, split: str) -> None:
+def _reference_eval(checkpoint: str, root: str, split: str, device: str) -> None:
     """A stand-alone evaluation the reference's way, run as ``python -m fpar.bench reference-eval``:
     every clip alone (batch 1), each frame opened with PIL and transformed on its own, the model's
     per-time-step forward in fp32. Prints one JSON line: the predicted class name of every clip."""
@@ -486,6 +486,7 @@ def _reference_eval(checkpoint: str, root: str, split: str) -> None:
     from fpar.data.transforms import RGB_MEAN, RGB_STD
 
     model, contract = load_model(checkpoint)
+    model.to(device)
     clip = contract.clip
     index = load_index(root)
     classes = contract.classes or index.classes
@@ -505,13 +506,13 @@ def _reference_eval(checkpoint: str, root: str, split: str) -> None:
                 values = (np.asarray(im, np.float32) / 255.0 - RGB_MEAN) / RGB_STD
                 frames.append(torch.from_numpy(np.ascontiguousarray(values.transpose(2, 0, 1))))
         with torch.no_grad():
-            logits = reference_forward(model, {"frames": torch.stack(frames)[None]})["logits"]
+            logits = reference_forward(model, {"frames": torch.stack(frames)[None].to(device)})["logits"]
         predictions.append(classes[int(logits.argmax(dim=1))])
     print(json.dumps({"predictions": predictions}))
 
 
-def bench_process(arch: str, size: int, classes: int, videos_per_class: int, frames: int,
-                  repeats: int) -> dict[str, Any]:
+def bench_process(arch: str, size: int, classes: int, videos_per_class: int, frames: int, repeats: int,
+                  device: str = "cpu") -> dict[str, Any]:
     """``fpar eval`` as a whole process (start-up, loading, compute) against a reference-style
     evaluation script, on the same synthetic clips (320x240 frames) and the same RGB attention +
     MS head checkpoint; the check is that both predict the same class for every clip."""
@@ -537,8 +538,8 @@ def bench_process(arch: str, size: int, classes: int, videos_per_class: int, fra
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent.parent),
                                                                           os.environ.get("PYTHONPATH")]))}
         ours = [sys.executable, "-m", "fpar", "eval", str(checkpoint), "--data", str(root), "--split", "S1",
-                "--json", "--predictions", str(predictions)]
-        theirs = [sys.executable, "-m", "fpar.bench", "reference-eval", str(checkpoint), str(root), "S1"]
+                "--json", "--predictions", str(predictions), "--accelerator", "gpu" if device == "cuda" else "cpu"]
+        theirs = [sys.executable, "-m", "fpar.bench", "reference-eval", str(checkpoint), str(root), "S1", device]
 
         def run(command: list[str]) -> str:
             done = subprocess.run(command, capture_output=True, text=True, env=env)
@@ -554,15 +555,16 @@ def bench_process(arch: str, size: int, classes: int, videos_per_class: int, fra
         t_ref, t_ours = _compare(lambda: run(theirs), lambda: run(ours), repeats)
     clips = classes * videos_per_class
     return data_row(f"fpar eval process, {clips} clips x {frames}", "process", "runs/s", t_ref, t_ours,
-                    f"{agree}/{clips} same predictions", arch=arch, size=size, clips=clips, frames=frames)
+                    f"{agree}/{clips} same predictions", arch=arch, size=size, clips=clips, frames=frames,
+                    device=device)
 
 
 LOADING_ROWS: dict[str, Callable[[bool, int, Setting], list[dict[str, Any]]]] = {
     "loading": lambda quick, repeats, setting: bench_loading(*((128, 112) if quick else (256, 224)), repeats),
     "flow": lambda quick, repeats, setting: bench_flow(repeats, setting),
     "process": lambda quick, repeats, setting: [
-        bench_process("resnet18", 112, 3, 2, 7, repeats) if quick else
-        bench_process("resnet34", 224, 6, 4, 16, repeats)],
+        bench_process("resnet18", 112, 3, 2, 7, repeats, setting.device) if quick else
+        bench_process("resnet34", 224, 6, 4, 16, repeats, setting.device)],
 }
 
 # --- the whole run ---------------------------------------------------------------------------------
@@ -669,9 +671,9 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # python -m fpar.bench reference-eval CHECKPOINT ROOT SPLIT (see bench_process)
+if __name__ == "__main__":  # python -m fpar.bench reference-eval CHECKPOINT ROOT SPLIT DEVICE (bench_process)
     import sys
 
-    if len(sys.argv) != 5 or sys.argv[1] != "reference-eval":
-        sys.exit("usage: python -m fpar.bench reference-eval CHECKPOINT ROOT SPLIT")
+    if len(sys.argv) != 6 or sys.argv[1] != "reference-eval":
+        sys.exit("usage: python -m fpar.bench reference-eval CHECKPOINT ROOT SPLIT DEVICE")
     _reference_eval(*sys.argv[2:])
