@@ -132,7 +132,7 @@ train_with_sampling() {
     local accelerator=gpu
     [[ $DEVICE == cuda ]] || accelerator=cpu
     "$PYTHON" -m fpar train synthetic/rgb-attention_r18_8f_stage2 --data "$data" --out "$WORK/runs" --no-progress \
-        trainer.epochs="${EPOCHS:-4}" trainer.accelerator=$accelerator
+        trainer.epochs="${EPOCHS:-10}" trainer.accelerator=$accelerator
     local rc=$?
     if [[ -n $sampler ]]; then
         kill "$sampler" 2>/dev/null
