@@ -112,6 +112,7 @@ def test_process_row_runs_fpar_eval_and_the_reference_script_on_the_same_clips()
     assert row["kind"] == "process" and row["clips"] == 2
     assert row["same_predictions"] == 2  # both ways score the same clips with the same weights
     assert row["reference_s"] > 0 and row["fpar_s"] > 0
+    assert row["reference_peak_memory"] > 0 and row["fpar_peak_memory"] > 0
 
 
 def test_bench_refuses_an_unknown_row_kind(capsys):

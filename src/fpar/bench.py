@@ -541,32 +541,34 @@ def bench_process(arch: str, size: int, classes: int, videos_per_class: int, fra
                 "--json", "--predictions", str(predictions), "--accelerator", "gpu" if device == "cuda" else "cpu"]
         theirs = [sys.executable, "-m", "fpar.bench", "reference-eval", str(checkpoint), str(root), "S1", device]
 
-        def run(command: list[str]) -> str:
-            done = subprocess.run(command, capture_output=True, text=True, env=env)
-            if done.returncode != 0:
-                raise FparError(f"{' '.join(command[:4])} failed: {done.stderr.strip().splitlines()[-1:]}")
-            return done.stdout
-
-        def timed(command: list[str]) -> tuple[float, str]:
-            start = time.perf_counter()
-            out = run(command)
-            return time.perf_counter() - start, out
+        def run(command: list[str]) -> tuple[float, str, int]:
+            """Seconds, standard output and peak resident memory (bytes) of one process."""
+            with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+                start = time.perf_counter()
+                child = subprocess.Popen(command, stdout=out, stderr=err, text=True, env=env)
+                _, status, usage = os.wait4(child.pid, 0)  # the child's own rusage: its peak RSS
+                seconds = time.perf_counter() - start
+                child.returncode = os.waitstatus_to_exitcode(status)
+                out.seek(0), err.seek(0)
+                if child.returncode != 0:
+                    raise FparError(f"{' '.join(command[2:4])} failed: {err.read().strip().splitlines()[-1:]}")
+                return seconds, out.read(), usage.ru_maxrss * 1024
 
         # no warm-up run: a process starts cold each time anyway (the dataset just written is in
         # the page cache for both); the first, alternating pair of runs is also the check
-        times: tuple[list[float], list[float]] = ([], [])
+        runs: tuple[list[tuple[float, str, int]], list[tuple[float, str, int]]] = ([], [])
         for _ in range(repeats):
-            seconds, out = timed(theirs)
-            times[0].append(seconds)
-            times[1].append(timed(ours)[0])
-        reference_predictions = json.loads(out.splitlines()[-1])["predictions"]
+            runs[0].append(run(theirs))
+            runs[1].append(run(ours))
+        reference_predictions = json.loads(runs[0][0][1].splitlines()[-1])["predictions"]
         with open(predictions, newline="") as f:
             fpar_predictions = [row["prediction"] for row in csv.DictReader(f)]
         agree = sum(a == b for a, b in zip(reference_predictions, fpar_predictions))
-        t_ref, t_ours = statistics.median(times[0]), statistics.median(times[1])
+        t_ref, t_ours = (statistics.median(r[0] for r in way) for way in runs)
+        memory = (max(r[2] for r in runs[0]), max(r[2] for r in runs[1]))
     clips = classes * videos_per_class
-    return data_row(f"fpar eval process, {clips} clips x {frames}", "process", "runs/s", t_ref, t_ours,
-                    f"{agree}/{clips} same predictions", arch=arch, size=size, clips=clips, frames=frames,
+    return data_row(f"fpar eval process, {arch} {size}px, {clips} clips", "process", "runs/s", t_ref, t_ours,
+                    f"{agree}/{clips} same predictions", memory, arch=arch, size=size, clips=clips, frames=frames,
                     device=device, same_predictions=agree)
 
 
