@@ -40,6 +40,7 @@ Other rows (``LOADING_ROWS``), on the CPU with one thread as a DataLoader worker
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import platform
@@ -48,7 +49,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -152,6 +153,19 @@ def _compare(reference: Callable[[], object], ours: Callable[[], object], repeat
             _sync(device)
             bucket.append(time.perf_counter() - start)
     return statistics.median(times[0]), statistics.median(times[1])
+
+
+def _seconds(fn: Callable[[], object], repeats: int, device: str = "cpu") -> float:
+    """Median seconds of ``fn`` after one warm-up call: for rows with no reference way."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def matmul_peak(device: str, dtype: torch.dtype, repeats: int = 3) -> float:
@@ -375,22 +389,19 @@ def bench_loading(resize: int, crop: int, repeats: int) -> list[dict[str, Any]]:
                      clip=r["clip"], way=r["way"], clips=r["clips"]) for r in rows]
 
 
-class single_thread:
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
     """One torch and one OpenCV thread inside (a worker's share of the machine), restored after."""
+    import cv2
 
-    def __enter__(self) -> "single_thread":
-        import cv2
-
-        self.saved = torch.get_num_threads(), cv2.getNumThreads()
-        torch.set_num_threads(1)
-        cv2.setNumThreads(1)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        import cv2
-
-        torch.set_num_threads(self.saved[0])
-        cv2.setNumThreads(self.saved[1])
+    saved = torch.get_num_threads(), cv2.getNumThreads()
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved[0])
+        cv2.setNumThreads(saved[1])
 
 
 FLOW_SHIFT = (1.6, -0.7)  # px (x, y): the camera's motion between the two synthetic frames
@@ -448,12 +459,11 @@ def bench_flow(repeats: int, setting: Setting, width: int = 320, height: int = 2
                                  f"EPE to OpenCV's {epe:.3f}px; median off the true shift {off:.2f}px",
                                  method="tvl1", device="cpu", batch=1, epe_px=epe, shift_error_px=off))
         else:
-            t_ref, t_ours = None, _compare(ours_fn, ours_fn, repeats)[1]
+            t_ref, t_ours = None, _seconds(ours_fn, repeats)
             rows.append(data_row(f"TV-L1 flow {where}, 1 core", "flow", "pairs/s", None, t_ours,
                                  "no OpenCV TV-L1 here (opencv-contrib missing)", method="tvl1", device="cpu",
                                  batch=1))
-        t_warp = _compare(lambda: camera_homography(first, second), lambda: camera_homography(first, second),
-                          repeats)[1]
+        t_warp = _seconds(lambda: camera_homography(first, second), repeats)
         homography = camera_homography(first, second)
         shift = homography[:2, 2] / homography[2, 2]
         error = float(np.hypot(shift[0] - FLOW_SHIFT[0], shift[1] - FLOW_SHIFT[1]))
@@ -461,11 +471,12 @@ def bench_flow(repeats: int, setting: Setting, width: int = 320, height: int = 2
                              f"+{100 * t_warp / t_ours:.0f}% on a TV-L1 pair; shift error {error:.2f}px",
                              method="homography", device="cpu", batch=1, shift_error_px=error))
     if setting.device == "cuda":
-        firsts = torch.from_numpy(np.stack([first] * batch)).cuda()
-        seconds = torch.from_numpy(np.stack([second] * batch)).cuda()
+        pairs = [textured_pair(width, height, seed) for seed in range(batch)]  # pair 0 is the one above
+        firsts = torch.from_numpy(np.stack([pair[0] for pair in pairs])).cuda()
+        seconds = torch.from_numpy(np.stack([pair[1] for pair in pairs])).cuda()
         gpu = lambda: tvl1_flow(firsts, seconds)  # noqa: E731
         epe = float((gpu()[0].cpu() - torch.from_numpy(ours_flow)).norm(dim=-1).mean())
-        t_gpu = _compare(gpu, gpu, repeats, "cuda")[1] / batch
+        t_gpu = _seconds(gpu, repeats, "cuda") / batch
         against = t_ref if t_ref is not None else t_ours
         rows.append(data_row(f"TV-L1 flow {where}, cuda, {batch} pairs/batch", "flow", "pairs/s", against, t_gpu,
                              f"against {'OpenCV' if t_ref is not None else 'fpar'} on 1 core; EPE to CPU {epe:.3f}px",
