@@ -196,5 +196,9 @@ def load_model(path: str | os.PathLike) -> tuple[torch.nn.Module, ModelContract]
     if missing or unexpected:
         raise FparError(f"{path} does not match model '{name}': missing {sorted(missing)[:5]}, "
                         f"unexpected {sorted(unexpected)[:5]}")
+    # One weight layout whatever the file kept (a training run saves channels-last weights, an export
+    # contiguous ones): the same checkpoint then gives the same scores to the last bit, and
+    # channels-last is the layout the convolutions run fastest in (engine/compute.py).
+    model.to(memory_format=torch.channels_last)
     model.eval()
     return model, info

@@ -57,5 +57,5 @@ def test_config_precision_defaults_to_auto():
     for key in ("precision", "compile"):
         config["trainer"].pop(key, None)
     config = validate_config(config)
-    assert config["trainer"]["precision"] == "auto"
-    assert config["trainer"]["compile"] is False
+    assert config.trainer.precision == "auto"
+    assert config.trainer.compile is False

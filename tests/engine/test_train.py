@@ -149,3 +149,16 @@ def test_resume_refuses_other_settings_than_the_run_was_trained_with(trained_run
     out = Path(trained_run["run_dir"]).parent
     with pytest.raises(FparError, match=r"flow-tiny was trained with other settings \(optimizer.lr: .* -> 0.5\)"):
         train(changed, data_root=tiny_data, out_dir=out, resume=True, progress=False)
+
+
+def test_a_finished_run_without_keep_last_keeps_only_its_model(tiny_data, tmp_path):
+    config = flow_config(experiment="small")
+    config["trainer"].update(epochs=1, keep_last=False)
+    result = train(config, data_root=tiny_data, out_dir=tmp_path, progress=False)
+    run = Path(result["run_dir"])
+    assert (run / "best.ckpt").is_file() and not (run / "last.ckpt").exists() and result["last_ckpt"] is None
+    load_model(run / "best.ckpt")
+    with pytest.raises(FparError, match="cannot be continued"):
+        train(config, data_root=tiny_data, out_dir=tmp_path, progress=False, resume=True)
+    with pytest.raises(FparError, match="already holds a run"):  # never retrained over its best.ckpt
+        train(config, data_root=tiny_data, out_dir=tmp_path, progress=False)

@@ -226,8 +226,10 @@ def json_schema() -> dict[str, Any]:
 
 
 # Settings that say where and how fast a run executes, not what it computes.
-RUNTIME_KEYS = {"data.root", "data.workers", "data.cache", "data.store", "trainer.accelerator", "trainer.devices",
-                "trainer.num_nodes", "trainer.strategy", "trainer.precision", "trainer.log_every_n_steps"}
+RUNTIME_KEYS = {"data.root", "data.workers", "data.cache", "data.store", "data.persistent_workers", "data.prefetch",
+                "data.normalize_on_device", "trainer.accelerator", "trainer.devices", "trainer.num_nodes",
+                "trainer.strategy", "trainer.precision", "trainer.compile", "trainer.log_every_n_steps",
+                "trainer.keep_last"}
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

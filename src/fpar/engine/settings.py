@@ -108,6 +108,9 @@ class TrainerSettings(Section):
     val_every: int = Field(5, ge=1)
     precision: Annotated[Literal[PRECISIONS], BeforeValidator(_precision_text)] = "auto"  # type: ignore[valid-type]
     compile: bool = False  # torch.compile the model (engine/compute.py); opt-in: not measured to pay on CPU
+    # keep last.ckpt (weights + optimiser state: the resume point) once all epochs are done; false
+    # frees its disk space, and the finished run can then no longer be continued
+    keep_last: bool = True
     accelerator: str = Field("auto", min_length=1)
     devices: Union[Annotated[int, Field(ge=1, le=4096)], Literal["auto"]] = Field(
         1, description="an integer >= 1 or auto")

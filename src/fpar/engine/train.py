@@ -113,10 +113,13 @@ def _mtime(path: Path) -> int | None:
 
 
 def _train(config: ExperimentSettings, out_root: Path, run_dir: Path, resume: bool, progress: bool) -> dict[str, Any]:
-    last = run_dir / "last.ckpt"
-    if last.exists() and not resume:
+    last, best_path = run_dir / "last.ckpt", run_dir / "best.ckpt"
+    if (last.exists() or best_path.exists()) and not resume:
         raise FparError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another "
                         "--out or experiment name")
+    if resume and not last.exists() and best_path.exists():
+        raise FparError(f"{run_dir} finished without keeping its resume point (trainer.keep_last: false), "
+                        "so it cannot be continued; train it again under another experiment name")
     resume_from = last if resume and last.exists() else None
     if rank_zero_only.rank == 0:  # the rank that saves; the others may start while it runs
         for tmp in remove_stale_temporaries(run_dir):
@@ -145,6 +148,8 @@ def _train(config: ExperimentSettings, out_root: Path, run_dir: Path, resume: bo
         except DivergedError as exc:
             kept = f"last good checkpoint: {last}" if last.exists() else "no checkpoint had been saved yet"
             raise FparError(f"{exc}; {kept}") from None
+    if not config.trainer.keep_last and not trainer.interrupted and rank_zero_only.rank == 0:
+        last.unlink(missing_ok=True)  # every epoch done: the model is in best.ckpt
 
     best_score = best.best_model_score
     return {
