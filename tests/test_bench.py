@@ -2,7 +2,8 @@ import json
 
 import torch
 
-from fpar.bench import STAGE_MODELS, format_table, make_batch, reference_forward, reference_rgb_forward, run_benchmarks
+from fpar.bench import (STAGE_MODELS, bench_flow, bench_loading, bench_process, data_row, format_table, make_batch,
+                        reference_forward, reference_rgb_forward, setting_for)
 from fpar.cli import main
 from fpar.engine.stages import configure_stage
 from fpar.models import build_model
@@ -62,9 +63,58 @@ def test_bench_end_to_end_writes_json(tmp_path, capsys):
     assert machine["name"] in table and machine["precision"] in table
 
 
+MACHINE = {"device": "cpu", "name": "cpu", "isa": ["avx2"], "threads": 2, "torch": "2", "precision": "32-true",
+           "precision_reason": "why", "matmul_peak_flops": {"32-true": 1e11}}
+
+
 def test_table_reports_speedup():
-    row = {"name": "x", "kind": "loading", "reference_s": 0.2, "fpar_s": 0.1, "speedup": 2.0, "agreement": "ok"}
-    machine = {"device": "cpu", "name": "cpu", "isa": ["avx2"], "threads": 2, "torch": "2", "precision": "32-true",
-               "precision_reason": "why", "matmul_peak_flops": {"32-true": 1e11}}
-    table = format_table({"machine": machine, "rows": [row]})
-    assert "2.00x" in table and "200.0ms" in table and "avx2" in table
+    row = data_row("x", "loading", "clips/s", 0.2, 0.1, "ok")
+    table = format_table({"machine": MACHINE, "rows": [row]})
+    assert "2.00x" in table and "5.00" in table and "10.00" in table and "avx2" in table
+
+
+def test_table_header_names_the_cpu_and_its_instruction_sets():
+    machine = {**MACHINE, "device": "cuda", "name": "H100", "cuda_capability": [9, 0], "cpu": "EPYC",
+               "cpu_isa": ["avx2", "avx512_bf16", "amx_bf16"]}
+    header = format_table({"machine": machine, "rows": []}).splitlines()[0]
+    assert "H100" in header and "EPYC" in header and "avx512_bf16 amx_bf16" in header
+
+
+def test_loading_rows_time_every_way_against_the_reference():
+    rows = bench_loading(resize=40, crop=32, repeats=1)
+    assert [(r["clip"], r["way"]) for r in rows] == [
+        (clip, way) for clip in ("two-stream", "two-in-one") for way in ("images", "images, cached", "store")]
+    for row in rows:
+        assert row["kind"] == "loading" and row["unit"] == "clips/s"
+        assert row["reference_rate"] > 0 and row["fpar_rate"] > 0
+        assert row["speedup"] == row["reference_s"] / row["fpar_s"]
+        assert row["reference_peak_memory"] > 0 and row["fpar_peak_memory"] > 0
+    table = format_table({"machine": MACHINE, "rows": rows})
+    assert "loading two-in-one, store" in table and "same tensors as images" in table
+
+
+def test_flow_rows_compare_fpar_tvl1_with_opencv_on_one_thread():
+    threads = torch.get_num_threads()
+    rows = bench_flow(1, setting_for("cpu"), width=96, height=72)
+    assert torch.get_num_threads() == threads  # restored after the single-threaded timing
+    tvl1, warp = rows
+    assert (tvl1["method"], warp["method"]) == ("tvl1", "homography")
+    # the same algorithm: within a small fraction of a pixel of OpenCV's, and of the true shift
+    assert tvl1["epe_px"] < 0.2 and tvl1["shift_error_px"] < 0.2
+    assert tvl1["fpar_rate"] > 0 and tvl1["reference_rate"] > 0
+    assert warp["reference_rate"] is None and warp["speedup"] is None and warp["shift_error_px"] < 0.5
+    table = format_table({"machine": MACHINE, "rows": rows})
+    assert "EPE to OpenCV's" in table and "warp flow" in table
+
+
+def test_process_row_runs_fpar_eval_and_the_reference_script_on_the_same_clips():
+    row = bench_process("resnet18", 32, classes=2, videos_per_class=1, frames=5, repeats=1)
+    assert row["kind"] == "process" and row["clips"] == 2
+    assert row["same_predictions"] == 2  # both ways score the same clips with the same weights
+    assert row["reference_s"] > 0 and row["fpar_s"] > 0
+    assert row["reference_peak_memory"] > 0 and row["fpar_peak_memory"] > 0
+
+
+def test_bench_refuses_an_unknown_row_kind(capsys):
+    assert main(["bench", "--rows", "eval,nonsense"]) != 0
+    assert "nonsense" in capsys.readouterr().err

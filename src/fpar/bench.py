@@ -26,12 +26,21 @@ the peak of a large GEMM is the ceiling a perfect implementation would reach.
 the call through ``/proc/self/clear_refs``, or ``ru_maxrss`` where that is unavailable, which
 never goes down); on a GPU ``torch.cuda.max_memory_allocated``.
 
-Other rows: **clip loading** (PIL per frame each epoch against OpenCV decoding once and cropping
-by slicing) and **optical flow** (TV-L1 against DIS: different methods, a cost comparison).
+Other rows (``LOADING_ROWS``), on the CPU with one thread as a DataLoader worker or a flow job has:
+
+* **loading** (clips/s): two-stream and two-in-one training clips, the reference's PIL per frame
+  against the image tree (first epoch, later epochs with the frame cache) and the store
+  (:mod:`fpar.data.store_bench`), with each way's peak memory over one epoch;
+* **flow** (pairs/s): TV-L1 per 320x240 frame pair, OpenCV's (the reference's flow) against fpar's
+  PyTorch solver, checked by the mean end-point error between them; on a GPU the batched solver;
+  and warp flow's camera homography per pair (no reference way: its cost next to a TV-L1 pair);
+* **process** (runs/s): ``fpar eval`` as a whole process (start-up, loading, compute) against a
+  reference-style evaluation script on the same clips and checkpoint, checked by their predictions.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import platform
@@ -40,7 +49,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -144,6 +153,19 @@ def _compare(reference: Callable[[], object], ours: Callable[[], object], repeat
             _sync(device)
             bucket.append(time.perf_counter() - start)
     return statistics.median(times[0]), statistics.median(times[1])
+
+
+def _seconds(fn: Callable[[], object], repeats: int, device: str = "cpu") -> float:
+    """Median seconds of ``fn`` after one warm-up call: for rows with no reference way."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def matmul_peak(device: str, dtype: torch.dtype, repeats: int = 3) -> float:
@@ -340,65 +362,233 @@ def bench_train(stage: str, arch: str, size: int, batch: int, steps: int, repeat
                 frames=None if stage == "flow" else steps)
 
 
-# --- data rows: loading and flow -----------------------------------------------------------------
-# Rows about getting clips into memory. Each returns a dict with at least name, reference_s,
-# fpar_s, speedup and agreement; a new storage format adds its row to LOADING_ROWS.
+# --- data rows: loading, optical flow, whole processes ---------------------------------------------
+# Rows that time something other than the model's arithmetic. Each row has name, kind, unit,
+# reference_s and fpar_s (seconds per unit), the rates, speedup, the peak memories (None where not
+# measured) and agreement; a new storage format or data path adds its maker to LOADING_ROWS.
 
-def bench_loading(size: int, frames: int, repeats: int) -> dict[str, Any]:
-    """Clip loading from PNG frames on a synthetic dataset written to a temporary folder."""
+def data_row(name: str, kind: str, unit: str, t_ref: float | None, t_ours: float, agreement: str,
+             memory: tuple[int | None, int | None] = (None, None), **extra: Any) -> dict[str, Any]:
+    """A row of seconds per unit (clip, frame pair, run); ``t_ref`` None: no reference way to compare with."""
+    return {"name": name, "kind": kind, "unit": unit, **extra, "reference_s": t_ref, "fpar_s": t_ours,
+            "reference_rate": 1 / t_ref if t_ref else None, "fpar_rate": 1 / t_ours,
+            "speedup": t_ref / t_ours if t_ref else None, "reference_peak_memory": memory[0],
+            "fpar_peak_memory": memory[1], "agreement": agreement}
+
+
+def bench_loading(resize: int, crop: int, repeats: int) -> list[dict[str, Any]]:
+    """Two-stream and two-in-one training clips per DataLoader worker (one thread): the reference's
+    PIL per frame against the image tree's first epoch, its later epochs (cached) and the store
+    (:mod:`fpar.data.store_bench`, on a synthetic dataset of 320x240 frames)."""
+    from fpar.data.store_bench import bench_clip_loading
+
+    rows = bench_clip_loading(resize=resize, crop=crop, size=(320, 240), repeats=repeats,
+                              peak_memory=lambda fn: peak_memory(fn, "cpu"))
+    return [data_row(f"loading {r['clip']}, {r['way']}", "loading", "clips/s", r["reference_s"], r["fpar_s"],
+                     f"{resize}px/{crop}, {r['agreement']}", (r["reference_peak_memory"], r["fpar_peak_memory"]),
+                     clip=r["clip"], way=r["way"], clips=r["clips"]) for r in rows]
+
+
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """One torch and one OpenCV thread inside (a worker's share of the machine), restored after."""
+    import cv2
+
+    saved = torch.get_num_threads(), cv2.getNumThreads()
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved[0])
+        cv2.setNumThreads(saved[1])
+
+
+FLOW_SHIFT = (1.6, -0.7)  # px (x, y): the camera's motion between the two synthetic frames
+
+
+def textured_pair(width: int = 320, height: int = 240, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two grey frames like consecutive video frames: texture at several scales (edges, blobs,
+    flat areas), the whole view moved by :data:`FLOW_SHIFT` (sub-pixel, as a turning head) and one
+    square patch (a hand) moving its own way, with a little sensor noise on each."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    texture = np.zeros((height + 40, width + 40), np.float32)
+    for sigma, weight in ((1.0, 0.3), (3.0, 0.5), (8.0, 1.0)):
+        texture += weight * cv2.GaussianBlur(rng.standard_normal(texture.shape).astype(np.float32), (0, 0), sigma)
+    texture = (texture - texture.min()) / (texture.max() - texture.min()) * 255
+
+    def view(dx: float, dy: float) -> np.ndarray:
+        shift = np.float32([[1, 0, 20 - dx], [0, 1, 20 - dy]])  # output(x) = texture(x + 20 - d)
+        return cv2.warpAffine(texture, shift, (width, height), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP)
+
+    first, second = view(0, 0), view(*FLOW_SHIFT)
+    side = min(width, height) // 4
+    patch = texture[:side, :side] * 0.6 + 60
+    first[height // 3:height // 3 + side, width // 3:width // 3 + side] = patch
+    second[height // 3 + 3:height // 3 + 3 + side, width // 3 - 4:width // 3 - 4 + side] = patch
+    noisy = [np.clip(f + rng.normal(0, 1.0, f.shape), 0, 255).astype(np.uint8) for f in (first, second)]
+    return noisy[0], noisy[1]
+
+
+def bench_flow(repeats: int, setting: Setting, width: int = 320, height: int = 240,
+               batch: int = 32) -> list[dict[str, Any]]:
+    """TV-L1 per frame pair on one core: OpenCV's (the reference's flow) against fpar's PyTorch
+    solver of the same algorithm, with the mean end-point error between the two as the check;
+    on a GPU, fpar's batched pairs/s; and the cost of warp flow's camera-motion estimate."""
+    import cv2
+
+    from fpar.prepare.tvl1 import tvl1_flow
+    from fpar.prepare.warp import camera_homography
+
+    first, second = textured_pair(width, height)
+    where = f"{width}x{height}"
+    rows = []
+    opencv = cv2.optflow.DualTVL1OpticalFlow_create() if hasattr(cv2, "optflow") else None
+    with single_thread():
+        ours_flow = tvl1_flow(first, second).numpy()
+        ours_fn = lambda: tvl1_flow(first, second)  # noqa: E731
+        if opencv is not None:
+            theirs_flow = opencv.calc(first, second, None)
+            epe = float(np.linalg.norm(ours_flow - theirs_flow, axis=-1).mean())
+            # the background's flow is the camera's shift: the median ignores the patch
+            off = float(np.hypot(*(np.median(ours_flow.reshape(-1, 2), axis=0) - FLOW_SHIFT)))
+            t_ref, t_ours = _compare(lambda: opencv.calc(first, second, None), ours_fn, repeats)
+            rows.append(data_row(f"TV-L1 flow {where}, 1 core", "flow", "pairs/s", t_ref, t_ours,
+                                 f"EPE to OpenCV's {epe:.3f}px; median off the true shift {off:.2f}px",
+                                 method="tvl1", device="cpu", batch=1, epe_px=epe, shift_error_px=off))
+        else:
+            t_ref, t_ours = None, _seconds(ours_fn, repeats)
+            rows.append(data_row(f"TV-L1 flow {where}, 1 core", "flow", "pairs/s", None, t_ours,
+                                 "no OpenCV TV-L1 here (opencv-contrib missing)", method="tvl1", device="cpu",
+                                 batch=1))
+        t_warp = _seconds(lambda: camera_homography(first, second), repeats)
+        homography = camera_homography(first, second)
+        shift = homography[:2, 2] / homography[2, 2]
+        error = float(np.hypot(shift[0] - FLOW_SHIFT[0], shift[1] - FLOW_SHIFT[1]))
+        rows.append(data_row(f"warp flow: camera homography {where}", "flow", "pairs/s", None, t_warp,
+                             f"+{100 * t_warp / t_ours:.0f}% on a TV-L1 pair; shift error {error:.2f}px",
+                             method="homography", device="cpu", batch=1, shift_error_px=error))
+    if setting.device == "cuda":
+        pairs = [textured_pair(width, height, seed) for seed in range(batch)]  # pair 0 is the one above
+        firsts = torch.from_numpy(np.stack([pair[0] for pair in pairs])).cuda()
+        seconds = torch.from_numpy(np.stack([pair[1] for pair in pairs])).cuda()
+        gpu = lambda: tvl1_flow(firsts, seconds)  # noqa: E731
+        epe = float((gpu()[0].cpu() - torch.from_numpy(ours_flow)).norm(dim=-1).mean())
+        t_gpu = _seconds(gpu, repeats, "cuda") / batch
+        against = t_ref if t_ref is not None else t_ours
+        rows.append(data_row(f"TV-L1 flow {where}, cuda, {batch} pairs/batch", "flow", "pairs/s", against, t_gpu,
+                             f"against {'OpenCV' if t_ref is not None else 'fpar'} on 1 core; EPE to CPU {epe:.3f}px",
+                             method="tvl1", device="cuda", batch=batch, epe_px=epe))
+    return rows
+
+
+def _reference_eval(checkpoint: str, root: str, split: str, device: str) -> None:
+    """A stand-alone evaluation the reference's way, run as ``python -m fpar.bench reference-eval``:
+    every clip alone (batch 1), each frame opened with PIL and transformed on its own, the model's
+    per-time-step forward in fp32. Prints one JSON line: the predicted class name of every clip."""
+    import json
+
     from PIL import Image
 
-    from fpar.data import ClipDataset, ClipSettings, load_index
+    from fpar.checkpoint import load_model
+    from fpar.data import ClipDataset, load_index
+    from fpar.data.transforms import RGB_MEAN, RGB_STD
+
+    model, contract = load_model(checkpoint)
+    model.to(device)
+    clip = contract.clip
+    index = load_index(root)
+    classes = contract.classes or index.classes
+    instances = [inst for inst in index.instances if inst.subject in split.split(",")]
+    sampling = ClipDataset(instances, clip, train=False)  # only for the frame numbers: the same clips
+    predictions = []
+    for i, inst in enumerate(instances):
+        frames = []
+        for number in sampling._frame_numbers(inst, np.random.default_rng(0))["rgb"]:
+            with Image.open(inst.frames("rgb")[number - 1]) as im:
+                im = im.convert("RGB")
+                w, h = im.size
+                im = im.resize((int(clip.resize * w / h), clip.resize) if w > h else
+                               (clip.resize, int(clip.resize * h / w)), Image.BILINEAR)
+                left, top = (im.width - clip.crop) // 2, (im.height - clip.crop) // 2
+                im = im.crop((left, top, left + clip.crop, top + clip.crop))
+                values = (np.asarray(im, np.float32) / 255.0 - RGB_MEAN) / RGB_STD
+                frames.append(torch.from_numpy(np.ascontiguousarray(values.transpose(2, 0, 1))))
+        with torch.no_grad():
+            logits = reference_forward(model, {"frames": torch.stack(frames)[None].to(device)})["logits"]
+        predictions.append(classes[int(logits.argmax(dim=1))])
+    print(json.dumps({"predictions": predictions}))
+
+
+def bench_process(arch: str, size: int, classes: int, videos_per_class: int, frames: int, repeats: int,
+                  device: str = "cpu") -> dict[str, Any]:
+    """``fpar eval`` as a whole process (start-up, loading, compute) against a reference-style
+    evaluation script, on the same synthetic clips (320x240 frames) and the same RGB attention +
+    MS head checkpoint; the check is that both predict the same class for every clip."""
+    import csv
+    import json
+    import subprocess
+    import sys
+
+    from fpar.checkpoint import save_checkpoint
+    from fpar.data import ClipSettings
     from fpar.data.synth import generate
 
     with tempfile.TemporaryDirectory() as tmp:
-        generate(Path(tmp), subjects=1, classes=4, videos_per_class=2, frames=frames, seed=0)
-        instances = load_index(tmp).instances
-        resize, crop = size, size * 7 // 8
-        mean = np.array([0.485, 0.456, 0.406], np.float32)
-        std = np.array([0.229, 0.224, 0.225], np.float32)
+        root = generate(Path(tmp) / "data", subjects=1, classes=classes, videos_per_class=videos_per_class,
+                        frames=frames, size=(320, 240), seed=0)
+        clip = ClipSettings(modalities=["frames"], num_frames=frames, resize=size * 8 // 7, crop=size)
+        torch.manual_seed(0)
+        model = build_model("rgb_ms", num_classes=classes, backbone=arch, pretrained=None, input_size=size,
+                            ms_head="classification")
+        checkpoint = Path(tmp) / "model.ckpt"
+        save_checkpoint(checkpoint, model_state=model.state_dict(), model=model.build_spec, clip=clip)
+        predictions = Path(tmp) / "predictions.csv"
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent.parent),
+                                                                          os.environ.get("PYTHONPATH")]))}
+        ours = [sys.executable, "-m", "fpar", "eval", str(checkpoint), "--data", str(root), "--split", "S1",
+                "--json", "--predictions", str(predictions), "--accelerator", "gpu" if device == "cuda" else "cpu"]
+        theirs = [sys.executable, "-m", "fpar.bench", "reference-eval", str(checkpoint), str(root), "S1", device]
 
-        def reference_epoch() -> None:
-            # PIL open -> resize short side -> centre crop -> to float -> normalise, every epoch
-            for inst in instances:
-                n = len(inst.rgb)
-                for k in np.floor(np.linspace(1, n, 16, endpoint=False)).astype(int):
-                    with Image.open(inst.rgb[k - 1]) as im:
-                        im = im.convert("RGB")
-                        w, h = im.size
-                        im = im.resize((int(resize * w / h), resize) if w > h else (resize, int(resize * h / w)),
-                                       Image.BILINEAR)
-                        left, top = (im.width - crop) // 2, (im.height - crop) // 2
-                        im = im.crop((left, top, left + crop, top + crop))
-                        _ = (np.asarray(im, np.float32) / 255.0 - mean) / std
+        def run(command: list[str]) -> tuple[float, str, int]:
+            """Seconds, standard output and peak resident memory (bytes) of one process."""
+            with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+                start = time.perf_counter()
+                child = subprocess.Popen(command, stdout=out, stderr=err, text=True, env=env)
+                _, status, usage = os.wait4(child.pid, 0)  # the child's own rusage: its peak RSS
+                seconds = time.perf_counter() - start
+                child.returncode = os.waitstatus_to_exitcode(status)
+                out.seek(0), err.seek(0)
+                if child.returncode != 0:
+                    raise FparError(f"{' '.join(command[2:4])} failed: {err.read().strip().splitlines()[-1:]}")
+                return seconds, out.read(), usage.ru_maxrss * 1024
 
-        dataset = ClipDataset(instances, ClipSettings(num_frames=16, resize=resize, crop=crop), cache=True)
-
-        def fpar_epoch() -> None:
-            for i in range(len(dataset)):
-                dataset[i]
-
-        t_ref, t_ours = _compare(reference_epoch, fpar_epoch, repeats)
-    return {"name": f"clip loading, PNG ({len(instances)} clips x 16 frames, {crop}px, epoch 2+)", "kind": "loading",
-            "reference_s": t_ref, "fpar_s": t_ours, "speedup": t_ref / t_ours, "agreement": "same sampling and crops"}
-
-
-def bench_flow(repeats: int) -> dict[str, Any]:
-    import cv2
-
-    rng = np.random.default_rng(0)
-    texture = cv2.GaussianBlur((rng.random((240, 320)) * 255).astype(np.uint8), (0, 0), 2)
-    moved = np.roll(texture, 2, axis=1)
-    tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    t_ref, t_ours = _compare(lambda: tvl1.calc(texture, moved, None), lambda: dis.calc(texture, moved, None), repeats)
-    return {"name": "optical flow per 320x240 frame (TV-L1 vs DIS)", "kind": "flow", "reference_s": t_ref,
-            "fpar_s": t_ours, "speedup": t_ref / t_ours, "agreement": "different methods: a cost comparison"}
+        # no warm-up run: a process starts cold each time anyway (the dataset just written is in
+        # the page cache for both); the first, alternating pair of runs is also the check
+        runs: tuple[list[tuple[float, str, int]], list[tuple[float, str, int]]] = ([], [])
+        for _ in range(repeats):
+            runs[0].append(run(theirs))
+            runs[1].append(run(ours))
+        reference_predictions = json.loads(runs[0][0][1].splitlines()[-1])["predictions"]
+        with open(predictions, newline="") as f:
+            fpar_predictions = [row["prediction"] for row in csv.DictReader(f)]
+        agree = sum(a == b for a, b in zip(reference_predictions, fpar_predictions))
+        t_ref, t_ours = (statistics.median(r[0] for r in way) for way in runs)
+        memory = (max(r[2] for r in runs[0]), max(r[2] for r in runs[1]))
+    clips = classes * videos_per_class
+    return data_row(f"fpar eval process, {arch} {size}px, {clips} clips", "process", "runs/s", t_ref, t_ours,
+                    f"{agree}/{clips} same predictions", memory, arch=arch, size=size, clips=clips, frames=frames,
+                    device=device, same_predictions=agree)
 
 
-LOADING_ROWS: dict[str, Callable[[bool, int], dict[str, Any]]] = {
-    "loading": lambda quick, repeats: bench_loading(size=128 if quick else 256, frames=24, repeats=repeats),
-    "flow": lambda quick, repeats: bench_flow(repeats),
+LOADING_ROWS: dict[str, Callable[[bool, int, Setting], list[dict[str, Any]]]] = {
+    "loading": lambda quick, repeats, setting: bench_loading(*((128, 112) if quick else (256, 224)), repeats),
+    "flow": lambda quick, repeats, setting: bench_flow(repeats, setting),
+    "process": lambda quick, repeats, setting: [
+        bench_process("resnet18", 112, 3, 2, 7, repeats, setting.device) if quick else
+        bench_process("resnet34", 224, 6, 4, 16, repeats, setting.device)],
 }
 
 # --- the whole run ---------------------------------------------------------------------------------
@@ -418,7 +608,9 @@ def setting_for(device: str, precision: str = "auto") -> Setting:
 
 def machine_info(setting: Setting, peaks: dict[str, float]) -> dict[str, Any]:
     hw = setting.hardware
+    cpu = hw if hw.device == "cpu" else detect("cpu")  # loading and flow rows run on the CPU anyway
     return {"device": setting.device, "name": hw.name, "isa": hw.isa, "cuda_capability": hw.cuda_capability,
+            "cpu": cpu.name, "cpu_isa": cpu.isa,
             "torch": torch.__version__, "threads": torch.get_num_threads(), "python": platform.python_version(),
             "cpus": os.cpu_count(), "precision": setting.precision, "precision_reason": setting.reason,
             "matmul_peak_flops": peaks}
@@ -441,8 +633,9 @@ def run_benchmarks(quick: bool = True, repeats: int = 3, frames: tuple[int, ...]
     arch, default_size = ("resnet18", 112) if quick else ("resnet34", 224)
     size = size or default_size
     batch = batch or (2 if quick else 4)
-    peaks = {"32-true": matmul_peak(device, torch.float32)}
-    if setting.dtype is not None:
+    model_rows = "eval" in rows or "train" in rows
+    peaks = {"32-true": matmul_peak(device, torch.float32)} if model_rows else {}
+    if model_rows and setting.dtype is not None:
         peaks[setting.precision] = matmul_peak(device, setting.dtype)
     results = []
     for steps in frames:
@@ -452,15 +645,17 @@ def run_benchmarks(quick: bool = True, repeats: int = 3, frames: tuple[int, ...]
             for stage in stages:
                 if stage != "flow" or steps == frames[0]:  # the flow stream has no time axis
                     results.append(bench_train(stage, arch, size, batch, steps, repeats, setting))
-    results += [make(quick, repeats) for kind, make in LOADING_ROWS.items() if kind in rows]
-    if any("fpar_rate" in row for row in results):
+    for kind, make in LOADING_ROWS.items():
+        if kind in rows:
+            results += make(quick, repeats, setting)
+    if any("flops_per_unit" in row for row in results):
         # measured again at the end, keeping the better: load from other processes during either
         # measurement would otherwise inflate every row's share of the peak
         for name in peaks:
             dtype = setting.dtype if name == setting.precision else torch.float32
             peaks[name] = max(peaks[name], matmul_peak(device, dtype))
         for row in results:
-            if "fpar_rate" in row:
+            if "flops_per_unit" in row:
                 row["reference_peak_fraction"] = row["flops_per_unit"] * row["reference_rate"] / peaks["32-true"]
                 row["fpar_peak_fraction"] = row["flops_per_unit"] * row["fpar_rate"] / peaks[setting.precision]
     return {"machine": machine_info(setting, peaks), "rows": results}
@@ -474,26 +669,35 @@ def _pct(value: float | None) -> str:
     return f"{100 * value:.0f}%" if value is not None else "-"
 
 
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:10.2f}" if value >= 0.1 else f"{value:10.4f}"
+
+
 def format_table(result: dict[str, Any]) -> str:
     m = result["machine"]
-    peaks = ", ".join(f"{name} {flops / 1e9:.0f}" for name, flops in m["matmul_peak_flops"].items())
-    where = (f"{m['name']} [{' '.join(m['isa'])}]" if m["device"] == "cpu"
-             else f"{m['name']} (sm {m['cuda_capability']})")
+    peaks = ", ".join(f"{name} {flops / 1e9:.0f}" for name, flops in m["matmul_peak_flops"].items()) or "-"
+    cpu = f"{m.get('cpu', m['name'])} [{' '.join(m.get('cpu_isa', m['isa']))}]"
+    where = cpu if m["device"] == "cpu" else f"{m['name']} (sm {m['cuda_capability']}); cpu: {cpu}"
     lines = [f"{m['device']}: {where}, {m['threads']} threads, torch {m['torch']}",
              f"fpar precision: {m['precision']} ({m['precision_reason']}); matmul peak GFLOP/s: {peaks}",
              "reference: per-frame fp32 NCHW, autograd on; %peak = achieved FLOP/s over the matmul peak of "
-             "the precision used", ""]
+             "the precision used; loading and flow rows: one worker, one thread", ""]
     head = (f"{'benchmark':44s} {'B':>3s} {'T':>3s} {'reference':>10s} {'fpar':>10s} {'unit':9s} {'speed-up':>8s} "
             f"{'%peak':>11s} {'peak memory':>13s}  check")
     lines += [head, "-" * len(head)]
     for r in result["rows"]:
-        if "fpar_rate" in r:
-            lines.append(f"{r['name']:44s} {r['batch']:3d} {r['frames'] or '-':>3} {r['reference_rate']:10.2f} "
-                         f"{r['fpar_rate']:10.2f} {r['unit']:9s} {r['speedup']:7.2f}x "
-                         f"{_pct(r['reference_peak_fraction']):>5s}/{_pct(r['fpar_peak_fraction']):>5s} "
-                         f"{_gib(r['reference_peak_memory']):>6s}/{_gib(r['fpar_peak_memory']):>6s}  {r['agreement']}")
-        else:
-            lines.append(f"{r['name'][:44]:44s} {'':3s} {'':3s} {r['reference_s'] * 1000:8.1f}ms "
-                         f"{r['fpar_s'] * 1000:8.1f}ms {'':9s} {r['speedup']:7.2f}x {'':11s} {'':13s}  "
-                         f"{r['agreement']}")
+        speedup = f"{r['speedup']:7.2f}x" if r.get("speedup") is not None else f"{'-':>8s}"
+        lines.append(f"{r['name'][:44]:44s} {r.get('batch') or '-':>3} {r.get('frames') or '-':>3} "
+                     f"{_rate(r.get('reference_rate')):>10s} {_rate(r.get('fpar_rate')):>10s} {r.get('unit', ''):9s} "
+                     f"{speedup} {_pct(r.get('reference_peak_fraction')):>5s}/{_pct(r.get('fpar_peak_fraction')):>5s} "
+                     f"{_gib(r.get('reference_peak_memory')):>6s}/{_gib(r.get('fpar_peak_memory')):>6s}  "
+                     f"{r['agreement']}")
     return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m fpar.bench reference-eval CHECKPOINT ROOT SPLIT DEVICE (bench_process)
+    import sys
+
+    if len(sys.argv) != 6 or sys.argv[1] != "reference-eval":
+        sys.exit("usage: python -m fpar.bench reference-eval CHECKPOINT ROOT SPLIT DEVICE")
+    _reference_eval(*sys.argv[2:])

@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--batch", type=at_least(1, 4096), metavar="B", help="clips per batch (default 2, with --full 4)")
     bench.add_argument("--size", type=at_least(32, 4096), metavar="PX", help="input side in pixels (default 112, with --full 224)")
     bench.add_argument("--rows", type=_names, default=None, metavar="KIND,...",
-                       help="row kinds to run: eval, train, loading, flow (default all)")
+                       help="row kinds to run: eval, train, loading, flow, process (default all)")
     bench.add_argument("--stages", type=_names, default=None, metavar="STAGE,...",
                        help="training stages for the train rows (default all)")
     bench.add_argument("--device", default="cpu", help="cpu or cuda")

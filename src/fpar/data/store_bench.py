@@ -36,23 +36,29 @@ CLIPS = {
 }
 
 
+MemoryProbe = Callable[[Callable[[], object]], int]
+
+
 def bench_clip_loading(root: str | Path | None = None, *, resize: int = 256, crop: int = 224,
-                       size: tuple[int, int] = (320, 240), repeats: int = 3) -> list[dict]:
+                       size: tuple[int, int] = (320, 240), repeats: int = 3,
+                       peak_memory: MemoryProbe | None = None) -> list[dict]:
     """Seconds per training clip for each way and clip kind, as rows for ``fpar bench``'s table.
 
     ``root``: a dataset to time (its store is built beside it if missing); by default a synthetic
-    one of ``size`` (width, height) frames in a temporary folder.
+    one of ``size`` (width, height) frames in a temporary folder. ``peak_memory``: a function
+    returning the peak bytes over one call of its argument; given, each way's peak over one more
+    epoch is reported (the cached way's includes its filled cache: what each worker holds).
     """
     if root is not None:
-        return _bench(Path(root), resize, crop, repeats)
+        return _bench(Path(root), resize, crop, repeats, peak_memory)
     from fpar.data.synth import generate
 
     with tempfile.TemporaryDirectory() as tmp:
         generate(Path(tmp) / "ds", subjects=1, classes=2, videos_per_class=2, frames=24, size=size, seed=0)
-        return _bench(Path(tmp) / "ds", resize, crop, repeats)
+        return _bench(Path(tmp) / "ds", resize, crop, repeats, peak_memory)
 
 
-def _bench(root: Path, resize: int, crop: int, repeats: int) -> list[dict]:
+def _bench(root: Path, resize: int, crop: int, repeats: int, peak_memory: MemoryProbe | None) -> list[dict]:
     import cv2
     import torch
 
@@ -73,10 +79,14 @@ def _bench(root: Path, resize: int, crop: int, repeats: int) -> list[dict]:
                     "images, cached": lambda e: epoch_of(cached, e), "store": lambda e: epoch_of(stored, e)}
             seconds = _alternate(ways, repeats)
             per_clip = {way: s / len(images) for way, s in seconds.items()}
+            memory = ({way: peak_memory(lambda fn=fn: fn(repeats + 1)) for way, fn in ways.items()}
+                      if peak_memory is not None else {})
             for way in ("images", "images, cached", "store"):
                 rows.append({"name": f"clip loading, {name}, {way} ({resize}px/{crop})",
+                             "clip": name, "way": way, "clips": len(images),
                              "reference_s": per_clip["reference"], "fpar_s": per_clip[way],
                              "speedup": per_clip["reference"] / per_clip[way],
+                             "reference_peak_memory": memory.get("reference"), "fpar_peak_memory": memory.get(way),
                              "agreement": "same draws" + (", same tensors as images" if way == "store" else "")})
     finally:
         cv2.setNumThreads(threads[0])
