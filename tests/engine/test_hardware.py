@@ -33,11 +33,11 @@ def test_explicit_precision_wins(explicit):
 
 def test_choice_printed_in_one_line(capsys):
     assert resolve_precision("auto", hardware=AVX2) == "32-true"
-    line = capsys.readouterr().out
+    line = capsys.readouterr().err
     assert line.count("\n") == 1
     assert "32-true" in line and "an AVX2 CPU" in line and "[avx2]" in line and "no bf16" in line
     assert resolve_precision("auto", hardware=BF16, announce=False) == "bf16-mixed"
-    assert capsys.readouterr().out == ""
+    assert capsys.readouterr().err == ""
 
 
 def test_isa_lists_what_matters():

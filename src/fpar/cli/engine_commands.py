@@ -43,6 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--workers", type=at_least(0), default=0, metavar="N", help="data-loading processes")
     ev.add_argument("--devices", type=at_least(1, MAX_PROCESSES), default=1, metavar="N", help="processes (DDP) to score with")
     ev.add_argument("--accelerator", default="auto", help="auto, cpu, gpu, ...")
+    ev.add_argument("--precision", choices=PRECISIONS,
+                    help="numeric precision (default: the checkpoint's training precision; auto: the hardware's fastest)")
     ev.set_defaults(func=run_eval)
 
 
@@ -71,7 +73,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     result = evaluate(args.checkpoint, args.data, split=args.split, views=args.views, batch_size=args.batch_size,
                       devices=args.devices, accelerator=args.accelerator, workers=args.workers,
-                      predictions_csv=args.predictions, progress=True)
+                      predictions_csv=args.predictions, precision=args.precision, progress=True)
     if rank_zero_only.rank != 0:
         return 0
     del result["clips"]  # per-clip rows: --predictions writes them

@@ -29,6 +29,7 @@ from fpar.data import ClipDataset, load_index
 from fpar.data.settings import DataSettings
 from fpar.engine.callbacks import progress_callback
 from fpar.engine.datamodule import ShardSampler
+from fpar.engine.hardware import resolve_precision
 from fpar.engine.metrics import ClassificationMetrics
 from fpar.engine.train import peer_failure_as_one_line, quiet_lightning
 from fpar.errors import FparError
@@ -108,7 +109,7 @@ class ScoringModule(L.LightningModule):
 def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, split: Sequence[str] | str | None = None,
              views: str = "center", batch_size: int = 8, devices: int | None = None, accelerator: str = "auto",
              workers: int = 0, predictions_csv: str | os.PathLike | None = None, explain: Collection[str] = (),
-             progress: bool = False) -> dict[str, Any]:
+             precision: str | None = None, progress: bool = False) -> dict[str, Any]:
     """Score ``checkpoint`` on the ``split`` subjects of ``data_root`` (default: the subjects it was validated on).
 
     Returns ``accuracy``, ``top5``, ``mean_class_accuracy`` (mean over the classes present of each
@@ -116,7 +117,9 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
     ``classes``, ``confusion`` (rows: true class, columns: predicted) and ``clips`` (one :class:`ClipResult` per clip, in dataset order; the clips whose
     ids are in ``explain`` also carry their inputs and explanation outputs). ``predictions_csv``:
     also write one row per clip (id, label, prediction, one score column per class) there, names
-    through :func:`printable_name`.
+    through :func:`printable_name`. ``precision``: as ``trainer.precision`` (``auto``: what the
+    hardware runs fastest); default the precision the checkpoint was trained with (``auto`` for a
+    checkpoint without a training config), so a model is scored as it was validated.
     """
     devices = devices or 1
     for name, value, least in (("batch_size", batch_size, 1), ("workers", workers, 0), ("devices", devices, 1)):
@@ -146,12 +149,14 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
         raise FparError(f"{devices} processes for {len(dataset)} clips of {', '.join(subjects)}: "
                         f"give --devices {len(dataset)} or fewer")
     scorer = ScoringModule(model, dataset, batch_size, workers, explain)
+    trained_with = (info.config or {}).get("trainer", {}).get("precision", "auto")
+    precision = resolve_precision(precision or trained_with, accelerator, announce=progress and rank_zero_only.rank == 0)
     with quiet_lightning():
         try:
             trainer = L.Trainer(accelerator=accelerator, devices=devices, strategy="ddp" if devices > 1 else "auto",
                                 logger=False, enable_checkpointing=False, enable_model_summary=False,
                                 enable_progress_bar=progress, callbacks=[progress_callback()] if progress else [],
-                                use_distributed_sampler=False)
+                                use_distributed_sampler=False, precision=precision)
         except (MisconfigurationException, ValueError, RuntimeError) as exc:
             raise FparError(f"accelerator={accelerator}, devices={devices}: {exc}") from None
         with peer_failure_as_one_line(trainer):

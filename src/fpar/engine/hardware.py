@@ -17,6 +17,7 @@ and CUDA capability as data (:class:`Hardware`) so the choice is testable on any
 from __future__ import annotations
 
 import platform
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,7 +117,7 @@ def resolve_precision(requested: str, accelerator: str = "auto", *, announce: bo
     hardware = hardware or detect(device_for(accelerator))
     precision, reason = choose_precision(hardware, requested)
     if announce:
-        print(describe(hardware, precision, reason), flush=True)
+        print(describe(hardware, precision, reason), file=sys.stderr, flush=True)  # a status line, not output
     return precision
 
 
