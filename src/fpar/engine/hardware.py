@@ -113,10 +113,11 @@ def describe(hardware: Hardware, precision: str, reason: str) -> str:
 
 def resolve_precision(requested: str, accelerator: str = "auto", *, announce: bool = True,
                       hardware: Hardware | None = None) -> str:
-    """The precision a run uses; prints why (one line) when ``announce``."""
+    """The precision a run uses; prints why (one line, on stderr) when ``announce`` and the choice was
+    ``auto``'s: an explicit setting needs no explaining."""
     hardware = hardware or detect(device_for(accelerator))
     precision, reason = choose_precision(hardware, requested)
-    if announce:
+    if announce and requested == AUTO:
         print(describe(hardware, precision, reason), file=sys.stderr, flush=True)  # a status line, not output
     return precision
 
