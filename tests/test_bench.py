@@ -43,7 +43,7 @@ ROW_FIELDS = {"name", "unit", "kind", "stage", "arch", "size", "batch", "frames"
 def test_bench_end_to_end_writes_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert main(["bench", "--size", "64", "--batch", "2", "--frames", "2,3", "--rows", "eval,train",
-                 "--stages", "rgb_stage1,flow", "--repeats", "1", "--json", str(out)]) == 0
+                 "--stages", "rgb_stage1,rgb_stage2,flow", "--repeats", "1", "--json", str(out)]) == 0
     table = capsys.readouterr().out
     result = json.loads(out.read_text())
     machine = result["machine"]
@@ -51,10 +51,10 @@ def test_bench_end_to_end_writes_json(tmp_path, capsys):
             "matmul_peak_flops"} <= machine.keys()
     assert machine["precision"] in machine["matmul_peak_flops"] and "32-true" in machine["matmul_peak_flops"]
     rows = result["rows"]
-    # eval and rgb_stage1 at each T, the flow stream (no time axis) once
+    # eval and the RGB stages at each T (stage 2 with its MS head's loss), the flow stream (no time axis) once
     assert [(r["kind"], r["stage"], r["frames"]) for r in rows] == [
-        ("eval", None, 2), ("train", "rgb_stage1", 2), ("train", "flow", None), ("eval", None, 3),
-        ("train", "rgb_stage1", 3)]
+        ("eval", None, 2), ("train", "rgb_stage1", 2), ("train", "rgb_stage2", 2), ("train", "flow", None),
+        ("eval", None, 3), ("train", "rgb_stage1", 3), ("train", "rgb_stage2", 3)]
     for row in rows:
         assert set(row) == ROW_FIELDS
         assert row["reference_rate"] > 0 and row["fpar_rate"] > 0 and row["flops_per_unit"] > 0

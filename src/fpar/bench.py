@@ -64,12 +64,13 @@ from fpar.errors import FparError
 from fpar.models import build_model
 from fpar.models.assembled import FlowResNet, RGBConvLSTM, TwoStream
 from fpar.models.attention import class_activation_attention
+from fpar.models.ms_task import MSLossSettings
 
 CLASSES = 61
 STACK = 5  # flow pairs per flow-stream input
-MS_LOSS = {"kind": "classification", "threshold": 0.0, "regression": "mse", "weight": 1.0}
+MS_LOSS = MSLossSettings(kind="classification")
 # training stage -> (registry model, build options, MS loss)
-STAGE_MODELS: dict[str, tuple[str, dict[str, Any], dict[str, Any] | None]] = {
+STAGE_MODELS: dict[str, tuple[str, dict[str, Any], MSLossSettings | None]] = {
     "rgb_stage1": ("rgb_attention", {}, None),
     "rgb_stage2": ("rgb_ms", {"ms_head": "classification"}, MS_LOSS),
     "flow": ("flow_resnet", {"stack_size": STACK}, None),
