@@ -15,7 +15,7 @@ PACKAGE = SRC / "fpar"
 
 # Lower layers first; a module may import its own layer and the layers before it, never a later one.
 LAYERS = [
-    {"errors", "io"},
+    {"errors", "io", "lazy"},
     {"data", "prepare"},
     {"models"},
     {"checkpoint"},

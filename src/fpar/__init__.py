@@ -13,7 +13,7 @@ Every name below loads its module on first use, so ``import fpar`` stays light (
 or OpenCV until something needs them).
 """
 
-import importlib
+from fpar.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -49,17 +49,8 @@ _EXPORTS = {
     # errors
     "FparError": "fpar.errors",
 }
-__all__ = ["__version__", *sorted(_EXPORTS)]
-
-
-def __getattr__(name: str):
-    target = _EXPORTS.get(name)
-    if target is None:
-        raise AttributeError(f"module 'fpar' has no attribute {name!r}")
-    module, attribute = target if isinstance(target, tuple) else (target, name)
-    value = getattr(importlib.import_module(module), attribute)
-    globals()[name] = value  # later look-ups skip this function
-    return value
+__getattr__, _names = lazy_exports(__name__, _EXPORTS)
+__all__ = ["__version__", *_names]
 
 
 def __dir__() -> list[str]:

@@ -7,7 +7,7 @@ Public API (see docs/data.md)::
     ds = ClipDataset(train, ClipSettings(modalities=["frames", "flow"]), train=True, seed=0, cache=True)
 """
 
-import importlib
+from fpar.lazy import lazy_exports
 
 _EXPORTS = {
     "ClipDataset": "fpar.data.dataset",
@@ -24,12 +24,4 @@ _EXPORTS = {
     "leave_one_subject_out": "fpar.data.splits",
     "split_by_subject": "fpar.data.splits",
 }
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    # Submodules load on first use: the CLI and the settings import this package's light modules
-    # (vocabularies, settings) without pulling in torch or OpenCV.
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

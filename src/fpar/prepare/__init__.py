@@ -12,7 +12,7 @@ Many videos (manifests, folder trees, EGTEA / EPIC annotations, workers, shards)
 and :mod:`fpar.prepare.importers`.
 """
 
-import importlib
+from fpar.lazy import lazy_exports
 
 _EXPORTS = {
     "compute_flow": "fpar.prepare.flow",
@@ -36,12 +36,4 @@ _EXPORTS = {
     "iter_frames": "fpar.prepare.video",
     "read_video": "fpar.prepare.video",
 }
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    # Submodules load on first use: the CLI and the settings import this package's light modules
-    # (vocabularies, settings) without pulling in torch or OpenCV.
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

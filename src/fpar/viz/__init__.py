@@ -1,6 +1,6 @@
 """Pictures of what the models see and how they did: CAM overlays, maps, curves, confusion matrices."""
 
-import importlib
+from fpar.lazy import lazy_exports
 
 _EXPORTS = {
     "denormalize": "fpar.viz.cam",
@@ -10,12 +10,4 @@ _EXPORTS = {
     "plot_curves": "fpar.viz.plots",
     "plot_map_grid": "fpar.viz.plots",
 }
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    # Submodules load on first use: the CLI and the settings import this package's light modules
-    # (vocabularies, settings) without pulling in torch or OpenCV.
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)
