@@ -83,12 +83,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     tmp = None
     try:
-        if path.is_dir():
-            raise FparError(f"{path} is a folder: give a file name to write")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name[:200]}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        tmp = Path(name)
+        tmp = _temp_beside(path)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the final file gets the usual permissions
         yield tmp
         os.replace(tmp, path)
@@ -107,14 +102,19 @@ def check_writable(path: str | os.PathLike) -> None:
     a long evaluation, say): its folder is made and a temporary file is created there and removed."""
     path = Path(path)
     try:
-        if path.is_dir():
-            raise FparError(f"{path} is a folder: give a file name to write")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name[:200]}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        os.unlink(name)
+        _temp_beside(path).unlink()
     except OSError as exc:
         raise (_write_failure(path, exc) or exc) from None
+
+
+def _temp_beside(path: Path) -> Path:
+    """A new empty temporary file in ``path``'s folder (made if missing), named after ``path``."""
+    if path.is_dir():
+        raise FparError(f"{path} is a folder: give a file name to write")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name[:200]}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(name)
 
 
 def inside(root: str | os.PathLike, *parts: str | os.PathLike) -> Path:
