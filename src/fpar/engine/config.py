@@ -67,6 +67,17 @@ def list_configs(pattern: str | None = None) -> list[str]:
 # ---------------------------------------------------------------------------- loading
 
 
+def read_yaml(path: Path, what: str) -> Any:
+    """The YAML document of a ``what`` ("config", "recipe") file, safely loaded (no code-running
+    tags; an empty file is ``{}``); one FparError line for text that is not UTF-8 or not YAML."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise FparError(f"{path} is not UTF-8 text (byte {exc.start}); save the {what} as UTF-8") from None
+    except yaml.YAMLError as exc:
+        raise FparError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
+
+
 def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> ExperimentSettings:
     """Read ``path`` (a file or a packaged name, following ``_base_``), apply ``key.sub=value`` overrides,
     validate, fill defaults."""
@@ -113,12 +124,7 @@ def _read_with_bases(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
     if not path.is_file():
         where = f" (a _base_ of {seen[-1]})" if seen else ""
         raise FparError(f"config file not found: {path}{where}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except UnicodeDecodeError as exc:
-        raise FparError(f"{path} is not UTF-8 text (byte {exc.start}); save the config as UTF-8") from None
-    except yaml.YAMLError as exc:
-        raise FparError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
+    data = read_yaml(path, "config")
     if not isinstance(data, dict):
         raise FparError(f"{path}: a config must be a mapping of keys, got {type(data).__name__}")
     bases = data.pop("_base_", None)

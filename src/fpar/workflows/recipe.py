@@ -28,9 +28,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-import yaml
-
-from fpar.engine.config import find_config, load_config, require_same_settings, validate_config
+from fpar.engine.config import find_config, load_config, read_yaml, require_same_settings, validate_config
 from fpar.engine.settings import ExperimentSettings
 from fpar.errors import FparError
 from fpar.io import inside, write_text
@@ -48,12 +46,7 @@ def load_recipe(path: str | os.PathLike, overrides: Iterable[str] = ()) -> list[
     ``overrides`` apply to every stage, after the stage's own.
     """
     path = find_config(path, kind="recipe")
-    try:
-        recipe = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except UnicodeDecodeError as exc:
-        raise FparError(f"{path} is not UTF-8 text (byte {exc.start}); save the recipe as UTF-8") from None
-    except yaml.YAMLError as exc:
-        raise FparError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
+    recipe = read_yaml(path, "recipe")
     if not isinstance(recipe, dict) or set(recipe) != {"stages"} or not isinstance(recipe["stages"], list) \
             or not recipe["stages"]:
         raise FparError(f"{path}: a recipe is a mapping with one key, 'stages', a non-empty list")
