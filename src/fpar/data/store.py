@@ -36,7 +36,7 @@ from fpar.data import transforms
 from fpar.data.frames import read_frame
 from fpar.data.layouts import DatasetIndex, Instance, load_index
 from fpar.errors import FparError
-from fpar.io import write_text
+from fpar.io import exclusive_lock, write_text
 
 FORMAT_VERSION = 1
 KINDS = ("rgb", "mmaps", "flow_x", "flow_y")
@@ -87,21 +87,9 @@ def _digest(settings: dict, sources: dict[str, list[list]], instances: Sequence[
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-@contextlib.contextmanager
-def _build_lock(path: Path) -> Iterator[None]:
-    """Hold the lock that keeps two builders off one store (``flock`` through filelock), or fail
-    at once. Kept in this one function so the project's shared lock helper can replace it."""
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(str(path / LOCK_NAME), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise FparError(f"store {path} is being built by another process (lock {path / LOCK_NAME} is held)") from None
-    try:
-        yield
-    finally:
-        lock.release()
+def _build_lock(path: Path) -> contextlib.AbstractContextManager:
+    """The lock that keeps two builders off one store; a second builder gets one line naming the holder."""
+    return exclusive_lock(path / LOCK_NAME, f"store {path} (being built by another process)")
 
 
 # --- building ----------------------------------------------------------------------------------
