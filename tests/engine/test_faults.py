@@ -1,14 +1,12 @@
 """Bad inputs and faults around training and evaluation: each is refused or reported as one line
 (`fpar: error: ...`, no traceback), nothing is mixed, and nothing lands outside the output root."""
 
-import json
 import shutil
 import subprocess
 import sys
 import time
 
 import cv2
-import numpy as np
 import pytest
 import yaml
 

@@ -1,6 +1,5 @@
 """Sweeps: grid expansion, run names, skipping finished runs, the results table (train() faked)."""
 
-from pathlib import Path
 
 import pytest
 

@@ -49,7 +49,6 @@ flow differences).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import cv2
