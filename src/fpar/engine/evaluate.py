@@ -31,7 +31,7 @@ from fpar.engine.callbacks import progress_callback
 from fpar.engine.datamodule import ShardSampler
 from fpar.engine.hardware import resolve_precision
 from fpar.engine.metrics import ClassificationMetrics
-from fpar.engine.train import peer_failure_as_one_line, quiet_lightning
+from fpar.engine.train import distributed_run, quiet_lightning
 from fpar.errors import FparError
 from fpar.io import check_writable, write_text
 
@@ -159,7 +159,7 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
                                 use_distributed_sampler=False, precision=precision)
         except (MisconfigurationException, ValueError, RuntimeError) as exc:
             raise FparError(f"accelerator={accelerator}, devices={devices}: {exc}") from None
-        with peer_failure_as_one_line(trainer):
+        with distributed_run(trainer):
             trainer.test(scorer, verbose=False)
 
     if [row.position for row in scorer.results] != list(range(len(dataset))):

@@ -9,6 +9,7 @@ each validation the confusion matrix and a CAM clip as pictures).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import copy
 import logging
@@ -143,7 +144,7 @@ def _train(config: ExperimentSettings, out_root: Path, run_dir: Path, resume: bo
         if rank_zero_only.rank == 0:
             dump_config(config, run_dir / "config.yaml")
         try:
-            with peer_failure_as_one_line(trainer):
+            with distributed_run(trainer):
                 trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
         except DivergedError as exc:
             kept = f"last good checkpoint: {last}" if last.exists() else "no checkpoint had been saved yet"
@@ -197,10 +198,20 @@ def build_trainer(config: ExperimentSettings, run_dir: Path, callbacks: list[L.C
 
 
 @contextlib.contextmanager
-def peer_failure_as_one_line(trainer: L.Trainer) -> Iterator[None]:
-    """When one DDP process stops on an error (a corrupt frame in its share), it prints that error
-    as its own line; the others then fail in their next collective with a connection error and a
-    long traceback. That one becomes a line pointing at the process that failed."""
+def distributed_run(trainer: L.Trainer) -> Iterator[None]:
+    """Runs a ``fit`` or ``test`` that may span several processes.
+
+    When one DDP process stops on an error (a corrupt frame in its share), it prints that error as
+    its own line; the others then fail in their next collective with a connection error and a long
+    traceback. That one becomes a line pointing at the process that failed.
+
+    A process that ends with its gloo process group still alive can abort at exit ("terminate
+    called without an active exception"): the group's worker threads outlive the interpreter. The
+    group is therefore destroyed at exit, while Python still runs; not here, because a recipe runs
+    its next stage in the same group.
+    """
+    if trainer.world_size > 1:
+        atexit.register(_destroy_process_group)  # registering twice is harmless: the second call finds none
     try:
         yield
     except RuntimeError as exc:
@@ -208,6 +219,13 @@ def peer_failure_as_one_line(trainer: L.Trainer) -> Iterator[None]:
             raise FparError(f"process {trainer.global_rank} of {trainer.world_size}: another process of this run "
                             "stopped (its error is printed above)") from None
         raise
+
+
+def _destroy_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _lost_peer(exc: RuntimeError) -> bool:
