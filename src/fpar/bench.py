@@ -56,7 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from fpar.engine.compute import channels_last_batch, prepare_model
+from fpar.engine.compute import channels_last_batch, prepare_for_inference, prepare_model
 from fpar.engine.hardware import Hardware, autocast_dtype, choose_precision, detect
 from fpar.engine.losses import total_loss
 from fpar.engine.stages import configure_stage, set_train_mode
@@ -287,7 +287,8 @@ def _models(stage: str, arch: str, size: int, inputs: dict[str, torch.Tensor], d
         set_train_mode(reference, stage)
     else:
         reference.eval()
-    return reference, prepare_model(copy.deepcopy(reference))
+    ours = copy.deepcopy(reference)
+    return reference, prepare_model(ours) if train else prepare_for_inference(ours)
 
 
 def _row(name: str, unit: str, per_call: int, t_ref: float, t_ours: float, flops: int, setting: Setting,

@@ -197,8 +197,7 @@ def load_model(path: str | os.PathLike) -> tuple[torch.nn.Module, ModelContract]
         raise FparError(f"{path} does not match model '{name}': missing {sorted(missing)[:5]}, "
                         f"unexpected {sorted(unexpected)[:5]}")
     # One weight layout whatever the file kept (a training run saves channels-last weights, an export
-    # contiguous ones): the same checkpoint then gives the same scores to the last bit. Contiguous,
-    # because multi-process (gloo) evaluation aborts at exit on channels-last parameters.
+    # contiguous ones): the same checkpoint then gives the same scores to the last bit.
     model.to(memory_format=torch.contiguous_format)
     model.eval()
     return model, info

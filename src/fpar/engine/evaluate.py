@@ -28,6 +28,7 @@ from fpar.checkpoint import load_model
 from fpar.data import ClipDataset, load_index
 from fpar.data.settings import DataSettings
 from fpar.engine.callbacks import progress_callback
+from fpar.engine.compute import channels_last_batch, prepare_for_inference
 from fpar.engine.datamodule import ShardSampler
 from fpar.engine.hardware import resolve_precision
 from fpar.engine.metrics import ClassificationMetrics
@@ -59,7 +60,7 @@ class ScoringModule(L.LightningModule):
     def __init__(self, model: nn.Module, dataset: ClipDataset, batch_size: int, workers: int,
                  explain: Collection[str] = ()):
         super().__init__()
-        self.model = model
+        self.model = prepare_for_inference(model)
         self.dataset = dataset
         self.batch_size = batch_size
         self.workers = workers
@@ -79,12 +80,13 @@ class ScoringModule(L.LightningModule):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         explain = bool(self.explain.intersection(batch["id"]))
         if self.dataset.views == "center":
-            outputs = self.model(batch, explain=explain)
+            outputs = self.model(channels_last_batch(batch), explain=explain)
             probs, features = outputs["logits"].float().softmax(dim=1), outputs["features"].float()
         else:  # tensors are (B, V, ...): average the softmax (and features) of every view
             inputs = {m: batch[m] for m in self.dataset.modalities}
             num_views = next(iter(inputs.values())).shape[1]
-            views = [self.model({m: x[:, v] for m, x in inputs.items()}) for v in range(num_views)]
+            views = [self.model(channels_last_batch({m: x[:, v] for m, x in inputs.items()}))
+                     for v in range(num_views)]
             probs = torch.stack([out["logits"].float().softmax(dim=1) for out in views]).mean(dim=0)
             features = torch.stack([out["features"].float() for out in views]).mean(dim=0)
         for i, (clip_id, label) in enumerate(zip(batch["id"], batch["label"].tolist())):

@@ -41,6 +41,11 @@ class RGBConvLSTM(nn.Module):
         self.ms_head = MSHead(FEATURE_CHANNELS, feature_grid(input_size), ms_input_sigmoid) if ms_head else None
         self.classifier = classifier(mem_size, num_classes, dropout)
 
+    def fold_batch_norms(self) -> None:
+        """For inference: see :meth:`ResNet.fold_batch_norms`. The two-in-one model keeps conv1's BN,
+        which reads the modulated conv1 output."""
+        self.backbone.fold_batch_norms(stem=self.motion is None)
+
     def backbone_trains(self) -> bool:
         """Whether any backbone (or motion) weight takes a gradient."""
         parts = [self.backbone] if self.motion is None else [self.backbone, self.motion]
@@ -94,6 +99,10 @@ class FlowResNet(nn.Module):
         self.backbone = ResNet(arch, in_channels=FLOW_CHANNELS * stack_size, imagenet_head=False)
         self.classifier = classifier(FEATURE_CHANNELS, num_classes, dropout)
 
+    def fold_batch_norms(self) -> None:
+        """For inference: see :meth:`ResNet.fold_batch_norms`."""
+        self.backbone.fold_batch_norms()
+
     def extract(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {"features": self.backbone(batch["flow"]).pooled}
 
@@ -115,6 +124,11 @@ class TwoStream(nn.Module):
         self.flow_model = FlowResNet(num_classes, arch, stack_size)
         self.rgb_model = RGBConvLSTM(num_classes, arch, mem_size, attention=True)
         self.classifier = classifier(FEATURE_CHANNELS + mem_size, num_classes, dropout)
+
+    def fold_batch_norms(self) -> None:
+        """For inference: see :meth:`ResNet.fold_batch_norms`."""
+        self.flow_model.fold_batch_norms()
+        self.rgb_model.fold_batch_norms()
 
     def forward(self, batch: dict[str, torch.Tensor], explain: bool = False) -> dict[str, torch.Tensor]:
         rgb = self.rgb_model.extract(batch, explain)

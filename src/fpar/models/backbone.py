@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from fpar.errors import FparError
 from fpar.models.settings import BLOCKS_PER_STAGE
@@ -70,6 +71,15 @@ class BasicBlock(nn.Module):
         out = self.bn2(self.conv2(out))
         return self.relu(out + residual)
 
+    def fold_batch_norms(self, keep_bn2: bool = False) -> None:
+        """See :meth:`ResNet.fold_batch_norms`; ``keep_bn2``: the block must still give ``f_nobn``,
+        conv2's output before its BN."""
+        self.conv1, self.bn1 = fuse_conv_bn_eval(self.conv1, self.bn1), nn.Identity()
+        if not keep_bn2:
+            self.conv2, self.bn2 = fuse_conv_bn_eval(self.conv2, self.bn2), nn.Identity()
+        if self.downsample is not None:
+            self.downsample = nn.Sequential(fuse_conv_bn_eval(*self.downsample))
+
 
 class BackboneOutput(NamedTuple):
     logits: torch.Tensor | None  # (N, 1000) ImageNet logits; None without the ImageNet head
@@ -118,6 +128,26 @@ class ResNet(nn.Module):
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
+
+    def fold_batch_norms(self, stem: bool = True) -> None:
+        """Fold every frozen batch norm into the convolution before it, in place, for inference.
+
+        A BN in eval mode is a per-channel affine map ``y = a * x + b`` of its conv's output, so
+        the conv with weights ``a * W`` and bias ``b`` computes the same function (in fp32 to
+        ~1e-6 relative) and one memory pass over every activation less: evaluation runs ~15%
+        faster. The state dict changes (BN keys go, convs gain biases), so only a model that is
+        not saved any more is folded. Kept: layer4's last ``bn2`` (``f_nobn`` reads conv2's raw
+        output) and, with ``stem=False``, ``bn1`` (the two-in-one model modulates conv1's output
+        before its BN).
+        """
+        if self.training:
+            raise FparError("batch norms fold only in eval mode (their running statistics are then fixed)")
+        if stem:
+            self.conv1, self.bn1 = fuse_conv_bn_eval(self.conv1, self.bn1), nn.Identity()
+        last = self.layer4[-1]
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+            for block in layer:
+                block.fold_batch_norms(keep_bn2=block is last)
 
     def forward_from_conv1(self, x: torch.Tensor) -> BackboneOutput:
         """Everything after conv1, for callers that change conv1's output (two-in-one modulation)."""
