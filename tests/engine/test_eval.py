@@ -1,10 +1,13 @@
 """evaluate() and `fpar eval`: the reported numbers, the predictions file, splits and views."""
 
 import csv
+import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
+from fpar.checkpoint import load_checkpoint, model_state_dict
 from fpar.cli import main
 from fpar.engine.evaluate import evaluate
 from fpar.errors import FparError
@@ -34,6 +37,21 @@ def test_evaluation_reports_every_number_and_matches_training_validation(trained
         assert row["prediction"] == CLASSES[scores.index(max(scores))]
     correct = sum(r["label"] == r["prediction"] for r in rows)
     assert result["accuracy"] == pytest.approx(correct / VAL_CLIPS)
+
+
+def test_evaluation_leaves_the_checkpoint_file_as_it_was(trained_run, tiny_data):
+    # scoring folds the batch norms into the conv weights in place, and those weights map the file
+    # (copy on write): the file itself must not change
+    checkpoint = Path(trained_run["best_ckpt"])
+    before = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    evaluate(checkpoint, tiny_data)
+    assert hashlib.sha256(checkpoint.read_bytes()).hexdigest() == before
+
+
+def test_best_checkpoint_keeps_contiguous_weights(trained_run):
+    # the layout inference loads without a copy (training itself runs channels-last)
+    weights = model_state_dict(load_checkpoint(trained_run["best_ckpt"]))
+    assert all(w.is_contiguous() for w in weights.values())
 
 
 def test_other_splits_and_views(trained_run, tiny_data):

@@ -53,6 +53,9 @@ class BestWeights(ModelCheckpoint):
 
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         full = trainer._checkpoint_connector.dump_checkpoint(weights_only=True)
+        # contiguous weights, the layout of exports and imported models too: load_model maps them
+        # as they are, where channels-last ones (the training layout) would be copied
+        full["state_dict"] = {key: value.contiguous() for key, value in full["state_dict"].items()}
         trainer.strategy.save_checkpoint({key: full[key] for key in MODEL_CHECKPOINT_KEYS}, filepath)
         trainer.strategy.barrier("BestWeights._save_checkpoint")
         self._last_global_step_saved = trainer.global_step

@@ -9,7 +9,8 @@
 * **folded batch norms** (``prepare_for_inference``): a model that only scores folds every BN
   into the conv before it (``ResNet.fold_batch_norms``), one memory pass over each activation
   less: ~15% faster evaluation, equal in fp32 to ~1e-6 relative. Training keeps them (the state
-  dict would change).
+  dict would change). The fold writes into the weights in place, so a checkpoint's memory-mapped
+  weights are not held twice.
 * ``torch.compile`` is opt-in (``trainer.compile``): on a CPU its compile time (minutes for a
   ResNet-34 + ConvLSTM) is not repaid in short runs, and the convolutions that dominate the time
   are oneDNN calls that it does not speed up.
@@ -50,8 +51,10 @@ def prepare_model(model: nn.Module, compile_model: bool = False) -> nn.Module:
     return model
 
 
-def prepare_for_inference(model: nn.Module) -> nn.Module:
-    """``model`` (in eval mode, never saved again) with its batch norms folded and channels-last
-    weights, in place. Feed it :func:`channels_last_batch` batches."""
+def prepare_for_inference(model: nn.Module, channels_last: bool = True) -> nn.Module:
+    """``model`` (in eval mode, never saved again) with its batch norms folded, in place, and
+    channels-last weights unless ``channels_last=False``: a copy of every conv weight, worth it for
+    batches of clips (evaluation), not for one clip (``fpar predict``, where memory counts more).
+    Feed it :func:`channels_last_batch` batches either way."""
     model.fold_batch_norms()
-    return prepare_model(model)
+    return prepare_model(model) if channels_last else model

@@ -30,7 +30,7 @@ from fpar.data import ClipDataset
 from fpar.data.layouts import Instance
 from fpar.data.settings import ClipSettings
 from fpar.data import transforms
-from fpar.engine.compute import channels_last_batch, prepare_for_inference
+from fpar.engine.compute import prepare_for_inference
 from fpar.errors import FparError
 from fpar.prepare.flow import DEFAULT_BOUND, pair_flows, quantize_flow
 from fpar.prepare.motion import motion_map
@@ -66,9 +66,9 @@ def predict_video(checkpoint: str | os.PathLike, video: str | os.PathLike, *, fl
     if explain and getattr(model, "ms_head", None) is not None:
         settings = settings.with_modality("mmaps")  # the MS head's target, to show beside its prediction
     clip = read_clip(video, settings, flow=flow, max_frames=max_frames)
-    batch = channels_last_batch({m: clip[m].unsqueeze(0) for m in info.clip.modalities})
+    batch = {m: clip[m].unsqueeze(0) for m in info.clip.modalities}
     with torch.inference_mode():
-        outputs = prepare_for_inference(model)(batch, explain=explain)
+        outputs = prepare_for_inference(model, channels_last=False)(batch, explain=explain)
     num_classes = outputs["logits"].shape[1]
     names = info.classes or []
     classes = [names[i] if i < len(names) else f"class {i}" for i in range(num_classes)]

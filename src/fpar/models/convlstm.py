@@ -46,6 +46,8 @@ class ConvLSTM(nn.Module):
 
     def _init_weights(self) -> None:
         # Xavier-normal per gate conv, as if each gate had its own (mem_size-output) conv
+        if self.input_conv.weight.is_meta:  # to be given loaded weights: see ResNet._init_weights
+            return
         for conv in (self.input_conv, self.hidden_conv):
             fan_in = conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1]
             fan_out = self.mem_size * conv.kernel_size[0] * conv.kernel_size[1]
