@@ -3,6 +3,8 @@
 import csv
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from fpar.cli import main
 from fpar.engine.evaluate import evaluate
 from fpar.errors import FparError
 
-from engine_tiny import CLASSES
+from engine_tiny import CLASSES, subprocess_env
 
 VAL_CLIPS = 7  # S2
 
@@ -80,3 +82,16 @@ def test_fpar_eval_errors_are_one_line(trained_run, tmp_path, capsys):
     assert main(["eval", str(tmp_path / "missing.ckpt"), "--data", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("fpar: error: checkpoint not found") and "\n" not in err
+
+
+def test_one_process_evaluation_does_not_import_lightning(trained_run, tiny_data):
+    # importing Lightning costs 1.5-2 s and ~120 MB, a fifth of a short `fpar eval`: one process
+    # scores in a plain loop, and must give what the Lightning (DDP) path gives (tests/engine/test_ddp.py)
+    script = ("import sys, contextlib, io\nfrom fpar.cli import main\n"
+              "with contextlib.redirect_stdout(io.StringIO()):\n"
+              f"    main(['eval', {str(trained_run['best_ckpt'])!r}, '--data', {str(tiny_data)!r}, '--json'])\n"
+              "print(sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning')))")
+    done = subprocess.run([sys.executable, "-c", script], env=subprocess_env(), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"

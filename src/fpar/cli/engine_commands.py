@@ -67,15 +67,13 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from lightning.fabric.utilities.rank_zero import rank_zero_only
-
     from fpar.engine.evaluate import evaluate, printable_name
 
     result = evaluate(args.checkpoint, args.data, split=args.split, views=args.views, batch_size=args.batch_size,
                       devices=args.devices, accelerator=args.accelerator, workers=args.workers,
                       predictions_csv=args.predictions, precision=args.precision, progress=True)
-    if rank_zero_only.rank != 0:
-        return 0
+    if result.pop("rank") != 0:
+        return 0  # the first process prints
     del result["clips"]  # per-clip rows: --predictions writes them
     result["classes"] = [printable_name(name) for name in result["classes"]]
     result["per_class"] = {printable_name(name): acc for name, acc in result["per_class"].items()}

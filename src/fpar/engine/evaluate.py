@@ -2,8 +2,8 @@
 row per clip (id, label, scores, features, the explanations asked for), the one inference path
 that ``fpar eval`` and ``fpar report`` share.
 
-Every clip is scored exactly once, also across DDP processes (each rank takes every
-``world_size``-th clip, no padding, and the rows are gathered to all ranks). Multi-view
+One process scores in a plain loop; several (``devices > 1``) go through Lightning's DDP
+(:mod:`fpar.engine.distributed_eval`), where every clip is still scored exactly once. Multi-view
 evaluation (``five``/``ten`` crops) averages the softmax scores (and the features) of the views.
 The clips are read as the checkpoint's own clip settings say: no config file is needed.
 """
@@ -13,28 +13,28 @@ from __future__ import annotations
 import csv
 import io
 import os
+import sys
+import time
 from dataclasses import dataclass, field
-from typing import Any, Collection, Sequence
+from typing import Any, Collection, Iterator, Sequence
 
-import lightning as L
 import torch
-import torch.distributed as dist
-from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.fabric.utilities.rank_zero import rank_zero_only
 from torch import nn
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from fpar.checkpoint import load_model
 from fpar.data import ClipDataset, load_index
 from fpar.data.settings import DataSettings
-from fpar.engine.callbacks import progress_callback
 from fpar.engine.compute import channels_last_batch, prepare_for_inference
-from fpar.engine.datamodule import ShardSampler
-from fpar.engine.hardware import resolve_precision
+from fpar.engine.hardware import autocast_dtype, device_for, resolve_precision
 from fpar.engine.metrics import ClassificationMetrics
-from fpar.engine.train import distributed_run, quiet_lightning
 from fpar.errors import FparError
 from fpar.io import check_writable, write_text
+
+
+# accelerators a single-process evaluation runs on without Lightning (others, e.g. mps, go through it)
+IN_PROCESS_ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
 
 
 @dataclass
@@ -54,30 +54,16 @@ class ClipResult:
         return max(range(len(self.scores)), key=self.scores.__getitem__)
 
 
-class ScoringModule(L.LightningModule):
-    """Scores a dataset with a fixed model; ``results`` holds one :class:`ClipResult` per clip."""
+class ClipScorer:
+    """Scores batches with a fixed model, as one process's share of a dataset; ``score`` gives one
+    :class:`ClipResult` per clip, numbered by ``positions`` (the clips' indices in the dataset)."""
 
-    def __init__(self, model: nn.Module, dataset: ClipDataset, batch_size: int, workers: int,
-                 explain: Collection[str] = ()):
-        super().__init__()
+    def __init__(self, model: nn.Module, dataset: ClipDataset, explain: Collection[str] = ()):
         self.model = prepare_for_inference(model)
         self.dataset = dataset
-        self.batch_size = batch_size
-        self.workers = workers
         self.explain = set(explain)
-        self.results: list[ClipResult] = []
 
-    def test_dataloader(self) -> DataLoader:
-        sampler = ShardSampler(len(self.dataset), rank=self.global_rank, world_size=self.trainer.world_size)
-        return DataLoader(self.dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.workers)
-
-    def on_test_epoch_start(self) -> None:
-        # the loader keeps the sampler's order: the k-th scored clip is the sampler's k-th index
-        self._positions = iter(ShardSampler(len(self.dataset), rank=self.global_rank,
-                                            world_size=self.trainer.world_size))
-        self._rows: list[ClipResult] = []
-
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def score(self, batch: dict[str, Any], positions: Iterator[int]) -> list[ClipResult]:
         explain = bool(self.explain.intersection(batch["id"]))
         if self.dataset.views == "center":
             outputs = self.model(channels_last_batch(batch), explain=explain)
@@ -89,23 +75,41 @@ class ScoringModule(L.LightningModule):
                      for v in range(num_views)]
             probs = torch.stack([out["logits"].float().softmax(dim=1) for out in views]).mean(dim=0)
             features = torch.stack([out["features"].float() for out in views]).mean(dim=0)
+        rows = []
         for i, (clip_id, label) in enumerate(zip(batch["id"], batch["label"].tolist())):
-            row = ClipResult(next(self._positions), clip_id, label, probs[i].cpu().tolist(),
-                             features[i].cpu().tolist())
+            row = ClipResult(next(positions), clip_id, label, probs[i].cpu().tolist(), features[i].cpu().tolist())
             if clip_id in self.explain and self.dataset.views == "center":
                 row.explanation = {
                     "clip": {k: v[i].cpu() for k, v in batch.items() if isinstance(v, torch.Tensor)} | {"id": clip_id},
                     "outputs": {k: v[i:i + 1].detach().cpu() for k, v in outputs.items()},
                 }
-            self._rows.append(row)
+            rows.append(row)
+        return rows
 
-    def on_test_epoch_end(self) -> None:
-        rows = self._rows
-        if self.trainer.world_size > 1:
-            gathered: list[Any] = [None] * self.trainer.world_size
-            dist.all_gather_object(gathered, rows)
-            rows = [row for part in gathered for row in part]
-        self.results = sorted(rows, key=lambda row: row.position)
+
+def score_in_process(scorer: ClipScorer, batch_size: int, workers: int, accelerator: str, precision: str,
+                     progress: bool) -> list[ClipResult]:
+    """Every clip in this process, in order: a plain loop. Lightning's (:mod:`fpar.engine.distributed_eval`)
+    is for several processes; importing it costs 1.5-2 s and ~120 MB, a fifth of scoring a small
+    test split."""
+    device = torch.device(device_for(accelerator))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise FparError(f"accelerator={accelerator}: no CUDA device is available")
+    scorer.model.to(device)
+    loader = DataLoader(scorer.dataset, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda")
+    dtype = autocast_dtype(precision)
+    positions = iter(range(len(scorer.dataset)))
+    rows: list[ClipResult] = []
+    started = time.monotonic()
+    batches = tqdm(loader, desc="scoring", unit="batch", file=sys.stderr, dynamic_ncols=True) \
+        if progress and sys.stderr.isatty() else loader
+    with torch.inference_mode(), torch.autocast(device.type, dtype or torch.float32, enabled=dtype is not None):
+        for batch in batches:
+            batch = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            rows += scorer.score(batch, positions)
+    if progress and not sys.stderr.isatty():
+        print(f"scored {len(loader)} batches in {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
+    return rows
 
 
 def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, split: Sequence[str] | str | None = None,
@@ -116,8 +120,10 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
 
     Returns ``accuracy``, ``top5``, ``mean_class_accuracy`` (mean over the classes present of each
     class's accuracy), ``per_class`` {class: accuracy}, ``n``, ``split``, ``views``, ``checkpoint``,
-    ``classes``, ``confusion`` (rows: true class, columns: predicted) and ``clips`` (one :class:`ClipResult` per clip, in dataset order; the clips whose
-    ids are in ``explain`` also carry their inputs and explanation outputs). ``predictions_csv``:
+    ``classes``, ``confusion`` (rows: true class, columns: predicted), ``clips`` (one
+    :class:`ClipResult` per clip, in dataset order; the clips whose ids are in ``explain`` also carry
+    their inputs and explanation outputs) and ``rank``, this process's (0 but in the processes a
+    ``devices > 1`` evaluation starts: only rank 0 should print or write). ``predictions_csv``:
     also write one row per clip (id, label, prediction, one score column per class) there, names
     through :func:`printable_name`. ``precision``: as ``trainer.precision`` (``auto``: what the
     hardware runs fastest); default the precision the checkpoint was trained with (``auto`` for a
@@ -150,27 +156,25 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
         # a process with no clip has an empty loader, which DDP cannot run (every process must step)
         raise FparError(f"{devices} processes for {len(dataset)} clips of {', '.join(subjects)}: "
                         f"give --devices {len(dataset)} or fewer")
-    scorer = ScoringModule(model, dataset, batch_size, workers, explain)
+    scorer = ClipScorer(model, dataset, explain)
     trained_with = (info.config or {}).get("trainer", {}).get("precision", "auto")
-    precision = resolve_precision(precision or trained_with, accelerator, announce=progress and rank_zero_only.rank == 0)
-    with quiet_lightning():
-        try:
-            trainer = L.Trainer(accelerator=accelerator, devices=devices, strategy="ddp" if devices > 1 else "auto",
-                                logger=False, enable_checkpointing=False, enable_model_summary=False,
-                                enable_progress_bar=progress, callbacks=[progress_callback()] if progress else [],
-                                use_distributed_sampler=False, precision=precision)
-        except (MisconfigurationException, ValueError, RuntimeError) as exc:
-            raise FparError(f"accelerator={accelerator}, devices={devices}: {exc}") from None
-        with distributed_run(trainer):
-            trainer.test(scorer, verbose=False)
+    if devices == 1 and accelerator in IN_PROCESS_ACCELERATORS:
+        rank = 0
+        rows = score_in_process(scorer, batch_size, workers, accelerator,
+                                resolve_precision(precision or trained_with, accelerator, announce=progress), progress)
+    else:
+        from fpar.engine.distributed_eval import score_distributed
 
-    if [row.position for row in scorer.results] != list(range(len(dataset))):
-        raise FparError(f"internal error: scored {len(scorer.results)} clips for a split of {len(dataset)}")
-    result = _metrics(scorer.results, classes)
-    result.update(split=list(subjects), views=views, checkpoint=str(checkpoint), classes=list(classes),
-                  clips=scorer.results)
-    if predictions_csv is not None and rank_zero_only.rank == 0:
-        write_text(predictions_csv, _predictions_csv(scorer.results, classes))
+        rows, rank = score_distributed(scorer, batch_size, workers, accelerator, devices, precision or trained_with,
+                                       progress)
+
+    if [row.position for row in rows] != list(range(len(dataset))):
+        raise FparError(f"internal error: scored {len(rows)} clips for a split of {len(dataset)}")
+    result = _metrics(rows, classes)
+    result.update(split=list(subjects), views=views, checkpoint=str(checkpoint), classes=list(classes), clips=rows,
+                  rank=rank)
+    if predictions_csv is not None and rank == 0:
+        write_text(predictions_csv, _predictions_csv(rows, classes))
     return result
 
 
