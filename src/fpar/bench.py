@@ -524,6 +524,25 @@ def _reference_eval(checkpoint: str, root: str, split: str, device: str) -> None
     print(json.dumps({"predictions": predictions}))
 
 
+_PEAK_LINE = "fpar-bench-peak-bytes"
+# Runs ``python -m MODULE ARGS`` and prints the process's own peak resident memory on stderr at
+# exit. Not the rusage the parent gets: that counts the parent's memory the child started with
+# (before its exec), and the parent holds the benchmarks' data.
+_MEASURED_MODULE = f"""
+import atexit, resource, runpy, sys
+def peak():
+    try:
+        with open("/proc/self/status") as status:
+            kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print("{_PEAK_LINE}", kb * 1024, file=sys.stderr, flush=True)
+atexit.register(peak)
+module, sys.argv = sys.argv[1], sys.argv[1:]
+runpy.run_module(module, run_name="__main__", alter_sys=True)
+"""
+
+
 def bench_process(arch: str, size: int, classes: int, videos_per_class: int, frames: int, repeats: int,
                   device: str = "cpu") -> dict[str, Any]:
     """``fpar eval`` as a whole process (start-up, loading, compute) against a reference-style
@@ -550,22 +569,24 @@ def bench_process(arch: str, size: int, classes: int, videos_per_class: int, fra
         predictions = Path(tmp) / "predictions.csv"
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent.parent),
                                                                           os.environ.get("PYTHONPATH")]))}
-        ours = [sys.executable, "-m", "fpar", "eval", str(checkpoint), "--data", str(root), "--split", "S1",
-                "--json", "--predictions", str(predictions), "--accelerator", "gpu" if device == "cuda" else "cpu"]
-        theirs = [sys.executable, "-m", "fpar.bench", "reference-eval", str(checkpoint), str(root), "S1", device]
+        ours = [sys.executable, "-c", _MEASURED_MODULE, "fpar", "eval", str(checkpoint), "--data", str(root),
+                "--split", "S1", "--json", "--predictions", str(predictions),
+                "--accelerator", "gpu" if device == "cuda" else "cpu"]
+        theirs = [sys.executable, "-c", _MEASURED_MODULE, "fpar.bench", "reference-eval", str(checkpoint), str(root),
+                  "S1", device]
 
         def run(command: list[str]) -> tuple[float, str, int]:
             """Seconds, standard output and peak resident memory (bytes) of one process."""
             with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
                 start = time.perf_counter()
-                child = subprocess.Popen(command, stdout=out, stderr=err, text=True, env=env)
-                _, status, usage = os.wait4(child.pid, 0)  # the child's own rusage: its peak RSS
+                returncode = subprocess.run(command, stdout=out, stderr=err, text=True, env=env).returncode
                 seconds = time.perf_counter() - start
-                child.returncode = os.waitstatus_to_exitcode(status)
                 out.seek(0), err.seek(0)
-                if child.returncode != 0:
-                    raise FparError(f"{' '.join(command[2:4])} failed: {err.read().strip().splitlines()[-1:]}")
-                return seconds, out.read(), usage.ru_maxrss * 1024
+                errors = err.read().splitlines()
+                if returncode != 0:
+                    raise FparError(f"{' '.join(command[3:5])} failed: {errors[-1:]}")
+                peak = next(int(line.split()[1]) for line in reversed(errors) if line.startswith(_PEAK_LINE))
+                return seconds, out.read(), peak
 
         # no warm-up run: a process starts cold each time anyway (the dataset just written is in
         # the page cache for both); the first, alternating pair of runs is also the check
