@@ -9,6 +9,7 @@ from torch import nn
 from fpar.models.attention import class_activation_attention
 from fpar.models.backbone import ResNet, feature_grid
 from fpar.models.convlstm import ConvLSTM
+from fpar.models.recurrence import weight_gradient
 from fpar.models.heads import MSHead
 from fpar.models.motion import MotionModulation
 
@@ -134,3 +135,36 @@ def test_motion_modulation_shapes_and_identity_start():
         nn.init.zeros_(branch[2].weight)
         nn.init.zeros_(branch[2].bias)
     torch.testing.assert_close(motion(pre, flow).post, pre)  # zero scale and shift leave conv1 as it is
+
+
+def test_weight_gradient_as_a_matrix_product_is_the_convolutions():
+    torch.manual_seed(0)
+    x, grad = torch.randn(6, 8, 5, 5).bfloat16(), torch.randn(6, 12, 5, 5).bfloat16()
+    shape = torch.Size((12, 8, 3, 3))
+    want = torch.nn.grad.conv2d_weight(x.float(), shape, grad.float(), padding=1)  # same inputs, in fp32
+    got = weight_gradient(x.contiguous(memory_format=torch.channels_last), grad, shape, padding=1)
+    assert got.dtype == torch.bfloat16 and got.shape == shape
+    assert float((got.float() - want).norm() / want.norm()) < 5e-3  # bf16 rounding of the result
+    # fp32 keeps PyTorch's convolution
+    torch.testing.assert_close(weight_gradient(x.float(), grad.float(), shape, padding=1), want)
+
+
+def test_convlstm_training_recurrence_gradients_under_bf16_autocast():
+    torch.manual_seed(0)
+    lstm = ConvLSTM(16, mem_size=8)
+    sequence = torch.randn(2, 4, 16, 5, 5, requires_grad=True)
+
+    def gradients(run):
+        with torch.autocast("cpu", torch.bfloat16):
+            hidden, cell = run()
+        loss = cell.float().square().sum() + hidden.float().sum()
+        return [g.float() for g in torch.autograd.grad(loss, [sequence, *lstm.parameters()])]
+
+    def per_step():
+        state = (torch.zeros(2, 8, 5, 5), torch.zeros(2, 8, 5, 5))
+        for t in range(4):
+            state = lstm.step(sequence[:, t], state)
+        return state
+
+    for got, want in zip(gradients(lambda: lstm(sequence)), gradients(per_step)):
+        assert float((got - want).norm() / want.norm()) < 3e-2
