@@ -56,9 +56,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from fpar.engine.compute import channels_last_batch, prepare_for_inference, prepare_model
+from fpar.engine.compute import cache_frozen_backbone, channels_last_batch, prepare_for_inference, prepare_model
 from fpar.engine.hardware import Hardware, autocast_dtype, choose_precision, detect
 from fpar.engine.losses import total_loss
+from fpar.engine.module import adam
 from fpar.engine.stages import configure_stage, set_train_mode
 from fpar.errors import FparError
 from fpar.models import build_model
@@ -330,9 +331,10 @@ def bench_train(stage: str, arch: str, size: int, batch: int, steps: int, repeat
     """One optimisation step of ``stage`` (Adam, the stage's trainable parameters)."""
     inputs = make_batch(stage, batch, steps, size, setting.device)
     reference, ours = _models(stage, arch, size, inputs, setting.device, train=True)
+    cache_frozen_backbone(ours, setting.precision)  # as a training run starts
     ms_loss = STAGE_MODELS[stage][2]
-    optimisers = [torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-8)
-                  for model in (reference, ours)]
+    optimisers = [make([{"params": [p for p in model.parameters() if p.requires_grad]}], lr=1e-8)
+                  for make, model in ((torch.optim.Adam, reference), (adam, ours))]
 
     def reference_loss() -> torch.Tensor:
         return total_loss(reference_forward(reference, inputs), inputs, ms_loss)[0]

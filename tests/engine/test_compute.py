@@ -4,7 +4,7 @@ import copy
 
 import torch
 
-from fpar.engine.compute import channels_last_batch, frames_channels_last, prepare_model
+from fpar.engine.compute import cache_frozen_backbone, channels_last_batch, frames_channels_last, prepare_model
 from fpar.engine.stages import configure_stage, set_train_mode
 from fpar.models import build_model
 
@@ -78,3 +78,34 @@ def test_compile_is_in_place_and_keeps_checkpoint_keys():
     keys = list(model.state_dict())
     assert prepare_model(model, compile_model=True) is model  # compiled lazily, on the first forward
     assert list(model.state_dict()) == keys
+
+
+def test_a_frozen_backbone_trains_as_a_folded_copy_that_computes_the_same(monkeypatch):
+    torch.manual_seed(0)
+    model = build_model("two_in_one", num_classes=5, backbone="resnet18", mem_size=16, input_size=64,
+                        ms_head="classification")
+    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):  # statistics worth folding
+        bn.running_mean.uniform_(-0.2, 0.2)
+        bn.running_var.uniform_(0.5, 2.0)
+    configure_stage(model, "rgb_stage1")
+    model.train()
+    set_train_mode(model, "rgb_stage1")
+    batch = {"frames": torch.randn(2, 3, 3, 64, 64), "flow": torch.randn(2, 3, 2, 64, 64)}
+    keys = model.state_dict().keys()
+
+    def logits(precision: str | None = None) -> torch.Tensor:
+        torch.manual_seed(1)  # the same dropout mask
+        with torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16-mixed"):
+            return model(batch)["logits"].detach().float()
+
+    plain, plain_bf16 = logits(), logits("bf16-mixed")
+    cache_frozen_backbone(model, "32-true")
+    assert model.state_dict().keys() == keys  # checkpoints save the model's own weights
+    assert relative_error(logits(), plain) < 1e-5
+    cache_frozen_backbone(model, "bf16-mixed")
+    cached_bf16 = logits("bf16-mixed")
+    assert not torch.equal(cached_bf16, plain_bf16)  # the folded bf16 copy ran ...
+    assert relative_error(cached_bf16, plain_bf16) < 2e-2  # ... and computes the same within bf16 rounding
+    assert torch.equal(logits(), plain)  # convs in fp32: the bf16 copy is not used
+    configure_stage(model, "rgb_stage2")  # the backbone trains again: its own weights run
+    assert torch.equal(logits(), plain)

@@ -6,7 +6,7 @@ import torch
 import yaml
 
 from fpar.engine.config import validate_config
-from fpar.engine.module import FparModule, DivergedError
+from fpar.engine.module import DivergedError, FparModule, adam
 from fpar.errors import FparError
 
 from engine_tiny import tiny_config
@@ -114,3 +114,20 @@ def test_num_classes_smaller_than_the_dataset_is_an_error():
     config = validate_config(tiny_config(model={"num_classes": 2}))
     with pytest.raises(FparError, match="model.num_classes"):
         FparModule(config, CLASSES)
+
+
+def test_adam_is_fused_on_a_cpu_and_updates_as_plain_adam():
+    torch.manual_seed(0)
+    start = torch.randn(64, 32, 3, 3).contiguous(memory_format=torch.channels_last)
+    grads = [torch.randn_like(start) for _ in range(5)]
+    weights = []
+    for make in (torch.optim.Adam, adam):
+        weight = torch.nn.Parameter(start.clone())
+        optimizer = make([{"params": [weight]}], lr=1e-3, weight_decay=4e-5, eps=1e-4)
+        for grad in grads:
+            weight.grad = grad.clone()
+            optimizer.step()
+        weights.append(weight.detach())
+    assert optimizer.defaults["fused"]
+    torch.testing.assert_close(weights[1], weights[0], rtol=0, atol=1e-6)
+    assert (weights[0] - start).abs().max() > 1e-3  # the steps moved the weights

@@ -11,6 +11,9 @@
   less: ~15% faster evaluation, equal in fp32 to ~1e-6 relative. Training keeps them (the state
   dict would change). The fold writes into the weights in place, so a checkpoint's memory-mapped
   weights are not held twice.
+* **a frozen backbone** (stage 1) trains as a folded copy whose weights are already in the
+  dtype the convolutions run in (``cache_frozen_backbone``): no BN passes and no per-step weight
+  casts; the model's own weights stay what the state dict saves.
 * ``torch.compile`` is opt-in (``trainer.compile``): on a CPU its compile time (minutes for a
   ResNet-34 + ConvLSTM) is not repaid in short runs, and the convolutions that dominate the time
   are oneDNN calls that it does not speed up.
@@ -49,6 +52,17 @@ def prepare_model(model: nn.Module, compile_model: bool = False) -> nn.Module:
     if compile_model:
         model.compile()
     return model
+
+
+def cache_frozen_backbone(model: nn.Module, precision: str) -> None:
+    """At the start of training: a backbone that stays frozen (stage 1) runs as a copy with its
+    batch norms folded and its weights in the dtype ``precision`` computes in
+    (``RGBConvLSTM.cache_frozen_backbone``); other models and stages are left as they are."""
+    from fpar.engine.hardware import autocast_dtype
+    from fpar.models.assembled import RGBConvLSTM
+
+    if isinstance(model, RGBConvLSTM) and not model.backbone_trains():
+        model.cache_frozen_backbone(autocast_dtype(precision) or torch.float32)
 
 
 def prepare_for_inference(model: nn.Module, channels_last: bool = True) -> nn.Module:
