@@ -65,6 +65,14 @@ def cache_frozen_backbone(model: nn.Module, precision: str) -> None:
         model.cache_frozen_backbone(autocast_dtype(precision) or torch.float32)
 
 
+def drop_frozen_backbone(model: nn.Module) -> None:
+    """At the end of training: the copy :func:`cache_frozen_backbone` made is freed."""
+    from fpar.models.assembled import RGBConvLSTM
+
+    if isinstance(model, RGBConvLSTM):
+        model.drop_frozen_backbone()
+
+
 def prepare_for_inference(model: nn.Module, channels_last: bool = True) -> nn.Module:
     """``model`` (in eval mode, never saved again) with its batch norms folded, in place, and
     channels-last weights unless ``channels_last=False``: a copy of every conv weight, worth it for

@@ -18,14 +18,13 @@ import torch
 from torchmetrics import MeanMetric
 
 from fpar.checkpoint import checkpoint_contract
-from fpar.engine.compute import cache_frozen_backbone, prepare_model
+from fpar.engine.compute import cache_frozen_backbone, drop_frozen_backbone, prepare_model
 from fpar.engine.losses import total_loss
 from fpar.engine.metrics import ClassificationMetrics
 from fpar.engine.settings import ExperimentSettings
 from fpar.engine.stages import configure_stage, set_train_mode
 from fpar.errors import FparError
 from fpar.models import build_model
-from fpar.models.assembled import RGBConvLSTM
 
 
 class DivergedError(FparError):
@@ -87,8 +86,7 @@ class FparModule(L.LightningModule):
         cache_frozen_backbone(self.model, self.trainer.precision)
 
     def on_train_end(self) -> None:
-        if isinstance(self.model, RGBConvLSTM):
-            self.model.drop_frozen_backbone()
+        drop_frozen_backbone(self.model)
 
     def on_train_epoch_start(self) -> None:
         # Dropout draws from the global generator: seed it per (epoch, rank) so a resumed run

@@ -51,7 +51,7 @@ class RGBConvLSTM(nn.Module):
         """While the backbone is frozen (stage 1), run a copy of it whose batch norms are folded
         (:meth:`ResNet.fold_batch_norms`) and whose weights are stored in ``dtype``, the dtype
         the convolutions run in (autocast's): the same function without converting ~85 MB of
-        weights and normalising every activation again at each step (~10% of a stage-1 step).
+        weights and normalising every activation again at each step (~4% of a stage-1 step here).
         The copy is not a submodule, so the state dict, checkpoints and optimiser keep the
         model's own weights; it is used only while the backbone stays frozen and the convs run
         in ``dtype``. Make it after the weights are final (loaded, restored)."""
