@@ -225,7 +225,10 @@ def _destroy_process_group() -> None:
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            dist.destroy_process_group()
+        except (RuntimeError, ValueError):
+            pass  # the process is ending anyway; a group whose peer died may not shut down cleanly
 
 
 def _lost_peer(exc: RuntimeError) -> bool:
