@@ -14,9 +14,10 @@
 * **a frozen backbone** (stage 1) trains as a folded copy whose weights are already in the
   dtype the convolutions run in (``cache_frozen_backbone``): no BN passes and no per-step weight
   casts; the model's own weights stay what the state dict saves.
-* ``torch.compile`` is opt-in (``trainer.compile``): on a CPU its compile time (minutes for a
-  ResNet-34 + ConvLSTM) is not repaid in short runs, and the convolutions that dominate the time
-  are oneDNN calls that it does not speed up.
+* ``torch.compile`` is opt-in (``trainer.compile``): the convolutions that dominate the time are
+  oneDNN calls it does not speed up. Measured on the project's 2-core CPU, the evaluation forward
+  of a ResNet-34 + ConvLSTM (bf16, B=4, T=7) took 33 s to compile and then ran 3% faster (76.6
+  against 74.4 frames/s): repaid only after ~20 minutes of scoring.
 """
 
 from __future__ import annotations
