@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from fpar.checkpoint import load_checkpoint, model_state_dict
 from fpar.cli import main
@@ -82,6 +83,13 @@ def test_fpar_eval_errors_are_one_line(trained_run, tmp_path, capsys):
     assert main(["eval", str(tmp_path / "missing.ckpt"), "--data", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("fpar: error: checkpoint not found") and "\n" not in err
+
+
+def test_a_gpu_asked_for_where_there_is_none_is_one_line(trained_run, tiny_data, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["eval", str(trained_run["best_ckpt"]), "--data", str(tiny_data), "--accelerator", "gpu"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("fpar: error: accelerator=gpu:") and "no CUDA device" in err and "\n" not in err
 
 
 def test_one_process_evaluation_does_not_import_lightning(trained_run, tiny_data):

@@ -93,8 +93,6 @@ def score_in_process(scorer: ClipScorer, batch_size: int, workers: int, accelera
     is for several processes; importing it costs 1.5-2 s and ~120 MB, a fifth of scoring a small
     test split."""
     device = torch.device(device_for(accelerator))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise FparError(f"accelerator={accelerator}: no CUDA device is available")
     scorer.model.to(device)
     loader = DataLoader(scorer.dataset, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda")
     dtype = autocast_dtype(precision)

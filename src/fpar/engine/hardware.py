@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from fpar.errors import FparError
+
 AUTO = "auto"
 # instruction sets worth naming in a report, in the order they appeared
 ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
@@ -85,10 +87,13 @@ def detect(device: str = "cpu") -> Hardware:
 
 
 def device_for(accelerator: str) -> str:
-    """The device Lightning's ``accelerator`` setting will train on."""
-    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+    """The device Lightning's ``accelerator`` setting will train on; a GPU asked for where PyTorch
+    sees none is an FparError."""
+    if accelerator in ("gpu", "cuda"):
+        if not torch.cuda.is_available():
+            raise FparError(f"accelerator={accelerator}: this PyTorch ({torch.__version__}) sees no CUDA device")
         return "cuda"
-    return "cpu"
+    return "cuda" if accelerator == "auto" and torch.cuda.is_available() else "cpu"
 
 
 def choose_precision(hardware: Hardware, requested: str = AUTO) -> tuple[str, str]:
