@@ -167,11 +167,16 @@ def save_checkpoint(path: str | os.PathLike, *, model_state: dict[str, torch.Ten
         torch.save(ckpt, tmp)
 
 
-def load_model(path: str | os.PathLike) -> tuple[torch.nn.Module, ModelContract]:
-    """Build the checkpoint's model from the registry and load its weights. Returns (model, contract)."""
+def load_model(path: str | os.PathLike, *, mmap: bool = True) -> tuple[torch.nn.Module, ModelContract]:
+    """Build the checkpoint's model from the registry and load its weights. Returns (model, contract).
+
+    ``mmap``: the weights map the file (:func:`fpar.io.load_torch_file`), read as they are used;
+    ``False`` reads them into memory, which costs less for a caller that replaces them all (a
+    layout change): each original is freed as its copy is made, where the mapped file's pages
+    would stay resident beside the copies."""
     from fpar.models import build_model
 
-    ckpt = load_checkpoint(path, mmap=True)
+    ckpt = load_checkpoint(path, mmap=mmap)
     info = read_contract(ckpt, path)
     spec = dict(info.model)
     name = spec.pop("name")

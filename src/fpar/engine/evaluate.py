@@ -133,7 +133,7 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
             raise FparError(f"{name} must be an integer >= {least}, got {value!r}")
     if predictions_csv is not None:
         check_writable(predictions_csv)  # before the evaluation, not after it
-    model, info = load_model(checkpoint)
+    model, info = load_model(checkpoint, mmap=False)  # its weights are copied to channels-last
     subjects = split_subjects(split, info.config)
 
     index = load_index(data_root)
