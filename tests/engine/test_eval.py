@@ -43,8 +43,7 @@ def test_evaluation_reports_every_number_and_matches_training_validation(trained
 
 
 def test_evaluation_leaves_the_checkpoint_file_as_it_was(trained_run, tiny_data):
-    # scoring folds the batch norms into the conv weights in place, and those weights map the file
-    # (copy on write): the file itself must not change
+    # scoring folds the batch norms into the conv weights in place: into a copy, never the file
     checkpoint = Path(trained_run["best_ckpt"])
     before = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
     evaluate(checkpoint, tiny_data)

@@ -1,5 +1,6 @@
 """fpar predict / fpar cam on a video file, as a user runs them."""
 
+import hashlib
 import json
 
 import numpy as np
@@ -200,3 +201,12 @@ def test_frames_of_mixed_sizes_are_resized_to_the_models_clip(tmp_path):
     assert prediction.clip["frames"].shape == (4, 3, 64, 64)
     assert prediction.clip["flow"].shape == (4, 2, 64, 64)
     assert torch.isfinite(prediction.outputs["logits"]).all()
+
+
+def test_prediction_leaves_the_checkpoint_file_as_it_was(tmp_path, video):
+    # predict folds the batch norms into the conv weights in place, and those weights map the
+    # file (copy on write): the file itself must not change
+    checkpoint = _checkpoint(tmp_path, "rgb_attention", input_size=64)
+    before = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    predict_video(checkpoint, video)
+    assert hashlib.sha256(checkpoint.read_bytes()).hexdigest() == before
