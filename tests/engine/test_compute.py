@@ -80,7 +80,7 @@ def test_compile_is_in_place_and_keeps_checkpoint_keys():
     assert list(model.state_dict()) == keys
 
 
-def test_a_frozen_backbone_trains_as_a_folded_copy_that_computes_the_same(monkeypatch):
+def test_a_frozen_backbone_trains_as_a_folded_copy_that_computes_the_same():
     torch.manual_seed(0)
     model = build_model("two_in_one", num_classes=5, backbone="resnet18", mem_size=16, input_size=64,
                         ms_head="classification")

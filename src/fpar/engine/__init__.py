@@ -4,12 +4,14 @@
 * ``fpar.engine.config``: ``load_config(path, overrides)`` (files, ``_base_``, overrides, one-line errors), ``dump_config``, ``json_schema``
 * ``fpar.engine.train``: ``train(settings, data_root=..., out_dir=..., resume=...)`` -> run directory
 * ``fpar.engine.evaluate``: ``evaluate(checkpoint, data_root, split=..., views=...)`` -> accuracies and per-clip rows
+* ``fpar.engine.distributed_eval``: the same scoring over several processes (Lightning's DDP); one process needs no Lightning
 * ``fpar.engine.predict``: ``predict_video(checkpoint, video)`` -> one clip's prediction
 * ``fpar.engine.module`` / ``datamodule``: the LightningModule and LightningDataModule they use
 * ``fpar.engine.stages``, ``losses``: which parameters train per stage; CE + the MS head's loss
 * ``fpar.engine.metrics``: top-1, top-5, mean-class accuracy and confusion (torchmetrics), for validation and evaluate
 * ``fpar.engine.loggers``: the ``trainer.logger`` vocabulary and the Lightning loggers it builds
 * ``fpar.engine.callbacks``: atomic checkpoints, metrics files, progress (bars or lines), validation pictures
+* ``fpar.engine.compute``: channels-last layout, batch norms folded for inference, stage 1's frozen backbone copy
 
 Jobs made of several runs (recipes, sweeps, reports, the demo) are in :mod:`fpar.workflows`.
 Submodules are imported on use, so ``import fpar.engine`` stays cheap.

@@ -153,10 +153,10 @@ class ResNet(nn.Module):
     def fold_batch_norms(self, stem: bool = True) -> None:
         """Fold every frozen batch norm into the convolution before it (:func:`fold_batch_norm`),
         in place, for inference: the same function (in fp32 to ~1e-6 relative) with one memory
-        pass over every activation less, so evaluation runs ~15% faster. The state dict changes (BN keys go, convs gain biases), so only a model that is
-        not saved any more is folded. Kept: layer4's last ``bn2`` (``f_nobn`` reads conv2's raw
-        output) and, with ``stem=False``, ``bn1`` (the two-in-one model modulates conv1's output
-        before its BN).
+        pass over every activation less, so evaluation runs ~15% faster. The state dict changes
+        (BN keys go, convs gain biases), so only a model that is not saved any more is folded.
+        Kept: layer4's last ``bn2`` (``f_nobn`` reads conv2's raw output) and, with
+        ``stem=False``, ``bn1`` (the two-in-one model modulates conv1's output before its BN).
         """
         if self.training:
             raise FparError("batch norms fold only in eval mode (their running statistics are then fixed)")
