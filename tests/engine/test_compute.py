@@ -4,7 +4,8 @@ import copy
 
 import torch
 
-from fpar.engine.compute import cache_frozen_backbone, channels_last_batch, frames_channels_last, prepare_model
+from fpar.engine.compute import (cache_frozen_backbone, channels_last_batch, frames_channels_last, prepare_for_inference,
+                                 prepare_model)
 from fpar.engine.stages import configure_stage, set_train_mode
 from fpar.models import build_model
 
@@ -109,3 +110,39 @@ def test_a_frozen_backbone_trains_as_a_folded_copy_that_computes_the_same():
     assert torch.equal(logits(), plain)  # convs in fp32: the bf16 copy is not used
     configure_stage(model, "rgb_stage2")  # the backbone trains again: its own weights run
     assert torch.equal(logits(), plain)
+
+
+def test_inference_by_slices_of_frames_gives_the_same_outputs():
+    """``frames_per_pass`` (fpar predict) slices the per-frame part; every output, the explanation
+    maps included, is what one pass over all B*T frames gives."""
+    torch.manual_seed(0)
+    model = build_model("two_in_one", num_classes=5, backbone="resnet18", mem_size=16, input_size=64,
+                        ms_head="classification").eval()
+    batch = {"frames": torch.randn(2, 5, 3, 64, 64), "flow": torch.randn(2, 5, 2, 64, 64)}
+    whole = prepare_for_inference(copy.deepcopy(model), channels_last=False)
+    sliced = prepare_for_inference(copy.deepcopy(model), channels_last=False, frames_per_pass=3)  # 10 = 3+3+3+1
+    with torch.inference_mode():
+        expected, ours = whole(batch, explain=True), sliced(batch, explain=True)
+    assert ours.keys() == expected.keys() and {"attention", "ms", "scale"} <= ours.keys()
+    for key in ours:
+        assert ours[key].shape == expected[key].shape, key
+        assert relative_error(ours[key], expected[key]) < 1e-5, key
+
+
+def test_weights_stored_in_the_autocast_dtype_give_what_autocast_gives():
+    """Under bf16 autocast, conv weights cast once (``dtype``) compute what autocast's per-call
+    casts compute, in half the weights' memory; the CAM keeps reading an fp32 ``fc``."""
+    torch.manual_seed(0)
+    model = build_model("rgb_attention", num_classes=5, backbone="resnet18", mem_size=16, input_size=64,
+                        ms_head="classification").eval()
+    batch = {"frames": torch.randn(2, 3, 3, 64, 64)}
+    plain = prepare_for_inference(copy.deepcopy(model))
+    stored = prepare_for_inference(copy.deepcopy(model), dtype=torch.bfloat16)
+    assert stored.backbone.layer1[0].conv1.weight.dtype == torch.bfloat16
+    assert stored.convlstm.hidden_conv.weight.dtype == torch.bfloat16
+    assert stored.backbone.fc.weight.dtype == torch.float32
+    assert not any(p.requires_grad for p in stored.parameters())
+    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16):
+        expected, ours = plain(channels_last_batch(batch)), stored(channels_last_batch(batch))
+    for key in ("logits", "attention", "ms"):
+        assert torch.equal(ours[key], expected[key]), key

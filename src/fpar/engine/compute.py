@@ -14,6 +14,11 @@
 * **a frozen backbone** (stage 1) trains as a folded copy whose weights are already in the
   dtype the convolutions run in (``cache_frozen_backbone``): no BN passes and no per-step weight
   casts; the model's own weights stay what the state dict saves.
+* **weights in the autocast dtype** (``store_convolutions_in``): a model that only scores under
+  bf16 (or fp16) autocast keeps its convolutions' weights in that dtype, the values autocast
+  would cast them to anyway: the same outputs, half the weights' memory.
+* **frames per pass** (inference): the per-frame part of a clip model runs on a few frames at a
+  time, so a 25-frame clip's activations do not all live at once (``fpar predict``).
 * ``torch.compile`` is opt-in (``trainer.compile``): the convolutions that dominate the time are
   oneDNN calls it does not speed up. Measured on the project's 2-core CPU, the evaluation forward
   of a ResNet-34 + ConvLSTM (bf16, B=4, T=7) took 33 s to compile and then ran 3% faster (76.6
@@ -74,10 +79,44 @@ def drop_frozen_backbone(model: nn.Module) -> None:
         model.drop_frozen_backbone()
 
 
-def prepare_for_inference(model: nn.Module, channels_last: bool = True) -> nn.Module:
-    """``model`` (in eval mode, never saved again) with its batch norms folded, in place, and
-    channels-last weights unless ``channels_last=False``: a copy of every conv weight, worth it for
-    batches of clips (evaluation), not for one clip (``fpar predict``, where memory counts more).
+def prepare_for_inference(model: nn.Module, *, channels_last: bool = True, dtype: torch.dtype | None = None,
+                          frames_per_pass: int | None = None) -> nn.Module:
+    """``model`` (in eval mode, never saved again) made ready to score, in place:
+
+    * no weight takes a gradient (autocast would otherwise keep a cast copy of every weight);
+    * its batch norms folded (``fold_batch_norms``);
+    * channels-last weights unless ``channels_last=False``: a copy of every conv weight, worth it
+      for batches of clips (evaluation), not for one clip (``fpar predict``);
+    * with ``dtype``, the autocast dtype it will run under, its convolutions' weights and biases
+      stored in that dtype (:func:`store_convolutions_in`);
+    * with ``frames_per_pass``, models that read frames run their per-frame part on that many
+      frames at a time (``RGBConvLSTM.frames_per_pass``), bounding the activations' memory.
+
     Feed it :func:`channels_last_batch` batches either way."""
+    from fpar.models.assembled import RGBConvLSTM
+
+    model.requires_grad_(False)
     model.fold_batch_norms()
-    return prepare_model(model) if channels_last else model
+    if channels_last:
+        prepare_model(model)
+    if dtype is not None:
+        store_convolutions_in(model, dtype)
+    for module in model.modules():
+        if isinstance(module, RGBConvLSTM):
+            module.frames_per_pass = frames_per_pass
+    return model
+
+
+def store_convolutions_in(model: nn.Module, dtype: torch.dtype) -> None:
+    """Every convolution's weight and bias in ``dtype``: the values autocast would cast them to at
+    every call, so the outputs under autocast to ``dtype`` do not change, and a bf16 model's
+    convolution weights take half the memory. The model must then run under that autocast.
+    Other weights (batch norms, linear layers: the CAM reads the ImageNet ``fc`` in fp32) stay
+    as they are. Each fp32 original is freed as its copy is made, unless something else holds
+    it (a memory-mapped checkpoint holds its whole file: load with ``mmap=False``)."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.Conv2d):
+                module.weight = nn.Parameter(module.weight.to(dtype), requires_grad=False)
+                if module.bias is not None:
+                    module.bias = nn.Parameter(module.bias.to(dtype), requires_grad=False)

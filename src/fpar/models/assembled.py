@@ -41,6 +41,10 @@ class RGBConvLSTM(nn.Module):
         self.convlstm = ConvLSTM(FEATURE_CHANNELS, mem_size)
         self.ms_head = MSHead(FEATURE_CHANNELS, feature_grid(input_size), ms_input_sigmoid) if ms_head else None
         self.classifier = classifier(mem_size, num_classes, dropout)
+        # frames the per-frame part (backbone, attention, MS head) takes at a time; None: all B*T
+        # at once. For inference only (engine.compute.prepare_for_inference): with autograd every
+        # activation is kept for backward whatever the slicing.
+        self.frames_per_pass: int | None = None
 
     def fold_batch_norms(self) -> None:
         """For inference: see :meth:`ResNet.fold_batch_norms`. The two-in-one model keeps conv1's BN,
@@ -82,32 +86,47 @@ class RGBConvLSTM(nn.Module):
         frames = batch["frames"]
         batch_size, steps = frames.shape[:2]
         frames = frames.flatten(0, 1)
+        flow = batch["flow"].flatten(0, 1) if self.motion is not None else None
+        # Everything before the ConvLSTM is per frame, so it may run on a few frames at a time
+        # (frames_per_pass, set for inference): the same outputs, with the activations of one
+        # slice alive instead of all B*T frames' (conv1's alone are 3.2 MB per frame in fp32).
+        per_pass = self.frames_per_pass or frames.shape[0]
+        slices = [self._per_frame(frames[i:i + per_pass], None if flow is None else flow[i:i + per_pass], explain)
+                  for i in range(0, frames.shape[0], per_pass)]
+        per_frame = slices[0] if len(slices) == 1 else {key: torch.cat([part[key] for part in slices])
+                                                         for key in slices[0]}
+        lstm_input = per_frame.pop("lstm_input")
+        out = {name: value.unflatten(0, (batch_size, steps)) for name, value in per_frame.items()}
+        _, cell = self.convlstm(lstm_input.unflatten(0, (batch_size, steps)))
+        # the classifier reads the final cell state c, not h (docs/method.md §6)
+        out["features"] = cell.mean(dim=(2, 3))
+        return out
+
+    def _per_frame(self, frames: torch.Tensor, flow: torch.Tensor | None, explain: bool) -> dict[str, torch.Tensor]:
+        """For N frames (N, 3, H, W): the ConvLSTM's input (``lstm_input``) and the per-frame outputs
+        (``attention``, ``ms``, the modulation maps), each with N first."""
         out: dict[str, torch.Tensor] = {}
         backbone = self._backbone_now()
         # A frozen backbone (stage 1) runs without autograd: nothing is recorded for backward, so
         # each activation is freed as soon as the next layer has read it.
         with contextlib.nullcontext() if frames.requires_grad or self.backbone_trains() else torch.no_grad():
             if self.motion is not None:
-                modulation = self.motion(backbone.conv1(frames), batch["flow"].flatten(0, 1))
+                modulation = self.motion(backbone.conv1(frames), flow)
                 backbone_out = backbone.forward_from_conv1(modulation.post)
                 if self.return_modulation or explain:
-                    out.update({name: value.unflatten(0, (batch_size, steps))
-                                for name, value in modulation._asdict().items()})
+                    out.update(modulation._asdict())
             else:
                 backbone_out = backbone(frames)
 
         if self.attention:
             attention = class_activation_attention(backbone_out.logits, backbone_out.features, self.backbone.fc.weight)
             # Ego-RNN weights the un-normalised map: the ConvLSTM reads f_nobn, not f
-            lstm_input = backbone_out.features_nobn * attention.unsqueeze(1)
-            out["attention"] = attention.unflatten(0, (batch_size, steps))
+            out["lstm_input"] = backbone_out.features_nobn * attention.unsqueeze(1)
+            out["attention"] = attention
         else:
-            lstm_input = backbone_out.features
-        _, cell = self.convlstm(lstm_input.unflatten(0, (batch_size, steps)))
-        # the classifier reads the final cell state c, not h (docs/method.md §6)
-        out["features"] = cell.mean(dim=(2, 3))
+            out["lstm_input"] = backbone_out.features
         if self.ms_head is not None:
-            out["ms"] = self.ms_head(backbone_out.features).unflatten(0, (batch_size, steps))
+            out["ms"] = self.ms_head(backbone_out.features)
         return out
 
     def forward(self, batch: dict[str, torch.Tensor], explain: bool = False) -> dict[str, torch.Tensor]:
