@@ -276,8 +276,9 @@ def calibrate_batch_norms(model: torch.nn.Module, batch: dict[str, torch.Tensor]
 
 
 def _models(stage: str, arch: str, size: int, inputs: dict[str, torch.Tensor], device: str,
-            train: bool) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """(reference model, fpar model): the same weights, the stage's frozen parts frozen."""
+            train: bool, dtype: torch.dtype | None = None) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(reference model, fpar model): the same weights, the stage's frozen parts frozen; an fpar
+    model that only scores is prepared as ``fpar eval`` prepares it for autocast to ``dtype``."""
     torch.manual_seed(0)
     name, options, _ = STAGE_MODELS[stage]
     reference = build_model(name, num_classes=CLASSES, backbone=arch, input_size=size, **options).to(device)
@@ -289,7 +290,7 @@ def _models(stage: str, arch: str, size: int, inputs: dict[str, torch.Tensor], d
     else:
         reference.eval()
     ours = copy.deepcopy(reference)
-    return reference, prepare_model(ours) if train else prepare_for_inference(ours)
+    return reference, prepare_model(ours) if train else prepare_for_inference(ours, dtype=dtype)
 
 
 def _row(name: str, unit: str, per_call: int, t_ref: float, t_ours: float, flops: int, setting: Setting,
@@ -306,7 +307,7 @@ def _row(name: str, unit: str, per_call: int, t_ref: float, t_ours: float, flops
 def bench_eval(arch: str, size: int, batch: int, steps: int, repeats: int, setting: Setting) -> dict[str, Any]:
     """Evaluation forward of the RGB-attention model."""
     inputs = make_batch("rgb_stage1", batch, steps, size, setting.device)
-    reference, ours = _models("rgb_stage1", arch, size, inputs, setting.device, train=False)
+    reference, ours = _models("rgb_stage1", arch, size, inputs, setting.device, train=False, dtype=setting.dtype)
 
     def run_reference() -> torch.Tensor:
         with torch.no_grad():
@@ -318,7 +319,7 @@ def bench_eval(arch: str, size: int, batch: int, steps: int, repeats: int, setti
 
     error = _relative_error(run_ours(), run_reference())
     t_ref, t_ours = _compare(run_reference, run_ours, repeats, setting.device)
-    with torch.inference_mode():
+    with torch.inference_mode(), setting.autocast():
         flops = count_flops(lambda: ours(inputs))
     memory = peak_memory(run_reference, setting.device), peak_memory(run_ours, setting.device)
     return _row("evaluation forward, rgb_attention", "frames/s", batch * steps, t_ref, t_ours, flops, setting, memory,

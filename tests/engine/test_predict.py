@@ -58,7 +58,7 @@ def test_prediction_equals_the_evaluation_pipeline_on_the_same_clip(tmp_path):
     folder.mkdir()
     for k, frame in enumerate(_frames(), 1):
         Image.fromarray(frame).save(folder / f"img_{k:03d}.png")
-    prediction = predict_video(checkpoint, folder, flow="dis")
+    prediction = predict_video(checkpoint, folder, flow="dis", precision="32")
 
     # what `fpar eval` would compute for this clip: prepared on disk, read by ClipDataset
     write_instance(_frames(), tmp_path / "data", subject="S2", class_name="open_jar", instance_id="1", flow="dis")

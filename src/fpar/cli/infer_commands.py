@@ -7,6 +7,7 @@ import argparse
 import json
 
 from fpar.cli.common import at_least, positive_number
+from fpar.engine.settings import PRECISIONS
 from fpar.errors import FparError
 from fpar.prepare.flow import FLOW_METHODS
 
@@ -53,12 +54,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flow", default="tvl1", choices=FLOW_METHODS,
                         help="optical flow for models that read it (default tvl1, as the reference data)")
     parser.add_argument("--max-frames", type=at_least(1), default=None, help="read at most this many frames")
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help="numeric precision (default: the checkpoint's training precision; auto: the CPU's fastest)")
 
 
 def predict_command(args: argparse.Namespace) -> int:
     from fpar.engine.predict import predict_video
 
-    prediction = predict_video(args.checkpoint, args.video, flow=args.flow, max_frames=args.max_frames)
+    prediction = predict_video(args.checkpoint, args.video, flow=args.flow, max_frames=args.max_frames,
+                               precision=args.precision, announce=True)
     top = prediction.top(args.top)
     if args.json:
         print(json.dumps({"video": args.video, "top": [{"class": c, "probability": p} for c, p in top]}))
@@ -72,7 +76,8 @@ def cam_command(args: argparse.Namespace) -> int:
     from fpar.engine.predict import predict_video
     from fpar.viz.explain import explain_clip
 
-    prediction = predict_video(args.checkpoint, args.video, flow=args.flow, max_frames=args.max_frames, explain=True)
+    prediction = predict_video(args.checkpoint, args.video, flow=args.flow, max_frames=args.max_frames, explain=True,
+                               precision=args.precision, announce=True)
     name, prob = prediction.top(1)[0]
     written = explain_clip(prediction.clip, prediction.outputs, args.out, title=f"{name} ({100 * prob:.0f}%)",
                            fps=args.fps)
