@@ -3,7 +3,7 @@
 Every model takes a batch-first dict and returns a dict: ``logits`` (B, classes), ``features``
 (the vector the classifier reads) and, where the model has them, ``attention`` (B, T, h, w),
 ``ms`` (B, T, h*w) and the two-in-one modulation tensors. The backbone sees all B*T frames in one
-call; only the ConvLSTM steps through time.
+call (for inference, ``frames_per_pass`` at a time); only the ConvLSTM steps through time.
 """
 
 from __future__ import annotations
