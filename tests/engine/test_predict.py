@@ -210,3 +210,16 @@ def test_prediction_leaves_the_checkpoint_file_as_it_was(tmp_path, video):
     before = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
     predict_video(checkpoint, video)
     assert hashlib.sha256(checkpoint.read_bytes()).hexdigest() == before
+
+
+def test_a_bf16_prediction_is_the_fp32_one_within_rounding(tmp_path, video):
+    """`--precision bf16-mixed` (what `auto` picks on a CPU with bf16 instructions) runs the
+    convolutions on bf16 weights: the same classes in the same order, logits within rounding."""
+    checkpoint = _checkpoint(tmp_path, "two_in_one", input_size=64, ms_head="classification")
+    full = predict_video(checkpoint, video, flow="dis", precision="32")
+    reduced = predict_video(checkpoint, video, flow="dis", precision="bf16-mixed", explain=True)
+    assert reduced.outputs["logits"].dtype == torch.bfloat16  # it really ran in bf16
+    logits, expected = reduced.outputs["logits"].float(), full.outputs["logits"]
+    assert float((logits - expected).norm() / expected.norm()) < 5e-2
+    assert [name for name, _ in reduced.top(3)] == [name for name, _ in full.top(3)]
+    assert {"attention", "ms", "scale"} <= reduced.outputs.keys()
