@@ -56,6 +56,12 @@ class ModelContract:
     def title(self) -> str | None:
         return (self.config or {}).get("experiment")
 
+    @property
+    def trained_precision(self) -> str:
+        """The ``trainer.precision`` it was trained with (``auto`` for a checkpoint without a
+        training config): the precision it is scored in unless told otherwise."""
+        return (self.config or {}).get("trainer", {}).get("precision", "auto")
+
 
 def checkpoint_contract(*, model: dict[str, Any], classes: list[str] | None, clip: ClipSettings,
                         config: Any = None) -> dict[str, Any]:

@@ -160,17 +160,17 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
         # a process with no clip has an empty loader, which DDP cannot run (every process must step)
         raise FparError(f"{devices} processes for {len(dataset)} clips of {', '.join(subjects)}: "
                         f"give --devices {len(dataset)} or fewer")
-    trained_with = (info.config or {}).get("trainer", {}).get("precision", "auto")
+    precision = precision or info.trained_precision
     if devices == 1 and accelerator in IN_PROCESS_ACCELERATORS:
         rank = 0
-        precision = resolve_precision(precision or trained_with, accelerator, announce=progress)
+        precision = resolve_precision(precision, accelerator, announce=progress)
         scorer = ClipScorer(model, dataset, explain, dtype=autocast_dtype(precision))
         rows = score_in_process(scorer, batch_size, workers, accelerator, precision, progress)
     else:
         from fpar.engine.distributed_eval import score_distributed
 
         rows, rank = score_distributed(ClipScorer(model, dataset, explain), batch_size, workers, accelerator, devices,
-                                       precision or trained_with, progress)
+                                       precision, progress)
 
     if [row.position for row in rows] != list(range(len(dataset))):
         raise FparError(f"internal error: scored {len(rows)} clips for a split of {len(dataset)}")

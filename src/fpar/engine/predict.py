@@ -71,8 +71,7 @@ def predict_video(checkpoint: str | os.PathLike, video: str | os.PathLike, *, fl
     """
     # read into memory, not mapped: under bf16 each weight's fp32 original is freed once cast
     model, info = load_model(checkpoint, mmap=False)
-    trained_with = (info.config or {}).get("trainer", {}).get("precision", "auto")
-    precision = precision or trained_with
+    precision = precision or info.trained_precision
     dtype = autocast_dtype(resolve_precision(precision, "cpu", announce=False))
     # One clip: weights in the autocast dtype and the frames a few at a time keep the peak memory
     # near what importing torch and holding the weights cost (docs/prepare.md, `fpar predict`).
