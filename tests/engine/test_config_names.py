@@ -32,7 +32,7 @@ def test_an_unknown_name_is_one_line_pointing_at_the_list(tmp_path, monkeypatch)
     with pytest.raises(FparError, match="no packaged config is named 'gtea61/nope'.*fpar configs list") as info:
         load_config("gtea61/nope")
     assert "\n" not in str(info.value)
-    with pytest.raises(FparError, match="recipe not found"):
+    with pytest.raises(FparError, match="config not found"):
         load_recipe("nope")
 
 

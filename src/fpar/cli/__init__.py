@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 from fpar import __version__
+from fpar.cli.common import FparParser
 from fpar.errors import FparError
 from fpar.io import os_error_line
 
@@ -31,7 +33,7 @@ COMMAND_MODULES = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = FparParser(
         prog="fpar", description="First-person action recognition: data, training, evaluation, explanations."
     )
     parser.add_argument("--version", action="version", version=f"fpar {__version__}")
@@ -47,12 +49,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_CONSOLE = logging.StreamHandler()  # fpar's log lines on stderr: warnings, and with --verbose status lines
+
+
+def show_log_lines(verbose: bool) -> None:
+    """fpar's logged lines go to stderr as plain lines: warnings always, information with ``--verbose``
+    (a run folder's train.log keeps the information lines either way)."""
+    _CONSOLE.setStream(sys.stderr)  # the stderr of this call (tests capture it anew)
+    _CONSOLE.setLevel(logging.INFO if verbose else logging.WARNING)
+    package = logging.getLogger("fpar")
+    if _CONSOLE not in package.handlers:
+        package.addHandler(_CONSOLE)
+    if verbose and package.getEffectiveLevel() > logging.INFO:
+        package.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    show_log_lines(getattr(args, "verbose", False))
     try:
         return int(args.func(args) or 0)
     except FparError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from fpar.cli.common import at_least
+from fpar.cli.common import add_compute_options, at_least, require_device
 from fpar.engine.settings import PRECISIONS
 from fpar.errors import FparError
 
@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="row kinds to run: eval, train, loading, flow, process (default all)")
     bench.add_argument("--stages", type=_names, default=None, metavar="STAGE,...",
                        help="training stages for the train rows (default all)")
-    bench.add_argument("--device", default="cpu", help="cpu or cuda")
+    add_compute_options(bench, default="cpu")
     bench.add_argument("--precision", choices=PRECISIONS, default="auto",
                        help="fpar's precision (default auto: what this machine computes fastest)")
     bench.add_argument("--repeats", type=at_least(1, 1000), default=3, help="timed runs per side (median reported)")
@@ -57,7 +57,7 @@ def bench_command(args: argparse.Namespace) -> int:
     result = run_benchmarks(quick=not args.full, repeats=args.repeats, frames=args.frames, batch=args.batch,
                             size=args.size,
                             stages=args.stages or tuple(STAGE_MODELS), rows=args.rows or ROW_KINDS,
-                            device=args.device, precision=args.precision)
+                            device=require_device(args.device), precision=args.precision)
     print(format_table(result))
     if args.json:
         from fpar.io import write_text

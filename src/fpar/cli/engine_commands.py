@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
-from fpar.cli.common import MAX_PROCESSES, at_least, devices, intermixed
+from fpar.cli.common import (MAX_PROCESSES, accelerator_for, add_compute_options, at_least, devices, intermixed,
+                             require_device)
 from fpar.data.transforms import VIEWS
 from fpar.engine.settings import PRECISIONS
 
@@ -17,22 +19,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "last.ckpt, metrics.csv/json and TensorBoard logs. Multi-GPU/multi-node: --devices/--num-nodes "
                     "(or launch with torchrun / SLURM and set trainer.strategy=ddp).")
     intermixed(train)
-    train.add_argument("config", help="experiment YAML or packaged config name (e.g. gtea61/rgb-attention_r34_16f_stage2; fpar configs list)")
+    train.add_argument("config", help="experiment YAML or packaged config name (e.g. gtea61/rgb-attention_r34_16f_stage2; "
+                                      "fpar configs list); with --resume also a run folder")
     train.add_argument("overrides", nargs="*", metavar="key.sub=value",
                        help="config overrides, values in YAML (e.g. trainer.epochs=10 optimizer.lr=1e-3)")
     train.add_argument("--data", metavar="ROOT", help="dataset root (overrides data.root)")
     train.add_argument("--out", metavar="DIR", help="runs folder (default: runs)")
-    train.add_argument("--resume", action="store_true", help="continue the run from its last.ckpt")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run from its last.ckpt, with the settings saved in its config.yaml "
+                            "(overrides may change only what a resumed run may: trainer.epochs, devices, loggers, ...)")
+    train.add_argument("--dry-run", action="store_true",
+                       help="print the resolved settings and the run folder it would write, and stop")
     train.add_argument("--devices", type=devices, metavar="N", help="devices per node (int or auto)")
     train.add_argument("--num-nodes", type=at_least(1, MAX_PROCESSES), metavar="N", help="number of nodes")
     train.add_argument("--precision", choices=PRECISIONS, help="numeric precision")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_compute_options(train)
     train.set_defaults(func=run_train)
 
     ev = subparsers.add_parser(
         "eval", help="evaluate a checkpoint on held-out subjects",
         description="Top-1, top-5, mean per-class and per-class accuracy of a checkpoint.")
-    ev.add_argument("checkpoint", help="fpar checkpoint (best.ckpt, last.ckpt or an imported reference model)")
+    ev.add_argument("checkpoint", help="fpar checkpoint (best.ckpt, last.ckpt, an import or an export), "
+                                       "or a run folder (its best.ckpt)")
     ev.add_argument("--data", metavar="ROOT", required=True, help="dataset root")
     ev.add_argument("--split", metavar="S2[,S4]", help="subjects to evaluate on (default: the run's val subjects)")
     ev.add_argument("--views", choices=VIEWS, default="center",
@@ -42,7 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--batch-size", type=at_least(1), default=8, metavar="N")
     ev.add_argument("--workers", type=at_least(0), default=0, metavar="N", help="data-loading processes")
     ev.add_argument("--devices", type=at_least(1, MAX_PROCESSES), default=1, metavar="N", help="processes (DDP) to score with")
-    ev.add_argument("--accelerator", default="auto", help="auto, cpu, gpu, ...")
+    ev.add_argument("--accelerator", default="auto", help="auto, cpu, gpu, ... (--device says it shorter)")
+    add_compute_options(ev)
     ev.add_argument("--precision", choices=PRECISIONS,
                     help="numeric precision (default: the checkpoint's training precision; auto: the hardware's fastest)")
     ev.set_defaults(func=run_eval)
@@ -51,11 +61,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
-    from fpar.engine.config import load_config
-    from fpar.engine.train import train
+    from fpar.engine.config import dump_config, load_config
+    from fpar.engine.train import DEFAULT_OUT, resumed_run, train
 
-    config = load_config(args.config, args.overrides)
-    result = train(config, data_root=args.data, out_dir=args.out, resume=args.resume, devices=args.devices,
+    overrides = list(args.overrides)
+    if args.device:
+        overrides.append(f"trainer.accelerator={accelerator_for(require_device(args.device))}")
+    out = args.out
+    if args.resume:
+        config, out_root = resumed_run(args.config, overrides, args.out)
+        out = str(out_root)
+    else:
+        refuse_run_folder(args.config)
+        config = load_config(args.config, overrides)
+    if args.dry_run:
+        run_dir = Path(out or DEFAULT_OUT) / config.experiment
+        state = run_state(run_dir)
+        print(f"# run folder {run_dir} ({state}); settings (before --data/--devices/--num-nodes/--precision):")
+        print(dump_config(config), end="")
+        return 0
+    result = train(config, data_root=args.data, out_dir=out, resume=args.resume, devices=args.devices,
                    num_nodes=args.num_nodes, precision=args.precision, progress=not args.no_progress)
     if rank_zero_only.rank == 0:
         best = result["best_val_accuracy"]
@@ -66,11 +91,31 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def refuse_run_folder(config: str) -> None:
+    """A run folder given without --resume: say what to add rather than "config not found"."""
+    from fpar.errors import FparError
+
+    if Path(config).is_dir() and (Path(config) / "config.yaml").is_file():
+        raise FparError(f"{config} is a run folder: add --resume to continue it (with its own settings)")
+
+
+def run_state(run_dir: Path) -> str:
+    """What ``fpar train`` would do with ``run_dir``: start it, or continue it."""
+    if (run_dir / "last.ckpt").is_file():
+        return "exists: --resume continues it from last.ckpt"
+    if (run_dir / "best.ckpt").is_file():
+        return "exists, finished without its resume point"
+    return "would be created"
+
+
 def run_eval(args: argparse.Namespace) -> int:
     from fpar.engine.evaluate import evaluate, printable_name
+    from fpar.workflows.report import resolve_run
 
-    result = evaluate(args.checkpoint, args.data, split=args.split, views=args.views, batch_size=args.batch_size,
-                      devices=args.devices, accelerator=args.accelerator, workers=args.workers,
+    accelerator = accelerator_for(require_device(args.device), args.accelerator)
+    checkpoint = resolve_run(args.checkpoint)  # a run folder: its best.ckpt (else last.ckpt)
+    result = evaluate(checkpoint, args.data, split=args.split, views=args.views, batch_size=args.batch_size,
+                      devices=args.devices, accelerator=accelerator, workers=args.workers,
                       predictions_csv=args.predictions, precision=args.precision, progress=True)
     if result.pop("rank") != 0:
         return 0  # the first process prints

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from fpar.cli.common import at_least, positive_number
+from fpar.cli.common import accelerator_for, add_compute_options, at_least, positive_number, require_device
 from fpar.engine.settings import PRECISIONS
 from fpar.errors import FparError
 from fpar.prepare.flow import FLOW_METHODS
@@ -40,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "there are several) curves.png, confusion.png, features.png, predictions.csv and clips/<id>/ "
                     "explanations (cam.gif, ms.png, modulation.png).")
     report.add_argument("runs", nargs="+", metavar="RUN", help="a run folder (its best.ckpt) or an fpar checkpoint")
+    add_compute_options(report)
     report.add_argument("--data", required=True, help="dataset root")
     report.add_argument("--split", default=None, help="subjects to evaluate, e.g. S2 (default: each run's config's)")
     report.add_argument("--out", default=None,
@@ -56,13 +57,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-frames", type=at_least(1), default=None, help="read at most this many frames")
     parser.add_argument("--precision", choices=PRECISIONS,
                         help="numeric precision (default: the checkpoint's training precision; auto: the CPU's fastest)")
+    add_compute_options(parser, default="cpu")
 
 
 def predict_command(args: argparse.Namespace) -> int:
     from fpar.engine.predict import predict_video
 
     prediction = predict_video(args.checkpoint, args.video, flow=args.flow, max_frames=args.max_frames,
-                               precision=args.precision, announce=True)
+                               precision=args.precision, announce=True, device=require_device(args.device))
     top = prediction.top(args.top)
     if args.json:
         print(json.dumps({"video": args.video, "top": [{"class": c, "probability": p} for c, p in top]}))
@@ -77,7 +79,7 @@ def cam_command(args: argparse.Namespace) -> int:
     from fpar.viz.explain import explain_clip
 
     prediction = predict_video(args.checkpoint, args.video, flow=args.flow, max_frames=args.max_frames, explain=True,
-                               precision=args.precision, announce=True)
+                               precision=args.precision, announce=True, device=require_device(args.device))
     name, prob = prediction.top(1)[0]
     written = explain_clip(prediction.clip, prediction.outputs, args.out, title=f"{name} ({100 * prob:.0f}%)",
                            fps=args.fps)
@@ -95,10 +97,11 @@ def report_command(args: argparse.Namespace) -> int:
 
     if args.out is None and len(args.runs) > 1:
         raise FparError("report: several runs need --out DIR (where index.html goes)")
+    accelerator = accelerator_for(require_device(args.device))
     first = resolve_run(args.runs[0])  # a checkpoint file, or an export's folder: its report goes inside it
     out = args.out or (first if first.is_dir() else first.parent) / "report"
     result = write_report(args.runs if len(args.runs) > 1 else args.runs[0], args.data, out, split=args.split,
-                          clips=args.clips, progress=True)
+                          clips=args.clips, progress=True, accelerator=accelerator)
     for run in result["runs"]:
         print(f"{printable_name(run['name'])}: top-1 {100 * run['accuracy']:.1f}%  top-5 {100 * run['top5']:.1f}%  "
               f"mean class {100 * run['mean_class_accuracy']:.1f}%  ({run['n']} clips)")

@@ -8,7 +8,7 @@ import math
 import sys
 from pathlib import Path
 
-from fpar.cli.common import at_least
+from fpar.cli.common import add_compute_options, at_least, require_device
 from fpar.errors import FparError
 from fpar.prepare.flow import FLOW_METHODS
 
@@ -68,6 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     flow.add_argument("--method", "--flow", dest="method", choices=FLOW_METHODS, default="dis", help="flow method (default dis: fast)")
     flow.add_argument("--size", type=at_least(MIN_SIZE), help="resize so the short side is SIZE px")
     flow.add_argument("--max-frames", type=at_least(1), help="read at most this many frames")
+    add_compute_options(flow, default="cpu")
     flow.set_defaults(func=flow_command)
 
 
@@ -112,7 +113,7 @@ def _add_flow_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=at_least(1), default=1, help="processes, each preparing whole instances")
-    parser.add_argument("--device", default="cpu", help="device for the flow (e.g. cuda; default cpu)")
+    add_compute_options(parser, default="cpu")  # the flow's device (tvl1)
     parser.add_argument("--shard", type=shard_spec, metavar="K/N",
                         help="prepare only shard K of N (e.g. $((SLURM_ARRAY_TASK_ID+1))/$SLURM_ARRAY_TASK_COUNT)")
     parser.add_argument("--overwrite", action="store_true",
@@ -122,6 +123,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 def prepare_command(args: argparse.Namespace) -> int:
     from fpar.prepare import jobs as jobs_module
 
+    require_device(args.device)  # once, before any instance: not once per instance
     jobs, problems = _jobs(args)
     jobs = jobs_module.check_jobs(jobs)
     if args.write_manifest:
@@ -191,6 +193,7 @@ def _run(jobs: list, problems: list[str], args: argparse.Namespace) -> int:
 def prepare_gtea_command(args: argparse.Namespace) -> int:
     from fpar.prepare import import_gtea
 
+    require_device(args.device)
     result = import_gtea(
         args.raw, args.out, flow=args.flow, bound=args.bound, size=args.size, warp=args.warp,
         frames_dir=args.frames_dir, labels_dir=args.labels_dir, workers=args.workers, shard_of=args.shard,
@@ -204,6 +207,7 @@ def prepare_gtea_command(args: argparse.Namespace) -> int:
 def flow_command(args: argparse.Namespace) -> int:
     from fpar.prepare.flow import write_flow_gif
 
-    n = write_flow_gif(args.video, args.out, method=args.method, size=args.size, max_frames=args.max_frames)
+    n = write_flow_gif(args.video, args.out, method=args.method, size=args.size, max_frames=args.max_frames,
+                       device=require_device(args.device))
     print(f"wrote {args.out}: {n} frames (left: video, right: flow to the next frame)")
     return 0

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from fpar.cli.common import MAX_PROCESSES, at_least, devices, intermixed
+from fpar.cli.common import (MAX_PROCESSES, accelerator_for, add_compute_options, at_least, devices, intermixed,
+                             require_device)
 from fpar.engine.settings import PRECISIONS
 
 
@@ -49,6 +50,14 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         "(overrides trainer.devices)")
     parser.add_argument("--num-nodes", type=at_least(1, MAX_PROCESSES), metavar="N", help="nodes (overrides trainer.num_nodes)")
     parser.add_argument("--precision", choices=PRECISIONS, help="numeric precision (overrides trainer.precision)")
+    add_compute_options(parser)
+
+
+def _device_overrides(args: argparse.Namespace) -> list[str]:
+    """``--device`` as the trainer.accelerator override every run gets (checked once, here)."""
+    if args.device is None:
+        return list(args.overrides)
+    return [*args.overrides, f"trainer.accelerator={accelerator_for(require_device(args.device))}"]
 
 
 def _scale_kwargs(args: argparse.Namespace) -> dict:
@@ -59,14 +68,14 @@ def _scale_kwargs(args: argparse.Namespace) -> dict:
 def _run(args: argparse.Namespace) -> int:
     from fpar.workflows.recipe import run_recipe
 
-    run_recipe(args.recipe, overrides=args.overrides, **_scale_kwargs(args))
+    run_recipe(args.recipe, overrides=_device_overrides(args), **_scale_kwargs(args))
     return 0
 
 
 def _sweep(args: argparse.Namespace) -> int:
     from fpar.workflows.sweep import run_sweep
 
-    run_sweep(args.config, args.axes, overrides=args.overrides, **_scale_kwargs(args))
+    run_sweep(args.config, args.axes, overrides=_device_overrides(args), **_scale_kwargs(args))
     return 0
 
 

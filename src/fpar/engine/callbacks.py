@@ -154,6 +154,11 @@ class StderrProgressBar(TQDMProgressBar):
     def init_predict_tqdm(self) -> Any:
         return _on_stderr(super().init_predict_tqdm)
 
+    def on_train_epoch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        super().on_train_epoch_start(trainer, *args)
+        # counted from 1, as the per-epoch lines, metrics.csv and train.log count them
+        self.train_progress_bar.set_description(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}")
+
 
 def _duration(seconds: float) -> str:
     seconds = int(round(seconds))
@@ -161,30 +166,30 @@ def _duration(seconds: float) -> str:
         f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-class LineProgress(ProgressBar):
+class EpochLines(L.Callback):
     """One line per training epoch (losses, validation accuracy, learning rate, time, ETA) and one
-    per test or prediction pass, on ``stream`` (stderr): what a log file should hold."""
+    per test or prediction pass, on ``stream`` (stderr) or to ``write``: what a log file should hold.
+    Epochs are counted from 1, as every line and file fpar writes counts them."""
 
-    def __init__(self, stream: Any = None):
+    def __init__(self, stream: Any = None, write: Any = None):
         super().__init__()
         self.stream = stream
+        self._write = write
         self._enabled = True
         self._started = 0.0
         self._first_epoch = 0
         self._validated = False
         self._lr: float | None = None
 
-    def disable(self) -> None:
-        self._enabled = False
-
-    def enable(self) -> None:
-        self._enabled = True
-
     def _line(self, text: str) -> None:
-        if self._enabled:
-            stream = self.stream or sys.stderr
-            stream.write(text + "\n")
-            stream.flush()
+        if not self._enabled:
+            return
+        if self._write is not None:
+            self._write(text)
+            return
+        stream = self.stream or sys.stderr
+        stream.write(text + "\n")
+        stream.flush()
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._started, self._first_epoch = time.monotonic(), trainer.current_epoch
@@ -230,6 +235,16 @@ class LineProgress(ProgressBar):
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         batches = int(sum(trainer.num_predict_batches))
         self._line(f"predicted {batches} batches in {time.monotonic() - self._started:.1f} s")
+
+
+class LineProgress(EpochLines, ProgressBar):
+    """:class:`EpochLines` as the Trainer's progress display (where stderr is no terminal)."""
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
 
 
 class ValidationPictures(L.Callback):

@@ -49,8 +49,24 @@ def find_config(ref: str | os.PathLike, *, kind: str = "config", relative_to: Pa
             packaged = CONFIG_DIR / f"{folder}{name}.yaml"
             if packaged.is_file():
                 return packaged
-    hint = "`fpar configs list` shows the packaged ones"
-    raise FparError(f"{kind} not found: {local} is no file and no packaged {kind} is named '{ref}' ({hint})")
+    hint = _closest_config(str(ref), kind) or "`fpar configs list` shows the packaged ones"
+    raise FparError(f"config not found: {local} is no file and no packaged config is named '{ref}' ({hint})")
+
+
+def _closest_config(ref: str, kind: str) -> str:
+    """``did you mean gtea61/...?`` for a mistyped packaged name: matched whole, and by its last part
+    (the folder left out or mistyped)."""
+    import difflib
+
+    names = [n for n in list_configs() if kind == "recipe" or not n.startswith("recipes/")]
+    wanted = Path(ref).as_posix().removesuffix(".yaml")
+    whole = difflib.get_close_matches(wanted, names, n=3, cutoff=0.6)
+    by_tail: dict[str, list[str]] = {}
+    for name in names:
+        by_tail.setdefault(name.rsplit("/", 1)[-1], []).append(name)
+    tails = difflib.get_close_matches(wanted.rsplit("/", 1)[-1], list(by_tail), n=3, cutoff=0.6)
+    near = list(dict.fromkeys([*whole, *(n for tail in tails for n in by_tail[tail])]))[:3]
+    return f"did you mean {' or '.join(near)}?" if near else ""
 
 
 def list_configs(pattern: str | None = None) -> list[str]:
@@ -187,7 +203,7 @@ def _first_problem(exc: ValidationError) -> str:
     kind, ctx = error["type"], error.get("ctx", {})
     got = f" (got {error['input']!r})" if kind not in ("extra_forbidden", "missing") else ""
     if kind == "extra_forbidden":
-        return f"{key}: unknown key"
+        return f"{key}: unknown key{key_hint(key)}"
     if kind == "missing":
         return f"{key}: is required"
     if len({".".join(map(str, e["loc"])) for e in errors}) > 1 and _is_union_member(error["loc"][-1]):
@@ -202,6 +218,67 @@ def _first_problem(exc: ValidationError) -> str:
         return f"{key}: must be a finite number{got}"
     message = error["msg"].removeprefix("Value error, ")
     return f"{key}: {message[:1].lower()}{message[1:]}{'' if kind == 'value_error' else got}"
+
+
+# Lightning's (and common training scripts') names for settings fpar names otherwise: an unknown key
+# that is one of them gets fpar's name as its hint.
+FOREIGN_NAMES = {"max_epochs": "trainer.epochs", "min_epochs": "trainer.epochs", "devices": "trainer.devices",
+                 "gpus": "trainer.devices", "precision": "trainer.precision", "accelerator": "trainer.accelerator",
+                 "num_nodes": "trainer.num_nodes", "strategy": "trainer.strategy",
+                 "check_val_every_n_epoch": "trainer.val_every", "log_every_n_steps": "trainer.log_every_n_steps",
+                 "deterministic": "trainer.deterministic", "seed": "trainer.seed", "batch_size": "trainer.batch_size",
+                 "logger": "trainer.logger", "lr": "optimizer.lr", "learning_rate": "optimizer.lr",
+                 "weight_decay": "optimizer.weight_decay", "optimiser": "optimizer", "num_workers": "data.workers",
+                 "workers": "data.workers", "lr_scheduler": "scheduler", "epochs": "trainer.epochs"}
+
+
+def config_keys(model: Any = None, prefix: str = "") -> list[str]:
+    """Every dotted key an experiment config takes (sections and their fields)."""
+    model = ExperimentSettings if model is None else model
+    keys = []
+    for name, info in model.model_fields.items():
+        keys.append(f"{prefix}{name}")
+        section = _section_model(info.annotation)
+        if section is not None:
+            keys.extend(config_keys(section, f"{prefix}{name}."))
+    return keys
+
+
+def _section_model(annotation: Any) -> Any:
+    """The settings class a field holds (``Optional[...]`` unwrapped), or None for a plain value."""
+    from typing import get_args
+
+    from pydantic import BaseModel
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    sections = [a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+    return sections[0] if len(sections) == 1 else None
+
+
+def key_hint(dotted: str) -> str:
+    """``"; did you mean trainer.epochs?"`` for an unknown dotted key (its Lightning name, a typo,
+    or a key put in the wrong section); ``""`` when nothing is close."""
+    import difflib
+
+    last = dotted.rsplit(".", 1)[-1]
+    keys = config_keys()
+    if last in FOREIGN_NAMES and FOREIGN_NAMES[last] != dotted:
+        return f"; fpar calls it {FOREIGN_NAMES[last]}"
+    section = dotted.rpartition(".")[0]
+    siblings = [k for k in keys if k.rpartition(".")[0] == section]
+    near = _best(dotted, difflib.get_close_matches(dotted, siblings, n=2, cutoff=0.6))
+    near += [k for k in keys if k.rsplit(".", 1)[-1] == last and k not in near]  # right name, wrong section
+    near = near or _best(dotted, difflib.get_close_matches(dotted, keys, n=2, cutoff=0.7))
+    return f"; did you mean {' or '.join(near[:3])}?" if near else ""
+
+
+def _best(word: str, matches: list[str]) -> list[str]:
+    """``matches`` (difflib's, best first) without those clearly worse than the first."""
+    import difflib
+
+    ratios = [difflib.SequenceMatcher(None, word, m).ratio() for m in matches]
+    return [m for m, r in zip(matches, ratios) if r >= ratios[0] - 0.05]
 
 
 def _description(dotted: str) -> str | None:
@@ -248,6 +325,40 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+# What a resumed run may be given anew (``fpar train ... --resume key=value``): where and how fast it
+# runs, how long it trains, where it logs. Every other setting is the run's own (its config.yaml).
+RESUME_CHANGEABLE = frozenset(RUNTIME_KEYS | {"trainer.epochs", "trainer.logger"})
+
+
+def _changed_keys(saved: dict[str, Any], wanted: dict[str, Any], allowed: Iterable[str]) -> list[str]:
+    saved, wanted = _flatten(saved), _flatten(wanted)
+    allowed = set(RUNTIME_KEYS) | set(allowed)
+    return sorted(key for key in saved.keys() | wanted.keys()
+                  if key not in allowed and saved.get(key) != wanted.get(key))
+
+
+def resume_config(run_dir: Path, overrides: Iterable[str] = ()) -> ExperimentSettings:
+    """The settings a run folder resumes with: its own ``config.yaml``, with ``overrides`` of the
+    :data:`RESUME_CHANGEABLE` keys applied. An override that would change any other setting is one
+    FparError listing all such keys (the run's checkpoints were made with the saved values)."""
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise FparError(f"{run_dir} is no run folder (it has no config.yaml)")
+    saved = read_yaml(path, "config")
+    if not isinstance(saved, dict):
+        raise FparError(f"{path}: a config must be a mapping of keys, got {type(saved).__name__}")
+    raw = copy.deepcopy(saved)
+    for item in overrides:
+        _set_dotted(raw, *parse_override(item))
+    config = validate_config(raw, where=f"{path} with the overrides")
+    refused = _changed_keys(saved, config.as_dict(), RESUME_CHANGEABLE)
+    if refused:
+        raise FparError(f"--resume continues {run_dir} with its own settings; these cannot change: "
+                        f"{', '.join(refused)} (may change: {', '.join(sorted(RESUME_CHANGEABLE))}; to change "
+                        "the others train anew under another experiment name or --out)")
+    return config
+
+
 def require_same_settings(run_dir: Path, config: ExperimentSettings, allowed: Iterable[str] = ()) -> None:
     """A finished or interrupted run is reused only for the experiment it was trained as (its
     ``config.yaml``): reusing it for changed settings would report results those settings never
@@ -255,9 +366,9 @@ def require_same_settings(run_dir: Path, config: ExperimentSettings, allowed: It
     saved_path = run_dir / "config.yaml"
     if not saved_path.is_file():
         return
-    saved, wanted = _flatten(yaml.safe_load(saved_path.read_text()) or {}), _flatten(config.as_dict())
-    changed = sorted(key for key in saved.keys() | wanted.keys()
-                     if key not in RUNTIME_KEYS and key not in allowed and saved.get(key) != wanted.get(key))
+    saved_tree = yaml.safe_load(saved_path.read_text()) or {}
+    changed = _changed_keys(saved_tree, config.as_dict(), allowed)
+    saved, wanted = _flatten(saved_tree), _flatten(config.as_dict())
     if changed:
         detail = ", ".join(f"{key}: {saved.get(key)!r} -> {wanted.get(key)!r}" for key in changed[:3])
         raise FparError(f"{run_dir} was trained with other settings ({detail}{', ...' if len(changed) > 3 else ''}); "

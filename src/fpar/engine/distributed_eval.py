@@ -6,6 +6,7 @@ GPU is scored by :func:`fpar.engine.evaluate.score_in_process` instead, without 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import lightning as L
@@ -19,6 +20,8 @@ from fpar.engine.evaluate import ClipResult, ClipScorer
 from fpar.engine.hardware import resolve_precision
 from fpar.engine.train import distributed_run, quiet_lightning
 from fpar.errors import FparError
+
+log = logging.getLogger(__name__)  # the precision line: shown with --verbose
 
 
 class ScoringModule(L.LightningModule):
@@ -63,7 +66,7 @@ def score_distributed(scorer: ClipScorer, batch_size: int, workers: int, acceler
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     module = ScoringModule(scorer, batch_size, workers)
-    precision = resolve_precision(precision, accelerator, announce=progress and rank_zero_only.rank == 0)
+    precision = resolve_precision(precision, accelerator, announce=log.info if progress and rank_zero_only.rank == 0 else False)
     with quiet_lightning():
         try:
             trainer = L.Trainer(accelerator=accelerator, devices=devices, strategy="ddp" if devices > 1 else "auto",

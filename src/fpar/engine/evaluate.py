@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 import sys
 import time
@@ -31,6 +32,8 @@ from fpar.engine.hardware import autocast_dtype, device_for, resolve_precision
 from fpar.engine.metrics import ClassificationMetrics
 from fpar.errors import FparError
 from fpar.io import check_writable, write_text
+
+log = logging.getLogger(__name__)  # the precision line: shown with --verbose
 
 
 # accelerators a single-process evaluation runs on without Lightning (others, e.g. mps, go through it)
@@ -163,7 +166,7 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
     precision = precision or info.trained_precision
     if devices == 1 and accelerator in IN_PROCESS_ACCELERATORS:
         rank = 0
-        precision = resolve_precision(precision, accelerator, announce=progress)
+        precision = resolve_precision(precision, accelerator, announce=log.info if progress else False)
         scorer = ClipScorer(model, dataset, explain, dtype=autocast_dtype(precision))
         rows = score_in_process(scorer, batch_size, workers, accelerator, precision, progress)
     else:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import platform
 import sys
 from dataclasses import dataclass, field
+from typing import Any, Callable
 from pathlib import Path
 
 import torch
@@ -116,14 +117,19 @@ def describe(hardware: Hardware, precision: str, reason: str) -> str:
     return f"fpar: precision {precision} on {hardware.device} ({hardware.name}{isa}): {reason}"
 
 
-def resolve_precision(requested: str, accelerator: str = "auto", *, announce: bool = True,
+def resolve_precision(requested: str, accelerator: str = "auto", *, announce: bool | Callable[[str], Any] = True,
                       hardware: Hardware | None = None) -> str:
-    """The precision a run uses; prints why (one line, on stderr) when ``announce`` and the choice was
-    ``auto``'s: an explicit setting needs no explaining."""
+    """The precision a run uses; says why (one line) when ``announce`` and the choice was ``auto``'s:
+    an explicit setting needs no explaining. ``announce=True`` prints it on stderr; a function
+    (a logger's ``info``: a run's train.log) is given the line instead."""
     hardware = hardware or detect(device_for(accelerator))
     precision, reason = choose_precision(hardware, requested)
     if announce and requested == AUTO:
-        print(describe(hardware, precision, reason), file=sys.stderr, flush=True)  # a status line, not output
+        line = describe(hardware, precision, reason)
+        if callable(announce):
+            announce(line)
+        else:
+            print(line, file=sys.stderr, flush=True)  # a status line, not output
     return precision
 
 

@@ -17,6 +17,7 @@ resolution, so every modality has one shape per clip.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,8 @@ from fpar.prepare.video import count_frames, iter_frames_at
 # 5 keeps the forward's activations near 20 MB at the same speed as all 25 at once
 FRAMES_PER_PASS = 5
 
+log = logging.getLogger(__name__)  # the precision line: shown with --verbose
+
 
 @dataclass
 class VideoPrediction:
@@ -59,9 +62,10 @@ class VideoPrediction:
 
 def predict_video(checkpoint: str | os.PathLike, video: str | os.PathLike, *, flow: str = "tvl1",
                   max_frames: int | None = None, explain: bool = False, precision: str | None = None,
-                  announce: bool = False) -> VideoPrediction:
+                  announce: bool = False, device: str = "cpu") -> VideoPrediction:
     """Run ``checkpoint``'s model on ``video`` (file, GIF or image folder), centre view, reading the
-    clip as the checkpoint's clip settings say, on the CPU.
+    clip as the checkpoint's clip settings say, on ``device`` (``cpu``, ``cuda``, ``cuda:N``; the
+    outputs come back on the CPU).
 
     ``flow`` is the optical-flow method for models that read flow (use the one the model was
     trained on; TV-L1 for the reference's data). ``explain``: also the maps the explanation
@@ -72,7 +76,9 @@ def predict_video(checkpoint: str | os.PathLike, video: str | os.PathLike, *, fl
     # read into memory, not mapped: under bf16 each weight's fp32 original is freed once cast
     model, info = load_model(checkpoint, mmap=False)
     precision = precision or info.trained_precision
-    dtype = autocast_dtype(resolve_precision(precision, "cpu", announce=False))
+    target = torch.device(device)
+    accelerator = "cpu" if target.type == "cpu" else "cuda"
+    dtype = autocast_dtype(resolve_precision(precision, accelerator, announce=False))
     # One clip: weights in the autocast dtype and the frames a few at a time keep the peak memory
     # near what importing torch and holding the weights cost (docs/prepare.md, `fpar predict`).
     prepare_for_inference(model, channels_last=False, dtype=dtype, frames_per_pass=FRAMES_PER_PASS)
@@ -80,11 +86,14 @@ def predict_video(checkpoint: str | os.PathLike, video: str | os.PathLike, *, fl
     if explain and getattr(model, "ms_head", None) is not None:
         settings = settings.with_modality("mmaps")  # the MS head's target, to show beside its prediction
     clip = read_clip(video, settings, flow=flow, max_frames=max_frames)
-    batch = {m: clip[m].unsqueeze(0) for m in info.clip.modalities}
+    batch = {m: clip[m].unsqueeze(0).to(target) for m in info.clip.modalities}
     if announce:  # once the video has proved readable: an unreadable one is one line, the error
-        resolve_precision(precision, "cpu")
-    with torch.inference_mode(), torch.autocast("cpu", dtype or torch.float32, enabled=dtype is not None):
+        resolve_precision(precision, accelerator, announce=log.info)
+    model.to(target)
+    with torch.inference_mode(), torch.autocast(target.type, dtype or torch.float32, enabled=dtype is not None):
         outputs = model(batch, explain=explain)
+    if target.type != "cpu":
+        outputs = {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in outputs.items()}
     num_classes = outputs["logits"].shape[1]
     names = info.classes or []
     classes = [names[i] if i < len(names) else f"class {i}" for i in range(num_classes)]

@@ -14,6 +14,7 @@ import contextlib
 import copy
 import logging
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Any, Iterator
@@ -25,9 +26,10 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from torch import nn
 
 from fpar.checkpoint import EXPORT_CONTRACT, load_checkpoint, model_state_dict
-from fpar.engine.callbacks import (AtomicCheckpointIO, BestWeights, MetricsHistory, ValidationPictures,
+from fpar.engine.callbacks import (AtomicCheckpointIO, BestWeights, EpochLines, MetricsHistory, ValidationPictures,
                                    progress_callback, remove_stale_temporaries)
-from fpar.engine.config import dump_config, require_same_settings, validate_config
+from fpar.engine.config import (RESUME_CHANGEABLE, dump_config, load_config, require_same_settings, resume_config,
+                                validate_config)
 from fpar.engine.settings import ExperimentSettings
 from fpar.engine.datamodule import FparDataModule
 from fpar.engine.hardware import resolve_precision
@@ -39,6 +41,27 @@ from fpar.io import exclusive_lock, inside
 log = logging.getLogger(__name__)
 
 DEFAULT_OUT = "runs"
+RUN_LOG = "train.log"  # in every run folder: the console's lines, each with its time
+
+
+def resumed_run(ref: str | os.PathLike, overrides: list[str] = (), out_dir: str | os.PathLike | None = None
+                ) -> tuple[ExperimentSettings, Path]:
+    """What ``fpar train REF --resume`` continues: ``(settings, out root)``.
+
+    ``REF`` is a run folder (``runs/tiny``), or a config whose run folder under ``out_dir`` exists:
+    either way the run's saved ``config.yaml`` is read (:func:`fpar.engine.config.resume_config`),
+    so the overrides of the first call need not be typed again; ``overrides`` may change only the
+    keys :data:`fpar.engine.config.RESUME_CHANGEABLE` names. A config whose run folder does not exist
+    yet starts afresh, as ``train(resume=True)`` does."""
+    path = Path(ref).expanduser()
+    if path.is_dir() and (path / "config.yaml").is_file():
+        return resume_config(path, overrides), path.parent
+    config = load_config(ref, overrides)
+    out_root = Path(out_dir if out_dir is not None else DEFAULT_OUT)
+    run_dir = inside(out_root, config.experiment)
+    if (run_dir / "config.yaml").is_file():
+        return resume_config(run_dir, overrides), out_root
+    return config, out_root
 
 
 def train(config: ExperimentSettings | dict[str, Any], *, data_root: str | os.PathLike | None = None,
@@ -67,8 +90,55 @@ def train(config: ExperimentSettings | dict[str, Any], *, data_root: str | os.Pa
     out_root = Path(out_dir if out_dir is not None else DEFAULT_OUT)
     run_dir = inside(out_root, config.experiment)
     with run_folder_lock(out_root, config.experiment) if lock else contextlib.nullcontext():
-        with removed_on_failure(run_dir):
+        with removed_on_failure(run_dir), run_log(run_dir):
             return _train(config, out_root, run_dir, resume, progress)
+
+
+class _TimeFormatter(logging.Formatter):
+    default_time_format = "%Y-%m-%d %H:%M:%S"
+    default_msec_format = None
+
+
+@contextlib.contextmanager
+def run_log(run_dir: Path) -> Iterator[None]:
+    """Append what the run reports (its start, the precision chosen, one line per epoch, warnings,
+    its end) to ``run_dir/train.log``, each line with its time: the plain-text record a run folder
+    keeps beside metrics.csv. Only the process that saves (rank 0) writes it; the console shows
+    what it showed before (warnings; info lines with ``--verbose``)."""
+    if rank_zero_only.rank != 0:
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(run_dir / RUN_LOG, encoding="utf-8", delay=True)
+    handler.setFormatter(_TimeFormatter("%(asctime)s %(message)s"))
+    handler.setLevel(logging.INFO)
+    package = logging.getLogger("fpar")
+    level = package.level
+    console = None
+    if not package.handlers and not logging.getLogger().handlers:  # as Python's last-resort handler shows them
+        console = logging.StreamHandler(sys.stderr)
+        console.setLevel(logging.WARNING)
+        package.addHandler(console)
+    package.addHandler(handler)
+    if package.getEffectiveLevel() > logging.INFO:
+        package.setLevel(logging.INFO)
+    try:
+        yield
+    except FparError as exc:
+        log.info("stopped: %s", exc)
+        raise
+    except KeyboardInterrupt:
+        log.info("interrupted")
+        raise
+    except BaseException as exc:
+        log.info("failed: %s: %s", type(exc).__name__, exc)
+        raise
+    finally:
+        package.removeHandler(handler)
+        handler.close()
+        if console is not None:
+            package.removeHandler(console)
+        package.setLevel(level)
 
 
 def run_folder_lock(out_root: str | os.PathLike, experiment: str) -> contextlib.AbstractContextManager:
@@ -126,7 +196,7 @@ def _train(config: ExperimentSettings, out_root: Path, run_dir: Path, resume: bo
         for tmp in remove_stale_temporaries(run_dir):
             log.warning("removed %s, left by a checkpoint save that was killed", tmp)
     if resume_from is not None:  # a resumed run may train longer (and log elsewhere), not differently
-        require_same_settings(run_dir, config, allowed={"trainer.epochs", "trainer.logger"})
+        require_same_settings(run_dir, config, allowed=RESUME_CHANGEABLE)
     # a resumed run has its weights in last.ckpt already
     init_from = resolve_init_from(config.init_from, out_root) if resume_from is None else None
 
@@ -140,7 +210,9 @@ def _train(config: ExperimentSettings, out_root: Path, run_dir: Path, resume: bo
         best = BestWeights(run_dir)  # model only; last.ckpt holds the full training state
         latest = ModelCheckpoint(dirpath=run_dir, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
                                  save_on_train_epoch_end=True, enable_version_counter=False)
-        trainer = build_trainer(config, run_dir, [history, best, latest], progress)
+        log.info("%s %s in %s", "resuming" if resume_from else "training", config.experiment, run_dir)
+        epoch_lines = [EpochLines(write=log.info)] if rank_zero_only.rank == 0 else []
+        trainer = build_trainer(config, run_dir, [history, best, latest, *epoch_lines], progress)
         if rank_zero_only.rank == 0:
             dump_config(config, run_dir / "config.yaml")
         try:
@@ -153,6 +225,8 @@ def _train(config: ExperimentSettings, out_root: Path, run_dir: Path, resume: bo
         last.unlink(missing_ok=True)  # every epoch done: the model is in best.ckpt
 
     best_score = best.best_model_score
+    log.info("%s after %d epochs; best validation accuracy %s", "stopped" if trainer.interrupted else "finished",
+             trainer.current_epoch, "-" if best_score is None else f"{100 * float(best_score):.2f}%")
     return {
         "run_dir": str(run_dir),
         "best_ckpt": str(run_dir / "best.ckpt") if (run_dir / "best.ckpt").exists() else None,
@@ -178,7 +252,9 @@ def build_trainer(config: ExperimentSettings, run_dir: Path, callbacks: list[L.C
             devices=tr.devices,
             num_nodes=tr.num_nodes,
             strategy=tr.strategy,
-            precision=resolve_precision(tr.precision, tr.accelerator, announce=rank_zero_only.rank == 0),
+            # the choice's reason goes to train.log (and to the console with --verbose)
+            precision=resolve_precision(tr.precision, tr.accelerator, announce=log.info if rank_zero_only.rank == 0
+                                        else False),
             # "warn": some CUDA kernels (adaptive pooling backward) have no deterministic version
             deterministic="warn" if tr.deterministic else False,
             check_val_every_n_epoch=tr.val_every,

@@ -10,6 +10,7 @@ motion removed first (``warp``, :mod:`fpar.prepare.warp`).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
@@ -193,12 +194,14 @@ def write_flow_gif(
     size: int | None = None,
     max_frames: int | None = None,
     progress: bool = True,
+    device: str = "cpu",
 ) -> int:
     """Write a GIF of each frame beside its colour-coded flow to the next; returns the frames written.
 
     One brightness scale for the whole clip (the median over frames of each frame's 99th
     percentile magnitude): a still moment stays dark instead of amplifying its noise, and one
-    burst of fast motion does not darken the rest.
+    burst of fast motion does not darken the rest. ``device``: as :func:`pair_flows`' (tvl1 only
+    off the CPU). The bar is drawn on a terminal only (no carriage returns in a redirected log).
     """
     from fpar.prepare.video import read_video, resize_short_side
 
@@ -206,9 +209,12 @@ def write_flow_gif(
     frames = [resize_short_side(f, size) for f in video.frames]
     if len(frames) < 2:
         raise FparError(f"{video_path}: {len(frames)} frame(s); flow needs at least 2")
-    estimate = flow_estimator(method)
-    pairs = tqdm(range(len(frames) - 1), desc="flow", unit="frame", disable=not progress)
-    flows = [estimate(frames[k], frames[k + 1]) for k in pairs]
+    if device == "cpu":
+        estimate = flow_estimator(method)
+        pairs = tqdm(range(len(frames) - 1), desc="flow", unit="frame", disable=not (progress and sys.stderr.isatty()))
+        flows = [estimate(frames[k], frames[k + 1]) for k in pairs]
+    else:
+        flows = list(pair_flows(frames, method=method, device=device))
     top = float(np.median([np.percentile(np.linalg.norm(f, axis=-1), 99) for f in flows])) or 1.0
     panels = [Image.fromarray(np.hstack([f, flow_to_rgb(fl, top)])) for f, fl in zip(frames, flows)]
     duration = round(1000 / video.fps) if video.fps else 100

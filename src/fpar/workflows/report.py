@@ -58,14 +58,15 @@ def resolve_run(run: RunPath) -> Path:
 
 def write_report(runs: RunPath | Sequence[RunPath], data_root: RunPath, out_dir: RunPath, *,
                  split: Sequence[str] | str | None = None, clips: int = 4, title: str | None = None,
-                 progress: bool = False) -> dict[str, Any]:
+                 progress: bool = False, accelerator: str = "auto") -> dict[str, Any]:
     """Evaluate each run (a run folder or a checkpoint) on ``split`` of ``data_root`` once and write
     the report into ``out_dir``.
 
     Returns ``runs`` (per run: the evaluation result as :func:`fpar.engine.evaluate.evaluate` plus
     ``name``, ``epochs``, ``best_epoch`` and ``folder``) and the paths ``report`` (report.md),
     ``html`` (index.html) and ``json`` (report.json); given one run (not a list), also that run's
-    result at the top level. ``title``: the name shown for a single run.
+    result at the top level. ``title``: the name shown for a single run. ``accelerator``: what the
+    evaluation runs on (as :func:`fpar.engine.evaluate.evaluate`'s).
     """
     single = isinstance(runs, (str, os.PathLike))
     checkpoints = [resolve_run(run) for run in ([runs] if single else runs)]
@@ -77,7 +78,7 @@ def write_report(runs: RunPath | Sequence[RunPath], data_root: RunPath, out_dir:
     results = []
     for checkpoint, name in zip(checkpoints, names):
         folder = out_dir if len(checkpoints) == 1 else out_dir / _slug(name)
-        results.append(_report_run(checkpoint, name, data_root, folder, out_dir, split, clips, progress))
+        results.append(_report_run(checkpoint, name, data_root, folder, out_dir, split, clips, progress, accelerator))
 
     write_text(out_dir / "report.md", _markdown(results))
     write_text(out_dir / "index.html", _html(results, out_dir))
@@ -106,13 +107,13 @@ def _slug(name: str) -> str:
 
 
 def _report_run(checkpoint: Path, name: str, data_root: RunPath, folder: Path, out_dir: Path,
-                split: Sequence[str] | str | None, clips: int, progress: bool) -> dict[str, Any]:
+                split: Sequence[str] | str | None, clips: int, progress: bool, accelerator: str = "auto") -> dict[str, Any]:
     """Evaluate one run and draw its pictures into ``folder``; paths in ``pictures`` are relative to ``out_dir``."""
     folder.mkdir(parents=True, exist_ok=True)
     contract = read_contract(load_checkpoint(checkpoint), checkpoint)
     explain = _first_clip_of_classes(data_root, contract.classes, split, contract.config, clips)
     result = evaluate(checkpoint, data_root, split=split, predictions_csv=folder / "predictions.csv",
-                      explain=explain, progress=progress)
+                      explain=explain, progress=progress, accelerator=accelerator)
     classes = [printable_name(c) for c in result["classes"]]
     rows = result["clips"]
     shown = printable_name(name)
