@@ -21,6 +21,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("config", metavar="CONFIG", help="packaged config name or YAML path")
     show.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
     show.set_defaults(func=show_command)
+    diff = actions.add_parser(
+        "diff", help="the settings two configs (or run folders) differ in",
+        description="Both resolved (bases merged, defaults filled) and compared key by key; a run folder "
+                    "stands for the config.yaml it was trained with. Exit 0 when they are the same, 1 when not.")
+    diff.add_argument("a", metavar="A", help="packaged config name, YAML path or run folder")
+    diff.add_argument("b", metavar="B", help="packaged config name, YAML path or run folder")
+    diff.set_defaults(func=diff_command)
     schema = actions.add_parser(
         "schema", help="write the JSON schema of experiment configs",
         description="An editor given this schema (e.g. YAML language server: `# yaml-language-server: "
@@ -43,13 +50,28 @@ def list_command(args: argparse.Namespace) -> int:
 def show_command(args: argparse.Namespace) -> int:
     from fpar.engine.config import dump_config, find_config, load_config
 
-    path = find_config(args.config, kind="recipe")
+    path = find_config(args.config, kind="recipe")  # configs and recipes alike
     print(f"# {path}")
     if path.parent.name == "recipes" and not args.overrides:  # a recipe: its stages, as written
         print(path.read_text(encoding="utf-8"), end="")
     else:
         print(dump_config(load_config(path, args.overrides)), end="")
     return 0
+
+
+def diff_command(args: argparse.Namespace) -> int:
+    from fpar.engine.config import config_diff, load_config_or_run
+
+    changes = config_diff(load_config_or_run(args.a), load_config_or_run(args.b))
+    if not changes:
+        print(f"{args.a} and {args.b} have the same settings")
+        return 0
+    width = max(len("setting"), *(len(key) for key, _, _ in changes))
+    left = max(len(args.a), *(len(json.dumps(a)) for _, a, _ in changes))
+    print(f"{'setting':<{width}}  {args.a:<{left}}  {args.b}")
+    for key, a, b in changes:
+        print(f"{key:<{width}}  {json.dumps(a):<{left}}  {json.dumps(b)}")
+    return 1
 
 
 def schema_command(args: argparse.Namespace) -> int:

@@ -50,6 +50,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         "(overrides trainer.devices)")
     parser.add_argument("--num-nodes", type=at_least(1, MAX_PROCESSES), metavar="N", help="nodes (overrides trainer.num_nodes)")
     parser.add_argument("--precision", choices=PRECISIONS, help="numeric precision (overrides trainer.precision)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="list the runs it would make (train, resume or skip) with their main settings, and stop")
     add_compute_options(parser)
 
 
@@ -66,17 +68,57 @@ def _scale_kwargs(args: argparse.Namespace) -> dict:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from fpar.workflows.recipe import run_recipe
+    from fpar.workflows.recipe import format_accuracy, load_recipe, run_recipe
 
-    run_recipe(args.recipe, overrides=_device_overrides(args), **_scale_kwargs(args))
+    if args.dry_run:
+        _print_plan([stage["config"] for stage in load_recipe(args.recipe, _device_overrides(args))], args.out)
+        return 0
+    results = run_recipe(args.recipe, overrides=_device_overrides(args), **_scale_kwargs(args))
+    what = {"done": "already done", "partial": "resumed", "new": "trained"}
+    print()
+    print(_table(("stage", "run", "", "epochs", "best val"),
+                 [(r["stage"], r["run_dir"], what[r["state"]], r["epochs_done"],
+                   format_accuracy(r["best_val_accuracy"])) for r in results]))
     return 0
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from fpar.workflows.sweep import run_sweep
+    from fpar.engine.config import load_config
+    from fpar.workflows.sweep import expand_grid, run_name, run_sweep
 
+    if args.dry_run:
+        overrides = _device_overrides(args)
+        base = load_config(args.config, overrides).experiment
+        _print_plan([load_config(args.config, [*overrides, *(f"{k}={v}" for k, v in combo),
+                                               f"experiment={run_name(base, combo)}"])
+                     for combo in expand_grid(args.axes)], args.out)
+        return 0
     run_sweep(args.config, args.axes, overrides=_device_overrides(args), **_scale_kwargs(args))
     return 0
+
+
+def _print_plan(configs: list, out: str) -> None:
+    """``--dry-run``: each run with what would happen to it and the settings that differ most often."""
+    from pathlib import Path
+
+    from fpar.workflows.recipe import run_state
+
+    verb = {"done": "skip (finished)", "partial": "resume", "new": "train"}
+    rows = []
+    for config in configs:
+        tr, opt = config.trainer, config.optimizer
+        rows.append((str(Path(out) / config.experiment), verb[run_state(Path(out) / config.experiment)],
+                     config.model.name, config.stage.name, tr.epochs, tr.batch_size, f"{opt.name} {opt.lr:g}",
+                     tr.accelerator))
+    print(_table(("run", "would", "model", "stage", "epochs", "batch", "optimizer", "accelerator"), rows))
+    print(f"{len(configs)} run{'s' * (len(configs) != 1)}; `fpar configs show CONFIG key=value` prints one's "
+          "settings in full")
+
+
+def _table(header: tuple, rows: list[tuple]) -> str:
+    lines = [tuple(map(str, header)), *(tuple(map(str, row)) for row in rows)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -359,6 +359,22 @@ def resume_config(run_dir: Path, overrides: Iterable[str] = ()) -> ExperimentSet
     return config
 
 
+def load_config_or_run(ref: str | os.PathLike, overrides: Iterable[str] = ()) -> ExperimentSettings:
+    """A config (file or packaged name), or a run folder's saved config.yaml: what ``fpar configs
+    diff`` and ``--dry-run`` compare."""
+    path = Path(ref).expanduser()
+    if path.is_dir() and (path / "config.yaml").is_file():
+        return load_config(path / "config.yaml", overrides)
+    return load_config(ref, overrides)
+
+
+def config_diff(a: ExperimentSettings, b: ExperimentSettings) -> list[tuple[str, Any, Any]]:
+    """``(dotted key, value in a, value in b)`` for every setting that differs, in key order."""
+    left, right = _flatten(a.as_dict()), _flatten(b.as_dict())
+    return [(key, left.get(key), right.get(key)) for key in sorted(left.keys() | right.keys())
+            if left.get(key) != right.get(key)]
+
+
 def require_same_settings(run_dir: Path, config: ExperimentSettings, allowed: Iterable[str] = ()) -> None:
     """A finished or interrupted run is reused only for the experiment it was trained as (its
     ``config.yaml``): reusing it for changed settings would report results those settings never

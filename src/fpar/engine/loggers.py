@@ -15,6 +15,8 @@ from fpar.errors import FparError
 
 # name -> the package it needs (None: installed with fpar)
 LOGGERS = {"tensorboard": None, "csv": None, "wandb": "wandb", "mlflow": "mlflow"}
+# besides them, always: the console's lines with their times, in every run folder (engine/train.py)
+RUN_LOG = "train.log"
 
 
 def build_loggers(names: Sequence[str], run_dir: Path, experiment: str) -> list[Any]:

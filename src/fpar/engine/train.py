@@ -33,7 +33,7 @@ from fpar.engine.config import (RESUME_CHANGEABLE, dump_config, load_config, req
 from fpar.engine.settings import ExperimentSettings
 from fpar.engine.datamodule import FparDataModule
 from fpar.engine.hardware import resolve_precision
-from fpar.engine.loggers import build_loggers
+from fpar.engine.loggers import RUN_LOG, build_loggers
 from fpar.engine.module import FparModule, DivergedError
 from fpar.errors import FparError
 from fpar.io import exclusive_lock, inside
@@ -41,7 +41,6 @@ from fpar.io import exclusive_lock, inside
 log = logging.getLogger(__name__)
 
 DEFAULT_OUT = "runs"
-RUN_LOG = "train.log"  # in every run folder: the console's lines, each with its time
 
 
 def resumed_run(ref: str | os.PathLike, overrides: list[str] = (), out_dir: str | os.PathLike | None = None

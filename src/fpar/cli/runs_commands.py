@@ -1,0 +1,31 @@
+"""``fpar runs``: the run folders under a folder, with what they trained and how they ended."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    runs = subparsers.add_parser(
+        "runs", help="list the runs under a folder: model, stage, epochs, best validation accuracy, state",
+        description="Every run folder (one with config.yaml) under DIR, one line each. State: finished "
+                    "(all epochs done), resumable (a last.ckpt to continue from with fpar train RUN --resume: "
+                    "interrupted, killed, or still running) or failed (stopped before it could be resumed).")
+    runs.add_argument("dir", nargs="?", default="runs", metavar="DIR", help="folder of runs (default runs)")
+    runs.add_argument("--json", action="store_true", help="print one JSON list")
+    runs.set_defaults(func=runs_command)
+
+
+def runs_command(args: argparse.Namespace) -> int:
+    import json
+
+    from fpar.workflows.runs import describe_run, format_runs, run_folders
+
+    runs = [describe_run(folder) for folder in run_folders(args.dir)]
+    if args.json:
+        print(json.dumps(runs))
+    elif not runs:
+        print(f"no runs under {args.dir}")
+    else:
+        print(format_runs(runs))
+    return 0

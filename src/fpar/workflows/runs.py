@@ -1,0 +1,121 @@
+"""The run folders under a folder (``fpar runs [DIR]``): what each trained, how far, how well, and
+whether it finished, can be resumed or failed. Read from the files a run writes (config.yaml,
+metrics.json, train.log, the checkpoints, a recipe's summary.json); nothing is loaded into torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fpar.engine.loggers import RUN_LOG
+from fpar.errors import FparError
+from fpar.workflows.recipe import DONE_MARKER
+
+# the states a run folder is found in (docs/training.md, "Run folders")
+STATES = ("finished", "resumable", "failed")
+
+
+def run_folders(root: str | os.PathLike) -> list[Path]:
+    """Every run folder (one holding config.yaml) at ``root`` or below it, sorted by path; ``root``
+    itself may be one."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FparError(f"{root}: no such folder of runs")
+    return sorted({path.parent for path in root.rglob("config.yaml")
+                   if not any(part.startswith(".") for part in path.relative_to(root).parts)})
+
+
+def describe_run(run_dir: Path) -> dict[str, Any]:
+    """One run folder as ``run`` (its path), ``model``, ``stage``, ``selection`` (settings naming
+    how the model is selected or scored, where the config records them), ``epochs`` and ``of``
+    (validated epochs done / planned), ``best`` (best validation accuracy, None before the first
+    validation) and ``state`` (one of :data:`STATES`)."""
+    try:
+        config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        config = {}
+    if not isinstance(config, dict):
+        config = {}
+    rows = _metrics(run_dir)
+    accuracies = [row["val_accuracy"] for row in rows if isinstance(row.get("val_accuracy"), (int, float))]
+    trainer = config.get("trainer") if isinstance(config.get("trainer"), dict) else {}
+    epochs = max((int(row.get("epoch", 0)) for row in rows), default=0)
+    return {
+        "run": str(run_dir),
+        "model": (config.get("model") or {}).get("name", "?") if isinstance(config.get("model"), dict) else "?",
+        "stage": (config.get("stage") or {}).get("name", "?") if isinstance(config.get("stage"), dict) else "?",
+        "selection": _selection(config),
+        "epochs": epochs,
+        "of": trainer.get("epochs"),
+        "best": max(accuracies) if accuracies else None,
+        "state": run_state(run_dir, epochs, trainer.get("epochs"), trainer.get("val_every")),
+    }
+
+
+def run_state(run_dir: Path, validated: int = 0, planned: Any = None, val_every: Any = None) -> str:
+    """``finished`` (training returned after its last epoch), ``resumable`` (a last.ckpt to continue
+    from: interrupted, killed or still running) or ``failed`` (stopped on an error, which train.log's
+    last line names, or never saved a checkpoint). A run from before train.log is judged by its last
+    validated epoch (``validated``) against the ``planned`` epochs and the validation period."""
+    if (run_dir / DONE_MARKER).is_file():
+        return "finished"
+    log = run_dir / RUN_LOG
+    if log.is_file():
+        last_line = _last_line(log)
+        if last_line.startswith("finished"):
+            return "finished"
+        if last_line.startswith(("stopped:", "failed:")):  # an error ended it: resuming would meet it again
+            return "failed"
+        return "resumable" if (run_dir / "last.ckpt").is_file() else "failed"
+    if isinstance(planned, int) and validated > planned - (val_every if isinstance(val_every, int) else 1):
+        return "finished"
+    return "resumable" if (run_dir / "last.ckpt").is_file() else "failed"
+
+
+def format_runs(runs: list[dict[str, Any]]) -> str:
+    """The runs as an aligned text table, one line each."""
+    header = ("run", "model", "stage", "selection", "epochs", "best val", "state")
+    lines = [header] + [(run["run"], run["model"], run["stage"], run["selection"] or "-",
+                         f"{run['epochs']}/{run['of'] if run['of'] is not None else '?'}",
+                         "-" if run["best"] is None else f"{100 * run['best']:.2f}%", run["state"]) for run in runs]
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines)
+
+
+def _metrics(run_dir: Path) -> list[dict[str, Any]]:
+    try:
+        rows = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [row for row in rows if isinstance(row, dict)] if isinstance(rows, list) else []
+
+
+def _selection(config: dict[str, Any], prefix: str = "") -> str:
+    """``key=value`` of the settings whose names say they choose the protocol or the checkpoint
+    selection, where a config has any (older configs have none)."""
+    found = []
+    for key, value in config.items():
+        if isinstance(value, dict):
+            inner = _selection(value, f"{prefix}{key}.")
+            if inner:
+                found.append(inner)
+        elif any(word in key for word in ("protocol", "selection", "select")) and value not in (None, ""):
+            found.append(f"{prefix}{key}={value}")
+    return " ".join(found)
+
+
+def _last_line(path: Path) -> str:
+    """The last line of a run's log without its time (``YYYY-MM-DD HH:MM:SS ``), or ``""``."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 4096))
+            tail = handle.read().decode("utf-8", errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return tail[-1][20:] if tail else ""
