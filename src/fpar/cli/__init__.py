@@ -50,13 +50,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_CONSOLE = logging.StreamHandler()  # fpar's log lines on stderr: warnings, and with --verbose status lines
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a line is logged (a test's capture, a redirected one)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+_CONSOLE = _Stderr()  # fpar's log lines on stderr: warnings, and with --verbose status lines
 
 
 def show_log_lines(verbose: bool) -> None:
     """fpar's logged lines go to stderr as plain lines: warnings always, information with ``--verbose``
     (a run folder's train.log keeps the information lines either way)."""
-    _CONSOLE.setStream(sys.stderr)  # the stderr of this call (tests capture it anew)
     _CONSOLE.setLevel(logging.INFO if verbose else logging.WARNING)
     package = logging.getLogger("fpar")
     if _CONSOLE not in package.handlers:

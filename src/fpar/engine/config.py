@@ -278,7 +278,7 @@ def _best(word: str, matches: list[str]) -> list[str]:
     import difflib
 
     ratios = [difflib.SequenceMatcher(None, word, m).ratio() for m in matches]
-    return [m for m, r in zip(matches, ratios) if r >= ratios[0] - 0.05]
+    return [m for m, r in zip(matches, ratios) if r >= ratios[0] - 0.1]
 
 
 def _description(dotted: str) -> str | None:

@@ -89,7 +89,7 @@ def train(config: ExperimentSettings | dict[str, Any], *, data_root: str | os.Pa
     out_root = Path(out_dir if out_dir is not None else DEFAULT_OUT)
     run_dir = inside(out_root, config.experiment)
     with run_folder_lock(out_root, config.experiment) if lock else contextlib.nullcontext():
-        with removed_on_failure(run_dir), run_log(run_dir):
+        with removed_on_failure(run_dir):
             return _train(config, out_root, run_dir, resume, progress)
 
 
@@ -199,41 +199,43 @@ def _train(config: ExperimentSettings, out_root: Path, run_dir: Path, resume: bo
     # a resumed run has its weights in last.ckpt already
     init_from = resolve_init_from(config.init_from, out_root) if resume_from is None else None
 
-    with quiet_lightning():
-        L.seed_everything(config.trainer.seed, verbose=False)  # the model's random init too
-        datamodule = FparDataModule(config)
-        module = FparModule(config, datamodule.classes)
-        if init_from:
-            load_init_weights(module.model, init_from, datamodule.classes)
-        history = MetricsHistory(run_dir)
-        best = BestWeights(run_dir)  # model only; last.ckpt holds the full training state
-        latest = ModelCheckpoint(dirpath=run_dir, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
-                                 save_on_train_epoch_end=True, enable_version_counter=False)
-        log.info("%s %s in %s", "resuming" if resume_from else "training", config.experiment, run_dir)
-        epoch_lines = [EpochLines(write=log.info)] if rank_zero_only.rank == 0 else []
-        trainer = build_trainer(config, run_dir, [history, best, latest, *epoch_lines], progress)
-        if rank_zero_only.rank == 0:
-            dump_config(config, run_dir / "config.yaml")
-        try:
-            with distributed_run(trainer):
-                trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
-        except DivergedError as exc:
-            kept = f"last good checkpoint: {last}" if last.exists() else "no checkpoint had been saved yet"
-            raise FparError(f"{exc}; {kept}") from None
-    if not config.trainer.keep_last and not trainer.interrupted and rank_zero_only.rank == 0:
-        last.unlink(missing_ok=True)  # every epoch done: the model is in best.ckpt
+    with run_log(run_dir):  # from here on the run's lines go to train.log too
+        with quiet_lightning():
+            L.seed_everything(config.trainer.seed, verbose=False)  # the model's random init too
+            datamodule = FparDataModule(config)
+            module = FparModule(config, datamodule.classes)
+            if init_from:
+                load_init_weights(module.model, init_from, datamodule.classes)
+            history = MetricsHistory(run_dir)
+            best = BestWeights(run_dir)  # model only; last.ckpt holds the full training state
+            latest = ModelCheckpoint(dirpath=run_dir, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
+                                     save_on_train_epoch_end=True, enable_version_counter=False)
+            log.info("%s %s in %s", "resuming" if resume_from else "training", config.experiment, run_dir)
+            epoch_lines = [EpochLines(write=log.info)] if rank_zero_only.rank == 0 else []
+            trainer = build_trainer(config, run_dir, [history, best, latest, *epoch_lines], progress)
+            if rank_zero_only.rank == 0:
+                dump_config(config, run_dir / "config.yaml")
+            try:
+                with distributed_run(trainer):
+                    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+            except DivergedError as exc:
+                kept = f"last good checkpoint: {last}" if last.exists() else "no checkpoint had been saved yet"
+                raise FparError(f"{exc}; {kept}") from None
+        if not config.trainer.keep_last and not trainer.interrupted and rank_zero_only.rank == 0:
+            last.unlink(missing_ok=True)  # every epoch done: the model is in best.ckpt
 
-    best_score = best.best_model_score
-    log.info("%s after %d epochs; best validation accuracy %s", "stopped" if trainer.interrupted else "finished",
-             trainer.current_epoch, "-" if best_score is None else f"{100 * float(best_score):.2f}%")
-    return {
-        "run_dir": str(run_dir),
-        "best_ckpt": str(run_dir / "best.ckpt") if (run_dir / "best.ckpt").exists() else None,
-        "last_ckpt": str(last) if last.exists() else None,
-        "best_val_accuracy": float(best_score) if best_score is not None else None,
-        "epochs_done": trainer.current_epoch,
-        "metrics": list(history.rows),
-    }
+        best_score = best.best_model_score
+        log.info("%s after %d epochs; best validation accuracy %s",
+                 "interrupted" if trainer.interrupted else "finished", trainer.current_epoch,
+                 "-" if best_score is None else f"{100 * float(best_score):.2f}%")
+        return {
+            "run_dir": str(run_dir),
+            "best_ckpt": str(run_dir / "best.ckpt") if (run_dir / "best.ckpt").exists() else None,
+            "last_ckpt": str(last) if last.exists() else None,
+            "best_val_accuracy": float(best_score) if best_score is not None else None,
+            "epochs_done": trainer.current_epoch,
+            "metrics": list(history.rows),
+        }
 
 
 def build_trainer(config: ExperimentSettings, run_dir: Path, callbacks: list[L.Callback], progress: bool) -> L.Trainer:
@@ -385,6 +387,8 @@ def quiet_lightning() -> Iterator[None]:
             warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=r".*number of training batches.*logging interval.*")
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+            # a run folder moved or copied: last.ckpt's monitor-less checkpoint state does not need its old path
+            warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
             warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
             yield
     finally:
