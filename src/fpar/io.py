@@ -84,8 +84,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = None
     try:
         tmp = _temp_beside(path)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the final file gets the usual permissions
+        mode = 0o666 & ~_umask()  # mkstemp makes 0600; the final file gets the usual permissions
+        os.chmod(tmp, mode)
         yield tmp
+        os.chmod(tmp, mode)  # again: some writers (safetensors) replace the file they were given
         os.replace(tmp, path)
     except (OSError, RuntimeError) as exc:
         failure = _write_failure(path, exc)

@@ -187,3 +187,41 @@ def test_cuda_where_there_is_none_is_refused_once_before_any_work(tmp_path, caps
     assert err == ["fpar: error: --device cuda: this PyTorch "
                    f"({torch.__version__}) sees no CUDA GPU here; use --device cpu"]
     assert not (tmp_path / "d").exists()
+
+
+# ---------------------------------------------------------------------------- quiet, readable
+
+
+def test_a_file_its_writer_replaced_gets_the_usual_permissions(tmp_path):
+    import os
+
+    from fpar.io import atomic_path
+
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "model.safetensors") as tmp:
+            tmp.unlink()  # as safetensors does: a new file (0600 from its own temporary) in its place
+            fd = os.open(tmp, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "model.safetensors").stat().st_mode & 0o777 == 0o644
+
+
+def test_precision_line_only_with_verbose(tmp_path, capsys):
+    from fpar.cli import show_log_lines
+    from fpar.engine.hardware import Hardware, resolve_precision
+    import logging
+
+    hardware = Hardware(device="cpu", name="test CPU", cpu_flags=frozenset())
+    for verbose in (False, True):
+        show_log_lines(verbose)
+        resolve_precision("auto", "cpu", hardware=hardware, announce=logging.getLogger("fpar.engine.evaluate").info)
+        assert ("precision 32-true on cpu" in capsys.readouterr().err) == verbose
+    show_log_lines(False)
+
+
+def test_eval_takes_a_run_folder(trained_run, tiny_data, capsys):
+    assert main(["eval", trained_run["run_dir"], "--data", str(tiny_data), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["checkpoint"] == str(Path(trained_run["run_dir"]) / "best.ckpt")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from fpar import __version__
@@ -76,7 +77,15 @@ def show_log_lines(verbose: bool) -> None:
         package.setLevel(logging.INFO)
 
 
+# Decoders' own log lines ("moov atom not found", OpenCV's "[ WARN:0] global cap.cpp ...") precede
+# fpar's one-line error about the same file and say less; the CLI mutes them before OpenCV loads
+# (a value set in the environment wins: OPENCV_FFMPEG_LOGLEVEL=24 shows ffmpeg's warnings again).
+QUIET_DECODERS = {"OPENCV_FFMPEG_LOGLEVEL": "-8", "OPENCV_LOG_LEVEL": "ERROR"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    for name, value in QUIET_DECODERS.items():
+        os.environ.setdefault(name, value)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

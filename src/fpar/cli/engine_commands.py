@@ -113,7 +113,8 @@ def run_eval(args: argparse.Namespace) -> int:
     from fpar.workflows.report import resolve_run
 
     accelerator = accelerator_for(require_device(args.device), args.accelerator)
-    checkpoint = resolve_run(args.checkpoint)  # a run folder: its best.ckpt (else last.ckpt)
+    # a run folder: its best.ckpt (else last.ckpt), as fpar report reads one
+    checkpoint = resolve_run(args.checkpoint) if Path(args.checkpoint).is_dir() else args.checkpoint
     result = evaluate(checkpoint, args.data, split=args.split, views=args.views, batch_size=args.batch_size,
                       devices=args.devices, accelerator=accelerator, workers=args.workers,
                       predictions_csv=args.predictions, precision=args.precision, progress=True)
