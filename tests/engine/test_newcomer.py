@@ -225,3 +225,11 @@ def test_eval_takes_a_run_folder(trained_run, tiny_data, capsys):
     assert main(["eval", trained_run["run_dir"], "--data", str(tiny_data), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["checkpoint"] == str(Path(trained_run["run_dir"]) / "best.ckpt")
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh"])
+def test_shell_completion_knows_every_command(shell, capsys):
+    assert main(["completion", shell]) == 0
+    script = capsys.readouterr().out
+    for command in ("train", "eval", "runs", "configs", "prepare-gtea", "--device", "--resume"):
+        assert command in script

@@ -31,6 +31,7 @@ COMMAND_MODULES = [
     "fpar.cli.config_commands",
     "fpar.cli.export_commands",
     "fpar.cli.runs_commands",
+    "fpar.cli.completion_commands",
 ]
 
 
