@@ -33,6 +33,7 @@ import json
 import math
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -267,7 +268,8 @@ def _write_temps(
             yield frame
 
     k = 0
-    bar = tqdm(desc=key, unit="frame", disable=not progress, leave=False)
+    # a bar on a terminal only: redirected into a log its carriage returns are noise
+    bar = tqdm(desc=key, unit="frame", disable=not (progress and sys.stderr.isatty()), leave=False)
     for field in pair_flows(tap(), method=flow, warp=warp, device=device):
         k += 1
         fx, fy = quantize_flow(field, bound)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import shutil
 import time
 from pathlib import Path
@@ -56,7 +55,7 @@ def run_demo(out: str | os.PathLike = "demo-output", *, recipe: str | os.PathLik
         shutil.rmtree(out / "runs", ignore_errors=True)  # runs on an earlier dataset are stale
 
     runs = run_recipe(recipe, out_dir=out / "runs", data_root=str(data), overrides=overrides,
-                      progress=sys.stderr.isatty(),
+                      progress=True,  # bars on a terminal, one line per epoch in a redirected log
                       log=log)
     classes = json.loads((data / "synth.json").read_text())["classes"]
     rows = []
