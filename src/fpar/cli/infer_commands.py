@@ -82,6 +82,7 @@ def cam_command(args: argparse.Namespace) -> int:
                                precision=args.precision, announce=True, device=require_device(args.device))
     name, prob = prediction.top(1)[0]
     written = explain_clip(prediction.clip, prediction.outputs, args.out, title=f"{name} ({100 * prob:.0f}%)",
+                           predicted=name, probability=prob,
                            fps=args.fps)
     if not written:
         raise FparError(f"model '{prediction.model_name}' has no attention, MS head or modulation to show")

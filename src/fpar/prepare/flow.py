@@ -186,6 +186,16 @@ def flow_to_rgb(flow: np.ndarray, max_magnitude: float | None = None) -> np.ndar
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
 
 
+def colour_wheel(diameter: int) -> np.ndarray:
+    """The key to :func:`flow_to_rgb`: ``uint8 (d, d, 3)``, each point coloured as flow pointing from
+    the centre to it (hue = direction, brightness = speed up to the full scale at the rim)."""
+    radius = diameter / 2
+    y, x = np.mgrid[0:diameter, 0:diameter].astype(np.float32) + 0.5 - radius
+    wheel = flow_to_rgb(np.stack([x, y], axis=-1), radius)
+    wheel[np.hypot(x, y) > radius] = 255  # outside the disc: white
+    return wheel
+
+
 def write_flow_gif(
     video_path: str | Path,
     out_path: str | Path,
@@ -216,11 +226,20 @@ def write_flow_gif(
     else:
         flows = list(pair_flows(frames, method=method, device=device))
     top = float(np.median([np.percentile(np.linalg.norm(f, axis=-1), 99) for f in flows])) or 1.0
-    panels = [Image.fromarray(np.hstack([f, flow_to_rgb(fl, top)])) for f, fl in zip(frames, flows)]
+    # the colour wheel in the flow panel's corner says which colour is which direction
+    key = colour_wheel(max(16, min(frames[0].shape[:2]) // 4))
+    panels = [Image.fromarray(np.hstack([f, _with_key(flow_to_rgb(fl, top), key)])) for f, fl in zip(frames, flows)]
     duration = round(1000 / video.fps) if video.fps else 100
     with atomic_path(out_path) as tmp:
         panels[0].save(tmp, format="GIF", save_all=True, append_images=panels[1:], duration=duration, loop=0)
     return len(panels)
+
+
+def _with_key(panel: np.ndarray, key: np.ndarray) -> np.ndarray:
+    panel = panel.copy()
+    d = key.shape[0]
+    panel[2:2 + d, -2 - d:-2] = key
+    return panel
 
 
 def _gray(image: np.ndarray) -> np.ndarray:

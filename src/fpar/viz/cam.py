@@ -38,11 +38,36 @@ def colorize(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.stack(out)
 
 
-def overlay_maps(frames: np.ndarray, maps: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """Blend heat maps ``(T, h, w)`` over ``uint8 (T, H, W, 3)`` frames."""
+def overlay_maps(frames: np.ndarray, maps: np.ndarray, alpha: float = 0.3) -> np.ndarray:
+    """Blend heat maps ``(T, h, w)`` over ``uint8 (T, H, W, 3)`` frames (light enough that the
+    scene under the map stays readable)."""
     heat = colorize(maps, frames.shape[1:3]).astype(np.float32)
     blended = (1 - alpha) * frames.astype(np.float32) + alpha * heat
     return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+
+
+def caption_frames(frames: np.ndarray, lines: list[str]) -> np.ndarray:
+    """``uint8 (T, H, W, 3)`` frames with a dark band below each: ``frame k/T`` and ``lines``
+    (predicted and true class), in a font sized to the frame, so a still of the GIF explains itself."""
+    from PIL import ImageDraw, ImageFont
+
+    count, height, width = frames.shape[:3]
+    size = max(10, width // 18)
+    try:
+        font = ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: one fixed size
+        font = ImageFont.load_default()
+    texts = [[f"frame {k + 1}/{count}", *lines] for k in range(count)]
+    band = (size + 4) * len(texts[0]) + 6
+    out = []
+    for frame, text in zip(frames, texts):
+        image = Image.new("RGB", (width, height + band), (24, 24, 24))
+        image.paste(Image.fromarray(frame), (0, 0))
+        draw = ImageDraw.Draw(image)
+        for i, line in enumerate(text):
+            draw.text((6, height + 4 + i * (size + 4)), line, fill=(240, 240, 240), font=font)
+        out.append(np.asarray(image))
+    return np.stack(out)
 
 
 def save_gif(frames: np.ndarray, path: str | os.PathLike, fps: float = 4.0, scale: int = 1) -> None:

@@ -9,15 +9,18 @@ from pathlib import Path
 import torch
 
 from fpar.models.ms_task import ms_target
-from fpar.viz.cam import denormalize, overlay_maps, save_gif
+from fpar.viz.cam import caption_frames, denormalize, overlay_maps, save_gif
 from fpar.viz.plots import plot_map_grid
 
 
 def explain_clip(clip: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor], out_dir: str | os.PathLike,
-                 *, title: str = "", fps: float = 4.0) -> list[Path]:
+                 *, title: str = "", fps: float = 4.0, predicted: str | None = None,
+                 probability: float | None = None, true: str | None = None) -> list[Path]:
     """Write the pictures that ``outputs`` (a batch of one) allow; returns their paths.
 
-    * ``cam.gif``: the attention map over each sampled frame (models with CAM attention);
+    * ``cam.gif``: the attention map over each sampled frame (models with CAM attention), a band
+      under each naming the frame (``k/T`` of the sampled frames), the ``predicted`` class with its
+      ``probability`` and, where known, the ``true`` one;
     * ``ms.png``: motion maps, the same downsampled to the head's grid (the target), and the MS
       head's predictions (sigmoid of its outputs) per frame;
     * ``modulation.png``: two-in-one's conv1 output before modulation, scale, shift and after,
@@ -28,8 +31,13 @@ def explain_clip(clip: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor]
     frames = denormalize(clip["frames"]) if "frames" in clip else None
     if "attention" in outputs and frames is not None:
         path = out_dir / "cam.gif"
-        save_gif(overlay_maps(frames, outputs["attention"][0].float().cpu().numpy()), path, fps=fps,
-                 scale=max(1, 224 // frames.shape[1]))
+        overlaid = overlay_maps(frames, outputs["attention"][0].float().cpu().numpy())
+        scale = max(1, 224 // frames.shape[1])
+        overlaid = overlaid.repeat(scale, axis=1).repeat(scale, axis=2)
+        guess = None if predicted is None else \
+            f"predicted {predicted}" + ("" if probability is None else f" ({100 * probability:.0f}%)")
+        lines = [line for line in (guess, None if true is None else f"true {true}") if line]
+        save_gif(caption_frames(overlaid, lines), path, fps=fps)
         written.append(path)
     if "ms" in outputs:
         grid = int(round(outputs["ms"].shape[-1] ** 0.5))

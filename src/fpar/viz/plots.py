@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fpar.io import atomic_path  # noqa: E402
@@ -40,6 +41,8 @@ def plot_curves(rows: Sequence[dict], path: str | os.PathLike, title: str = "") 
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("validation accuracy (%)")
     ax_acc.set_ylim(0, 100)
+    for ax in (ax_loss, ax_acc):  # epochs are whole: no tick at 2.5
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
         fig.suptitle(title)
     _save(fig, path)
@@ -83,12 +86,15 @@ def plot_map_grid(rows: Sequence[tuple[str, np.ndarray]], path: str | os.PathLik
 
     Used for motion maps before/after downsampling, the MS head's predictions and the two-in-one
     modulation maps, side by side over time. ``value_range`` fixes the colour scale of every map
-    (e.g. (0, 1) for probabilities); by default each map spans its own range.
+    (e.g. (0, 1) for probabilities); by default each row spans its own range. Every row of maps
+    gets a colour bar saying what its colours mean.
     """
-    vmin, vmax = value_range or (None, None)
     columns = max(len(maps) for _, maps in rows)
-    fig, axes = plt.subplots(len(rows), columns, figsize=(1.6 * columns, 1.6 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), columns, figsize=(1.6 * columns + 0.8, 1.6 * len(rows)), squeeze=False)
     for r, (name, maps) in enumerate(rows):
+        pictures = [m for m in maps if np.ndim(m) != 3]
+        vmin, vmax = value_range or ((float(np.min(pictures)), float(np.max(pictures))) if pictures else (None, None))
+        image = None
         for c in range(columns):
             ax = axes[r][c]
             ax.axis("off")
@@ -96,8 +102,11 @@ def plot_map_grid(rows: Sequence[tuple[str, np.ndarray]], path: str | os.PathLik
                 if np.ndim(maps[c]) == 3:
                     ax.imshow(maps[c])
                 else:
-                    ax.imshow(maps[c], cmap=cmap, vmin=vmin, vmax=vmax)
-        axes[r][0].set_title(name, fontsize=8, loc="left")
+                    image = ax.imshow(maps[c], cmap=cmap, vmin=vmin, vmax=vmax)
+        axes[r][0].set_title(name, fontsize=9, loc="left")
+        if image is not None:
+            bar = fig.colorbar(image, ax=list(axes[r]), fraction=0.02, pad=0.01)
+            bar.ax.tick_params(labelsize=7)
     if title:
         fig.suptitle(title)
     _save(fig, path)

@@ -137,7 +137,8 @@ def _report_run(checkpoint: Path, name: str, data_root: RunPath, folder: Path, o
     plot_correlation(np.corrcoef(means - means.mean(axis=0)), [classes[c] for c in present],
                      folder / "features.png", title=f"{shown}: correlation of class-mean features")
     pictures["features"] = folder / "features.png"
-    explained = [(printable_name(row.id), classes[row.label], paths) for row, paths in _explanations(rows, folder / "clips")]
+    explained = [(printable_name(row.id), classes[row.label], paths)
+                 for row, paths in _explanations(rows, folder / "clips", classes)]
 
     return {**result, "name": name, "epochs": history[-1]["epoch"] if history else None, "best_epoch": best_epoch,
             "folder": str(folder), "config": contract.config,
@@ -157,14 +158,16 @@ def _first_clip_of_classes(data_root: RunPath, classes: list[str] | None, split:
     return set(chosen.values())
 
 
-def _explanations(rows: list[ClipResult], clips_dir: Path) -> list[tuple[ClipResult, list[Path]]]:
-    """The explanation pictures of the clips evaluated with ``explain``."""
+def _explanations(rows: list[ClipResult], clips_dir: Path, classes: list[str]) -> list[tuple[ClipResult, list[Path]]]:
+    """The explanation pictures of the clips evaluated with ``explain``, each frame captioned with
+    the predicted class, its probability and the true class."""
     explained = []
     for row in rows:
         if row.explanation is not None:
             folder = inside(clips_dir, _slug(printable_name(row.id)))
             paths = explain_clip(row.explanation["clip"], row.explanation["outputs"], folder,
-                                 title=printable_name(row.id))
+                                 title=printable_name(row.id), predicted=classes[row.prediction],
+                                 probability=row.scores[row.prediction], true=classes[row.label])
             if paths:
                 explained.append((row, paths))
     return explained
