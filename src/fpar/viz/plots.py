@@ -90,6 +90,8 @@ def plot_map_grid(rows: Sequence[tuple[str, np.ndarray]], path: str | os.PathLik
     gets a colour bar saying what its colours mean.
     """
     columns = max(len(maps) for _, maps in rows)
+    # shown at a page's width (the report: about 1200 px), a wide strip is scaled down: its labels grow with it
+    label_size = max(9.0, 1.1 * columns)
     fig, axes = plt.subplots(len(rows), columns, figsize=(1.6 * columns + 0.8, 1.6 * len(rows)), squeeze=False)
     for r, (name, maps) in enumerate(rows):
         pictures = [m for m in maps if np.ndim(m) != 3]
@@ -103,10 +105,10 @@ def plot_map_grid(rows: Sequence[tuple[str, np.ndarray]], path: str | os.PathLik
                     ax.imshow(maps[c])
                 else:
                     image = ax.imshow(maps[c], cmap=cmap, vmin=vmin, vmax=vmax)
-        axes[r][0].set_title(name, fontsize=9, loc="left")
+        axes[r][0].set_title(name, fontsize=label_size, loc="left")
         if image is not None:
             bar = fig.colorbar(image, ax=list(axes[r]), fraction=0.02, pad=0.01)
-            bar.ax.tick_params(labelsize=7)
+            bar.ax.tick_params(labelsize=0.8 * label_size)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=label_size)
     _save(fig, path)

@@ -249,11 +249,24 @@ td.best { font-weight: 700; color: #0b6e3a; }
 .bar i { display: block; height: 100%; background: #3b7dd8; }
 .grid { display: flex; gap: 16px; flex-wrap: wrap; align-items: flex-start; }
 .grid figure { margin: 0; } figure img { max-width: 100%; border-radius: 4px; }
-figcaption { font-size: 13px; color: #5b6478; margin-top: 4px; max-width: 240px; word-break: break-all; }
+figcaption { font-size: 13px; color: #5b6478; margin-top: 4px; overflow-wrap: break-word; }
+.clip { margin: 14px 0 22px; } .clip h4 { margin: 0 0 6px; font-size: 15px; }
+.clip h4 span { font-weight: 400; color: #5b6478; margin-left: 8px; }
+.clip-pics { display: flex; gap: 16px; flex-wrap: wrap; align-items: flex-start; }
+.clip-pics figure { margin: 0; } .clip-pics figure.cam img { width: 240px; }
+.clip-pics figure.strip { flex: 1 1 100%; } .clip-pics figure.strip img { max-width: 100%; }
 img.pic { max-width: 540px; } img.wide { max-width: 100%; }
 details pre { background: #f6f8fb; padding: 12px; border-radius: 6px; overflow-x: auto; font-size: 12.5px; }
 code { font-size: 13px; }
 """
+
+
+# what each explanation picture (fpar/viz/explain.py) shows, as the report captions it
+EXPLANATION_CAPTIONS = {
+    "cam": "CAM attention on each sampled frame (caption: predicted and true class)",
+    "ms": "MS head: motion maps, their target on the head's grid, its predictions (colour bar: probability)",
+    "modulation": "two-in-one: conv1 output before modulation, scale, shift and after (mean over channels)",
+}
 
 
 def _embed(out_dir: Path, relative: str) -> str:
@@ -303,13 +316,20 @@ def _html_run(index: int, run: dict[str, Any], out_dir: Path, esc: Any) -> str:
         for key, alt in (("confusion", "confusion matrix (rows: true class)"),
                          ("features", "correlation of class-mean features")) if key in pictures) + "</div>")
     if run["explained"]:
-        figures = []
+        # one block per clip: its CAM GIF beside the caption, each strip of maps on a line of its own
+        # (full width, so its row labels stay legible), captions that say what a picture shows
+        blocks = []
         for clip_id, label, paths in run["explained"]:
+            figures = []
             for path in paths:
-                figures.append(f"<figure><img alt='{esc(Path(path).stem)}' src='{_embed(out_dir, path)}' "
-                               f"style='max-width:{'240px' if path.endswith('.gif') else '520px'}'>"
-                               f"<figcaption>{esc(clip_id)} (true: {esc(label)}) {esc(Path(path).stem)}</figcaption></figure>")
-        parts.append("<h3>What the model looks at</h3><div class='grid'>" + "".join(figures) + "</div>")
+                kind = Path(path).stem
+                what = EXPLANATION_CAPTIONS.get(kind, kind)
+                figures.append(f"<figure class='{'cam' if path.endswith('.gif') else 'strip'}'>"
+                               f"<img alt='{esc(what)}' src='{_embed(out_dir, path)}'>"
+                               f"<figcaption>{esc(what)}</figcaption></figure>")
+            blocks.append(f"<div class='clip'><h4>{esc(clip_id)}<span>true class: {esc(label)}</span></h4>"
+                          f"<div class='clip-pics'>{''.join(figures)}</div></div>")
+        parts.append("<h3>What the model looks at</h3>" + "".join(blocks))
     if run["config"]:
         config = yaml.safe_dump(run["config"], sort_keys=False, allow_unicode=True)
         parts.append(f"<details><summary>Config</summary><pre>{esc(config)}</pre></details>")
