@@ -233,3 +233,15 @@ def test_shell_completion_knows_every_command(shell, capsys):
     script = capsys.readouterr().out
     for command in ("train", "eval", "runs", "configs", "prepare-gtea", "--device", "--resume"):
         assert command in script
+
+
+def test_the_flow_picture_carries_its_colour_key():
+    import numpy as np
+
+    from fpar.prepare.flow import colour_wheel, flow_to_rgb
+
+    wheel = colour_wheel(33)
+    # right of the centre is flow pointing right, below it flow pointing down: the colours flow_to_rgb gives them
+    assert np.abs(wheel[16, 32].astype(int) - flow_to_rgb(np.array([[[16.0, 0.0]]], np.float32), 16.5)[0, 0]).max() < 40
+    assert np.abs(wheel[32, 16].astype(int) - flow_to_rgb(np.array([[[0.0, 16.0]]], np.float32), 16.5)[0, 0]).max() < 40
+    assert wheel[0, 0].tolist() == [255, 255, 255] and wheel[16, 16].max() < 40  # outside white, still centre dark

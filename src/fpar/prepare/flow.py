@@ -238,7 +238,7 @@ def write_flow_gif(
 def _with_key(panel: np.ndarray, key: np.ndarray) -> np.ndarray:
     panel = panel.copy()
     d = key.shape[0]
-    panel[2:2 + d, -2 - d:-2] = key
+    panel[-2 - d:-2, -2 - d:-2] = key  # bottom right
     return panel
 
 
