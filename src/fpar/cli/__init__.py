@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "fpar.cli.prepare_commands",
     "fpar.cli.config_commands",
     "fpar.cli.export_commands",
+    "fpar.cli.epic_commands",
 ]
 
 
