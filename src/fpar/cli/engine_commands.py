@@ -82,6 +82,7 @@ def run_eval(args: argparse.Namespace) -> int:
         return 0
     print(f"checkpoint   {result['checkpoint']}")
     print(f"split        {','.join(result['split'])} ({result['n']} clips, {result['views']} view{'s' * (result['views'] != 'center')})")
+    print(f"selection    {result['selection']['text']}")
     print(f"top-1        {100 * result['accuracy']:6.2f}%")
     print(f"top-5        {100 * result['top5']:6.2f}%")
     print(f"mean class   {100 * result['mean_class_accuracy']:6.2f}%")

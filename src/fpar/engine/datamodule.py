@@ -31,6 +31,7 @@ from fpar.data import ClipDataset, load_index, normalize_batch, split_by_subject
 from fpar.data.settings import DataSettings
 from fpar.engine.settings import ExperimentSettings
 from fpar.engine.compute import channels_last_batch
+from fpar.engine.selection import selection_split
 from fpar.errors import FparError
 
 
@@ -93,8 +94,11 @@ class FparDataModule(L.LightningDataModule):
             raise FparError("no dataset given: pass --data ROOT or set data.root in the config")
         self.index = load_index(root, data.layout)
         self.train_subjects, self.val_subjects = subject_split(data, self.index.subjects)
-        # split here, not in setup(): an empty split fails before the run folder is written
-        self._split = split_by_subject(self.index, self.train_subjects, self.val_subjects)
+        # split here, not in setup(): an empty split fails before the run folder is written.
+        # What validates is what selects the checkpoint (config.selection): a part carved from the
+        # training subjects, or the held-out subjects themselves.
+        train, test = split_by_subject(self.index, self.train_subjects, self.val_subjects)
+        self._split = selection_split(train, test, config.selection, config.trainer.seed)
         self.train_set: ClipDataset | None = None
         self.val_set: ClipDataset | None = None
         self._loaders: dict[str, DataLoader] = {}

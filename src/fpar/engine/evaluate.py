@@ -29,6 +29,7 @@ from fpar.data.settings import DataSettings
 from fpar.engine.compute import channels_last_batch, prepare_for_inference
 from fpar.engine.hardware import autocast_dtype, device_for, resolve_precision
 from fpar.engine.metrics import ClassificationMetrics
+from fpar.engine.selection import selection_record
 from fpar.errors import FparError
 from fpar.io import check_writable, write_text
 
@@ -126,7 +127,8 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
     class's accuracy), ``per_class`` {class: accuracy}, ``n``, ``split``, ``views``, ``checkpoint``,
     ``classes``, ``confusion`` (rows: true class, columns: predicted), ``clips`` (one
     :class:`ClipResult` per clip, in dataset order; the clips whose ids are in ``explain`` also carry
-    their inputs and explanation outputs) and ``rank``, this process's (0 but in the processes a
+    their inputs and explanation outputs), ``selection`` (how the checkpoint was chosen:
+    :func:`fpar.engine.selection.selection_record`) and ``rank``, this process's (0 but in the processes a
     ``devices > 1`` evaluation starts: only rank 0 should print or write). ``predictions_csv``:
     also write one row per clip (id, label, prediction, one score column per class) there, names
     through :func:`printable_name`. ``precision``: as ``trainer.precision`` (``auto``: what the
@@ -176,7 +178,7 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
         raise FparError(f"internal error: scored {len(rows)} clips for a split of {len(dataset)}")
     result = _metrics(rows, classes)
     result.update(split=list(subjects), views=views, checkpoint=str(checkpoint), classes=list(classes), clips=rows,
-                  rank=rank)
+                  rank=rank, selection=selection_record(info.config))
     if predictions_csv is not None and rank == 0:
         write_text(predictions_csv, _predictions_csv(rows, classes))
     return result

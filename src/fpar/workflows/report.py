@@ -125,6 +125,8 @@ def _report_run(checkpoint: Path, name: str, data_root: RunPath, folder: Path, o
         pictures["curves"] = folder / "curves.png"
     accuracies = [(row["epoch"], row["val_accuracy"]) for row in history if row.get("val_accuracy") is not None]
     best_epoch = max(accuracies, key=lambda pair: pair[1])[0] if accuracies else None
+    if result["selection"]["method"] == "last":
+        best_epoch = history[-1]["epoch"] if history else None
 
     plot_confusion(np.array(result["confusion"]), classes, folder / "confusion.png", title=f"{shown}: confusion")
     pictures["confusion"] = folder / "confusion.png"
@@ -172,7 +174,7 @@ def _explanations(rows: list[ClipResult], clips_dir: Path) -> list[tuple[ClipRes
 def _summary(run: dict[str, Any]) -> dict[str, Any]:
     """What report.json keeps of a run: its numbers, names printable."""
     return {"name": printable_name(run["name"]), "checkpoint": printable_name(run["checkpoint"]),
-            "split": run["split"], **{key: run[key] for key, _, _ in COLUMNS},
+            "split": run["split"], "selection": run["selection"], **{key: run[key] for key, _, _ in COLUMNS},
             "per_class": {printable_name(c): acc for c, acc in run["per_class"].items()},
             "classes": [printable_name(c) for c in run["classes"]], "confusion": run["confusion"]}
 
@@ -196,7 +198,8 @@ def _markdown(runs: list[dict[str, Any]]) -> str:
     for run in runs:
         sections += [f"{level} {printable_name(run['name'])}", "",
                      f"Checkpoint `{printable_name(run['checkpoint'])}`, evaluated on {', '.join(run['split'])} "
-                     f"({run['n']} clips, centre crop).", "", _accuracy_table(run), ""]
+                     f"({run['n']} clips, centre crop). Checkpoint selection: {run['selection']['text']}.", "",
+                     _accuracy_table(run), ""]
         pictures = run["pictures"]
         for key, heading, alt in (("curves", "Training", "training curves"),
                                   ("confusion", "Confusion matrix", "confusion matrix"),
@@ -284,7 +287,8 @@ def _html_run(index: int, run: dict[str, Any], out_dir: Path, esc: Any) -> str:
     parts = [f"<section id='run{index}'><h2>{esc(run['name'])}</h2>",
              f"<p class='sub'>Checkpoint <code>{esc(run['checkpoint'])}</code>, evaluated on "
              f"{esc(', '.join(run['split']))} ({run['n']} clips, centre crop)"
-             + (f"; {run['epochs']} epochs, best at epoch {run['best_epoch']}" if run["epochs"] else "") + ".</p>"]
+             + (f"; {run['epochs']} epochs, best at epoch {run['best_epoch']}" if run["epochs"] else "")
+             + f". Checkpoint selection: {esc(run['selection']['text'])}.</p>"]
     tiles = [("top-1", run["accuracy"]), ("top-5", run["top5"]), ("mean class", run["mean_class_accuracy"])]
     parts.append("<div class='tiles'>" + "".join(f"<div class='tile'><b>{100 * v:.1f}%</b><span>{k} accuracy</span></div>"
                                                  for k, v in tiles) + "</div>")
