@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "fpar.cli.config_commands",
     "fpar.cli.export_commands",
     "fpar.cli.epic_commands",
+    "fpar.cli.protocol_commands",
 ]
 
 

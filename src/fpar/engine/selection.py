@@ -115,7 +115,7 @@ def describe(selection: dict[str, Any], seed: int | None = None) -> str:
     if method == "holdout":
         carve_seed = selection.get("seed") if selection.get("seed") is not None else seed
         return (f"best epoch on {100 * selection['fraction']:g}% of the training subjects' clips, held out of "
-                f"training (stratified by class, seed {carve_seed if carve_seed is not None else 'trainer.seed'})")
+                f"training (stratified by class, seed {carve_seed if carve_seed is not None else 'of each run'})")
     if method == "last":
         return "last epoch (no selection)"
     return "best epoch on the test subjects (the paper's way: optimistic)"
