@@ -83,7 +83,8 @@ def subject_split(data: DataSettings, subjects: list[str]) -> tuple[list[str], l
 
 
 class FparDataModule(L.LightningDataModule):
-    """Train on the training subjects (random clips), validate on the held-out ones (centre view)."""
+    """Train on the training subjects (random clips), validate (centre view) on what ``config.selection``
+    chooses the checkpoint with: a part carved from the training subjects, or the held-out subjects."""
 
     def __init__(self, config: ExperimentSettings, data_root: str | None = None):
         super().__init__()
@@ -142,7 +143,7 @@ class FparDataModule(L.LightningDataModule):
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
-    def _loader(self, dataset: ClipDataset, sampler: Sampler) -> DataLoader:
+    def _loader(self, dataset: ClipDataset, sampler: Sampler, drop_last: bool = False) -> DataLoader:
         data = self.config.data
         pin = self.trainer is not None and isinstance(self.trainer.accelerator, CUDAAccelerator)
         workers = {"persistent_workers": data.persistent_workers, "prefetch_factor": data.prefetch} if data.workers else {}
@@ -150,7 +151,7 @@ class FparDataModule(L.LightningDataModule):
         # global RNG (dropout) untouched by the loader's worker seeds.
         return DataLoader(dataset, batch_size=self.config.trainer.batch_size, sampler=sampler,
                           num_workers=data.workers, pin_memory=pin, generator=torch.Generator().manual_seed(0),
-                          **workers)
+                          drop_last=drop_last, **workers)
 
     def train_dataloader(self) -> DataLoader:
         if "train" not in self._loaders:
@@ -160,7 +161,9 @@ class FparDataModule(L.LightningDataModule):
                                           epoch=trainer.current_epoch if trainer is not None else 0, rank=rank,
                                           world_size=world_size,
                                           epoch_source=self.epoch_to_draw if trainer is not None else None)
-            self._loaders["train"] = self._loader(self.train_set, sampler)
+            # a last batch of one clip cannot train batch norm ("Expected more than 1 value per channel"): dropped
+            self._loaders["train"] = self._loader(self.train_set, sampler,
+                                                  drop_last=len(sampler) % self.config.trainer.batch_size == 1)
         return self._loaders["train"]
 
     def epoch_to_draw(self) -> int:

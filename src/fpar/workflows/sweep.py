@@ -78,7 +78,10 @@ def run_sweep(config_path: str | os.PathLike, axes: Iterable[str], *, out_dir: s
         summary = train_or_skip(config, out_dir, **train_kwargs)
         rows.append({"run": config.experiment, **dict(combo),
                      "best_val_accuracy": summary["best_val_accuracy"], "epochs_done": summary["epochs_done"]})
-    table = results_markdown(rows)
+    from fpar.engine.selection import describe
+
+    table = results_markdown(rows) + (f"\n\nbest_val_accuracy: the validation accuracy of each run's best.ckpt; "
+                                      f"selection: {describe(configs[0].selection.model_dump())}.")
     log(table)
     write_text(inside(out_dir, f"{base}__sweep.md"), table + "\n")
     write_text(inside(out_dir, f"{base}__sweep.csv"), results_csv(rows))
