@@ -109,3 +109,23 @@ def test_protocols_that_need_other_subjects_say_so(tiny_data, tmp_path):
                           ("epic100", "subjects 'train' and 'validation'")):
         with pytest.raises(FparError, match=message):
             protocol.run_protocol(config, data_root=tiny_data, protocol=name, seeds=1, out_dir=tmp_path / name)
+
+
+def test_the_paper_figure_comes_from_the_config_header(tmp_path):
+    assert protocol.paper_figure("gtea61/rgb-attention_r34_16f_stage2") == {
+        "top1": pytest.approx(0.649), "protocol": protocol.PAPER_PROTOCOL}
+    assert protocol.paper_figure("gtea61/two-in-one-ms-kl_r34_16f_stage3-mlconv1")["top1"] == pytest.approx(0.71)
+    assert protocol.paper_figure("gtea61/rgb-attention_r34_16f_stage1") is None  # the table reports stage 2
+    assert protocol.paper_figure(write_config(tmp_path / "tiny.yaml", tiny_config())) is None
+    result = {
+        "protocol": "gtea61-s2", "description": "d", "config": "<b>c|x", "seeds": 1,
+        "selection": {"text": "last epoch (no selection)"}, "paper": protocol.paper_figure(
+            "gtea61/rgb-attention_r34_16f_stage2"),
+        "runs": [{"fold": "S2", "seed": 0, "test_subjects": ["S2"], "selection_subjects": [], "top1": 0.5,
+                  "mean_class": 0.4}],
+        "top1": protocol.summarise([0.5]), "mean_class": protocol.summarise([0.4])}
+    markdown = protocol.protocol_markdown(result)
+    page = protocol.protocol_html(result)
+    assert "&lt;b&gt;c|x" in page and "<b>c" not in page
+    assert "| S2 | 0 | S2 | none | 50.0 | 40.0 |" in markdown and "50.0 (one run)" in markdown
+    assert "The paper reports 64.9% top-1 for this config (gtea61-s2, one run, best epoch chosen on S2" in markdown
