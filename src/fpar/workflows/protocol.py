@@ -152,7 +152,7 @@ def run_protocol(config_path: str | os.PathLike, *, data_root: str | os.PathLike
     out_dir = Path(out_dir)
     overrides = list(overrides)
     base = load_config(config_path, overrides)
-    folds = make_folds(load_index(data_root).subjects)
+    folds = make_folds(load_index(data_root, base.data.layout).subjects)
     plan = []
     for fold in folds:  # every run's config is checked before the first one trains
         for seed in range(seeds):
