@@ -158,6 +158,17 @@ def test_submission_json_has_the_challenge_fields(tmp_path):
     first = sub["results"]["P01_01_0"]
     assert list(first["verb"]) == [str(c) for c in range(97)] and len(first["noun"]) == 300
     assert first["verb"]["0"] == 5.0 and first["noun"]["299"] == pytest.approx(-12.99)
-    json.dumps(sub)  # plain JSON
+    epic.write_submission(tmp_path / "test.json", epic.Results(ids, verb, noun), sls_pt=2, sls_tl=3, sls_td=4)
+    assert json.loads((tmp_path / "test.json").read_text()) == sub
     with pytest.raises(FparError, match="sls_tl must be a supervision level from 0 to 5"):
         epic.submission(epic.Results(ids, verb, noun), sls_pt=2, sls_tl=6, sls_td=4)
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".pt"])
+def test_written_results_read_back(tmp_path, suffix):
+    verb, noun = hand_scores()
+    ids = [s[0] for s in SEGMENTS]
+    epic.write_results(tmp_path / f"results{suffix}", epic.Results(ids, verb, noun))
+    back = epic.read_results(tmp_path / f"results{suffix}")
+    assert back.narration_id == ids
+    assert np.allclose(back.verb, verb, atol=1e-5) and np.allclose(back.noun, noun, atol=1e-5)

@@ -12,12 +12,14 @@
 Inputs come in the challenge's two published results formats (:func:`read_results`, ``.pt`` loaded
 without running code, or ``.npz``) and its annotation CSVs (:func:`read_labels`, :func:`read_class_ids`,
 :func:`read_participants`); every problem is one :class:`~fpar.errors.FparError` before any number.
-:func:`submission` builds the challenge's submission JSON. numpy and torch only.
+:func:`submission` builds the challenge's submission JSON (:func:`write_submission` writes it) and
+:func:`write_results` a results file, for ``fpar eval`` of a verb+noun model. numpy and torch only.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import pickle
@@ -30,6 +32,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from fpar.errors import FparError
+from fpar.io import atomic_path, write_text
 
 EPIC_VERBS, EPIC_NOUNS = 97, 300  # EPIC-KITCHENS-100's verb and noun classes
 ACTION_TOP_N = 100  # verbs and nouns of a segment that make its action candidates
@@ -340,6 +343,31 @@ def submission(results: Results, *, sls_pt: int, sls_tl: int, sls_td: int,
         "results": {nid: {"verb": by_class(v), "noun": by_class(n)}
                     for nid, v, n in zip(results.narration_id, results.verb, results.noun)},
     }
+
+
+def write_submission(path: str | os.PathLike, results: Results, *, sls_pt: int, sls_tl: int, sls_td: int) -> None:
+    """:func:`submission` written as JSON to ``path`` (atomically)."""
+    write_text(path, json.dumps(submission(results, sls_pt=sls_pt, sls_tl=sls_tl, sls_td=sls_td)) + "\n")
+
+
+def write_results(path: str | os.PathLike, results: Results) -> None:
+    """``results`` in the challenge's dict format, as ``.npz`` or ``.pt`` by the suffix: what
+    :func:`read_results` and ``fpar score-epic`` read back."""
+    path = Path(path)
+    arrays = {"verb_output": results.verb.astype(np.float32), "noun_output": results.noun.astype(np.float32),
+              "narration_id": np.array(results.narration_id, dtype=str)}
+    with atomic_path(path) as tmp:
+        if path.suffix == ".npz":
+            with open(tmp, "wb") as file:
+                np.savez(file, **arrays)
+        elif path.suffix == ".pt":
+            import torch
+
+            torch.save({"verb_output": torch.from_numpy(arrays["verb_output"]),
+                        "noun_output": torch.from_numpy(arrays["noun_output"]),
+                        "narration_id": list(results.narration_id)}, tmp)
+        else:
+            raise FparError(f"{path}: results are written as .npz or .pt")
 
 
 def format_metrics(metrics: dict[str, float | None]) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from typing import Annotated, Any, Literal, Optional, Sequence
+from typing import Annotated, Any, Literal, Optional, Sequence, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -44,7 +44,9 @@ class SelectionSettings(BaseModel):
     seed: Optional[int] = Field(None, ge=0, le=2**32 - 1)
 
 
-Selection = Annotated[SelectionSettings, BeforeValidator(_from_name)]
+# the JSON schema shows both spellings, so editors take `selection: test` too
+Selection = Annotated[SelectionSettings, BeforeValidator(
+    _from_name, json_schema_input_type=Union[Literal[SELECTIONS], SelectionSettings])]  # type: ignore[valid-type]
 
 
 def carve(instances: Sequence[Any], fraction: float, seed: int) -> tuple[list[Any], list[Any]]:
