@@ -98,7 +98,6 @@ class FparDataModule(L.LightningDataModule):
         self.train_set: ClipDataset | None = None
         self.val_set: ClipDataset | None = None
         self._loaders: dict[str, DataLoader] = {}
-        self._iterated = False  # whether the train loader has started an iteration yet
 
     @property
     def classes(self) -> list[str]:
@@ -160,15 +159,15 @@ class FparDataModule(L.LightningDataModule):
         return self._loaders["train"]
 
     def epoch_to_draw(self) -> int:
-        """The epoch the train loader's iteration starting now serves: the Trainer's ``current_epoch``,
-        except for a resumed run's first iteration. Lightning starts that one while restoring, when
-        ``current_epoch`` still names the checkpoint's epoch, and uses it for the next epoch; fpar
-        saves checkpoints at epoch ends only (engine/train.py), so that is the one after it."""
-        trainer = self.trainer
-        first, self._iterated = not self._iterated, True
-        if first and trainer.ckpt_path is not None:
-            return trainer.current_epoch + 1
-        return trainer.current_epoch
+        """The epoch the train loader's iteration starting now serves: the number of epochs whose
+        training has been processed. An iteration starts at different moments depending on the
+        loader: with workers, when the loader is made (for a resumed run while Lightning restores,
+        ``current_epoch`` still naming the checkpoint's epoch); without, at its first batch, after the
+        epoch has begun. The fit loop's ``processed`` count names the epoch to train at both moments
+        (fpar saves checkpoints at epoch ends only, after an epoch is processed), so every worker
+        count, a resumed and an extended run draw the clips of the uninterrupted run
+        (docs/reliability.md)."""
+        return self.trainer.fit_loop.epoch_progress.current.processed
 
     def val_dataloader(self) -> DataLoader:
         if "val" not in self._loaders:
