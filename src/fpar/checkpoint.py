@@ -25,6 +25,7 @@ or its ``.safetensors`` file.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from dataclasses import dataclass
@@ -36,11 +37,14 @@ from pydantic import ValidationError
 
 from fpar.data.settings import ClipSettings
 from fpar.errors import FparError
-from fpar.io import atomic_path, load_torch_file, write_text
+from fpar.io import (atomic_path, fresh_folder, load_torch_file, output_lock, refuse_link, refuse_overwriting_inputs,
+                     remove_leftovers)
 
 MODEL_PREFIX = "model."
 EXPORT_WEIGHTS = "model.safetensors"
 EXPORT_CONTRACT = "fpar.json"
+# fpar.json's record of the weights it belongs to: a weights file from another export is refused
+EXPORT_WEIGHTS_HASH = "weights_blake2b"
 
 
 @dataclass(frozen=True)
@@ -132,29 +136,70 @@ def _load_export(path: Path) -> dict[str, Any]:
         raise FparError(f"{weights} is not a readable safetensors file ({exc})") from None
     try:
         info = json.loads(contract.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise FparError(f"{contract} is not valid JSON ({exc})") from None
+    if not isinstance(info, dict):
+        raise FparError(f"{contract} must hold a mapping (model, classes, clip, config), got {_kind(info)}")
+    recorded = info.pop(EXPORT_WEIGHTS_HASH, None)
+    if recorded is None:
+        raise FparError(f"{contract} records no hash of its weights ({EXPORT_WEIGHTS_HASH}): "
+                        "export the checkpoint again with `fpar export`")
+    if recorded != weights_hash(weights):
+        raise FparError(f"{weights} is not the weights file {contract} was written with (its hash differs): "
+                        "the export was modified or mixed with another; export the checkpoint again")
     return {"state_dict": {MODEL_PREFIX + k: v for k, v in state.items()}, "fpar": info}
+
+
+def weights_hash(path: Path) -> str:
+    """BLAKE2b of a file, read in 4 MiB blocks."""
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=32)
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def export_model(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
     """Write ``out/model.safetensors`` (the weights) and ``out/fpar.json`` (model name and arguments,
-    classes, clip settings, config) from any checkpoint; returns ``out``. Both files are written
-    atomically, the weights first, so a folder with an ``fpar.json`` is complete."""
+    classes, clip settings, config, and the weights' hash) from any checkpoint; returns ``out``.
+
+    Both are written into a fresh temporary folder that then replaces ``out`` whole, so a reader
+    sees the previous export or the new one, never one's weights beside the other's contract; a
+    second writer of ``out`` is refused while the first writes (``.locks/`` beside it), and the
+    leftovers of a killed export are removed by the next one."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
+    out = Path(out)
+    refuse_overwriting_inputs(out, checkpoint, Path(checkpoint).parent if Path(checkpoint).suffix == ".safetensors"
+                              else None, option="export folder")
     ckpt = load_checkpoint(checkpoint)
     read_contract(ckpt, checkpoint)  # an export must be usable: refuse one without an input contract
-    out = Path(out)
     if out.exists() and not out.is_dir():
         raise FparError(f"export folder {out} is a file")
-    out.mkdir(parents=True, exist_ok=True)
+    refuse_link(out)
+    if out.is_dir() and not {p.name for p in out.iterdir()} <= {EXPORT_WEIGHTS, EXPORT_CONTRACT}:
+        raise FparError(f"export folder {out} holds other files than an export; give a new or empty folder")
     # safetensors stores each tensor once: give views and shared storage their own contiguous copy
     weights = {k: v.detach().cpu().contiguous().clone() for k, v in model_state_dict(ckpt).items()}
-    with atomic_path(out / EXPORT_WEIGHTS) as tmp:
-        save_file(weights, str(tmp), metadata={"format": "pt", "model": ckpt["fpar"]["model"]["name"]})
-    write_text(out / EXPORT_CONTRACT, json.dumps(ckpt["fpar"], indent=1) + "\n")
+    with output_lock(out, f"export {out}"):
+        remove_leftovers(out)
+        with fresh_folder(out) as tmp:
+            try:
+                save_file(weights, str(tmp / EXPORT_WEIGHTS),
+                          metadata={"format": "pt", "model": ckpt["fpar"]["model"]["name"]})
+            except SafetensorError as exc:  # safetensors reports a failed write as its own error, without errno
+                raise OSError(errno.ENOSPC if _nearly_full(tmp) else errno.EIO, str(exc), str(out)) from None
+            contract = {**ckpt["fpar"], EXPORT_WEIGHTS_HASH: weights_hash(tmp / EXPORT_WEIGHTS)}
+            (tmp / EXPORT_CONTRACT).write_text(json.dumps(contract, indent=1) + "\n")
     return out
+
+
+def _nearly_full(folder: Path) -> bool:
+    usage = os.statvfs(folder)
+    return usage.f_bavail * usage.f_frsize < (64 << 20)
 
 
 def model_state_dict(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
