@@ -25,19 +25,20 @@ def clip(tmp_path) -> Path:
     return write_gif(tmp_path / "clip.gif", moving_square(n=6))
 
 
-@pytest.mark.parametrize("bound", ["nan", "-5", "0", "inf"])
+# 1e-300 and 1e39 used to pass and write all-zero flow that `data check` called usable
+@pytest.mark.parametrize("bound", ["nan", "-5", "0", "inf", "1e-300", "0.49", "1e39", "100.5"])
 def test_cli_bound_must_be_finite_and_positive(tmp_path, clip, bound, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["prepare", str(clip), "--out", str(tmp_path / "out"), "--subject", "S1", "--class", "x",
               f"--bound={bound}"])
     assert exit_.value.code == 2
-    assert "must be a finite number of pixels > 0" in capsys.readouterr().err
+    assert "must be a number of pixels from 0.5 to 100" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("bound", [float("nan"), -5.0, 0.0])
+@pytest.mark.parametrize("bound", [float("nan"), -5.0, 0.0, 1e-300, 1e39])
 def test_library_bound_must_be_finite_and_positive(tmp_path, clip, bound):
-    with pytest.raises(FparError, match="flow bound must be a finite number"):
+    with pytest.raises(FparError, match="flow bound must be a number of pixels from 0.5 to 100"):
         prepare_video(clip, tmp_path / "out", flow="dis", bound=bound, progress=False, **KEY)
     assert not (tmp_path / "out").exists()
 

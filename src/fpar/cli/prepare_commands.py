@@ -10,7 +10,7 @@ from pathlib import Path
 
 from fpar.cli.common import at_least
 from fpar.errors import FparError
-from fpar.prepare.flow import FLOW_METHODS
+from fpar.prepare.flow import BOUND_RANGE, FLOW_METHODS
 
 MIN_SIZE = 16  # px; OpenCV's flow methods need frames of at least 12 px
 
@@ -77,8 +77,9 @@ def positive_bound(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number of pixels > 0, got {text}")
+    low, high = BOUND_RANGE
+    if not math.isfinite(value) or not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be a number of pixels from {low:g} to {high:g}, got {text}")
     return value
 
 

@@ -27,6 +27,11 @@ if TYPE_CHECKING:
 # imported inside the functions, so building the CLI does not load them.
 FLOW_METHODS = ("tvl1", "tvl1-opencv", "dis", "farneback")
 DEFAULT_BOUND = 20.0  # px; the usual dense_flow bound
+# Numbers that mean something (docs/reliability.md): a bound below half a pixel codes every motion as
+# saturated, one above 100 px codes it all as zero in 8 bits; frame rates outside 0.1..1000 per second
+# are typos (and overflow when turned into frame durations).
+BOUND_RANGE = (0.5, 100.0)
+FRAME_RATE_RANGE = (0.1, 1000.0)
 
 FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 

@@ -44,7 +44,7 @@ from tqdm import tqdm
 from fpar.data.layouts import DATASET_SETTINGS, PREPARE_SETTINGS, PROCESSED_TREES
 from fpar.errors import FparError
 from fpar.io import exclusive_lock
-from fpar.prepare.flow import DEFAULT_BOUND, pair_flows, quantize_flow
+from fpar.prepare.flow import BOUND_RANGE, DEFAULT_BOUND, pair_flows, quantize_flow
 from fpar.prepare.motion import motion_map
 from fpar.prepare.video import Segment, iter_frames, resize_short_side
 
@@ -85,8 +85,9 @@ class Settings:
 def check_bound(bound: float) -> None:
     """The flow bound must be a finite number of pixels > 0: ``nan`` would code all flow as 0,
     a negative one as 255, and 0 divides by zero."""
-    if not isinstance(bound, (int, float)) or not math.isfinite(bound) or bound <= 0:
-        raise FparError(f"flow bound must be a finite number of pixels > 0, got {bound!r}")
+    low, high = BOUND_RANGE
+    if not isinstance(bound, (int, float)) or not math.isfinite(bound) or not low <= bound <= high:
+        raise FparError(f"flow bound must be a number of pixels from {low:g} to {high:g}, got {bound!r}")
 
 
 def check_name(name: str, what: str) -> None:
