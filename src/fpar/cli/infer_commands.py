@@ -75,8 +75,10 @@ def predict_command(args: argparse.Namespace) -> int:
 
 def cam_command(args: argparse.Namespace) -> int:
     from fpar.engine.predict import predict_video
+    from fpar.io import refuse_overwriting_inputs
     from fpar.viz.explain import explain_clip
 
+    refuse_overwriting_inputs(args.out, args.video, args.checkpoint, option="--out")
     prediction = predict_video(args.checkpoint, args.video, flow=args.flow, max_frames=args.max_frames, explain=True,
                                precision=args.precision, announce=True)
     name, prob = prediction.top(1)[0]

@@ -30,7 +30,7 @@ from fpar.engine.compute import channels_last_batch, prepare_for_inference
 from fpar.engine.hardware import autocast_dtype, device_for, resolve_precision
 from fpar.engine.metrics import ClassificationMetrics
 from fpar.errors import FparError
-from fpar.io import check_writable, write_text
+from fpar.io import check_writable, refuse_overwriting_inputs, write_text
 
 
 # accelerators a single-process evaluation runs on without Lightning (others, e.g. mps, go through it)
@@ -138,6 +138,7 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise FparError(f"{name} must be an integer >= {least}, got {value!r}")
     if predictions_csv is not None:
+        refuse_overwriting_inputs(predictions_csv, checkpoint, data_root, option="predictions file")
         check_writable(predictions_csv)  # before the evaluation, not after it
     model, info = load_model(checkpoint, mmap=False)  # its weights are copied to channels-last
     subjects = split_subjects(split, info.config)

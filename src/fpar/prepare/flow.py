@@ -18,7 +18,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from fpar.errors import FparError
-from fpar.io import atomic_path
+from fpar.io import atomic_path, refuse_overwriting_inputs
 
 if TYPE_CHECKING:
     import torch
@@ -207,6 +207,7 @@ def write_flow_gif(
     """
     from fpar.prepare.video import read_video, resize_short_side
 
+    refuse_overwriting_inputs(out_path, video_path, option="--out")
     video = read_video(video_path, max_frames)
     frames = [resize_short_side(f, size) for f in video.frames]
     if len(frames) < 2:
