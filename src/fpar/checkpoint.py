@@ -25,17 +25,18 @@ or its ``.safetensors`` file.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from pydantic import ValidationError
 
-from fpar.data.settings import ClipSettings
+from fpar.data.settings import MODALITIES, ClipSettings
 from fpar.errors import FparError
 from fpar.io import (atomic_path, fresh_folder, load_torch_file, output_lock, refuse_link, refuse_overwriting_inputs,
                      remove_leftovers)
@@ -86,6 +87,22 @@ def read_contract(ckpt: dict[str, Any], path: str | os.PathLike) -> ModelContrac
     return ModelContract(model=dict(info["model"]), classes=info.get("classes"), clip=clip, config=info.get("config"))
 
 
+@contextlib.contextmanager
+def model_reads_its_clip(path: str | os.PathLike, contract: ModelContract) -> Iterator[None]:
+    """Run a checkpoint's model on clips read by its contract: a model that asks for a modality the
+    clip settings do not give (a checkpoint whose ``fpar.clip`` was edited or mismatched) is one line
+    naming the checkpoint, not a KeyError from inside the model."""
+    try:
+        yield
+    except KeyError as exc:
+        missing = exc.args[0] if exc.args else None
+        if missing not in MODALITIES:
+            raise
+        raise FparError(f"{path}: its model '{contract.model['name']}' reads {missing!r} but its clip settings "
+                        f"(fpar.clip.modalities) give {list(contract.clip.modalities)}; the checkpoint's model and "
+                        "clip do not match") from None
+
+
 def load_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> dict[str, Any]:
     """Load a checkpoint (or an export) without executing code; one clear error for anything else.
     ``mmap``: as :func:`fpar.io.load_torch_file`.
@@ -108,6 +125,9 @@ def load_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> dict[str,
             or not isinstance(info["model"].get("name"), str):
         raise FparError(f"{path}: the 'fpar' entry must be a mapping with model: {{name: ..., ...}}, "
                         f"got {_kind(info)}")
+    for key in ("clip", "config"):
+        if info.get(key) is not None and not isinstance(info[key], dict):
+            raise FparError(f"{path}: fpar.{key} must be a mapping, got {_kind(info[key])}")
     if info.get("classes") is not None and not (isinstance(info["classes"], list)
                                                 and all(isinstance(c, str) for c in info["classes"])):
         raise FparError(f"{path}: fpar.classes must be a list of class names, got {_kind(info['classes'])}")

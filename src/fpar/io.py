@@ -13,6 +13,7 @@ import pickle
 import re
 import shutil
 import socket
+import struct
 import sys
 import tempfile
 import zipfile
@@ -371,5 +372,7 @@ def load_torch_file(path: str | os.PathLike, what: str = "checkpoint", *, mmap: 
             raise FparError(f"refusing to load {path}: it holds Python objects ({blocked.group(1)}) and loading it "
                             "could run code; fpar loads plain weights files only (save a state_dict)") from None
         raise FparError(f"{path} is not a readable {what} (corrupt, truncated or not a torch file)") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError):
+    # a few bytes that are no torch file reach the unpickler as garbage opcodes: each fails its own way
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, IndexError, KeyError, TypeError,
+            struct.error):
         raise FparError(f"{path} is not a readable {what} (corrupt, truncated or not a torch file)") from None

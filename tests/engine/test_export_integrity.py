@@ -104,3 +104,42 @@ def test_an_export_into_a_folder_of_other_files_is_refused(tmp_path):
     with pytest.raises(FparError, match="holds other files"):
         export_model(checkpoint(tmp_path / "a.ckpt", 0), tmp_path / "docs")
     assert (tmp_path / "docs" / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("data", [b"h", b"a", b"j", b"hello", b"\x80", b"}q\x00.", b"PK\x03\x04"])
+def test_a_few_bytes_that_are_no_torch_file_are_one_line(tmp_path, data, capsys):
+    (tmp_path / "best.ckpt").write_bytes(data)
+    with pytest.raises(FparError, match="is not a readable checkpoint"):
+        load_checkpoint(tmp_path / "best.ckpt")
+    assert main(["predict", str(tmp_path / "best.ckpt"), str(tmp_path / "clip.gif")]) == 1
+    err = capsys.readouterr().err
+    assert "not a readable checkpoint" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("config", ["a string", ["a", "list"], 3])
+def test_an_export_whose_config_is_not_a_mapping_is_one_line(two_exports, config):
+    a, _ = two_exports
+    contract = json.loads((a / "fpar.json").read_text())
+    contract["config"] = config
+    (a / "fpar.json").write_text(json.dumps(contract))
+    with pytest.raises(FparError, match="fpar.config must be a mapping"):
+        load_model(a)
+
+
+def test_a_checkpoint_whose_clip_does_not_give_what_its_model_reads_is_one_line(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from fpar.checkpoint import read_contract
+    from fpar.engine.predict import predict_video
+
+    path = checkpoint(tmp_path / "flow.ckpt", 0)
+    ckpt = load_checkpoint(path)
+    ckpt["fpar"]["clip"]["modalities"] = ["frames"]  # a flow model told it reads RGB frames
+    import torch
+    torch.save(ckpt, path)
+    frames = [Image.fromarray(np.full((40, 40, 3), 20 * k, np.uint8)) for k in range(8)]
+    frames[0].save(tmp_path / "clip.gif", save_all=True, append_images=frames[1:])
+    with pytest.raises(FparError, match=r"its model 'flow_resnet' reads 'flow' but its clip settings .* give \['frames'\]"):
+        predict_video(path, tmp_path / "clip.gif")
+    assert read_contract(load_checkpoint(path), path).clip.modalities == ["frames"]

@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from fpar.checkpoint import load_model
+from fpar.checkpoint import load_model, model_reads_its_clip
 from fpar.data import ClipDataset, load_index
 from fpar.data.settings import DataSettings
 from fpar.engine.compute import channels_last_batch, prepare_for_inference
@@ -166,7 +166,8 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
         rank = 0
         precision = resolve_precision(precision, accelerator, announce=progress)
         scorer = ClipScorer(model, dataset, explain, dtype=autocast_dtype(precision))
-        rows = score_in_process(scorer, batch_size, workers, accelerator, precision, progress)
+        with model_reads_its_clip(checkpoint, info):
+            rows = score_in_process(scorer, batch_size, workers, accelerator, precision, progress)
     else:
         from fpar.engine.distributed_eval import score_distributed
 
