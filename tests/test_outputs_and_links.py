@@ -118,3 +118,27 @@ def test_the_lock_of_a_holder_that_no_longer_runs_is_taken_over(tmp_path):
     finally:
         orphan.kill()
         orphan.wait()
+
+
+def test_a_worker_dies_with_its_killed_parent(tmp_path):
+    """kill -9 of the main `prepare --workers 2` process left its workers running on, holding locks."""
+    import signal
+    import time
+
+    parent = subprocess.Popen([sys.executable, "-c",
+                               "import os, sys, time\nfrom fpar.io import die_with_parent\nparent = os.getpid()\n"
+                               "child = os.fork()\nif child == 0:\n    die_with_parent(parent)\n"
+                               "    print(os.getpid(), flush=True)\n    time.sleep(60)\n    os._exit(0)\n"
+                               "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    worker = int(parent.stdout.readline())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    for _ in range(100):
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(worker, signal.SIGKILL)
+        pytest.fail("the worker outlived its killed parent")

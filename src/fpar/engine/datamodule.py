@@ -20,6 +20,8 @@ sample to exactly one rank with no padding (DDP accuracy counts each clip once).
 
 from __future__ import annotations
 
+import functools
+import os
 from typing import Callable, Iterator
 
 import lightning as L
@@ -32,6 +34,12 @@ from fpar.data.settings import DataSettings
 from fpar.engine.settings import ExperimentSettings
 from fpar.engine.compute import channels_last_batch
 from fpar.errors import FparError
+from fpar.io import die_with_parent
+
+
+def worker_dies_with(parent: int, worker_id: int) -> None:
+    """A DataLoader worker exits at once when the process that loads with it is killed."""
+    die_with_parent(parent)
 
 
 class EpochShuffleSampler(Sampler[tuple[int, int]]):
@@ -145,6 +153,7 @@ class FparDataModule(L.LightningDataModule):
         # global RNG (dropout) untouched by the loader's worker seeds.
         return DataLoader(dataset, batch_size=self.config.trainer.batch_size, sampler=sampler,
                           num_workers=data.workers, pin_memory=pin, generator=torch.Generator().manual_seed(0),
+                          worker_init_fn=functools.partial(worker_dies_with, os.getpid()) if data.workers else None,
                           **workers)
 
     def train_dataloader(self) -> DataLoader:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, TextIO
 
 from fpar.errors import FparError
+from fpar.io import die_with_parent
 from fpar.prepare.flow import FRAME_RATE_RANGE
 from fpar.prepare.video import IMAGE_SUFFIXES, Segment
 
@@ -269,9 +270,11 @@ def _guarded(job: Job, options: RunOptions) -> tuple[bool, int, str | None]:
         return False, 0, f"{type(exc).__name__}: {exc}"
 
 
-def _init_worker(torch_threads: int) -> None:
+def _init_worker(torch_threads: int, parent: int) -> None:
     import cv2
     import torch
+
+    die_with_parent(parent)  # a killed `fpar prepare` leaves no worker running on (and holding locks)
 
     # N workers each using every core would only fight over them: OpenCV's small per-frame work runs
     # single-threaded, and the workers share the cores out for the PyTorch TV-L1.
@@ -319,7 +322,7 @@ def run_jobs(
             # spawn: a fork of a process that already ran OpenCV or torch threads can deadlock
             context = multiprocessing.get_context("spawn")
             pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                       initargs=(max(1, (os.cpu_count() or 1) // workers),))
+                                       initargs=(max(1, (os.cpu_count() or 1) // workers), os.getpid()))
             try:
                 pending = {pool.submit(_guarded, job, options): job for job in jobs}
                 while pending:
