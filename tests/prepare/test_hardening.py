@@ -117,3 +117,17 @@ def test_names_cannot_lead_outside_the_output_folder(tmp_path, clip):
     with pytest.raises(FparError, match="resolves outside the output folder"):
         prepare_video(clip, out, flow="dis", progress=False, **KEY)
     assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+@pytest.mark.parametrize("planted", [".clip.partial", "clip", "open_jar"])
+def test_a_link_planted_in_the_output_root_is_refused_and_its_target_untouched(tmp_path, clip, planted):
+    """A planted `.inst.partial` link made prepare write an instance elsewhere."""
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("mine")
+    parent = out / "processed_frames" / "S1" / ("open_jar" if planted != "open_jar" else "")
+    parent.mkdir(parents=True)
+    (parent / planted).symlink_to(elsewhere)
+    with pytest.raises(FparError, match="is a symbolic link|resolves outside the output folder"):
+        prepare_video(clip, out, flow="dis", progress=False, **KEY)
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["keep.txt"]

@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from fpar.data.layouts import DATASET_SETTINGS, PREPARE_SETTINGS, PROCESSED_TREES
 from fpar.errors import FparError
-from fpar.io import exclusive_lock
+from fpar.io import exclusive_lock, no_links_below
 from fpar.prepare.flow import BOUND_RANGE, DEFAULT_BOUND, pair_flows, quantize_flow
 from fpar.prepare.motion import motion_map
 from fpar.prepare.video import Segment, iter_frames, resize_short_side
@@ -232,6 +232,9 @@ def _write(
 ) -> int:
     temps = {tree: d.with_name(f".{d.name}.partial") for tree, d in finals.items()}
     for folder in (*finals.values(), *temps.values()):
+        # <root>/<tree>/<subject>/<class>/<instance>: a link planted anywhere below the root is refused,
+        # so nothing is written or deleted through it
+        no_links_below(folder.parents[3], folder)
         shutil.rmtree(folder, ignore_errors=True)
     try:
         return _write_temps(frames, finals, temps, key, flow=flow, bound=bound, warp=warp, device=device,
