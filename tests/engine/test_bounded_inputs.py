@@ -89,3 +89,35 @@ def test_a_hostile_gif_is_one_line(tmp_path, kind, capsys):
     err = capsys.readouterr().err
     assert message in err and str(gif) in err and err.count("\n") == 1
     assert not (tmp_path / "flow.gif").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--resize", "100000"], "argument --resize: must be at most 8192"),
+])
+def test_cache_sizes_are_bounded_before_anything_is_written(tiny_data, args, message, capsys):
+    with pytest.raises(SystemExit):
+        main(["cache", str(tiny_data), *args])
+    assert message in capsys.readouterr().err and not (tiny_data / ".fpar-store").exists()
+
+
+def test_a_clip_asking_for_gigabytes_is_refused_by_its_settings(tmp_path):
+    """An export whose fpar.json asked for 64 frames at 4096 px took 8.2 GB, then a MemoryError."""
+    from fpar.data import ClipSettings
+
+    with pytest.raises(ValueError, match="64 frames of 4096x4096 are more than the 268435456 pixels"):
+        ClipSettings(modalities=["frames"], num_frames=64, resize=4096, crop=4096)
+    ClipSettings(modalities=["frames"], num_frames=64, resize=2048, crop=2048)  # exactly the limit
+
+
+def test_a_store_link_planted_in_the_dataset_is_refused(tiny_data, tmp_path, capsys):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data / "processed_frames", data / "processed_frames")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "index.json").write_text("mine")
+    (data / ".fpar-store").symlink_to(elsewhere)
+    assert main(["cache", str(data), "--resize", "48"]) == 1
+    assert "is a symbolic link" in capsys.readouterr().err
+    assert [p.name for p in elsewhere.iterdir()] == ["index.json"] and (elsewhere / "index.json").read_text() == "mine"

@@ -34,7 +34,7 @@ from fpar.data.settings import DataSettings
 from fpar.engine.settings import ExperimentSettings
 from fpar.engine.compute import channels_last_batch
 from fpar.errors import FparError
-from fpar.io import die_with_parent
+from fpar.io import die_with_parent, no_links_below
 
 
 def worker_dies_with(parent: int, worker_id: int) -> None:
@@ -120,8 +120,13 @@ class FparDataModule(L.LightningDataModule):
         """``data.store``: build it if missing or out of date (``build``), else open it."""
         from fpar.data.store import ensure_store, open_store
 
+        from fpar.data.store import default_store_path
+
         data = self.config.data
         path = None if data.store is True else data.store
+        if path is None:  # a .fpar-store link planted in the dataset would take the build's deletes elsewhere
+            default = default_store_path(self.index.root, data.resize)
+            no_links_below(default.parents[1], default)
         opener = ensure_store if build else open_store
         return opener(self.index, path, resize=data.resize, modalities=data.modalities)
 
