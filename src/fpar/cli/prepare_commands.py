@@ -72,7 +72,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def positive_bound(text: str) -> float:
-    """An argparse type: a finite number of pixels > 0 (nan, inf, 0 and negatives make no flow coding)."""
+    """An argparse type: a number of pixels in BOUND_RANGE (below half a pixel every motion saturates, above
+    100 px it all codes as zero in 8 bits; nan, inf, 0 and negatives make no flow coding)."""
     try:
         value = float(text)
     except ValueError:

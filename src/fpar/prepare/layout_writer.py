@@ -83,8 +83,8 @@ class Settings:
 
 
 def check_bound(bound: float) -> None:
-    """The flow bound must be a finite number of pixels > 0: ``nan`` would code all flow as 0,
-    a negative one as 255, and 0 divides by zero."""
+    """The flow bound must be a number of pixels in ``BOUND_RANGE``: ``nan`` would code all flow as 0,
+    a negative one as 255, 0 divides by zero, and a tiny or huge one saturates or zeroes every motion."""
     low, high = BOUND_RANGE
     if not isinstance(bound, (int, float)) or not math.isfinite(bound) or not low <= bound <= high:
         raise FparError(f"flow bound must be a number of pixels from {low:g} to {high:g}, got {bound!r}")
