@@ -3,6 +3,7 @@ the weights' hash in fpar.json, a fresh folder renamed into place, one writer at
 
 import json
 import os
+import shutil
 
 import pytest
 
@@ -24,11 +25,22 @@ def checkpoint(path, seed: int, classes=("a", "b", "c")):
     return path
 
 
+@pytest.fixture(scope="module")
+def made_once(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("exports")
+    export_model(checkpoint(folder / "a.ckpt", 0), folder / "A")
+    export_model(checkpoint(folder / "b.ckpt", 1, classes=("x", "y", "z")), folder / "B")
+    return folder
+
+
 @pytest.fixture
-def two_exports(tmp_path):
-    a = export_model(checkpoint(tmp_path / "a.ckpt", 0), tmp_path / "A")
-    b = export_model(checkpoint(tmp_path / "b.ckpt", 1, classes=("x", "y", "z")), tmp_path / "B")
-    return a, b
+def two_exports(made_once, tmp_path):
+    """Checkpoints a.ckpt, b.ckpt and their exports A, B in ``tmp_path`` (copies: tests change them)."""
+    for name in ("a.ckpt", "b.ckpt"):
+        shutil.copy(made_once / name, tmp_path / name)
+    for name in ("A", "B"):
+        shutil.copytree(made_once / name, tmp_path / name)
+    return tmp_path / "A", tmp_path / "B"
 
 
 def test_the_contract_records_the_weights_hash_and_reads_back(two_exports):
