@@ -155,3 +155,13 @@ def test_a_checkpoint_whose_clip_does_not_give_what_its_model_reads_is_one_line(
     with pytest.raises(FparError, match=r"its model 'flow_resnet' reads 'flow' but its clip settings .* give \['frames'\]"):
         predict_video(path, tmp_path / "clip.gif")
     assert read_contract(load_checkpoint(path), path).clip.modalities == ["frames"]
+
+
+def test_an_export_onto_a_full_disk_is_one_line_and_keeps_the_previous_export(two_exports, tmp_path, small_disk, capsys):
+    """It was a SafetensorError traceback."""
+    a, _ = two_exports
+    disk = small_disk("64m")  # room for one export of a flow ResNet-18 (45 MB), not for a second beside it
+    shutil.copytree(a, disk / "A")
+    assert main(["export", str(tmp_path / "b.ckpt"), str(disk / "A")]) == 1
+    assert capsys.readouterr().err == f"fpar: error: cannot write {disk / 'A'}: no space left on the device\n"
+    assert load_model(disk / "A")[1].classes == ["a", "b", "c"] and not list(disk.glob(".A.*"))
