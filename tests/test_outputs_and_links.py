@@ -31,6 +31,7 @@ CASES = [
     ("flow --out onto its hard link", ["flow", "{t}/clip.gif", "--out", "{t}/hard.gif"]),
     ("flow --out onto a link to it", ["flow", "{t}/clip.gif", "--out", "{t}/soft.gif"]),
     ("cam --out onto the video", ["cam", "{t}/best.ckpt", "{t}/clip.gif", "--out", "{t}/clip.gif"]),
+    ("import-reference onto its source", ["import-reference", "rgb_attention", "{t}/best.ckpt", "{t}/hard.ckpt"]),
 ]
 
 
