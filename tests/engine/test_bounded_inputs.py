@@ -121,3 +121,16 @@ def test_a_store_link_planted_in_the_dataset_is_refused(tiny_data, tmp_path, cap
     assert main(["cache", str(data), "--resize", "48"]) == 1
     assert "is a symbolic link" in capsys.readouterr().err
     assert [p.name for p in elsewhere.iterdir()] == ["index.json"] and (elsewhere / "index.json").read_text() == "mine"
+
+
+def test_data_check_reports_a_decompression_bomb_without_decoding_it(tiny_data, tmp_path, capsys):
+    """A 3 MB PNG bomb took `data check` to 6.2 GB."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data / "processed_frames", data / "processed_frames")
+    frame = data / "processed_frames" / "S1" / "close_red" / "1" / "rgb" / "rgb0003.png"
+    png_header_only(frame, 100_000, 100_000)
+    assert main(["data", "check", str(data)]) == 1
+    out = capsys.readouterr().out
+    assert "rgb0003.png" in out and "100000x100000 picture is more than the 67108864 pixels" in out
