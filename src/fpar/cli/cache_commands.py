@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from fpar.cli.common import at_least
+from fpar.data.settings import MAX_RESIZE
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cache.add_argument("root", metavar="ROOT", help="dataset folder, or a manifest .csv/.jsonl")
     cache.add_argument("--out", metavar="DIR", help="store folder (default: ROOT/.fpar-store/r<RESIZE>)")
     cache.add_argument("--layout", default="auto", choices=["auto", "processed", "egornn", "manifest"])
-    cache.add_argument("--resize", type=at_least(1), default=256, help="short side in pixels, as data.resize")
+    cache.add_argument("--resize", type=at_least(1, MAX_RESIZE), default=256,
+                       help=f"short side in pixels, as data.resize (at most {MAX_RESIZE})")
     cache.add_argument("--modalities", nargs="+", choices=["frames", "flow", "mmaps"],
                        help="what to store (default: everything the dataset has)")
     cache.add_argument("--rebuild", action="store_true", help="rebuild a store whose sources or settings changed")
@@ -24,8 +26,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_cache(args: argparse.Namespace) -> int:
-    from fpar.data.store import build_store
+    from pathlib import Path
 
+    from fpar.data.store import build_store, default_store_path
+    from fpar.io import no_links_below
+
+    if args.out is None:  # a .fpar-store link planted in the dataset would take the build's deletes elsewhere
+        store = default_store_path(args.root, args.resize)
+        no_links_below(store.parents[1], store)
     path = build_store(args.root, args.out, layout=args.layout, resize=args.resize, modalities=args.modalities,
                        rebuild=args.rebuild)
     print(f"store ready: {path}")

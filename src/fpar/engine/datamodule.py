@@ -20,6 +20,8 @@ sample to exactly one rank with no padding (DDP accuracy counts each clip once).
 
 from __future__ import annotations
 
+import functools
+import os
 from typing import Callable, Iterator
 
 import lightning as L
@@ -33,6 +35,12 @@ from fpar.engine.settings import ExperimentSettings
 from fpar.engine.compute import channels_last_batch
 from fpar.engine.selection import selection_split
 from fpar.errors import FparError
+from fpar.io import die_with_parent, no_links_below
+
+
+def worker_dies_with(parent: int, worker_id: int) -> None:
+    """A DataLoader worker exits at once when the process that loads with it is killed."""
+    die_with_parent(parent)
 
 
 class EpochShuffleSampler(Sampler[tuple[int, int]]):
@@ -103,7 +111,6 @@ class FparDataModule(L.LightningDataModule):
         self.train_set: ClipDataset | None = None
         self.val_set: ClipDataset | None = None
         self._loaders: dict[str, DataLoader] = {}
-        self._iterated = False  # whether the train loader has started an iteration yet
 
     @property
     def classes(self) -> list[str]:
@@ -118,8 +125,13 @@ class FparDataModule(L.LightningDataModule):
         """``data.store``: build it if missing or out of date (``build``), else open it."""
         from fpar.data.store import ensure_store, open_store
 
+        from fpar.data.store import default_store_path
+
         data = self.config.data
         path = None if data.store is True else data.store
+        if path is None:  # a .fpar-store link planted in the dataset would take the build's deletes elsewhere
+            default = default_store_path(self.index.root, data.resize)
+            no_links_below(default.parents[1], default)
         opener = ensure_store if build else open_store
         return opener(self.index, path, resize=data.resize, modalities=data.modalities)
 
@@ -151,7 +163,9 @@ class FparDataModule(L.LightningDataModule):
         # global RNG (dropout) untouched by the loader's worker seeds.
         return DataLoader(dataset, batch_size=self.config.trainer.batch_size, sampler=sampler,
                           num_workers=data.workers, pin_memory=pin, generator=torch.Generator().manual_seed(0),
-                          drop_last=drop_last, **workers)
+                          drop_last=drop_last,
+                          worker_init_fn=functools.partial(worker_dies_with, os.getpid()) if data.workers else None,
+                          **workers)
 
     def train_dataloader(self) -> DataLoader:
         if "train" not in self._loaders:
@@ -167,15 +181,15 @@ class FparDataModule(L.LightningDataModule):
         return self._loaders["train"]
 
     def epoch_to_draw(self) -> int:
-        """The epoch the train loader's iteration starting now serves: the Trainer's ``current_epoch``,
-        except for a resumed run's first iteration. Lightning starts that one while restoring, when
-        ``current_epoch`` still names the checkpoint's epoch, and uses it for the next epoch; fpar
-        saves checkpoints at epoch ends only (engine/train.py), so that is the one after it."""
-        trainer = self.trainer
-        first, self._iterated = not self._iterated, True
-        if first and trainer.ckpt_path is not None:
-            return trainer.current_epoch + 1
-        return trainer.current_epoch
+        """The epoch the train loader's iteration starting now serves: the number of epochs whose
+        training has been processed. An iteration starts at different moments depending on the
+        loader: with workers, when the loader is made (for a resumed run while Lightning restores,
+        ``current_epoch`` still naming the checkpoint's epoch); without, at its first batch, after the
+        epoch has begun. The fit loop's ``processed`` count names the epoch to train at both moments
+        (fpar saves checkpoints at epoch ends only, after an epoch is processed), so every worker
+        count, a resumed and an extended run draw the clips of the uninterrupted run
+        (docs/reliability.md)."""
+        return self.trainer.fit_loop.epoch_progress.current.processed
 
     def val_dataloader(self) -> DataLoader:
         if "val" not in self._loaders:

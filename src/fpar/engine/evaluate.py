@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from fpar.checkpoint import load_model
+from fpar.checkpoint import load_model, model_reads_its_clip
 from fpar.data import ClipDataset, load_index
 from fpar.data.settings import DataSettings
 from fpar.engine.compute import channels_last_batch, prepare_for_inference
@@ -31,7 +31,7 @@ from fpar.engine.hardware import autocast_dtype, device_for, resolve_precision
 from fpar.engine.metrics import ClassificationMetrics
 from fpar.engine.selection import selection_record
 from fpar.errors import FparError
-from fpar.io import check_writable, write_text
+from fpar.io import check_writable, refuse_overwriting_inputs, write_text
 
 
 # accelerators a single-process evaluation runs on without Lightning (others, e.g. mps, go through it)
@@ -140,6 +140,7 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise FparError(f"{name} must be an integer >= {least}, got {value!r}")
     if predictions_csv is not None:
+        refuse_overwriting_inputs(predictions_csv, checkpoint, data_root, option="predictions file")
         check_writable(predictions_csv)  # before the evaluation, not after it
     model, info = load_model(checkpoint, mmap=False)  # its weights are copied to channels-last
     subjects = split_subjects(split, info.config)
@@ -167,7 +168,8 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
         rank = 0
         precision = resolve_precision(precision, accelerator, announce=progress)
         scorer = ClipScorer(model, dataset, explain, dtype=autocast_dtype(precision))
-        rows = score_in_process(scorer, batch_size, workers, accelerator, precision, progress)
+        with model_reads_its_clip(checkpoint, info):
+            rows = score_in_process(scorer, batch_size, workers, accelerator, precision, progress)
     else:
         from fpar.engine.distributed_eval import score_distributed
 

@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from fpar.checkpoint import load_model
+from fpar.checkpoint import load_model, model_reads_its_clip
 from fpar.data import ClipDataset
 from fpar.data.layouts import Instance
 from fpar.data.settings import ClipSettings
@@ -83,7 +83,8 @@ def predict_video(checkpoint: str | os.PathLike, video: str | os.PathLike, *, fl
     batch = {m: clip[m].unsqueeze(0) for m in info.clip.modalities}
     if announce:  # once the video has proved readable: an unreadable one is one line, the error
         resolve_precision(precision, "cpu")
-    with torch.inference_mode(), torch.autocast("cpu", dtype or torch.float32, enabled=dtype is not None):
+    with torch.inference_mode(), torch.autocast("cpu", dtype or torch.float32, enabled=dtype is not None), \
+            model_reads_its_clip(checkpoint, info):
         outputs = model(batch, explain=explain)
     num_classes = outputs["logits"].shape[1]
     names = info.classes or []

@@ -68,6 +68,10 @@ def run_sweep(config_path: str | os.PathLike, axes: Iterable[str], *, out_dir: s
     """Train every combination (skipping finished runs); returns one row per run and writes the table."""
     out_dir = Path(out_dir)
     combos = expand_grid(axes)
+    if train_kwargs.get("data_root") is not None and any(key == "data.root" for key, _ in combos[0]):
+        # --data would win over the axis: every run would train on one dataset, labelled with another
+        raise FparError("the sweep axis data.root and --data both name the dataset: drop --data, each run "
+                        "then trains on its data.root value")
     base = load_config(config_path, overrides).experiment
     # every run's config is checked before the first one trains
     configs = [load_config(config_path, [*overrides, *(f"{k}={v}" for k, v in combo),
