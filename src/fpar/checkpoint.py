@@ -25,22 +25,27 @@ or its ``.safetensors`` file.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from pydantic import ValidationError
 
-from fpar.data.settings import ClipSettings
+from fpar.data.settings import MODALITIES, ClipSettings
 from fpar.errors import FparError
-from fpar.io import atomic_path, load_torch_file, write_text
+from fpar.io import (atomic_path, fresh_folder, load_torch_file, output_lock, refuse_link, refuse_overwriting_inputs,
+                     remove_leftovers)
 
 MODEL_PREFIX = "model."
 EXPORT_WEIGHTS = "model.safetensors"
 EXPORT_CONTRACT = "fpar.json"
+# fpar.json's record of the weights it belongs to: a weights file from another export is refused
+EXPORT_WEIGHTS_HASH = "weights_blake2b"
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,22 @@ def read_contract(ckpt: dict[str, Any], path: str | os.PathLike) -> ModelContrac
     return ModelContract(model=dict(info["model"]), classes=info.get("classes"), clip=clip, config=info.get("config"))
 
 
+@contextlib.contextmanager
+def model_reads_its_clip(path: str | os.PathLike, contract: ModelContract) -> Iterator[None]:
+    """Run a checkpoint's model on clips read by its contract: a model that asks for a modality the
+    clip settings do not give (a checkpoint whose ``fpar.clip`` was edited or mismatched) is one line
+    naming the checkpoint, not a KeyError from inside the model."""
+    try:
+        yield
+    except KeyError as exc:
+        missing = exc.args[0] if exc.args else None
+        if missing not in MODALITIES:
+            raise
+        raise FparError(f"{path}: its model '{contract.model['name']}' reads {missing!r} but its clip settings "
+                        f"(fpar.clip.modalities) give {list(contract.clip.modalities)}; the checkpoint's model and "
+                        "clip do not match") from None
+
+
 def load_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> dict[str, Any]:
     """Load a checkpoint (or an export) without executing code; one clear error for anything else.
     ``mmap``: as :func:`fpar.io.load_torch_file`.
@@ -104,6 +125,9 @@ def load_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> dict[str,
             or not isinstance(info["model"].get("name"), str):
         raise FparError(f"{path}: the 'fpar' entry must be a mapping with model: {{name: ..., ...}}, "
                         f"got {_kind(info)}")
+    for key in ("clip", "config"):
+        if info.get(key) is not None and not isinstance(info[key], dict):
+            raise FparError(f"{path}: fpar.{key} must be a mapping, got {_kind(info[key])}")
     if info.get("classes") is not None and not (isinstance(info["classes"], list)
                                                 and all(isinstance(c, str) for c in info["classes"])):
         raise FparError(f"{path}: fpar.classes must be a list of class names, got {_kind(info['classes'])}")
@@ -132,29 +156,70 @@ def _load_export(path: Path) -> dict[str, Any]:
         raise FparError(f"{weights} is not a readable safetensors file ({exc})") from None
     try:
         info = json.loads(contract.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise FparError(f"{contract} is not valid JSON ({exc})") from None
+    if not isinstance(info, dict):
+        raise FparError(f"{contract} must hold a mapping (model, classes, clip, config), got {_kind(info)}")
+    recorded = info.pop(EXPORT_WEIGHTS_HASH, None)
+    if recorded is None:
+        raise FparError(f"{contract} records no hash of its weights ({EXPORT_WEIGHTS_HASH}): "
+                        "export the checkpoint again with `fpar export`")
+    if recorded != weights_hash(weights):
+        raise FparError(f"{weights} is not the weights file {contract} was written with (its hash differs): "
+                        "the export was modified or mixed with another; export the checkpoint again")
     return {"state_dict": {MODEL_PREFIX + k: v for k, v in state.items()}, "fpar": info}
+
+
+def weights_hash(path: Path) -> str:
+    """BLAKE2b of a file, read in 4 MiB blocks."""
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=32)
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def export_model(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
     """Write ``out/model.safetensors`` (the weights) and ``out/fpar.json`` (model name and arguments,
-    classes, clip settings, config) from any checkpoint; returns ``out``. Both files are written
-    atomically, the weights first, so a folder with an ``fpar.json`` is complete."""
+    classes, clip settings, config, and the weights' hash) from any checkpoint; returns ``out``.
+
+    Both are written into a fresh temporary folder that then replaces ``out`` whole, so a reader
+    sees the previous export or the new one, never one's weights beside the other's contract; a
+    second writer of ``out`` is refused while the first writes (``.locks/`` beside it), and the
+    leftovers of a killed export are removed by the next one."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
+    out = Path(out)
+    refuse_overwriting_inputs(out, checkpoint, Path(checkpoint).parent if Path(checkpoint).suffix == ".safetensors"
+                              else None, option="export folder")
     ckpt = load_checkpoint(checkpoint)
     read_contract(ckpt, checkpoint)  # an export must be usable: refuse one without an input contract
-    out = Path(out)
     if out.exists() and not out.is_dir():
         raise FparError(f"export folder {out} is a file")
-    out.mkdir(parents=True, exist_ok=True)
+    refuse_link(out)
+    if out.is_dir() and not {p.name for p in out.iterdir()} <= {EXPORT_WEIGHTS, EXPORT_CONTRACT}:
+        raise FparError(f"export folder {out} holds other files than an export; give a new or empty folder")
     # safetensors stores each tensor once: give views and shared storage their own contiguous copy
     weights = {k: v.detach().cpu().contiguous().clone() for k, v in model_state_dict(ckpt).items()}
-    with atomic_path(out / EXPORT_WEIGHTS) as tmp:
-        save_file(weights, str(tmp), metadata={"format": "pt", "model": ckpt["fpar"]["model"]["name"]})
-    write_text(out / EXPORT_CONTRACT, json.dumps(ckpt["fpar"], indent=1) + "\n")
+    with output_lock(out, f"export {out}"):
+        remove_leftovers(out)
+        with fresh_folder(out) as tmp:
+            try:
+                save_file(weights, str(tmp / EXPORT_WEIGHTS),
+                          metadata={"format": "pt", "model": ckpt["fpar"]["model"]["name"]})
+            except SafetensorError as exc:  # safetensors reports a failed write as its own error, without errno
+                raise OSError(errno.ENOSPC if _nearly_full(tmp) else errno.EIO, str(exc), str(out)) from None
+            contract = {**ckpt["fpar"], EXPORT_WEIGHTS_HASH: weights_hash(tmp / EXPORT_WEIGHTS)}
+            (tmp / EXPORT_CONTRACT).write_text(json.dumps(contract, indent=1) + "\n")
     return out
+
+
+def _nearly_full(folder: Path) -> bool:
+    usage = os.statvfs(folder)
+    return usage.f_bavail * usage.f_frsize < (64 << 20)
 
 
 def model_state_dict(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:

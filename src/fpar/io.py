@@ -1,6 +1,7 @@
 """Atomic file writes (a reader never sees a half-written file, a killed job leaves the old one),
-one writer at a time (an OS file lock), paths that stay inside their root, and code-free loading
-of torch files."""
+one writer at a time (an OS file lock), paths that stay inside their root and never pass through a
+planted symbolic link, outputs that are never one of their command's inputs, and code-free loading
+of torch files (docs/reliability.md)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import errno
 import os
 import pickle
 import re
+import shutil
 import socket
+import struct
 import sys
 import tempfile
 import zipfile
@@ -128,7 +131,10 @@ def inside(root: str | os.PathLike, *parts: str | os.PathLike) -> Path:
     """
     root = Path(root)
     path = root.joinpath(*parts)
-    real_root, real = root.resolve(), path.resolve()
+    try:
+        real_root, real = root.resolve(), path.resolve()
+    except (RuntimeError, OSError):  # a symbolic link loop
+        raise FparError(f"{path}: a symbolic link loop; give a real folder") from None
     if real != real_root and real_root not in real.parents:
         shown = "/".join(str(p) for p in parts)
         raise FparError(f"'{shown}' would be written outside {root} (to {real}): give a plain name")
@@ -142,7 +148,10 @@ def exclusive_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
 
     The lock is the operating system's (``flock``), so a killed holder releases it: no stale lock
     to clean up by hand. The lock file itself stays, since deleting it would let a third process
-    lock a fresh file while the second still holds the old one.
+    lock a fresh file while the second still holds the old one. One exception: a lock whose holder
+    (the process id recorded beside it, on this host) no longer runs is held only by a process that
+    inherited it (an orphaned worker); it is taken over, under a second lock so that two reruns
+    cannot both take it. A lock file or folder that is a symbolic link is refused.
     """
     from filelock import FileLock, Timeout  # imported here: most users of this module never lock
 
@@ -150,8 +159,15 @@ def exclusive_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
     holder_file = path.with_name(path.name + ".holder")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        for link in (path.parent, path, holder_file):
+            refuse_link(link)
         lock = FileLock(path, timeout=0)
-        lock.acquire()
+        try:
+            lock.acquire()
+        except Timeout:
+            lock = _take_over(path, holder_file)
+            if lock is None:
+                raise
     except Timeout:
         raise FparError(f"{what}: another process is writing it (lock {path} is held by {_holder(holder_file)}); "
                         "wait for it or stop it first") from None
@@ -166,6 +182,166 @@ def exclusive_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+def _take_over(path: Path, holder_file: Path):
+    """A fresh lock in place of ``path`` when its recorded holder no longer runs, else None."""
+    from filelock import FileLock, Timeout
+
+    if not _holder_is_gone(holder_file):
+        return None
+    with FileLock(path.with_name(path.name + ".takeover"), timeout=10):
+        lock = FileLock(path, timeout=0)
+        try:  # another rerun may have taken it over while this one waited
+            lock.acquire()
+            return lock
+        except Timeout:
+            if not _holder_is_gone(holder_file):
+                return None
+        path.unlink(missing_ok=True)
+        lock = FileLock(path, timeout=0)
+        lock.acquire()
+        return lock
+
+
+def _holder_is_gone(holder_file: Path) -> bool:
+    """Whether the holder file names a process of this host that no longer runs."""
+    try:
+        found = re.match(r"pid (\d+) on (\S+) since", holder_file.read_text())
+    except (OSError, UnicodeDecodeError):
+        return False
+    if found is None or found.group(2) != socket.gethostname() or int(found.group(1)) == os.getpid():
+        return False
+    try:
+        os.kill(int(found.group(1)), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # runs, under another user
+        return False
+    return False
+
+
+def output_lock(path: str | os.PathLike, what: str) -> contextlib.AbstractContextManager:
+    """The lock of one output (a file or folder) that a command writes whole: ``.locks/<name>.lock``
+    beside it, so that a second writer of the same output is refused while the first writes."""
+    path = Path(path)
+    return exclusive_lock(path.parent / ".locks" / f"{path.name}.lock", what)
+
+
+def remove_leftovers(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files and folders a killed write of ``path`` left beside it (the
+    ``.<name>.*.tmp`` of :func:`atomic_path` and :func:`fresh_folder`); returns what was removed.
+    Call it holding ``path``'s lock, so that a running writer's temporaries are never touched."""
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    for leftover in path.parent.glob(f".{glob_escape(path.name[:200])}.*.tmp"):
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+        removed.append(leftover)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+@contextlib.contextmanager
+def fresh_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a new empty temporary folder beside ``path``; when the block succeeds it replaces
+    ``path`` whole (a previous ``path`` is moved aside and then removed), so a reader sees the old
+    folder or the new one, never a mix. A killed write leaves ``.<name>.*.tmp`` folders that
+    :func:`remove_leftovers` removes."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name[:200]}.", suffix=".tmp", dir=path.parent))
+    except OSError as exc:
+        raise (_write_failure(path, exc) or exc) from None
+    os.chmod(tmp, 0o777 & ~_umask())
+    try:
+        yield tmp
+        old = None
+        if path.is_dir() and not path.is_symlink():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name[:200]}.", suffix=".tmp", dir=path.parent))
+            os.replace(path, old)  # an empty folder is replaced by a rename
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except (OSError, RuntimeError) as exc:
+        failure = _write_failure(path, exc)
+        if failure is None:
+            raise
+        raise failure from None
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def refuse_link(path: str | os.PathLike) -> None:
+    """:class:`FparError` if ``path`` is a symbolic link: fpar never writes or deletes through a link
+    planted where it writes (it could lead anywhere)."""
+    path = Path(path)
+    if path.is_symlink():
+        raise FparError(f"{path} is a symbolic link (to {os.readlink(path)}); fpar does not write or delete "
+                        "through links where it writes: remove it or give the real path")
+
+
+def no_links_below(root: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """``path``, refused (:func:`refuse_link`) if it or a folder between ``root`` and it is a symbolic
+    link. ``root`` itself may be one (the user named it); below it, a link would take a write or a
+    delete out of the root."""
+    root, path = Path(root), Path(path)
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        raise FparError(f"{path} is not inside {root}") from None
+    for i in range(1, len(parts) + 1):
+        refuse_link(root.joinpath(*parts[:i]))
+    return path
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether ``a`` and ``b`` name one file or folder: the same resolved path, or the same device and
+    inode (a hard link, a bind mount)."""
+    a, b = Path(a), Path(b)
+    try:
+        if a.resolve() == b.resolve():
+            return True
+        sa, sb = os.stat(a), os.stat(b)
+    except (OSError, RuntimeError):  # missing, or a link loop
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def refuse_overwriting_inputs(output: str | os.PathLike, *inputs: str | os.PathLike | None,
+                              option: str = "the output") -> None:
+    """:class:`FparError` if ``output`` is one of the command's ``inputs`` (resolved, hard links
+    included): an output never overwrites what the command reads."""
+    for source in inputs:
+        if source is not None and same_file(output, source):
+            raise FparError(f"{option} {output} is one of the command's inputs ({source}); "
+                            "choose another path, the input would be overwritten")
+
+
+def die_with_parent(parent: int) -> None:
+    """Make this worker process exit when ``parent`` (the process that started it) dies: on Linux the
+    kernel sends it SIGKILL (``PR_SET_PDEATHSIG``), so a ``kill -9`` of the main process leaves no
+    orphaned worker holding memory or a lock. Elsewhere a no-op. Call it first thing in a worker."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
 
 
 def _command_line() -> str:
@@ -215,5 +391,7 @@ def load_torch_file(path: str | os.PathLike, what: str = "checkpoint", *, mmap: 
             raise FparError(f"refusing to load {path}: it holds Python objects ({blocked.group(1)}) and loading it "
                             "could run code; fpar loads plain weights files only (save a state_dict)") from None
         raise FparError(f"{path} is not a readable {what} (corrupt, truncated or not a torch file)") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError):
+    # a few bytes that are no torch file reach the unpickler as garbage opcodes: each fails its own way
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, IndexError, KeyError, TypeError,
+            struct.error):
         raise FparError(f"{path} is not a readable {what} (corrupt, truncated or not a torch file)") from None

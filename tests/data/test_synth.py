@@ -99,3 +99,28 @@ def test_cli_synth_and_bad_arguments(tmp_path, capsys):
         class_names(21)
     with pytest.raises(SystemExit):
         main(["synth", str(out), "--size", "big"])
+
+
+def test_a_killed_synth_is_refused_by_readers_and_finished_by_the_rerun(tiny, tmp_path, monkeypatch):
+    """A kill after 5 of the 32 videos left a partial dataset that training used and the rerun refused."""
+    import fpar.data.synth as synth
+
+    real, written = synth._write_video, []
+
+    def killed_after_five(*args):
+        if len(written) == 5:
+            raise KeyboardInterrupt  # as a kill: nothing after this point runs
+        written.append(args[1:4])
+        real(*args)
+
+    monkeypatch.setattr(synth, "_write_video", killed_after_five)
+    with pytest.raises(KeyboardInterrupt):
+        generate(tmp_path / "d", seed=5, **TINY)
+    monkeypatch.setattr(synth, "_write_video", real)
+    with pytest.raises(FparError, match="whose writing was interrupted .*run the command that wrote it again"):
+        load_index(tmp_path / "d")
+    with pytest.raises(FparError, match="already holds a dataset \\(an unfinished synth with other settings\\)"):
+        generate(tmp_path / "d", seed=6, **TINY)
+    generate(tmp_path / "d", seed=5, **TINY)  # the same command finishes it
+    assert digest(tmp_path / "d") == digest(tiny)
+    assert load_index(tmp_path / "d").instances

@@ -38,7 +38,8 @@ def test_cam_into_a_file_or_a_read_only_folder_is_one_line(attention_ckpt, tiny_
     assert (tmp_path / "cam" / "cam.gif").is_file()
 
 
-@pytest.mark.parametrize("fps", ["0", "-3", "nan", "inf", "x"])
+# 1e-300 used to overflow into a traceback and an empty output folder
+@pytest.mark.parametrize("fps", ["0", "-3", "nan", "inf", "x", "1e-300", "0.05", "1000"])
 def test_cam_frame_rate_is_checked_where_it_enters(fps, capsys):
     with pytest.raises(SystemExit) as exited:
         main(["cam", "model.ckpt", "video.mp4", "--fps", fps])

@@ -18,9 +18,12 @@ from fpar.errors import FparError
 from engine_tiny import subprocess_env, tiny_config, write_config
 
 DRIVER = Path(__file__).with_name("resume_driver.py")
-# RGB stage 2: random clips, dropout, frozen BNs, a multistep lr; one data-loading worker
-CONFIG = tiny_config(data={"workers": 1}, trainer={"epochs": 3, "val_every": 1},
-                     scheduler={"name": "multistep", "milestones": [2]})
+
+
+def config(workers: int, epochs: int = 3) -> dict:
+    """RGB stage 2: random clips, dropout, frozen BNs, a multistep lr; ``workers`` loading workers."""
+    return tiny_config(data={"workers": workers}, trainer={"epochs": epochs, "val_every": 1},
+                       scheduler={"name": "multistep", "milestones": [2]})
 
 
 def fpar_train(config: Path, data: Path, out: Path, *extra: str, kill_at: int | None = None) -> int:
@@ -32,16 +35,15 @@ def fpar_train(config: Path, data: Path, out: Path, *extra: str, kill_at: int | 
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300).returncode
 
 
-def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, tiny_data):
-    config = write_config(tmp_path / "tiny.yaml", CONFIG)
-    assert fpar_train(config, tiny_data, tmp_path / "whole") == 0
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, tiny_data):
+    """The 3-epoch run that never stopped, loading in the main process (``data.workers: 0``)."""
+    out = tmp_path_factory.mktemp("whole")
+    train(config(0), data_root=tiny_data, out_dir=out, progress=False)
+    return out / "tiny"
 
-    # 3 steps per epoch: step 4 is the second batch of epoch 1, after epoch 0's last.ckpt
-    assert fpar_train(config, tiny_data, tmp_path / "killed", kill_at=4) == -9
-    assert load_checkpoint(tmp_path / "killed" / "tiny" / "last.ckpt")["epoch"] == 0
-    assert fpar_train(config, tiny_data, tmp_path / "killed", "--resume") == 0
 
-    whole, resumed = tmp_path / "whole" / "tiny", tmp_path / "killed" / "tiny"
+def assert_same_run(whole: Path, resumed: Path) -> None:
     for name in ("last.ckpt", "best.ckpt"):
         a, b = load_checkpoint(whole / name), load_checkpoint(resumed / name)
         assert a["epoch"] == b["epoch"] and a["global_step"] == b["global_step"]
@@ -57,6 +59,24 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, tiny_data):
     assert [r["epoch"] for r in rows] == [1, 2, 3] and rows[-1]["lr"] < rows[0]["lr"]
     assert json.loads((resumed / "metrics.json").read_text()) == rows
     assert (resumed / "metrics.csv").read_text() == (whole / "metrics.csv").read_text()
+
+
+# Without workers the train loader starts its iteration at the first batch, with workers when it is
+# made (while Lightning restores a resumed run): both must draw the clips of the same epoch.
+@pytest.mark.parametrize("workers", [0, 1, 2])
+def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, tiny_data, uninterrupted, workers):
+    path = write_config(tmp_path / "tiny.yaml", config(workers))
+    # 3 steps per epoch: step 4 is the second batch of epoch 1, after epoch 0's last.ckpt
+    assert fpar_train(path, tiny_data, tmp_path / "killed", kill_at=4) == -9
+    assert load_checkpoint(tmp_path / "killed" / "tiny" / "last.ckpt")["epoch"] == 0
+    train(config(workers), data_root=tiny_data, out_dir=tmp_path / "killed", resume=True, progress=False)
+    assert_same_run(uninterrupted, tmp_path / "killed" / "tiny")
+
+
+def test_a_finished_run_extended_to_more_epochs_equals_the_longer_run(tmp_path, tiny_data, uninterrupted):
+    train(config(0, epochs=1), data_root=tiny_data, out_dir=tmp_path, progress=False)
+    train(config(0, epochs=3), data_root=tiny_data, out_dir=tmp_path, resume=True, progress=False)
+    assert_same_run(uninterrupted, tmp_path / "tiny")
 
 
 class RunsCode:

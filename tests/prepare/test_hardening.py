@@ -25,19 +25,20 @@ def clip(tmp_path) -> Path:
     return write_gif(tmp_path / "clip.gif", moving_square(n=6))
 
 
-@pytest.mark.parametrize("bound", ["nan", "-5", "0", "inf"])
+# 1e-300 and 1e39 used to pass and write all-zero flow that `data check` called usable
+@pytest.mark.parametrize("bound", ["nan", "-5", "0", "inf", "1e-300", "0.49", "1e39", "100.5"])
 def test_cli_bound_must_be_finite_and_positive(tmp_path, clip, bound, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["prepare", str(clip), "--out", str(tmp_path / "out"), "--subject", "S1", "--class", "x",
               f"--bound={bound}"])
     assert exit_.value.code == 2
-    assert "must be a finite number of pixels > 0" in capsys.readouterr().err
+    assert "must be a number of pixels from 0.5 to 100" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("bound", [float("nan"), -5.0, 0.0])
+@pytest.mark.parametrize("bound", [float("nan"), -5.0, 0.0, 1e-300, 1e39])
 def test_library_bound_must_be_finite_and_positive(tmp_path, clip, bound):
-    with pytest.raises(FparError, match="flow bound must be a finite number"):
+    with pytest.raises(FparError, match="flow bound must be a number of pixels from 0.5 to 100"):
         prepare_video(clip, tmp_path / "out", flow="dis", bound=bound, progress=False, **KEY)
     assert not (tmp_path / "out").exists()
 
@@ -116,3 +117,17 @@ def test_names_cannot_lead_outside_the_output_folder(tmp_path, clip):
     with pytest.raises(FparError, match="resolves outside the output folder"):
         prepare_video(clip, out, flow="dis", progress=False, **KEY)
     assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+@pytest.mark.parametrize("planted", [".clip.partial", "clip", "open_jar"])
+def test_a_link_planted_in_the_output_root_is_refused_and_its_target_untouched(tmp_path, clip, planted):
+    """A planted `.inst.partial` link made prepare write an instance elsewhere."""
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("mine")
+    parent = out / "processed_frames" / "S1" / ("open_jar" if planted != "open_jar" else "")
+    parent.mkdir(parents=True)
+    (parent / planted).symlink_to(elsewhere)
+    with pytest.raises(FparError, match="is a symbolic link|resolves outside the output folder"):
+        prepare_video(clip, out, flow="dis", progress=False, **KEY)
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["keep.txt"]

@@ -20,6 +20,8 @@ def test_toy_demo_writes_one_table_for_all_five_models(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "results.json").read_text()) == results
     table = (tmp_path / "results.md").read_text()
     assert table.startswith("| model | config | S2 accuracy |") and "Chance level: 1/2 = 50.0%" in table
+    assert "Checkpoint selection: best epoch on 20% of the training subjects' clips, held out of training" in table
+    assert all(row["selection"]["subjects"] == ["S1", "S3", "S4"] for row in results["models"])
     assert lines[-1] == table.rstrip("\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "results.json", "results.md", "runs"]
 

@@ -79,3 +79,15 @@ def test_table_marks_the_best_and_shows_unvalidated_runs():
             {"run": "c", "x": "3", "best_val_accuracy": 0.75, "epochs_done": 2}]
     assert sweep.results_markdown(rows).splitlines()[2:] == [
         "| 1 | 0.5000 | 2 |", "| 2 | - | 1 |", "| 3 | **0.7500** | 2 |"]
+
+
+def test_a_data_root_axis_with_data_is_refused_before_any_run(tmp_path, monkeypatch, capsys):
+    """`data.root=A,B --data C` trained both runs on C and labelled them A and B."""
+    from fpar.cli import main
+
+    fake = FakeTrain()
+    monkeypatch.setattr(recipe, "_train", fake)
+    assert main(["sweep", str(CONFIG), f"data.root={tmp_path / 'A'},{tmp_path / 'B'}", "--data", str(tmp_path / "C"),
+                 "--out", str(tmp_path / "runs")]) == 1
+    assert "the sweep axis data.root and --data both name the dataset" in capsys.readouterr().err
+    assert fake.calls == [] and not (tmp_path / "runs").exists()

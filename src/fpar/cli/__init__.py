@@ -32,6 +32,8 @@ COMMAND_MODULES = [
     "fpar.cli.export_commands",
     "fpar.cli.runs_commands",
     "fpar.cli.completion_commands",
+    "fpar.cli.epic_commands",
+    "fpar.cli.protocol_commands",
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from fpar.cli.common import at_least
+from fpar.data.settings import MAX_RESIZE
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,8 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cache.add_argument("root", metavar="ROOT", help="dataset folder, or a manifest .csv/.jsonl")
     cache.add_argument("--out", metavar="DIR", help="store folder (default: ROOT/.fpar-store/r<RESIZE>)")
     cache.add_argument("--layout", default="auto", choices=["auto", "processed", "egornn", "manifest"])
-    cache.add_argument("--resize", type=at_least(1), default=None,
-                       help="short side in pixels, as data.resize (default: --config's, else 256)")
+    cache.add_argument("--resize", type=at_least(1, MAX_RESIZE), default=None,
+                       help=f"short side in pixels, as data.resize, at most " f"{MAX_RESIZE} (default: --config's, else 256)")
     cache.add_argument("--config", metavar="CONFIG",
                        help="build the store at the size this config trains at (its data.resize); every "
                             "config of that size then reads it")
@@ -28,14 +29,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_cache(args: argparse.Namespace) -> int:
-    from fpar.data.store import build_store
+    from pathlib import Path
+
+    from fpar.data.store import build_store, default_store_path
+    from fpar.io import no_links_below
 
     resize = args.resize
     if args.config and resize is None:
         from fpar.engine.config import load_config
 
         resize = load_config(args.config).data.clip.resize
-    path = build_store(args.root, args.out, layout=args.layout, resize=resize or 256, modalities=args.modalities,
+    resize = resize or 256
+    if args.out is None:  # a .fpar-store link planted in the dataset would take the build's deletes elsewhere
+        store = default_store_path(args.root, resize)
+        no_links_below(store.parents[1], store)
+    path = build_store(args.root, args.out, layout=args.layout, resize=resize, modalities=args.modalities,
                        rebuild=args.rebuild)
     print(f"store ready: {path}")
     return 0

@@ -75,6 +75,22 @@ def at_least(minimum: int, maximum: int | None = None):
     return parse
 
 
+def number_in(low: float, high: float):
+    """An argparse type: a finite number from ``low`` to ``high`` (a frame rate)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not math.isfinite(value) or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be a number from {low:g} to {high:g}, got {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
 def positive_number(maximum: float):
     """An argparse type: a finite number > 0 and <= ``maximum`` (a rate, a scale)."""
 

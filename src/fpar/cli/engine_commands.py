@@ -84,8 +84,11 @@ def run_train(args: argparse.Namespace) -> int:
                    num_nodes=args.num_nodes, precision=args.precision, progress=not args.no_progress)
     if rank_zero_only.rank == 0:
         best = result["best_val_accuracy"]
+        from fpar.engine.selection import describe
+
         print(f"{config.experiment}: {result['epochs_done']} epochs, best validation accuracy "
               f"{'-' if best is None else f'{100 * best:.2f}%'}")
+        print(f"  selection      {describe(config.selection.model_dump(), config.trainer.seed)}")
         print(f"  run directory  {result['run_dir']}")
         print(f"  best           {result['best_ckpt'] or '(no validation yet)'}")
     return 0
@@ -128,6 +131,7 @@ def run_eval(args: argparse.Namespace) -> int:
         return 0
     print(f"checkpoint   {result['checkpoint']}")
     print(f"split        {','.join(result['split'])} ({result['n']} clips, {result['views']} view{'s' * (result['views'] != 'center')})")
+    print(f"selection    {result['selection']['text']}")
     print(f"top-1        {100 * result['accuracy']:6.2f}%")
     print(f"top-5        {100 * result['top5']:6.2f}%")
     print(f"mean class   {100 * result['mean_class_accuracy']:6.2f}%")

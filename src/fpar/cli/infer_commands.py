@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from fpar.cli.common import accelerator_for, add_compute_options, at_least, positive_number, require_device
+from fpar.cli.common import accelerator_for, add_compute_options, at_least, number_in, positive_number, require_device
 from fpar.engine.settings import PRECISIONS
 from fpar.errors import FparError
-from fpar.prepare.flow import FLOW_METHODS
+from fpar.prepare.flow import FLOW_METHODS, FRAME_RATE_RANGE
 
 
 
@@ -28,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "them, ms.png (MS head vs motion maps) and modulation.png (two-in-one) into --out.")
     _common(cam)
     cam.add_argument("--out", default="cam", help="folder for the pictures (default ./cam)")
-    cam.add_argument("--fps", type=positive_number(100.0), default=4.0, help="GIF frame rate (> 0, at most 100)")
+    cam.add_argument("--fps", type=number_in(FRAME_RATE_RANGE[0], 100.0), default=4.0,
+                     help=f"GIF frame rate ({FRAME_RATE_RANGE[0]:g} to 100)")
     cam.set_defaults(func=cam_command)
 
     report = subparsers.add_parser(
@@ -76,8 +77,10 @@ def predict_command(args: argparse.Namespace) -> int:
 
 def cam_command(args: argparse.Namespace) -> int:
     from fpar.engine.predict import predict_video
+    from fpar.io import refuse_overwriting_inputs
     from fpar.viz.explain import explain_clip
 
+    refuse_overwriting_inputs(args.out, args.video, args.checkpoint, option="--out")
     prediction = predict_video(args.checkpoint, args.video, flow=args.flow, max_frames=args.max_frames, explain=True,
                                precision=args.precision, announce=True, device=require_device(args.device))
     name, prob = prediction.top(1)[0]

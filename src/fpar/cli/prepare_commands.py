@@ -10,7 +10,7 @@ from pathlib import Path
 
 from fpar.cli.common import add_compute_options, at_least, require_device
 from fpar.errors import FparError
-from fpar.prepare.flow import FLOW_METHODS
+from fpar.prepare.flow import BOUND_RANGE, FLOW_METHODS
 
 MIN_SIZE = 16  # px; OpenCV's flow methods need frames of at least 12 px
 
@@ -73,13 +73,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def positive_bound(text: str) -> float:
-    """An argparse type: a finite number of pixels > 0 (nan, inf, 0 and negatives make no flow coding)."""
+    """An argparse type: a number of pixels in BOUND_RANGE (below half a pixel every motion saturates, above
+    100 px it all codes as zero in 8 bits; nan, inf, 0 and negatives make no flow coding)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number of pixels > 0, got {text}")
+    low, high = BOUND_RANGE
+    if not math.isfinite(value) or not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be a number of pixels from {low:g} to {high:g}, got {text}")
     return value
 
 

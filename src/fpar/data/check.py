@@ -19,7 +19,8 @@ from typing import Iterator
 import numpy as np
 from tqdm import tqdm
 
-from fpar.data.frames import decode, image_problem
+from fpar.errors import FparError
+from fpar.data.frames import check_pixels, decode, image_problem, image_size
 from fpar.data.layouts import (
     DATASET_SETTINGS,
     FILE_KINDS,
@@ -146,6 +147,12 @@ def frame_problem(path: Path, color: bool) -> tuple[str | None, np.ndarray | Non
     reason = image_problem(data)
     if reason is not None:
         return reason, None
+    size = image_size(data)
+    if size is not None:
+        try:
+            check_pixels(*size, path)
+        except FparError as exc:
+            return str(exc).removeprefix(f"{path}: "), None
     image = decode(data, color)
     return (None, image) if image is not None else ("corrupt image (cannot decode)", None)
 

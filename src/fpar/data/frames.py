@@ -5,6 +5,8 @@ A frame that cannot be read is an error, never replaced by another: a stand-in h
 
 from __future__ import annotations
 
+import os
+import struct
 from pathlib import Path
 
 import cv2
@@ -14,6 +16,42 @@ from fpar.errors import FparError
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8"
+# The most pixels fpar decodes in one picture (a frame, a GIF's screen), checked from the file's header
+# before decoding: a few-MB PNG can otherwise claim gigabytes (docs/reliability.md). 8K video is 33 Mpx.
+MAX_PIXELS_VARIABLE = "FPAR_MAX_PIXELS"
+DEFAULT_MAX_PIXELS = 1 << 26
+
+
+def max_pixels() -> int:
+    """The pixel limit: ``$FPAR_MAX_PIXELS`` if set, else :data:`DEFAULT_MAX_PIXELS`."""
+    text = os.environ.get(MAX_PIXELS_VARIABLE, "")
+    try:
+        return int(float(text)) if text else DEFAULT_MAX_PIXELS
+    except ValueError:
+        raise FparError(f"{MAX_PIXELS_VARIABLE}={text!r} is not a number of pixels") from None
+
+
+def check_pixels(width: int, height: int, where: str | os.PathLike) -> None:
+    """:class:`FparError` naming ``where`` if a ``width`` x ``height`` picture is over :func:`max_pixels`."""
+    limit = max_pixels()
+    if width * height > limit:
+        raise FparError(f"{where}: a {width}x{height} picture is more than the {limit} pixels fpar decodes "
+                        f"(set {MAX_PIXELS_VARIABLE} to allow more)")
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG's or JPEG's header, without decoding; None for other formats."""
+    if data.startswith(_PNG_MAGIC) and len(data) >= 24 and data[12:16] == b"IHDR":
+        return struct.unpack(">II", data[16:24])
+    if data.startswith(_JPEG_MAGIC):
+        at = 2
+        while at + 9 <= len(data) and data[at] == 0xFF:
+            marker, length = data[at + 1], struct.unpack(">H", data[at + 2:at + 4])[0]
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start of frame
+                height, width = struct.unpack(">HH", data[at + 5:at + 9])
+                return width, height
+            at += 2 + length
+    return None
 
 
 def image_problem(data: bytes) -> str | None:
@@ -45,6 +83,9 @@ def read_frame(path: Path, color: bool) -> np.ndarray:
     except OSError as exc:
         raise FparError(f"{path}: cannot read frame ({exc.strerror or exc})") from None
     problem = image_problem(data)
+    size = None if problem else image_size(data)
+    if size is not None:
+        check_pixels(*size, path)
     image = None if problem else decode(data, color)
     if image is None:
         raise FparError(f"{path}: {problem or 'corrupt image (cannot decode)'}")

@@ -33,6 +33,9 @@ MANIFEST_NAMES = ("manifest.csv", "manifest.jsonl")
 PREPARE_SETTINGS = "prepare.json"  # in a processed instance folder: the settings it was prepared with
 DATASET_SETTINGS = ("flow", "bound", "size", "warp", "max_frames")  # recorded settings all instances should share
 PROCESSED_TREES = {"rgb": "processed_frames", "flow_x": "flow_x_processed", "flow_y": "flow_y_processed"}
+# Written by a generator (``fpar synth``) before its first file and removed after its last: a root
+# holding it is a dataset a killed or failed run left half written (docs/reliability.md)
+UNFINISHED_MARKER = ".fpar-unfinished.json"
 DEFAULT_MIN_FRAMES = 5  # the flow stack size L: the reference skips shorter instances
 
 _EXT = r"\.(?:png|jpe?g)"
@@ -124,6 +127,9 @@ def load_index(root: str | Path, layout: str = "auto", *, min_frames: int = DEFA
     root = Path(root)
     if not root.exists():
         raise NotADatasetError(f"{root}: no such file or directory")
+    if (root / UNFINISHED_MARKER).is_file():
+        raise FparError(f"{root}: a dataset whose writing was interrupted (it holds {UNFINISHED_MARKER}); "
+                        "run the command that wrote it again to finish it")
     layout = detect_layout(root) if layout == "auto" else layout
     readers = {"processed": _scan_processed, "egornn": _scan_egornn, "manifest": _scan_manifest}
     if layout not in readers:

@@ -26,6 +26,12 @@ FLOW_MODES = ("stack", "pairs")
 Modality = Literal[MODALITIES]  # type: ignore[valid-type]
 
 
+# Sane maxima, checked before anything is allocated (docs/reliability.md): a frame's short side, and
+# the pixels of one clip's crops (frames x crop x crop; 2**28 is 3 GiB of float32 RGB, 64 frames at 2048)
+MAX_RESIZE = 8192
+MAX_CLIP_PIXELS = 1 << 28
+
+
 class ClipSettings(BaseModel):
     """How one clip is read: which modalities, how many frames, flow stacking, resize and crop."""
 
@@ -37,8 +43,8 @@ class ClipSettings(BaseModel):
     num_frames: int = Field(16, ge=1, le=1024)
     stack_size: int = Field(5, ge=1, le=1024)
     flow_mode: Literal[FLOW_MODES] = "stack"  # type: ignore[valid-type]
-    resize: int = Field(256, ge=1, le=8192)
-    crop: int = Field(224, ge=1, le=8192)
+    resize: int = Field(256, ge=1, le=MAX_RESIZE)
+    crop: int = Field(224, ge=1, le=MAX_RESIZE)
 
     @field_validator("modalities")
     @classmethod
@@ -51,6 +57,10 @@ class ClipSettings(BaseModel):
     def _crop_fits(self) -> "ClipSettings":
         if self.crop > self.resize:
             raise ValueError(f"crop ({self.crop}) must not exceed resize ({self.resize})")
+        frames = max(self.num_frames, self.stack_size)
+        if frames * self.crop * self.crop > MAX_CLIP_PIXELS:
+            raise ValueError(f"{frames} frames of {self.crop}x{self.crop} are more than the {MAX_CLIP_PIXELS} pixels "
+                             "a clip may hold; use fewer frames or a smaller crop")
         return self
 
     def with_modality(self, modality: str) -> "ClipSettings":

@@ -32,6 +32,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from fpar.data.layouts import UNFINISHED_MARKER
 from fpar.errors import FparError
 from fpar.io import write_bytes, write_text
 
@@ -81,8 +82,12 @@ def generate(
     from tqdm import tqdm
 
     out = Path(out)
-    _check_arguments(out, subjects, videos_per_class, frames, size, force)
     names = class_names(classes)
+    meta = {"generator": "fpar synth", "seed": seed, "subjects": subjects, "classes": names,
+            "videos_per_class": videos_per_class, "frames": frames, "size": list(size), "flow_bound": FLOW_BOUND}
+    _check_arguments(out, subjects, videos_per_class, frames, size, force, meta)
+    # every video is drawn from its own seed: a rerun after a kill rewrites the same bytes
+    write_text(out / UNFINISHED_MARKER, json.dumps(meta, indent=2) + "\n")
     bar = tqdm(total=subjects * len(names) * videos_per_class, desc="synth", unit="video", file=sys.stderr,
                disable=None if progress is None else not progress, dynamic_ncols=True)
     for s in range(subjects):
@@ -94,13 +99,13 @@ def generate(
                 _write_video(out, f"S{s + 1}", name, str(v + 1), video)
                 bar.update()
     bar.close()
-    meta = {"generator": "fpar synth", "seed": seed, "subjects": subjects, "classes": names,
-            "videos_per_class": videos_per_class, "frames": frames, "size": list(size), "flow_bound": FLOW_BOUND}
     write_text(out / "synth.json", json.dumps(meta, indent=2) + "\n")
+    (out / UNFINISHED_MARKER).unlink()
     return out
 
 
-def _check_arguments(out: Path, subjects: int, videos: int, frames: int, size: tuple[int, int], force: bool) -> None:
+def _check_arguments(out: Path, subjects: int, videos: int, frames: int, size: tuple[int, int], force: bool,
+                     meta: dict) -> None:
     if subjects < 1 or videos < 1:
         raise FparError("--subjects and --videos-per-class must be at least 1")
     if frames < 5:
@@ -108,11 +113,22 @@ def _check_arguments(out: Path, subjects: int, videos: int, frames: int, size: t
     if min(size) < 32:
         raise FparError(f"--size must be at least 32x32, got {size[0]}x{size[1]}")
     trees = [out / t for t in ("processed_frames", "flow_x_processed", "flow_y_processed")]
-    if any(t.exists() for t in trees):
+    if any(t.exists() for t in trees) or (out / UNFINISHED_MARKER).exists():
+        if _unfinished(out) == meta and not force:
+            return  # a killed synth with these settings: this run finishes it
         if not force:
-            raise FparError(f"{out}: already holds a dataset (use --force to replace it)")
+            other = " (an unfinished synth with other settings)" if _unfinished(out) is not None else ""
+            raise FparError(f"{out}: already holds a dataset{other} (use --force to replace it)")
         for tree in trees:
             shutil.rmtree(tree, ignore_errors=True)
+
+
+def _unfinished(out: Path) -> dict | None:
+    """The settings of an interrupted synth in ``out``, or None."""
+    try:
+        return json.loads((out / UNFINISHED_MARKER).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 # --- scene: what stays the same for every video of one subject --------------------------------

@@ -45,11 +45,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 class BestWeights(ModelCheckpoint):
     """``<run>/best.ckpt``: the model of the best validation accuracy, as a model-only checkpoint
-    (:data:`MODEL_CHECKPOINT_KEYS`), the file people evaluate, share and start later stages from."""
+    (:data:`MODEL_CHECKPOINT_KEYS`), the file people evaluate, share and start later stages from.
+    ``last`` (``selection: last``): the model at the end of every epoch instead, so the last one stays."""
 
-    def __init__(self, run_dir: str | os.PathLike):
-        super().__init__(dirpath=run_dir, filename="best", monitor="val/acc", mode="max", save_top_k=1,
-                         save_weights_only=True, auto_insert_metric_name=False, enable_version_counter=False)
+    def __init__(self, run_dir: str | os.PathLike, *, last: bool = False):
+        selection = {"monitor": None, "every_n_epochs": 1, "save_on_train_epoch_end": True} if last else \
+            {"monitor": "val/acc", "mode": "max"}
+        super().__init__(dirpath=run_dir, filename="best", save_top_k=1, save_weights_only=True,
+                         auto_insert_metric_name=False, enable_version_counter=False, **selection)
 
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         full = trainer._checkpoint_connector.dump_checkpoint(weights_only=True)

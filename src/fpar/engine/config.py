@@ -83,11 +83,50 @@ def list_configs(pattern: str | None = None) -> list[str]:
 # ---------------------------------------------------------------------------- loading
 
 
+# Bounds on what a config may ask of the loader (docs/reliability.md): a "billion laughs" document
+# (aliases of aliases) or a deep nesting would otherwise take gigabytes or overflow the stack.
+MAX_YAML_BYTES = 1 << 20
+MAX_YAML_ALIASES = 100
+MAX_YAML_DEPTH = 50
+
+
+class BoundedLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (no code-running tags) that refuses more than :data:`MAX_YAML_ALIASES`
+    aliases and nesting deeper than :data:`MAX_YAML_DEPTH`."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.aliases = self.depth = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_YAML_ALIASES:
+                raise yaml.YAMLError(f"more than {MAX_YAML_ALIASES} aliases (*name): fpar refuses documents "
+                                     "that expand that far")
+        self.depth += 1
+        try:
+            if self.depth > MAX_YAML_DEPTH:
+                raise yaml.YAMLError(f"nested more than {MAX_YAML_DEPTH} levels deep")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def safe_yaml(text: str) -> Any:
+    """``text`` loaded with :class:`BoundedLoader`."""
+    return yaml.load(text, Loader=BoundedLoader)
+
+
 def read_yaml(path: Path, what: str) -> Any:
     """The YAML document of a ``what`` ("config", "recipe") file, safely loaded (no code-running
-    tags; an empty file is ``{}``); one FparError line for text that is not UTF-8 or not YAML."""
+    tags, bounded aliases and nesting; an empty file is ``{}``); one FparError line for text that is
+    too large, not UTF-8 or not YAML."""
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if path.stat().st_size > MAX_YAML_BYTES:
+            raise FparError(f"{path}: a {what} of {path.stat().st_size >> 10} KiB is more than the "
+                            f"{MAX_YAML_BYTES >> 10} KiB fpar reads")
+        return safe_yaml(path.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError as exc:
         raise FparError(f"{path} is not UTF-8 text (byte {exc.start}); save the {what} as UTF-8") from None
     except yaml.YAMLError as exc:
@@ -118,10 +157,13 @@ def parse_override(item: str) -> tuple[str, Any]:
     key = key.strip()
     if not sep or not key:
         raise FparError(f"override '{item}' is not of the form key.sub=value")
+    if key.count(".") >= MAX_YAML_DEPTH:
+        raise FparError(f"override key '{key[:80]}...' is nested more than {MAX_YAML_DEPTH} levels deep")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
+        value = safe_yaml(text) if text.strip() else None
     except yaml.YAMLError as exc:
-        raise FparError(f"override {key}: value '{text}' is not valid YAML ({exc.problem})") from None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise FparError(f"override {key}: value '{text[:80]}' is not valid YAML ({problem})") from None
     return key, value
 
 
@@ -382,7 +424,7 @@ def require_same_settings(run_dir: Path, config: ExperimentSettings, allowed: It
     saved_path = run_dir / "config.yaml"
     if not saved_path.is_file():
         return
-    saved_tree = yaml.safe_load(saved_path.read_text()) or {}
+    saved_tree = safe_yaml(saved_path.read_text()) or {}
     changed = _changed_keys(saved_tree, config.as_dict(), allowed)
     saved, wanted = _flatten(saved_tree), _flatten(config.as_dict())
     if changed:

@@ -20,6 +20,8 @@ sample to exactly one rank with no padding (DDP accuracy counts each clip once).
 
 from __future__ import annotations
 
+import functools
+import os
 from typing import Callable, Iterator
 
 import lightning as L
@@ -31,7 +33,14 @@ from fpar.data import ClipDataset, load_index, normalize_batch, split_by_subject
 from fpar.data.settings import DataSettings
 from fpar.engine.settings import ExperimentSettings
 from fpar.engine.compute import channels_last_batch
+from fpar.engine.selection import selection_split
 from fpar.errors import FparError
+from fpar.io import die_with_parent, no_links_below
+
+
+def worker_dies_with(parent: int, worker_id: int) -> None:
+    """A DataLoader worker exits at once when the process that loads with it is killed."""
+    die_with_parent(parent)
 
 
 class EpochShuffleSampler(Sampler[tuple[int, int]]):
@@ -82,7 +91,8 @@ def subject_split(data: DataSettings, subjects: list[str]) -> tuple[list[str], l
 
 
 class FparDataModule(L.LightningDataModule):
-    """Train on the training subjects (random clips), validate on the held-out ones (centre view)."""
+    """Train on the training subjects (random clips), validate (centre view) on what ``config.selection``
+    chooses the checkpoint with: a part carved from the training subjects, or the held-out subjects."""
 
     def __init__(self, config: ExperimentSettings, data_root: str | None = None):
         super().__init__()
@@ -93,12 +103,14 @@ class FparDataModule(L.LightningDataModule):
             raise FparError("no dataset given: pass --data ROOT or set data.root in the config")
         self.index = load_index(root, data.layout)
         self.train_subjects, self.val_subjects = subject_split(data, self.index.subjects)
-        # split here, not in setup(): an empty split fails before the run folder is written
-        self._split = split_by_subject(self.index, self.train_subjects, self.val_subjects)
+        # split here, not in setup(): an empty split fails before the run folder is written.
+        # What validates is what selects the checkpoint (config.selection): a part carved from the
+        # training subjects, or the held-out subjects themselves.
+        train, test = split_by_subject(self.index, self.train_subjects, self.val_subjects)
+        self._split = selection_split(train, test, config.selection, config.trainer.seed)
         self.train_set: ClipDataset | None = None
         self.val_set: ClipDataset | None = None
         self._loaders: dict[str, DataLoader] = {}
-        self._iterated = False  # whether the train loader has started an iteration yet
 
     @property
     def classes(self) -> list[str]:
@@ -113,8 +125,13 @@ class FparDataModule(L.LightningDataModule):
         """``data.store``: build it if missing or out of date (``build``), else open it."""
         from fpar.data.store import ensure_store, open_store
 
+        from fpar.data.store import default_store_path
+
         data = self.config.data
         path = None if data.store is True else data.store
+        if path is None:  # a .fpar-store link planted in the dataset would take the build's deletes elsewhere
+            default = default_store_path(self.index.root, data.resize)
+            no_links_below(default.parents[1], default)
         opener = ensure_store if build else open_store
         return opener(self.index, path, resize=data.resize, modalities=data.modalities)
 
@@ -138,7 +155,7 @@ class FparDataModule(L.LightningDataModule):
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
-    def _loader(self, dataset: ClipDataset, sampler: Sampler) -> DataLoader:
+    def _loader(self, dataset: ClipDataset, sampler: Sampler, drop_last: bool = False) -> DataLoader:
         data = self.config.data
         pin = self.trainer is not None and isinstance(self.trainer.accelerator, CUDAAccelerator)
         workers = {"persistent_workers": data.persistent_workers, "prefetch_factor": data.prefetch} if data.workers else {}
@@ -146,6 +163,8 @@ class FparDataModule(L.LightningDataModule):
         # global RNG (dropout) untouched by the loader's worker seeds.
         return DataLoader(dataset, batch_size=self.config.trainer.batch_size, sampler=sampler,
                           num_workers=data.workers, pin_memory=pin, generator=torch.Generator().manual_seed(0),
+                          drop_last=drop_last,
+                          worker_init_fn=functools.partial(worker_dies_with, os.getpid()) if data.workers else None,
                           **workers)
 
     def train_dataloader(self) -> DataLoader:
@@ -156,19 +175,21 @@ class FparDataModule(L.LightningDataModule):
                                           epoch=trainer.current_epoch if trainer is not None else 0, rank=rank,
                                           world_size=world_size,
                                           epoch_source=self.epoch_to_draw if trainer is not None else None)
-            self._loaders["train"] = self._loader(self.train_set, sampler)
+            # a last batch of one clip cannot train batch norm ("Expected more than 1 value per channel"): dropped
+            self._loaders["train"] = self._loader(self.train_set, sampler,
+                                                  drop_last=len(sampler) % self.config.trainer.batch_size == 1)
         return self._loaders["train"]
 
     def epoch_to_draw(self) -> int:
-        """The epoch the train loader's iteration starting now serves: the Trainer's ``current_epoch``,
-        except for a resumed run's first iteration. Lightning starts that one while restoring, when
-        ``current_epoch`` still names the checkpoint's epoch, and uses it for the next epoch; fpar
-        saves checkpoints at epoch ends only (engine/train.py), so that is the one after it."""
-        trainer = self.trainer
-        first, self._iterated = not self._iterated, True
-        if first and trainer.ckpt_path is not None:
-            return trainer.current_epoch + 1
-        return trainer.current_epoch
+        """The epoch the train loader's iteration starting now serves: the number of epochs whose
+        training has been processed. An iteration starts at different moments depending on the
+        loader: with workers, when the loader is made (for a resumed run while Lightning restores,
+        ``current_epoch`` still naming the checkpoint's epoch); without, at its first batch, after the
+        epoch has begun. The fit loop's ``processed`` count names the epoch to train at both moments
+        (fpar saves checkpoints at epoch ends only, after an epoch is processed), so every worker
+        count, a resumed and an extended run draw the clips of the uninterrupted run
+        (docs/reliability.md)."""
+        return self.trainer.fit_loop.epoch_progress.current.processed
 
     def val_dataloader(self) -> DataLoader:
         if "val" not in self._loaders:

@@ -24,14 +24,15 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from fpar.checkpoint import load_model
+from fpar.checkpoint import load_model, model_reads_its_clip
 from fpar.data import ClipDataset, load_index
 from fpar.data.settings import DataSettings
 from fpar.engine.compute import channels_last_batch, prepare_for_inference
 from fpar.engine.hardware import autocast_dtype, device_for, resolve_precision
 from fpar.engine.metrics import ClassificationMetrics
+from fpar.engine.selection import selection_record
 from fpar.errors import FparError
-from fpar.io import check_writable, write_text
+from fpar.io import check_writable, refuse_overwriting_inputs, write_text
 
 log = logging.getLogger(__name__)  # the precision line: shown with --verbose
 
@@ -129,7 +130,8 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
     class's accuracy), ``per_class`` {class: accuracy}, ``n``, ``split``, ``views``, ``checkpoint``,
     ``classes``, ``confusion`` (rows: true class, columns: predicted), ``clips`` (one
     :class:`ClipResult` per clip, in dataset order; the clips whose ids are in ``explain`` also carry
-    their inputs and explanation outputs) and ``rank``, this process's (0 but in the processes a
+    their inputs and explanation outputs), ``selection`` (how the checkpoint was chosen:
+    :func:`fpar.engine.selection.selection_record`) and ``rank``, this process's (0 but in the processes a
     ``devices > 1`` evaluation starts: only rank 0 should print or write). ``predictions_csv``:
     also write one row per clip (id, label, prediction, one score column per class) there, names
     through :func:`printable_name`. ``precision``: as ``trainer.precision`` (``auto``: what the
@@ -141,6 +143,7 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise FparError(f"{name} must be an integer >= {least}, got {value!r}")
     if predictions_csv is not None:
+        refuse_overwriting_inputs(predictions_csv, checkpoint, data_root, option="predictions file")
         check_writable(predictions_csv)  # before the evaluation, not after it
     model, info = load_model(checkpoint, mmap=False)  # its weights are copied to channels-last
     subjects = split_subjects(split, info.config)
@@ -168,7 +171,8 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
         rank = 0
         precision = resolve_precision(precision, accelerator, announce=log.info if progress else False)
         scorer = ClipScorer(model, dataset, explain, dtype=autocast_dtype(precision))
-        rows = score_in_process(scorer, batch_size, workers, accelerator, precision, progress)
+        with model_reads_its_clip(checkpoint, info):
+            rows = score_in_process(scorer, batch_size, workers, accelerator, precision, progress)
     else:
         from fpar.engine.distributed_eval import score_distributed
 
@@ -179,7 +183,7 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
         raise FparError(f"internal error: scored {len(rows)} clips for a split of {len(dataset)}")
     result = _metrics(rows, classes)
     result.update(split=list(subjects), views=views, checkpoint=str(checkpoint), classes=list(classes), clips=rows,
-                  rank=rank)
+                  rank=rank, selection=selection_record(info.config))
     if predictions_csv is not None and rank == 0:
         write_text(predictions_csv, _predictions_csv(rows, classes))
     return result

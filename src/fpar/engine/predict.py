@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from fpar.checkpoint import load_model
+from fpar.checkpoint import load_model, model_reads_its_clip
 from fpar.data import ClipDataset
 from fpar.data.layouts import Instance
 from fpar.data.settings import ClipSettings
@@ -90,7 +90,8 @@ def predict_video(checkpoint: str | os.PathLike, video: str | os.PathLike, *, fl
     if announce:  # once the video has proved readable: an unreadable one is one line, the error
         resolve_precision(precision, accelerator, announce=log.info)
     model.to(target)
-    with torch.inference_mode(), torch.autocast(target.type, dtype or torch.float32, enabled=dtype is not None):
+    with torch.inference_mode(), torch.autocast(target.type, dtype or torch.float32, enabled=dtype is not None), \
+            model_reads_its_clip(checkpoint, info):
         outputs = model(batch, explain=explain)
     if target.type != "cpu":
         outputs = {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in outputs.items()}

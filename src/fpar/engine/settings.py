@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from fpar.data.settings import DataSettings
 from fpar.engine.loggers import LOGGERS
+from fpar.engine.selection import Selection, SelectionSettings
 from fpar.engine.stages import STAGE_OPTIONS, STAGES
 from fpar.models.ms_task import MSLossSettings
 from fpar.models.settings import ModelSettings
@@ -153,6 +154,9 @@ class ExperimentSettings(Section):
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     loss: LossSettings = Field(default_factory=LossSettings)
     trainer: TrainerSettings = Field(default_factory=TrainerSettings)
+    # how best.ckpt is chosen (fpar/engine/selection.py): holdout (default), last or test
+    selection: Selection = Field(default_factory=SelectionSettings,
+                                 description="holdout, last or test, or a mapping {method, fraction, seed}")
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values (YAML- and ``weights_only``-safe), every key present."""

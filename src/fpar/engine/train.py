@@ -1,6 +1,7 @@
 """``train(config)``: one experiment from a resolved config to a run directory.
 
-``<out>/<experiment>/`` holds ``config.yaml`` (resolved), ``best.ckpt`` (best validation accuracy),
+``<out>/<experiment>/`` holds ``config.yaml`` (resolved), ``best.ckpt`` (the checkpoint ``selection``
+chose: by default the best accuracy on a part held out of the training subjects, engine/selection.py),
 ``last.ckpt`` (end of the latest epoch, what ``resume`` continues from), ``metrics.csv`` /
 ``metrics.json`` (one row per validation) and the logs of the ``trainer.logger`` loggers (TensorBoard's
 under ``tensorboard/`` by default: losses, learning rate, top-1/top-5/mean-class accuracy, and at
@@ -207,7 +208,8 @@ def _train(config: ExperimentSettings, out_root: Path, run_dir: Path, resume: bo
             if init_from:
                 load_init_weights(module.model, init_from, datamodule.classes)
             history = MetricsHistory(run_dir)
-            best = BestWeights(run_dir)  # model only; last.ckpt holds the full training state
+            # model only; last.ckpt holds the full training state
+            best = BestWeights(run_dir, last=config.selection.method == "last")
             latest = ModelCheckpoint(dirpath=run_dir, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
                                      save_on_train_epoch_end=True, enable_version_counter=False)
             log.info("%s %s in %s", "resuming" if resume_from else "training", config.experiment, run_dir)
@@ -225,6 +227,9 @@ def _train(config: ExperimentSettings, out_root: Path, run_dir: Path, resume: bo
             last.unlink(missing_ok=True)  # every epoch done: the model is in best.ckpt
 
         best_score = best.best_model_score
+        if config.selection.method == "last":  # best.ckpt is the last epoch: its validation, if it had one
+            rows = history.rows
+            best_score = rows[-1]["val_accuracy"] if rows and rows[-1]["epoch"] == trainer.current_epoch else None
         log.info("%s after %d epochs; best validation accuracy %s",
                  "interrupted" if trainer.interrupted else "finished", trainer.current_epoch,
                  "-" if best_score is None else f"{100 * float(best_score):.2f}%")

@@ -9,7 +9,7 @@ import torch
 
 from fpar.checkpoint import save_checkpoint
 from fpar.errors import FparError
-from fpar.io import load_torch_file
+from fpar.io import load_torch_file, refuse_overwriting_inputs
 from fpar.interop.contract import reference_clip
 from fpar.interop.reference import from_reference
 
@@ -41,6 +41,7 @@ def read_class_names(path: str | os.PathLike) -> list[str]:
 def import_reference(kind: str, source: str | os.PathLike, target: str | os.PathLike,
                      classes: str | os.PathLike | None = None) -> dict:
     """Convert ``source`` (reference ``kind``) and write the fpar checkpoint ``target``; returns the model spec."""
+    refuse_overwriting_inputs(target, source, classes, option="output")
     model = from_reference(kind, load_reference_file(source))
     spec = dict(model.build_spec)
     names = read_class_names(classes) if classes else None

@@ -19,7 +19,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from fpar.errors import FparError
-from fpar.io import atomic_path
+from fpar.io import atomic_path, refuse_overwriting_inputs
 
 if TYPE_CHECKING:
     import torch
@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 # imported inside the functions, so building the CLI does not load them.
 FLOW_METHODS = ("tvl1", "tvl1-opencv", "dis", "farneback")
 DEFAULT_BOUND = 20.0  # px; the usual dense_flow bound
+# Numbers that mean something (docs/reliability.md): a bound below half a pixel codes every motion as
+# saturated, one above 100 px codes it all as zero in 8 bits; frame rates outside 0.1..1000 per second
+# are typos (and overflow when turned into frame durations).
+BOUND_RANGE = (0.5, 100.0)
+FRAME_RATE_RANGE = (0.1, 1000.0)
 
 FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -215,6 +220,7 @@ def write_flow_gif(
     """
     from fpar.prepare.video import read_video, resize_short_side
 
+    refuse_overwriting_inputs(out_path, video_path, option="--out")
     video = read_video(video_path, max_frames)
     frames = [resize_short_side(f, size) for f in video.frames]
     if len(frames) < 2:

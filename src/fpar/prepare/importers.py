@@ -38,16 +38,22 @@ def class_folder_name(name: str) -> str:
     return re.sub(r"[^\w,.+-]", "-", re.sub(r"\s+", "_", name.strip().lower()))
 
 
-def read_index(path: str | Path) -> dict[int, str]:
-    """An EGTEA ``*_idx.txt``: ``<name words> <id>`` per line -> {id: name}."""
+def read_index(path: str | Path, problems: list[str] | None = None) -> dict[int, str]:
+    """An EGTEA ``*_idx.txt``: ``<name words> <id>`` per line -> {id: name}. A malformed line is an
+    error, or, given ``problems``, recorded there and skipped like the other bad annotation lines."""
     path = Path(path)
     names = {}
     for number, line in enumerate(_read_lines(path), 1):
         if not line.strip():
             continue
         *words, index = line.split()
-        if not words or not index.isdigit():
-            raise FparError(f"{path}:{number}: expected '<name> <id>', got {line.strip()!r}")
+        problem = (f"expected '<name> <id>', got {line.strip()[:80]!r}" if not words or not index.isdigit() else
+                   f"id {index} given twice" if int(index) in names else None)
+        if problem is not None:
+            if problems is None:
+                raise FparError(f"{path}:{number}: {problem}")
+            problems.append(f"{path}:{number}: {problem}, skipped")
+            continue
         names[int(index)] = " ".join(words)
     return names
 
@@ -55,8 +61,8 @@ def read_index(path: str | Path) -> dict[int, str]:
 def egtea_jobs(split_file: str | Path, action_index: str | Path, videos: str | Path) -> tuple[list[Job], list[str]]:
     """Jobs (one per clip of ``split_file``) and problems (lines that could not be used)."""
     split_file, videos = Path(split_file), Path(videos)
-    actions = read_index(action_index)
     jobs, problems = [], []
+    actions = read_index(action_index, problems)
     for number, line in enumerate(_read_lines(split_file), 1):
         if not line.strip():
             continue
@@ -97,6 +103,7 @@ def epic_jobs(annotations: str | Path, videos: str | Path, label: str = "action"
     if lacking:
         raise FparError(f"{annotations}: not an EPIC-KITCHENS-100 annotation CSV (no {', '.join(sorted(lacking))} column)")
     jobs, problems = [], []
+    seen: dict[str, int] = {}
     for number, row in enumerate(rows, 2):
         where = f"{annotations}:{number}"
         try:
@@ -104,9 +111,17 @@ def epic_jobs(annotations: str | Path, videos: str | Path, label: str = "action"
         except (TypeError, ValueError):
             problems.append(f"{where}: start_frame/stop_frame not whole numbers, skipped")
             continue
+        if segment.start < 0:
+            problems.append(f"{where}: start_frame {segment.start} is negative, skipped")
+            continue
         if segment.start > segment.end:
             problems.append(f"{where}: stop_frame {segment.end} before start_frame {segment.start}, skipped")
             continue
+        if row["narration_id"] in seen:  # the duplicate is the problem, not the file
+            problems.append(f"{where}: narration_id {row['narration_id']!r} already on line {seen[row['narration_id']]}, "
+                            "skipped")
+            continue
+        seen[row["narration_id"]] = number
         name = {"action": f"{row['verb']}_{row['noun']}", "verb": row["verb"], "noun": row["noun"]}[label]
         job = Job(str(_epic_video(videos, row["participant_id"], row["video_id"])), row["participant_id"],
                   class_folder_name(name), row["narration_id"], segment)
@@ -137,6 +152,7 @@ def _usable(job: Job, where: str, problems: list[str]) -> bool:
 
 def _read_lines(path: Path) -> list[str]:
     try:
-        return path.read_text(errors="replace").splitlines()
+        # utf-8-sig: a byte order mark is the encoding's marker, not part of the first column's name
+        return path.read_text(encoding="utf-8-sig", errors="replace").splitlines()
     except OSError as exc:
         raise FparError(f"{path}: cannot read ({exc.strerror or exc})") from None

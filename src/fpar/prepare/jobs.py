@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Iterable, Iterator, TextIO
 
 from fpar.errors import FparError
+from fpar.io import die_with_parent
+from fpar.prepare.flow import FRAME_RATE_RANGE
 from fpar.prepare.video import IMAGE_SUFFIXES, Segment
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".gif")
@@ -70,6 +72,8 @@ class RunReport:
 
 # --- job sources -------------------------------------------------------------------------------
 
+# A manifest is read whole: far larger than any dataset's (EPIC-KITCHENS-100's is a few MiB) is a mistake
+MANIFEST_MAX_BYTES = 256 << 20
 _SEGMENT_COLUMNS = {"frame": ("start_frame", "end_frame"), "sec": ("start_sec", "end_sec")}
 
 
@@ -83,16 +87,25 @@ def read_manifest(path: str | Path) -> list[Job]:
     """
     path = Path(path)
     try:
-        text = path.read_text()
+        size = path.stat().st_size
+        if size > MANIFEST_MAX_BYTES:
+            raise FparError(f"{path}: a manifest of {size / 2**20:.0f} MiB is more than the {MANIFEST_MAX_BYTES >> 20} MiB "
+                            "fpar reads; split it")
+        data = path.read_bytes()
     except OSError as exc:
         raise FparError(f"{path}: cannot read manifest ({exc.strerror or exc})") from None
+    try:  # utf-8-sig: a byte order mark (spreadsheets write one) is the encoding's marker, not text
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise FparError(f"{path}:{line}: not UTF-8 text (byte {data[exc.start]:#04x}); save the manifest as UTF-8") from None
     if path.suffix.lower() in (".jsonl", ".json"):
         rows = []
         for number, line in enumerate(text.splitlines(), 1):
             if line.strip():
                 try:
                     row = json.loads(line)
-                except ValueError:
+                except (ValueError, RecursionError):  # nesting deeper than the parser's stack: not a row
                     raise FparError(f"{path}:{number}: not a JSON object") from None
                 if not isinstance(row, dict):
                     raise FparError(f"{path}:{number}: not a JSON object")
@@ -108,6 +121,10 @@ def read_manifest(path: str | Path) -> list[Job]:
 
 def _job_from_row(row: dict, where: str, base: Path) -> Job:
     row = {k.strip(): (v.strip() if isinstance(v, str) else v) for k, v in row.items() if k is not None}
+    for key in ("video", "subject", "class", "instance"):
+        value = row.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int))):
+            raise FparError(f"{where}: {key} must be a name (text), got {type(value).__name__} {str(value)[:40]}")
     missing = [key for key in ("video", "subject", "class") if row.get(key) in (None, "")]
     if missing:
         raise FparError(f"{where}: missing {', '.join(missing)}")
@@ -124,18 +141,23 @@ def _job_from_row(row: dict, where: str, base: Path) -> Job:
     video = video if video.is_absolute() else base / video
     instance = str(row.get("instance") or "") or _default_instance(video, segment)
     fps = _number(row.get("fps"), where, "fps", "sec")
+    low, high = FRAME_RATE_RANGE
+    if fps is not None and not low <= fps <= high:
+        raise FparError(f"{where}: fps must be from {low:g} to {high:g} frames per second, got {row['fps']!r}")
     return Job(str(video), str(row["subject"]), str(row["class"]), instance, segment, fps)
 
 
 def _number(value, where: str, column: str, unit: str) -> float | None:
     if value in (None, ""):
         return None
+    if isinstance(value, bool):
+        raise FparError(f"{where}: {column} {value!r} is not {'a number' if unit == 'sec' else 'a whole number'}")
     try:
         number = float(value) if unit == "sec" else int(value)
     except (TypeError, ValueError):
         raise FparError(f"{where}: {column} {value!r} is not {'a number' if unit == 'sec' else 'a whole number'}") from None
-    if not number >= 0:
-        raise FparError(f"{where}: {column} must be >= 0, got {value!r}")
+    if not 0 <= number < float("inf"):
+        raise FparError(f"{where}: {column} must be a finite number >= 0, got {value!r}")
     return number
 
 
@@ -248,9 +270,11 @@ def _guarded(job: Job, options: RunOptions) -> tuple[bool, int, str | None]:
         return False, 0, f"{type(exc).__name__}: {exc}"
 
 
-def _init_worker(torch_threads: int) -> None:
+def _init_worker(torch_threads: int, parent: int) -> None:
     import cv2
     import torch
+
+    die_with_parent(parent)  # a killed `fpar prepare` leaves no worker running on (and holding locks)
 
     # N workers each using every core would only fight over them: OpenCV's small per-frame work runs
     # single-threaded, and the workers share the cores out for the PyTorch TV-L1.
@@ -298,7 +322,7 @@ def run_jobs(
             # spawn: a fork of a process that already ran OpenCV or torch threads can deadlock
             context = multiprocessing.get_context("spawn")
             pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                       initargs=(max(1, (os.cpu_count() or 1) // workers),))
+                                       initargs=(max(1, (os.cpu_count() or 1) // workers), os.getpid()))
             try:
                 pending = {pool.submit(_guarded, job, options): job for job in jobs}
                 while pending:

@@ -44,8 +44,8 @@ from tqdm import tqdm
 
 from fpar.data.layouts import DATASET_SETTINGS, PREPARE_SETTINGS, PROCESSED_TREES
 from fpar.errors import FparError
-from fpar.io import exclusive_lock
-from fpar.prepare.flow import DEFAULT_BOUND, pair_flows, quantize_flow
+from fpar.io import exclusive_lock, no_links_below
+from fpar.prepare.flow import BOUND_RANGE, DEFAULT_BOUND, pair_flows, quantize_flow
 from fpar.prepare.motion import motion_map
 from fpar.prepare.video import Segment, iter_frames, resize_short_side
 
@@ -84,10 +84,11 @@ class Settings:
 
 
 def check_bound(bound: float) -> None:
-    """The flow bound must be a finite number of pixels > 0: ``nan`` would code all flow as 0,
-    a negative one as 255, and 0 divides by zero."""
-    if not isinstance(bound, (int, float)) or not math.isfinite(bound) or bound <= 0:
-        raise FparError(f"flow bound must be a finite number of pixels > 0, got {bound!r}")
+    """The flow bound must be a number of pixels in ``BOUND_RANGE``: ``nan`` would code all flow as 0,
+    a negative one as 255, 0 divides by zero, and a tiny or huge one saturates or zeroes every motion."""
+    low, high = BOUND_RANGE
+    if not isinstance(bound, (int, float)) or not math.isfinite(bound) or not low <= bound <= high:
+        raise FparError(f"flow bound must be a number of pixels from {low:g} to {high:g}, got {bound!r}")
 
 
 def check_name(name: str, what: str) -> None:
@@ -232,6 +233,9 @@ def _write(
 ) -> int:
     temps = {tree: d.with_name(f".{d.name}.partial") for tree, d in finals.items()}
     for folder in (*finals.values(), *temps.values()):
+        # <root>/<tree>/<subject>/<class>/<instance>: a link planted anywhere below the root is refused,
+        # so nothing is written or deleted through it
+        no_links_below(folder.parents[3], folder)
         shutil.rmtree(folder, ignore_errors=True)
     try:
         return _write_temps(frames, finals, temps, key, flow=flow, bound=bound, warp=warp, device=device,

@@ -6,6 +6,7 @@ docs/method.md §2 (``rgb/rgb0001.png`` ...).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageSequence
 
-from fpar.data.frames import read_frame
+from fpar.data.frames import MAX_PIXELS_VARIABLE, check_pixels, max_pixels, read_frame
 from fpar.errors import FparError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -117,11 +118,8 @@ def video_fps(path: str | Path) -> float | None:
     if path.is_dir() or not path.exists():
         return None
     if path.suffix.lower() == ".gif":
-        try:
-            with Image.open(path) as gif:
-                duration_ms = gif.info.get("duration") or 0
-        except (OSError, ValueError) as exc:
-            raise FparError(f"{path}: cannot read GIF ({exc})") from None
+        with _open_gif(path) as gif:
+            duration_ms = gif.info.get("duration") or 0
         return 1000.0 / duration_ms if duration_ms else None
     capture = cv2.VideoCapture(str(path))
     try:
@@ -155,13 +153,25 @@ def resize_short_side(frame: np.ndarray, size: int | None) -> np.ndarray:
     return cv2.resize(frame, new, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
 
 
-def _gif_frames(path: Path) -> Iterator[np.ndarray]:
+@contextlib.contextmanager
+def _open_gif(path: Path) -> Iterator[Image.Image]:
+    """A GIF opened by PIL, its logical screen checked against the pixel limit before any frame is
+    decoded; a broken or truncated file is one line naming it."""
     try:
         with Image.open(path) as gif:
-            for frame in ImageSequence.Iterator(gif):
-                yield np.asarray(frame.convert("RGB"))
-    except (OSError, ValueError) as exc:
+            check_pixels(*gif.size, path)
+            yield gif
+    except Image.DecompressionBombError:
+        raise FparError(f"{path}: a GIF whose screen is more than the {max_pixels()} pixels fpar decodes "
+                        f"(set {MAX_PIXELS_VARIABLE} to allow more)") from None
+    except (OSError, ValueError, EOFError, SyntaxError) as exc:  # PIL's errors for broken image data
         raise FparError(f"{path}: cannot read GIF ({exc})") from None
+
+
+def _gif_frames(path: Path) -> Iterator[np.ndarray]:
+    with _open_gif(path) as gif:
+        for frame in ImageSequence.Iterator(gif):
+            yield np.asarray(frame.convert("RGB"))
 
 
 def _frames_before(segment: Segment, fps: float | None) -> int:
@@ -177,6 +187,7 @@ def _capture_frames(path: Path, skip: int = 0) -> Iterator[np.ndarray]:
     try:
         if not capture.isOpened():
             raise FparError(f"{path}: cannot open video (unknown format or corrupt file)")
+        check_pixels(int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), path)
         # grab() without retrieve() skips the colour conversion; frame-exact, unlike seeking by
         # CAP_PROP_POS_FRAMES, which lands on keyframes in some codecs
         for _ in range(skip):
@@ -205,11 +216,8 @@ def count_frames(path: str | Path, max_frames: int | None = None) -> int:
     if path.is_dir():
         n = len(image_files(path))
     elif path.suffix.lower() == ".gif":
-        try:
-            with Image.open(path) as gif:
-                n = getattr(gif, "n_frames", 1)
-        except (OSError, ValueError) as exc:
-            raise FparError(f"{path}: cannot read GIF ({exc})") from None
+        with _open_gif(path) as gif:
+            n = getattr(gif, "n_frames", 1)
     else:
         capture = cv2.VideoCapture(str(path))
         try:
@@ -262,11 +270,10 @@ def iter_frames_at(path: str | Path, numbers: Iterable[int]) -> Iterator[tuple[i
 
 
 def _gif_pictures(path: Path) -> Iterator[Image.Image]:
-    try:
-        with Image.open(path) as gif:
-            yield from ImageSequence.Iterator(gif)
-    except (OSError, ValueError) as exc:
-        raise FparError(f"{path}: cannot read GIF ({exc})") from None
+    with _open_gif(path) as gif:
+        for frame in ImageSequence.Iterator(gif):
+            frame.load()  # decoded here, where a truncated frame is one line naming the file
+            yield frame
 
 
 def _grabbed(path: Path) -> Iterator[tuple[int, Callable[[], np.ndarray]]]:

@@ -3,7 +3,8 @@
 1. generate the synthetic dataset (``fpar.data.synth``) under ``<out>/data``;
 2. run the packaged demo recipe (``recipes/synthetic_demo``) into ``<out>/runs``: RGB attention,
    flow, two-stream, MS regression and two-in-one, ResNet-18 from random init;
-3. evaluate every model on the held-out subject S2 and print one table with the chance level,
+3. evaluate every model on the held-out subject S2, which no run trained or chose its checkpoint
+   on (the configs' ``selection: holdout``), and print one table with the chance level and the selection,
    also written as ``<out>/results.md`` and ``<out>/results.json``; each run also gets a report
    (``runs/<config>/report/report.md``: per-class accuracy, curves, confusion, CAM GIFs).
 
@@ -68,7 +69,7 @@ def run_demo(out: str | os.PathLike = "demo-output", *, recipe: str | os.PathLik
         rows.append({"stage": run["stage"], "model": DESCRIPTIONS.get(run["stage"], run["stage"]),
                      "experiment": run["experiment"], "accuracy": metrics["accuracy"],
                      "mean_class_accuracy": metrics["mean_class_accuracy"], "top5": metrics["top5"],
-                     "n": metrics["n"], "train_seconds": run["seconds"],
+                     "n": metrics["n"], "train_seconds": run["seconds"], "selection": metrics["selection"],
                      "report": Path(metrics["report"]).relative_to(out).as_posix()})
     results = {"held_out": HELD_OUT, "classes": len(classes), "chance": 1 / len(classes), "models": rows,
                "wall_seconds": time.monotonic() - start}
@@ -102,6 +103,10 @@ def results_table(results: dict[str, Any]) -> str:
     lines.append("")
     lines.append(f"Chance level: 1/{results['classes']} = {results['chance']:.1%}. Held-out subject "
                  f"{', '.join(results['held_out'])}: {n} clips. Wall time: {_duration(results['wall_seconds'])}.")
+    selections = sorted({row["selection"]["text"] for row in results["models"] if "selection" in row})
+    if selections:
+        lines.append(f"Checkpoint selection: {'; '.join(selections)}. One run, one seed each: `fpar protocol` "
+                     "gives the mean and spread over seeds (docs/protocols.md).")
     if results["models"] and "report" in results["models"][0]:
         lines.append("Per-model reports (per-class accuracy, confusion matrix, CAM GIFs): "
                      "runs/<config>/report/report.md.")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -30,7 +31,8 @@ from fpar.checkpoint import load_checkpoint, read_contract
 from fpar.data import load_index
 from fpar.engine.evaluate import ClipResult, evaluate, printable_name, split_subjects
 from fpar.errors import FparError
-from fpar.io import inside, write_text
+from fpar.io import (inside, output_lock, refuse_link, refuse_overwriting_inputs, remove_leftovers,
+                     write_text)
 from fpar.viz.explain import explain_clip
 from fpar.viz.plots import plot_confusion, plot_correlation, plot_curves
 
@@ -73,6 +75,16 @@ def write_report(runs: RunPath | Sequence[RunPath], data_root: RunPath, out_dir:
     if not checkpoints:
         raise FparError("report: name at least one run folder or checkpoint")
     out_dir = Path(out_dir)
+    refuse_link(out_dir)
+    refuse_overwriting_inputs(out_dir, data_root, *checkpoints, option="report folder")
+    with output_lock(out_dir, f"report {out_dir}"):
+        for name in ("report.md", "index.html", "report.json"):
+            remove_leftovers(out_dir / name)
+        return _write_report(single, checkpoints, data_root, out_dir, split, clips, title, progress)
+
+
+def _write_report(single: bool, checkpoints: list[Path], data_root: RunPath, out_dir: Path,
+                  split: Sequence[str] | str | None, clips: int, title: str | None, progress: bool) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     names = _unique([(title if single and title else None) or _run_name(path) for path in checkpoints])
     results = []
@@ -109,6 +121,7 @@ def _slug(name: str) -> str:
 def _report_run(checkpoint: Path, name: str, data_root: RunPath, folder: Path, out_dir: Path,
                 split: Sequence[str] | str | None, clips: int, progress: bool, accelerator: str = "auto") -> dict[str, Any]:
     """Evaluate one run and draw its pictures into ``folder``; paths in ``pictures`` are relative to ``out_dir``."""
+    history = read_history(checkpoint.parent / "metrics.json")  # before the evaluation: a bad file fails at once
     folder.mkdir(parents=True, exist_ok=True)
     contract = read_contract(load_checkpoint(checkpoint), checkpoint)
     explain = _first_clip_of_classes(data_root, contract.classes, split, contract.config, clips)
@@ -119,13 +132,13 @@ def _report_run(checkpoint: Path, name: str, data_root: RunPath, folder: Path, o
     shown = printable_name(name)
     pictures: dict[str, Path] = {}
 
-    history_path = checkpoint.parent / "metrics.json"
-    history = json.loads(history_path.read_text()) if history_path.is_file() else []
     if history:
         plot_curves(history, folder / "curves.png", title=shown)
         pictures["curves"] = folder / "curves.png"
     accuracies = [(row["epoch"], row["val_accuracy"]) for row in history if row.get("val_accuracy") is not None]
     best_epoch = max(accuracies, key=lambda pair: pair[1])[0] if accuracies else None
+    if result["selection"]["method"] == "last":
+        best_epoch = history[-1]["epoch"] if history else None
 
     plot_confusion(np.array(result["confusion"]), classes, folder / "confusion.png", title=f"{shown}: confusion")
     pictures["confusion"] = folder / "confusion.png"
@@ -145,6 +158,26 @@ def _report_run(checkpoint: Path, name: str, data_root: RunPath, folder: Path, o
             "pictures": {key: path.relative_to(out_dir).as_posix() for key, path in pictures.items()},
             "explained": [(clip_id, label, [p.relative_to(out_dir).as_posix() for p in paths])
                           for clip_id, label, paths in explained]}
+
+
+def read_history(path: Path) -> list[dict[str, Any]]:
+    """A run's ``metrics.json`` (one row per validation), checked: each row a mapping with an integer
+    ``epoch`` and numbers (or null) for its values; anything else is one line naming the file."""
+    if not path.is_file():
+        return []
+    try:
+        rows = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise FparError(f"{path} is not valid JSON ({str(exc)[:120]}); remove it to report the run without "
+                        "training curves") from None
+    def number(value: Any) -> bool:
+        return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value))
+    if not isinstance(rows, list) or not all(
+            isinstance(row, dict) and isinstance(row.get("epoch"), int) and not isinstance(row["epoch"], bool)
+            and all(isinstance(key, str) and number(value) for key, value in row.items()) for row in rows):
+        raise FparError(f"{path} is not a training history (a list of rows of numbers with an integer epoch); "
+                        "remove it to report the run without training curves")
+    return rows
 
 
 def _first_clip_of_classes(data_root: RunPath, classes: list[str] | None, split: Sequence[str] | str | None,
@@ -176,7 +209,7 @@ def _explanations(rows: list[ClipResult], clips_dir: Path, classes: list[str]) -
 def _summary(run: dict[str, Any]) -> dict[str, Any]:
     """What report.json keeps of a run: its numbers, names printable."""
     return {"name": printable_name(run["name"]), "checkpoint": printable_name(run["checkpoint"]),
-            "split": run["split"], **{key: run[key] for key, _, _ in COLUMNS},
+            "split": run["split"], "selection": run["selection"], **{key: run[key] for key, _, _ in COLUMNS},
             "per_class": {printable_name(c): acc for c, acc in run["per_class"].items()},
             "classes": [printable_name(c) for c in run["classes"]], "confusion": run["confusion"]}
 
@@ -200,7 +233,8 @@ def _markdown(runs: list[dict[str, Any]]) -> str:
     for run in runs:
         sections += [f"{level} {printable_name(run['name'])}", "",
                      f"Checkpoint `{printable_name(run['checkpoint'])}`, evaluated on {', '.join(run['split'])} "
-                     f"({run['n']} clips, centre crop).", "", _accuracy_table(run), ""]
+                     f"({run['n']} clips, centre crop). Checkpoint selection: {run['selection']['text']}.", "",
+                     _accuracy_table(run), ""]
         pictures = run["pictures"]
         for key, heading, alt in (("curves", "Training", "training curves"),
                                   ("confusion", "Confusion matrix", "confusion matrix"),
@@ -286,7 +320,7 @@ def _html(runs: list[dict[str, Any]], out_dir: Path) -> str:
         head = "".join(f"<th>{h}</th>" for _, h, _ in COLUMNS)
         rows = "".join(
             f"<tr><td><a href='#run{i}'>{esc(run['name'])}</a></td>" + "".join(
-                f"<td class='{'best' if key in best and run[key] == best[key] else ''}'>{_cell(run[key], kind)}</td>"
+                f"<td class='{'best' if key in best and run[key] == best[key] else ''}'>{esc(_cell(run[key], kind))}</td>"
                 for key, _, kind in COLUMNS) + "</tr>"
             for i, run in enumerate(runs))
         body.append(f"<section><h2>Comparison</h2><table><tr><th>run</th>{head}</tr>{rows}</table></section>")
@@ -301,7 +335,8 @@ def _html_run(index: int, run: dict[str, Any], out_dir: Path, esc: Any) -> str:
     parts = [f"<section id='run{index}'><h2>{esc(run['name'])}</h2>",
              f"<p class='sub'>Checkpoint <code>{esc(run['checkpoint'])}</code>, evaluated on "
              f"{esc(', '.join(run['split']))} ({run['n']} clips, centre crop)"
-             + (f"; {run['epochs']} epochs, best at epoch {run['best_epoch']}" if run["epochs"] else "") + ".</p>"]
+             + (f"; {esc(run['epochs'])} epochs, best at epoch {esc(run['best_epoch'])}" if run["epochs"] else "")
+             + f". Checkpoint selection: {esc(run['selection']['text'])}.</p>"]
     tiles = [("top-1", run["accuracy"]), ("top-5", run["top5"]), ("mean class", run["mean_class_accuracy"])]
     parts.append("<div class='tiles'>" + "".join(f"<div class='tile'><b>{100 * v:.1f}%</b><span>{k} accuracy</span></div>"
                                                  for k, v in tiles) + "</div>")

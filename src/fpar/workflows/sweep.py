@@ -68,6 +68,10 @@ def run_sweep(config_path: str | os.PathLike, axes: Iterable[str], *, out_dir: s
     """Train every combination (skipping finished runs); returns one row per run and writes the table."""
     out_dir = Path(out_dir)
     combos = expand_grid(axes)
+    if train_kwargs.get("data_root") is not None and any(key == "data.root" for key, _ in combos[0]):
+        # --data would win over the axis: every run would train on one dataset, labelled with another
+        raise FparError("the sweep axis data.root and --data both name the dataset: drop --data, each run "
+                        "then trains on its data.root value")
     base = load_config(config_path, overrides).experiment
     # every run's config is checked before the first one trains
     configs = [load_config(config_path, [*overrides, *(f"{k}={v}" for k, v in combo),
@@ -78,7 +82,10 @@ def run_sweep(config_path: str | os.PathLike, axes: Iterable[str], *, out_dir: s
         summary = train_or_skip(config, out_dir, **train_kwargs)
         rows.append({"run": config.experiment, **dict(combo),
                      "best_val_accuracy": summary["best_val_accuracy"], "epochs_done": summary["epochs_done"]})
-    table = results_markdown(rows)
+    from fpar.engine.selection import describe
+
+    table = results_markdown(rows) + (f"\n\nbest_val_accuracy: the validation accuracy of each run's best.ckpt; "
+                                      f"selection: {describe(configs[0].selection.model_dump())}.")
     log(table)
     write_text(inside(out_dir, f"{base}__sweep.md"), table + "\n")
     write_text(inside(out_dir, f"{base}__sweep.csv"), results_csv(rows))

@@ -1,0 +1,131 @@
+"""``fpar protocol``: every fold x seed trained and scored, selection kept off the test subject, the
+summary the mean/std of the runs, resuming, pairing two folders, and the t quantile it rests on."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+
+import pytest
+import yaml
+
+from engine_tiny import tiny_config, write_config
+from fpar.cli import main
+from fpar.errors import FparError
+from fpar.workflows import protocol
+
+
+@pytest.mark.parametrize("dof, expected", [(1, 12.7062), (2, 4.3027), (4, 2.7764), (9, 2.2622), (29, 2.0452),
+                                           (1000, 1.9623)])
+def test_t_quantile_matches_the_tables(dof, expected):
+    assert protocol.t_quantile(0.975, dof) == pytest.approx(expected, abs=1e-4)
+
+
+def test_t_quantile_at_other_levels():
+    assert protocol.t_quantile(0.95, 5) == pytest.approx(2.0150, abs=1e-4)
+    assert protocol.t_quantile(0.995, 3) == pytest.approx(5.8409, abs=1e-4)
+
+
+def test_summary_is_mean_sample_std_and_t_interval():
+    values = [0.5, 0.7, 0.6, 0.9]
+    summary = protocol.summarise(values)
+    half = 3.1824 * statistics.stdev(values) / 2  # t(0.975, 3) = 3.1824
+    assert summary["n"] == 4 and summary["mean"] == pytest.approx(0.675)
+    assert summary["std"] == pytest.approx(statistics.stdev(values))
+    assert summary["ci95"] == pytest.approx([0.675 - half, 0.675 + half], abs=1e-4)
+    assert protocol.summarise([0.4]) == {"mean": 0.4, "std": None, "ci95": None, "n": 1}
+
+
+@pytest.fixture(scope="module")
+def loso_run(tiny_data, tmp_path_factory):
+    """The tiny dataset (S1, S2, S3) under loso, 2 seeds, 1 epoch, best.ckpt chosen by holdout."""
+    folder = tmp_path_factory.mktemp("protocol")
+    config = tiny_config(experiment="tiny-proto", trainer={"epochs": 1, "batch_size": 6, "logger": []},
+                         selection={"method": "holdout", "fraction": 0.25})
+    config_path = write_config(folder / "tiny.yaml", config)
+    out = folder / "out"
+    args = ["protocol", str(config_path), "--data", str(tiny_data), "--protocol", "loso", "--seeds", "2",
+            "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    return {"args": args, "out": out, "config": config_path, "data": tiny_data}
+
+
+def test_loso_runs_every_fold_and_seed_and_never_selects_on_the_test_subject(loso_run):
+    result = json.loads((loso_run["out"] / "protocol.json").read_text())
+    assert result["protocol"] == "loso" and result["selection"]["method"] == "holdout"
+    assert [(run["fold"], run["seed"]) for run in result["runs"]] == [
+        ("S1", 0), ("S1", 1), ("S2", 0), ("S2", 1), ("S3", 0), ("S3", 1)]
+    for run in result["runs"]:
+        assert run["test_subjects"] == [run["fold"]]
+        assert run["selection_subjects"] and not set(run["selection_subjects"]) & set(run["test_subjects"])
+        trained = yaml.safe_load((loso_run["out"] / run["run_dir"] / "config.yaml").read_text())
+        assert trained["data"]["val_subjects"] == [run["fold"]] and run["fold"] not in trained["data"]["train_subjects"]
+        assert trained["trainer"]["seed"] == run["seed"]
+    for metric in ("top1", "mean_class"):
+        values = [run[metric] for run in result["runs"]]
+        summary = result[metric]
+        assert summary["n"] == 6
+        assert summary["mean"] == pytest.approx(statistics.mean(values))
+        assert summary["std"] == pytest.approx(statistics.stdev(values))
+        half = protocol.t_quantile(0.975, 5) * summary["std"] / math.sqrt(6)
+        assert summary["ci95"] == pytest.approx([summary["mean"] - half, summary["mean"] + half])
+    table = (loso_run["out"] / "protocol.md").read_text()
+    assert table.count("\n| S") == 6 and "Checkpoint selection: best epoch on 25% of the training" in table
+    assert "<table>" in (loso_run["out"] / "protocol.html").read_text()
+
+
+def test_protocol_again_skips_finished_runs_and_refuses_other_settings(loso_run, capsys):
+    before = {p: p.stat().st_mtime_ns for p in loso_run["out"].rglob("best.ckpt")}
+    capsys.readouterr()
+    assert main(loso_run["args"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in loso_run["out"].rglob("best.ckpt")} == before
+    assert main([*loso_run["args"], "optimizer.lr=0.5"]) == 1
+    assert "optimizer.lr" in capsys.readouterr().err
+
+
+def test_compare_pairs_the_runs(loso_run, tmp_path, capsys):
+    other = tmp_path / "other"
+    other.mkdir()
+    result = json.loads((loso_run["out"] / "protocol.json").read_text())
+    for run in result["runs"]:
+        run["top1"] -= 0.1 if run["seed"] == 0 else 0.2
+    (other / "protocol.json").write_text(json.dumps(result))
+    diff = protocol.compare(loso_run["out"], other)
+    assert diff["pairs"] == 6 and diff["top1"]["mean"] == pytest.approx(0.15)
+    assert diff["top1"]["std"] == pytest.approx(statistics.stdev([0.1, 0.2] * 3))
+    assert diff["top1"]["ci95"][0] > 0 and diff["mean_class"]["mean"] == pytest.approx(0)
+    assert main(["protocol", "compare", str(loso_run["out"]), str(other)]) == 0
+    assert "A better" in capsys.readouterr().out
+    result["runs"] = result["runs"][:-1]
+    (other / "protocol.json").write_text(json.dumps(result))
+    with pytest.raises(FparError, match="unpaired: fold S3 seed 1"):
+        protocol.compare(loso_run["out"], other)
+
+
+def test_protocols_that_need_other_subjects_say_so(tiny_data, tmp_path):
+    config = write_config(tmp_path / "tiny.yaml", tiny_config())
+    for name, message in (("gtea61-s2", "needs the subjects S1, S2, S3, S4"), ("egtea", "clip lists"),
+                          ("epic100", "subjects 'train' and 'validation'")):
+        with pytest.raises(FparError, match=message):
+            protocol.run_protocol(config, data_root=tiny_data, protocol=name, seeds=1, out_dir=tmp_path / name)
+
+
+def test_the_paper_figure_comes_from_the_config_header(tmp_path):
+    assert protocol.paper_figure("gtea61/rgb-attention_r34_16f_stage2") == {
+        "top1": pytest.approx(0.649), "protocol": protocol.PAPER_PROTOCOL}
+    assert protocol.paper_figure("gtea61/two-in-one-ms-kl_r34_16f_stage3-mlconv1")["top1"] == pytest.approx(0.71)
+    assert protocol.paper_figure("gtea61/rgb-attention_r34_16f_stage1") is None  # the table reports stage 2
+    assert protocol.paper_figure(write_config(tmp_path / "tiny.yaml", tiny_config())) is None
+    result = {
+        "protocol": "gtea61-s2", "description": "d", "config": "<b>c|x", "seeds": 1,
+        "selection": {"text": "last epoch (no selection)"}, "paper": protocol.paper_figure(
+            "gtea61/rgb-attention_r34_16f_stage2"),
+        "runs": [{"fold": "S2", "seed": 0, "test_subjects": ["S2"], "selection_subjects": [], "top1": 0.5,
+                  "mean_class": 0.4}],
+        "top1": protocol.summarise([0.5]), "mean_class": protocol.summarise([0.4])}
+    markdown = protocol.protocol_markdown(result)
+    page = protocol.protocol_html(result)
+    assert "&lt;b&gt;c|x" in page and "<b>c" not in page
+    assert "| S2 | 0 | S2 | none | 50.0 | 40.0 |" in markdown and "50.0 (one run)" in markdown
+    assert "The paper reports 64.9% top-1 for this config (gtea61-s2, one run, best epoch chosen on S2" in markdown
