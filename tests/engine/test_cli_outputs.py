@@ -48,7 +48,7 @@ def test_cam_frame_rate_is_checked_where_it_enters(fps, capsys):
 
 def test_synth_into_a_read_only_folder_is_one_line(read_only_dir, capsys):
     assert main(["synth", str(read_only_dir / "ds"), "--subjects", "1", "--classes", "1", "--frames", "5"]) == 1
-    assert error_line(capsys).startswith(f"fpar: error: {read_only_dir / 'ds'}")
+    assert error_line(capsys).startswith(f"fpar: error: cannot write {read_only_dir / 'ds'}")
 
 
 @pytest.mark.parametrize("args, message", [

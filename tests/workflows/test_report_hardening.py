@@ -44,7 +44,7 @@ def test_every_value_shown_in_the_page_is_escaped():
     bad = "<script>alert(1)</script>"
     run = {"name": bad, "checkpoint": bad, "split": [bad], "n": 3, "epochs": bad, "best_epoch": bad,
            "accuracy": 0.5, "top5": 1.0, "mean_class_accuracy": 0.5, "per_class": {bad: 0.5},
-           "pictures": {}, "explained": [], "config": {"experiment": bad, bad: [bad]}}
+           "pictures": {}, "explained": [], "selection": {"text": bad}, "config": {"experiment": bad, bad: [bad]}}
     from fpar.workflows.report import COLUMNS
     for key, _, kind in COLUMNS:
         run.setdefault(key, 0.5 if kind == "percent" else bad)

@@ -80,11 +80,12 @@ def write_report(runs: RunPath | Sequence[RunPath], data_root: RunPath, out_dir:
     with output_lock(out_dir, f"report {out_dir}"):
         for name in ("report.md", "index.html", "report.json"):
             remove_leftovers(out_dir / name)
-        return _write_report(single, checkpoints, data_root, out_dir, split, clips, title, progress)
+        return _write_report(single, checkpoints, data_root, out_dir, split, clips, title, progress, accelerator)
 
 
 def _write_report(single: bool, checkpoints: list[Path], data_root: RunPath, out_dir: Path,
-                  split: Sequence[str] | str | None, clips: int, title: str | None, progress: bool) -> dict[str, Any]:
+                  split: Sequence[str] | str | None, clips: int, title: str | None, progress: bool,
+                  accelerator: str) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     names = _unique([(title if single and title else None) or _run_name(path) for path in checkpoints])
     results = []
