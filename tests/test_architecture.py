@@ -94,7 +94,7 @@ def test_the_cli_offers_each_vocabulary_its_owner_declares():
     from fpar.data.transforms import VIEWS
     from fpar.engine.settings import PRECISIONS
     from fpar.interop.contract import KINDS
-    from fpar.models.settings import BLOCKS_PER_STAGE
+    from fpar.models.vocabulary import BLOCKS_PER_STAGE
     from fpar.prepare.flow import FLOW_METHODS
 
     parser = build_parser()

@@ -251,7 +251,8 @@ def load_model(path: str | os.PathLike, *, mmap: bool = True) -> tuple[torch.nn.
     info = read_contract(ckpt, path)
     spec = dict(info.model)
     name = spec.pop("name")
-    spec["pretrained"] = None  # the checkpoint holds every weight
+    if "pretrained" in spec:
+        spec["pretrained"] = None  # the checkpoint holds every weight
     # Built without memory (meta tensors) and given the loaded tensors themselves: the weights are
     # held once, not twice (a ResNet-34 two-stream's are ~250 MB).
     try:

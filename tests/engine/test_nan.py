@@ -17,8 +17,8 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, tiny_dat
     real_loss = module_code.total_loss
     seen = {}
 
-    def poisoned(out, batch, ms_config):
-        loss, parts = real_loss(out, batch, ms_config)
+    def poisoned(model, out, batch, settings):
+        loss, parts = real_loss(model, out, batch, settings)
         if torch.is_grad_enabled():  # training steps only
             seen["steps"] = seen.get("steps", 0) + 1
             if seen["steps"] > STEPS_PER_EPOCH + 1:  # second batch of epoch 1

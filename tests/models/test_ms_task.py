@@ -5,6 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from fpar.engine.losses import total_loss
+from fpar.errors import FparError
+from fpar.models import build_model
+from fpar.models.losses import LossSettings
 from fpar.models.ms_task import MS_REGRESSION_LOSSES, MSLossSettings, ms_loss, ms_target
 
 REGRESSIONS = ("mse", "l1", "smooth_l1", "soft_margin", "kl")
@@ -91,16 +94,20 @@ def test_frames_are_independent_no_softmax_over_time(kind, regression):
     assert torch.isclose(whole, per_frame, atol=1e-6)
 
 
-def test_total_is_ce_plus_weighted_ms():
+def test_the_ms_head_owns_its_weighted_term_and_the_engine_sums():
     torch.manual_seed(2)
+    model = build_model("rgb_ms", num_classes=5, backbone="resnet18", mem_size=8, input_size=64)  # 2x2 grid
     out = {"logits": torch.randn(2, 5), "ms": torch.randn(2, 3, 4)}
     batch = {"label": torch.tensor([1, 4]), "mmaps": torch.rand(2, 3, 1, 8, 8)}
     ce = F.cross_entropy(out["logits"], batch["label"])
-    assert torch.isclose(total_loss(out, batch, None)[0], ce)
+    assert torch.isclose(total_loss(model, out, batch, LossSettings())[0], ce)
     config = MSLossSettings(kind="regression", regression="mse", weight=1.0)
     ms = ms_loss(out["ms"], batch["mmaps"], kind="regression")
-    total, parts = total_loss(out, batch, config)
-    assert torch.isclose(total, ce + ms) and torch.isclose(parts["ms"], ms)
-    assert torch.isclose(total_loss(out, batch, config.model_copy(update={"weight": 0.5}))[0], ce + 0.5 * ms)
-    with pytest.raises(ValueError, match="no MS head"):
-        total_loss({"logits": out["logits"]}, batch, config)
+    total, terms = total_loss(model, out, batch, LossSettings(ms=config))
+    assert torch.isclose(total, ce + ms) and torch.isclose(terms["ms"], ms) and set(terms) == {"ce", "ms"}
+    half = LossSettings(ms=config.model_copy(update={"weight": 0.5}))
+    assert torch.isclose(total_loss(model, out, batch, half)[0], ce + 0.5 * ms)
+    assert model.loss_inputs(half) == ("label", "mmaps")
+    without_head = build_model("rgb_attention", num_classes=5, backbone="resnet18", mem_size=8, input_size=64)
+    with pytest.raises(FparError, match="loss.ms needs a model with an MS head; 'rgb_attention' has none"):
+        without_head.loss_inputs(half)

@@ -133,13 +133,13 @@ def test_stages_can_follow_each_other():
 
 
 def test_stage_names():
-    assert STAGES == ("rgb_stage1", "rgb_stage2", "flow", "two_stream", "two_in_one_stage3")
+    assert STAGES == ("rgb_stage1", "rgb_stage2", "flow", "two_stream", "two_in_one_stage3", "full")
 
 
 @pytest.mark.parametrize("name, stage, options, message", [
     ("rgb_attention", "rgb_stage3", {}, "unknown training stage"),
     ("rgb_attention", "rgb_stage2", {"train_conv1": True}, "takes no option"),
-    ("rgb_attention", "two_in_one_stage3", {}, "needs a two_in_one model"),
+    ("rgb_attention", "two_in_one_stage3", {}, "does not apply to a RGBConvLSTM model"),
     ("flow_resnet", "rgb_stage1", {}, "does not apply"),
     ("rgb_attention", "two_stream", {}, "does not apply"),
 ])

@@ -6,7 +6,7 @@ import argparse
 
 from fpar.cli.common import at_least
 from fpar.interop.contract import KINDS
-from fpar.models.settings import BLOCKS_PER_STAGE
+from fpar.models.vocabulary import BLOCKS_PER_STAGE
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -12,8 +12,8 @@
   dict would change). The fold writes into the weights in place, so a checkpoint's memory-mapped
   weights are not held twice.
 * **a frozen backbone** (stage 1) trains as a folded copy whose weights are already in the
-  dtype the convolutions run in (``cache_frozen_backbone``): no BN passes and no per-step weight
-  casts; the model's own weights stay what the state dict saves.
+  dtype the convolutions run in (the model's ``begin_training``, ``RGBConvLSTM.cache_frozen_backbone``):
+  no BN passes and no per-step weight casts; the model's own weights stay what the state dict saves.
 * **weights in the autocast dtype** (``store_convolutions_in``): a model that only scores under
   bf16 (or fp16) autocast keeps its convolutions' weights in that dtype, the values autocast
   would cast them to anyway: the same outputs, half the weights' memory.
@@ -60,50 +60,26 @@ def prepare_model(model: nn.Module, compile_model: bool = False) -> nn.Module:
     return model
 
 
-def cache_frozen_backbone(model: nn.Module, precision: str) -> None:
-    """At the start of training: a backbone that stays frozen (stage 1) runs as a copy with its
-    batch norms folded and its weights in the dtype ``precision`` computes in
-    (``RGBConvLSTM.cache_frozen_backbone``); other models and stages are left as they are."""
-    from fpar.engine.hardware import autocast_dtype
-    from fpar.models.assembled import RGBConvLSTM
-
-    if isinstance(model, RGBConvLSTM) and not model.backbone_trains():
-        model.cache_frozen_backbone(autocast_dtype(precision) or torch.float32)
-
-
-def drop_frozen_backbone(model: nn.Module) -> None:
-    """At the end of training: the copy :func:`cache_frozen_backbone` made is freed."""
-    from fpar.models.assembled import RGBConvLSTM
-
-    if isinstance(model, RGBConvLSTM):
-        model.drop_frozen_backbone()
-
-
 def prepare_for_inference(model: nn.Module, *, channels_last: bool = True, dtype: torch.dtype | None = None,
                           frames_per_pass: int | None = None) -> nn.Module:
     """``model`` (in eval mode, never saved again) made ready to score, in place:
 
     * no weight takes a gradient (autocast would otherwise keep a cast copy of every weight);
-    * its batch norms folded (``fold_batch_norms``);
+    * the model's own preparation (:meth:`fpar.models.base.ClipModel.prepare_for_inference`: the
+      paper's models fold their batch norms), with ``frames_per_pass``: models that read frames
+      run their per-frame part on that many frames at a time, bounding the activations' memory;
     * channels-last weights unless ``channels_last=False``: a copy of every conv weight, worth it
       for batches of clips (evaluation), not for one clip (``fpar predict``);
     * with ``dtype``, the autocast dtype it will run under, its convolutions' weights and biases
-      stored in that dtype (:func:`store_convolutions_in`);
-    * with ``frames_per_pass``, models that read frames run their per-frame part on that many
-      frames at a time (``RGBConvLSTM.frames_per_pass``), bounding the activations' memory.
+      stored in that dtype (:func:`store_convolutions_in`).
 
     Feed it :func:`channels_last_batch` batches either way."""
-    from fpar.models.assembled import RGBConvLSTM
-
     model.requires_grad_(False)
-    model.fold_batch_norms()
+    model.prepare_for_inference(frames_per_pass)
     if channels_last:
         prepare_model(model)
     if dtype is not None:
         store_convolutions_in(model, dtype)
-    for module in model.modules():
-        if isinstance(module, RGBConvLSTM):
-            module.frames_per_pass = frames_per_pass
     return model
 
 

@@ -2,7 +2,7 @@
 
 It holds the registry model as ``self.model`` (so checkpoint keys are ``model.*``, the shared
 format of ``fpar.checkpoint``), applies the stage rules (which parameters train, which modules
-stay in eval mode), computes ``CE + weight * MS`` and logs the losses and, per validation, top-1,
+stay in eval mode), sums the model's own loss terms and logs the losses and, per validation, top-1,
 top-5 and mean-class accuracy; it keeps the validation's confusion matrix and one clip's attention
 maps for the loggers that take pictures (``fpar.engine.callbacks.ValidationPictures``).
 """
@@ -18,7 +18,8 @@ import torch
 from torchmetrics import MeanMetric
 
 from fpar.checkpoint import checkpoint_contract
-from fpar.engine.compute import cache_frozen_backbone, drop_frozen_backbone, prepare_model
+from fpar.engine.compute import prepare_model
+from fpar.engine.hardware import autocast_dtype
 from fpar.engine.losses import total_loss
 from fpar.engine.metrics import ClassificationMetrics
 from fpar.engine.settings import ExperimentSettings
@@ -65,12 +66,12 @@ class FparModule(L.LightningModule):
         # Freeze now, not in configure_optimizers: DDP wraps the model before that runs and
         # expects a gradient for every parameter that requires one at wrapping time.
         self.param_groups = configure_stage(self.model, self.stage, **self.stage_options)
-        self.ms_loss = config.loss.ms
-        if self.ms_loss and getattr(self.model, "ms_head", None) is None:
-            raise FparError(f"loss.ms needs a model with an MS head; '{spec['name']}' has none "
-                            "(use rgb_ms, or set model.ms_head)")
-        if self.ms_loss and "mmaps" not in config.data.modalities:
-            raise FparError("data.modalities must include mmaps: loss.ms compares with the motion maps")
+        self.loss_settings = config.loss
+        missing = [key for key in self.model.loss_inputs(config.loss)
+                   if key != "label" and key not in config.data.modalities]
+        if missing:
+            raise FparError(f"data.modalities must include {', '.join(missing)}: the loss of "
+                            f"'{spec['name']}' with these loss settings reads them")
         self.train_loss = MeanMetric()
         self.val_loss = MeanMetric()
         self.val_metrics = ClassificationMetrics(spec["num_classes"])
@@ -81,12 +82,12 @@ class FparModule(L.LightningModule):
     # --- training ----------------------------------------------------------------------------
 
     def on_train_start(self) -> None:
-        # after the weights are restored (resume) and final: a frozen backbone runs as a folded
-        # copy in the convolutions' dtype (RGBConvLSTM.cache_frozen_backbone)
-        cache_frozen_backbone(self.model, self.trainer.precision)
+        # after the weights are restored (resume) and final: the model may cache what stays fixed
+        # (a frozen backbone as a folded copy in the convolutions' dtype)
+        self.model.begin_training(autocast_dtype(self.trainer.precision) or torch.float32)
 
     def on_train_end(self) -> None:
-        drop_frozen_backbone(self.model)
+        self.model.end_training()
 
     def on_train_epoch_start(self) -> None:
         # Dropout draws from the global generator: seed it per (epoch, rank) so a resumed run
@@ -100,15 +101,15 @@ class FparModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         out = self.model(batch)
-        loss, parts = total_loss(out, batch, self.ms_loss)
+        loss, terms = total_loss(self.model, out, batch, self.loss_settings)
         if not torch.isfinite(loss):
             raise DivergedError(f"training loss is {loss.item()} at epoch {self.current_epoch}, "
                                      f"global step {self.global_step} (batch {batch_idx}); run stopped")
         size = len(batch["label"])
         self.train_loss.update(loss.detach(), weight=size)
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=size)
-        if "ms" in parts:
-            self.log_dict({"train/ce": parts["ce"].detach(), "train/ms": parts["ms"].detach()}, batch_size=size)
+        if len(terms) > 1:
+            self.log_dict({f"train/{name}": term.detach() for name, term in terms.items()}, batch_size=size)
         self.log("train/loss_epoch", self.train_loss, on_step=False, on_epoch=True, batch_size=size)
         return loss
 
@@ -116,7 +117,7 @@ class FparModule(L.LightningModule):
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         out = self.model(batch)
-        loss, _ = total_loss(out, batch, self.ms_loss)
+        loss, _ = total_loss(self.model, out, batch, self.loss_settings)
         size = len(batch["label"])
         self.val_loss.update(loss, weight=size)
         self.val_metrics.update(out["logits"].detach(), batch["label"])

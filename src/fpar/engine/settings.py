@@ -2,14 +2,14 @@
 
 :class:`ExperimentSettings` composes what each layer owns: ``data`` (:class:`fpar.data.settings.DataSettings`,
 whose clip part is the model's input contract), ``model`` (:class:`fpar.models.settings.ModelSettings`),
-``loss.ms`` (the MS head's :class:`fpar.models.ms_task.MSLossSettings`) and, owned here, the
+``loss`` (the models' :class:`fpar.models.losses.LossSettings`) and, owned here, the
 stage, optimiser, scheduler and trainer. Files, ``_base_`` inheritance, overrides and error lines
 are :mod:`fpar.engine.config`'s job. This module imports neither torch nor Lightning.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
@@ -17,7 +17,7 @@ from fpar.data.settings import DataSettings
 from fpar.engine.loggers import LOGGERS
 from fpar.engine.selection import Selection, SelectionSettings
 from fpar.engine.stages import STAGE_OPTIONS, STAGES
-from fpar.models.ms_task import MSLossSettings
+from fpar.models.losses import LossSettings
 from fpar.models.settings import ModelSettings
 
 PRECISIONS = ("auto", "32", "32-true", "16-mixed", "bf16-mixed")  # auto: what the hardware runs fastest (engine/hardware.py)
@@ -91,11 +91,6 @@ class SchedulerSettings(Section):
         if value != sorted(value):
             raise ValueError("milestones must be increasing")
         return value
-
-
-class LossSettings(Section):
-    # null: cross-entropy only; a mapping: also the MS head's loss
-    ms: Optional[MSLossSettings] = None
 
 
 def _precision_text(value: Any) -> Any:

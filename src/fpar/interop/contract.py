@@ -2,15 +2,19 @@
 
 A reference ``.pth`` holds weights only. The model it becomes is :data:`KINDS`; the clips it was
 trained on (which modalities, flow stacked or paired with frames) are :func:`reference_clip`, the
-contract ``fpar import-reference`` writes into the checkpoint beside the weights. This module
+contract ``fpar import-reference`` writes into the checkpoint beside the weights, read from the
+model's own input spec. This module
 imports no torch: the CLI offers :data:`KINDS` as choices.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fpar.data.settings import ClipSettings
+
+if TYPE_CHECKING:
+    from fpar.models.base import ClipModel
 
 # reference kind -> (registry model, options the kind implies)
 KINDS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -23,17 +27,12 @@ KINDS: dict[str, tuple[str, dict[str, Any]]] = {
     "two_in_one": ("two_in_one", {}),
 }
 
-# registry model -> (modalities, flow mode) of the reference's training clips; RGB models read frames
-_INPUTS = {
-    "flow_resnet": (["flow"], "stack"),
-    "two_stream": (["frames", "flow"], "stack"),
-    "two_in_one": (["frames", "flow"], "pairs"),
-}
+def reference_clip(model: ClipModel) -> ClipSettings:
+    """The clip settings a converted reference model is evaluated with: the reference's sampling
+    and crop (fpar's defaults) with the inputs the model reads (its ``input_spec``)."""
+    from fpar.models.base import clip_inputs
 
-
-def reference_clip(spec: dict[str, Any]) -> ClipSettings:
-    """The clip settings a converted reference model (build ``spec``) is evaluated with: the
-    reference's sampling and crop (fpar's defaults) with the inputs the model reads."""
-    modalities, flow_mode = _INPUTS.get(spec["name"], (["frames"], "stack"))
+    spec = model.build_spec
+    modalities, flow_mode = clip_inputs(model.input_spec())
     stack = {"stack_size": spec["stack_size"]} if "stack_size" in spec else {}
     return ClipSettings(modalities=modalities, flow_mode=flow_mode, crop=spec.get("input_size", 224), **stack)

@@ -47,5 +47,5 @@ def import_reference(kind: str, source: str | os.PathLike, target: str | os.Path
     names = read_class_names(classes) if classes else None
     if names is not None and len(names) != spec["num_classes"]:
         raise FparError(f"{classes} names {len(names)} classes but the checkpoint has {spec['num_classes']}")
-    save_checkpoint(target, model_state=model.state_dict(), model=spec, clip=reference_clip(spec), classes=names)
+    save_checkpoint(target, model_state=model.state_dict(), model=spec, clip=reference_clip(model), classes=names)
     return spec

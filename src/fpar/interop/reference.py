@@ -24,7 +24,7 @@ from torch import nn
 from fpar.errors import FparError
 from fpar.interop.contract import KINDS
 from fpar.models import build_model
-from fpar.models.backbone import BLOCKS_PER_STAGE
+from fpar.models.vocabulary import BLOCKS_PER_STAGE
 from fpar.models.convlstm import GATES
 
 # (reference prefix, fpar prefix); the first match wins, so longer prefixes come first

@@ -3,6 +3,9 @@
 from fpar.lazy import lazy_exports
 
 _EXPORTS = {
+    "ClipModel": "fpar.models.base",
+    "example_batch": "fpar.models.base",
+    "register_model": "fpar.models.registry",
     "build_model": "fpar.models.registry",
     "describe_model": "fpar.models.registry",
     "list_models": "fpar.models.registry",

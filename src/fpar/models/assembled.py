@@ -4,24 +4,50 @@ Every model takes a batch-first dict and returns a dict: ``logits`` (B, classes)
 (the vector the classifier reads) and, where the model has them, ``attention`` (B, T, h, w),
 ``ms`` (B, T, h*w) and the two-in-one modulation tensors. The backbone sees all B*T frames in one
 call (for inference, ``frames_per_pass`` at a time); only the ConvLSTM steps through time.
+
+Each model also says what the engine needs to know of it (:class:`fpar.models.base.ClipModel`):
+its inputs, what trains in each stage of docs/method.md §10, its loss terms, and how it prepares
+for inference.
+
+| stage | trains |
+|---|---|
+| ``rgb_stage1`` | ConvLSTM, classifier (backbone frozen, eval) |
+| ``rgb_stage2`` | + conv1/conv2 of layer4's blocks (BNs frozen), backbone ``fc.weight`` (with attention), MS head |
+| ``two_in_one_stage3`` | the ``rgb_stage2`` set + motion condition/modulation (+ conv1 with ``train_conv1``) |
+| ``flow`` | the whole flow network |
+| ``two_stream`` | fusion classifier; RGB ConvLSTM, layer4 convs, ``fc.weight``; flow layer4 (group ``flow_layer4``) |
+
+Two-in-one models train stages 1 and 2 with the RGB rules: their motion layers stay frozen.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+from typing import Any
 
 import torch
 from torch import nn
 
 from fpar.models.attention import class_activation_attention
 from fpar.models.backbone import FEATURE_CHANNELS, ResNet, feature_grid
+from fpar.models.base import ClipModel, Shape
 from fpar.models.convlstm import ConvLSTM
 from fpar.models.heads import MSHead, classifier
+from fpar.models.losses import LossSettings
 from fpar.models.motion import FLOW_CHANNELS, MotionModulation
 
 
-class RGBConvLSTM(nn.Module):
+def _layer4_convs(backbone: ResNet) -> list[nn.Module]:
+    """conv1/conv2 of every layer4 block: the shortcut's conv and all BNs stay frozen."""
+    return [conv for block in backbone.layer4 for conv in (block.conv1, block.conv2)]
+
+
+def _params(*parts: nn.Module | nn.Parameter) -> list[nn.Parameter]:
+    return [p for part in parts for p in ([part] if isinstance(part, nn.Parameter) else part.parameters())]
+
+
+class RGBConvLSTM(ClipModel):
     """Ego-RNN's RGB stream and its descendants (Sudhakaran & Lanz, BMVC 2018; the report §3-§7).
 
     ResNet -> [CAM attention] -> ConvLSTM -> average of the final cell state -> Dropout + Linear.
@@ -35,6 +61,7 @@ class RGBConvLSTM(nn.Module):
                  dropout: float = 0.7, motion: bool = False, return_modulation: bool = False):
         super().__init__()
         self.attention = attention
+        self.input_size = input_size
         self.return_modulation = return_modulation
         self.backbone = ResNet(arch)
         self.motion = MotionModulation(self.backbone.conv1.out_channels) if motion else None
@@ -42,14 +69,66 @@ class RGBConvLSTM(nn.Module):
         self.ms_head = MSHead(FEATURE_CHANNELS, feature_grid(input_size), ms_input_sigmoid) if ms_head else None
         self.classifier = classifier(mem_size, num_classes, dropout)
         # frames the per-frame part (backbone, attention, MS head) takes at a time; None: all B*T
-        # at once. For inference only (engine.compute.prepare_for_inference): with autograd every
-        # activation is kept for backward whatever the slicing.
+        # at once. For inference only (prepare_for_inference): with autograd every activation is
+        # kept for backward whatever the slicing.
         self.frames_per_pass: int | None = None
 
-    def fold_batch_norms(self) -> None:
-        """For inference: see :meth:`ResNet.fold_batch_norms`. The two-in-one model keeps conv1's BN,
-        which reads the modulated conv1 output."""
-        self.backbone.fold_batch_norms(stem=self.motion is None)
+    def input_spec(self) -> dict[str, Shape]:
+        size = self.input_size
+        spec: dict[str, Shape] = {"frames": ("B", "T", 3, size, size)}
+        if self.motion is not None:
+            spec["flow"] = ("B", "T", FLOW_CHANNELS, size, size)
+        return spec
+
+    # --- training ----------------------------------------------------------------------------
+
+    def training_stages(self) -> tuple[str, ...]:
+        stages = ("rgb_stage1", "rgb_stage2")
+        return stages if self.motion is None else (*stages, "two_in_one_stage3")
+
+    def stage_parameters(self, stage: str, train_conv1: bool = False, **options: Any) -> dict[str, list[nn.Parameter]]:
+        self.check_stage(stage)
+        parts: list[nn.Module | nn.Parameter] = [self.convlstm, self.classifier]
+        if stage != "rgb_stage1":
+            parts += _layer4_convs(self.backbone)
+            if self.attention:
+                # fc matters only through the attention, which reads its weight rows (not the bias,
+                # and the argmax passes no gradient): a parameter without gradient would stall DDP
+                parts.append(self.backbone.fc.weight)
+            if self.ms_head is not None:
+                parts.append(self.ms_head)
+        if stage == "two_in_one_stage3":
+            parts.append(self.motion)
+            if train_conv1:
+                parts.append(self.backbone.conv1)
+        return {"main": _params(*parts)}
+
+    def set_stage_mode(self, stage: str, **options: Any) -> None:
+        # the backbone's BNs are never trained in these stages: keep their ImageNet statistics
+        self.backbone.eval()
+        if self.motion is not None and stage != "two_in_one_stage3":
+            self.motion.eval()
+
+    def loss_inputs(self, settings: LossSettings) -> tuple[str, ...]:
+        if settings.ms is None:
+            return ("label",)
+        if self.ms_head is None:
+            return super().loss_inputs(settings)
+        return ("label", "mmaps")
+
+    def loss(self, out: dict[str, torch.Tensor], batch: dict[str, Any],
+             settings: LossSettings) -> dict[str, torch.Tensor]:
+        terms = super().loss(out, batch, settings)
+        if settings.ms is not None:
+            terms["ms"] = self.ms_head.loss(out["ms"], batch["mmaps"], settings.ms)
+        return terms
+
+    def begin_training(self, compute_dtype: torch.dtype) -> None:
+        if not self.backbone_trains():
+            self.cache_frozen_backbone(compute_dtype)
+
+    def end_training(self) -> None:
+        self.__dict__.pop("_frozen_backbone", None)
 
     def cache_frozen_backbone(self, dtype: torch.dtype) -> None:
         """While the backbone is frozen (stage 1), run a copy of it whose batch norms are folded
@@ -63,8 +142,13 @@ class RGBConvLSTM(nn.Module):
         copy_.fold_batch_norms(stem=self.motion is None)
         self.__dict__["_frozen_backbone"] = copy_.to(dtype)
 
-    def drop_frozen_backbone(self) -> None:
-        self.__dict__.pop("_frozen_backbone", None)
+    # --- inference ---------------------------------------------------------------------------
+
+    def prepare_for_inference(self, frames_per_pass: int | None = None) -> None:
+        """Batch norms folded (:meth:`ResNet.fold_batch_norms`; the two-in-one model keeps conv1's
+        BN, which reads the modulated conv1 output) and the per-frame part sliced."""
+        self.backbone.fold_batch_norms(stem=self.motion is None)
+        self.frames_per_pass = frames_per_pass
 
     def _backbone_now(self) -> ResNet:
         """The backbone to run: the frozen copy where it computes what ``backbone`` would."""
@@ -135,17 +219,26 @@ class RGBConvLSTM(nn.Module):
         return out
 
 
-class FlowResNet(nn.Module):
+class FlowResNet(ClipModel):
     """Temporal stream: ResNet on a stack of L flow pairs (2L channels, x1,y1,x2,y2,...)
     -> average pool -> Dropout + Linear (Simonyan & Zisserman 2014, as Ego-RNN trains it)."""
 
-    def __init__(self, num_classes: int, arch: str = "resnet34", stack_size: int = 5, dropout: float = 0.5):
+    def __init__(self, num_classes: int, arch: str = "resnet34", stack_size: int = 5, dropout: float = 0.5,
+                 input_size: int = 224):
         super().__init__()
+        self.input_size = input_size
+        self.stack_size = stack_size
         self.backbone = ResNet(arch, in_channels=FLOW_CHANNELS * stack_size, imagenet_head=False)
         self.classifier = classifier(FEATURE_CHANNELS, num_classes, dropout)
 
-    def fold_batch_norms(self) -> None:
-        """For inference: see :meth:`ResNet.fold_batch_norms`."""
+    def input_spec(self) -> dict[str, Shape]:
+        return {"flow": ("B", FLOW_CHANNELS * self.stack_size, self.input_size, self.input_size)}
+
+    def training_stages(self) -> tuple[str, ...]:
+        return ("flow",)
+
+    def prepare_for_inference(self, frames_per_pass: int | None = None) -> None:
+        """Batch norms folded (:meth:`ResNet.fold_batch_norms`)."""
         self.backbone.fold_batch_norms()
 
     def extract(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -158,22 +251,38 @@ class FlowResNet(nn.Module):
         return out
 
 
-class TwoStream(nn.Module):
+class TwoStream(ClipModel):
     """Late fusion of the flow and RGB-attention streams: cat[flow 512, RGB mem_size] (flow first)
     -> Dropout + Linear. The streams' own classifiers are kept (so trained stream checkpoints load
     as they are) but not used."""
 
     def __init__(self, num_classes: int, arch: str = "resnet34", mem_size: int = 512, stack_size: int = 5,
-                 dropout: float = 0.5):
+                 dropout: float = 0.5, input_size: int = 224):
         super().__init__()
-        self.flow_model = FlowResNet(num_classes, arch, stack_size)
-        self.rgb_model = RGBConvLSTM(num_classes, arch, mem_size, attention=True)
+        self.flow_model = FlowResNet(num_classes, arch, stack_size, input_size=input_size)
+        self.rgb_model = RGBConvLSTM(num_classes, arch, mem_size, attention=True, input_size=input_size)
         self.classifier = classifier(FEATURE_CHANNELS + mem_size, num_classes, dropout)
 
-    def fold_batch_norms(self) -> None:
-        """For inference: see :meth:`ResNet.fold_batch_norms`."""
-        self.flow_model.fold_batch_norms()
-        self.rgb_model.fold_batch_norms()
+    def input_spec(self) -> dict[str, Shape]:
+        return {**self.rgb_model.input_spec(), **self.flow_model.input_spec()}
+
+    def training_stages(self) -> tuple[str, ...]:
+        return ("two_stream",)
+
+    def stage_parameters(self, stage: str, **options: Any) -> dict[str, list[nn.Parameter]]:
+        self.check_stage(stage)
+        rgb = self.rgb_model
+        return {"main": _params(self.classifier, rgb.convlstm, *_layer4_convs(rgb.backbone), rgb.backbone.fc.weight),
+                "flow_layer4": _params(self.flow_model.backbone.layer4)}
+
+    def set_stage_mode(self, stage: str, **options: Any) -> None:
+        self.rgb_model.eval()
+        self.flow_model.eval()
+        self.flow_model.backbone.layer4.train()  # trained as a whole, BNs included
+
+    def prepare_for_inference(self, frames_per_pass: int | None = None) -> None:
+        self.flow_model.prepare_for_inference(frames_per_pass)
+        self.rgb_model.prepare_for_inference(frames_per_pass)
 
     def forward(self, batch: dict[str, torch.Tensor], explain: bool = False) -> dict[str, torch.Tensor]:
         rgb = self.rgb_model.extract(batch, explain)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from fpar.errors import FparError
-from fpar.models.settings import BLOCKS_PER_STAGE
+from fpar.models.vocabulary import BLOCKS_PER_STAGE
 
 IMAGENET_CLASSES = 1000
 FEATURE_CHANNELS = 512

@@ -4,13 +4,16 @@ The MS head (docs/method.md §8, the report's self-supervised task) predicts, pe
 cell of layer4's grid from ``f``: 1x1 conv 512 -> 100, flatten (channel-major, as ``torch.flatten``
 orders an (N, 100, h, w) map), linear ``100*h*w -> h*w``. Its outputs are raw scores: the
 classification variant reads them as logits of "this cell moves", the regression variant puts a
-sigmoid on them; both happen in its task's loss (``fpar.models.ms_task``), not here.
+sigmoid on them; both happen in its loss (:meth:`MSHead.loss`, the task's family in
+``fpar.models.ms_task``).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from fpar.models.ms_task import MSLossSettings, ms_loss
 
 MS_HIDDEN_CHANNELS = 100
 
@@ -38,3 +41,10 @@ class MSHead(nn.Module):
         if self.input_sigmoid:
             features = torch.sigmoid(features)
         return self.fc(self.conv(features).flatten(1))
+
+    def loss(self, scores: torch.Tensor, mmaps: torch.Tensor, settings: MSLossSettings) -> torch.Tensor:
+        """The weighted MS term of the training loss: the task's loss of ``scores (B, T, h*w)``
+        against the motion maps ``mmaps (B, T, 1, H, W)``, times ``settings.weight``."""
+        term = ms_loss(scores, mmaps, kind=settings.kind, threshold=settings.threshold,
+                       regression=settings.regression)
+        return settings.weight * term

@@ -2,7 +2,12 @@
 
 ``build_model(name, **kwargs)`` checks the names and values, builds the model, loads ImageNet
 weights if asked, and records the full build spec (``model.build_spec``: name plus every keyword,
-defaults included) so a checkpoint can rebuild the same model with ``build_model(**spec)``.
+defaults included) so a checkpoint can rebuild the same model with ``build_model(**spec)``: the
+one attribute of a model that is set from outside it.
+
+``register_model(name, builder)`` adds a model: a function taking at least ``num_classes`` and
+``input_size`` (plain JSON values only) and returning a :class:`fpar.models.base.ClipModel`.
+Configs, training, evaluation, export and streaming then take it by name (docs/models.md).
 """
 
 from __future__ import annotations
@@ -10,18 +15,16 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
-from torch import nn
-
 from fpar.errors import FparError
 from fpar.models.assembled import FlowResNet, RGBConvLSTM, TwoStream
-from fpar.models.backbone import BLOCKS_PER_STAGE
+from fpar.models.base import ClipModel
 from fpar.models.ms_task import MS_TASKS
 from fpar.models.pretrained import load_pretrained
 
 GTEA61_CLASSES = 61
 
 
-def _rgb_model(num_classes: int, backbone: str, pretrained: str | None, **options: Any) -> RGBConvLSTM:
+def _rgb_model(num_classes: int, backbone: str, pretrained: str | None, **options: Any) -> ClipModel:
     model = RGBConvLSTM(num_classes, backbone, **options)
     if pretrained:
         load_pretrained(model.backbone, pretrained)
@@ -30,7 +33,7 @@ def _rgb_model(num_classes: int, backbone: str, pretrained: str | None, **option
 
 def rgb_convlstm(num_classes: int = GTEA61_CLASSES, backbone: str = "resnet34", pretrained: str | None = None,
                  mem_size: int = 512, input_size: int = 224, ms_head: str | None = None,
-                 ms_input_sigmoid: bool = False, dropout: float = 0.7) -> nn.Module:
+                 ms_input_sigmoid: bool = False, dropout: float = 0.7) -> ClipModel:
     """ConvLSTM on layer4's f, no attention (Table 1, "ConvLSTM")."""
     return _rgb_model(num_classes, backbone, pretrained, mem_size=mem_size, attention=False, ms_head=ms_head,
                       ms_input_sigmoid=ms_input_sigmoid, input_size=input_size, dropout=dropout)
@@ -38,7 +41,7 @@ def rgb_convlstm(num_classes: int = GTEA61_CLASSES, backbone: str = "resnet34", 
 
 def rgb_attention(num_classes: int = GTEA61_CLASSES, backbone: str = "resnet34", pretrained: str | None = None,
                   mem_size: int = 512, input_size: int = 224, ms_head: str | None = None,
-                  ms_input_sigmoid: bool = False, dropout: float = 0.7) -> nn.Module:
+                  ms_input_sigmoid: bool = False, dropout: float = 0.7) -> ClipModel:
     """Ego-RNN: CAM attention on f_nobn + ConvLSTM (Table 1, "ConvLSTM-attention")."""
     return _rgb_model(num_classes, backbone, pretrained, mem_size=mem_size, attention=True, ms_head=ms_head,
                       ms_input_sigmoid=ms_input_sigmoid, input_size=input_size, dropout=dropout)
@@ -46,7 +49,7 @@ def rgb_attention(num_classes: int = GTEA61_CLASSES, backbone: str = "resnet34",
 
 def rgb_ms(num_classes: int = GTEA61_CLASSES, backbone: str = "resnet34", pretrained: str | None = None,
            mem_size: int = 512, input_size: int = 224, ms_head: str = "classification",
-           ms_input_sigmoid: bool = False, dropout: float = 0.7) -> nn.Module:
+           ms_input_sigmoid: bool = False, dropout: float = 0.7) -> ClipModel:
     """Attention model + motion-segmentation head (Tables 2 and 3)."""
     if not ms_head:
         raise FparError(f"model 'rgb_ms' needs ms_head: one of {list(MS_TASKS)}")
@@ -54,18 +57,18 @@ def rgb_ms(num_classes: int = GTEA61_CLASSES, backbone: str = "resnet34", pretra
 
 
 def flow_resnet(num_classes: int = GTEA61_CLASSES, backbone: str = "resnet34", pretrained: str | None = None,
-                stack_size: int = 5, input_size: int = 224, dropout: float = 0.5) -> nn.Module:
+                stack_size: int = 5, input_size: int = 224, dropout: float = 0.5) -> ClipModel:
     """Temporal stream on a stack of flow pairs ("temporal-warp flow")."""
-    model = FlowResNet(num_classes, backbone, stack_size, dropout)
+    model = FlowResNet(num_classes, backbone, stack_size, dropout, input_size)
     if pretrained:
         load_pretrained(model.backbone, pretrained)
     return model
 
 
 def two_stream(num_classes: int = GTEA61_CLASSES, backbone: str = "resnet34", pretrained: str | None = None,
-               mem_size: int = 512, stack_size: int = 5, input_size: int = 224, dropout: float = 0.5) -> nn.Module:
+               mem_size: int = 512, stack_size: int = 5, input_size: int = 224, dropout: float = 0.5) -> ClipModel:
     """Flow + RGB-attention streams fused by one linear layer (Table 1, "two-stream")."""
-    model = TwoStream(num_classes, backbone, mem_size, stack_size, dropout)
+    model = TwoStream(num_classes, backbone, mem_size, stack_size, dropout, input_size)
     if pretrained:
         load_pretrained(model.flow_model.backbone, pretrained)
         load_pretrained(model.rgb_model.backbone, pretrained)
@@ -74,14 +77,14 @@ def two_stream(num_classes: int = GTEA61_CLASSES, backbone: str = "resnet34", pr
 
 def two_in_one(num_classes: int = GTEA61_CLASSES, backbone: str = "resnet34", pretrained: str | None = None,
                mem_size: int = 512, input_size: int = 224, attention: bool = True, ms_head: str | None = None,
-               ms_input_sigmoid: bool = False, return_modulation: bool = False, dropout: float = 0.7) -> nn.Module:
+               ms_input_sigmoid: bool = False, return_modulation: bool = False, dropout: float = 0.7) -> ClipModel:
     """RGB model whose conv1 is modulated by each frame's flow pair (Table 4)."""
     return _rgb_model(num_classes, backbone, pretrained, mem_size=mem_size, attention=attention, ms_head=ms_head,
                       ms_input_sigmoid=ms_input_sigmoid, input_size=input_size, dropout=dropout, motion=True,
                       return_modulation=return_modulation)
 
 
-MODELS: dict[str, Callable[..., nn.Module]] = {
+MODELS: dict[str, Callable[..., ClipModel]] = {
     "rgb_convlstm": rgb_convlstm,
     "rgb_attention": rgb_attention,
     "flow_resnet": flow_resnet,
@@ -89,6 +92,22 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "rgb_ms": rgb_ms,
     "two_in_one": two_in_one,
 }
+
+
+# keywords every builder takes: the dataset's class count and the crop side, from the config
+REQUIRED_KEYWORDS = ("num_classes", "input_size")
+
+
+def register_model(name: str, builder: Callable[..., ClipModel]) -> Callable[..., ClipModel]:
+    """Add ``builder`` under ``name`` and return it; the first line of its docstring describes the
+    model in ``fpar models``."""
+    if name in MODELS:
+        raise FparError(f"a model named '{name}' is already registered")
+    missing = [key for key in REQUIRED_KEYWORDS if key not in inspect.signature(builder).parameters]
+    if missing:
+        raise FparError(f"model '{name}': its builder must take {', '.join(missing)}")
+    MODELS[name] = builder
+    return builder
 
 
 def list_models() -> list[str]:
@@ -101,18 +120,17 @@ def describe_model(name: str) -> str:
 
 
 def _check_values(spec: dict[str, Any]) -> None:
-    if spec["backbone"] not in BLOCKS_PER_STAGE:
-        raise FparError(f"unknown backbone '{spec['backbone']}': choose one of {sorted(BLOCKS_PER_STAGE)}")
+    # the backbone's name is checked where it is built (fpar.models.backbone.ResNet)
     if spec.get("ms_head") not in (None, *MS_TASKS):
         raise FparError(f"unknown ms_head '{spec['ms_head']}': choose one of {list(MS_TASKS)} or null")
     for key in ("num_classes", "mem_size", "stack_size", "input_size"):
         if key in spec and (not isinstance(spec[key], int) or isinstance(spec[key], bool) or spec[key] < 1):
             raise FparError(f"{key} must be a positive integer, got {spec[key]!r}")
-    if not 0 <= spec["dropout"] < 1:
+    if "dropout" in spec and not 0 <= spec["dropout"] < 1:
         raise FparError(f"dropout must be in [0, 1), got {spec['dropout']!r}")
 
 
-def build_model(name: str, **kwargs: Any) -> nn.Module:
+def build_model(name: str, **kwargs: Any) -> ClipModel:
     """Build registry model ``name``; unknown names or keywords raise :class:`FparError`."""
     if name not in MODELS:
         raise FparError(f"unknown model '{name}': choose one of {list_models()}")
@@ -126,5 +144,7 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
     spec = dict(bound.arguments)
     _check_values(spec)
     model = builder(**spec)
+    if not isinstance(model, ClipModel):
+        raise FparError(f"model '{name}': its builder returned a {type(model).__name__}, not a ClipModel")
     model.build_spec = {"name": name, **spec}
     return model

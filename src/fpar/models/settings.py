@@ -2,8 +2,7 @@
 
 The argument set differs per model, so the section admits any key the named model's builder
 takes (``fpar.models.registry``) and refuses the rest, naming them. The registry (and with it
-torch) is imported only when a section is validated: the CLI reads :data:`BLOCKS_PER_STAGE`
-without it.
+torch) is imported only when a section is validated.
 """
 
 from __future__ import annotations
@@ -13,8 +12,8 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-# residual blocks per stage of each backbone the models can be built on
-BLOCKS_PER_STAGE = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}
+from fpar.models.vocabulary import BLOCKS_PER_STAGE
+
 
 
 class ModelSettings(BaseModel):
@@ -39,16 +38,24 @@ class ModelSettings(BaseModel):
 
     @model_validator(mode="after")
     def _arguments_of_the_named_model(self) -> "ModelSettings":
-        from fpar.models.registry import MODELS
-
         if "input_size" in (self.model_extra or {}):
             raise ValueError("input_size is filled from data.crop; set data.crop instead")
-        takes = [key for key in inspect.signature(MODELS[self.name]).parameters if key != "input_size"]
-        unknown = sorted(set(self.model_extra or {}) - set(takes))
+        takes = [key for key in _builder_keywords(self.name) if key != "input_size"]
+        given = set(self.model_extra or {}) | (self.model_fields_set - {"name", "num_classes"})
+        unknown = sorted(given - set(takes))
         if unknown:
             raise ValueError(f"unknown key {', '.join(unknown)}: model '{self.name}' takes {', '.join(takes)}")
         return self
 
     def build_arguments(self, num_classes: int, input_size: int) -> dict[str, Any]:
-        """``build_model`` keywords: class count from the dataset unless set, input size from the crop."""
-        return {**self.model_dump(), "num_classes": self.num_classes or num_classes, "input_size": input_size}
+        """``build_model`` keywords: class count from the dataset unless set, input size from the crop;
+        the section's defaults (``backbone``, ``pretrained``) only where the model takes them."""
+        takes = _builder_keywords(self.name)
+        arguments = {key: value for key, value in self.model_dump().items() if key in takes or key == "name"}
+        return {**arguments, "num_classes": self.num_classes or num_classes, "input_size": input_size}
+
+
+def _builder_keywords(name: str) -> list[str]:
+    from fpar.models.registry import MODELS
+
+    return list(inspect.signature(MODELS[name]).parameters)

@@ -1,0 +1,111 @@
+"""What every fpar model is to the rest of fpar: :class:`ClipModel`, the one seam between a model
+and the engine, the exporters and the stream (docs/models.md, "Adding a model").
+
+A model owns everything that depends on its architecture; the engine holds only the loop:
+
+==========================  ===================================================================
+``forward(batch, explain)``  batch-first dict in, dict out: at least ``logits`` (B, classes)
+``input_spec()``             the batch keys it reads and their shapes (as timm's ``_cfg``)
+``training_stages()``        the stages (``fpar.engine.stages.STAGES``) it can train in
+``stage_parameters(stage)``  per stage, the optimiser's parameter groups; the rest is frozen
+``set_stage_mode(stage)``    after ``train()``: frozen parts back in eval mode
+``loss(out, batch, ...)``    its named loss terms, already weighted; the engine sums and logs
+``loss_inputs(settings)``    the batch keys its loss reads besides its inputs
+``prepare_for_inference``    folding and slicing for scoring; the engine adds layout and dtype
+``begin/end_training``       caches a training run may keep (a frozen backbone's folded copy)
+==========================  ===================================================================
+
+Input shapes name the batch axis ``"B"`` and the clip length ``"T"``; the other sizes are
+numbers. Image inputs arrive normalised float32 (the data pipeline's job). A new model subclasses
+:class:`ClipModel`, implements ``forward``, ``input_spec`` and whatever differs from the defaults
+below, and is registered with :func:`fpar.models.register_model`: nothing under ``fpar.engine``
+changes (the test ``tests/models/test_new_model.py`` does exactly this).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fpar.errors import FparError
+from fpar.models.losses import LossSettings
+
+Shape = tuple[Union[int, str], ...]
+# the stage in which every parameter trains: any model can train in it
+FULL_STAGE = "full"
+
+
+class ClipModel(nn.Module):
+    """Base of every fpar model; the defaults fit a model trained end to end with cross-entropy."""
+
+    # name + build keywords, recorded by the registry so a checkpoint rebuilds the same model
+    build_spec: dict[str, Any]
+
+    def forward(self, batch: dict[str, torch.Tensor], explain: bool = False) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def input_spec(self) -> dict[str, Shape]:
+        """Batch key -> shape, e.g. ``{"frames": ("B", "T", 3, 224, 224)}``."""
+        raise NotImplementedError
+
+    # --- training ----------------------------------------------------------------------------
+
+    def training_stages(self) -> tuple[str, ...]:
+        return (FULL_STAGE,)
+
+    def stage_parameters(self, stage: str, **options: Any) -> dict[str, list[nn.Parameter]]:
+        """Parameter groups (name -> parameters) that train in ``stage``; every other parameter is
+        frozen by the engine. Group names let a config set their own learning rate."""
+        self.check_stage(stage)
+        return {"main": list(self.parameters())}
+
+    def set_stage_mode(self, stage: str, **options: Any) -> None:
+        """Called after ``model.train()``: modules whose statistics must not move go back to eval."""
+
+    def check_stage(self, stage: str) -> None:
+        if stage not in self.training_stages():
+            raise FparError(f"stage '{stage}' does not apply to a {type(self).__name__} model "
+                            f"(it trains in {', '.join(self.training_stages())})")
+
+    def loss_inputs(self, settings: LossSettings) -> tuple[str, ...]:
+        """Batch keys the loss reads besides the model's inputs; refuses settings it cannot honour."""
+        if settings.ms is not None:
+            raise FparError(f"loss.ms needs a model with an MS head; '{self.build_spec['name']}' has none "
+                            "(use rgb_ms, or set model.ms_head)")
+        return ("label",)
+
+    def loss(self, out: dict[str, torch.Tensor], batch: dict[str, Any],
+             settings: LossSettings) -> dict[str, torch.Tensor]:
+        """Named loss terms, each already weighted: the training loss is their sum."""
+        return {"ce": F.cross_entropy(out["logits"], batch["label"])}
+
+    def begin_training(self, compute_dtype: torch.dtype) -> None:
+        """At the start of a training run, after the weights are final; ``compute_dtype``: the dtype
+        the convolutions run in (autocast's, else float32)."""
+
+    def end_training(self) -> None:
+        """At the end of a training run: drop what :meth:`begin_training` cached."""
+
+    # --- inference ---------------------------------------------------------------------------
+
+    def prepare_for_inference(self, frames_per_pass: int | None = None) -> None:
+        """Made ready to score, in place (never trained or saved again): e.g. batch norms folded;
+        ``frames_per_pass`` bounds how many frames a per-frame part takes at once."""
+
+
+def example_batch(model: ClipModel, batch_size: int = 1, frames: int = 1,
+                  generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """Random inputs shaped as ``model.input_spec()`` says: for exports, benchmarks and tests."""
+    sizes = {"B": batch_size, "T": frames}
+    return {key: torch.randn([sizes.get(d, d) if isinstance(d, str) else d for d in shape], generator=generator)
+            for key, shape in model.input_spec().items()}
+
+
+def clip_inputs(spec: dict[str, Shape]) -> tuple[list[str], str]:
+    """The data pipeline's words for an input spec: (modalities, flow mode). Flow with a time axis
+    (B, T, 2, H, W) is read as pairs, one per frame; without, (B, 2L, H, W), as a stack."""
+    flow = spec.get("flow")
+    return list(spec), "pairs" if flow is not None and len(flow) == 5 else "stack"
