@@ -106,3 +106,37 @@ def test_every_pointer_names_an_existing_section():
 
 def test_readme_links_method():
     assert "(docs/method.md)" in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+ARCHITECTURE = ROOT / "ARCHITECTURE.md"
+SOURCE_PATH = re.compile(r"`((?:src/)?fpar/[\w/]+(?:\.py|/))`")
+DOTTED_NAME = re.compile(r"`(fpar(?:\.\w+)+)")
+COMMAND = re.compile(r"`fpar ([a-z][a-z-]*)")
+
+
+def test_every_file_module_and_command_architecture_md_names_exists():
+    """ARCHITECTURE.md is a map a newcomer trusts: each source file, module (or name in one) and
+    command it names is there."""
+    import importlib
+
+    from fpar.cli import build_parser
+
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    missing = [path for path in SOURCE_PATH.findall(text)
+               if not (ROOT / "src" / path.removeprefix("src/")).exists()]
+    for dotted in sorted(set(DOTTED_NAME.findall(text))):
+        parts = dotted.split(".")
+        for end in range(len(parts), 0, -1):  # the longest importable prefix, then attributes
+            try:
+                target = importlib.import_module(".".join(parts[:end]))
+            except ModuleNotFoundError:
+                continue
+            for attribute in parts[end:]:
+                target = getattr(target, attribute, None)
+            if target is None:
+                missing.append(dotted)
+            break
+    commands = build_parser()._subparsers._group_actions[0].choices
+    missing += [f"fpar {name}" for name in sorted(set(COMMAND.findall(text))) if name not in commands]
+    assert SOURCE_PATH.findall(text) and DOTTED_NAME.findall(text) and COMMAND.findall(text)
+    assert not missing, f"ARCHITECTURE.md names what does not exist: {missing}"

@@ -158,8 +158,8 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
         raise FparError(f"{data_root}: no instances of subjects {', '.join(subjects)} "
                         f"(the dataset has {', '.join(index.subjects)})")
     settings = info.clip
-    if explain and getattr(model, "ms_head", None) is not None:
-        settings = settings.with_modality("mmaps")  # the MS head's target, shown beside its prediction
+    for key in model.explanation_inputs() if explain else ():
+        settings = settings.with_modality(key)  # e.g. the MS head's target, shown beside its prediction
     dataset = ClipDataset(instances, settings, train=False, views=views)
 
     if devices > len(dataset):

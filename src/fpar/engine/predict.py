@@ -83,8 +83,8 @@ def predict_video(checkpoint: str | os.PathLike, video: str | os.PathLike, *, fl
     # near what importing torch and holding the weights cost (docs/prepare.md, `fpar predict`).
     prepare_for_inference(model, channels_last=False, dtype=dtype, frames_per_pass=FRAMES_PER_PASS)
     settings = info.clip
-    if explain and getattr(model, "ms_head", None) is not None:
-        settings = settings.with_modality("mmaps")  # the MS head's target, to show beside its prediction
+    for key in model.explanation_inputs() if explain else ():
+        settings = settings.with_modality(key)  # e.g. the MS head's target, to show beside its prediction
     clip = read_clip(video, settings, flow=flow, max_frames=max_frames)
     batch = {m: clip[m].unsqueeze(0).to(target) for m in info.clip.modalities}
     if announce:  # once the video has proved readable: an unreadable one is one line, the error

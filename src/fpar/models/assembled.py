@@ -144,6 +144,9 @@ class RGBConvLSTM(ClipModel):
 
     # --- inference ---------------------------------------------------------------------------
 
+    def explanation_inputs(self) -> tuple[str, ...]:
+        return ("mmaps",) if self.ms_head is not None else ()
+
     def prepare_for_inference(self, frames_per_pass: int | None = None) -> None:
         """Batch norms folded (:meth:`ResNet.fold_batch_norms`; the two-in-one model keeps conv1's
         BN, which reads the modulated conv1 output) and the per-frame part sliced."""

@@ -12,6 +12,7 @@ A model owns everything that depends on its architecture; the engine holds only 
 ``loss(out, batch, ...)``    its named loss terms, already weighted; the engine sums and logs
 ``loss_inputs(settings)``    the batch keys its loss reads besides its inputs
 ``prepare_for_inference``    folding and slicing for scoring; the engine adds layout and dtype
+``explanation_inputs()``     batch keys explanations show beside the outputs (MS targets)
 ``begin/end_training``       caches a training run may keep (a frozen backbone's folded copy)
 ==========================  ===================================================================
 
@@ -90,6 +91,11 @@ class ClipModel(nn.Module):
         """At the end of a training run: drop what :meth:`begin_training` cached."""
 
     # --- inference ---------------------------------------------------------------------------
+
+    def explanation_inputs(self) -> tuple[str, ...]:
+        """Batch keys the model does not read but its explanation pictures show beside its outputs
+        (the MS head's target motion maps)."""
+        return ()
 
     def prepare_for_inference(self, frames_per_pass: int | None = None) -> None:
         """Made ready to score, in place (never trained or saved again): e.g. batch norms folded;
