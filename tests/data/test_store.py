@@ -188,7 +188,7 @@ def test_a_second_builder_gets_a_clear_error(synth_root, tmp_path):
 def test_fpar_cache_command(synth_root, tmp_path, capsys):
     out = tmp_path / "st"
     assert main(["cache", str(synth_root), "--out", str(out), "--resize", str(RESIZE)]) == 0
-    assert capsys.readouterr().out.strip() == f"store ready: {out}"
+    assert capsys.readouterr().out.strip() == f"store ready: {out} (raw)"
     assert (out / "index.json").is_file()
     assert default_store_path(synth_root, 256) == synth_root / ".fpar-store" / "r256"
 

@@ -234,10 +234,13 @@ def _claim(path: Path) -> None:
     if not path.is_dir():
         raise FparError(f"store {path} is a file, not a folder")
     entries = list(path.iterdir())
-    foreign = sorted(p.name for p in entries if not _ours(p))
     index_file = path / INDEX_NAME
-    store_files = [p for p in entries if _ours(p) and p.name not in (INDEX_NAME,) and not p.name.startswith(LOCK_NAME)]
-    if index_file.is_file() and not store_files and not _is_our_index(index_file):
+    # a format-1 store's files are its own only beside its index
+    old_store = index_file.is_file() and not index_file.is_symlink() and _is_our_index(index_file)
+    foreign = sorted(p.name for p in entries if not _ours(p) or (p.name in _OLD_FILES and not old_store))
+    store_files = [p for p in entries if _ours(p) and p.name not in (INDEX_NAME, *_OLD_FILES)
+                   and not p.name.startswith(LOCK_NAME)]
+    if index_file.is_file() and not store_files and not old_store:
         foreign.append(INDEX_NAME)  # an index.json alone, not a store's
     if foreign:
         raise FparError(f"store folder {path} holds files that are not a store's ({', '.join(foreign[:3])}"
@@ -310,6 +313,7 @@ class _Writer:
         if done["shards"]:
             name, end, _ = done["shards"][-1]
             self.shard = self._open(path / name, end)
+        self.shard_file = path / done["shards"][-1][0] if done["shards"] else None
 
     def _open(self, file: Path, end: int):
         """``file`` opened for appending after byte ``end`` (what follows is cut off); never through a link."""
@@ -338,14 +342,14 @@ class _Writer:
         number = len(self.done["shards"])
         name = f"shard-{number:05d}{SHARD_SUFFIX}"
         shard_id = hashlib.blake2b(f"{self.done['digest']}/{number}".encode(), digest_size=16).hexdigest()
-        self.shard = self._open(self.path / name, 0)
+        self.shard, self.shard_file = self._open(self.path / name, 0), self.path / name
         with self.failing(self.path / name):
             self.shard.write(MAGIC + FORMAT_VERSION.to_bytes(4, "little") + bytes.fromhex(shard_id)
                              + bytes(HEADER_BYTES - len(MAGIC) - 4 - 16))
         self.done["shards"].append([name, HEADER_BYTES, shard_id])
 
     def close_shard(self) -> None:
-        with self.failing(Path(self.shard.name)):
+        with self.failing(self.shard_file):
             self.shard.close()
 
     def append(self, blobs: Iterable[bytes]) -> int:
@@ -353,9 +357,8 @@ class _Writer:
         first = self.done["rows"]
         number = len(self.done["shards"]) - 1
         rows = []
-        shard_file = self.path / self.done["shards"][-1][0]
         for blob in blobs:
-            with self.failing(shard_file):
+            with self.failing(self.shard_file):
                 offset = self.shard.tell()
                 self.shard.write(blob)
             rows.append((number, len(blob), offset, frame_hash(blob)))
@@ -367,7 +370,7 @@ class _Writer:
 
     def commit(self) -> None:
         """Flush and fsync, then record the ends: a resumed build cuts back to them."""
-        for handle, file in ((self.shard, self.path / self.done["shards"][-1][0]), (self.table, self.path / TABLE_NAME)):
+        for handle, file in ((self.shard, self.shard_file), (self.table, self.path / TABLE_NAME)):
             with self.failing(file):
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -706,11 +709,12 @@ class FrameStore:
     the index, never mapped data.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, root: str | Path | None = None) -> None:
+        """``root``: the dataset, named in the line that says how to rebuild a damaged store."""
         self.path = Path(path)
         meta, problem = _inspect(self.path)
         if problem:
-            raise _open_problem(self.path)
+            raise _open_problem(self.path, root)
         self.root = meta.get("root", "ROOT")
         self.codec: str = meta["settings"]["codec"]
         self.quality: int | None = meta["settings"].get("quality")
@@ -883,7 +887,7 @@ def open_store(index: DatasetIndex, path: str | Path | None = None, *, resize: i
     problem = _state(path, _settings_for(resize, kinds), _sources(index, kinds), explicit_codec=False)
     if problem:
         raise _open_problem(path, index.root, problem)
-    return FrameStore(path)
+    return FrameStore(path, index.root)
 
 
 def ensure_store(index: DatasetIndex, path: str | Path | None, *, resize: int, modalities: Sequence[str]) -> FrameStore:
@@ -891,6 +895,7 @@ def ensure_store(index: DatasetIndex, path: str | Path | None, *, resize: int, m
     is not rebuilt behind the user's back: that is one line saying how to rebuild it."""
     path = Path(path) if path else default_store_path(index.root, resize)
     kinds = kinds_for(modalities)
+    _claim(path)
     problem = _state(path, _settings_for(resize, kinds), _sources(index, kinds), explicit_codec=False)
     if problem is not None and not problem.startswith("is damaged"):
         # Every kind the dataset has, so that a later config with other modalities reuses it.
