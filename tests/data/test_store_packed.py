@@ -312,3 +312,25 @@ def test_a_full_disk_during_cache_names_the_path(jpeg_root, tmp_path, small_disk
     err = _error_line(capsys.readouterr().err)
     assert f"cannot write {out}/" in err and "no space left on the device" in err, err
     assert not (out / "index.json").exists()
+
+
+def test_reduced_size_decoding_is_opt_in_and_close_to_the_exact_frames(jpeg_root, tmp_path):
+    """Frames twice the resize (70x50 at resize 20): the default store gives the image path's pixels;
+    --reduced-decode decodes them at half size first (faster, not the same pixels, recorded in the store)."""
+    index = load_index(jpeg_root)
+    exact = FrameStore(build_store(jpeg_root, tmp_path / "exact", resize=20, codec="jpeg", progress=False))
+    reduced = FrameStore(build_store(jpeg_root, tmp_path / "reduced", resize=20, codec="jpeg", reduced_decode=True,
+                                     progress=False))
+    assert reduced.reduced_decode and not exact.reduced_decode
+    inst = index.instances[0]
+    images = ClipDataset(index.instances, ClipSettings(modalities=["frames"], num_frames=5, resize=20, crop=16))
+    want = np.stack([images._read(inst, inst.rgb, k, True) for k in range(1, 11)])
+    from fpar.data.transforms import resize_short
+
+    want = np.stack([resize_short(frame, 20) for frame in want])
+    assert np.array_equal(exact.frames(inst.instance_id, "rgb"), want)
+    got = reduced.frames(inst.instance_id, "rgb")
+    assert got.shape == want.shape and not np.array_equal(got, want)
+    assert np.abs(got.astype(int) - want).mean() < 6
+    with pytest.raises(FparError, match="out of date .built with reduced_decode True, wanted False"):
+        build_store(jpeg_root, tmp_path / "reduced", resize=20, codec="jpeg", progress=False)

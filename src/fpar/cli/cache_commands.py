@@ -34,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cache.add_argument("--quality", type=at_least(1, 100), metavar="Q",
                        help="jpeg: re-encode every frame after resizing at this JPEG quality (lossy: the pixels "
                             "then differ from the image files')")
+    cache.add_argument("--reduced-decode", action="store_true",
+                       help="jpeg: decode frames of at least twice RESIZE at a reduced size (DCT scaling), much "
+                            "faster for large frames, but not the pixels the image files give (opt-in)")
     cache.add_argument("--shard", type=shard_spec, metavar="K/N",
                        help="build part K of N only (one per machine or array task); the parts are merged into "
                             "one store when the last one finishes")
@@ -70,13 +73,15 @@ def run_cache(args: argparse.Namespace) -> int:
               f"{counts['bytes'] / 1e9:.2f} GB, in {time.perf_counter() - start:.1f} s")
         return 0
     path = build_store(args.root, args.out, layout=args.layout, resize=resize, modalities=args.modalities,
-                       rebuild=args.rebuild, codec=args.codec, quality=args.quality, shard=args.shard)
+                       rebuild=args.rebuild, codec=args.codec, quality=args.quality, shard=args.shard,
+                       reduced_decode=args.reduced_decode)
     if args.shard and not (path / "index.json").is_file():
         k, n = args.shard
         print(f"store part {k}/{n} ready: {path}/part-{k}-of-{n} (the store is merged when all {n} parts are done)")
         return 0
     opened = FrameStore(path, args.root)
     lossy = f", frames re-encoded at JPEG quality {opened.quality} (lossy)" if opened.quality else ""
+    lossy += ", large frames decoded at a reduced size (not the image files' pixels)" if opened.reduced_decode else ""
     print(f"store ready: {path} ({opened.codec}{lossy})")
     return 0
 

@@ -171,6 +171,7 @@ def build_store(
     shard: tuple[int, int] | None = None,
     shard_bytes: int = SHARD_BYTES,
     raw_limit: int = RAW_LIMIT_BYTES,
+    reduced_decode: bool = False,
 ) -> Path:
     """Build (or finish, or check) the store of the dataset at ``root``; return its folder.
 
@@ -179,6 +180,9 @@ def build_store(
     every frame as a JPEG of that quality after resizing (lossy), else a ``jpeg`` store packs the
     source JPEGs as published. ``shard=(K, N)`` builds part K of N (the K-th contiguous N-th of the
     instances) in ``part-K-of-N/``; when all N parts are finished they are merged into the store.
+    ``reduced_decode`` (jpeg, opt-in): frames at least twice ``resize`` are decoded at a reduced
+    size by the JPEG decoder's DCT scaling before the resize: much faster for large frames, but
+    not the pixels of a full decode and bilinear resize that the image files give.
     An up-to-date, intact store is left as it is. A store built from other files or settings, or a
     damaged one, is an error unless ``rebuild`` (which always rebuilds); an interrupted build
     resumes from its last whole instance and ends in the same bytes as an uninterrupted one.
@@ -196,7 +200,10 @@ def build_store(
         codec = "jpeg" if quality is not None else choose_codec(index, kinds, resize, raw_limit=raw_limit)
     if codec not in CODECS:
         raise FparError(f"unknown store codec {codec!r} (choose auto, {', '.join(CODECS)})")
-    settings = {"format": FORMAT_VERSION, "codec": codec, "resize": resize, "kinds": list(kinds), "quality": quality}
+    if reduced_decode and codec != "jpeg":
+        raise FparError("reduced-size decoding is for the jpeg codec")
+    settings = {"format": FORMAT_VERSION, "codec": codec, "resize": resize, "kinds": list(kinds), "quality": quality,
+                "reduced_decode": reduced_decode}
     _claim(path)
     with _build_lock(path):
         sources = _sources(index, kinds)
@@ -278,7 +285,7 @@ def _state(path: Path, settings: dict, sources: dict[str, list[list]], *, explic
     if problem:
         return problem
     built = meta["settings"]
-    keys = ("resize", "codec", "quality") if explicit_codec else ("resize",)
+    keys = ("resize", "codec", "quality", "reduced_decode") if explicit_codec else ("resize",)
     for key in keys:
         if built.get(key) != settings[key]:
             return f"is out of date (built with {key} {built.get(key)}, wanted {settings[key]})"
@@ -718,6 +725,7 @@ class FrameStore:
         self.root = meta.get("root", "ROOT")
         self.codec: str = meta["settings"]["codec"]
         self.quality: int | None = meta["settings"].get("quality")
+        self.reduced_decode: bool = bool(meta["settings"].get("reduced_decode"))
         self.resize: int = meta["settings"]["resize"]
         self.kinds: tuple[str, ...] = tuple(meta["settings"]["kinds"])
         self.instances: dict[str, dict[str, list[int]]] = meta["instances"]
@@ -774,15 +782,33 @@ class FrameStore:
             for k in sorted(set(numbers)):
                 self._blob(row + k - 1, instance_id, kind, k)
             return self._map(shard)[offset: offset + n * size].reshape(n, *shape)
-        return np.stack([self._decode(self._blob(row + k - 1, instance_id, kind, k), kind, instance_id, k)
-                         for k in numbers])
+        if self.reduced_decode and min(shape[:2]) >= 2 * self.resize:
+            return np.stack([self._reduced(self._blob(row + k - 1, instance_id, kind, k), kind, instance_id, k)
+                             for k in numbers])
+        # decoded straight into one buffer for the clip: no copy of the decoded frames
+        decoded = np.empty((len(numbers), *shape), np.uint8)
+        for i, k in enumerate(numbers):
+            blob = self._blob(row + k - 1, instance_id, kind, k)
+            if decode_jpeg(blob, color=kind == "rgb", out=decoded[i]) is None:
+                raise FparError(f"store {self.path}: frame {k} of the {kind} frames of {instance_id} is a corrupt JPEG "
+                                "(its bytes are the source's, unchanged: check the dataset with `fpar data check`)")
+        if min(shape[:2]) == self.resize:
+            return decoded
+        return np.stack([transforms.resize_short(frame, self.resize) for frame in decoded])
 
-    def _decode(self, blob: np.ndarray, kind: str, instance_id: str, number: int) -> np.ndarray:
-        image = decode_jpeg(blob, color=kind == "rgb")
-        if image is None:
+    def _reduced(self, blob: np.ndarray, kind: str, instance_id: str, number: int) -> np.ndarray:
+        """A frame decoded at the smallest DCT scale (1/2, 1/4, 1/8) whose short side is still at
+        least the resize, then resized as usual (opt-in: not the full decode's pixels)."""
+        import simplejpeg
+
+        height, width = simplejpeg.decode_jpeg_header(blob)[:2]
+        wanted = {"min_height": self.resize} if height <= width else {"min_width": self.resize}
+        try:
+            image = simplejpeg.decode_jpeg(blob, colorspace="RGB" if kind == "rgb" else "GRAY", **wanted)
+        except ValueError:
             raise FparError(f"store {self.path}: frame {number} of the {kind} frames of {instance_id} is a corrupt "
                             "JPEG (its bytes are the source's, unchanged: check the dataset with `fpar data check`)")
-        return transforms.resize_short(image, self.resize)
+        return transforms.resize_short(image if kind == "rgb" else image[..., 0], self.resize)
 
     def clip(self, inst: Instance, kind: str, numbers: Sequence[int], draw: transforms.TrainDraw | None,
              crop: int, views: str) -> np.ndarray:
@@ -820,25 +846,33 @@ class FrameStore:
         return {"frames": len(table), "shards": len(self.shard_names), "bytes": int(table["length"].sum())}
 
 
-def decode_jpeg(data, color: bool) -> np.ndarray | None:
+def decode_jpeg(data, color: bool, out: np.ndarray | None = None) -> np.ndarray | None:
     """Decode JPEG bytes to uint8 ``(H, W, 3)`` RGB or ``(H, W)`` grey, exactly as
-    :func:`fpar.data.frames.decode` does; None if undecodable.
+    :func:`fpar.data.frames.decode` does, into ``out`` if given (which must have that shape); None
+    if undecodable, or not of ``out``'s shape.
 
-    simplejpeg (libjpeg-turbo) is the fastest decoder measured (docs/data.md, "Dataset store")
-    and gives the same pixels as OpenCV's; a JPEG with EXIF data goes to OpenCV, which applies
-    its orientation as the image path does."""
+    simplejpeg (libjpeg-turbo) is the fastest decoder measured (docs/data.md, "Dataset store") and
+    gives OpenCV's pixels; a JPEG with EXIF data goes to OpenCV, which applies its orientation as
+    the image path does."""
     import simplejpeg
 
-    data = memoryview(data).cast("B") if not isinstance(data, bytes) else data
     if _has_exif(data):
         from fpar.data.frames import decode
 
-        return decode(bytes(data), color)
-    try:
-        image = simplejpeg.decode_jpeg(data, colorspace="RGB" if color else "GRAY")
-    except ValueError:
+        image = decode(bytes(data), color)
+    else:
+        try:  # a larger picture than ``out`` is a ValueError, a smaller one is caught below
+            image = simplejpeg.decode_jpeg(data, colorspace="RGB" if color else "GRAY", buffer=out)
+        except ValueError:
+            return None
+        image = image if color else image[..., 0]
+    if out is None or image is None:
+        return image
+    if image.shape != out.shape:
         return None
-    return image if color else image[..., 0]
+    if image.ctypes.data != out.ctypes.data:
+        out[...] = image
+    return out
 
 
 def _has_exif(data) -> bool:
@@ -874,7 +908,8 @@ def _reuse_freed_memory() -> None:
 
 def _settings_for(resize: int, kinds: Sequence[str]) -> dict:
     """What a reader needs of a store (any codec)."""
-    return {"format": FORMAT_VERSION, "resize": resize, "kinds": list(kinds), "codec": None, "quality": None}
+    return {"format": FORMAT_VERSION, "resize": resize, "kinds": list(kinds), "codec": None, "quality": None,
+            "reduced_decode": None}
 
 
 def open_store(index: DatasetIndex, path: str | Path | None = None, *, resize: int,
