@@ -334,3 +334,17 @@ def test_reduced_size_decoding_is_opt_in_and_close_to_the_exact_frames(jpeg_root
     assert np.abs(got.astype(int) - want).mean() < 6
     with pytest.raises(FparError, match="out of date .built with reduced_decode True, wanted False"):
         build_store(jpeg_root, tmp_path / "reduced", resize=20, codec="jpeg", progress=False)
+
+
+def test_data_check_deep_verifies_the_datasets_stores(jpeg_root, tmp_path, capsys):
+    root = tmp_path / "ds"
+    shutil.copytree(jpeg_root, root)
+    assert main(["cache", str(root), "--resize", str(RESIZE), "--codec", "jpeg"]) == 0
+    assert main(["data", "check", str(root), "--deep"]) == 0
+    store = root / ".fpar-store" / f"r{RESIZE}"
+    _garbage_in_the_middle(store / "shard-00000.fpk")
+    assert main(["data", "check", str(root)]) == 0  # the frames themselves are fine
+    capsys.readouterr()
+    assert main(["data", "check", str(root), "--deep"]) == 1
+    out = capsys.readouterr().out
+    assert f"  {store}: shard-00000.fpk is damaged (1 of its frames fail their checksums): rebuild it with" in out

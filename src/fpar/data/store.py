@@ -48,7 +48,7 @@ import numpy as np
 
 from fpar.data import transforms
 from fpar.data.frames import check_pixels, image_problem, image_size, read_frame
-from fpar.data.layouts import DatasetIndex, Instance, load_index
+from fpar.data.layouts import DatasetIndex, Instance, Problem, load_index
 from fpar.errors import FparError
 from fpar.io import WRITE_ERRNOS, exclusive_lock, refuse_link, write_text
 
@@ -931,8 +931,29 @@ def ensure_store(index: DatasetIndex, path: str | Path | None, *, resize: int, m
     path = Path(path) if path else default_store_path(index.root, resize)
     kinds = kinds_for(modalities)
     _claim(path)
+    if any(_parts(path)):  # rebuilding here would delete parts other machines are writing
+        raise FparError(f"store {path} is being built in parts: finish them with `fpar cache {index.root} "
+                        "--shard K/N`")
     problem = _state(path, _settings_for(resize, kinds), _sources(index, kinds), explicit_codec=False)
     if problem is not None and not problem.startswith("is damaged"):
         # Every kind the dataset has, so that a later config with other modalities reuses it.
         build_store(index.root, path, resize=resize, rebuild=True, index=index)
     return open_store(index, path, resize=resize, modalities=modalities)
+
+
+def store_problems(root: str | Path) -> list[Problem]:
+    """Every frame of every store kept in the dataset at ``root`` (its ``.fpar-store`` folders)
+    checked against its checksum (``fpar data check --deep``): one :class:`Problem` per store that
+    cannot be read as it is (damaged, out of date or half built)."""
+    root = Path(root)
+    parent = (root.parent if root.is_file() else root) / ".fpar-store"
+    prefix = f"{root.stem}-r" if root.is_file() else "r"
+    problems = []
+    folders = sorted(p for p in parent.iterdir() if p.is_dir() and p.name.startswith(prefix)) if parent.is_dir() else []
+    for folder in folders:
+        try:
+            FrameStore(folder, root).verify()
+        except FparError as exc:
+            reason = str(exc).removeprefix(f"store {folder}").lstrip(": ")
+            problems.append(Problem(str(folder), reason))
+    return problems
