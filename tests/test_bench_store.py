@@ -14,5 +14,6 @@ def test_the_packed_store_benchmark_runs_on_a_given_dataset(tmp_path):
     assert [(r["clip"], r["way"]) for r in rows] == [(c, w) for c in ("rgb", "two-stream")
                                                     for w in ("images", "jpeg store", "raw store")]
     for row in rows:
-        assert row["fpar_s"] > 0 and row["speedup"] > 0 and 0 < row["checksum_share"] < 1
+        assert row["fpar_s"] > 0 and row["speedup"] > 0
+        assert row["checksum_share"] is None if row["way"] == "images" else 0 < row["checksum_share"] < 1
         assert row["jpeg_bytes"] < row["jpeg_store_bytes"] <= 1.1 * row["jpeg_bytes"] + 4096

@@ -90,6 +90,11 @@ def _bench(root: Path, resize: int, crop: int, repeats: int, stores: Path) -> li
     raw_path = store_module.build_store(root, stores / f"raw-r{resize}", resize=resize, codec="raw", index=index,
                                         modalities=["frames", "flow"], progress=False)
     jpeg_store, raw_store = store_module.FrameStore(jpeg_path), store_module.FrameStore(raw_path)
+    reduced_store = None
+    if min(_frame_shape(index.instances[0])) >= 2 * resize:
+        reduced_store = store_module.FrameStore(store_module.build_store(
+            root, stores / f"jpeg-reduced-r{resize}", resize=resize, codec="jpeg", reduced_decode=True, index=index,
+            modalities=["frames", "flow"], progress=False))
     sources = [f for inst in index.instances for kind in kinds for f in inst.frames(kind)]
     jpeg_bytes = sum(f.stat().st_size for f in sources)
     threads = cv2.getNumThreads(), torch.get_num_threads()
@@ -100,22 +105,29 @@ def _bench(root: Path, resize: int, crop: int, repeats: int, stores: Path) -> li
         for name, settings in CLIPS.items():
             clip = ClipSettings(resize=resize, crop=crop, **settings)
             make = lambda: ClipDataset(index.instances, clip, train=True, seed=0)  # noqa: E731
-            images, from_jpeg, from_raw = make(), make(), make()
+            images, from_jpeg, from_raw, from_reduced = make(), make(), make(), make()
             from_jpeg.use_store(jpeg_store)
             from_raw.use_store(raw_store)
             ways = {"reference": lambda e: _reference_epoch(images, e), "images": lambda e: _epoch(images, e),
                     "jpeg store": lambda e: _epoch(from_jpeg, e), "raw store": lambda e: _epoch(from_raw, e)}
+            if reduced_store is not None:
+                from_reduced.use_store(reduced_store)
+                ways["jpeg store, reduced decode"] = lambda e: _epoch(from_reduced, e)
             seconds = _alternate(ways, repeats)
             per_clip = {way: s / len(images) for way, s in seconds.items()}
-            check_share = _checksum_seconds(from_jpeg, jpeg_store) / seconds["jpeg store"]
-            for way in ("images", "jpeg store", "raw store"):
+            check_share = {"jpeg store": _checksum_seconds(from_jpeg) / seconds["jpeg store"],
+                           "raw store": _checksum_seconds(from_raw) / seconds["raw store"], "images": None,
+                           "jpeg store, reduced decode": None}
+            for way in [w for w in ways if w != "reference"]:
                 rows.append({"name": f"packed store, {name}, {way} ({resize}px/{crop})", "clip": name, "way": way,
                              "clips": len(images), "reference_s": per_clip["reference"], "fpar_s": per_clip[way],
                              "speedup": per_clip["reference"] / per_clip[way],
                              "jpeg_bytes": jpeg_bytes, "jpeg_store_bytes": _folder_bytes(jpeg_path),
-                             "raw_store_bytes": _folder_bytes(raw_path), "checksum_share": check_share,
+                             "raw_store_bytes": _folder_bytes(raw_path), "checksum_share": check_share[way],
                              "frame_size": _frame_size(index.instances[0]),
-                             "agreement": "same draws, same tensors as images" if way != "images" else "same draws"})
+                             "agreement": {"images": "same draws", "jpeg store, reduced decode": "same draws, "
+                                           "pixels of a reduced-size decode (opt-in)"}.get(
+                                 way, "same draws, same tensors as images")})
     finally:
         cv2.setNumThreads(threads[0])
         torch.set_num_threads(threads[1])
@@ -124,6 +136,12 @@ def _bench(root: Path, resize: int, crop: int, repeats: int, stores: Path) -> li
 
 def _folder_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.iterdir() if f.is_file() and not f.name.startswith("build.lock"))
+
+
+def _frame_shape(inst: Instance) -> tuple[int, int]:
+    from fpar.data.frames import image_size
+
+    return image_size(inst.rgb[0].read_bytes())
 
 
 def _frame_size(inst: Instance) -> str:
@@ -138,7 +156,7 @@ def _epoch(dataset: ClipDataset, epoch: int) -> None:
         dataset[(i, epoch)]
 
 
-def _checksum_seconds(dataset: ClipDataset, frame_store: store_module.FrameStore) -> float:
+def _checksum_seconds(dataset: ClipDataset) -> float:
     """Seconds one epoch of ``dataset`` spends hashing the frames it reads (the check on read)."""
     spent = 0.0
     real = store_module.frame_hash
@@ -227,10 +245,9 @@ def main(argv: list[str] | None = None) -> None:
           f"{first['jpeg_store_bytes'] / 1e6:.2f} MB ({first['jpeg_store_bytes'] / first['jpeg_bytes']:.3f}x), raw store "
           f"{first['raw_store_bytes'] / 1e6:.2f} MB ({first['raw_store_bytes'] / first['jpeg_bytes']:.1f}x)")
     for row in rows:
-        print(f"{row['clip']:11} {row['way']:11} reference {row['reference_s'] * 1e3:7.1f} ms/clip, fpar "
+        print(f"{row['clip']:11} {row['way']:27} reference {row['reference_s'] * 1e3:7.1f} ms/clip, fpar "
               f"{row['fpar_s'] * 1e3:7.1f} ms/clip, {row['speedup']:5.1f}x"
-              + (f", checksums {row['checksum_share'] * 100:.1f}% of the jpeg store's time"
-                 if row["way"] == "jpeg store" else ""))
+              + (f", checksums {row['checksum_share'] * 100:.1f}% of its time" if row["checksum_share"] else ""))
 
 
 if __name__ == "__main__":

@@ -348,3 +348,32 @@ def test_data_check_deep_verifies_the_datasets_stores(jpeg_root, tmp_path, capsy
     assert main(["data", "check", str(root), "--deep"]) == 1
     out = capsys.readouterr().out
     assert f"  {store}: shard-00000.fpk is damaged (1 of its frames fail their checksums): rebuild it with" in out
+
+
+def test_a_merge_killed_between_its_renames_is_finished_by_the_next_run(jpeg_root, tmp_path):
+    index = load_index(jpeg_root)
+    out = tmp_path / "st"
+    for k in (1, 2):
+        build_store(jpeg_root, out, resize=RESIZE, codec="jpeg", shard=(k, 3), progress=False)
+    # The third part's builder dies (as with SIGKILL) right after the merge's first rename.
+    script = (
+        "import os\n"
+        "from fpar.data import store\n"
+        "real = os.replace\n"
+        "def replace(a, b):\n"
+        "    real(a, b)\n"
+        "    if str(a).endswith('.fpk'): os._exit(9)\n"
+        "os.replace = replace\n"
+        f"store.build_store({str(jpeg_root)!r}, {str(out)!r}, resize={RESIZE}, codec='jpeg', shard=(3, 3),"
+        " progress=False)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(store_module.__file__).parents[2])}
+    assert subprocess.run([sys.executable, "-c", script], env=env).returncode == 9
+    assert (out / "merge.json").is_file() and (out / "shard-00000.fpk").is_file()
+    with pytest.raises(FparError, match="no finished store here"):
+        open_store(index, out, resize=RESIZE, modalities=TWO_STREAM)
+    build_store(jpeg_root, out, resize=RESIZE, codec="jpeg", progress=False)  # the next run finishes the merge
+    assert not (out / "merge.json").exists() and not list(out.glob("part-*"))
+    merged = open_store(index, out, resize=RESIZE, modalities=TWO_STREAM)
+    assert merged.verify()["shards"] == 3
+    _same_tensors(index, merged, modalities=TWO_STREAM, num_frames=5, stack_size=5)

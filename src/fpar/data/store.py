@@ -205,12 +205,18 @@ def build_store(
     settings = {"format": FORMAT_VERSION, "codec": codec, "resize": resize, "kinds": list(kinds), "quality": quality,
                 "reduced_decode": reduced_decode}
     _claim(path)
-    with _build_lock(path):
-        sources = _sources(index, kinds)
-        if shard is not None:
+    sources = _sources(index, kinds)
+    if shard is not None:
+        if not (path / MERGE_NAME).is_file():  # a merge under way: the parts are done
+            # only the part's own lock while building: the other parts build at the same time
             _build_part(path, index, settings, sources, shard, rebuild, progress, shard_bytes)
-            _merge_parts(path, settings, sources, shard[1], index.root)
-            return path
+        try:
+            with _build_lock(path):
+                _merge_parts(path, settings, sources, shard[1], index.root)
+        except FparError:
+            pass  # another part is merging, or checking whether it can: it, or the next run, merges
+        return path
+    with _build_lock(path):
         if rebuild:
             _remove_parts(path)
         elif (path / MERGE_NAME).is_file() or any(_parts(path)):
@@ -543,8 +549,13 @@ def _parts_finished(path: Path, count: int) -> int:
 
 
 def _remove_parts(path: Path) -> None:
+    """Remove the parts of a build in parts (each under its lock: never one being written)."""
     for part in _parts(path):
-        shutil.rmtree(part)  # our own folder; rmtree unlinks links inside it, never follows them
+        with _build_lock(part):
+            for entry in part.iterdir():
+                if not entry.name.startswith(LOCK_NAME):
+                    entry.unlink()  # our own files (a store part holds no folders); a link is unlinked, not followed
+        shutil.rmtree(part)
     (path / MERGE_NAME).unlink(missing_ok=True)
 
 
