@@ -377,3 +377,16 @@ def test_a_merge_killed_between_its_renames_is_finished_by_the_next_run(jpeg_roo
     merged = open_store(index, out, resize=RESIZE, modalities=TWO_STREAM)
     assert merged.verify()["shards"] == 3
     _same_tensors(index, merged, modalities=TWO_STREAM, num_frames=5, stack_size=5)
+
+
+def test_a_store_of_the_previous_format_is_rebuilt_on_first_use(jpeg_root, tmp_path):
+    """A format-1 store (one flat .u8 file per kind) left in a dataset by an older fpar."""
+    old = tmp_path / "st"
+    old.mkdir()
+    (old / "index.json").write_text('{"settings": {"format": 1, "resize": 40, "kinds": ["rgb"]}, "instances": {}}')
+    (old / "rgb.u8").write_bytes(bytes(1000))
+    index = load_index(jpeg_root)
+    with pytest.raises(FparError, match=r"out of date \(format 1, this fpar reads format 2\)"):
+        open_store(index, old, resize=RESIZE, modalities=["frames"])
+    frame_store = ensure_store(index, old, resize=RESIZE, modalities=["frames"])
+    assert not (old / "rgb.u8").exists() and frame_store.verify()["frames"] == 90
