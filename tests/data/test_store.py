@@ -129,6 +129,7 @@ def test_other_settings_make_the_store_out_of_date(synth_root, tmp_path):
 
 
 def test_an_interrupted_build_resumes_to_the_same_bytes(synth_root, tmp_path, monkeypatch):
+    monkeypatch.setattr(store_module, "COMMIT_SECONDS", 0)  # progress recorded after every instance
     whole = build_store(synth_root, tmp_path / "whole", resize=RESIZE, progress=False)
     real_read = store_module.read_frame
     calls = {"n": 0}
@@ -166,6 +167,7 @@ def test_a_killed_build_resumes_to_the_same_bytes(synth_root, tmp_path):
         "    if n[0] == 110: os._exit(9)\n"
         "    return real(path, color)\n"
         "store.read_frame = read\n"
+        "store.COMMIT_SECONDS = 0\n"
         f"store.build_store({str(synth_root)!r}, {str(killed)!r}, resize={RESIZE}, progress=False)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(store_module.__file__).parents[2])}

@@ -156,6 +156,7 @@ def test_a_killed_jpeg_build_resumes_to_the_same_bytes(jpeg_root, tmp_path):
         "    if n[0] == 70: os._exit(9)\n"
         "    return real(path)\n"
         "store._read_bytes = read\n"
+        "store.COMMIT_SECONDS = 0\n"  # progress recorded after every instance
         f"store.build_store({str(jpeg_root)!r}, {str(killed)!r}, resize={RESIZE}, codec='jpeg', shard_bytes=20_000,"
         " progress=False)\n"
     )

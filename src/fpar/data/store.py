@@ -22,7 +22,8 @@ Layout of a store folder::
     frames.tbl         one row per stored frame: shard, offset, length, xxh3-64 of its bytes
     shard-00000.fpk    a 64-byte header (magic, format, the shard's id), then frames back to back;
                        an instance's frames never straddle two shards
-    progress.json      while building: what is written so far (removed when done)
+    progress.json      while building: how far the files are written (removed when done)
+    entries.jsonl      while building: the index entries of the instances written
     part-K-of-N/       while building in parts (``--shard K/N``): one part's store, merged when all are done
     build.lock         held by the process that builds or merges
 
@@ -50,7 +51,7 @@ from fpar.data import transforms
 from fpar.data.frames import check_pixels, image_problem, image_size, read_frame
 from fpar.data.layouts import DatasetIndex, Instance, Problem, load_index
 from fpar.errors import FparError
-from fpar.io import WRITE_ERRNOS, exclusive_lock, refuse_link, write_text
+from fpar.io import WRITE_ERRNOS, exclusive_lock, refuse_link, write_bytes, write_text
 
 FORMAT_VERSION = 2
 KINDS = ("rgb", "mmaps", "flow_x", "flow_y")
@@ -61,9 +62,13 @@ CODECS = ("raw", "jpeg")
 # store no longer fits the page cache of a usual training machine, and reading it is disk-bound
 RAW_LIMIT_BYTES = 32 << 30
 SHARD_BYTES = 4 << 30  # a new shard starts after an instance that takes the current one past this
+# A build records how far it got (fsync + progress.json) at most this often: a killed build redoes
+# at most that much work, and a dataset of 90,000 short instances is not fsynced 90,000 times
+COMMIT_SECONDS = 1.0
 INDEX_NAME = "index.json"
 TABLE_NAME = "frames.tbl"
 PROGRESS_NAME = "progress.json"
+ENTRIES_NAME = "entries.jsonl"  # while building: one line per instance written
 MERGE_NAME = "merge.json"
 LOCK_NAME = "build.lock"
 SHARD_SUFFIX = ".fpk"
@@ -210,11 +215,12 @@ def build_store(
         if not (path / MERGE_NAME).is_file():  # a merge under way: the parts are done
             # only the part's own lock while building: the other parts build at the same time
             _build_part(path, index, settings, sources, shard, rebuild, progress, shard_bytes)
-        try:
-            with _build_lock(path):
-                _merge_parts(path, settings, sources, shard[1], index.root)
-        except FparError:
-            pass  # another part is merging, or checking whether it can: it, or the next run, merges
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(_build_lock(path))
+            except FparError:
+                return path  # another part is merging, or checking whether it can: it, or the next run, merges
+            _merge_parts(path, settings, sources, shard[1], index.root)
         return path
     with _build_lock(path):
         if rebuild:
@@ -265,7 +271,8 @@ def _ours(entry: Path) -> bool:
     name = entry.name
     if entry.is_symlink():
         return False
-    if name in (INDEX_NAME, TABLE_NAME, PROGRESS_NAME, MERGE_NAME, *_OLD_FILES) or name.startswith(LOCK_NAME):
+    if name in (INDEX_NAME, TABLE_NAME, PROGRESS_NAME, ENTRIES_NAME, MERGE_NAME, *_OLD_FILES) \
+            or name.startswith(LOCK_NAME):
         return entry.is_file()
     if name.startswith("shard-") and name.endswith(SHARD_SUFFIX):
         return entry.is_file()
@@ -322,6 +329,7 @@ class _Writer:
     def __init__(self, path: Path, done: dict, shard_bytes: int) -> None:
         self.path, self.done, self.shard_bytes = path, done, shard_bytes
         self.table = self._open(path / TABLE_NAME, done["rows"] * TABLE_DTYPE.itemsize)
+        self.entries = self._open(path / ENTRIES_NAME, done["entries_end"])
         self.shard = None
         if done["shards"]:
             name, end, _ = done["shards"][-1]
@@ -362,7 +370,11 @@ class _Writer:
         self.done["shards"].append([name, HEADER_BYTES, shard_id])
 
     def close_shard(self) -> None:
+        """Close the full shard, its end recorded and its bytes on disk (the next commit names only the new one)."""
         with self.failing(self.shard_file):
+            self.shard.flush()
+            os.fsync(self.shard.fileno())
+            self.done["shards"][-1][1] = self.shard.tell()
             self.shard.close()
 
     def append(self, blobs: Iterable[bytes]) -> int:
@@ -381,16 +393,24 @@ class _Writer:
         self.done["rows"] += len(rows)
         return first
 
+    def add_entry(self, instance_id: str, entry: dict) -> None:
+        with self.failing(self.path / ENTRIES_NAME):
+            self.entries.write(json.dumps([instance_id, entry], separators=(",", ":")).encode() + b"\n")
+        self.done["instances"] += 1
+
     def commit(self) -> None:
-        """Flush and fsync, then record the ends: a resumed build cuts back to them."""
-        for handle, file in ((self.shard, self.shard_file), (self.table, self.path / TABLE_NAME)):
+        """Flush and fsync, then record the ends in ``progress.json``: a resumed build cuts back to them."""
+        for handle, file in ((self.shard, self.shard_file), (self.table, self.path / TABLE_NAME),
+                             (self.entries, self.path / ENTRIES_NAME)):
             with self.failing(file):
                 handle.flush()
                 os.fsync(handle.fileno())
         self.done["shards"][-1][1] = self.shard.tell()
+        self.done["entries_end"] = self.entries.tell()
+        write_text(self.path / PROGRESS_NAME, json.dumps(self.done))
 
     def close(self) -> None:
-        for handle in (self.shard, self.table):
+        for handle in (self.shard, self.table, self.entries):
             if handle is not None:
                 with contextlib.suppress(OSError):
                     handle.close()
@@ -400,10 +420,14 @@ def _write(path: Path, instances: Sequence[Instance], settings: dict, sources: d
            progress: bool, shard_bytes: int, part: tuple[int, int] | None) -> None:
     """Write the frames instance by instance, then commit ``index.json`` last.
 
-    ``progress.json`` (replaced atomically after each instance) records the instances finished,
-    the shards with their end offsets and the table's rows; a resumed build cuts the files back to
-    those ends, so a half-written instance is written again from its start.
+    ``progress.json`` (replaced atomically at most every :data:`COMMIT_SECONDS`, after an
+    instance) records how many instances are finished and where the shards, the table and
+    ``entries.jsonl`` end; a resumed build cuts the files back to those ends, so the instances
+    written after the last commit are written again. Progress costs the same per instance however
+    many there are.
     """
+    import time
+
     from tqdm import tqdm
 
     kinds = settings["kinds"]
@@ -411,13 +435,14 @@ def _write(path: Path, instances: Sequence[Instance], settings: dict, sources: d
     done = _resume_point(path, digest)
     (path / INDEX_NAME).unlink(missing_ok=True)  # from here on no reader takes the store as finished
     total = sum(len(inst.frames(k)) for inst in instances for k in kinds)
-    finished = sum(len(inst.frames(k)) for inst in instances[: len(done["instances"])] for k in kinds)
+    finished = sum(len(inst.frames(k)) for inst in instances[: done["instances"]] for k in kinds)
     writer = _Writer(path, done, shard_bytes)
     try:
         bar = tqdm(total=total, initial=finished, unit="frame", desc=f"store {path.name}", file=sys.stderr,
                    disable=not progress, dynamic_ncols=True)
         with bar:
-            for inst in instances[len(done["instances"]):]:
+            last_commit = time.monotonic()
+            for inst in instances[done["instances"]:]:
                 writer.start_shard_if_full()
                 entry = {}
                 for kind in kinds:
@@ -425,21 +450,24 @@ def _write(path: Path, instances: Sequence[Instance], settings: dict, sources: d
                     row = writer.append(blobs)
                     entry[kind] = [row, len(inst.frames(kind)), *shape]
                     bar.update(len(inst.frames(kind)))
-                writer.commit()
-                done["instances"].append([inst.instance_id, entry])
-                write_text(path / PROGRESS_NAME, json.dumps(done))
+                writer.add_entry(inst.instance_id, entry)
+                if time.monotonic() - last_commit >= COMMIT_SECONDS:
+                    writer.commit()
+                    last_commit = time.monotonic()
             if writer.shard is None:  # no instance at all: still one (empty) shard
                 writer.start_shard_if_full()
-                writer.commit()
+            writer.commit()
     finally:
         writer.close()
+    entries = dict(json.loads(line) for line in (path / ENTRIES_NAME).read_text().splitlines())
     table_bytes = (path / TABLE_NAME).read_bytes()
     meta = {"settings": settings, "root": str(root), "part": list(part) if part else None, "digest": digest,
             "shards": [[name, end, shard_id] for name, end, shard_id in done["shards"]],
             "table": [TABLE_NAME, done["rows"], f"{frame_hash(table_bytes):016x}"],
-            "instances": dict(done["instances"]), "sources": sources}
+            "instances": entries, "sources": sources}
     write_text(path / INDEX_NAME, json.dumps(meta, separators=(",", ":")))
     (path / PROGRESS_NAME).unlink()
+    (path / ENTRIES_NAME).unlink()
 
 
 def _resume_point(path: Path, digest: str) -> dict:
@@ -449,18 +477,19 @@ def _resume_point(path: Path, digest: str) -> dict:
         done = json.loads((path / PROGRESS_NAME).read_text())
         resumable = done.get("digest") == digest and all(
             (path / name).is_file() and not (path / name).is_symlink() and (path / name).stat().st_size >= end
-            for name, end, _ in done["shards"]) and (path / TABLE_NAME).is_file() and \
-            (path / TABLE_NAME).stat().st_size >= done["rows"] * TABLE_DTYPE.itemsize
+            for name, end, _ in done["shards"]) and all(
+            (path / name).is_file() and not (path / name).is_symlink() and (path / name).stat().st_size >= end
+            for name, end in ((TABLE_NAME, done["rows"] * TABLE_DTYPE.itemsize), (ENTRIES_NAME, done["entries_end"])))
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         resumable = False
     if resumable:
         for extra in _shard_files(path)[len(done["shards"]):]:
             extra.unlink()
         return done
-    for old in [*_shard_files(path), path / TABLE_NAME, *(path / name for name in _OLD_FILES)]:
+    for old in [*_shard_files(path), path / TABLE_NAME, path / ENTRIES_NAME, *(path / name for name in _OLD_FILES)]:
         # Unlinked, not truncated: a reader still mapping the old file keeps its pages.
         old.unlink(missing_ok=True)
-    return {"digest": digest, "instances": [], "shards": [], "rows": 0}
+    return {"digest": digest, "instances": 0, "shards": [], "rows": 0, "entries_end": 0}
 
 
 def _shard_files(path: Path) -> list[Path]:
@@ -602,24 +631,23 @@ def _merge_parts(path: Path, settings: dict, sources: dict, count: int, root) ->
             if problem:
                 raise FparError(f"store part {part} {problem}: {_rebuild_hint(root)} --shard {k}/{count}")
             if meta["settings"] != settings or meta["sources"] != sources or meta.get("part") != [k, count]:
-                raise FparError(f"store part {part} was built from other files or settings than part 1's: "
-                                f"{_rebuild_hint(root)} --shard {k}/{count}")
+                raise FparError(f"store part {part} was built from other files or settings than the dataset and "
+                                f"this build have now: {_rebuild_hint(root)} --shard {k}/{count}")
             metas.append(meta)
         for old in [*_shard_files(path), path / TABLE_NAME, path / INDEX_NAME]:
             old.unlink(missing_ok=True)
-        moves, shards, instances, row_base = [], [], {}, 0
+        moves, shards, instances, row_base, renumber = [], [], {}, 0, []
         for k, meta in enumerate(metas, 1):
-            renumber = {}
-            for i, (name, size, shard_id) in enumerate(meta["shards"]):
-                renumber[i] = len(shards)
+            renumber.append([])  # part k's shard i becomes the store's shard renumber[k - 1][i]
+            for name, size, shard_id in meta["shards"]:
+                renumber[-1].append(len(shards))
                 new_name = f"shard-{len(shards):05d}{SHARD_SUFFIX}"
                 moves.append([f"{_part_dir(path, k, count).name}/{name}", new_name])
                 shards.append([new_name, size, shard_id])
             for instance_id, entry in meta["instances"].items():
                 instances[instance_id] = {kind: [row + row_base, *rest] for kind, (row, *rest) in entry.items()}
             row_base += meta["table"][1]
-            metas[k - 1] = {"renumber": renumber, "rows": meta["table"][1]}
-        plan = {"count": count, "moves": moves, "renumber": [m["renumber"] for m in metas],
+        plan = {"count": count, "moves": moves, "renumber": renumber,
                 "meta": {"settings": settings, "root": str(root), "part": None,
                          "digest": _digest(settings, sources, list(instances), None), "shards": shards,
                          "table": [TABLE_NAME, row_base, None], "instances": instances, "sources": sources}}
@@ -627,29 +655,18 @@ def _merge_parts(path: Path, settings: dict, sources: dict, count: int, root) ->
     tables = []
     for k in range(1, count + 1):
         table = np.fromfile(_part_dir(path, k, count) / TABLE_NAME, TABLE_DTYPE)
-        renumber = {int(old): new for old, new in plan["renumber"][k - 1].items()}
-        table["shard"] = [renumber[int(s)] for s in table["shard"]] if len(table) else table["shard"]
+        table["shard"] = np.asarray(plan["renumber"][k - 1], np.uint32)[table["shard"]]
         tables.append(table)
     table_bytes = np.concatenate(tables).tobytes() if tables else b""
     for source, target in plan["moves"]:
         if (path / source).is_file():
             os.replace(path / source, path / target)
-    with _atomic_bytes(path / TABLE_NAME) as handle:
-        handle.write(table_bytes)
+    write_bytes(path / TABLE_NAME, table_bytes)
     meta = plan["meta"]
     meta["table"][2] = f"{frame_hash(table_bytes):016x}"
     write_text(path / INDEX_NAME, json.dumps(meta, separators=(",", ":")))
     _remove_parts(path)
     return True
-
-
-@contextlib.contextmanager
-def _atomic_bytes(file: Path):
-    from fpar.io import atomic_path
-
-    with atomic_path(file) as tmp:
-        with open(tmp, "wb") as handle:
-            yield handle
 
 
 # --- reading -----------------------------------------------------------------------------------
