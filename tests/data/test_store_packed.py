@@ -183,6 +183,8 @@ def test_parts_built_apart_merge_into_one_store(jpeg_root, tmp_path, capsys):
         open_store(index, out, resize=RESIZE, modalities=TWO_STREAM)
     assert main(common) == 1  # a whole build over unfinished parts would throw them away
     assert "being built in 3 parts (2 finished)" in capsys.readouterr().err
+    with pytest.raises(FparError, match="is being built in parts: finish them"):  # data.store leaves them too
+        ensure_store(index, out, resize=RESIZE, modalities=TWO_STREAM)
     assert main([*common, "--shard", "2/3"]) == 0
     assert capsys.readouterr().out.strip() == f"store ready: {out} (jpeg)"
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith("build.lock")) == [
