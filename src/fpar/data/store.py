@@ -202,7 +202,8 @@ def build_store(
     present = tuple(k for k in KINDS if any(inst.frames(k) for inst in index.instances))
     kinds = kinds_for(modalities) if modalities else present
     if codec == "auto":
-        codec = "jpeg" if quality is not None else choose_codec(index, kinds, resize, raw_limit=raw_limit)
+        asked_jpeg = quality is not None or reduced_decode
+        codec = "jpeg" if asked_jpeg else choose_codec(index, kinds, resize, raw_limit=raw_limit)
     if codec not in CODECS:
         raise FparError(f"unknown store codec {codec!r} (choose auto, {', '.join(CODECS)})")
     if reduced_decode and codec != "jpeg":
