@@ -393,3 +393,25 @@ def test_a_store_of_the_previous_format_is_rebuilt_on_first_use(jpeg_root, tmp_p
         open_store(index, old, resize=RESIZE, modalities=["frames"])
     frame_store = ensure_store(index, old, resize=RESIZE, modalities=["frames"])
     assert not (old / "rgb.u8").exists() and frame_store.verify()["frames"] == 90
+
+
+def test_training_from_a_tampered_store_stops_with_one_line_and_no_run_folder(tiny_data, tmp_path, capsys):
+    """`data.store` built, then bytes of a frame the first epoch reads changed: training never sees them."""
+    from engine_tiny import tiny_config, write_config
+
+    data = shutil.copytree(tiny_data, tmp_path / "data")
+    store = tmp_path / "store"
+    config = write_config(tmp_path / "tiny.yaml", tiny_config(data={"store": str(store)}))
+    assert main(["cache", str(data), "--out", str(store), "--resize", "48", "--modalities", "frames"]) == 0
+    frame_store = FrameStore(store)
+    row = frame_store.instances["S1/close_red/1"]["rgb"][0]  # its frame 1, in every clip of two frames
+    _, length, offset, _ = frame_store.table[row].tolist()
+    with open(store / "shard-00000.fpk", "r+b") as shard:
+        shard.seek(offset + length // 2)
+        shard.write(bytes(16))
+    capsys.readouterr()
+    assert main(["train", str(config), "--data", str(data), "--out", str(tmp_path / "runs"), "--no-progress"]) == 1
+    err = _error_line(capsys.readouterr().err)
+    assert f"store {store}: shard-00000.fpk is damaged (frame 1 of the rgb frames of S1/close_red/1 fails its " \
+           "checksum)" in err
+    assert not (tmp_path / "runs" / "tiny").exists()
