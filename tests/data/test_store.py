@@ -150,7 +150,7 @@ def test_an_interrupted_build_resumes_to_the_same_bytes(synth_root, tmp_path, mo
         FrameStore(resumed)
     build_store(synth_root, resumed, resize=RESIZE, progress=False)
     assert not (resumed / "progress.json").exists()
-    for name in ("index.json", "frames.tbl", "shard-00000.fpk"):
+    for name in ("index.json", "frames.tbl", "shard-00000.fpk", "sources.jsonl"):
         assert (resumed / name).read_bytes() == (whole / name).read_bytes(), name
 
 
@@ -173,7 +173,7 @@ def test_a_killed_build_resumes_to_the_same_bytes(synth_root, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(store_module.__file__).parents[2])}
     assert subprocess.run([sys.executable, "-c", script], env=env).returncode == 9
     build_store(synth_root, killed, resize=RESIZE, progress=False)
-    for name in ("index.json", "frames.tbl", "shard-00000.fpk"):
+    for name in ("index.json", "frames.tbl", "shard-00000.fpk", "sources.jsonl"):
         assert (killed / name).read_bytes() == (whole / name).read_bytes(), name
 
 

@@ -188,7 +188,7 @@ def test_parts_built_apart_merge_into_one_store(jpeg_root, tmp_path, capsys):
     assert main([*common, "--shard", "2/3"]) == 0
     assert capsys.readouterr().out.strip() == f"store ready: {out} (jpeg)"
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith("build.lock")) == [
-        "frames.tbl", "index.json", "shard-00000.fpk", "shard-00001.fpk", "shard-00002.fpk"]
+        "frames.tbl", "index.json", "shard-00000.fpk", "shard-00001.fpk", "shard-00002.fpk", "sources.jsonl"]
     merged = open_store(index, out, resize=RESIZE, modalities=TWO_STREAM)
     assert merged.verify()["frames"] == sum(len(i.rgb) + len(i.flow_x) + len(i.flow_y) for i in index.instances)
     _same_tensors(index, merged, modalities=TWO_STREAM, train=True, num_frames=6, stack_size=5)

@@ -17,8 +17,9 @@ run), pages are read on demand, and a store larger than RAM works. Two codecs (d
 
 Layout of a store folder::
 
-    index.json         settings, the source files it was built from, its shards and frame table,
-                       instance -> kind -> [first table row, n, h, w(, 3)]; written last
+    index.json         settings, the digests of the source files it was built from, its shards and
+                       frame table, instance -> kind -> [first table row, n, h, w(, 3)]; written last
+    sources.jsonl      the source files: [kind, path relative to the dataset, size, mtime_ns] each
     frames.tbl         one row per stored frame: shard, offset, length, xxh3-64 of its bytes
     shard-00000.fpk    a 64-byte header (magic, format, the shard's id), then frames back to back;
                        an instance's frames never straddle two shards
@@ -69,6 +70,7 @@ INDEX_NAME = "index.json"
 TABLE_NAME = "frames.tbl"
 PROGRESS_NAME = "progress.json"
 ENTRIES_NAME = "entries.jsonl"  # while building: one line per instance written
+SOURCES_NAME = "sources.jsonl"
 MERGE_NAME = "merge.json"
 LOCK_NAME = "build.lock"
 SHARD_SUFFIX = ".fpk"
@@ -104,19 +106,55 @@ def frame_hash(data) -> int:
     return xxhash.xxh3_64_intdigest(data)
 
 
-def _sources(index: DatasetIndex, kinds: Sequence[str]) -> dict[str, list[list]]:
-    """Per kind, ``[path relative to the dataset, size, mtime_ns]`` of every file the store reads."""
-    base = index.root.parent if index.root.is_file() else index.root
-    rows: dict[str, list[list]] = {kind: [] for kind in kinds}
-    for inst in index.instances:
-        for kind in kinds:
-            for path in inst.frames(kind):
-                try:
-                    st = os.stat(path)
-                except OSError as exc:
-                    raise FparError(f"{path}: cannot read frame ({exc.strerror or exc})") from None
-                rows[kind].append([os.path.relpath(path, base), st.st_size, st.st_mtime_ns])
-    return rows
+class _Sources:
+    """The files a store is built from: per kind, ``[path relative to the dataset, size, mtime_ns]`` of
+    every frame file, in the instances' order. Only their digests go into ``index.json`` (one
+    ``stat`` per file, hashed as it goes: no list of 20 million rows in memory or in the index); the
+    rows themselves into ``sources.jsonl``, read only to name what changed."""
+
+    def __init__(self, index: DatasetIndex, kinds: Sequence[str]) -> None:
+        self.index, self.kinds = index, tuple(kinds)
+        self.base = index.root.parent if index.root.is_file() else index.root
+        hashes = {kind: hashlib.sha256() for kind in self.kinds}
+        for kind, line in self.lines():
+            hashes[kind].update(line)
+        self.digests = {kind: h.hexdigest() for kind, h in hashes.items()}
+
+    def lines(self, kinds: Sequence[str] | None = None) -> Iterator[tuple[str, bytes]]:
+        for inst in self.index.instances:
+            for kind in kinds or self.kinds:
+                for path in inst.frames(kind):
+                    try:
+                        st = os.stat(path)
+                    except OSError as exc:
+                        raise FparError(f"{path}: cannot read frame ({exc.strerror or exc})") from None
+                    row = [kind, os.path.relpath(path, self.base), st.st_size, st.st_mtime_ns]
+                    yield kind, json.dumps(row).encode() + b"\n"
+
+    def write(self, file: Path) -> None:
+        from fpar.io import atomic_path
+
+        with atomic_path(file) as tmp, open(tmp, "wb") as out:
+            for _, line in self.lines():
+                out.write(line)
+
+    def first_difference(self, recorded_file: Path, kind: str) -> str:
+        """What differs between the ``kind`` files recorded in ``recorded_file`` and the dataset's now."""
+        try:
+            with open(recorded_file, "rb") as rows:
+                old = {row[1]: row for row in map(json.loads, rows) if row[0] == kind}
+        except (OSError, ValueError, IndexError, TypeError):
+            return f"its list of source files ({recorded_file.name}) is unreadable"
+        new = set()
+        for _, line in self.lines((kind,)):
+            row = json.loads(line)
+            new.add(row[1])
+            if row[1] not in old:
+                return f"{row[1]} is new"
+            if old[row[1]] != row:
+                return f"{row[1]} changed since the store was built"
+        gone = next((name for name in old if name not in new), None)
+        return f"{gone} is gone" if gone else "the frames are listed in another order"
 
 
 def _digest(*parts) -> str:
@@ -211,7 +249,7 @@ def build_store(
     settings = {"format": FORMAT_VERSION, "codec": codec, "resize": resize, "kinds": list(kinds), "quality": quality,
                 "reduced_decode": reduced_decode}
     _claim(path)
-    sources = _sources(index, kinds)
+    sources = _Sources(index, kinds)
     if shard is not None:
         if not (path / MERGE_NAME).is_file():  # a merge under way: the parts are done
             # only the part's own lock while building: the other parts build at the same time
@@ -272,7 +310,7 @@ def _ours(entry: Path) -> bool:
     name = entry.name
     if entry.is_symlink():
         return False
-    if name in (INDEX_NAME, TABLE_NAME, PROGRESS_NAME, ENTRIES_NAME, MERGE_NAME, *_OLD_FILES) \
+    if name in (INDEX_NAME, TABLE_NAME, PROGRESS_NAME, ENTRIES_NAME, SOURCES_NAME, MERGE_NAME, *_OLD_FILES) \
             or name.startswith(LOCK_NAME):
         return entry.is_file()
     if name.startswith("shard-") and name.endswith(SHARD_SUFFIX):
@@ -290,7 +328,7 @@ def _is_our_index(index_file: Path) -> bool:
         return False
 
 
-def _state(path: Path, settings: dict, sources: dict[str, list[list]], *, explicit_codec: bool) -> str | None:
+def _state(path: Path, settings: dict, sources: _Sources, *, explicit_codec: bool) -> str | None:
     """None if the store at ``path`` is finished, intact (sizes, headers, table hash) and was built
     from exactly ``sources`` with ``settings``; else why not, as words after "store PATH"
     (``"missing"`` when there is no finished store). ``explicit_codec``: the codec and quality
@@ -298,41 +336,29 @@ def _state(path: Path, settings: dict, sources: dict[str, list[list]], *, explic
     return _checked(path, settings, sources, explicit_codec=explicit_codec)[0]
 
 
-def _checked(path: Path, settings: dict, sources: dict[str, list[list]], *,
+def _checked(path: Path, settings: dict, sources: _Sources, *,
              explicit_codec: bool) -> tuple[str | None, dict]:
     """:func:`_state`'s answer and the store's index (checked once: opening a store of 20 million
     frames reads and hashes a 480 MB table)."""
     meta, problem = _inspect(path)
     if problem:
         return problem, meta
-    return _difference(meta, settings, sources, explicit_codec), meta
+    return _difference(path, meta, settings, sources, explicit_codec), meta
 
 
-def _difference(meta: dict, settings: dict, sources: dict[str, list[list]], explicit_codec: bool) -> str | None:
+def _difference(path: Path, meta: dict, settings: dict, sources: _Sources, explicit_codec: bool) -> str | None:
     built = meta["settings"]
     keys = ("resize", "codec", "quality", "reduced_decode") if explicit_codec else ("resize",)
     for key in keys:
         if built.get(key) != settings[key]:
             return f"is out of date (built with {key} {built.get(key)}, wanted {settings[key]})"
-    for kind, rows in sources.items():
+    for kind, digest in sources.digests.items():
         recorded = meta["sources"].get(kind)
         if recorded is None:
             return f"is out of date (it holds no {kind} frames)"
-        if recorded != rows:
-            return f"is out of date ({_first_difference(recorded, rows)})"
+        if recorded != digest:
+            return f"is out of date ({sources.first_difference(path / SOURCES_NAME, kind)})"
     return None
-
-
-def _first_difference(recorded: list[list], current: list[list]) -> str:
-    old = {row[0]: row for row in recorded}
-    new = {row[0] for row in current}
-    for row in current:
-        if row[0] not in old:
-            return f"{row[0]} is new"
-        if old[row[0]] != row:
-            return f"{row[0]} changed since the store was built"
-    gone = next((name for name in old if name not in new), None)
-    return f"{gone} is gone" if gone else "the frames are listed in another order"
 
 
 class _Writer:
@@ -428,7 +454,7 @@ class _Writer:
                     handle.close()
 
 
-def _write(path: Path, instances: Sequence[Instance], settings: dict, sources: dict[str, list[list]], root,
+def _write(path: Path, instances: Sequence[Instance], settings: dict, sources: _Sources, root,
            progress: bool, shard_bytes: int, part: tuple[int, int] | None) -> None:
     """Write the frames instance by instance, then commit ``index.json`` last.
 
@@ -443,7 +469,7 @@ def _write(path: Path, instances: Sequence[Instance], settings: dict, sources: d
     from tqdm import tqdm
 
     kinds = settings["kinds"]
-    digest = _digest(settings, sources, [i.instance_id for i in instances], part)
+    digest = _digest(settings, sources.digests, [i.instance_id for i in instances], part)
     done = _resume_point(path, digest)
     (path / INDEX_NAME).unlink(missing_ok=True)  # from here on no reader takes the store as finished
     total = sum(len(inst.frames(k)) for inst in instances for k in kinds)
@@ -476,7 +502,8 @@ def _write(path: Path, instances: Sequence[Instance], settings: dict, sources: d
     meta = {"settings": settings, "root": str(root), "part": list(part) if part else None, "digest": digest,
             "shards": [[name, end, shard_id] for name, end, shard_id in done["shards"]],
             "table": [TABLE_NAME, done["rows"], f"{frame_hash(table_bytes):016x}"],
-            "instances": entries, "sources": sources}
+            "instances": entries, "sources": sources.digests}
+    sources.write(path / SOURCES_NAME)
     write_text(path / INDEX_NAME, json.dumps(meta, separators=(",", ":")))
     (path / PROGRESS_NAME).unlink()
     (path / ENTRIES_NAME).unlink()
@@ -606,7 +633,7 @@ def part_instances(instances: Sequence[Instance], k: int, n: int) -> list[Instan
     return list(instances[(k - 1) * count // n: k * count // n])
 
 
-def _build_part(path: Path, index: DatasetIndex, settings: dict, sources: dict, shard: tuple[int, int],
+def _build_part(path: Path, index: DatasetIndex, settings: dict, sources: _Sources, shard: tuple[int, int],
                 rebuild: bool, progress: bool, shard_bytes: int) -> None:
     k, n = shard
     part = _part_dir(path, k, n)
@@ -621,7 +648,7 @@ def _build_part(path: Path, index: DatasetIndex, settings: dict, sources: dict, 
                part=(k, n))
 
 
-def _merge_parts(path: Path, settings: dict, sources: dict, count: int, root) -> bool:
+def _merge_parts(path: Path, settings: dict, sources: _Sources, count: int, root) -> bool:
     """Merge the ``count`` parts into the store when all are finished (True), else False.
 
     The plan (``merge.json``) is written first; then each part's shards are renamed into the store
@@ -642,13 +669,15 @@ def _merge_parts(path: Path, settings: dict, sources: dict, count: int, root) ->
             meta, problem = _inspect(part)
             if problem:
                 raise FparError(f"store part {part} {problem}: {_rebuild_hint(root)} --shard {k}/{count}")
-            if meta["settings"] != settings or meta["sources"] != sources or meta.get("part") != [k, count]:
+            if meta["settings"] != settings or meta["sources"] != sources.digests or meta.get("part") != [k, count]:
                 raise FparError(f"store part {part} was built from other files or settings than the dataset and "
                                 f"this build have now: {_rebuild_hint(root)} --shard {k}/{count}")
             metas.append(meta)
         for old in [*_shard_files(path), path / TABLE_NAME, path / INDEX_NAME]:
             old.unlink(missing_ok=True)
-        moves, shards, instances, row_base, renumber = [], [], {}, 0, []
+        # every part records the whole dataset's sources: the first part's list serves the store
+        moves, shards, instances, row_base, renumber = [[f"{_part_dir(path, 1, count).name}/{SOURCES_NAME}",
+                                                         SOURCES_NAME]], [], {}, 0, []
         for k, meta in enumerate(metas, 1):
             renumber.append([])  # part k's shard i becomes the store's shard renumber[k - 1][i]
             for name, size, shard_id in meta["shards"]:
@@ -661,8 +690,9 @@ def _merge_parts(path: Path, settings: dict, sources: dict, count: int, root) ->
             row_base += meta["table"][1]
         plan = {"count": count, "moves": moves, "renumber": renumber,
                 "meta": {"settings": settings, "root": str(root), "part": None,
-                         "digest": _digest(settings, sources, list(instances), None), "shards": shards,
-                         "table": [TABLE_NAME, row_base, None], "instances": instances, "sources": sources}}
+                         "digest": _digest(settings, sources.digests, list(instances), None), "shards": shards,
+                         "table": [TABLE_NAME, row_base, None], "instances": instances,
+                         "sources": sources.digests}}
         write_text(plan_file, json.dumps(plan, separators=(",", ":")))
     tables = []
     for k in range(1, count + 1):
@@ -704,7 +734,8 @@ def _inspect(path: Path) -> tuple[dict, str | None]:
         well_formed = (settings["codec"] in CODECS and isinstance(settings["resize"], int)
                        and all(len(s) == 3 and isinstance(s[0], str) and "/" not in s[0] for s in meta["shards"])
                        and len(meta["table"]) == 3 and isinstance(meta["instances"], dict)
-                       and isinstance(meta["sources"], dict))
+                       and isinstance(meta["sources"], dict)
+                       and all(isinstance(d, str) for d in meta["sources"].values()))
     except (KeyError, TypeError):
         well_formed = False
     if not well_formed:
@@ -962,7 +993,7 @@ def open_store(index: DatasetIndex, path: str | Path | None = None, *, resize: i
     than the dataset holds now. Checking costs one ``stat`` per source file."""
     path = Path(path) if path else default_store_path(index.root, resize)
     kinds = kinds_for(modalities)
-    problem, meta = _checked(path, _settings_for(resize, kinds), _sources(index, kinds), explicit_codec=False)
+    problem, meta = _checked(path, _settings_for(resize, kinds), _Sources(index, kinds), explicit_codec=False)
     if problem:
         raise _open_problem(path, index.root, problem)
     return FrameStore(path, index.root, checked=meta)
@@ -977,7 +1008,7 @@ def ensure_store(index: DatasetIndex, path: str | Path | None, *, resize: int, m
     if any(_parts(path)):  # rebuilding here would delete parts other machines are writing
         raise FparError(f"store {path} is being built in parts: finish them with `fpar cache {index.root} "
                         "--shard K/N`")
-    problem, meta = _checked(path, _settings_for(resize, kinds), _sources(index, kinds), explicit_codec=False)
+    problem, meta = _checked(path, _settings_for(resize, kinds), _Sources(index, kinds), explicit_codec=False)
     if problem is None:
         return FrameStore(path, index.root, checked=meta)
     if not problem.startswith("is damaged"):
