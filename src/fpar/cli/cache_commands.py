@@ -51,6 +51,7 @@ def run_cache(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from fpar.data.store import FrameStore, build_store, default_store_path
+    from fpar.errors import FparError
     from fpar.io import no_links_below
 
     resize = args.resize
@@ -64,7 +65,7 @@ def run_cache(args: argparse.Namespace) -> int:
         no_links_below(store.parents[1], store)
     if args.verify:
         if args.rebuild or args.shard:
-            raise _usage_error("--verify checks a finished store; run it without --rebuild and --shard")
+            raise FparError("--verify checks a finished store; run it without --rebuild and --shard")
         import time
 
         start = time.perf_counter()
@@ -84,9 +85,3 @@ def run_cache(args: argparse.Namespace) -> int:
     lossy += ", large frames decoded at a reduced size (not the image files' pixels)" if opened.reduced_decode else ""
     print(f"store ready: {path} ({opened.codec}{lossy})")
     return 0
-
-
-def _usage_error(line: str):
-    from fpar.errors import FparError
-
-    return FparError(line)
