@@ -21,7 +21,7 @@ LAYERS = [
     {"checkpoint"},
     {"interop", "engine"},
     {"viz"},
-    {"workflows", "bench"},
+    {"workflows", "bench", "bench_store"},
     {"cli"},
     {"__main__"},
 ]
@@ -91,6 +91,7 @@ def _choices(parser, *path: str, option: str) -> tuple:
 def test_the_cli_offers_each_vocabulary_its_owner_declares():
     from fpar.cli import build_parser
     from fpar.data.layouts import LAYOUTS
+    from fpar.data.store import CODECS
     from fpar.data.transforms import VIEWS
     from fpar.engine.settings import PRECISIONS
     from fpar.interop.contract import KINDS
@@ -100,6 +101,7 @@ def test_the_cli_offers_each_vocabulary_its_owner_declares():
     parser = build_parser()
     assert _choices(parser, "eval", option="--views") == VIEWS
     assert _choices(parser, "data", "check", option="--layout") == ("auto", *LAYOUTS)
+    assert _choices(parser, "cache", option="--codec") == ("auto", *CODECS)
     for command in ("train", "run", "sweep"):
         assert _choices(parser, command, option="--precision") == PRECISIONS
     for command in ("predict", "cam", "prepare", "prepare-gtea"):

@@ -129,6 +129,7 @@ def test_other_settings_make_the_store_out_of_date(synth_root, tmp_path):
 
 
 def test_an_interrupted_build_resumes_to_the_same_bytes(synth_root, tmp_path, monkeypatch):
+    monkeypatch.setattr(store_module, "COMMIT_SECONDS", 0)  # progress recorded after every instance
     whole = build_store(synth_root, tmp_path / "whole", resize=RESIZE, progress=False)
     real_read = store_module.read_frame
     calls = {"n": 0}
@@ -149,7 +150,7 @@ def test_an_interrupted_build_resumes_to_the_same_bytes(synth_root, tmp_path, mo
         FrameStore(resumed)
     build_store(synth_root, resumed, resize=RESIZE, progress=False)
     assert not (resumed / "progress.json").exists()
-    for name in ("index.json", "rgb.u8", "mmaps.u8", "flow_x.u8", "flow_y.u8"):
+    for name in ("index.json", "frames.tbl", "shard-00000.fpk", "sources.jsonl"):
         assert (resumed / name).read_bytes() == (whole / name).read_bytes(), name
 
 
@@ -166,12 +167,13 @@ def test_a_killed_build_resumes_to_the_same_bytes(synth_root, tmp_path):
         "    if n[0] == 110: os._exit(9)\n"
         "    return real(path, color)\n"
         "store.read_frame = read\n"
+        "store.COMMIT_SECONDS = 0\n"
         f"store.build_store({str(synth_root)!r}, {str(killed)!r}, resize={RESIZE}, progress=False)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(store_module.__file__).parents[2])}
     assert subprocess.run([sys.executable, "-c", script], env=env).returncode == 9
     build_store(synth_root, killed, resize=RESIZE, progress=False)
-    for name in ("index.json", "rgb.u8", "mmaps.u8", "flow_x.u8", "flow_y.u8"):
+    for name in ("index.json", "frames.tbl", "shard-00000.fpk", "sources.jsonl"):
         assert (killed / name).read_bytes() == (whole / name).read_bytes(), name
 
 
@@ -188,7 +190,7 @@ def test_a_second_builder_gets_a_clear_error(synth_root, tmp_path):
 def test_fpar_cache_command(synth_root, tmp_path, capsys):
     out = tmp_path / "st"
     assert main(["cache", str(synth_root), "--out", str(out), "--resize", str(RESIZE)]) == 0
-    assert capsys.readouterr().out.strip() == f"store ready: {out}"
+    assert capsys.readouterr().out.strip() == f"store ready: {out} (raw)"
     assert (out / "index.json").is_file()
     assert default_store_path(synth_root, 256) == synth_root / ".fpar-store" / "r256"
 

@@ -9,7 +9,6 @@ import os
 import struct
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from fpar.errors import FparError
@@ -71,6 +70,8 @@ def image_problem(data: bytes) -> str | None:
 
 def decode(data: bytes, color: bool) -> np.ndarray | None:
     """Decode image bytes to uint8 ``(H, W, 3)`` RGB or ``(H, W)`` grey; None if undecodable."""
+    import cv2  # here: the CLI reads the dataset store's vocabulary without loading OpenCV
+
     # IMREAD_COLOR_RGB would save the conversion but needs OpenCV >= 4.11; fpar supports 4.10
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if color and image is not None else image
