@@ -124,13 +124,23 @@ def read_labels(path: Path) -> tuple[dict[str, dict[str, str]], dict[str, list[s
     return names, classes
 
 
-def write_labels(path: Path, rows: list[dict[str, str]]) -> None:
-    """``rows`` (``id`` plus verb/noun names and numbers) as a ``labels.csv`` (atomically)."""
+def add_labels(path: Path, rows: list[dict[str, str]]) -> None:
+    """Merge ``rows`` (``id`` plus verb/noun names and/or numbers) into the ``labels.csv`` at ``path``
+    (atomically): a row replaces the one of the same id, others stay (EPIC's train and validation
+    CSVs imported into one dataset in two runs)."""
     from fpar.io import write_text
 
-    columns = ["id", *(c for kind in LABEL_KINDS for c in (kind, f"{kind}_class") if any(c in row for row in rows))]
+    kept: dict[str, dict[str, str]] = {}
+    if path.is_file():
+        try:
+            kept = {row["id"]: row for row in csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig")))}
+        except (OSError, UnicodeDecodeError, KeyError, csv.Error) as exc:
+            raise FparError(f"{path}: unreadable labels file ({exc}); move it away to write a new one") from None
+    kept.update({row["id"]: row for row in rows})
+    rows = list(kept.values())
+    columns = ["id", *(c for kind in LABEL_KINDS for c in (kind, f"{kind}_class") if any(row.get(c) for row in rows))]
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, columns, lineterminator="\n")
+    writer = csv.DictWriter(buffer, columns, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     write_text(path, buffer.getvalue())
