@@ -11,8 +11,9 @@ from fpar.engine.losses import total_loss
 from fpar.engine.stages import configure_stage
 from fpar.errors import FparError
 from fpar.models import build_model
-from fpar.models.base import example_batch
+from fpar.models.base import ClipModel, example_batch
 from fpar.models.losses import LossSettings
+from fpar.models.settings import ModelSettings
 
 TINY = {"backbone": "resnet18", "input_size": 32, "num_classes": 3}
 FAMILIES = {
@@ -81,3 +82,44 @@ def test_a_single_head_checkpoint_from_before_label_heads_loads_and_scores_the_s
     with torch.no_grad():
         assert torch.equal(loaded(batch)["logits"], model(batch)["logits"])
         assert set(loaded(batch)) == set(model(batch))
+
+
+class MeanPoolNet(ClipModel):
+    """A model of its own: mean-pooled frames -> Linear; label heads by the two base-class calls."""
+
+    def __init__(self, num_classes: int, heads: dict[str, int] | None):
+        super().__init__()
+        self.embed = torch.nn.Linear(3, 6)
+        self.classifier = torch.nn.Sequential(torch.nn.Dropout(0.0), torch.nn.Linear(6, num_classes))
+        self.add_label_heads(6, heads, dropout=0.0)
+
+    def input_spec(self):
+        return {"frames": ("B", "T", 3, 8, 8)}
+
+    def forward(self, batch, explain=False):
+        features = self.embed(batch["frames"].mean(dim=(1, 3, 4)))
+        return {"features": features, **self.classify(features)}
+
+
+def test_a_new_model_gets_label_heads_and_their_loss_from_the_base_class():
+    model = MeanPoolNet(3, {"noun": 4})
+    model.build_spec = {"name": "mean_pool_net", "num_classes": 3, "heads": {"noun": 4}}
+    batch = {**example_batch(model, batch_size=2, frames=2), "label": torch.tensor([0, 1]),
+             "label_noun": torch.tensor([3, 2])}
+    out = model(batch)
+    assert set(out) == {"features", "logits", "logits_noun"}
+    assert model.loss_inputs(LossSettings()) == ("label", "label_noun")
+    terms = model.loss(out, batch, LossSettings())
+    assert terms["ce_noun"].item() == pytest.approx(F.cross_entropy(out["logits_noun"], batch["label_noun"]).item())
+    assert set(terms) == {"ce", "ce_noun"}
+
+
+def test_a_config_asks_for_heads_whose_sizes_the_dataset_gives():
+    settings = ModelSettings(name="rgb_attention", heads=["verb", "noun"])
+    arguments = settings.build_arguments(3, 32, {"verb": ["close", "open"], "noun": ["jam", "jar", "tea"]})
+    assert arguments["heads"] == {"verb": 2, "noun": 3}
+    with pytest.raises(FparError, match="model.heads: the dataset has no noun labels"):
+        settings.build_arguments(3, 32, {"verb": ["close"]})
+    with pytest.raises(FparError, match="model.heads.verb is 1 but the dataset has 2 verb classes"):
+        ModelSettings(name="rgb_attention", heads={"verb": 1}).build_arguments(3, 32, {"verb": ["a", "b"]})
+    assert ModelSettings(name="rgb_attention").build_arguments(3, 32)["heads"] is None

@@ -100,7 +100,7 @@ class ClipModel(nn.Module):
     def label_heads_module(self) -> LabelHeads | None:
         return self._modules.get("label_heads")
 
-    def _label_heads(self) -> list[nn.Module]:
+    def label_head_modules(self) -> list[nn.Module]:
         """The label heads as a list of modules to train (empty without them): stage rules add them
         wherever the action ``classifier`` trains."""
         heads = self.label_heads_module()
