@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Collection, Iterator, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -36,10 +37,10 @@ from fpar.engine import epic_metrics as epic
 from fpar.engine.compute import channels_last_batch, prepare_for_inference
 from fpar.engine.hardware import autocast_dtype, device_for, resolve_precision
 from fpar.engine.metrics import ClassificationMetrics
-from fpar.models.heads import output_key, target_key
 from fpar.engine.selection import selection_record
 from fpar.errors import FparError
 from fpar.io import check_writable, refuse_overwriting_inputs, write_text
+from fpar.models.heads import ACTION, output_key, target_key
 
 log = logging.getLogger(__name__)  # the precision line: shown with --verbose
 
@@ -86,7 +87,7 @@ class ClipScorer:
 
     def score(self, batch: dict[str, Any], positions: Iterator[int]) -> list[ClipResult]:
         explain = bool(self.explain.intersection(batch["id"]))
-        heads = ["action", *self.label_kinds]
+        heads = [ACTION, *self.label_kinds]
         if self.dataset.views == "center":
             outputs = self.model(channels_last_batch(batch), explain=explain)
             probs = {head: outputs[output_key(head)].float().softmax(dim=1) for head in heads}
@@ -102,7 +103,7 @@ class ClipScorer:
         head_labels = {kind: batch[target_key(kind)].tolist() for kind in self.label_kinds}
         rows = []
         for i, (clip_id, label) in enumerate(zip(batch["id"], batch["label"].tolist())):
-            row = ClipResult(next(positions), clip_id, label, probs["action"][i].cpu().tolist(),
+            row = ClipResult(next(positions), clip_id, label, probs[ACTION][i].cpu().tolist(),
                              features[i].cpu().tolist(),
                              head_scores={kind: probs[kind][i].cpu().tolist() for kind in self.label_kinds},
                              head_labels={kind: head_labels[kind][i] for kind in self.label_kinds})
@@ -254,9 +255,7 @@ def narration_id(clip_id: str) -> str:
     return clip_id.rsplit("/", 1)[-1]
 
 
-def _log_probabilities(rows: list[ClipResult], kind: str) -> Any:
-    import numpy as np
-
+def _log_probabilities(rows: list[ClipResult], kind: str) -> np.ndarray:
     probs = np.asarray([row.head_scores[kind] for row in rows], dtype=np.float64)
     # log of the (view-averaged) probabilities: EPIC's rule softmaxes the scores of the 100 best classes,
     # which for log-probabilities renormalises those probabilities; floored, so an underflowed one stays finite
@@ -285,8 +284,6 @@ def _head_metrics(rows: list[ClipResult], kind: str, names: list[str], width: in
 
 def _verb_noun_action(rows: list[ClipResult]) -> dict[str, float]:
     """Top-1 and top-5 action accuracy by EPIC's rule (top-100 verbs x top-100 nouns)."""
-    import numpy as np
-
     verbs, nouns = epic.action_top_k(_log_probabilities(rows, "verb"), _log_probabilities(rows, "noun"), k=5)
     verb_labels = np.asarray([row.head_labels["verb"] for row in rows])[:, None]
     noun_labels = np.asarray([row.head_labels["noun"] for row in rows])[:, None]
