@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from fpar.checkpoint import load_checkpoint
+from fpar.checkpoint import export_model, load_checkpoint, load_model
 from fpar.cli import main
 from fpar.data.labels import LABELS_FILE
+from fpar.engine.evaluate import evaluate
 from fpar.engine.train import train
 
 from engine_tiny import CLASSES, tiny_config, write_dataset
@@ -117,3 +118,15 @@ def test_eval_refuses_epic_files_it_cannot_write(verb_noun_run, trained_run, tin
     assert "need a verb head of 97 and a noun head of 300 classes; the model's label heads: none" \
         in capsys.readouterr().err
     assert not (tmp_path / "s.json").exists() and not (tmp_path / "r.npz").exists()
+
+
+def test_an_export_keeps_the_heads_and_multi_view_evaluation_scores_them(verb_noun_run, tmp_path):
+    exported = export_model(verb_noun_run["best_ckpt"], tmp_path / "export")
+    _, contract = load_model(exported)
+    assert contract.label_classes["verb"][4] == "open" and len(contract.label_classes["noun"]) == 300
+    result = evaluate(exported, verb_noun_run["root"], views="five")
+    assert set(result["heads"]) == {"verb", "noun"}
+    for numbers in (*result["heads"].values(), result["verb_noun_action"]):
+        assert 0.0 <= numbers["accuracy"] <= numbers["top5"] <= 1.0
+    # the row's per-head scores are the views' averaged probabilities
+    assert sum(result["clips"][0].head_scores["noun"]) == pytest.approx(1.0, abs=1e-4)
