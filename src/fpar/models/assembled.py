@@ -90,7 +90,7 @@ class RGBConvLSTM(ClipModel):
 
     def stage_parameters(self, stage: str, train_conv1: bool = False, **options: Any) -> dict[str, list[nn.Parameter]]:
         self.check_stage(stage)
-        parts: list[nn.Module | nn.Parameter] = [self.convlstm, self.classifier, *self.label_head_modules()]
+        parts: list[nn.Module | nn.Parameter] = [self.convlstm, *self.classification_heads()]
         if stage != "rgb_stage1":
             parts += _layer4_convs(self.backbone)
             if self.attention:
@@ -279,7 +279,7 @@ class TwoStream(ClipModel):
     def stage_parameters(self, stage: str, **options: Any) -> dict[str, list[nn.Parameter]]:
         self.check_stage(stage)
         rgb = self.rgb_model
-        return {"main": _params(self.classifier, *self.label_head_modules(), rgb.convlstm, *_layer4_convs(rgb.backbone),
+        return {"main": _params(*self.classification_heads(), rgb.convlstm, *_layer4_convs(rgb.backbone),
                                 rgb.backbone.fc.weight),
                 "flow_layer4": _params(self.flow_model.backbone.layer4)}
 

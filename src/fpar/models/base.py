@@ -100,11 +100,11 @@ class ClipModel(nn.Module):
     def label_heads_module(self) -> LabelHeads | None:
         return self._modules.get("label_heads")
 
-    def label_head_modules(self) -> list[nn.Module]:
-        """The label heads as a list of modules to train (empty without them): stage rules add them
-        wherever the action ``classifier`` trains."""
+    def classification_heads(self) -> list[nn.Module]:
+        """The modules that classify ``features``: ``classifier`` and the label heads; stage rules
+        train them together."""
         heads = self.label_heads_module()
-        return [heads] if heads is not None else []
+        return [self.classifier] if heads is None else [self.classifier, heads]
 
     def classify(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every head's scores of ``features``: ``logits`` (the action ``classifier``) and the label
