@@ -9,7 +9,8 @@ shape; fpar adds one entry:
 * ``fpar``: the model's contract, as a pretrained model's config would carry it:
   ``{"model": {"name": <registry name>, **build kwargs}, "classes": [names] or None,
   "clip": <ClipSettings: how the model's input clips are read>, "config": <resolved experiment
-  settings> or None}``.
+  settings> or None}``, and for a model with label heads ``"label_classes": {"verb": [names], ...}``
+  (one name per output of each head; docs/models.md, "Verb and noun heads").
 
 The clip settings make a checkpoint self-sufficient: evaluation, prediction and reports read the
 data exactly as the model was trained to see it, with no config file and no table of defaults.
@@ -26,6 +27,7 @@ or its ``.safetensors`` file.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import json
 import os
@@ -56,6 +58,8 @@ class ModelContract:
     classes: list[str] | None
     clip: ClipSettings
     config: dict[str, Any] | None  # the experiment settings it was trained with, if trained by fpar
+    # label head (verb, noun) -> its class names, one per output; empty for a single-head model
+    label_classes: dict[str, list[str]] = dataclasses.field(default_factory=dict)
 
     @property
     def title(self) -> str | None:
@@ -69,10 +73,13 @@ class ModelContract:
 
 
 def checkpoint_contract(*, model: dict[str, Any], classes: list[str] | None, clip: ClipSettings,
-                        config: Any = None) -> dict[str, Any]:
+                        config: Any = None, label_classes: dict[str, list[str]] | None = None) -> dict[str, Any]:
     """The ``fpar`` entry of a checkpoint, in plain values (``weights_only`` loading)."""
-    return {"model": dict(model), "classes": list(classes) if classes else None,
-            "clip": clip.model_dump(mode="json"), "config": config.as_dict() if config is not None else None}
+    contract = {"model": dict(model), "classes": list(classes) if classes else None,
+                "clip": clip.model_dump(mode="json"), "config": config.as_dict() if config is not None else None}
+    if label_classes:  # absent for a single-head model: its entry is what it always was
+        contract["label_classes"] = {kind: list(names) for kind, names in label_classes.items()}
+    return contract
 
 
 def read_contract(ckpt: dict[str, Any], path: str | os.PathLike) -> ModelContract:
@@ -84,7 +91,8 @@ def read_contract(ckpt: dict[str, Any], path: str | os.PathLike) -> ModelContrac
         clip = ClipSettings.model_validate(info["clip"])
     except ValidationError as exc:
         raise FparError(f"{path}: fpar.clip is not valid clip settings ({exc.errors()[0]['msg']})") from None
-    return ModelContract(model=dict(info["model"]), classes=info.get("classes"), clip=clip, config=info.get("config"))
+    return ModelContract(model=dict(info["model"]), classes=info.get("classes"), clip=clip, config=info.get("config"),
+                         label_classes=dict(info.get("label_classes") or {}))
 
 
 @contextlib.contextmanager
@@ -131,6 +139,10 @@ def load_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> dict[str,
     if info.get("classes") is not None and not (isinstance(info["classes"], list)
                                                 and all(isinstance(c, str) for c in info["classes"])):
         raise FparError(f"{path}: fpar.classes must be a list of class names, got {_kind(info['classes'])}")
+    labels = info.get("label_classes")
+    if labels is not None and not (isinstance(labels, dict) and all(
+            isinstance(names, list) and all(isinstance(c, str) for c in names) for names in labels.values())):
+        raise FparError(f"{path}: fpar.label_classes must map label kinds to lists of class names, got {_kind(labels)}")
     return ckpt
 
 

@@ -55,6 +55,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_compute_options(ev)
     ev.add_argument("--precision", choices=PRECISIONS,
                     help="numeric precision (default: the checkpoint's training precision; auto: the hardware's fastest)")
+    epic = ev.add_argument_group("EPIC-KITCHENS-100 (a model with verb and noun heads of 97 and 300 classes)")
+    epic.add_argument("--epic-results", metavar="FILE",
+                      help="write the challenge's results file (.pt or .npz; fpar score-epic reads it)")
+    epic.add_argument("--epic-submission", metavar="FILE", help="write the challenge's submission JSON")
+    for level, what in (("pt", "pretraining"), ("tl", "training labels"), ("td", "training data")):
+        epic.add_argument(f"--sls-{level}", type=int, choices=range(6), metavar="0-5",
+                          help=f"the submission's supervision level for {what} (sls_{level})")
     ev.set_defaults(func=run_eval)
 
 
@@ -120,12 +127,16 @@ def run_eval(args: argparse.Namespace) -> int:
     checkpoint = resolve_run(args.checkpoint) if Path(args.checkpoint).is_dir() else args.checkpoint
     result = evaluate(checkpoint, args.data, split=args.split, views=args.views, batch_size=args.batch_size,
                       devices=args.devices, accelerator=accelerator, workers=args.workers,
-                      predictions_csv=args.predictions, precision=args.precision, progress=True)
+                      predictions_csv=args.predictions, precision=args.precision, progress=True,
+                      epic_results=args.epic_results, epic_submission=args.epic_submission,
+                      supervision={"sls_pt": args.sls_pt, "sls_tl": args.sls_tl, "sls_td": args.sls_td})
     if result.pop("rank") != 0:
         return 0  # the first process prints
     del result["clips"]  # per-clip rows: --predictions writes them
     result["classes"] = [printable_name(name) for name in result["classes"]]
     result["per_class"] = {printable_name(name): acc for name, acc in result["per_class"].items()}
+    for head in result.get("heads", {}).values():
+        head["per_class"] = {printable_name(name): acc for name, acc in head["per_class"].items()}
     if args.json:
         print(json.dumps(result))
         return 0
@@ -135,10 +146,21 @@ def run_eval(args: argparse.Namespace) -> int:
     print(f"top-1        {100 * result['accuracy']:6.2f}%")
     print(f"top-5        {100 * result['top5']:6.2f}%")
     print(f"mean class   {100 * result['mean_class_accuracy']:6.2f}%")
+    for kind, head in result.get("heads", {}).items():
+        print(f"{kind:<12} top-1 {100 * head['accuracy']:6.2f}%  top-5 {100 * head['top5']:6.2f}%  "
+              f"mean class {100 * head['mean_class_accuracy']:6.2f}%")
+    if "verb_noun_action" in result:
+        action = result["verb_noun_action"]
+        print(f"verb x noun  top-1 {100 * action['accuracy']:6.2f}%  top-5 {100 * action['top5']:6.2f}%  "
+              "(action by EPIC's rule from the verb and noun heads)")
     width = max(len("class"), *(len(name) for name in result["per_class"]))
     print(f"\n{'class':<{width}}  accuracy")
     for name, acc in result["per_class"].items():
         print(f"{name:<{width}}  {100 * acc:7.2f}%")
-    if args.predictions:
-        print(f"\npredictions  {args.predictions}")
+    written = [(label, path) for label, path in (("predictions", args.predictions), ("EPIC results", args.epic_results),
+                                                 ("submission", args.epic_submission)) if path]
+    if written:
+        print()
+    for label, path in written:
+        print(f"{label:<12} {path}")
     return 0

@@ -132,7 +132,26 @@ def prepare_command(args: argparse.Namespace) -> int:
         jobs_module.write_manifest(jobs, args.write_manifest)
         print(f"wrote {args.write_manifest}: {len(jobs)} jobs, {len(problems)} annotation problems")
         return 1 if problems else 0
+    _write_labels(args)
     return _run(jobs, problems, args)
+
+
+def _write_labels(args: argparse.Namespace) -> None:
+    """EPIC's and EGTEA's verb and noun classes, merged into ``OUT/labels.csv`` (docs/data.md)."""
+    from fpar.data.labels import LABELS_FILE, add_labels
+    from fpar.io import inside
+    from fpar.prepare import importers
+
+    if args.epic:
+        rows = importers.epic_labels(args.epic)
+    elif args.egtea:
+        split = Path(args.egtea)
+        rows = importers.egtea_labels(split, split.with_name("verb_idx.txt"), split.with_name("noun_idx.txt"))
+    else:
+        return
+    if rows:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        add_labels(inside(args.out, LABELS_FILE), rows)
 
 
 def _jobs(args: argparse.Namespace) -> tuple[list, list[str]]:

@@ -15,7 +15,7 @@ Per clip the draws are: the temporal start (flow stack or two-in-one pairs), the
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from fpar.data import sampling, transforms
 from fpar.data.frames import FrameCache, read_frame
+from fpar.data.labels import LABEL_KINDS, label_key
 from fpar.data.layouts import Instance
 from fpar.data.settings import ClipSettings
 from fpar.data.transforms import VIEWS
@@ -37,6 +38,8 @@ class ClipDataset(Dataset):
     ``flow_mode="stack"`` or (T,2,H,W) with ``"pairs"`` (two-in-one: RGB and motion maps then use
     the same frame numbers as the flow); ``mmaps`` (T,1,H,W) in [0,1]; ``label`` int64; ``id`` str.
     ``views="five"|"ten"`` (evaluation only) adds a leading view axis V to every tensor.
+    ``labels``: {kind: class names} of the label kinds to return besides ``label`` (``verb``,
+    ``noun``: ``label_verb``, ``label_noun``, numbered by position in the list; docs/data.md).
     ``cache``: a :class:`FrameCache`, ``True`` for a 1 GiB one, or None to decode every time.
     ``normalize=False``: every modality stays uint8 in the same layout (frames ``(T,3,H,W)``), for
     :func:`normalize_batch` to convert on the device, where it is cheap and the copy 4x smaller.
@@ -52,6 +55,7 @@ class ClipDataset(Dataset):
         seed: int | None = None,
         cache: FrameCache | bool | None = None,
         normalize: bool = True,
+        labels: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         if views not in VIEWS:
             raise FparError(f"views must be one of {', '.join(VIEWS)}, not {views!r}")
@@ -71,6 +75,7 @@ class ClipDataset(Dataset):
         self.epoch = 0
         self.cache = FrameCache() if cache is True else (cache if isinstance(cache, FrameCache) else None)
         self.normalize = normalize
+        self.label_ids = _label_ids(self.instances, labels or {})
 
     store = None  # a FrameStore once use_store() is called: frames come from it, not the image files
 
@@ -112,6 +117,8 @@ class ClipDataset(Dataset):
             maps = self._load(inst, "mmaps", frame_numbers["rgb"], draw)  # (V, T, h, w)
             item["mmaps"] = self._tensor((transforms.scale_unit(maps) if self.normalize else maps)[:, :, None])
         item["label"] = torch.tensor(inst.class_id, dtype=torch.int64)
+        for kind, ids in self.label_ids.items():
+            item[label_key(kind)] = torch.tensor(ids[getattr(inst, kind)], dtype=torch.int64)
         item["id"] = inst.instance_id
         return item
 
@@ -218,6 +225,23 @@ class ClipDataset(Dataset):
         # The view axis exists only for multi-view evaluation.
         tensor = torch.from_numpy(np.ascontiguousarray(array))
         return tensor if self.views != "center" else tensor[0]
+
+
+def _label_ids(instances: Sequence[Instance], labels: Mapping[str, Sequence[str]]) -> dict[str, dict[str, int]]:
+    """Per label kind asked for (``verb``: its class names, position = id), name -> id; every
+    instance must carry a label the list knows."""
+    unknown = sorted(set(labels) - set(LABEL_KINDS))
+    if unknown:
+        raise FparError(f"unknown label kind {', '.join(unknown)} (choose from {', '.join(LABEL_KINDS)})")
+    ids = {kind: {name: i for i, name in enumerate(names)} for kind, names in labels.items()}
+    for kind, known in ids.items():
+        for inst in instances:
+            name = getattr(inst, kind)
+            if name not in known:
+                raise FparError(f"instance {inst.instance_id}: " + (
+                    f"no {kind} label (docs/data.md, \"Verb and noun labels\")" if name is None else
+                    f"{kind} {name!r} is not one of the model's {len(known)} {kind} classes"))
+    return ids
 
 
 def _frames_of(inst: Instance, kind: str) -> tuple:

@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from fpar.data.labels import attach_labels
 from fpar.errors import FparError, NotADatasetError
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,9 @@ class Instance:
     mmaps: tuple[Path, ...] = ()
     flow_x: tuple[Path, ...] = ()
     flow_y: tuple[Path, ...] = ()
+    # the verb and noun class names, where the dataset gives them (fpar.data.labels)
+    verb: str | None = None
+    noun: str | None = None
 
     @property
     def n_frames(self) -> int:
@@ -91,6 +95,8 @@ class DatasetIndex:
     classes: list[str]
     skipped: list[Instance] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    # label kind (verb, noun) -> its class names, position = class id (fpar.data.labels)
+    label_classes: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def subjects(self) -> list[str]:
@@ -137,7 +143,7 @@ def load_index(root: str | Path, layout: str = "auto", *, min_frames: int = DEFA
     scan = readers[layout](root)
     if not scan.candidates and not scan.class_names:
         raise NotADatasetError(f"{root}: no instances found for the {layout} layout")
-    index = _build_index(root, layout, scan, min_frames)
+    index = attach_labels(_build_index(root, layout, scan, min_frames))
     if index.skipped:
         log.warning("%s: skipped %d unusable instances (run `fpar data check %s`)", root, len(index.skipped), root)
     return index

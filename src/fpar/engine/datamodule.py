@@ -116,10 +116,17 @@ class FparDataModule(L.LightningDataModule):
     def classes(self) -> list[str]:
         return self.index.classes
 
+    @property
+    def label_classes(self) -> dict[str, list[str]]:
+        """The dataset's verb/noun classes ({kind: names}; docs/data.md, "Verb and noun labels")."""
+        return self.index.label_classes
+
     def _dataset(self, instances, *, train: bool) -> ClipDataset:
         data = self.config.data
+        # the labels of the model's label heads (model.heads), numbered as the dataset's classes
+        labels = {kind: self.index.label_classes[kind] for kind in self.config.model.heads or ()}
         return ClipDataset(instances, data.clip, train=train, seed=self.config.trainer.seed,
-                           cache=data.cache, normalize=not data.normalize_on_device)
+                           cache=data.cache, normalize=not data.normalize_on_device, labels=labels)
 
     def _store(self, *, build: bool):
         """``data.store``: build it if missing or out of date (``build``), else open it."""

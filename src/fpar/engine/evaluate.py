@@ -6,6 +6,11 @@ One process scores in a plain loop; several (``devices > 1``) go through Lightni
 (:mod:`fpar.engine.distributed_eval`), where every clip is still scored exactly once. Multi-view
 evaluation (``five``/``ten`` crops) averages the softmax scores (and the features) of the views.
 The clips are read as the checkpoint's own clip settings say: no config file is needed.
+
+A model with label heads (verb, noun; docs/models.md, "Verb and noun heads") is scored on each head,
+and with both by EPIC-KITCHENS' action rule (:mod:`fpar.engine.epic_metrics`) applied to the two
+heads' log-probabilities; ``epic_results`` / ``epic_submission`` write those scores as the
+challenge's results file and submission JSON.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Collection, Iterator, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -27,12 +33,14 @@ from tqdm import tqdm
 from fpar.checkpoint import load_model, model_reads_its_clip
 from fpar.data import ClipDataset, load_index
 from fpar.data.settings import DataSettings
+from fpar.engine import epic_metrics as epic
 from fpar.engine.compute import channels_last_batch, prepare_for_inference
 from fpar.engine.hardware import autocast_dtype, device_for, resolve_precision
 from fpar.engine.metrics import ClassificationMetrics
 from fpar.engine.selection import selection_record
 from fpar.errors import FparError
 from fpar.io import check_writable, refuse_overwriting_inputs, write_text
+from fpar.models.heads import ACTION, output_key, target_key
 
 log = logging.getLogger(__name__)  # the precision line: shown with --verbose
 
@@ -55,6 +63,9 @@ class ClipResult:
     scores: list[float]
     features: list[float]
     explanation: dict[str, dict[str, Any]] | None = field(default=None, repr=False)
+    # per label head (verb, noun): its probabilities and the clip's class, as ``scores`` and ``label``
+    head_scores: dict[str, list[float]] = field(default_factory=dict, repr=False)
+    head_labels: dict[str, int] = field(default_factory=dict)
 
     @property
     def prediction(self) -> int:
@@ -72,22 +83,30 @@ class ClipScorer:
         self.model = prepare_for_inference(model, dtype=dtype, frames_per_pass=FRAMES_PER_PASS)
         self.dataset = dataset
         self.explain = set(explain)
+        self.label_kinds = list(dataset.label_ids)  # the label heads scored besides the action
 
     def score(self, batch: dict[str, Any], positions: Iterator[int]) -> list[ClipResult]:
         explain = bool(self.explain.intersection(batch["id"]))
+        heads = [ACTION, *self.label_kinds]
         if self.dataset.views == "center":
             outputs = self.model(channels_last_batch(batch), explain=explain)
-            probs, features = outputs["logits"].float().softmax(dim=1), outputs["features"].float()
+            probs = {head: outputs[output_key(head)].float().softmax(dim=1) for head in heads}
+            features = outputs["features"].float()
         else:  # tensors are (B, V, ...): average the softmax (and features) of every view
             inputs = {m: batch[m] for m in self.dataset.modalities}
             num_views = next(iter(inputs.values())).shape[1]
             views = [self.model(channels_last_batch({m: x[:, v] for m, x in inputs.items()}))
                      for v in range(num_views)]
-            probs = torch.stack([out["logits"].float().softmax(dim=1) for out in views]).mean(dim=0)
+            probs = {head: torch.stack([out[output_key(head)].float().softmax(dim=1) for out in views]).mean(dim=0)
+                     for head in heads}
             features = torch.stack([out["features"].float() for out in views]).mean(dim=0)
+        head_labels = {kind: batch[target_key(kind)].tolist() for kind in self.label_kinds}
         rows = []
         for i, (clip_id, label) in enumerate(zip(batch["id"], batch["label"].tolist())):
-            row = ClipResult(next(positions), clip_id, label, probs[i].cpu().tolist(), features[i].cpu().tolist())
+            row = ClipResult(next(positions), clip_id, label, probs[ACTION][i].cpu().tolist(),
+                             features[i].cpu().tolist(),
+                             head_scores={kind: probs[kind][i].cpu().tolist() for kind in self.label_kinds},
+                             head_labels={kind: head_labels[kind][i] for kind in self.label_kinds})
             if clip_id in self.explain and self.dataset.views == "center":
                 row.explanation = {
                     "clip": {k: v[i].cpu() for k, v in batch.items() if isinstance(v, torch.Tensor)} | {"id": clip_id},
@@ -123,7 +142,9 @@ def score_in_process(scorer: ClipScorer, batch_size: int, workers: int, accelera
 def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, split: Sequence[str] | str | None = None,
              views: str = "center", batch_size: int = 8, devices: int | None = None, accelerator: str = "auto",
              workers: int = 0, predictions_csv: str | os.PathLike | None = None, explain: Collection[str] = (),
-             precision: str | None = None, progress: bool = False) -> dict[str, Any]:
+             precision: str | None = None, progress: bool = False, epic_results: str | os.PathLike | None = None,
+             epic_submission: str | os.PathLike | None = None,
+             supervision: dict[str, int] | None = None) -> dict[str, Any]:
     """Score ``checkpoint`` on the ``split`` subjects of ``data_root`` (default: the subjects it was validated on).
 
     Returns ``accuracy``, ``top5``, ``mean_class_accuracy`` (mean over the classes present of each
@@ -137,16 +158,34 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
     through :func:`printable_name`. ``precision``: as ``trainer.precision`` (``auto``: what the
     hardware runs fastest); default the precision the checkpoint was trained with (``auto`` for a
     checkpoint without a training config), so a model is scored as it was validated.
+
+    A model with label heads adds ``heads`` ({kind: the numbers above, for that head, with
+    ``per_class`` by its class names}) and, with a verb and a noun head, ``verb_noun_action``
+    (``accuracy``, ``top5``: EPIC's action rule over the two heads). ``epic_results`` (``.pt`` or
+    ``.npz``) and ``epic_submission`` (``.json``, with ``supervision``: ``sls_pt``, ``sls_tl``,
+    ``sls_td``) write the verb and noun heads' log-probabilities in EPIC-KITCHENS-100's formats,
+    one row per clip, its narration id the last part of its instance id.
     """
     devices = devices or 1
     for name, value, least in (("batch_size", batch_size, 1), ("workers", workers, 0), ("devices", devices, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise FparError(f"{name} must be an integer >= {least}, got {value!r}")
-    if predictions_csv is not None:
-        refuse_overwriting_inputs(predictions_csv, checkpoint, data_root, option="predictions file")
-        check_writable(predictions_csv)  # before the evaluation, not after it
+    outputs = {"predictions file": predictions_csv, "EPIC results file": epic_results,
+               "EPIC submission file": epic_submission}
+    for option, path in outputs.items():
+        if path is not None:
+            refuse_overwriting_inputs(path, checkpoint, data_root, option=option)
+            check_writable(path)  # before the evaluation, not after it
+    if epic_submission is not None:
+        _check_supervision(supervision)
     model, info = load_model(checkpoint, mmap=False)  # its weights are copied to channels-last
     subjects = split_subjects(split, info.config)
+    heads = model.label_heads_module()
+    widths = heads.widths() if heads is not None else {}
+    if (epic_results or epic_submission) and widths != {"verb": epic.EPIC_VERBS, "noun": epic.EPIC_NOUNS}:
+        raise FparError(f"{checkpoint}: EPIC-KITCHENS-100 results need a verb head of {epic.EPIC_VERBS} and a noun "
+                        f"head of {epic.EPIC_NOUNS} classes; the model's label heads: "
+                        f"{', '.join(f'{k} {n}' for k, n in widths.items()) or 'none'}")
 
     index = load_index(data_root)
     classes = info.classes or index.classes
@@ -160,7 +199,10 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
     settings = info.clip
     for key in model.explanation_inputs() if explain else ():
         settings = settings.with_modality(key)  # e.g. the MS head's target, shown beside its prediction
-    dataset = ClipDataset(instances, settings, train=False, views=views)
+    # each head's class names, one per output: the checkpoint's (else the dataset's, then numbers)
+    label_classes = {kind: info.label_classes.get(kind) or index.label_classes.get(kind, []) for kind in widths}
+    label_classes = {kind: [*names, *map(str, range(len(names), widths[kind]))] for kind, names in label_classes.items()}
+    dataset = ClipDataset(instances, settings, train=False, views=views, labels=label_classes)
 
     if devices > len(dataset):
         # a process with no clip has an empty loader, which DDP cannot run (every process must step)
@@ -182,11 +224,71 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
     if [row.position for row in rows] != list(range(len(dataset))):
         raise FparError(f"internal error: scored {len(rows)} clips for a split of {len(dataset)}")
     result = _metrics(rows, classes)
+    if widths:
+        result["heads"] = {kind: _head_metrics(rows, kind, label_classes[kind], widths[kind]) for kind in widths}
+    if {"verb", "noun"} <= set(widths):
+        result["verb_noun_action"] = _verb_noun_action(rows)
     result.update(split=list(subjects), views=views, checkpoint=str(checkpoint), classes=list(classes), clips=rows,
                   rank=rank, selection=selection_record(info.config))
-    if predictions_csv is not None and rank == 0:
-        write_text(predictions_csv, _predictions_csv(rows, classes))
+    if rank == 0:
+        if predictions_csv is not None:
+            write_text(predictions_csv, _predictions_csv(rows, classes))
+        if epic_results is not None:
+            epic.write_results(epic_results, epic_scores(rows))
+        if epic_submission is not None:
+            epic.write_submission(epic_submission, epic_scores(rows), **supervision)
     return result
+
+
+def _check_supervision(supervision: dict[str, int] | None) -> None:
+    lacking = [key for key in ("sls_pt", "sls_tl", "sls_td") if (supervision or {}).get(key) is None]
+    if lacking:
+        raise FparError(f"an EPIC submission declares its supervision levels: give {', '.join(lacking)} (0-5)")
+    for key, level in supervision.items():
+        if isinstance(level, bool) or not isinstance(level, int) or level not in epic.SUPERVISION_LEVELS:
+            raise FparError(f"{key} must be a supervision level from 0 to 5, got {level!r}")
+
+
+def narration_id(clip_id: str) -> str:
+    """A clip's EPIC narration id: its instance id's last part (a tree layout's ids are
+    ``participant/class/narration``, a manifest's the narration id itself)."""
+    return clip_id.rsplit("/", 1)[-1]
+
+
+def _log_probabilities(rows: list[ClipResult], kind: str) -> np.ndarray:
+    probs = np.asarray([row.head_scores[kind] for row in rows], dtype=np.float64)
+    # log of the (view-averaged) probabilities: EPIC's rule softmaxes the scores of the 100 best classes,
+    # which for log-probabilities renormalises those probabilities; floored, so an underflowed one stays finite
+    return np.log(np.maximum(probs, np.finfo(np.float64).tiny))
+
+
+def epic_scores(rows: list[ClipResult]) -> epic.Results:
+    """The verb and noun heads' log-probabilities as EPIC-KITCHENS-100 results, one row per clip."""
+    ids = [narration_id(row.id) for row in rows]
+    twice = sorted({nid for nid in ids if ids.count(nid) > 1}) if len(set(ids)) != len(ids) else []
+    if twice:
+        raise FparError(f"clips share a narration id ({', '.join(twice[:3])}): EPIC results need one row per narration")
+    return epic.Results(ids, _log_probabilities(rows, "verb"), _log_probabilities(rows, "noun"))
+
+
+def _head_metrics(rows: list[ClipResult], kind: str, names: list[str], width: int) -> dict[str, Any]:
+    metrics = ClassificationMetrics(width)
+    metrics.update(torch.tensor([row.head_scores[kind] for row in rows]),
+                   torch.tensor([row.head_labels[kind] for row in rows]))
+    numbers = metrics.compute()
+    return {"accuracy": float(numbers["accuracy"]), "top5": float(numbers["top5"]),
+            "mean_class_accuracy": float(numbers["mean_class_accuracy"]),
+            "per_class": {names[c]: acc for c, acc in enumerate(numbers["per_class"].tolist()) if acc == acc},
+            "n": len(rows)}
+
+
+def _verb_noun_action(rows: list[ClipResult]) -> dict[str, float]:
+    """Top-1 and top-5 action accuracy by EPIC's rule (top-100 verbs x top-100 nouns)."""
+    verbs, nouns = epic.action_top_k(_log_probabilities(rows, "verb"), _log_probabilities(rows, "noun"), k=5)
+    verb_labels = np.asarray([row.head_labels["verb"] for row in rows])[:, None]
+    noun_labels = np.asarray([row.head_labels["noun"] for row in rows])[:, None]
+    right = (verbs == verb_labels) & (nouns == noun_labels)
+    return {"accuracy": float(right[:, 0].mean()), "top5": float(right.any(axis=1).mean())}
 
 
 def split_subjects(split: Sequence[str] | str | None, config: dict[str, Any] | None) -> list[str]:

@@ -1,6 +1,10 @@
 """The numbers of the paper's tables, from torchmetrics: top-1, top-5 and mean-class accuracy and
 the confusion matrix, the same in training's validation and in ``evaluate``.
 
+A model with label heads (verb, noun) is measured per head (:class:`LabelMetrics`), and where it
+has both, by its action accuracy as EPIC-KITCHENS counts it: a clip is right when its best verb and
+its best noun are (the top-1 of EPIC's verb x noun rule, ``fpar.engine.epic_metrics``).
+
 Mean-class accuracy averages the accuracy of the classes present in the split (a held-out subject
 may lack a class; an absent class has no accuracy, not a zero one).
 """
@@ -11,7 +15,10 @@ from typing import Any
 
 import torch
 from torch import nn
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from fpar.models.heads import output_key, target_key
 
 
 class ClassificationMetrics(nn.Module):
@@ -42,3 +49,35 @@ class ClassificationMetrics(nn.Module):
     def reset(self) -> None:
         for metric in (self.top1, self.top5, self.confusion):
             metric.reset()
+
+
+class LabelMetrics(nn.Module):
+    """:class:`ClassificationMetrics` per label head (``widths``: {kind: classes}), updated from a
+    model's outputs and its batch; with both a verb and a noun head also ``verb_noun_accuracy``, the
+    share of clips whose best verb and best noun are both right."""
+
+    def __init__(self, widths: dict[str, int]):
+        super().__init__()
+        self.heads = nn.ModuleDict({kind: ClassificationMetrics(classes) for kind, classes in widths.items()})
+        self.joint = MeanMetric() if {"verb", "noun"} <= set(widths) else None
+
+    def update(self, out: dict[str, torch.Tensor], batch: dict[str, Any]) -> None:
+        for kind, metrics in self.heads.items():
+            metrics.update(out[output_key(kind)].detach(), batch[target_key(kind)])
+        if self.joint is not None:
+            right = [out[output_key(kind)].argmax(dim=1) == batch[target_key(kind)] for kind in ("verb", "noun")]
+            self.joint.update((right[0] & right[1]).float())
+
+    def compute(self) -> dict[str, Any]:
+        """{kind: the numbers of :meth:`ClassificationMetrics.compute`} and, with verb and noun heads,
+        ``verb_noun_accuracy``."""
+        numbers: dict[str, Any] = {kind: metrics.compute() for kind, metrics in self.heads.items()}
+        if self.joint is not None:
+            numbers["verb_noun_accuracy"] = self.joint.compute()
+        return numbers
+
+    def reset(self) -> None:
+        for metrics in self.heads.values():
+            metrics.reset()
+        if self.joint is not None:
+            self.joint.reset()

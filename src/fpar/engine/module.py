@@ -3,7 +3,8 @@
 It holds the registry model as ``self.model`` (so checkpoint keys are ``model.*``, the shared
 format of ``fpar.checkpoint``), applies the stage rules (which parameters train, which modules
 stay in eval mode), sums the model's own loss terms and logs the losses and, per validation, top-1,
-top-5 and mean-class accuracy; it keeps the validation's confusion matrix and one clip's attention
+top-5 and mean-class accuracy (of every head: ``val/acc`` the action's, ``val/verb_acc``, ... the
+label heads', ``val/verb_noun_acc`` both right); it keeps the validation's confusion matrix and one clip's attention
 maps for the loggers that take pictures (``fpar.engine.callbacks.ValidationPictures``).
 """
 
@@ -21,7 +22,7 @@ from fpar.checkpoint import checkpoint_contract
 from fpar.engine.compute import prepare_model
 from fpar.engine.hardware import autocast_dtype
 from fpar.engine.losses import total_loss
-from fpar.engine.metrics import ClassificationMetrics
+from fpar.engine.metrics import ClassificationMetrics, LabelMetrics
 from fpar.engine.settings import ExperimentSettings
 from fpar.engine.stages import configure_stage, set_train_mode
 from fpar.errors import FparError
@@ -32,12 +33,22 @@ class DivergedError(FparError):
     """The loss or a weight became NaN or infinite: the run stops before anything worse is saved."""
 
 
-def model_spec(config: ExperimentSettings, classes: list[str]) -> dict[str, Any]:
-    """``build_model`` keywords from the settings: class count from the dataset, input size from the crop."""
+def model_spec(config: ExperimentSettings, classes: list[str],
+               label_classes: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """``build_model`` keywords from the settings: class counts from the dataset (``label_classes``:
+    its verb/noun classes, for label heads), input size from the crop."""
     if config.model.num_classes is not None and config.model.num_classes < len(classes):
         raise FparError(f"model.num_classes is {config.model.num_classes} but the dataset has "
                         f"{len(classes)} classes")
-    return config.model.build_arguments(num_classes=len(classes), input_size=config.data.crop)
+    return config.model.build_arguments(num_classes=len(classes), input_size=config.data.crop,
+                                        label_classes=label_classes)
+
+
+def head_classes(widths: dict[str, int], label_classes: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Each label head's class names, one per output: the dataset's, then (a head wider than the
+    dataset's classes, e.g. EPIC's 97 verbs) the remaining outputs named by their number."""
+    return {kind: [*label_classes[kind], *map(str, range(len(label_classes[kind]), width))]
+            for kind, width in widths.items()}
 
 
 def epoch_seed(seed: int, epoch: int, rank: int) -> int:
@@ -53,13 +64,18 @@ def adam(param_groups: list[dict[str, Any]], **options: Any) -> torch.optim.Adam
 
 
 class FparModule(L.LightningModule):
-    def __init__(self, config: ExperimentSettings, classes: list[str]):
+    """``label_classes``: the dataset's verb/noun classes ({kind: names}), for a model with label heads."""
+
+    def __init__(self, config: ExperimentSettings, classes: list[str],
+                 label_classes: dict[str, list[str]] | None = None):
         super().__init__()
-        # plain values only: checkpoints must load with weights_only=True
-        self.save_hyperparameters({"config": config.as_dict(), "classes": list(classes)})
         self.config = config
         self.classes = list(classes)
-        spec = model_spec(config, self.classes)
+        spec = model_spec(config, self.classes, label_classes)
+        self.label_classes = head_classes(spec.get("heads") or {}, label_classes or {})
+        # plain values only: checkpoints must load with weights_only=True
+        self.save_hyperparameters({"config": config.as_dict(), "classes": list(classes),
+                                   **({"label_classes": self.label_classes} if self.label_classes else {})})
         self.model = prepare_model(build_model(**spec), config.trainer.compile)
         self.stage = config.stage.name
         self.stage_options = config.stage.options
@@ -68,13 +84,14 @@ class FparModule(L.LightningModule):
         self.param_groups = configure_stage(self.model, self.stage, **self.stage_options)
         self.loss_settings = config.loss
         missing = [key for key in self.model.loss_inputs(config.loss)
-                   if key != "label" and key not in config.data.modalities]
+                   if key not in self.model.classification_inputs() and key not in config.data.modalities]
         if missing:
             raise FparError(f"data.modalities must include {', '.join(missing)}: the loss of "
                             f"'{spec['name']}' with these loss settings reads them")
         self.train_loss = MeanMetric()
         self.val_loss = MeanMetric()
         self.val_metrics = ClassificationMetrics(spec["num_classes"])
+        self.val_label_metrics = LabelMetrics(spec.get("heads") or {})
         # the latest validation's confusion matrix and the first clip's frames and attention (CPU)
         self.val_confusion: torch.Tensor | None = None
         self.val_attention: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -121,6 +138,7 @@ class FparModule(L.LightningModule):
         size = len(batch["label"])
         self.val_loss.update(loss, weight=size)
         self.val_metrics.update(out["logits"].detach(), batch["label"])
+        self.val_label_metrics.update(out, batch)
         self.log("val/loss", self.val_loss, on_epoch=True, batch_size=size)
         if batch_idx == 0 and "attention" in out and "frames" in batch:
             self.val_attention = (batch["frames"][0].detach().cpu(), out["attention"][0].detach().float().cpu())
@@ -132,6 +150,15 @@ class FparModule(L.LightningModule):
         self.log("val/top5", numbers["top5"])
         self.log("val/mean_class_acc", numbers["mean_class_accuracy"])
         self.val_confusion = numbers["confusion"].cpu()
+        heads = self.val_label_metrics.compute()
+        self.val_label_metrics.reset()
+        for kind, numbers in heads.items():
+            if kind == "verb_noun_accuracy":
+                self.log("val/verb_noun_acc", numbers)
+                continue
+            self.log(f"val/{kind}_acc", numbers["accuracy"])
+            self.log(f"val/{kind}_top5", numbers["top5"])
+            self.log(f"val/{kind}_mean_class_acc", numbers["mean_class_accuracy"])
 
     # --- optimisation ------------------------------------------------------------------------
 
@@ -167,4 +194,5 @@ class FparModule(L.LightningModule):
                 raise DivergedError(f"weight '{name}' is not finite at epoch {self.current_epoch}, "
                                          f"global step {self.global_step}; run stopped, checkpoint not written")
         checkpoint["fpar"] = checkpoint_contract(model=self.model.build_spec, classes=self.classes,
-                                                 clip=self.config.data.clip, config=self.config)
+                                                 clip=self.config.data.clip, config=self.config,
+                                                 label_classes=self.label_classes)

@@ -204,7 +204,7 @@ def _train(config: ExperimentSettings, out_root: Path, run_dir: Path, resume: bo
         with quiet_lightning():
             L.seed_everything(config.trainer.seed, verbose=False)  # the model's random init too
             datamodule = FparDataModule(config)
-            module = FparModule(config, datamodule.classes)
+            module = FparModule(config, datamodule.classes, datamodule.label_classes)
             if init_from:
                 load_init_weights(module.model, init_from, datamodule.classes)
             history = MetricsHistory(run_dir)

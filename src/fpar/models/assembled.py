@@ -58,7 +58,8 @@ class RGBConvLSTM(ClipModel):
 
     def __init__(self, num_classes: int, arch: str = "resnet34", mem_size: int = 512, attention: bool = True,
                  ms_head: str | None = None, ms_input_sigmoid: bool = False, input_size: int = 224,
-                 dropout: float = 0.7, motion: bool = False, return_modulation: bool = False):
+                 dropout: float = 0.7, motion: bool = False, return_modulation: bool = False,
+                 heads: dict[str, int] | None = None):
         super().__init__()
         self.attention = attention
         self.input_size = input_size
@@ -68,6 +69,7 @@ class RGBConvLSTM(ClipModel):
         self.convlstm = ConvLSTM(FEATURE_CHANNELS, mem_size)
         self.ms_head = MSHead(FEATURE_CHANNELS, feature_grid(input_size), ms_input_sigmoid) if ms_head else None
         self.classifier = classifier(mem_size, num_classes, dropout)
+        self.add_label_heads(mem_size, heads, dropout)
         # frames the per-frame part (backbone, attention, MS head) takes at a time; None: all B*T
         # at once. For inference only (prepare_for_inference): with autograd every activation is
         # kept for backward whatever the slicing.
@@ -88,7 +90,7 @@ class RGBConvLSTM(ClipModel):
 
     def stage_parameters(self, stage: str, train_conv1: bool = False, **options: Any) -> dict[str, list[nn.Parameter]]:
         self.check_stage(stage)
-        parts: list[nn.Module | nn.Parameter] = [self.convlstm, self.classifier]
+        parts: list[nn.Module | nn.Parameter] = [self.convlstm, *self.classification_heads()]
         if stage != "rgb_stage1":
             parts += _layer4_convs(self.backbone)
             if self.attention:
@@ -111,10 +113,10 @@ class RGBConvLSTM(ClipModel):
 
     def loss_inputs(self, settings: LossSettings) -> tuple[str, ...]:
         if settings.ms is None:
-            return ("label",)
+            return self.classification_inputs()
         if self.ms_head is None:
             return super().loss_inputs(settings)
-        return ("label", "mmaps")
+        return (*self.classification_inputs(), "mmaps")
 
     def loss(self, out: dict[str, torch.Tensor], batch: dict[str, Any],
              settings: LossSettings) -> dict[str, torch.Tensor]:
@@ -218,7 +220,7 @@ class RGBConvLSTM(ClipModel):
 
     def forward(self, batch: dict[str, torch.Tensor], explain: bool = False) -> dict[str, torch.Tensor]:
         out = self.extract(batch, explain)
-        out["logits"] = self.classifier(out["features"])
+        out.update(self.classify(out["features"]))
         return out
 
 
@@ -227,12 +229,13 @@ class FlowResNet(ClipModel):
     -> average pool -> Dropout + Linear (Simonyan & Zisserman 2014, as Ego-RNN trains it)."""
 
     def __init__(self, num_classes: int, arch: str = "resnet34", stack_size: int = 5, dropout: float = 0.5,
-                 input_size: int = 224):
+                 input_size: int = 224, heads: dict[str, int] | None = None):
         super().__init__()
         self.input_size = input_size
         self.stack_size = stack_size
         self.backbone = ResNet(arch, in_channels=FLOW_CHANNELS * stack_size, imagenet_head=False)
         self.classifier = classifier(FEATURE_CHANNELS, num_classes, dropout)
+        self.add_label_heads(FEATURE_CHANNELS, heads, dropout)
 
     def input_spec(self) -> dict[str, Shape]:
         return {"flow": ("B", FLOW_CHANNELS * self.stack_size, self.input_size, self.input_size)}
@@ -250,7 +253,7 @@ class FlowResNet(ClipModel):
     def forward(self, batch: dict[str, torch.Tensor], explain: bool = False) -> dict[str, torch.Tensor]:
         # ``explain``: the flow network has no maps beyond its outputs
         out = self.extract(batch)
-        out["logits"] = self.classifier(out["features"])
+        out.update(self.classify(out["features"]))
         return out
 
 
@@ -260,11 +263,12 @@ class TwoStream(ClipModel):
     as they are) but not used."""
 
     def __init__(self, num_classes: int, arch: str = "resnet34", mem_size: int = 512, stack_size: int = 5,
-                 dropout: float = 0.5, input_size: int = 224):
+                 dropout: float = 0.5, input_size: int = 224, heads: dict[str, int] | None = None):
         super().__init__()
         self.flow_model = FlowResNet(num_classes, arch, stack_size, input_size=input_size)
         self.rgb_model = RGBConvLSTM(num_classes, arch, mem_size, attention=True, input_size=input_size)
         self.classifier = classifier(FEATURE_CHANNELS + mem_size, num_classes, dropout)
+        self.add_label_heads(FEATURE_CHANNELS + mem_size, heads, dropout)
 
     def input_spec(self) -> dict[str, Shape]:
         return {**self.rgb_model.input_spec(), **self.flow_model.input_spec()}
@@ -275,7 +279,8 @@ class TwoStream(ClipModel):
     def stage_parameters(self, stage: str, **options: Any) -> dict[str, list[nn.Parameter]]:
         self.check_stage(stage)
         rgb = self.rgb_model
-        return {"main": _params(self.classifier, rgb.convlstm, *_layer4_convs(rgb.backbone), rgb.backbone.fc.weight),
+        return {"main": _params(*self.classification_heads(), rgb.convlstm, *_layer4_convs(rgb.backbone),
+                                rgb.backbone.fc.weight),
                 "flow_layer4": _params(self.flow_model.backbone.layer4)}
 
     def set_stage_mode(self, stage: str, **options: Any) -> None:
@@ -290,4 +295,4 @@ class TwoStream(ClipModel):
     def forward(self, batch: dict[str, torch.Tensor], explain: bool = False) -> dict[str, torch.Tensor]:
         rgb = self.rgb_model.extract(batch, explain)
         features = torch.cat([self.flow_model.extract(batch)["features"], rgb["features"]], dim=1)
-        return {"logits": self.classifier(features), "features": features, "attention": rgb["attention"]}
+        return {**self.classify(features), "features": features, "attention": rgb["attention"]}

@@ -11,10 +11,15 @@ A model owns everything that depends on its architecture; the engine holds only 
 ``set_stage_mode(stage)``    after ``train()``: frozen parts back in eval mode
 ``loss(out, batch, ...)``    its named loss terms, already weighted; the engine sums and logs
 ``loss_inputs(settings)``    the batch keys its loss reads besides its inputs
+``classify(features)``       ``logits`` from ``classifier`` and, with label heads, ``logits_verb`` ...
 ``prepare_for_inference``    folding and slicing for scoring; the engine adds layout and dtype
 ``explanation_inputs()``     batch keys explanations show beside the outputs (MS targets)
 ``begin/end_training``       caches a training run may keep (a frozen backbone's folded copy)
 ==========================  ===================================================================
+
+Label heads (verb, noun; :class:`fpar.models.heads.LabelHeads`) come with the defaults: a model
+that calls :meth:`ClipModel.add_label_heads` in its constructor and :meth:`ClipModel.classify` in
+its forward is trained, validated and evaluated on every head with nothing else to write.
 
 Input shapes name the batch axis ``"B"`` and the clip length ``"T"``; the other sizes are
 numbers. Image inputs arrive normalised float32 (the data pipeline's job). A new model subclasses
@@ -32,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fpar.errors import FparError
+from fpar.models.heads import LabelHeads
 from fpar.models.losses import LossSettings
 
 Shape = tuple[Union[int, str], ...]
@@ -76,12 +82,51 @@ class ClipModel(nn.Module):
         if settings.ms is not None:
             raise FparError(f"loss.ms needs a model with an MS head; '{self.build_spec['name']}' has none "
                             "(use rgb_ms, or set model.ms_head)")
-        return ("label",)
+        return self.classification_inputs()
 
     def loss(self, out: dict[str, torch.Tensor], batch: dict[str, Any],
              settings: LossSettings) -> dict[str, torch.Tensor]:
         """Named loss terms, each already weighted: the training loss is their sum."""
-        return {"ce": F.cross_entropy(out["logits"], batch["label"])}
+        return self.classification_loss(out, batch)
+
+    # --- classification heads ----------------------------------------------------------------
+
+    def add_label_heads(self, in_features: int, widths: dict[str, int] | None, dropout: float) -> None:
+        """Give the model a verb / noun head per entry of ``widths`` ({kind: classes}; none: no
+        module, so a single-head model's weights are exactly those of before label heads existed)."""
+        if widths:
+            self.label_heads = LabelHeads(in_features, widths, dropout)
+
+    def label_heads_module(self) -> LabelHeads | None:
+        return self._modules.get("label_heads")
+
+    def classification_heads(self) -> list[nn.Module]:
+        """The modules that classify ``features``: ``classifier`` and the label heads; stage rules
+        train them together."""
+        heads = self.label_heads_module()
+        return [self.classifier] if heads is None else [self.classifier, heads]
+
+    def classify(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every head's scores of ``features``: ``logits`` (the action ``classifier``) and the label
+        heads' ``logits_<kind>``."""
+        out = {"logits": self.classifier(features)}
+        heads = self.label_heads_module()
+        if heads is not None:
+            out.update(heads(features))
+        return out
+
+    def classification_inputs(self) -> tuple[str, ...]:
+        """The batch keys of every head's class ids: ``label`` and ``label_<kind>`` per label head."""
+        heads = self.label_heads_module()
+        return ("label", *(heads.loss_inputs() if heads is not None else ()))
+
+    def classification_loss(self, out: dict[str, torch.Tensor], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Cross-entropy of the action head (``ce``) plus each label head's (``ce_verb``, ``ce_noun``)."""
+        terms = {"ce": F.cross_entropy(out["logits"], batch["label"])}
+        heads = self.label_heads_module()
+        if heads is not None:
+            terms.update(heads.loss(out, batch))
+        return terms
 
     def begin_training(self, compute_dtype: torch.dtype) -> None:
         """At the start of a training run, after the weights are final; ``compute_dtype``: the dtype

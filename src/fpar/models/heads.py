@@ -1,4 +1,11 @@
-"""Classifier and motion-segmentation (MS) heads.
+"""Classifier, label (verb, noun) and motion-segmentation (MS) heads.
+
+Every model classifies its ``features`` with ``classifier`` (the action head: output ``logits``,
+target ``label``). A model built with ``heads={"verb": 97, "noun": 300}`` also carries
+:class:`LabelHeads`, one Dropout + Linear per label kind over the same features (outputs
+``logits_verb``, ``logits_noun``; targets ``label_verb``, ``label_noun``), which owns their
+cross-entropy terms (:meth:`LabelHeads.loss`). :data:`HEADS` and :func:`output_key` are the
+vocabulary; the label kinds come from the data layer (``fpar.data.labels``).
 
 The MS head (docs/method.md §8, the report's self-supervised task) predicts, per frame, one value per
 cell of layer4's grid from ``f``: 1x1 conv 512 -> 100, flatten (channel-major, as ``torch.flatten``
@@ -10,17 +17,54 @@ sigmoid on them; both happen in its loss (:meth:`MSHead.loss`, the task's family
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from fpar.data.labels import LABEL_KINDS, label_key
 from fpar.models.ms_task import MSLossSettings, ms_loss
 
 MS_HIDDEN_CHANNELS = 100
+ACTION = "action"  # the head every model has: ``classifier``, output ``logits``, target ``label``
+HEADS = (ACTION, *LABEL_KINDS)
+
+
+def output_key(head: str) -> str:
+    """A head's output key: ``logits`` for the action head, ``logits_<kind>`` for the others."""
+    return "logits" if head == ACTION else f"logits_{head}"
+
+
+def target_key(head: str) -> str:
+    """The batch key of a head's class ids: ``label`` for the action head, ``label_<kind>`` else."""
+    return "label" if head == ACTION else label_key(head)
 
 
 def classifier(in_features: int, num_classes: int, dropout: float) -> nn.Sequential:
     """Dropout + Linear; the Linear is ``classifier.1``, the key the reference uses too."""
     return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, num_classes))
+
+
+class LabelHeads(nn.ModuleDict):
+    """One Dropout + Linear per label kind (``widths``: {kind: classes}) over the features the action
+    classifier reads; sub-modules named by kind (``verb.1.weight``, as ``classifier.1.weight``)."""
+
+    def __init__(self, in_features: int, widths: dict[str, int], dropout: float):
+        super().__init__({kind: classifier(in_features, widths[kind], dropout) for kind in LABEL_KINDS if kind in widths})
+
+    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {output_key(kind): head(features) for kind, head in self.items()}
+
+    def widths(self) -> dict[str, int]:
+        return {kind: head[1].out_features for kind, head in self.items()}
+
+    def loss_inputs(self) -> tuple[str, ...]:
+        return tuple(target_key(kind) for kind in self)
+
+    def loss(self, out: dict[str, torch.Tensor], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """One cross-entropy term per head, ``ce_<kind>``: summed with the action's by the engine."""
+        return {f"ce_{kind}": F.cross_entropy(out[output_key(kind)], batch[target_key(kind)]) for kind in self}
 
 
 class MSHead(nn.Module):

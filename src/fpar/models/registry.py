@@ -6,7 +6,8 @@ defaults included) so a checkpoint can rebuild the same model with ``build_model
 one attribute of a model that is set from outside it.
 
 ``register_model(name, builder)`` adds a model: a function taking at least ``num_classes`` and
-``input_size`` (plain JSON values only) and returning a :class:`fpar.models.base.ClipModel`.
+``input_size`` (plain JSON values only; ``heads``, {label kind: classes}, where it has label
+heads) and returning a :class:`fpar.models.base.ClipModel`.
 Configs, training, evaluation, export and streaming then take it by name (docs/models.md).
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
+from fpar.data.labels import LABEL_KINDS
 from fpar.errors import FparError
 from fpar.models.assembled import FlowResNet, RGBConvLSTM, TwoStream
 from fpar.models.base import ClipModel
@@ -33,42 +35,45 @@ def _rgb_model(num_classes: int, backbone: str, pretrained: str | None, **option
 
 def rgb_convlstm(num_classes: int = GTEA61_CLASSES, backbone: str = "resnet34", pretrained: str | None = None,
                  mem_size: int = 512, input_size: int = 224, ms_head: str | None = None,
-                 ms_input_sigmoid: bool = False, dropout: float = 0.7) -> ClipModel:
+                 ms_input_sigmoid: bool = False, dropout: float = 0.7, heads: dict[str, int] | None = None) -> ClipModel:
     """ConvLSTM on layer4's f, no attention (Table 1, "ConvLSTM")."""
     return _rgb_model(num_classes, backbone, pretrained, mem_size=mem_size, attention=False, ms_head=ms_head,
-                      ms_input_sigmoid=ms_input_sigmoid, input_size=input_size, dropout=dropout)
+                      ms_input_sigmoid=ms_input_sigmoid, input_size=input_size, dropout=dropout, heads=heads)
 
 
 def rgb_attention(num_classes: int = GTEA61_CLASSES, backbone: str = "resnet34", pretrained: str | None = None,
                   mem_size: int = 512, input_size: int = 224, ms_head: str | None = None,
-                  ms_input_sigmoid: bool = False, dropout: float = 0.7) -> ClipModel:
+                  ms_input_sigmoid: bool = False, dropout: float = 0.7, heads: dict[str, int] | None = None) -> ClipModel:
     """Ego-RNN: CAM attention on f_nobn + ConvLSTM (Table 1, "ConvLSTM-attention")."""
     return _rgb_model(num_classes, backbone, pretrained, mem_size=mem_size, attention=True, ms_head=ms_head,
-                      ms_input_sigmoid=ms_input_sigmoid, input_size=input_size, dropout=dropout)
+                      ms_input_sigmoid=ms_input_sigmoid, input_size=input_size, dropout=dropout, heads=heads)
 
 
 def rgb_ms(num_classes: int = GTEA61_CLASSES, backbone: str = "resnet34", pretrained: str | None = None,
            mem_size: int = 512, input_size: int = 224, ms_head: str = "classification",
-           ms_input_sigmoid: bool = False, dropout: float = 0.7) -> ClipModel:
+           ms_input_sigmoid: bool = False, dropout: float = 0.7, heads: dict[str, int] | None = None) -> ClipModel:
     """Attention model + motion-segmentation head (Tables 2 and 3)."""
     if not ms_head:
         raise FparError(f"model 'rgb_ms' needs ms_head: one of {list(MS_TASKS)}")
-    return rgb_attention(num_classes, backbone, pretrained, mem_size, input_size, ms_head, ms_input_sigmoid, dropout)
+    return rgb_attention(num_classes, backbone, pretrained, mem_size, input_size, ms_head, ms_input_sigmoid, dropout,
+                         heads)
 
 
 def flow_resnet(num_classes: int = GTEA61_CLASSES, backbone: str = "resnet34", pretrained: str | None = None,
-                stack_size: int = 5, input_size: int = 224, dropout: float = 0.5) -> ClipModel:
+                stack_size: int = 5, input_size: int = 224, dropout: float = 0.5,
+                heads: dict[str, int] | None = None) -> ClipModel:
     """Temporal stream on a stack of flow pairs ("temporal-warp flow")."""
-    model = FlowResNet(num_classes, backbone, stack_size, dropout, input_size)
+    model = FlowResNet(num_classes, backbone, stack_size, dropout, input_size, heads)
     if pretrained:
         load_pretrained(model.backbone, pretrained)
     return model
 
 
 def two_stream(num_classes: int = GTEA61_CLASSES, backbone: str = "resnet34", pretrained: str | None = None,
-               mem_size: int = 512, stack_size: int = 5, input_size: int = 224, dropout: float = 0.5) -> ClipModel:
+               mem_size: int = 512, stack_size: int = 5, input_size: int = 224, dropout: float = 0.5,
+               heads: dict[str, int] | None = None) -> ClipModel:
     """Flow + RGB-attention streams fused by one linear layer (Table 1, "two-stream")."""
-    model = TwoStream(num_classes, backbone, mem_size, stack_size, dropout, input_size)
+    model = TwoStream(num_classes, backbone, mem_size, stack_size, dropout, input_size, heads)
     if pretrained:
         load_pretrained(model.flow_model.backbone, pretrained)
         load_pretrained(model.rgb_model.backbone, pretrained)
@@ -77,11 +82,12 @@ def two_stream(num_classes: int = GTEA61_CLASSES, backbone: str = "resnet34", pr
 
 def two_in_one(num_classes: int = GTEA61_CLASSES, backbone: str = "resnet34", pretrained: str | None = None,
                mem_size: int = 512, input_size: int = 224, attention: bool = True, ms_head: str | None = None,
-               ms_input_sigmoid: bool = False, return_modulation: bool = False, dropout: float = 0.7) -> ClipModel:
+               ms_input_sigmoid: bool = False, return_modulation: bool = False, dropout: float = 0.7,
+               heads: dict[str, int] | None = None) -> ClipModel:
     """RGB model whose conv1 is modulated by each frame's flow pair (Table 4)."""
     return _rgb_model(num_classes, backbone, pretrained, mem_size=mem_size, attention=attention, ms_head=ms_head,
                       ms_input_sigmoid=ms_input_sigmoid, input_size=input_size, dropout=dropout, motion=True,
-                      return_modulation=return_modulation)
+                      return_modulation=return_modulation, heads=heads)
 
 
 MODELS: dict[str, Callable[..., ClipModel]] = {
@@ -128,6 +134,12 @@ def _check_values(spec: dict[str, Any]) -> None:
             raise FparError(f"{key} must be a positive integer, got {spec[key]!r}")
     if "dropout" in spec and not 0 <= spec["dropout"] < 1:
         raise FparError(f"dropout must be in [0, 1), got {spec['dropout']!r}")
+    heads = spec.get("heads")
+    if heads is not None:
+        if not isinstance(heads, dict) or any(kind not in LABEL_KINDS for kind in heads) or any(
+                not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in heads.values()):
+            raise FparError(f"heads must map label kinds ({', '.join(LABEL_KINDS)}) to class counts "
+                            f"(e.g. {{verb: 97, noun: 300}}), got {heads!r}")
 
 
 def build_model(name: str, **kwargs: Any) -> ClipModel:

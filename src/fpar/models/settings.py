@@ -8,11 +8,15 @@ torch) is imported only when a section is validated.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from fpar.data.labels import LABEL_KINDS
+from fpar.errors import FparError
 from fpar.models.vocabulary import BLOCKS_PER_STAGE
+
+LabelKind = Literal[LABEL_KINDS]  # type: ignore[valid-type]
 
 
 
@@ -26,6 +30,16 @@ class ModelSettings(BaseModel):
     backbone: Literal[tuple(BLOCKS_PER_STAGE)] = "resnet34"  # type: ignore[valid-type]
     pretrained: Optional[str] = Field(None, min_length=1)
     num_classes: Optional[int] = Field(None, ge=1, le=1_000_000)
+    # label heads beside the action head (docs/models.md, "Verb and noun heads"): a list of label
+    # kinds (their class counts: the dataset's), or {kind: classes} (e.g. EPIC's {verb: 97, noun: 300})
+    heads: Optional[Union[list[LabelKind], dict[LabelKind, Annotated[int, Field(ge=1, le=1_000_000)]]]] = None
+
+    @field_validator("heads")
+    @classmethod
+    def _heads_once_each(cls, heads: Any) -> Any:
+        if isinstance(heads, list) and len(set(heads)) != len(heads):
+            raise ValueError("must name each label kind once")
+        return heads
 
     @field_validator("name")
     @classmethod
@@ -42,17 +56,37 @@ class ModelSettings(BaseModel):
             raise ValueError("input_size is filled from data.crop; set data.crop instead")
         takes = [key for key in _builder_keywords(self.name) if key != "input_size"]
         given = set(self.model_extra or {}) | (self.model_fields_set - {"name", "num_classes"})
+        if not self.heads:
+            given.discard("heads")
         unknown = sorted(given - set(takes))
         if unknown:
             raise ValueError(f"unknown key {', '.join(unknown)}: model '{self.name}' takes {', '.join(takes)}")
         return self
 
-    def build_arguments(self, num_classes: int, input_size: int) -> dict[str, Any]:
-        """``build_model`` keywords: class count from the dataset unless set, input size from the crop;
-        the section's defaults (``backbone``, ``pretrained``) only where the model takes them."""
+    def build_arguments(self, num_classes: int, input_size: int,
+                        label_classes: dict[str, list[str]] | None = None) -> dict[str, Any]:
+        """``build_model`` keywords: class count from the dataset unless set, input size from the crop,
+        label heads' class counts from the dataset's label classes (``label_classes``: {kind: names})
+        unless set; the section's defaults (``backbone``, ``pretrained``) only where the model takes them."""
         takes = _builder_keywords(self.name)
         arguments = {key: value for key, value in self.model_dump().items() if key in takes or key == "name"}
+        if self.heads:
+            arguments["heads"] = self.head_widths(label_classes or {})
         return {**arguments, "num_classes": self.num_classes or num_classes, "input_size": input_size}
+
+    def head_widths(self, label_classes: dict[str, list[str]]) -> dict[str, int]:
+        """{kind: classes} of the label heads: the counts given, or the dataset's."""
+        widths = {}
+        for kind in self.heads or ():
+            known = label_classes.get(kind)
+            if known is None:
+                raise FparError(f"model.heads: the dataset has no {kind} labels (a labels.csv, or class names "
+                                "<verb>_<objects>; docs/data.md, \"Verb and noun labels\")")
+            given = self.heads[kind] if isinstance(self.heads, dict) else len(known)
+            if given < len(known):
+                raise FparError(f"model.heads.{kind} is {given} but the dataset has {len(known)} {kind} classes")
+            widths[kind] = given
+        return widths
 
 
 def _builder_keywords(name: str) -> list[str]:

@@ -15,6 +15,9 @@ cropped clips) when present, else frames ``start..end`` of ``VIDEOS/<session>.mp
 with ``narration_id``, ``participant_id``, ``video_id``, ``start_frame``, ``stop_frame``, ``verb``,
 ``noun`` (and more). The video is ``VIDEOS/<participant>/videos/<video>.MP4`` or the frame folder
 ``VIDEOS/<participant>/rgb_frames/<video>/frame_0000000001.jpg`` (EPIC's frame numbers start at 1).
+
+**Verb and noun labels** (:func:`epic_labels`, :func:`egtea_labels`): the annotations' verb and noun
+classes, written beside the imported dataset as its ``labels.csv`` (:mod:`fpar.data.labels`).
 """
 
 from __future__ import annotations
@@ -136,6 +139,39 @@ def _epic_video(videos: Path, participant: str, video: str) -> Path:
                   videos / video]
     # the first layout is the dataset's own: naming it in "no such video" says where it was looked for
     return next((p for p in candidates if p.exists()), candidates[0])
+
+
+def epic_labels(annotations: str | Path) -> list[dict[str, str]]:
+    """The verb and noun (names and EPIC's class numbers) of every narration of an EPIC-KITCHENS-100
+    CSV, as ``labels.csv`` rows (:mod:`fpar.data.labels`); rows without numbers are left out (the
+    jobs report their lines)."""
+    rows = csv.DictReader(_read_lines(Path(annotations)))
+    if not {"narration_id", "verb", "verb_class", "noun", "noun_class"} <= set(rows.fieldnames or ()):
+        return []  # an annotation CSV without class numbers gives no labels
+    return [{"id": row["narration_id"], "verb": row["verb"], "verb_class": row["verb_class"].strip(),
+             "noun": row["noun"], "noun_class": row["noun_class"].strip()}
+            for row in rows if row["verb_class"].strip().isdigit() and row["noun_class"].strip().isdigit()]
+
+
+def egtea_labels(split_file: str | Path, verb_index: str | Path | None = None,
+                 noun_index: str | Path | None = None) -> list[dict[str, str]]:
+    """The verb and noun of every clip of an EGTEA Gaze+ split file (``<clip> <action> <verb> <noun>``)
+    as ``labels.csv`` rows: class number = EGTEA's id - 1 (its ids count from 1), named from
+    ``verb_idx.txt`` / ``noun_idx.txt`` where given."""
+    names = {kind: read_index(path, []) if path is not None and Path(path).is_file() else {}
+             for kind, path in (("verb", verb_index), ("noun", noun_index))}
+    rows = []
+    for line in _read_lines(Path(split_file)):
+        parts = line.split()
+        if len(parts) < 4 or not _EGTEA_CLIP.match(parts[0]) or not all(p.isdigit() and int(p) > 0 for p in parts[2:4]):
+            continue
+        row = {"id": parts[0]}
+        for kind, text in zip(("verb", "noun"), parts[2:4]):
+            row[f"{kind}_class"] = str(int(text) - 1)
+            if int(text) in names[kind]:
+                row[kind] = class_folder_name(names[kind][int(text)])
+        rows.append(row)
+    return rows
 
 
 def _usable(job: Job, where: str, problems: list[str]) -> bool:
