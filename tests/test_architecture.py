@@ -17,6 +17,7 @@ PACKAGE = SRC / "fpar"
 LAYERS = [
     {"errors", "io", "lazy"},
     {"data", "prepare"},
+    {"pictures"},
     {"models"},
     {"checkpoint"},
     {"interop", "engine"},

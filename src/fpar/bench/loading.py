@@ -25,6 +25,7 @@ import numpy as np
 
 from fpar.bench.reference import reference_frame
 from fpar.data import ClipDataset, ClipSettings, FrameCache, load_index
+from fpar.data.layouts import FILE_KINDS_OF_MODALITY
 from fpar.data.store import FrameStore, build_store
 
 CLIPS = {
@@ -118,7 +119,6 @@ def _reference_epoch(dataset: ClipDataset, epoch: int) -> None:
     for i, inst in enumerate(dataset.instances):
         numbers, draw = dataset.draws(i, epoch)
         for modality in dataset.modalities:
-            kinds = {"frames": ("rgb",), "flow": ("flow_x", "flow_y"), "mmaps": ("mmaps",)}[modality]
             key = "flow" if modality == "flow" else "rgb"
             np.stack([reference_frame(inst.frames(kind)[k - 1], kind, dataset.resize, dataset.crop, draw)
-                      for k in numbers[key] for kind in kinds])
+                      for k in numbers[key] for kind in FILE_KINDS_OF_MODALITY[modality]])

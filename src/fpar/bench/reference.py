@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from fpar.data import transforms
+from fpar.data.normalization import FLOW_MEAN, FLOW_STD, RGB_MEAN, RGB_STD
 from fpar.models.assembled import FlowResNet, RGBConvLSTM, TwoStream
 from fpar.models.attention import class_activation_attention
 
@@ -100,10 +101,10 @@ def reference_frame(path: str | Path, kind: str, resize: int, crop: int,
             im = im.crop((x, y, x + side, y + side)).resize((crop, crop), Image.BILINEAR)
         values = np.asarray(im, np.float32) / 255.0
     if kind == "rgb":
-        return np.moveaxis((values - transforms.RGB_MEAN) / transforms.RGB_STD, -1, 0)
+        return np.moveaxis((values - RGB_MEAN) / RGB_STD, -1, 0)
     if kind == "mmaps":
         return values
-    return (values - transforms.FLOW_MEAN) / transforms.FLOW_STD
+    return (values - FLOW_MEAN) / FLOW_STD
 
 
 def reference_predictions(checkpoint: str, root: str, split: str, device: str) -> list[str]:

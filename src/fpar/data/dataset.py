@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from fpar.data import sampling, transforms
 from fpar.data.frames import FrameCache, read_frame
-from fpar.data.layouts import Instance
+from fpar.data.layouts import FILE_KINDS_OF_MODALITY, Instance
 from fpar.data.settings import ClipSettings
 from fpar.data.transforms import VIEWS
 from fpar.errors import FparError
@@ -159,8 +159,7 @@ class ClipDataset(Dataset):
         return numbers
 
     def _files_needed(self) -> list[str]:
-        wanted = {"frames": ["rgb"], "flow": ["flow_x", "flow_y"], "mmaps": ["mmaps"]}
-        return [f for m in self.modalities for f in wanted[m]]
+        return [f for m in self.modalities for f in FILE_KINDS_OF_MODALITY[m]]
 
     # --- loading and transforms ----------------------------------------------------------------
 

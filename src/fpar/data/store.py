@@ -34,13 +34,11 @@ import numpy as np
 
 from fpar.data import transforms
 from fpar.data.frames import read_frame
-from fpar.data.layouts import DatasetIndex, Instance, load_index
+from fpar.data.layouts import FILE_KINDS, FILE_KINDS_OF_MODALITY, DatasetIndex, Instance, load_index
 from fpar.errors import FparError
 from fpar.io import exclusive_lock, write_text
 
 FORMAT_VERSION = 1
-KINDS = ("rgb", "mmaps", "flow_x", "flow_y")
-KINDS_OF_MODALITY = {"frames": ("rgb",), "flow": ("flow_x", "flow_y"), "mmaps": ("mmaps",)}
 INDEX_NAME = "index.json"
 PROGRESS_NAME = "progress.json"
 LOCK_NAME = "build.lock"
@@ -58,9 +56,9 @@ def default_store_path(root: str | Path, resize: int) -> Path:
 
 
 def kinds_for(modalities: Iterable[str]) -> tuple[str, ...]:
-    """The file kinds that ``modalities`` (``frames``/``flow``/``mmaps``) read, in :data:`KINDS` order."""
-    wanted = {k for m in modalities for k in KINDS_OF_MODALITY[m]}
-    return tuple(k for k in KINDS if k in wanted)
+    """The file kinds that ``modalities`` (``frames``/``flow``/``mmaps``) read, in ``FILE_KINDS`` order."""
+    wanted = {k for m in modalities for k in FILE_KINDS_OF_MODALITY[m]}
+    return tuple(k for k in FILE_KINDS if k in wanted)
 
 
 def _sources(index: DatasetIndex, kinds: Sequence[str]) -> dict[str, list[list]]:
@@ -115,7 +113,7 @@ def build_store(
     """
     index = index or load_index(root, layout)
     path = Path(path) if path else default_store_path(index.root, resize)
-    present = tuple(k for k in KINDS if any(inst.frames(k) for inst in index.instances))
+    present = tuple(k for k in FILE_KINDS if any(inst.frames(k) for inst in index.instances))
     kinds = kinds_for(modalities) if modalities else present
     settings = _settings(resize, kinds)
     path.mkdir(parents=True, exist_ok=True)

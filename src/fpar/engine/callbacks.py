@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
 
 from fpar.checkpoint import load_checkpoint
 from fpar.io import atomic_path, write_text
+from fpar.pictures import attention_strip, confusion_picture
 
 METRIC_FIELDS = ("epoch", "step", "lr", "train_loss", "val_loss", "val_accuracy")
 # What best.ckpt keeps of Lightning's checkpoint: the weights, fpar's contract (model, classes, clip,
@@ -269,33 +269,3 @@ class ValidationPictures(L.Callback):
                     logger.experiment.add_image(key, image, trainer.global_step, dataformats="HWC")
                 elif hasattr(logger, "log_image"):  # Weights & Biases
                     logger.log_image(key, [image], step=trainer.global_step)
-
-
-def _colour(values: np.ndarray, colormap: str) -> np.ndarray:
-    """``values`` in [0, 1] -> ``uint8 (..., 3)`` RGB through a matplotlib colormap."""
-    from matplotlib import colormaps
-
-    return (colormaps[colormap](np.clip(values, 0, 1))[..., :3] * 255 + 0.5).astype(np.uint8)
-
-
-def confusion_picture(confusion: torch.Tensor, cell: int | None = None) -> np.ndarray:
-    """A row-normalised confusion matrix as an ``uint8 (H, W, 3)`` picture, one square per cell."""
-    matrix = confusion.double()
-    rates = (matrix / matrix.sum(dim=1, keepdim=True).clamp(min=1)).numpy()
-    cell = cell or max(4, 256 // len(rates))
-    return _colour(rates, "Blues").repeat(cell, axis=0).repeat(cell, axis=1)
-
-
-def attention_strip(frames: torch.Tensor, attention: torch.Tensor) -> np.ndarray:
-    """ImageNet-normalised frames ``(T, 3, H, W)`` under their attention maps ``(T, h, w)``, side by
-    side, as ``uint8 (H, T * W, 3)``; each map spans its own range (where it looks is what matters)."""
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    rgb = (frames.float() * std + mean).clamp(0, 1).permute(0, 2, 3, 1).numpy()
-    maps = torch.nn.functional.interpolate(attention[:, None].float(), size=frames.shape[-2:], mode="bilinear",
-                                           align_corners=False)[:, 0]
-    low = maps.flatten(1).min(dim=1).values.view(-1, 1, 1)
-    span = (maps.flatten(1).max(dim=1).values.view(-1, 1, 1) - low).clamp(min=1e-12)
-    heat = _colour(((maps - low) / span).numpy(), "jet").astype(np.float32) / 255
-    blended = (0.55 * rgb + 0.45 * heat) * 255 + 0.5
-    return np.concatenate(list(blended.clip(0, 255).astype(np.uint8)), axis=1)
