@@ -4,6 +4,7 @@ offers is the one its owner declares."""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -132,3 +133,35 @@ def test_settings_accept_exactly_each_owners_vocabulary():
     assert literal(TrainerSettings, "precision") == PRECISIONS
     assert literal(MSLossSettings, "kind") == MS_TASKS
     assert literal(MSLossSettings, "regression") == tuple(MS_REGRESSION_LOSSES)
+
+
+# Lightning objects fpar's code holds; their underscore members change between Lightning releases.
+LIGHTNING_PRIVATE_ACCESS = re.compile(r"\b(trainer|strategy|pl_module|lightning_module|checkpoint_callback|"
+                                      r"accelerator|precision_plugin|checkpoint_io|fit_loop)\._[a-zA-Z]\w*")
+
+
+def test_only_public_lightning_api_is_used():
+    """No Lightning member with a leading underscore: not reached into, not imported, not overridden."""
+    import importlib
+    import inspect
+
+    found = []
+    for path, module in _modules():
+        text = path.read_text(encoding="utf-8")
+        found += [f"{module}:{text.count(chr(10), 0, m.start()) + 1} uses {m.group(0)}"
+                  for m in LIGHTNING_PRIVATE_ACCESS.finditer(text)]
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "lightning":
+                names = [*node.module.split("."), *(alias.name for alias in node.names)]
+                found += [f"{module}:{node.lineno} imports {name} from {node.module}"
+                          for name in names if name.startswith("_")]
+        if "lightning" not in text:
+            continue
+        for _, cls in inspect.getmembers(importlib.import_module(module), inspect.isclass):
+            if cls.__module__ != module:
+                continue
+            lightning_bases = [base for base in cls.__mro__[1:] if base.__module__.split(".")[0] == "lightning"]
+            found += [f"{module}.{cls.__name__} overrides {base.__name__}.{name}"
+                      for name in vars(cls) if name.startswith("_") and not name.startswith(("__", "_abc_"))
+                      for base in lightning_bases if name in vars(base)]
+    assert not found, "\n".join(found)

@@ -31,10 +31,16 @@ MODEL_CHECKPOINT_KEYS = ("state_dict", "fpar", "epoch", "global_step")
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints are written to a temporary file and renamed into place (a killed run never leaves
-    a half-written ``last.ckpt``) and read back with ``weights_only=True`` (reading never runs code)."""
+    a half-written ``last.ckpt``) and read back with ``weights_only=True`` (reading never runs code).
+
+    Lightning's weights-only checkpoint (``trainer.save_checkpoint(path, weights_only=True)``, which
+    ``ModelCheckpoint(save_weights_only=True)`` calls: its loop state without optimiser state) is
+    written as fpar's model checkpoint: :data:`MODEL_CHECKPOINT_KEYS` only, weights contiguous."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike,
                         storage_options: Any | None = None) -> None:
+        if "loops" in checkpoint and "optimizer_states" not in checkpoint:
+            checkpoint = model_checkpoint(checkpoint)
         with atomic_path(path) as tmp:
             torch.save(checkpoint, tmp)
 
@@ -46,7 +52,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 class BestWeights(ModelCheckpoint):
     """``<run>/best.ckpt``: the model of the best validation accuracy, as a model-only checkpoint
     (:data:`MODEL_CHECKPOINT_KEYS`), the file people evaluate, share and start later stages from.
-    ``last`` (``selection: last``): the model at the end of every epoch instead, so the last one stays."""
+    ``last`` (``selection: last``): the model at the end of every epoch instead, so the last one stays.
+    Lightning's weights-only save, made model-only by :class:`AtomicCheckpointIO` (the trainer's
+    checkpoint plugin, :func:`fpar.engine.train.build_trainer`)."""
 
     def __init__(self, run_dir: str | os.PathLike, *, last: bool = False):
         selection = {"monitor": None, "every_n_epochs": 1, "save_on_train_epoch_end": True} if last else \
@@ -54,15 +62,14 @@ class BestWeights(ModelCheckpoint):
         super().__init__(dirpath=run_dir, filename="best", save_top_k=1, save_weights_only=True,
                          auto_insert_metric_name=False, enable_version_counter=False, **selection)
 
-    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
-        full = trainer._checkpoint_connector.dump_checkpoint(weights_only=True)
-        # contiguous weights, the layout of exports and imported models too: load_model maps them
-        # as they are, where channels-last ones (the training layout) would be copied
-        full["state_dict"] = {key: value.contiguous() for key, value in full["state_dict"].items()}
-        trainer.strategy.save_checkpoint({key: full[key] for key in MODEL_CHECKPOINT_KEYS}, filepath)
-        trainer.strategy.barrier("BestWeights._save_checkpoint")
-        self._last_global_step_saved = trainer.global_step
-        self._last_checkpoint_saved = filepath
+
+def model_checkpoint(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """Of a Lightning checkpoint, what ``best.ckpt`` keeps (:data:`MODEL_CHECKPOINT_KEYS`), its weights
+    contiguous: the layout of exports and imported models too, which ``load_model`` maps as they are,
+    where channels-last ones (the training layout) would be copied."""
+    kept = {key: checkpoint[key] for key in MODEL_CHECKPOINT_KEYS}
+    kept["state_dict"] = {key: value.contiguous() for key, value in kept["state_dict"].items()}
+    return kept
 
 
 def remove_stale_temporaries(run_dir: str | os.PathLike) -> list[Path]:
