@@ -71,7 +71,8 @@ def calibrate_batch_norms(model: torch.nn.Module, batch: dict[str, torch.Tensor]
     argmax and any rounding flips it, so the two ways' agreement would say nothing about a
     trained model's. Calibrated statistics keep activations at a trained network's scale.
     """
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    kinds = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)
+    norms = [m for m in model.modules() if isinstance(m, kinds)]
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.momentum = 1.0  # running statistics := this batch's
