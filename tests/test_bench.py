@@ -22,12 +22,12 @@ def test_reference_way_computes_the_same_logits():
 
 
 def test_reference_way_of_every_stage_model():
-    for stage, (name, options, _) in STAGE_MODELS.items():
+    for stage, (name, options, loss) in STAGE_MODELS.items():
         torch.manual_seed(0)
         small = {} if name == "flow_resnet" else {"mem_size": 16}
         model = build_model(name, num_classes=5, backbone="resnet18", input_size=64, **small, **options).eval()
         configure_stage(model, stage)
-        batch = make_batch(stage, 2, 3, 64, "cpu")
+        batch = make_batch(model, loss, 2, 3, "cpu")
         with torch.no_grad():
             ours, theirs = model(batch), reference_forward(model, batch)
         for key in ("logits", "ms"):

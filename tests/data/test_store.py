@@ -206,7 +206,7 @@ def test_a_dataset_refuses_a_store_of_other_settings(synth_root, tmp_path):
 
 
 def test_clip_loading_benchmark_runs_on_a_given_dataset(built, synth_root):
-    from fpar.data.store_bench import bench_clip_loading
+    from fpar.bench import bench_clip_loading
 
     rows = bench_clip_loading(synth_root, resize=RESIZE, crop=CROP, repeats=1)
     assert len(rows) == 6 and all(row["fpar_s"] > 0 and row["speedup"] > 0 for row in rows)

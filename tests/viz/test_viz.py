@@ -2,13 +2,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from fpar.data.normalization import RGB_MEAN, RGB_STD
 from fpar.viz import denormalize, overlay_maps, plot_confusion, plot_curves, plot_map_grid, save_gif
-from fpar.viz.cam import IMAGENET_MEAN, IMAGENET_STD
 
 
 def test_denormalize_inverts_imagenet_normalisation():
     rgb = np.random.default_rng(0).integers(0, 256, size=(2, 8, 6, 3)).astype(np.uint8)
-    normalised = (rgb / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    normalised = (rgb / 255.0 - RGB_MEAN) / RGB_STD
     frames = torch.from_numpy(normalised).permute(0, 3, 1, 2).float()
     assert np.array_equal(denormalize(frames), rgb)
 

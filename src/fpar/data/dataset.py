@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 from fpar.data import sampling, transforms
 from fpar.data.frames import FrameCache, read_frame
 from fpar.data.labels import LABEL_KINDS, label_key
-from fpar.data.layouts import Instance
+from fpar.data.layouts import FILE_KINDS_OF_MODALITY, Instance
 from fpar.data.settings import ClipSettings
 from fpar.data.transforms import VIEWS
 from fpar.errors import FparError
@@ -102,9 +102,7 @@ class ClipDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor | str]:
         index, epoch = key if isinstance(key, tuple) else (key, self.epoch)
         inst = self.instances[index]
-        rng = self._rng(index, epoch)
-        frame_numbers = self._frame_numbers(inst, rng)
-        draw = transforms.draw_train(rng) if self.train else None
+        frame_numbers, draw = self.draws(index, epoch)
         item: dict[str, torch.Tensor | str] = {}
         if "frames" in self.modalities:
             rgb = self._load(inst, "rgb", frame_numbers["rgb"], draw)  # (V, T, h, w, 3)
@@ -131,6 +129,15 @@ class ClipDataset(Dataset):
         numbers = self._frame_numbers(self.instances[index], self._rng(index, self.epoch if epoch is None else epoch))
         of_kind = {"rgb": "rgb", "mmaps": "rgb", "flow_x": "flow", "flow_y": "flow"}
         return {kind: numbers[of_kind[kind]] for kind in self._files_needed()}
+
+    def draws(self, index: int, epoch: int) -> tuple[dict[str, list[int]], transforms.TrainDraw | None]:
+        """The random choices item ``(index, epoch)`` is read with: its 1-based frame numbers (``rgb``
+        for RGB and motion maps, ``flow`` for flow) and, in training, its flip, scale and corner. With
+        ``seed`` set these are the item's draws, so a reader of its own (``fpar bench``'s reference
+        loading) reads the same clips."""
+        rng = self._rng(index, epoch)
+        numbers = self._frame_numbers(self.instances[index], rng)
+        return numbers, transforms.draw_train(rng) if self.train else None
 
     # --- sampling ------------------------------------------------------------------------------
 
@@ -159,8 +166,7 @@ class ClipDataset(Dataset):
         return numbers
 
     def _files_needed(self) -> list[str]:
-        wanted = {"frames": ["rgb"], "flow": ["flow_x", "flow_y"], "mmaps": ["mmaps"]}
-        return [f for m in self.modalities for f in wanted[m]]
+        return [f for m in self.modalities for f in FILE_KINDS_OF_MODALITY[m]]
 
     # --- loading and transforms ----------------------------------------------------------------
 

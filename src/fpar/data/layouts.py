@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 # the frame files an instance folder holds (the dataset's modalities read from them)
 FILE_KINDS = ("rgb", "mmaps", "flow_x", "flow_y")
+# the file kinds each modality (``fpar.data.settings.MODALITIES``) is read from
+FILE_KINDS_OF_MODALITY = {"frames": ("rgb",), "flow": ("flow_x", "flow_y"), "mmaps": ("mmaps",)}
 LAYOUTS = ("processed", "egornn", "manifest")
 MANIFEST_NAMES = ("manifest.csv", "manifest.jsonl")
 PREPARE_SETTINGS = "prepare.json"  # in a processed instance folder: the settings it was prepared with

@@ -50,13 +50,11 @@ import numpy as np
 
 from fpar.data import transforms
 from fpar.data.frames import check_pixels, image_problem, image_size, read_frame
-from fpar.data.layouts import DatasetIndex, Instance, Problem, load_index
+from fpar.data.layouts import FILE_KINDS, FILE_KINDS_OF_MODALITY, DatasetIndex, Instance, Problem, load_index
 from fpar.errors import FparError
 from fpar.io import WRITE_ERRNOS, exclusive_lock, refuse_link, write_bytes, write_text
 
 FORMAT_VERSION = 2
-KINDS = ("rgb", "mmaps", "flow_x", "flow_y")
-KINDS_OF_MODALITY = {"frames": ("rgb",), "flow": ("flow_x", "flow_y"), "mmaps": ("mmaps",)}
 # How frames are packed; ``auto`` (the default of ``fpar cache`` and ``data.store``) chooses by size
 CODECS = ("raw", "jpeg")
 # ``auto`` packs JPEG sources as JPEG once a raw store would be larger than this: beyond it a raw
@@ -79,7 +77,7 @@ HEADER_BYTES = 64
 TABLE_DTYPE = np.dtype([("shard", "<u4"), ("length", "<u4"), ("offset", "<u8"), ("digest", "<u8")])
 _JPEG_NAMES = (".jpg", ".jpeg")
 # Files of a format-1 store (one flat file per kind), removed when such a store is rebuilt
-_OLD_FILES = tuple(f"{kind}.u8" for kind in KINDS)
+_OLD_FILES = tuple(f"{kind}.u8" for kind in FILE_KINDS)
 
 
 def default_store_path(root: str | Path, resize: int) -> Path:
@@ -94,9 +92,9 @@ def default_store_path(root: str | Path, resize: int) -> Path:
 
 
 def kinds_for(modalities: Iterable[str]) -> tuple[str, ...]:
-    """The file kinds that ``modalities`` (``frames``/``flow``/``mmaps``) read, in :data:`KINDS` order."""
-    wanted = {k for m in modalities for k in KINDS_OF_MODALITY[m]}
-    return tuple(k for k in KINDS if k in wanted)
+    """The file kinds that ``modalities`` (``frames``/``flow``/``mmaps``) read, in ``FILE_KINDS`` order."""
+    wanted = {k for m in modalities for k in FILE_KINDS_OF_MODALITY[m]}
+    return tuple(k for k in FILE_KINDS if k in wanted)
 
 
 def frame_hash(data) -> int:
@@ -237,7 +235,7 @@ def build_store(
         raise FparError(f"JPEG quality must be between 1 and 100, not {quality}")
     if quality is not None and codec == "raw":
         raise FparError("a JPEG quality is for the jpeg codec, not raw")
-    present = tuple(k for k in KINDS if any(inst.frames(k) for inst in index.instances))
+    present = tuple(k for k in FILE_KINDS if any(inst.frames(k) for inst in index.instances))
     kinds = kinds_for(modalities) if modalities else present
     if codec == "auto":
         asked_jpeg = quality is not None or reduced_decode

@@ -12,17 +12,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fpar.data.normalization import FLOW_MEAN, FLOW_STD, RGB_MEAN, RGB_STD
+
 SCALES = (1.0, 0.875, 0.75, 0.65625)
 POSITIONS = ("c", "tl", "tr", "bl", "br")
 FIVE_CROP_ORDER = ("tl", "tr", "bl", "br", "c")
 # Evaluation views: the centre crop, or five/ten crops whose scores are averaged. cv2 is imported
 # inside the functions that resize, so the CLI and the settings read this without loading it.
 VIEWS = ("center", "five", "ten")
-
-RGB_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-RGB_STD = np.array([0.229, 0.224, 0.225], np.float32)
-FLOW_MEAN = 0.449
-FLOW_STD = 0.226
 
 
 @dataclass(frozen=True)
@@ -221,7 +218,7 @@ def normalize_rgb(frames: np.ndarray) -> np.ndarray:
 
 
 def normalize_flow(flow: np.ndarray) -> np.ndarray:
-    """uint8 flow images -> float32 with the scalar mean 0.449 / std 0.226."""
+    """uint8 flow images -> float32 with the scalar mean :data:`FLOW_MEAN` / std :data:`FLOW_STD`."""
     return _look_up(flow, _FLOW_TABLE)
 
 

@@ -5,6 +5,7 @@
 * ``fpar.engine.train``: ``train(settings, data_root=..., out_dir=..., resume=...)`` -> run directory
 * ``fpar.engine.evaluate``: ``evaluate(checkpoint, data_root, split=..., views=...)`` -> accuracies and per-clip rows
 * ``fpar.engine.distributed_eval``: the same scoring over several processes (Lightning's DDP); one process needs no Lightning
+* ``fpar.engine.scoring``: ``ClipScorer`` (a batch -> one ``ClipResult`` per clip), which both of them run
 * ``fpar.engine.predict``: ``predict_video(checkpoint, video)`` -> one clip's prediction
 * ``fpar.engine.module`` / ``datamodule``: the LightningModule and LightningDataModule they use
 * ``fpar.engine.stages``, ``losses``: which parameters train per stage; CE + the MS head's loss

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
 
 from fpar.checkpoint import load_checkpoint
 from fpar.io import atomic_path, write_text
+from fpar.pictures import attention_strip, confusion_picture
 
 METRIC_FIELDS = ("epoch", "step", "lr", "train_loss", "val_loss", "val_accuracy")
 # What best.ckpt keeps of Lightning's checkpoint: the weights, fpar's contract (model, classes, clip,
@@ -31,10 +31,16 @@ MODEL_CHECKPOINT_KEYS = ("state_dict", "fpar", "epoch", "global_step")
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints are written to a temporary file and renamed into place (a killed run never leaves
-    a half-written ``last.ckpt``) and read back with ``weights_only=True`` (reading never runs code)."""
+    a half-written ``last.ckpt``) and read back with ``weights_only=True`` (reading never runs code).
+
+    Lightning's weights-only checkpoint (``trainer.save_checkpoint(path, weights_only=True)``, which
+    ``ModelCheckpoint(save_weights_only=True)`` calls: its loop state without optimiser state) is
+    written as fpar's model checkpoint: :data:`MODEL_CHECKPOINT_KEYS` only, weights contiguous."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike,
                         storage_options: Any | None = None) -> None:
+        if "loops" in checkpoint and "optimizer_states" not in checkpoint:
+            checkpoint = model_checkpoint(checkpoint)
         with atomic_path(path) as tmp:
             torch.save(checkpoint, tmp)
 
@@ -46,7 +52,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 class BestWeights(ModelCheckpoint):
     """``<run>/best.ckpt``: the model of the best validation accuracy, as a model-only checkpoint
     (:data:`MODEL_CHECKPOINT_KEYS`), the file people evaluate, share and start later stages from.
-    ``last`` (``selection: last``): the model at the end of every epoch instead, so the last one stays."""
+    ``last`` (``selection: last``): the model at the end of every epoch instead, so the last one stays.
+    Lightning's weights-only save, made model-only by :class:`AtomicCheckpointIO` (the trainer's
+    checkpoint plugin, :func:`fpar.engine.train.build_trainer`)."""
 
     def __init__(self, run_dir: str | os.PathLike, *, last: bool = False):
         selection = {"monitor": None, "every_n_epochs": 1, "save_on_train_epoch_end": True} if last else \
@@ -54,15 +62,14 @@ class BestWeights(ModelCheckpoint):
         super().__init__(dirpath=run_dir, filename="best", save_top_k=1, save_weights_only=True,
                          auto_insert_metric_name=False, enable_version_counter=False, **selection)
 
-    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
-        full = trainer._checkpoint_connector.dump_checkpoint(weights_only=True)
-        # contiguous weights, the layout of exports and imported models too: load_model maps them
-        # as they are, where channels-last ones (the training layout) would be copied
-        full["state_dict"] = {key: value.contiguous() for key, value in full["state_dict"].items()}
-        trainer.strategy.save_checkpoint({key: full[key] for key in MODEL_CHECKPOINT_KEYS}, filepath)
-        trainer.strategy.barrier("BestWeights._save_checkpoint")
-        self._last_global_step_saved = trainer.global_step
-        self._last_checkpoint_saved = filepath
+
+def model_checkpoint(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """Of a Lightning checkpoint, what ``best.ckpt`` keeps (:data:`MODEL_CHECKPOINT_KEYS`), its weights
+    contiguous: the layout of exports and imported models too, which ``load_model`` maps as they are,
+    where channels-last ones (the training layout) would be copied."""
+    kept = {key: checkpoint[key] for key in MODEL_CHECKPOINT_KEYS}
+    kept["state_dict"] = {key: value.contiguous() for key, value in kept["state_dict"].items()}
+    return kept
 
 
 def remove_stale_temporaries(run_dir: str | os.PathLike) -> list[Path]:
@@ -269,33 +276,3 @@ class ValidationPictures(L.Callback):
                     logger.experiment.add_image(key, image, trainer.global_step, dataformats="HWC")
                 elif hasattr(logger, "log_image"):  # Weights & Biases
                     logger.log_image(key, [image], step=trainer.global_step)
-
-
-def _colour(values: np.ndarray, colormap: str) -> np.ndarray:
-    """``values`` in [0, 1] -> ``uint8 (..., 3)`` RGB through a matplotlib colormap."""
-    from matplotlib import colormaps
-
-    return (colormaps[colormap](np.clip(values, 0, 1))[..., :3] * 255 + 0.5).astype(np.uint8)
-
-
-def confusion_picture(confusion: torch.Tensor, cell: int | None = None) -> np.ndarray:
-    """A row-normalised confusion matrix as an ``uint8 (H, W, 3)`` picture, one square per cell."""
-    matrix = confusion.double()
-    rates = (matrix / matrix.sum(dim=1, keepdim=True).clamp(min=1)).numpy()
-    cell = cell or max(4, 256 // len(rates))
-    return _colour(rates, "Blues").repeat(cell, axis=0).repeat(cell, axis=1)
-
-
-def attention_strip(frames: torch.Tensor, attention: torch.Tensor) -> np.ndarray:
-    """ImageNet-normalised frames ``(T, 3, H, W)`` under their attention maps ``(T, h, w)``, side by
-    side, as ``uint8 (H, T * W, 3)``; each map spans its own range (where it looks is what matters)."""
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    rgb = (frames.float() * std + mean).clamp(0, 1).permute(0, 2, 3, 1).numpy()
-    maps = torch.nn.functional.interpolate(attention[:, None].float(), size=frames.shape[-2:], mode="bilinear",
-                                           align_corners=False)[:, 0]
-    low = maps.flatten(1).min(dim=1).values.view(-1, 1, 1)
-    span = (maps.flatten(1).max(dim=1).values.view(-1, 1, 1) - low).clamp(min=1e-12)
-    heat = _colour(((maps - low) / span).numpy(), "jet").astype(np.float32) / 255
-    blended = (0.55 * rgb + 0.45 * heat) * 255 + 0.5
-    return np.concatenate(list(blended.clip(0, 255).astype(np.uint8)), axis=1)

@@ -16,8 +16,8 @@ from torch.utils.data import DataLoader
 
 from fpar.engine.callbacks import progress_callback
 from fpar.engine.datamodule import ShardSampler
-from fpar.engine.evaluate import ClipResult, ClipScorer
 from fpar.engine.hardware import resolve_precision
+from fpar.engine.scoring import ClipResult, ClipScorer
 from fpar.engine.train import distributed_run, quiet_lightning
 from fpar.errors import FparError
 

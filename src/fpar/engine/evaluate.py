@@ -3,7 +3,8 @@ row per clip (id, label, scores, features, the explanations asked for), the one 
 that ``fpar eval`` and ``fpar report`` share.
 
 One process scores in a plain loop; several (``devices > 1``) go through Lightning's DDP
-(:mod:`fpar.engine.distributed_eval`), where every clip is still scored exactly once. Multi-view
+(:mod:`fpar.engine.distributed_eval`), where every clip is still scored exactly once; both score
+with :class:`fpar.engine.scoring.ClipScorer`. Multi-view
 evaluation (``five``/``ten`` crops) averages the softmax scores (and the features) of the views.
 The clips are read as the checkpoint's own clip settings say: no config file is needed.
 
@@ -21,12 +22,10 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass, field
-from typing import Any, Collection, Iterator, Sequence
+from typing import Any, Collection, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -34,86 +33,18 @@ from fpar.checkpoint import load_model, model_reads_its_clip
 from fpar.data import ClipDataset, load_index
 from fpar.data.settings import DataSettings
 from fpar.engine import epic_metrics as epic
-from fpar.engine.compute import channels_last_batch, prepare_for_inference
 from fpar.engine.hardware import autocast_dtype, device_for, resolve_precision
 from fpar.engine.metrics import ClassificationMetrics
+from fpar.engine.scoring import ClipResult, ClipScorer
 from fpar.engine.selection import selection_record
 from fpar.errors import FparError
 from fpar.io import check_writable, refuse_overwriting_inputs, write_text
-from fpar.models.heads import ACTION, output_key, target_key
 
 log = logging.getLogger(__name__)  # the precision line: shown with --verbose
 
 
 # accelerators a single-process evaluation runs on without Lightning (others, e.g. mps, go through it)
 IN_PROCESS_ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
-# frames of a batch the backbone takes at a time: `fpar eval` of a ResNet-34 at 224 px (8 clips of
-# 16 frames, bf16) peaked at 1.11 GB with all 128 at once and at 0.71 GB with 32, at the same speed
-FRAMES_PER_PASS = 32
-
-
-@dataclass
-class ClipResult:
-    """One scored clip. ``explanation``: the clip (no batch axis) and the model's outputs for it
-    (batch of one, with the maps ``explain=True`` adds), for the clips whose ids were asked for."""
-
-    position: int
-    id: str
-    label: int
-    scores: list[float]
-    features: list[float]
-    explanation: dict[str, dict[str, Any]] | None = field(default=None, repr=False)
-    # per label head (verb, noun): its probabilities and the clip's class, as ``scores`` and ``label``
-    head_scores: dict[str, list[float]] = field(default_factory=dict, repr=False)
-    head_labels: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def prediction(self) -> int:
-        return max(range(len(self.scores)), key=self.scores.__getitem__)
-
-
-class ClipScorer:
-    """Scores batches with a fixed model, as one process's share of a dataset; ``score`` gives one
-    :class:`ClipResult` per clip, numbered by ``positions`` (the clips' indices in the dataset)."""
-
-    def __init__(self, model: nn.Module, dataset: ClipDataset, explain: Collection[str] = (),
-                 dtype: torch.dtype | None = None):
-        # ``dtype``: the autocast dtype it scores under, where this process sets it (its weights
-        # are then stored in it); Lightning's precision plugin casts at each call instead
-        self.model = prepare_for_inference(model, dtype=dtype, frames_per_pass=FRAMES_PER_PASS)
-        self.dataset = dataset
-        self.explain = set(explain)
-        self.label_kinds = list(dataset.label_ids)  # the label heads scored besides the action
-
-    def score(self, batch: dict[str, Any], positions: Iterator[int]) -> list[ClipResult]:
-        explain = bool(self.explain.intersection(batch["id"]))
-        heads = [ACTION, *self.label_kinds]
-        if self.dataset.views == "center":
-            outputs = self.model(channels_last_batch(batch), explain=explain)
-            probs = {head: outputs[output_key(head)].float().softmax(dim=1) for head in heads}
-            features = outputs["features"].float()
-        else:  # tensors are (B, V, ...): average the softmax (and features) of every view
-            inputs = {m: batch[m] for m in self.dataset.modalities}
-            num_views = next(iter(inputs.values())).shape[1]
-            views = [self.model(channels_last_batch({m: x[:, v] for m, x in inputs.items()}))
-                     for v in range(num_views)]
-            probs = {head: torch.stack([out[output_key(head)].float().softmax(dim=1) for out in views]).mean(dim=0)
-                     for head in heads}
-            features = torch.stack([out["features"].float() for out in views]).mean(dim=0)
-        head_labels = {kind: batch[target_key(kind)].tolist() for kind in self.label_kinds}
-        rows = []
-        for i, (clip_id, label) in enumerate(zip(batch["id"], batch["label"].tolist())):
-            row = ClipResult(next(positions), clip_id, label, probs[ACTION][i].cpu().tolist(),
-                             features[i].cpu().tolist(),
-                             head_scores={kind: probs[kind][i].cpu().tolist() for kind in self.label_kinds},
-                             head_labels={kind: head_labels[kind][i] for kind in self.label_kinds})
-            if clip_id in self.explain and self.dataset.views == "center":
-                row.explanation = {
-                    "clip": {k: v[i].cpu() for k, v in batch.items() if isinstance(v, torch.Tensor)} | {"id": clip_id},
-                    "outputs": {k: v[i:i + 1].detach().cpu() for k, v in outputs.items()},
-                }
-            rows.append(row)
-        return rows
 
 
 def score_in_process(scorer: ClipScorer, batch_size: int, workers: int, accelerator: str, precision: str,

@@ -3,8 +3,8 @@
 from fpar.lazy import lazy_exports
 
 _EXPORTS = {
-    "denormalize": "fpar.viz.cam",
-    "overlay_maps": "fpar.viz.cam",
+    "denormalize": "fpar.pictures",
+    "overlay_maps": "fpar.pictures",
     "save_gif": "fpar.viz.cam",
     "plot_confusion": "fpar.viz.plots",
     "plot_curves": "fpar.viz.plots",

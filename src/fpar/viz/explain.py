@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 
 from fpar.models.ms_task import ms_target
-from fpar.viz.cam import caption_frames, denormalize, overlay_maps, save_gif
+from fpar.pictures import denormalize, overlay_maps
+from fpar.viz.cam import caption_frames, save_gif
 from fpar.viz.plots import plot_map_grid
 
 

@@ -13,6 +13,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fpar.io import atomic_path  # noqa: E402
+from fpar.pictures import confusion_rates  # noqa: E402
 
 
 def _save(fig, path: str | os.PathLike) -> None:
@@ -51,9 +52,7 @@ def plot_curves(rows: Sequence[dict], path: str | os.PathLike, title: str = "") 
 def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: str | os.PathLike,
                    title: str = "") -> None:
     """Row-normalised confusion matrix (rows: true class, columns: predicted)."""
-    matrix = np.asarray(matrix, dtype=np.float64)
-    totals = matrix.sum(axis=1, keepdims=True)
-    rates = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
+    rates = confusion_rates(matrix)
     size = max(4.0, 0.28 * len(class_names) + 2)
     fig, ax = plt.subplots(figsize=(size, size))
     image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)

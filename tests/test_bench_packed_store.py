@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fpar.bench_store import bench_packed_store, jpeg_tree
+from fpar.bench.packed_store import bench_packed_store, jpeg_tree
 from fpar.data.synth import generate
 
 

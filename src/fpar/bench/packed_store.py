@@ -13,7 +13,8 @@ frame size by default):
 Besides the rates, each row reports the sizes: the JPEGs', the jpeg store's (shards, table and
 index), the raw store's, and the share of a jpeg-store clip's time spent on checksums.
 
-Run ``python -m fpar.bench_store [--size 456x256] [--resize 256] [--crop 224]`` for the table.
+``fpar bench --rows packed`` gives its rows; ``python -m fpar.bench.packed_store [--size 456x256]
+[--resize 256] [--crop 224]`` the table with the sizes.
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from fpar.data import store as store_module, transforms
 from fpar.data.dataset import ClipDataset
-from fpar.data.layouts import Instance, load_index
+from fpar.data.layouts import FILE_KINDS_OF_MODALITY, Instance, load_index
 from fpar.data.settings import ClipSettings
 
 CLIPS = {
@@ -198,7 +199,7 @@ def _reference_epoch(dataset: ClipDataset, epoch: int) -> None:
         numbers = dataset._frame_numbers(inst, rng)
         draw = transforms.draw_train(rng)
         for modality in dataset.modalities:
-            kinds = store_module.KINDS_OF_MODALITY[modality]
+            kinds = FILE_KINDS_OF_MODALITY[modality]
             key = "flow" if modality == "flow" else "rgb"
             np.stack([_reference_frame(inst, kind, k, draw, dataset.resize, dataset.crop)
                       for k in numbers[key] for kind in kinds])
@@ -225,10 +226,22 @@ def _reference_frame(inst: Instance, kind: str, number: int, draw: transforms.Tr
     return (values - transforms.FLOW_MEAN) / transforms.FLOW_STD
 
 
+def packed_store_rows(quick: bool, repeats: int) -> list[dict[str, Any]]:
+    """``fpar bench``'s rows: clips per second from the jpeg store against the reference's PIL
+    reading (128/112 px quick, else 256/224), each row naming the store's size against the JPEGs'."""
+    from fpar.bench.data_rows import data_row
+
+    resize, crop = (128, 112) if quick else (256, 224)
+    rows = bench_packed_store(resize=resize, crop=crop, repeats=repeats)
+    return [data_row(f"packed store {r['clip']}, {r['way']}", "packed", "clips/s", r["reference_s"], r["fpar_s"],
+                     f"store {r['jpeg_store_bytes'] / r['jpeg_bytes']:.3f}x the JPEGs", clip=r["clip"], way=r["way"])
+            for r in rows]
+
+
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m fpar.bench_store", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m fpar.bench.packed_store", description=__doc__.split("\n")[0])
     parser.add_argument("--root", help="a dataset of JPEG frames (default: a synthetic one)")
     parser.add_argument("--size", default="456x256", help="synthetic frame size WxH (default EPIC's 456x256)")
     parser.add_argument("--resize", type=int, default=256)

@@ -1,8 +1,9 @@
+#!/usr/bin/env python3
 """The pictures of the synthetic dataset in docs/images (one RGB frame per class, flow, motion map).
 
-Regenerate them with::
+Documentation tooling, not part of the package. Regenerate them with::
 
-    fpar synth /tmp/synth && python -m fpar.data.pictures /tmp/synth docs/images
+    fpar synth /tmp/synth && python scripts/synth_pictures.py /tmp/synth docs/images
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
-from fpar.data.layouts import Instance, load_index  # noqa: E402
+from fpar.data import Instance, load_index  # noqa: E402
 
 FRAME = 12  # a frame from the middle of a 24-frame video
 
@@ -104,6 +105,6 @@ def _save(fig, path: Path) -> Path:
 
 if __name__ == "__main__":
     if len(sys.argv) != 3:
-        sys.exit("usage: python -m fpar.data.pictures DATASET OUT_DIR")
+        sys.exit("usage: python scripts/synth_pictures.py DATASET OUT_DIR")
     for written in save_pictures(sys.argv[1], sys.argv[2]):
         print(written)

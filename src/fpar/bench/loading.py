@@ -1,9 +1,11 @@
-"""Clip loading per DataLoader worker: the reference's way, the image tree, and the dataset store.
+"""``fpar bench``'s loading rows: clip loading per DataLoader worker, the reference's way, the
+image tree and the dataset store.
 
 One process, one thread (a worker has one core), every way timed alternately on the same clips
 and the same random draws, so load from other processes hits all of them alike. The ways:
 
-* ``reference``: every PNG opened with PIL and transformed frame by frame, for every clip;
+* ``reference``: every PNG opened with PIL and transformed frame by frame, for every clip
+  (:func:`fpar.bench.reference.reference_frame`);
 * ``images``: :class:`~fpar.data.ClipDataset` on the image tree, first epoch (OpenCV decode);
 * ``images, cached``: the same with a warm :class:`~fpar.data.FrameCache` (later epochs with
   persistent workers; each worker holds its own copy);
@@ -21,11 +23,9 @@ from typing import Callable
 
 import numpy as np
 
-from fpar.data import transforms
-from fpar.data.dataset import ClipDataset
-from fpar.data.frames import FrameCache
-from fpar.data.layouts import Instance, load_index
-from fpar.data.settings import ClipSettings
+from fpar.bench.reference import reference_frame
+from fpar.data import ClipDataset, ClipSettings, FrameCache, load_index
+from fpar.data.layouts import FILE_KINDS_OF_MODALITY
 from fpar.data.store import FrameStore, build_store
 
 CLIPS = {
@@ -117,34 +117,8 @@ def _reference_epoch(dataset: ClipDataset, epoch: int) -> None:
     """The reference's clip loading: each PNG opened with PIL, resized, flipped, cropped and
     normalised on its own, with the draws ``dataset`` makes for the same clip."""
     for i, inst in enumerate(dataset.instances):
-        rng = dataset._rng(i, epoch)
-        numbers = dataset._frame_numbers(inst, rng)
-        draw = transforms.draw_train(rng)
+        numbers, draw = dataset.draws(i, epoch)
         for modality in dataset.modalities:
-            kinds = {"frames": ("rgb",), "flow": ("flow_x", "flow_y"), "mmaps": ("mmaps",)}[modality]
             key = "flow" if modality == "flow" else "rgb"
-            np.stack([_reference_frame(inst, kind, k, draw, dataset.resize, dataset.crop)
-                      for k in numbers[key] for kind in kinds])
-
-
-def _reference_frame(inst: Instance, kind: str, number: int, draw: transforms.TrainDraw, resize: int,
-                     crop: int) -> np.ndarray:
-    from PIL import Image, ImageOps
-
-    with Image.open(inst.frames(kind)[number - 1]) as im:
-        im = im.convert("RGB" if kind == "rgb" else "L")
-        w, h = im.size
-        im = im.resize((int(resize * w / h), resize) if w > h else (resize, int(resize * h / w)), Image.BILINEAR)
-        if draw.flip:
-            im = ImageOps.mirror(im)
-            if kind == "flow_x":
-                im = ImageOps.invert(im)
-        side = int(min(im.size) * draw.scale)
-        y, x = transforms.crop_origin(im.height, im.width, side, draw.position)
-        im = im.crop((x, y, x + side, y + side)).resize((crop, crop), Image.BILINEAR)
-        values = np.asarray(im, np.float32) / 255.0
-    if kind == "rgb":
-        return np.moveaxis((values - transforms.RGB_MEAN) / transforms.RGB_STD, -1, 0)
-    if kind == "mmaps":
-        return values
-    return (values - transforms.FLOW_MEAN) / transforms.FLOW_STD
+            np.stack([reference_frame(inst.frames(kind)[k - 1], kind, dataset.resize, dataset.crop, draw)
+                      for k in numbers[key] for kind in FILE_KINDS_OF_MODALITY[modality]])

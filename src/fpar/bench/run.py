@@ -1,0 +1,78 @@
+"""``fpar bench``: fpar's way of computing against the reference's, on this machine, in one run.
+
+Every row times both ways on the same inputs and the same weights, alternately (so load from
+other processes hits both alike), and reports rates, the speed-up, each way's share of the
+machine's limit and its peak memory (:mod:`fpar.bench.measure`). The rows: the models' evaluation
+forward and training steps (:mod:`fpar.bench.model_rows`), clip loading and optical flow
+(:mod:`fpar.bench.data_rows`), the packed store against the reference's JPEG reading
+(:mod:`fpar.bench.packed_store`) and ``fpar eval`` as a whole process (:mod:`fpar.bench.process_rows`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from fpar.bench.data_rows import bench_flow, bench_loading
+from fpar.bench.measure import Setting, machine_info, matmul_peak, setting_for
+from fpar.bench.model_rows import STAGE_MODELS, bench_eval, bench_train
+from fpar.bench.packed_store import packed_store_rows
+from fpar.bench.process_rows import bench_process
+from fpar.errors import FparError
+
+# row kind -> maker of its rows (quick, repeats, setting); the model rows (eval, train) come first
+LOADING_ROWS: dict[str, Callable[[bool, int, Setting], list[dict[str, Any]]]] = {
+    "loading": lambda quick, repeats, setting: bench_loading(*((128, 112) if quick else (256, 224)), repeats),
+    "packed": lambda quick, repeats, setting: packed_store_rows(quick, repeats),
+    "flow": lambda quick, repeats, setting: bench_flow(repeats, setting),
+    "process": lambda quick, repeats, setting: [
+        bench_process("resnet18", 112, 3, 2, 7, repeats, setting.device) if quick else
+        bench_process("resnet34", 224, 6, 4, 16, repeats, setting.device)],
+}
+ROW_KINDS = ("eval", "train", *LOADING_ROWS)
+
+
+def run_benchmarks(quick: bool = True, repeats: int = 3, frames: tuple[int, ...] = (7,), batch: int | None = None,
+                   size: int | None = None, stages: tuple[str, ...] = tuple(STAGE_MODELS),
+                   rows: tuple[str, ...] = ROW_KINDS,
+                   device: str = "cpu", precision: str = "auto") -> dict[str, Any]:
+    """All benchmarks: ``{"machine": {...}, "rows": [...]}``.
+
+    ``quick`` uses ResNet-18 at 112px and 2 clips per batch, otherwise the paper's ResNet-34 at
+    224px and 4 clips; ``frames`` are the clip lengths T to run the model rows at; ``batch`` and
+    ``size`` (input side, px) override the defaults.
+    """
+    unknown = sorted(set(rows) - set(ROW_KINDS)) + sorted(set(stages) - set(STAGE_MODELS))
+    if unknown:
+        raise FparError(f"unknown benchmark {unknown}: rows are {list(ROW_KINDS)}, stages {list(STAGE_MODELS)}")
+    setting = setting_for(device, precision)
+    arch, default_size = ("resnet18", 112) if quick else ("resnet34", 224)
+    size = size or default_size
+    batch = batch or (2 if quick else 4)
+    model_rows = "eval" in rows or "train" in rows
+    peaks = {"32-true": matmul_peak(device, torch.float32)} if model_rows else {}
+    if model_rows and setting.dtype is not None:
+        peaks[setting.precision] = matmul_peak(device, setting.dtype)
+    results = []
+    for steps in frames:
+        if "eval" in rows:
+            results.append(bench_eval(arch, size, batch, steps, repeats, setting))
+        if "train" in rows:
+            for stage in stages:
+                if stage != "flow" or steps == frames[0]:  # the flow stream has no time axis
+                    results.append(bench_train(stage, arch, size, batch, steps, repeats, setting))
+    for kind, make in LOADING_ROWS.items():
+        if kind in rows:
+            results += make(quick, repeats, setting)
+    if any("flops_per_unit" in row for row in results):
+        # measured again at the end, keeping the better: load from other processes during either
+        # measurement would otherwise inflate every row's share of the peak
+        for name in peaks:
+            dtype = setting.dtype if name == setting.precision else torch.float32
+            peaks[name] = max(peaks[name], matmul_peak(device, dtype))
+        for row in results:
+            if "flops_per_unit" in row:
+                row["reference_peak_fraction"] = row["flops_per_unit"] * row["reference_rate"] / peaks["32-true"]
+                row["fpar_peak_fraction"] = row["flops_per_unit"] * row["fpar_rate"] / peaks[setting.precision]
+    return {"machine": machine_info(setting, peaks), "rows": results}
