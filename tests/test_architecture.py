@@ -227,15 +227,8 @@ def _cycles(graph: dict[str, set[str]]) -> list[set[str]]:
     return found
 
 
-KNOWN_CYCLES = [
-    # removed by the model seam work
-    {"fpar.models.settings", "fpar.models.registry", "fpar.models.assembled", "fpar.models.backbone",
-     "fpar.models.pretrained"},
-]
-
-
 def test_no_module_imports_itself_through_others():
-    cycles = [sorted(cycle) for cycle in _cycles(_import_graph()) if cycle not in KNOWN_CYCLES]
+    cycles = [sorted(cycle) for cycle in _cycles(_import_graph())]
     assert not cycles, f"import cycles: {cycles}"
 
 
