@@ -134,6 +134,48 @@ class RGBConvLSTM(nn.Module):
         out["logits"] = self.classifier(out["features"])
         return out
 
+    # --- streaming (docs/streaming.md): forward(batch) == decode_window(encode_frames(batch), batch)
+
+    def encode_frames(self, batch: dict[str, torch.Tensor], explain: bool = False) -> dict[str, torch.Tensor]:
+        """The per-frame part of :meth:`forward` (for inference: no autograd) on the batch's frames
+        (B, T, 3, H, W) (two-in-one: and their flow pairs (B, T, 2, H, W)): ``lstm_gates``, the
+        ConvLSTM input's share of its gates (it does not depend on the state), and the per-frame
+        outputs (``attention``, ``ms``, the modulation maps), each (B, T, ...). Frames are
+        independent here, so a stream encodes each new frame once and keeps the last T encodings."""
+        frames = batch["frames"]
+        batch_size, steps = frames.shape[:2]
+        frames = frames.flatten(0, 1)
+        flow = batch["flow"].flatten(0, 1) if self.motion is not None else None
+        per_pass = self.frames_per_pass or frames.shape[0]
+        slices = [self._per_frame(frames[i:i + per_pass], None if flow is None else flow[i:i + per_pass], explain)
+                  for i in range(0, frames.shape[0], per_pass)]
+        encoded = slices[0] if len(slices) == 1 else {key: torch.cat([part[key] for part in slices])
+                                                      for key in slices[0]}
+        encoded["lstm_gates"] = self.convlstm.input_gates(encoded.pop("lstm_input"))
+        return {name: value.unflatten(0, (batch_size, steps)) for name, value in encoded.items()}
+
+    def decode_window(self, encoded: dict[str, torch.Tensor],
+                      batch: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """The recurrent part of :meth:`forward` over a window of :meth:`encode_frames` outputs
+        (B, T, ...), returning what ``forward`` returns. ``batch`` (the inputs without a time
+        axis) is not read: everything this model reads is per frame."""
+        out = {name: value for name, value in encoded.items() if name != "lstm_gates"}
+        out["features"] = self.window_cell(encoded["lstm_gates"]).mean(dim=(2, 3))  # as extract reads it
+        out["logits"] = self.classifier(out["features"])
+        return out
+
+    def window_cell(self, gates: torch.Tensor) -> torch.Tensor:
+        """The ConvLSTM's final cell state (B, mem_size, h, w) over ``lstm_gates`` (B, T, ...), from
+        a zero state, as ``ConvLSTM.forward`` runs it without autograd. The state is kept in at
+        least float32 (``forward`` keeps it in its input's dtype: the same in fp32)."""
+        batch, _, _, height, width = gates.shape
+        zeros = gates.new_zeros(batch, self.convlstm.mem_size, height, width,
+                                dtype=torch.promote_types(gates.dtype, torch.float32))
+        state = (zeros, zeros)
+        for step in range(gates.shape[1]):
+            state = self.convlstm.recur(gates[:, step], state)
+        return state[1]
+
 
 class FlowResNet(nn.Module):
     """Temporal stream: ResNet on a stack of L flow pairs (2L channels, x1,y1,x2,y2,...)
@@ -157,6 +199,17 @@ class FlowResNet(nn.Module):
         out["logits"] = self.classifier(out["features"])
         return out
 
+    # --- streaming (docs/streaming.md): forward(batch) == decode_window(encode_frames(batch), batch)
+
+    def encode_frames(self, batch: dict[str, torch.Tensor], explain: bool = False) -> dict[str, torch.Tensor]:
+        """No per-frame part: the network reads a whole flow stack at once (in :meth:`decode_window`)."""
+        return {}
+
+    def decode_window(self, encoded: dict[str, torch.Tensor],
+                      batch: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """:meth:`forward` on ``batch["flow"]``, the stack of the last L flow pairs (B, 2L, H, W)."""
+        return self.forward(batch or {})
+
 
 class TwoStream(nn.Module):
     """Late fusion of the flow and RGB-attention streams: cat[flow 512, RGB mem_size] (flow first)
@@ -179,3 +232,18 @@ class TwoStream(nn.Module):
         rgb = self.rgb_model.extract(batch, explain)
         features = torch.cat([self.flow_model.extract(batch)["features"], rgb["features"]], dim=1)
         return {"logits": self.classifier(features), "features": features, "attention": rgb["attention"]}
+
+    # --- streaming (docs/streaming.md): forward(batch) == decode_window(encode_frames(batch), batch)
+
+    def encode_frames(self, batch: dict[str, torch.Tensor], explain: bool = False) -> dict[str, torch.Tensor]:
+        """The RGB stream's per-frame part (:meth:`RGBConvLSTM.encode_frames`); the flow stream
+        reads a whole stack, in :meth:`decode_window`."""
+        return self.rgb_model.encode_frames(batch, explain)
+
+    def decode_window(self, encoded: dict[str, torch.Tensor],
+                      batch: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """The RGB stream's ConvLSTM over the window's encodings and the flow stream on
+        ``batch["flow"]`` (the last L flow pairs, B x 2L x H x W), fused as :meth:`forward` fuses them."""
+        flow = self.flow_model.extract(batch or {})["features"]
+        features = torch.cat([flow, self.rgb_model.window_cell(encoded["lstm_gates"]).mean(dim=(2, 3))], dim=1)
+        return {"logits": self.classifier(features), "features": features, "attention": encoded["attention"]}
