@@ -182,3 +182,37 @@ def test_bad_frames_and_settings_are_one_line_errors(tmp_path):
         Stream(checkpoint, window=0)
     with pytest.raises(FparError, match="unknown flow method 'lk'"):
         Stream(checkpoint, flow="lk")
+
+
+def test_stream_cli_prints_one_json_object_per_frame_and_a_summary(tmp_path, capsys):
+    import json
+
+    from fpar.cli import main
+
+    checkpoint = _checkpoint(tmp_path, "rgb_attention", num_frames=2)
+    folder = _folder(tmp_path, _frames(5))
+    out = tmp_path / "live.gif"
+    assert main(["stream", str(checkpoint), str(folder), "--json", "--top", "2", "--precision", "32",
+                 "--out", str(out)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()[:-1]]  # the last: "wrote ..."
+    *frames, summary = lines
+    assert [f["frame"] for f in frames] == [1, 2, 3, 4, 5]
+    assert all(len(f["top"]) == 2 and f["top"][0]["class"] in CLASSES and f["latency_ms"] > 0 for f in frames)
+    assert abs(sum(p["probability"] for p in frames[0]["top"]) - 1) < 1  # two of three classes
+    assert summary["summary"]["frames"] == 5 and summary["summary"]["dropped"] == 0
+    assert summary["summary"]["p95_latency_ms"] >= summary["summary"]["median_latency_ms"] > 0
+    with Image.open(out) as gif:  # the frames with the label band below
+        assert gif.n_frames == 5 and gif.size[0] == 80 and gif.size[1] > 60
+
+
+def test_stream_cli_errors_are_one_line(tmp_path, capsys):
+    from fpar.cli import main
+
+    checkpoint = _checkpoint(tmp_path, "rgb_attention")
+    folder = _folder(tmp_path, _frames(2))
+    for argv, words in ((["missing.mp4"], "missing.mp4: no such video file or folder"),
+                        ([str(folder), "--realtime"], "--realtime needs the source's frame rate"),
+                        ([str(folder), "--out", str(tmp_path / "x.txt")], "give a video file name ending in")):
+        assert main(["stream", str(checkpoint), *argv]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("fpar: error:") and words in err and "\n" not in err, err

@@ -24,10 +24,9 @@ this per model kind, within 1e-4 in fp32).
 
 from __future__ import annotations
 
-import copy
+import logging
 import math
 import os
-import statistics
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -43,6 +42,8 @@ from fpar.engine.compute import prepare_for_inference
 from fpar.engine.hardware import autocast_dtype, resolve_precision
 from fpar.errors import FparError
 from fpar.prepare.flow import DEFAULT_BOUND, flow_estimator, quantize_flow
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -101,6 +102,8 @@ class Stream:
     model was trained with (``fpar.prepare.flow.FLOW_METHODS``); ``precision``: as ``fpar predict``'s
     (default the checkpoint's training precision; ``auto``: the machine's fastest).
 
+    ``announce``: log which precision ``auto`` picked, and why.
+
     ``reset()`` forgets the frames seen; ``copy.copy(stream)`` is a second stream on the same
     model (the weights are shared, the kept frames copied).
     """
@@ -135,7 +138,8 @@ class Stream:
             raise FparError(f"unknown flow method {flow!r} (choose {', '.join(FLOW_METHODS)})")
         target = torch.device(device)
         accelerator = "cpu" if target.type == "cpu" else "cuda"
-        dtype = autocast_dtype(resolve_precision(precision, accelerator, announce=announce))
+        # the line saying which precision ``auto`` picked, and why: shown with --verbose
+        dtype = autocast_dtype(resolve_precision(precision, accelerator, announce=log.info if announce else False))
         # one frame at a time: contiguous weights (channels-last pays for batches, not single frames),
         # in the autocast dtype, batch norms folded (engine/compute.py)
         prepare_for_inference(model, channels_last=False, dtype=dtype)
@@ -185,6 +189,16 @@ class Stream:
     @property
     def every(self) -> int:
         return self._shared.every
+
+    def crop_box(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """Where the model looks in a ``height x width`` frame: ``(y, x, h, w)`` of the centre crop
+        (the part the attention map covers), in that frame's pixels."""
+        clip = self._shared.contract.clip
+        scale = min(height, width) / clip.resize
+        resized_h, resized_w = (round(height / scale), round(width / scale))
+        y, x = transforms.crop_origin(resized_h, resized_w, clip.crop, "c")
+        side = round(clip.crop * scale)
+        return round(y * scale), round(x * scale), side, side
 
     @property
     def uses_window_forward(self) -> bool:
@@ -305,3 +319,98 @@ def _num_classes(contract: ModelContract) -> int:
     if isinstance(count, int) and count > 0:
         return count
     return len(contract.classes or []) or 1
+
+
+# --- sources and timing -------------------------------------------------------------------------
+
+
+@dataclass
+class FrameSource:
+    """Frames from a video file, a folder of frames, a camera or a stream URL: ``frames`` yields
+    RGB uint8 ``(H, W, 3)`` arrays; ``fps`` when the source says; ``live`` for cameras and URLs
+    (frames arrive in real time: nothing to pace)."""
+
+    name: str
+    frames: Iterator[np.ndarray]
+    fps: float | None
+    live: bool
+
+
+def open_source(source: str, max_frames: int | None = None) -> FrameSource:
+    """``source``: a camera index (``0``), a stream URL (``rtsp://...``, ``http://...``: whatever
+    OpenCV opens), or a video file, animated GIF or folder of frames."""
+    from fpar.prepare.video import iter_frames, video_fps
+
+    if source.isdigit() or "://" in source:
+        return FrameSource(source, _captured(int(source) if source.isdigit() else source, source, max_frames),
+                           None, True)
+    path = Path(source)
+    if not path.exists():
+        raise FparError(f"{source}: no such video file or folder (nor a camera index or stream URL)")
+    return FrameSource(source, iter_frames(path, max_frames=max_frames), video_fps(path), False)
+
+
+def _captured(device: int | str, name: str, max_frames: int | None) -> Iterator[np.ndarray]:
+    import cv2
+
+    capture = cv2.VideoCapture(device)
+    try:
+        if not capture.isOpened():
+            kind = "camera" if isinstance(device, int) else "stream"
+            raise FparError(f"{name}: OpenCV cannot open this {kind}")
+        count = 0
+        while max_frames is None or count < max_frames:
+            ok, frame = capture.read()
+            if not ok:
+                if not count:
+                    raise FparError(f"{name}: no frame could be read")
+                return
+            count += 1
+            yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    finally:
+        capture.release()
+
+
+@dataclass
+class StreamStep:
+    """One frame of a source through a stream: its position in the source (from 1), the frame,
+    the answer, how long ``push`` took, and how many frames were dropped so far (``realtime``)."""
+
+    position: int
+    frame: np.ndarray
+    result: StreamResult
+    latency: float  # seconds
+    dropped: int
+
+
+def run_source(stream: Stream, source: FrameSource, *, realtime: bool = False,
+               attention: bool = False) -> Iterator[StreamStep]:
+    """Push every frame of ``source``, timing each push. ``realtime`` (files with a frame rate):
+    frame k is due ``k / fps`` seconds after the start; the stream waits for a frame that is not
+    due yet and skips (drops) one whose successor is already due, as a live camera would."""
+    if realtime and not source.live and not source.fps:
+        raise FparError(f"{source.name}: --realtime needs the source's frame rate (a folder of frames has none)")
+    pace = realtime and not source.live
+    start = time.perf_counter()
+    dropped = 0
+    for position, frame in enumerate(source.frames):
+        if pace:
+            lateness = time.perf_counter() - (start + position / source.fps)
+            if lateness < 0:
+                time.sleep(-lateness)
+            elif lateness >= 1 / source.fps:  # the next frame is due already: this one is dropped
+                dropped += 1
+                continue
+        began = time.perf_counter()
+        result = stream.push(frame, attention=attention)
+        yield StreamStep(position + 1, frame, result, time.perf_counter() - began, dropped)
+
+
+def latency_summary(latencies: list[float]) -> dict[str, float]:
+    """Median and 95th-percentile push latency (ms) and pushes per second of push time."""
+    if not latencies:
+        return {"frames": 0, "median_latency_ms": math.nan, "p95_latency_ms": math.nan, "frames_per_second": math.nan}
+    values = np.asarray(latencies, dtype=np.float64)
+    return {"frames": len(latencies), "median_latency_ms": float(np.median(values) * 1000),
+            "p95_latency_ms": float(np.percentile(values, 95) * 1000),
+            "frames_per_second": float(len(values) / values.sum())}
