@@ -87,7 +87,8 @@ def test_pushing_the_clips_frames_gives_the_logits_predict_computes(tmp_path, na
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_forward_is_decode_window_of_encode_frames(name):
-    """The models' streaming hooks split forward exactly: nothing is computed differently."""
+    """The models' streaming hooks split forward: the same outputs, to float rounding (the window's
+    hidden-state conv runs as a matrix product); every per-frame output is computed identically."""
     options, _, _ = CASES[name]
     torch.manual_seed(0)
     kwargs = {k: v for k, v in options.items() if k != "num_frames"}
@@ -103,7 +104,10 @@ def test_forward_is_decode_window_of_encode_frames(name):
         split = model.decode_window(model.encode_frames(per_frame), {"flow": batch["flow"]})
     assert whole.keys() == split.keys()
     for key in whole:
-        assert torch.equal(whole[key], split[key]), key
+        if key in ("logits", "features"):
+            assert torch.allclose(whole[key], split[key], rtol=1e-5, atol=1e-6), key
+        else:
+            assert torch.equal(whole[key], split[key]), key
 
 
 def test_a_model_without_hooks_streams_by_running_forward_over_the_window(tmp_path):
