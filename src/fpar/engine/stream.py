@@ -453,7 +453,7 @@ def measure_stream(model_name: str = "rgb_attention", *, backbone: str = "resnet
     (speed does not depend on the weights) on :func:`synthetic_video` frames (640x480, resized and
     cropped as a checkpoint with ``resize = crop * 8 / 7`` reads them): ``warmup`` pushes untimed
     (the window fills, oneDNN builds its kernels), then ``frames`` pushes timed one by one. Returns
-    :func:`latency_summary` plus the settings, the precision used and the CPU."""
+    :func:`latency_summary`, the median CPU time per push, the settings, the precision and the CPU."""
     from fpar.checkpoint import ModelContract
     from fpar.data.settings import ClipSettings
     from fpar.engine.hardware import detect
@@ -473,14 +473,18 @@ def measure_stream(model_name: str = "rgb_attention", *, backbone: str = "resnet
     video = synthetic_video(warmup + frames)
     for frame in video[:warmup]:
         stream.push(frame)
-    latencies = []
+    latencies, cpu_times = [], []
     for frame in video[warmup:]:
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         stream.push(frame)
         if stream._shared.device.type == "cuda":
             torch.cuda.synchronize()
         latencies.append(time.perf_counter() - began)
+        cpu_times.append(time.process_time() - began_cpu)
     hardware = detect(accelerator if accelerator == "cpu" else "cuda")
     return {"model": model_name, "backbone": backbone, "crop": crop, "window": window, "every": every,
             "flow": flow if "flow" in clip.modalities else None, "precision": used, "device": hardware.name,
-            "isa": hardware.isa, "threads": torch.get_num_threads(), **latency_summary(latencies)}
+            "isa": hardware.isa, "threads": torch.get_num_threads(), **latency_summary(latencies),
+            # the CPU time the process spent per push: on a machine others share, what a push costs
+            # whatever the waiting (with one thread, the latency an idle core would give)
+            **{f"cpu_{key}": value for key, value in latency_summary(cpu_times).items() if key != "frames"}}
