@@ -220,3 +220,13 @@ def test_stream_cli_errors_are_one_line(tmp_path, capsys):
         assert main(["stream", str(checkpoint), *argv]) == 1
         err = capsys.readouterr().err.strip()
         assert err.startswith("fpar: error:") and words in err and "\n" not in err, err
+
+
+def test_measure_stream_reports_the_latency_row_the_bench_prints():
+    from fpar.engine.stream import measure_stream
+
+    row = measure_stream("two_stream", backbone="resnet18", crop=64, window=3, stack_size=2, flow="dis",
+                         precision="32", frames=3, warmup=3)
+    assert row["frames"] == 3 and row["flow"] == "dis" and row["precision"] == "32" and row["window"] == 3
+    assert 0 < row["median_latency_ms"] <= row["p95_latency_ms"] and row["frames_per_second"] > 0
+    assert row["cpu_median_latency_ms"] > 0 and row["device"]
