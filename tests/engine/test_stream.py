@@ -111,20 +111,31 @@ def test_forward_is_decode_window_of_encode_frames(name):
 
 
 def test_a_model_without_hooks_streams_by_running_forward_over_the_window(tmp_path):
+    """A model with only forward (a new model nobody wrote streaming code for) streams too: the
+    stream keeps the window's inputs and runs forward over them, with the same answers."""
+
+    class ForwardOnly(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def fold_batch_norms(self):
+            self.inner.fold_batch_norms()
+
+        def forward(self, batch, explain=False):
+            return self.inner(batch)
+
     checkpoint = _checkpoint(tmp_path, "two_in_one")
-    frames = _frames(6)
     with_hooks = Stream(checkpoint, flow="dis", precision="32")
-    without = Stream(checkpoint, flow="dis", precision="32")
-    model = without._shared.model
-    # the same model, its class without the hooks: the stream must fall back to forward
-    plain = type("PlainModel", (torch.nn.Module,), {"forward": lambda self, batch, explain=False: model(batch)})()
-    without._shared.model, without._shared.hooks = plain, False
-    for frame in frames:
+    model, contract = load_model(checkpoint, mmap=False)
+    without = Stream.from_model(ForwardOnly(model), contract, flow="dis", precision="32")
+    assert without.uses_window_forward and not with_hooks.uses_window_forward
+    for frame in _frames(7):
         a, b = with_hooks.push(frame), without.push(frame)
         assert a.updated == b.updated and a.window == b.window
         if a.logits is not None:
             assert torch.allclose(a.logits, b.logits, rtol=1e-4, atol=1e-5)
-    assert a.window == 4
+    assert a.window == 4 and a.updated
 
 
 def test_window_every_reset_and_copies(tmp_path):

@@ -55,7 +55,7 @@ class StreamResult:
     ``probabilities``/``logits``: (classes,) float32 over the current window, None until the
     window holds its first frame (flow models: until a flow stack is full). ``updated``: whether
     this frame changed them (one frame in ``every`` does). ``window``: sampled frames the answer
-    covers (up to T). ``attention``: the newest window frame's attention map (h, w), when asked
+    covers (up to T; 0 for a flow network, which reads only the flow stack). ``attention``: the newest window frame's attention map (h, w), when asked
     for and the model has one."""
 
     frame: int
