@@ -241,3 +241,24 @@ def test_measure_stream_reports_the_latency_row_the_bench_prints():
     assert row["frames"] == 3 and row["flow"] == "dis" and row["precision"] == "32" and row["window"] == 3
     assert 0 < row["median_latency_ms"] <= row["p95_latency_ms"] and row["frames_per_second"] > 0
     assert row["cpu_median_latency_ms"] > 0 and row["device"]
+
+
+def test_realtime_drops_the_frames_a_slow_model_cannot_keep_up_with():
+    import time
+
+    from fpar.engine.stream import FrameSource, SourceRun
+
+    class SlowModel:  # every push takes 3 frame periods at 100 frames/s
+        def push(self, frame, attention=False):
+            time.sleep(0.03)
+            return frame
+
+    frames = [np.zeros((4, 4, 3), np.uint8)] * 12
+    run = SourceRun(SlowModel(), FrameSource("clip", iter(frames), 100.0, False), realtime=True)
+    steps = list(run)
+    assert steps[0].position == 1 and len(steps) + run.dropped == 12
+    assert run.dropped >= 6  # at least two of every three frames arrive while a push runs
+    assert all(b.position > a.position for a, b in zip(steps, steps[1:]))
+    # without pacing every frame is pushed
+    run = SourceRun(SlowModel(), FrameSource("clip", iter(frames), 100.0, False))
+    assert len(list(run)) == 12 and run.dropped == 0

@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def stream_command(args: argparse.Namespace) -> int:
     import contextlib
 
-    from fpar.engine.stream import Stream, latency_summary, open_source, run_source
+    from fpar.engine.stream import SourceRun, Stream, latency_summary, open_source
     from fpar.io import refuse_overwriting_inputs
 
     if args.out is not None:
@@ -56,21 +56,19 @@ def stream_command(args: argparse.Namespace) -> int:
             raise FparError(f"--out {args.out}: give a video file name ending in {', '.join(OUT_SUFFIXES)}")
         refuse_overwriting_inputs(args.out, args.source, args.checkpoint, option="--out")
     source = open_source(args.source, args.max_frames)  # a missing source is refused before the model loads
-    if args.realtime and not source.live and not source.fps:
-        raise FparError(f"{args.source}: --realtime needs the source's frame rate (a folder of frames has none)")
+    SourceRun.check(source, args.realtime)
     stream = Stream(args.checkpoint, window=args.window, every=args.every, flow=args.flow,
                     precision=args.precision, device=require_device(args.device), announce=True)
     latencies: list[float] = []
-    dropped = 0
     with contextlib.ExitStack() as outputs:
         write = None
         if args.out is not None:
             from fpar.viz.live import video_writer
 
             write = outputs.enter_context(video_writer(args.out, source.fps or 10.0))
-        for step in run_source(stream, source, realtime=args.realtime, attention=write is not None):
+        run = SourceRun(stream, source, realtime=args.realtime, attention=write is not None)
+        for step in run:
             latencies.append(step.latency)
-            dropped = step.dropped
             top = step.result.top(args.top)
             if args.json:
                 print(json.dumps({"frame": step.position, "top": [{"class": c, "probability": p} for c, p in top],
@@ -80,14 +78,14 @@ def stream_command(args: argparse.Namespace) -> int:
                 print(f"frame {step.position:6d}  {step.latency * 1000:7.1f} ms  {answer}", flush=True)
             if write is not None:
                 write(_drawn(stream, step))
-    summary = {**latency_summary(latencies), "dropped": dropped}
+    summary = {**latency_summary(latencies), "dropped": run.dropped}
     if args.json:
         print(json.dumps({"summary": {k: (None if isinstance(v, float) and math.isnan(v) else v)
                                       for k, v in summary.items()}}))
     else:
         print(f"{summary['frames']} frames: median {summary['median_latency_ms']:.1f} ms, 95th percentile "
               f"{summary['p95_latency_ms']:.1f} ms, {summary['frames_per_second']:.1f} frames/s"
-              + (f", {dropped} dropped to keep up" if args.realtime else ""))
+              + (f", {run.dropped} dropped to keep up" if args.realtime else ""))
     if args.out is not None:
         print(f"wrote {args.out}")
     return 0

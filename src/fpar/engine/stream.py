@@ -389,36 +389,46 @@ def _captured(device: int | str, name: str, max_frames: int | None) -> Iterator[
 @dataclass
 class StreamStep:
     """One frame of a source through a stream: its position in the source (from 1), the frame,
-    the answer, how long ``push`` took, and how many frames were dropped so far (``realtime``)."""
+    the answer, and how long ``push`` took."""
 
     position: int
     frame: np.ndarray
     result: StreamResult
     latency: float  # seconds
-    dropped: int
 
 
-def run_source(stream: Stream, source: FrameSource, *, realtime: bool = False,
-               attention: bool = False) -> Iterator[StreamStep]:
-    """Push every frame of ``source``, timing each push. ``realtime`` (files with a frame rate):
-    frame k is due ``k / fps`` seconds after the start; the stream waits for a frame that is not
-    due yet and skips (drops) one whose successor is already due, as a live camera would."""
-    if realtime and not source.live and not source.fps:
-        raise FparError(f"{source.name}: --realtime needs the source's frame rate (a folder of frames has none)")
-    pace = realtime and not source.live
-    start = time.perf_counter()
-    dropped = 0
-    for position, frame in enumerate(source.frames):
-        if pace:
-            lateness = time.perf_counter() - (start + position / source.fps)
-            if lateness < 0:
-                time.sleep(-lateness)
-            elif lateness >= 1 / source.fps:  # the next frame is due already: this one is dropped
-                dropped += 1
-                continue
-        began = time.perf_counter()
-        result = stream.push(frame, attention=attention)
-        yield StreamStep(position + 1, frame, result, time.perf_counter() - began, dropped)
+class SourceRun:
+    """Iterating pushes every frame of ``source`` into ``stream``, yielding a :class:`StreamStep`
+    each. ``realtime`` (files with a frame rate): frame k is due ``k / fps`` seconds after the
+    start; a frame not due yet is waited for, and one whose successor is already due is dropped
+    (skipped), as a live camera would drop it; ``dropped`` counts them."""
+
+    def __init__(self, stream: Stream, source: FrameSource, *, realtime: bool = False, attention: bool = False):
+        self.check(source, realtime)
+        self.stream, self.source, self.attention = stream, source, attention
+        self.pace = realtime and not source.live
+        self.dropped = 0
+
+    @staticmethod
+    def check(source: FrameSource, realtime: bool) -> None:
+        """Refuse to pace a source that has no frame rate (before a model is loaded for it)."""
+        if realtime and not source.live and not source.fps:
+            raise FparError(f"{source.name}: --realtime needs the source's frame rate (a folder of frames has none)")
+
+    def __iter__(self) -> Iterator[StreamStep]:
+        fps = self.source.fps
+        start = time.perf_counter()
+        for position, frame in enumerate(self.source.frames):
+            if self.pace:
+                lateness = time.perf_counter() - (start + position / fps)
+                if lateness < 0:
+                    time.sleep(-lateness)
+                elif lateness >= 1 / fps:  # the next frame is due already: this one is dropped
+                    self.dropped += 1
+                    continue
+            began = time.perf_counter()
+            result = self.stream.push(frame, attention=self.attention)
+            yield StreamStep(position + 1, frame, result, time.perf_counter() - began)
 
 
 def latency_summary(latencies: list[float]) -> dict[str, float]:
