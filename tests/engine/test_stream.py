@@ -262,3 +262,15 @@ def test_realtime_drops_the_frames_a_slow_model_cannot_keep_up_with():
     # without pacing every frame is pushed
     run = SourceRun(SlowModel(), FrameSource("clip", iter(frames), 100.0, False))
     assert len(list(run)) == 12 and run.dropped == 0
+
+
+def test_stream_cli_offers_the_owners_flow_methods_and_precisions():
+    from fpar.cli import build_parser
+    from fpar.engine.settings import PRECISIONS
+    from fpar.prepare.flow import FLOW_METHODS
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    stream = subparsers.choices["stream"]
+    choices = {a.dest: a.choices for a in stream._actions if a.choices}
+    assert tuple(choices["flow"]) == FLOW_METHODS and tuple(choices["precision"]) == PRECISIONS
