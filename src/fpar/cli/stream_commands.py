@@ -31,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="optical flow for models that read it: the one the model was trained with "
                              "(default tvl1, as the reference data; dis is much faster)")
     stream.add_argument("--precision", choices=PRECISIONS,
-                        help="numeric precision (default: the checkpoint's training precision; auto: the CPU's fastest)")
+                        help="numeric precision (default: the checkpoint's training precision; "
+                             "auto: the CPU's fastest)")
     stream.add_argument("--max-frames", type=at_least(1), default=None, help="stop after this many frames")
     stream.add_argument("--realtime", action="store_true",
                         help="pace a file at its frame rate, dropping frames when the model falls behind")

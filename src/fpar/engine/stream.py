@@ -55,8 +55,8 @@ class StreamResult:
     ``probabilities``/``logits``: (classes,) float32 over the current window, None until the
     window holds its first frame (flow models: until a flow stack is full). ``updated``: whether
     this frame changed them (one frame in ``every`` does). ``window``: sampled frames the answer
-    covers (up to T; 0 for a flow network, which reads only the flow stack). ``attention``: the newest window frame's attention map (h, w), when asked
-    for and the model has one."""
+    covers (up to T; 0 for a flow network, which reads only the flow stack). ``attention``: the
+    newest window frame's attention map (h, w), when asked for and the model has one."""
 
     frame: int
     probabilities: torch.Tensor | None
@@ -223,9 +223,9 @@ class Stream:
             # the waiting frame's flow is the one to this frame: it is encoded now
             if self._waiting is not None and flow is not None:
                 new_entry = {**self._waiting, "flow": frames_channels_last(flow[None, None])}
-            self._waiting = {"frames": frames_channels_last(self._frame_tensor(resized)[None, None])} if sampled else None
+            self._waiting = {"frames": self._frame_input(resized)} if sampled else None
         elif sampled and shared.per_frame:
-            new_entry = {"frames": frames_channels_last(self._frame_tensor(resized)[None, None])}
+            new_entry = {"frames": self._frame_input(resized)}
         if flow is not None and shared.flow_stack:
             self._flows.append(flow)
         if new_entry is not None:
@@ -262,10 +262,11 @@ class Stream:
             resized = cv2.resize(resized, (width, height), interpolation=cv2.INTER_LINEAR)
         return resized
 
-    def _frame_tensor(self, resized: np.ndarray) -> torch.Tensor:
-        """The centre crop, normalised: (3, crop, crop) float32, as the evaluation clip's frames."""
+    def _frame_input(self, resized: np.ndarray) -> torch.Tensor:
+        """The centre crop, normalised as the evaluation clip's frames: (1, 1, 3, crop, crop)
+        float32, channels-last."""
         crop = transforms.eval_views_clip(resized[None], self._shared.contract.clip.crop, "center")[0]
-        return torch.from_numpy(transforms.normalize_rgb(crop)[0]).to(self._shared.device)
+        return frames_channels_last(torch.from_numpy(transforms.normalize_rgb(crop)).to(self._shared.device)[None])
 
     def _needs_flow(self, index: int) -> bool:
         """Whether the flow from the previous frame to frame ``index`` (0-based) will be read: by
@@ -304,11 +305,10 @@ class Stream:
         (measured: the window's recurrence 4x slower on a random-weight ResNet-34 model); a value
         below 1.2e-38 changes no answer."""
         shared = self._shared
+        autocast = torch.autocast(shared.device.type, shared.dtype or torch.float32, enabled=shared.dtype is not None)
         flushing = torch.set_flush_denormal(True)
         try:
-            with torch.inference_mode(), \
-                    torch.autocast(shared.device.type, shared.dtype or torch.float32, enabled=shared.dtype is not None), \
-                    model_reads_its_clip(shared.source, shared.contract):
+            with torch.inference_mode(), autocast, model_reads_its_clip(shared.source, shared.contract):
                 yield
         finally:
             if flushing:  # False where the CPU cannot flush: nothing to restore

@@ -200,6 +200,7 @@ class RGBConvLSTM(nn.Module):
             self.__dict__["_hidden_matrix_cache"] = cached
         return cached[2]
 
+
 class FlowResNet(nn.Module):
     """Temporal stream: ResNet on a stack of L flow pairs (2L channels, x1,y1,x2,y2,...)
     -> average pool -> Dropout + Linear (Simonyan & Zisserman 2014, as Ego-RNN trains it)."""
