@@ -274,3 +274,17 @@ def test_stream_cli_offers_the_owners_flow_methods_and_precisions():
     stream = subparsers.choices["stream"]
     choices = {a.dest: a.choices for a in stream._actions if a.choices}
     assert tuple(choices["flow"]) == FLOW_METHODS and tuple(choices["precision"]) == PRECISIONS
+
+
+def test_two_in_one_encodes_a_sampled_frame_when_its_successor_arrives(tmp_path):
+    checkpoint = _checkpoint(tmp_path, "two_in_one", num_frames=2)
+    stream = Stream(checkpoint, every=2, flow="dis", precision="32")
+    frames = _frames(7)
+    results = [stream.push(f) for f in frames[:5]]
+    # frames 1, 3, 5 are sampled; each is encoded with its flow to the next frame, one frame later
+    assert [r.updated for r in results] == [False, True, False, True, False]
+    assert [r.window for r in results] == [0, 1, 1, 2, 2]
+    # a copy carries the previous frame and the waiting one: both continue alike
+    twin = copy.copy(stream)
+    a, b = stream.push(frames[5]), twin.push(frames[5])
+    assert a.updated and torch.equal(a.logits, b.logits)
