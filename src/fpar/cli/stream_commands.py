@@ -44,9 +44,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stream.set_defaults(func=stream_command)
 
 
+# OpenMP's threads wait for each other passively (sleeping, not spinning) unless the environment
+# says otherwise: on a CPU other processes share, spinning threads made each push 25-40x slower
+# (docs/streaming.md, "Speed"). Set before torch loads, which reads it once.
+OMP_WAITING = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
 def stream_command(args: argparse.Namespace) -> int:
     import contextlib
+    import os
 
+    for name, value in OMP_WAITING.items():
+        os.environ.setdefault(name, value)
     from fpar.engine.stream import SourceRun, Stream, latency_summary, open_source
     from fpar.io import refuse_overwriting_inputs
 
