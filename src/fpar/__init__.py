@@ -43,6 +43,7 @@ _EXPORTS = {
     "train": "fpar.engine.train",
     "evaluate": "fpar.engine.evaluate",
     "predict_video": "fpar.engine.predict",
+    "Stream": "fpar.engine.stream",
     "run_recipe": "fpar.workflows.recipe",
     "run_sweep": "fpar.workflows.sweep",
     "write_report": "fpar.workflows.report",

@@ -1,15 +1,20 @@
 """A model defined here, in the test file alone, and registered through the public registry, is
-trained, evaluated and exported by fpar as its own models are: nothing under ``src/`` knows it
-(docs/models.md, "Adding a model")."""
+trained, evaluated, exported and streamed by fpar as its own models are: nothing under ``src/``
+knows it (docs/models.md, "Adding a model")."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from engine_tiny import tiny_config
 from fpar.checkpoint import export_model, load_model
+from fpar.data import sampling
 from fpar.engine.evaluate import evaluate
+from fpar.engine.predict import predict_video
+from fpar.engine.stream import Stream
 from fpar.engine.train import train
 from fpar.errors import FparError
 from fpar.models import ClipModel, build_model, example_batch, register_model
@@ -48,7 +53,7 @@ def registered():
     MODELS.pop("frame_pool_net")
 
 
-def test_a_model_defined_outside_fpar_trains_evaluates_and_exports(registered, tiny_data, tmp_path, one_thread):
+def test_a_model_defined_outside_fpar_trains_evaluates_exports_and_streams(registered, tiny_data, tmp_path, one_thread):
     config = tiny_config(experiment="frame-pool", stage={"name": "full"}, trainer={"epochs": 2})
     config["model"] = {"name": registered, "width": 6}
     result = train(config, data_root=tiny_data, out_dir=tmp_path / "runs", progress=False)
@@ -63,6 +68,18 @@ def test_a_model_defined_outside_fpar_trains_evaluates_and_exports(registered, t
     assert contract.model == {"name": registered, "num_classes": 3, "input_size": 48, "width": 6}
     batch = example_batch(model, batch_size=2, frames=2, generator=torch.Generator().manual_seed(0))
     assert torch.equal(model(batch)["logits"], trained(batch)["logits"])
+
+    # streamed without streaming code of its own: forward over the window of the last T frames
+    frames = [np.random.default_rng(k).integers(0, 255, (60, 80, 3), dtype=np.uint8) for k in range(9)]
+    video = tmp_path / "video"
+    video.mkdir()
+    for k, frame in enumerate(frames, 1):
+        Image.fromarray(frame).save(video / f"{k:03d}.png")
+    expected = predict_video(exported, video, precision="32").outputs["logits"][0]
+    stream = Stream(exported, precision="32")
+    assert stream.uses_window_forward
+    last = [stream.push(frames[k - 1]) for k in sampling.rgb_indices(len(frames), 2)][-1]  # the clip predict reads
+    assert torch.allclose(last.logits, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_its_settings_are_checked_against_its_own_builder(registered, tiny_data, tmp_path):

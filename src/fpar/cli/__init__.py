@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "fpar.cli.engine_commands",
     "fpar.cli.recipe_commands",
     "fpar.cli.infer_commands",
+    "fpar.cli.stream_commands",
     "fpar.cli.bench_commands",
     "fpar.cli.prepare_commands",
     "fpar.cli.config_commands",

@@ -223,6 +223,75 @@ class RGBConvLSTM(ClipModel):
         out.update(self.classify(out["features"]))
         return out
 
+    # --- streaming (docs/streaming.md): forward(batch) == decode_window(encode_frames(batch), batch)
+
+    def streams_per_frame(self) -> bool:
+        return True
+
+    def encode_frames(self, batch: dict[str, torch.Tensor], explain: bool = False) -> dict[str, torch.Tensor]:
+        """The per-frame part of :meth:`forward` (for inference: no autograd) on the batch's frames
+        (B, T, 3, H, W) (two-in-one: and their flow pairs (B, T, 2, H, W)): ``lstm_gates``, the
+        ConvLSTM input's share of its gates (it does not depend on the state), and the per-frame
+        outputs (``attention``, ``ms``, the modulation maps), each (B, T, ...). Frames are
+        independent here, so a stream encodes each new frame once and keeps the last T encodings."""
+        frames = batch["frames"]
+        batch_size, steps = frames.shape[:2]
+        frames = frames.flatten(0, 1)
+        flow = batch["flow"].flatten(0, 1) if self.motion is not None else None
+        per_pass = self.frames_per_pass or frames.shape[0]
+        slices = [self._per_frame(frames[i:i + per_pass], None if flow is None else flow[i:i + per_pass], explain)
+                  for i in range(0, frames.shape[0], per_pass)]
+        encoded = slices[0] if len(slices) == 1 else {key: torch.cat([part[key] for part in slices])
+                                                      for key in slices[0]}
+        encoded["lstm_gates"] = self.convlstm.input_gates(encoded.pop("lstm_input"))
+        return {name: value.unflatten(0, (batch_size, steps)) for name, value in encoded.items()}
+
+    def decode_window(self, encoded: dict[str, torch.Tensor],
+                      batch: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """The recurrent part of :meth:`forward` over a window of :meth:`encode_frames` outputs
+        (B, T, ...), returning what ``forward`` returns. ``batch`` (the inputs without a time
+        axis) is not read: everything this model reads is per frame."""
+        out = {name: value for name, value in encoded.items() if name != "lstm_gates"}
+        out["features"] = self.window_cell(encoded["lstm_gates"]).mean(dim=(2, 3))  # as extract reads it
+        out.update(self.classify(out["features"]))
+        return out
+
+    def window_cell(self, gates: torch.Tensor) -> torch.Tensor:
+        """The ConvLSTM's final cell state (B, mem_size, h, w) over ``lstm_gates`` (B, T, ...), from
+        a zero state: ``ConvLSTM.forward``'s recurrence, for inference. The hidden state's conv runs
+        as one matrix product on its unfolded 3x3 neighbourhoods (a stream's batch of one on a 7x7
+        grid: about twice as fast as the conv on a CPU; equal to float rounding). The state is kept
+        in at least float32 (``forward`` keeps it in its input's dtype: the same in fp32); the first
+        step skips the hidden conv, whose input is all zeros."""
+        conv = self.convlstm.hidden_conv
+        matrix = self._hidden_matrix()
+        batch, steps, channels, height, width = gates.shape
+        cell = gates.new_zeros(batch, self.convlstm.mem_size, height, width,
+                               dtype=torch.promote_types(gates.dtype, torch.float32))
+        hidden = None
+        for step in range(steps):
+            step_gates = gates[:, step]
+            if hidden is not None:
+                # (C*k*k, B*h*w) neighbourhoods, cast to the weights' dtype first, as autocast would cast them
+                columns = nn.functional.unfold(hidden.to(matrix.dtype), conv.kernel_size, padding=conv.padding)
+                columns = columns.transpose(0, 1).reshape(columns.shape[1], -1)
+                product = (matrix @ columns).view(channels, batch, height, width).transpose(0, 1)
+                step_gates = step_gates + product
+            i, f, c, o = step_gates.chunk(4, dim=1)
+            cell = torch.tanh(c) * torch.sigmoid(i) + cell * torch.sigmoid(f)
+            hidden = torch.sigmoid(o) * torch.tanh(cell)
+        return cell
+
+    def _hidden_matrix(self) -> torch.Tensor:
+        """The hidden conv's weight as a (4 * mem_size, C*k*k) matrix: a view of contiguous weights,
+        else a copy made once (and again if the weight changes)."""
+        weight = self.convlstm.hidden_conv.weight
+        cached = self.__dict__.get("_hidden_matrix_cache")
+        if cached is None or cached[0] is not weight or cached[1] != weight._version:
+            cached = (weight, weight._version, weight.reshape(weight.shape[0], -1))
+            self.__dict__["_hidden_matrix_cache"] = cached
+        return cached[2]
+
 
 class FlowResNet(ClipModel):
     """Temporal stream: ResNet on a stack of L flow pairs (2L channels, x1,y1,x2,y2,...)
@@ -255,6 +324,20 @@ class FlowResNet(ClipModel):
         out = self.extract(batch)
         out.update(self.classify(out["features"]))
         return out
+
+    # --- streaming (docs/streaming.md): forward(batch) == decode_window(encode_frames(batch), batch)
+
+    def streams_per_frame(self) -> bool:
+        return True
+
+    def encode_frames(self, batch: dict[str, torch.Tensor], explain: bool = False) -> dict[str, torch.Tensor]:
+        """No per-frame part: the network reads a whole flow stack at once (in :meth:`decode_window`)."""
+        return {}
+
+    def decode_window(self, encoded: dict[str, torch.Tensor],
+                      batch: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """:meth:`forward` on ``batch["flow"]``, the stack of the last L flow pairs (B, 2L, H, W)."""
+        return self.forward(batch or {})
 
 
 class TwoStream(ClipModel):
@@ -296,3 +379,21 @@ class TwoStream(ClipModel):
         rgb = self.rgb_model.extract(batch, explain)
         features = torch.cat([self.flow_model.extract(batch)["features"], rgb["features"]], dim=1)
         return {**self.classify(features), "features": features, "attention": rgb["attention"]}
+
+    # --- streaming (docs/streaming.md): forward(batch) == decode_window(encode_frames(batch), batch)
+
+    def streams_per_frame(self) -> bool:
+        return True
+
+    def encode_frames(self, batch: dict[str, torch.Tensor], explain: bool = False) -> dict[str, torch.Tensor]:
+        """The RGB stream's per-frame part (:meth:`RGBConvLSTM.encode_frames`); the flow stream
+        reads a whole stack, in :meth:`decode_window`."""
+        return self.rgb_model.encode_frames(batch, explain)
+
+    def decode_window(self, encoded: dict[str, torch.Tensor],
+                      batch: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """The RGB stream's ConvLSTM over the window's encodings and the flow stream on
+        ``batch["flow"]`` (the last L flow pairs, B x 2L x H x W), fused as :meth:`forward` fuses them."""
+        flow = self.flow_model.extract(batch or {})["features"]
+        features = torch.cat([flow, self.rgb_model.window_cell(encoded["lstm_gates"]).mean(dim=(2, 3))], dim=1)
+        return {**self.classify(features), "features": features, "attention": encoded["attention"]}

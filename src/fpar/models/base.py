@@ -14,6 +14,9 @@ A model owns everything that depends on its architecture; the engine holds only 
 ``classify(features)``       ``logits`` from ``classifier`` and, with label heads, ``logits_verb`` ...
 ``prepare_for_inference``    folding and slicing for scoring; the engine adds layout and dtype
 ``explanation_inputs()``     batch keys explanations show beside the outputs (MS targets)
+``encode_frames``,           optional, for streaming (docs/streaming.md): the per-frame part and
+``decode_window``            the part over a window of encoded frames; ``streams_per_frame()``
+                             says whether the model has them
 ``begin/end_training``       caches a training run may keep (a frozen backbone's folded copy)
 ==========================  ===================================================================
 
@@ -145,6 +148,24 @@ class ClipModel(nn.Module):
     def prepare_for_inference(self, frames_per_pass: int | None = None) -> None:
         """Made ready to score, in place (never trained or saved again): e.g. batch norms folded;
         ``frames_per_pass`` bounds how many frames a per-frame part takes at once."""
+
+
+    # --- streaming (docs/streaming.md) -----------------------------------------------------------
+
+    def streams_per_frame(self) -> bool:
+        """Whether :meth:`encode_frames` and :meth:`decode_window` are implemented, so that a stream
+        encodes each frame once; without them ``fpar.Stream`` runs ``forward`` over its window."""
+        return False
+
+    def encode_frames(self, batch: dict[str, torch.Tensor], explain: bool = False) -> dict[str, torch.Tensor]:
+        """The per-frame work for the batch's frames (B, T, ...), each output (B, T, ...)."""
+        raise NotImplementedError
+
+    def decode_window(self, encoded: dict[str, torch.Tensor],
+                      batch: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """What ``forward`` returns, from a window of :meth:`encode_frames` outputs and the inputs
+        without a time axis (a flow stack); ``forward(b) == decode_window(encode_frames(b), b)``."""
+        raise NotImplementedError
 
 
 def example_batch(model: ClipModel, batch_size: int = 1, frames: int = 1,

@@ -1,0 +1,113 @@
+"""``fpar stream``: a trained model on frames as they arrive (a video file, a folder of frames, a camera
+or a stream URL), printing the running top classes and each frame's latency (docs/streaming.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+from fpar.cli.common import add_compute_options, at_least, require_device
+from fpar.engine.settings import PRECISIONS
+from fpar.errors import FparError
+from fpar.prepare.flow import FLOW_METHODS
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    stream = subparsers.add_parser(
+        "stream", help="recognise the action live, frame by frame (video, folder, camera or URL)",
+        description="Pushes each frame of SOURCE into a streaming recogniser: the backbone runs once per "
+                    "frame, the recurrent part over the last T sampled frames. Prints the running top "
+                    "classes and each frame's latency; --json prints one object per frame and a summary "
+                    "(median and 95th-percentile latency, frames per second).")
+    stream.add_argument("checkpoint", help="an fpar checkpoint or an export folder (fpar export)")
+    stream.add_argument("source", help="video file, animated GIF, folder of frames, camera index (0) or stream URL")
+    stream.add_argument("--window", type=at_least(1, 1024), default=None, metavar="T",
+                        help="sampled frames the recurrent part reads (default: the checkpoint's clip length)")
+    stream.add_argument("--every", type=at_least(1, 1024), default=1, metavar="N",
+                        help="sample one frame in N (default 1: every frame)")
+    stream.add_argument("--top", type=at_least(1), default=3, help="how many classes to print (default 3)")
+    stream.add_argument("--flow", default="tvl1", choices=FLOW_METHODS,
+                        help="optical flow for models that read it: the one the model was trained with "
+                             "(default tvl1, as the reference data; dis is much faster)")
+    stream.add_argument("--precision", choices=PRECISIONS,
+                        help="numeric precision (default: the checkpoint's training precision; "
+                             "auto: the CPU's fastest)")
+    stream.add_argument("--max-frames", type=at_least(1), default=None, help="stop after this many frames")
+    stream.add_argument("--realtime", action="store_true",
+                        help="pace a file at its frame rate, dropping frames when the model falls behind")
+    stream.add_argument("--out", default=None, metavar="VIDEO",
+                        help="also write the frames with the current label (and the attention map) drawn: "
+                             ".mp4, .avi, .mov, .mkv or .gif")
+    stream.add_argument("--json", action="store_true", help="one JSON object per frame, then a summary object")
+    add_compute_options(stream, default="cpu")
+    stream.set_defaults(func=stream_command)
+
+
+# OpenMP's threads wait for each other passively (sleeping, not spinning) unless the environment
+# says otherwise: on a CPU other processes share, spinning threads made each push 25-40x slower
+# (docs/streaming.md, "Speed"). Set before torch loads, which reads it once.
+OMP_WAITING = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def stream_command(args: argparse.Namespace) -> int:
+    import contextlib
+    import os
+
+    for name, value in OMP_WAITING.items():
+        os.environ.setdefault(name, value)
+    from fpar.engine.stream import SourceRun, Stream, latency_summary, open_source
+    from fpar.io import refuse_overwriting_inputs
+
+    if args.out is not None:
+        from fpar.viz.live import OUT_SUFFIXES
+
+        if not args.out.lower().endswith(OUT_SUFFIXES):
+            raise FparError(f"--out {args.out}: give a video file name ending in {', '.join(OUT_SUFFIXES)}")
+        refuse_overwriting_inputs(args.out, args.source, args.checkpoint, option="--out")
+    source = open_source(args.source, args.max_frames)  # a missing source is refused before the model loads
+    SourceRun.check(source, args.realtime)
+    stream = Stream(args.checkpoint, window=args.window, every=args.every, flow=args.flow,
+                    precision=args.precision, device=require_device(args.device), announce=True)
+    latencies: list[float] = []
+    with contextlib.ExitStack() as outputs:
+        write = None
+        if args.out is not None:
+            from fpar.viz.live import video_writer
+
+            write = outputs.enter_context(video_writer(args.out, source.fps or 10.0))
+        run = SourceRun(stream, source, realtime=args.realtime, attention=write is not None)
+        for step in run:
+            latencies.append(step.latency)
+            top = step.result.top(args.top)
+            if args.json:
+                print(json.dumps({"frame": step.position, "top": [{"class": c, "probability": p} for c, p in top],
+                                  "latency_ms": round(step.latency * 1000, 3)}), flush=True)
+            else:
+                answer = "  ".join(f"{name} {100 * p:4.1f}%" for name, p in top) or "(filling the window)"
+                print(f"frame {step.position:6d}  {step.latency * 1000:7.1f} ms  {answer}", flush=True)
+            if write is not None:
+                write(_drawn(stream, step))
+    summary = {**latency_summary(latencies), "dropped": run.dropped}
+    if args.json:
+        print(json.dumps({"summary": {k: (None if isinstance(v, float) and math.isnan(v) else v)
+                                      for k, v in summary.items()}}))
+    else:
+        print(f"{summary['frames']} frames: median {summary['median_latency_ms']:.1f} ms, 95th percentile "
+              f"{summary['p95_latency_ms']:.1f} ms, {summary['frames_per_second']:.1f} frames/s"
+              + (f", {run.dropped} dropped to keep up" if args.realtime else ""))
+    if args.out is not None:
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _drawn(stream, step):
+    """The frame with the current label (and the attention map over the part the model reads)."""
+    from fpar.viz.live import annotate
+
+    top = step.result.top(1)
+    label = f"{top[0][0]} {100 * top[0][1]:.0f}%" if top else "..."
+    lines = [label, f"frame {step.position}  {step.latency * 1000:.0f} ms"]
+    box = stream.crop_box(*step.frame.shape[:2])
+    attention = step.result.attention
+    return annotate(step.frame, lines, None if attention is None else attention.numpy(), box)
