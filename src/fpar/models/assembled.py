@@ -90,9 +90,12 @@ class RGBConvLSTM(nn.Module):
         # Everything before the ConvLSTM is per frame, so it may run on a few frames at a time
         # (frames_per_pass, set for inference): the same outputs, with the activations of one
         # slice alive instead of all B*T frames' (conv1's alone are 3.2 MB per frame in fp32).
-        per_pass = self.frames_per_pass or frames.shape[0]
-        slices = [self._per_frame(frames[i:i + per_pass], None if flow is None else flow[i:i + per_pass], explain)
-                  for i in range(0, frames.shape[0], per_pass)]
+        # Unsliced, the frame count is never turned into a Python int: an exported graph keeps its batch
+        # axis dynamic (docs/deployment.md, ONNX export).
+        per_pass = self.frames_per_pass
+        slices = [self._per_frame(frames, flow, explain)] if per_pass is None else [
+            self._per_frame(frames[i:i + per_pass], None if flow is None else flow[i:i + per_pass], explain)
+            for i in range(0, frames.shape[0], per_pass)]
         per_frame = slices[0] if len(slices) == 1 else {key: torch.cat([part[key] for part in slices])
                                                          for key in slices[0]}
         lstm_input = per_frame.pop("lstm_input")
