@@ -128,3 +128,57 @@ def test_int8_quantisation_shrinks_the_graph_and_records_its_error(exports, tmp_
     assert entry["quantize"] == "int8" and 0 < entry["max_relative_error"] < 0.5
     assert (tmp_path / "int8" / EXPORT_ONNX).stat().st_size < 0.5 * (out / EXPORT_ONNX).stat().st_size
     assert sorted(p.name for p in (tmp_path / "int8").iterdir()) == ["fpar.json", "model.onnx"]
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    """A textured square sliding right over a still background, as lossless frames: real motion for the flow."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("video") / "frames"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    background = (rng.random((40, 48, 3)) * 120).astype(np.uint8)
+    patch = (rng.random((12, 12, 3)) * 255).astype(np.uint8)
+    for k in range(7):
+        frame = background.copy()
+        frame[14:26, 4 + 4 * k:16 + 4 * k] = patch
+        Image.fromarray(frame).save(folder / f"img_{k + 1:03d}.png")
+    return folder
+
+
+def predicted(capsys, argv):
+    assert main(["predict", *argv, "--json", "--top", "3", "--flow", "dis"]) == 0
+    return {row["class"]: row["probability"] for row in json.loads(capsys.readouterr().out)["top"]}
+
+
+@pytest.mark.parametrize("kind", ["rgb_ms", "two_stream"])  # a clip with motion maps; a flow stack beside frames
+def test_predict_with_the_onnx_runtime_gives_pytorchs_answer(exports, kind, video, capsys):
+    ckpt, out = exports(kind)
+    expected = predicted(capsys, [str(ckpt), str(video), "--precision", "32-true"])
+    got = predicted(capsys, [str(out), str(video), "--runtime", "onnx"])
+    assert got.keys() == expected.keys()
+    assert all(abs(got[name] - expected[name]) < 1e-4 for name in got)
+
+
+def test_predict_with_the_onnx_runtime_imports_no_torch(exports, video):
+    """The model runs in onnxruntime and the clip is read with numpy and OpenCV (DIS flow)."""
+    import subprocess
+    import sys
+
+    from engine_tiny import subprocess_env
+
+    _, out = exports("two_in_one")  # frames and a flow pair per frame
+    script = ("import sys; from fpar.cli import main; "
+              f"code = main(['predict', {str(out)!r}, {str(video)!r}, '--runtime', 'onnx', '--flow', 'dis']); "
+              "assert code == 0, code; assert 'torch' not in sys.modules, 'torch was imported'")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=subprocess_env(),
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("1. ")
+
+
+def test_predict_refuses_a_checkpoint_for_the_onnx_runtime(exports, video, capsys):
+    ckpt, _ = exports("rgb_attention")
+    assert main(["predict", str(ckpt), str(video), "--runtime", "onnx"]) == 1
+    assert "is not an ONNX export" in capsys.readouterr().err
