@@ -29,7 +29,6 @@ from fpar.data import ClipDataset, load_index
 from fpar.data.settings import DataSettings
 from fpar.engine.compute import channels_last_batch, prepare_for_inference
 from fpar.engine.hardware import autocast_dtype, device_for, resolve_precision
-from fpar.engine.metrics import ClassificationMetrics
 from fpar.engine.selection import selection_record
 from fpar.errors import FparError
 from fpar.io import check_writable, refuse_overwriting_inputs, write_text
@@ -209,6 +208,10 @@ def _short(names: list[str]) -> str:
 
 
 def _metrics(rows: list[ClipResult], classes: list[str]) -> dict[str, Any]:
+    # torchmetrics takes ~0.6 s to import: once the clips are scored, not before the first frame
+    # (docs/deployment.md, "Fast start")
+    from fpar.engine.metrics import ClassificationMetrics
+
     metrics = ClassificationMetrics(len(classes))
     metrics.update(torch.tensor([row.scores for row in rows]), torch.tensor([row.label for row in rows]))
     numbers = metrics.compute()
