@@ -34,8 +34,11 @@ EXPORT_FORMATS = ("safetensors", "onnx")
 QUANTIZATIONS = ("int8",)  # weights of MatMul/Gemm/Conv as int8, activations quantised at run time
 ONNX_ENTRY = "onnx"  # fpar.json's description of the graph
 OPSET = 18
-# the largest relative difference (max |onnx - torch| / max |torch|, per output) an fp32 export may show
-FP32_TOLERANCE = 1e-4
+# the largest relative difference (max |onnx - torch| / max |torch|, per output) an fp32 export may
+# show: onnxruntime's kernels round differently from PyTorch's; a tiny model stays under 1e-4 (the
+# tests), a ResNet-34 at 224 px unrolled over 16 frames near it (docs/deployment.md); a wrong
+# graph is off by far more
+FP32_TOLERANCE = 1e-3
 CHECK_BATCH = 2  # the example batch: not 1, which torch.export would fix as a constant
 
 
@@ -90,11 +93,13 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, *, frames
             os.replace(graph, fp32)
             _quantize(fp32, graph)
             fp32.unlink()
-        error = _check(model, example, graph, outputs)
-        if quantize is None and error > FP32_TOLERANCE:
-            raise FparError(f"the ONNX graph of {checkpoint} differs from the PyTorch model by {error:.2g} "
-                            f"(relative; at most {FP32_TOLERANCE:g} allowed): the export is not kept")
-        entry["max_relative_error"] = error
+        errors = _check(model, example, graph, outputs)
+        worst = max(errors, key=errors.get)
+        if quantize is None and errors[worst] > FP32_TOLERANCE:
+            raise FparError(f"the ONNX graph of {checkpoint} differs from the PyTorch model by {errors[worst]:.2g} "
+                            f"in {worst!r} (relative; at most {FP32_TOLERANCE:g} allowed): the export is not kept")
+        entry["max_relative_error"] = errors[worst]
+        entry["relative_errors"] = errors
         return graph, {"clip": clip.model_dump(mode="json"), ONNX_ENTRY: entry}
 
     return write_export(checkpoint, out, write_graph)
@@ -190,8 +195,8 @@ def _quantize(source: Path, target: Path) -> None:
         quiet.setLevel(level)
 
 
-def _check(model, example: dict[str, Any], graph: Path, outputs: list[str]) -> float:
-    """The largest relative difference between onnxruntime's outputs and PyTorch's on ``example``."""
+def _check(model, example: dict[str, Any], graph: Path, outputs: list[str]) -> dict[str, float]:
+    """Per output, the relative difference between onnxruntime's and PyTorch's on ``example``."""
     import torch
 
     from fpar.interop.onnx_runtime import OnnxGraph
@@ -199,7 +204,7 @@ def _check(model, example: dict[str, Any], graph: Path, outputs: list[str]) -> f
     with torch.no_grad():
         expected = model(example)
     got = OnnxGraph(graph)({name: value.numpy() for name, value in example.items()})
-    return max(relative_error(got[name], expected[name].numpy()) for name in outputs) if outputs else 0.0
+    return {name: relative_error(got[name], expected[name].numpy()) for name in outputs}
 
 
 def relative_error(got, expected) -> float:
