@@ -26,6 +26,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from fpar.checkpoint import EXPORT_ONNX, load_model, write_export
 from fpar.data.settings import ClipSettings
 from fpar.errors import FparError
@@ -81,8 +83,8 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, *, frames
         if frames is not None:
             try:
                 clip = ClipSettings.model_validate({**clip.model_dump(), "num_frames": frames})
-            except ValueError as exc:
-                raise FparError(f"--frames {frames}: {exc}") from None
+            except ValidationError as exc:
+                raise FparError(f"--frames {frames}: {exc.errors()[0]['msg']}") from None
         graph = folder / EXPORT_ONNX
         example = _example_batch(clip)
         outputs = _export(model, example, graph, contract.model["name"])
