@@ -182,3 +182,9 @@ def test_predict_refuses_a_checkpoint_for_the_onnx_runtime(exports, video, capsy
     ckpt, _ = exports("rgb_attention")
     assert main(["predict", str(ckpt), str(video), "--runtime", "onnx"]) == 1
     assert "is not an ONNX export" in capsys.readouterr().err
+
+
+def test_onnx_options_without_the_onnx_format_are_refused(exports, tmp_path, capsys):
+    ckpt, _ = exports("rgb_attention")
+    assert main(["export", str(ckpt), str(tmp_path / "out"), "--frames", "4"]) == 1
+    assert "--format onnx" in capsys.readouterr().err and not (tmp_path / "out").exists()
