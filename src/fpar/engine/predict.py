@@ -21,19 +21,16 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
-import numpy as np
 import torch
 
 from fpar.checkpoint import load_model, model_reads_its_clip
 from fpar.data import ClipDataset
 from fpar.data.layouts import Instance
 from fpar.data.settings import ClipSettings
-from fpar.data import transforms
 from fpar.engine.compute import prepare_for_inference
-from fpar.engine.video_clip import DecodedFrames, frames_needed
 from fpar.engine.hardware import autocast_dtype, resolve_precision
+from fpar.engine.video_clip import DecodedFrames, frames_needed
 from fpar.errors import FparError
 from fpar.prepare.video import count_frames
 
