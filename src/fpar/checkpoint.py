@@ -157,8 +157,8 @@ def _load_export(path: Path) -> dict[str, Any]:
     weights = path if path.suffix == ".safetensors" else folder / EXPORT_WEIGHTS
     contract = folder / EXPORT_CONTRACT
     if not weights.is_file() and (folder / EXPORT_ONNX).is_file():
-        raise FparError(f"{folder} is an ONNX export ({EXPORT_ONNX}): run it with `--runtime onnx`, or export the "
-                        "checkpoint again without `--format onnx` for PyTorch")
+        raise FparError(f"{folder} is an ONNX export ({EXPORT_ONNX}): `fpar predict --runtime onnx` runs it; for "
+                        "this command give the checkpoint, or export it again without `--format onnx`")
     info = read_export_contract(contract, weights)
     try:
         state = load_file(weights, device="cpu")

@@ -99,7 +99,7 @@ def test_onnxruntime_reproduces_the_model_on_any_batch_size(exports, kind, one_t
     assert onnx_model.classes == ["a", "b", "c"]
 
 
-def test_a_tampered_graph_or_a_wrong_input_is_one_line_naming_it(exports, tmp_path):
+def test_a_tampered_graph_or_a_wrong_input_is_one_line_naming_it(exports, tmp_path, capsys):
     import shutil
 
     _, out = exports("rgb_attention")
@@ -117,6 +117,8 @@ def test_a_tampered_graph_or_a_wrong_input_is_one_line_naming_it(exports, tmp_pa
     # PyTorch commands name an ONNX export as such
     with pytest.raises(FparError, match="is an ONNX export"):
         load_model(out)
+    assert main(["eval", str(out), "--data", str(tmp_path)]) == 1
+    assert "is an ONNX export" in capsys.readouterr().err
     with pytest.raises(FparError, match="not an ONNX export"):
         OnnxModel(tmp_path)
 

@@ -44,8 +44,8 @@ COLUMNS = (("accuracy", "top-1", "percent"), ("top5", "top-5", "percent"),
 def resolve_run(run: RunPath) -> Path:
     """A run folder's checkpoint (``best.ckpt``, else ``last.ckpt``), or the checkpoint or export given."""
     path = Path(run)
-    if path.is_dir() and (path / "model.safetensors").is_file():
-        return path  # an export (fpar export): the folder is the checkpoint
+    if path.is_dir() and ((path / "model.safetensors").is_file() or (path / "model.onnx").is_file()):
+        return path  # an export (fpar export): the folder is the checkpoint (an ONNX one is refused as such)
     if path.is_dir():
         for name in ("best.ckpt", "last.ckpt"):
             if (path / name).is_file():
