@@ -21,7 +21,12 @@ optimiser, scheduler and loop state a resume needs) in the same format.
 An **export** (``fpar export CHECKPOINT OUT``, :func:`export_model`) is the shareable form of the same
 content: ``OUT/model.safetensors`` (the model's weights, unprefixed) and ``OUT/fpar.json`` (the
 ``fpar`` entry). Every function here that takes a checkpoint path also takes an export, as its folder
-or its ``.safetensors`` file.
+or its ``.safetensors`` file. An ONNX export (``--format onnx``, :mod:`fpar.interop.onnx_export`)
+holds ``OUT/model.onnx`` in place of the safetensors file, written by the same machinery
+(:func:`write_export`) and run by onnxruntime (docs/deployment.md).
+
+torch is imported inside the functions that need it: reading an export's contract
+(:func:`read_export_contract`) stays torch-free, for the ONNX runtime path.
 """
 
 from __future__ import annotations
@@ -33,19 +38,22 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-import torch
 from pydantic import ValidationError
 
 from fpar.data.settings import MODALITIES, ClipSettings
 from fpar.errors import FparError
+if TYPE_CHECKING:
+    import torch
+
 from fpar.io import (atomic_path, fresh_folder, load_torch_file, output_lock, refuse_link, refuse_overwriting_inputs,
                      remove_leftovers)
 
 MODEL_PREFIX = "model."
 EXPORT_WEIGHTS = "model.safetensors"
 EXPORT_CONTRACT = "fpar.json"
+EXPORT_ONNX = "model.onnx"  # an ONNX export's graph, in place of EXPORT_WEIGHTS
 # fpar.json's record of the weights it belongs to: a weights file from another export is refused
 EXPORT_WEIGHTS_HASH = "weights_blake2b"
 
@@ -117,6 +125,8 @@ def load_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> dict[str,
 
     The result always has a ``state_dict`` of tensors (keys ``model.*``) and an ``fpar`` mapping whose
     ``model`` names a registry model, so callers index it without further checks."""
+    import torch
+
     path = Path(path)
     if path.is_dir() or path.suffix == ".safetensors":
         ckpt = _load_export(path)
@@ -158,14 +168,24 @@ def _load_export(path: Path) -> dict[str, Any]:
     folder = path if path.is_dir() else path.parent
     weights = path if path.suffix == ".safetensors" else folder / EXPORT_WEIGHTS
     contract = folder / EXPORT_CONTRACT
-    for needed in (weights, contract):
-        if not needed.is_file():
-            raise FparError(f"checkpoint not found: {needed} (an export is a folder with {EXPORT_WEIGHTS} "
-                            f"and {EXPORT_CONTRACT}, written by `fpar export`)")
+    if not weights.is_file() and (folder / EXPORT_ONNX).is_file():
+        raise FparError(f"{folder} is an ONNX export ({EXPORT_ONNX}): `fpar predict --runtime onnx` runs it; for "
+                        "this command give the checkpoint, or export it again without `--format onnx`")
+    info = read_export_contract(contract, weights)
     try:
         state = load_file(weights, device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise FparError(f"{weights} is not a readable safetensors file ({exc})") from None
+    return {"state_dict": {MODEL_PREFIX + k: v for k, v in state.items()}, "fpar": info}
+
+
+def read_export_contract(contract: Path, model_file: Path) -> dict[str, Any]:
+    """An export's ``fpar.json`` as a mapping, once it is proved to belong to ``model_file`` (the
+    weights or the ONNX graph beside it): its recorded hash is checked and removed."""
+    for needed in (model_file, contract):
+        if not needed.is_file():
+            raise FparError(f"checkpoint not found: {needed} (an export is a folder with {model_file.name} "
+                            f"and {EXPORT_CONTRACT}, written by `fpar export`)")
     try:
         info = json.loads(contract.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
@@ -176,10 +196,11 @@ def _load_export(path: Path) -> dict[str, Any]:
     if recorded is None:
         raise FparError(f"{contract} records no hash of its weights ({EXPORT_WEIGHTS_HASH}): "
                         "export the checkpoint again with `fpar export`")
-    if recorded != weights_hash(weights):
-        raise FparError(f"{weights} is not the weights file {contract} was written with (its hash differs): "
-                        "the export was modified or mixed with another; export the checkpoint again")
-    return {"state_dict": {MODEL_PREFIX + k: v for k, v in state.items()}, "fpar": info}
+    if recorded != weights_hash(model_file):
+        raise FparError(f"{model_file} is not the {'weights' if model_file.suffix == '.safetensors' else 'model'} "
+                        f"file {contract} was written with (its hash differs): the export was modified or mixed "
+                        "with another; export the checkpoint again")
+    return info
 
 
 def weights_hash(path: Path) -> str:
@@ -204,6 +225,24 @@ def export_model(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
     from safetensors import SafetensorError
     from safetensors.torch import save_file
 
+    def write_weights(ckpt: dict[str, Any], folder: Path) -> tuple[Path, dict[str, Any]]:
+        # safetensors stores each tensor once: give views and shared storage their own contiguous copy
+        weights = {k: v.detach().cpu().contiguous().clone() for k, v in model_state_dict(ckpt).items()}
+        try:
+            save_file(weights, str(folder / EXPORT_WEIGHTS),
+                      metadata={"format": "pt", "model": ckpt["fpar"]["model"]["name"]})
+        except SafetensorError as exc:  # safetensors reports a failed write as its own error, without errno
+            raise OSError(errno.ENOSPC if _nearly_full(folder) else errno.EIO, str(exc), str(out)) from None
+        return folder / EXPORT_WEIGHTS, {}
+
+    return write_export(checkpoint, out, write_weights)
+
+
+def write_export(checkpoint: str | os.PathLike, out: str | os.PathLike,
+                 write_model: Callable[[dict[str, Any], Path], tuple[Path, dict[str, Any]]]) -> Path:
+    """The machinery every export format shares (see :func:`export_model`): ``write_model(ckpt,
+    folder)`` writes the model file into the fresh folder and returns its path and the entries of
+    ``fpar.json`` it adds or replaces; ``fpar.json`` then records that file's hash."""
     out = Path(out)
     refuse_overwriting_inputs(out, checkpoint, Path(checkpoint).parent if Path(checkpoint).suffix == ".safetensors"
                               else None, option="export folder")
@@ -212,19 +251,13 @@ def export_model(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
     if out.exists() and not out.is_dir():
         raise FparError(f"export folder {out} is a file")
     refuse_link(out)
-    if out.is_dir() and not {p.name for p in out.iterdir()} <= {EXPORT_WEIGHTS, EXPORT_CONTRACT}:
+    if out.is_dir() and not {p.name for p in out.iterdir()} <= {EXPORT_WEIGHTS, EXPORT_ONNX, EXPORT_CONTRACT}:
         raise FparError(f"export folder {out} holds other files than an export; give a new or empty folder")
-    # safetensors stores each tensor once: give views and shared storage their own contiguous copy
-    weights = {k: v.detach().cpu().contiguous().clone() for k, v in model_state_dict(ckpt).items()}
     with output_lock(out, f"export {out}"):
         remove_leftovers(out)
         with fresh_folder(out) as tmp:
-            try:
-                save_file(weights, str(tmp / EXPORT_WEIGHTS),
-                          metadata={"format": "pt", "model": ckpt["fpar"]["model"]["name"]})
-            except SafetensorError as exc:  # safetensors reports a failed write as its own error, without errno
-                raise OSError(errno.ENOSPC if _nearly_full(tmp) else errno.EIO, str(exc), str(out)) from None
-            contract = {**ckpt["fpar"], EXPORT_WEIGHTS_HASH: weights_hash(tmp / EXPORT_WEIGHTS)}
+            model_file, entries = write_model(ckpt, tmp)
+            contract = {**ckpt["fpar"], **entries, EXPORT_WEIGHTS_HASH: weights_hash(model_file)}
             (tmp / EXPORT_CONTRACT).write_text(json.dumps(contract, indent=1) + "\n")
     return out
 
@@ -242,6 +275,8 @@ def model_state_dict(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
 def save_checkpoint(path: str | os.PathLike, *, model_state: dict[str, torch.Tensor], model: dict[str, Any],
                     clip: ClipSettings, classes: list[str] | None = None, config: Any = None) -> None:
     """Write a model-only checkpoint (no optimiser state) atomically; ``config``: ExperimentSettings or None."""
+    import torch
+
     ckpt = {
         "state_dict": {MODEL_PREFIX + k: v.detach().cpu() for k, v in model_state.items()},
         "fpar": checkpoint_contract(model=model, classes=classes, clip=clip, config=config),
@@ -257,6 +292,8 @@ def load_model(path: str | os.PathLike, *, mmap: bool = True) -> tuple[torch.nn.
     ``False`` reads them into memory, which costs less for a caller that replaces them all (a
     layout change): each original is freed as its copy is made, where the mapped file's pages
     would stay resident beside the copies."""
+    import torch
+
     from fpar.models import build_model
 
     ckpt = load_checkpoint(path, mmap=mmap)

@@ -125,7 +125,7 @@ def _mp4(path, frames, fps=30):
 
 def _counting(monkeypatch):
     """Record the frame numbers decoded and the flow pairs computed by predict."""
-    import fpar.engine.predict as predict
+    import fpar.engine.video_clip as predict  # where the frames are decoded and the flow computed
 
     seen = {"decoded": [], "flows": 0}
     real_frames_at, real_pair_flows = predict.iter_frames_at, predict.pair_flows

@@ -9,8 +9,8 @@ import json
 from fpar.cli.common import accelerator_for, add_compute_options, at_least, number_in, positive_number, require_device
 from fpar.engine.settings import PRECISIONS
 from fpar.errors import FparError
+from fpar.interop.onnx_runtime import RUNTIMES
 from fpar.prepare.flow import FLOW_METHODS, FRAME_RATE_RANGE
-
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,6 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(predict)
     predict.add_argument("--top", type=at_least(1), default=5, help="how many classes to print (default 5)")
     predict.add_argument("--json", action="store_true", help="print one JSON object")
+    predict.add_argument("--runtime", choices=RUNTIMES, default="torch",
+                         help="torch (default) or onnx: run an ONNX export (`fpar export --format onnx`) with "
+                              "onnxruntime on the CPU, without PyTorch")
     predict.set_defaults(func=predict_command)
 
     cam = subparsers.add_parser(
@@ -62,17 +65,39 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def predict_command(args: argparse.Namespace) -> int:
-    from fpar.engine.predict import predict_video
+    if args.runtime == "onnx":
+        top = _onnx_top(args)
+    else:
+        from fpar.engine.predict import predict_video
 
-    prediction = predict_video(args.checkpoint, args.video, flow=args.flow, max_frames=args.max_frames,
-                               precision=args.precision, announce=True, device=require_device(args.device))
-    top = prediction.top(args.top)
+        prediction = predict_video(args.checkpoint, args.video, flow=args.flow, max_frames=args.max_frames,
+                                   precision=args.precision, announce=True, device=require_device(args.device))
+        top = prediction.top(args.top)
     if args.json:
         print(json.dumps({"video": args.video, "top": [{"class": c, "probability": p} for c, p in top]}))
     else:
         for rank, (name, prob) in enumerate(top, 1):
             print(f"{rank}. {name:<30s} {100 * prob:5.1f}%")
     return 0
+
+
+def _onnx_top(args: argparse.Namespace) -> list[tuple[str, float]]:
+    """``fpar predict --runtime onnx``: the same clip as the PyTorch path reads, run by onnxruntime."""
+    import numpy as np
+
+    from fpar.engine.video_clip import clip_arrays
+    from fpar.interop.onnx_runtime import OnnxModel
+
+    if args.precision is not None or args.device != "cpu":
+        raise FparError("--runtime onnx runs the exported graph as it is, on the CPU: drop --precision and --device")
+    model = OnnxModel(args.checkpoint)
+    settings = model.contract.clip.model_copy(update={"modalities": list(model.inputs)})
+    clip = clip_arrays(args.video, settings, flow=args.flow, max_frames=args.max_frames)
+    logits = model({name: clip[name][None] for name in model.inputs})["logits"][0].astype(np.float64)
+    probabilities = np.exp(logits - logits.max())
+    probabilities /= probabilities.sum()
+    order = np.argsort(-probabilities, kind="stable")[:args.top]
+    return [(model.classes[i], float(probabilities[i])) for i in order]
 
 
 def cam_command(args: argparse.Namespace) -> int:

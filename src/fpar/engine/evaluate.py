@@ -34,7 +34,6 @@ from fpar.data import ClipDataset, load_index
 from fpar.data.settings import DataSettings
 from fpar.engine import epic_metrics as epic
 from fpar.engine.hardware import autocast_dtype, device_for, resolve_precision
-from fpar.engine.metrics import ClassificationMetrics
 from fpar.engine.scoring import ClipResult, ClipScorer
 from fpar.engine.selection import selection_record
 from fpar.errors import FparError
@@ -203,6 +202,8 @@ def epic_scores(rows: list[ClipResult]) -> epic.Results:
 
 
 def _head_metrics(rows: list[ClipResult], kind: str, names: list[str], width: int) -> dict[str, Any]:
+    from fpar.engine.metrics import ClassificationMetrics  # torchmetrics: imported once clips are scored
+
     metrics = ClassificationMetrics(width)
     metrics.update(torch.tensor([row.head_scores[kind] for row in rows]),
                    torch.tensor([row.head_labels[kind] for row in rows]))
@@ -242,6 +243,10 @@ def _short(names: list[str]) -> str:
 
 
 def _metrics(rows: list[ClipResult], classes: list[str]) -> dict[str, Any]:
+    # torchmetrics takes ~0.6 s to import: once the clips are scored, not before the first frame
+    # (docs/deployment.md, "Fast start")
+    from fpar.engine.metrics import ClassificationMetrics
+
     metrics = ClassificationMetrics(len(classes))
     metrics.update(torch.tensor([row.scores for row in rows]), torch.tensor([row.label for row in rows]))
     numbers = metrics.compute()

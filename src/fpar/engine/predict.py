@@ -21,22 +21,18 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
-import numpy as np
 import torch
 
 from fpar.checkpoint import load_model, model_reads_its_clip
 from fpar.data import ClipDataset
 from fpar.data.layouts import Instance
 from fpar.data.settings import ClipSettings
-from fpar.data import transforms
 from fpar.engine.compute import prepare_for_inference
 from fpar.engine.hardware import autocast_dtype, resolve_precision
+from fpar.engine.video_clip import DecodedFrames, frames_needed
 from fpar.errors import FparError
-from fpar.prepare.flow import DEFAULT_BOUND, pair_flows, quantize_flow
-from fpar.prepare.motion import motion_map
-from fpar.prepare.video import count_frames, iter_frames_at
+from fpar.prepare.video import count_frames
 
 # frames of one clip the backbone takes at a time: measured on a ResNet-34 at 224 px (bf16, T=25),
 # 5 keeps the forward's activations near 20 MB at the same speed as all 25 at once
@@ -101,14 +97,6 @@ def predict_video(checkpoint: str | os.PathLike, video: str | os.PathLike, *, fl
     return VideoPrediction(clip, outputs, classes, info.model["name"])
 
 
-def frames_needed(settings: ClipSettings) -> int:
-    """The fewest frames a video needs for a clip: a flow stack ``stack_size`` (the layout has one
-    flow per frame), any other flow (pairs, motion maps) 2, RGB alone 1."""
-    if "flow" in settings.modalities and settings.flow_mode == "stack":
-        return max(2, settings.stack_size)
-    return 2 if {"flow", "mmaps"} & set(settings.modalities) else 1
-
-
 def read_clip(video: str | os.PathLike, settings: ClipSettings, *, flow: str = "tvl1",
               max_frames: int | None = None) -> dict[str, torch.Tensor | str]:
     """The evaluation clip (centre view) of ``video`` as ``settings`` read it, decoding only its frames."""
@@ -123,61 +111,3 @@ def read_clip(video: str | os.PathLike, settings: ClipSettings, *, flow: str = "
     dataset = ClipDataset([instance], settings, train=False)
     dataset.use_store(DecodedFrames(video, dataset.frame_numbers(0), n, settings.resize, flow=flow))
     return dataset[0]
-
-
-class DecodedFrames:
-    """The frames one evaluation clip reads, decoded from a video and resized to ``resize``; flow
-    and motion maps computed for the pairs read. A frame source for :meth:`ClipDataset.use_store`."""
-
-    def __init__(self, video: Path, numbers: dict[str, list[int]], n: int, resize: int, *, flow: str) -> None:
-        self.path, self.resize, self.kinds = video, resize, tuple(numbers)
-        self._shape: tuple[int, int] | None = None
-        # flow k is frames k -> k+1; the last frame has no successor and repeats flow n-1
-        pair = {k: min(k, n - 1) for kind in ("flow_x", "flow_y", "mmaps") for k in numbers.get(kind, ())}
-        starts = sorted(set(pair.values()))
-        decode = set(numbers.get("rgb", ())) | set(starts) | {s + 1 for s in starts}
-        frames = {number: self._resized(frame) for number, frame in iter_frames_at(video, decode)}
-        fields = dict(zip(starts, _flows(frames, starts, flow)))
-        self._frames: dict[str, dict[int, np.ndarray]] = {}
-        if "rgb" in numbers:
-            self._frames["rgb"] = {k: frames[k] for k in numbers["rgb"]}
-        if "flow_x" in numbers:
-            coded = {k: quantize_flow(fields[pair[k]], DEFAULT_BOUND) for k in numbers["flow_x"]}
-            self._frames["flow_x"] = {k: xy[0] for k, xy in coded.items()}
-            self._frames["flow_y"] = {k: xy[1] for k, xy in coded.items()}
-        if "mmaps" in numbers:
-            self._frames["mmaps"] = {k: motion_map(fields[pair[k]]) for k in numbers["mmaps"]}
-
-    def _resized(self, frame: np.ndarray) -> np.ndarray:
-        frame = transforms.resize_short(frame, self.resize)
-        if self._shape is None:
-            self._shape = frame.shape[:2]
-        elif frame.shape[:2] != self._shape:
-            import cv2
-
-            height, width = self._shape
-            frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
-        return frame
-
-    def clip(self, inst: Instance, kind: str, numbers: Sequence[int], draw: transforms.TrainDraw | None,
-             crop: int, views: str) -> np.ndarray:
-        """As :meth:`fpar.data.store.FrameStore.clip`, for evaluation clips (``draw`` is None):
-        uint8 ``(V, T, h, w[, 3])``."""
-        stacked = np.stack([self._frames[kind][k] for k in numbers])
-        return transforms.eval_views_clip(stacked, crop, views, is_flow_x=kind == "flow_x")
-
-
-def _flows(frames: dict[int, np.ndarray], starts: list[int], method: str) -> list[np.ndarray]:
-    """Flow from frame ``s`` to ``s + 1`` for each of ``starts`` (sorted): one ``pair_flows`` call per
-    run of consecutive pairs, so a flow stack is one batch."""
-    runs: list[list[int]] = []
-    for start in starts:
-        if runs and start == runs[-1][-1] + 1:
-            runs[-1].append(start)
-        else:
-            runs.append([start])
-    fields = []
-    for run in runs:
-        sequence = [frames[k] for k in (*run, run[-1] + 1)]
-        fields.extend(pair_flows(sequence, method=method))
-    return fields

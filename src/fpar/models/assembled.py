@@ -176,20 +176,27 @@ class RGBConvLSTM(ClipModel):
         batch_size, steps = frames.shape[:2]
         frames = frames.flatten(0, 1)
         flow = batch["flow"].flatten(0, 1) if self.motion is not None else None
-        # Everything before the ConvLSTM is per frame, so it may run on a few frames at a time
-        # (frames_per_pass, set for inference): the same outputs, with the activations of one
-        # slice alive instead of all B*T frames' (conv1's alone are 3.2 MB per frame in fp32).
-        per_pass = self.frames_per_pass or frames.shape[0]
-        slices = [self._per_frame(frames[i:i + per_pass], None if flow is None else flow[i:i + per_pass], explain)
-                  for i in range(0, frames.shape[0], per_pass)]
-        per_frame = slices[0] if len(slices) == 1 else {key: torch.cat([part[key] for part in slices])
-                                                         for key in slices[0]}
+        per_frame = self._per_frame_sliced(frames, flow, explain)
         lstm_input = per_frame.pop("lstm_input")
         out = {name: value.unflatten(0, (batch_size, steps)) for name, value in per_frame.items()}
         _, cell = self.convlstm(lstm_input.unflatten(0, (batch_size, steps)))
         # the classifier reads the final cell state c, not h (docs/method.md §6)
         out["features"] = cell.mean(dim=(2, 3))
         return out
+
+    def _per_frame_sliced(self, frames: torch.Tensor, flow: torch.Tensor | None,
+                          explain: bool) -> dict[str, torch.Tensor]:
+        """:meth:`_per_frame` on all N frames. Everything before the ConvLSTM is per frame, so it may
+        run on a few frames at a time (``frames_per_pass``, set for inference): the same outputs,
+        with the activations of one slice alive instead of all N frames' (conv1's alone are 3.2 MB
+        per frame in fp32). Unsliced, the frame count is never turned into a Python int: an exported
+        graph keeps its batch axis dynamic (docs/deployment.md, ONNX export)."""
+        per_pass = self.frames_per_pass
+        if per_pass is None:
+            return self._per_frame(frames, flow, explain)
+        slices = [self._per_frame(frames[i:i + per_pass], None if flow is None else flow[i:i + per_pass], explain)
+                  for i in range(0, frames.shape[0], per_pass)]
+        return {key: torch.cat([part[key] for part in slices]) for key in slices[0]}
 
     def _per_frame(self, frames: torch.Tensor, flow: torch.Tensor | None, explain: bool) -> dict[str, torch.Tensor]:
         """For N frames (N, 3, H, W): the ConvLSTM's input (``lstm_input``) and the per-frame outputs
@@ -238,11 +245,7 @@ class RGBConvLSTM(ClipModel):
         batch_size, steps = frames.shape[:2]
         frames = frames.flatten(0, 1)
         flow = batch["flow"].flatten(0, 1) if self.motion is not None else None
-        per_pass = self.frames_per_pass or frames.shape[0]
-        slices = [self._per_frame(frames[i:i + per_pass], None if flow is None else flow[i:i + per_pass], explain)
-                  for i in range(0, frames.shape[0], per_pass)]
-        encoded = slices[0] if len(slices) == 1 else {key: torch.cat([part[key] for part in slices])
-                                                      for key in slices[0]}
+        encoded = self._per_frame_sliced(frames, flow, explain)
         encoded["lstm_gates"] = self.convlstm.input_gates(encoded.pop("lstm_input"))
         return {name: value.unflatten(0, (batch_size, steps)) for name, value in encoded.items()}
 

@@ -42,9 +42,9 @@ def flow_estimator(method: str = "tvl1") -> FlowFn:
     the OpenCV objects allocate their pyramids once. For many pairs, :func:`pair_flows` batches."""
     import cv2
 
-    from fpar.prepare.tvl1 import tvl1_flow
-
     if method == "tvl1":
+        from fpar.prepare.tvl1 import tvl1_flow  # torch: only for the method that runs on it
+
         return lambda prev, nxt: tvl1_flow(_gray(prev), _gray(nxt)).numpy()
     if method == "tvl1-opencv":
         if not hasattr(cv2, "optflow"):
@@ -79,11 +79,12 @@ def pair_flows(
         raise FparError(f"unknown flow method {method!r} (choose {', '.join(FLOW_METHODS)})")
     if batch_size < 1:
         raise FparError(f"flow batch size must be at least 1, got {batch_size}")
-    target = _torch_device(device)
     if method == "tvl1":
+        target = _torch_device(device)
         _check_available(target)
         return _batched_tvl1_flows(frames, warp, target, batch_size)
-    if target.type != "cpu":
+    # the OpenCV methods on the CPU need no torch (an ONNX runtime's flow, docs/deployment.md)
+    if device != "cpu" and _torch_device(device).type != "cpu":
         raise FparError(f"flow method {method} runs on the CPU only; device {device!r} needs method tvl1")
     return _paired_flows(frames, flow_estimator(method), warp)
 

@@ -33,8 +33,6 @@ from fpar.engine.evaluate import ClipResult, evaluate, printable_name, split_sub
 from fpar.errors import FparError
 from fpar.io import (inside, output_lock, refuse_link, refuse_overwriting_inputs, remove_leftovers,
                      write_text)
-from fpar.viz.explain import explain_clip
-from fpar.viz.plots import plot_confusion, plot_correlation, plot_curves
 
 RunPath = str | os.PathLike
 # the comparison table's columns: (key, heading, format)
@@ -46,8 +44,8 @@ COLUMNS = (("accuracy", "top-1", "percent"), ("top5", "top-5", "percent"),
 def resolve_run(run: RunPath) -> Path:
     """A run folder's checkpoint (``best.ckpt``, else ``last.ckpt``), or the checkpoint or export given."""
     path = Path(run)
-    if path.is_dir() and (path / "model.safetensors").is_file():
-        return path  # an export (fpar export): the folder is the checkpoint
+    if path.is_dir() and ((path / "model.safetensors").is_file() or (path / "model.onnx").is_file()):
+        return path  # an export (fpar export): the folder is the checkpoint (an ONNX one is refused as such)
     if path.is_dir():
         for name in ("best.ckpt", "last.ckpt"):
             if (path / name).is_file():
@@ -122,6 +120,9 @@ def _slug(name: str) -> str:
 def _report_run(checkpoint: Path, name: str, data_root: RunPath, folder: Path, out_dir: Path,
                 split: Sequence[str] | str | None, clips: int, progress: bool, accelerator: str = "auto") -> dict[str, Any]:
     """Evaluate one run and draw its pictures into ``folder``; paths in ``pictures`` are relative to ``out_dir``."""
+    # matplotlib loads where pictures are drawn, not with resolve_run (`fpar eval`, docs/deployment.md)
+    from fpar.viz.plots import plot_confusion, plot_correlation, plot_curves
+
     history = read_history(checkpoint.parent / "metrics.json")  # before the evaluation: a bad file fails at once
     folder.mkdir(parents=True, exist_ok=True)
     contract = read_contract(load_checkpoint(checkpoint), checkpoint)
@@ -195,6 +196,8 @@ def _first_clip_of_classes(data_root: RunPath, classes: list[str] | None, split:
 def _explanations(rows: list[ClipResult], clips_dir: Path, classes: list[str]) -> list[tuple[ClipResult, list[Path]]]:
     """The explanation pictures of the clips evaluated with ``explain``, each frame captioned with
     the predicted class, its probability and the true class."""
+    from fpar.viz.explain import explain_clip
+
     explained = []
     for row in rows:
         if row.explanation is not None:

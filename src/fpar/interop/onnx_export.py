@@ -1,0 +1,207 @@
+"""ONNX export of every fpar model: ``fpar export CHECKPOINT OUT --format onnx`` (docs/deployment.md).
+
+``OUT/model.onnx`` is written beside ``OUT/fpar.json`` by the machinery every export shares
+(:func:`fpar.checkpoint.write_export`: a fresh folder renamed into place, one writer at a time,
+``fpar.json`` bound to the graph by its BLAKE2b hash). The graph:
+
+* inputs named after the batch keys the model reads (its ``input_spec``), float32 and normalised
+  as the dataset gives them: ``frames`` ``(B, T, 3, crop, crop)``; ``flow`` ``(B, 2L, crop, crop)``
+  (a stack) or ``(B, T, 2, crop, crop)`` (two-in-one's pairs);
+* outputs named after the model's output keys: ``logits`` first, then ``features`` and, where the
+  model has them, ``attention`` and ``ms``;
+* a dynamic batch axis; the clip length ``T`` is fixed at export (the ConvLSTM's loop over time is
+  unrolled), and ``fpar.json``'s clip settings say that ``T``, so a reader samples clips the graph takes.
+
+The export is checked before it is kept: onnxruntime runs the graph on a batch of two and its
+outputs must match PyTorch's (the relative error is recorded in ``fpar.json``, ``onnx.max_relative_error``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from fpar.checkpoint import EXPORT_ONNX, load_model, write_export
+from fpar.data.settings import ClipSettings
+from fpar.errors import FparError
+
+if TYPE_CHECKING:
+    from fpar.models import ClipModel
+
+EXPORT_FORMATS = ("safetensors", "onnx")
+QUANTIZATIONS = ("int8",)  # weights of MatMul/Gemm/Conv as int8, activations quantised at run time
+ONNX_ENTRY = "onnx"  # fpar.json's description of the graph
+OPSET = 18
+# the largest relative difference (max |onnx - torch| / max |torch|, per output) an fp32 export may
+# show: onnxruntime's kernels round differently from PyTorch's; a tiny model stays under 1e-4 (the
+# tests), a ResNet-34 at 224 px unrolled over 16 frames near it (docs/deployment.md); a wrong
+# graph is off by far more
+FP32_TOLERANCE = 1e-3
+CHECK_BATCH = 2  # the example batch: not 1, which torch.export would fix as a constant
+
+
+def input_shapes(model: ClipModel, frames: int) -> dict[str, list[int | str]]:
+    """Each graph input's shape: the model's own input spec (:meth:`fpar.models.ClipModel.input_spec`),
+    with ``"batch"`` for the dynamic axis and the clip length fixed at ``frames``."""
+    return {key: ["batch" if size == "B" else frames if size == "T" else size for size in shape]
+            for key, shape in model.input_spec().items()}
+
+
+def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, *, frames: int | None = None,
+                quantize: str | None = None) -> Path:
+    """Write ``out/model.onnx`` and ``out/fpar.json`` from any checkpoint; returns ``out``.
+
+    ``frames``: the clip length the graph takes (default the checkpoint's ``num_frames``).
+    ``quantize="int8"``: weights stored as int8 (dynamic quantisation); its difference from the
+    fp32 model's outputs is recorded, not bounded."""
+    if quantize not in (None, *QUANTIZATIONS):
+        raise FparError(f"unknown quantisation {quantize!r}: choose one of {list(QUANTIZATIONS)}")
+    if frames is not None and frames < 1:
+        raise FparError(f"--frames must be at least 1, got {frames}")
+    _require_onnx()
+
+    def write_graph(ckpt: dict[str, Any], folder: Path) -> tuple[Path, dict[str, Any]]:
+        model, contract = load_model(checkpoint, mmap=False)
+        clip = contract.clip
+        if frames is not None:
+            try:
+                clip = ClipSettings.model_validate({**clip.model_dump(), "num_frames": frames})
+            except ValidationError as exc:
+                raise FparError(f"--frames {frames}: {exc.errors()[0]['msg']}") from None
+        graph = folder / EXPORT_ONNX
+        example = _example_batch(model, clip.num_frames)
+        outputs = _export(model, example, graph, contract.model["name"])
+        entry: dict[str, Any] = {"inputs": input_shapes(model, clip.num_frames), "outputs": outputs, "opset": OPSET,
+                                 "quantize": quantize}
+        if quantize:
+            fp32 = folder / "model.fp32.onnx"
+            os.replace(graph, fp32)
+            _quantize(fp32, graph)
+            fp32.unlink()
+        errors = _check(model, example, graph, outputs)
+        worst = max(errors, key=errors.get)
+        if quantize is None and errors[worst] > FP32_TOLERANCE:
+            raise FparError(f"the ONNX graph of {checkpoint} differs from the PyTorch model by {errors[worst]:.2g} "
+                            f"in {worst!r} (relative; at most {FP32_TOLERANCE:g} allowed): the export is not kept")
+        entry["max_relative_error"] = errors[worst]
+        entry["relative_errors"] = errors
+        return graph, {"clip": clip.model_dump(mode="json"), ONNX_ENTRY: entry}
+
+    return write_export(checkpoint, out, write_graph)
+
+
+def _require_onnx() -> None:
+    missing = [name for name in ("onnx", "onnxscript", "onnxruntime") if not _importable(name)]
+    if missing:
+        raise FparError(f"ONNX export needs {', '.join(missing)}: pip install 'fpar[onnx]'")
+
+
+def _importable(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def _example_batch(model: ClipModel, frames: int) -> dict[str, Any]:
+    import torch
+
+    from fpar.models import example_batch
+
+    return example_batch(model, CHECK_BATCH, frames, torch.Generator().manual_seed(0))
+
+
+def _positional(model, inputs: tuple[str, ...], outputs: tuple[str, ...]):
+    """The model as ``forward(*inputs) -> tuple(outputs)``: ONNX graphs take and give flat lists."""
+    from torch import nn
+
+    class Graph(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *tensors):
+            result = self.model(dict(zip(inputs, tensors)))
+            return tuple(result[name] for name in outputs)
+
+    return Graph().eval()
+
+
+def _export(model, example: dict[str, Any], path: Path, name: str) -> list[str]:
+    """Trace ``model`` on ``example`` into ``path``; returns the output names, in the graph's order."""
+    import torch
+
+    model.requires_grad_(False)  # the inference paths (no training recurrence) are the ones traced
+    with torch.no_grad():
+        produced = model(example)
+    outputs = [key for key, value in produced.items() if isinstance(value, torch.Tensor)]
+    outputs.sort(key=lambda key: key != "logits")  # logits first, the rest in the model's order
+    inputs = tuple(example)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    graph = _positional(model, inputs, tuple(outputs))
+    # the exporter's and its optimiser's notes (operator sets it does not need, folds it skips)
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(graph, tuple(example.values()), str(path), dynamo=True, input_names=list(inputs),
+                              output_names=outputs, dynamic_shapes=(tuple({0: batch} for _ in inputs),),
+                              opset_version=OPSET, external_data=False, verbose=False)
+    except torch.onnx.errors.OnnxExporterError as exc:
+        summary = next((line.strip() for line in str(exc).splitlines() if "Error" in line and ":" in line),
+                       str(exc).splitlines()[0])
+        raise FparError(f"model '{name}' cannot be exported to ONNX: {summary}") from None
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+    return outputs
+
+
+def _quantize(source: Path, target: Path) -> None:
+    """int8 weights for every Conv, MatMul and Gemm whose weights are stored as such; the ConvLSTM's
+    gate convs take weights split from one stored tensor at run time and stay fp32."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    graph = onnx.load(str(source), load_external_data=False).graph
+    stored = {initializer.name for initializer in graph.initializer}
+    computed = [node.name for node in graph.node
+                if node.op_type in ("Conv", "MatMul", "Gemm") and node.input[1] not in stored]
+    quiet = logging.getLogger()  # onnxruntime's advice to pre-process, on the root logger
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, nodes_to_exclude=computed)
+    finally:
+        quiet.setLevel(level)
+
+
+def _check(model, example: dict[str, Any], graph: Path, outputs: list[str]) -> dict[str, float]:
+    """Per output, the relative difference between onnxruntime's and PyTorch's on ``example``."""
+    import torch
+
+    from fpar.interop.onnx_runtime import OnnxGraph
+
+    with torch.no_grad():
+        expected = model(example)
+    got = OnnxGraph(graph)({name: value.numpy() for name, value in example.items()})
+    return {name: relative_error(got[name], expected[name].numpy()) for name in outputs}
+
+
+def relative_error(got, expected) -> float:
+    """``max |got - expected| / max |expected|``: the error measure the export is held to."""
+    import numpy as np
+
+    scale = float(np.abs(expected).max()) or 1.0
+    return float(np.abs(np.asarray(got, np.float64) - expected).max()) / scale

@@ -1,0 +1,108 @@
+"""An ONNX export run by onnxruntime, without PyTorch (``--runtime onnx``, docs/deployment.md).
+
+:class:`OnnxModel` opens an export folder written by ``fpar export --format onnx``
+(:mod:`fpar.interop.onnx_export`): its ``fpar.json`` is checked against the graph's hash and read
+as the same :class:`~fpar.checkpoint.ModelContract` a PyTorch checkpoint carries (class names, clip
+settings), and the graph runs on a dict of numpy arrays named as the model's batch keys, giving a
+dict of arrays named as its output keys. This module imports neither torch nor OpenCV.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fpar.checkpoint import EXPORT_CONTRACT, EXPORT_ONNX, read_contract, read_export_contract
+from fpar.errors import FparError
+
+RUNTIMES = ("torch", "onnx")  # what runs a model: PyTorch (checkpoints, exports) or onnxruntime (ONNX exports)
+
+
+def _onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise FparError("--runtime onnx needs onnxruntime: pip install 'fpar[onnx]'") from None
+    return onnxruntime
+
+
+def _ort_errors() -> tuple[type[BaseException], ...]:
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    return tuple(getattr(state, name) for name in ("Fail", "InvalidGraph", "InvalidProtobuf", "NoSuchFile",
+                                                   "InvalidArgument", "RuntimeException", "NotImplemented")
+                 if hasattr(state, name))
+
+
+class OnnxGraph:
+    """One ONNX file in an onnxruntime CPU session. ``threads``: onnxruntime's intra-op threads
+    (default: its own choice, one per core)."""
+
+    def __init__(self, path: str | os.PathLike, *, threads: int | None = None) -> None:
+        ort = _onnxruntime()
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only: its notes on unused initialisers are not the user's business
+        if threads:
+            options.intra_op_num_threads = threads
+        self.path = Path(path)
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except _ort_errors() as exc:
+            raise FparError(f"{path} is not a readable ONNX model ({str(exc).splitlines()[0][:200]})") from None
+        self.inputs = tuple(node.name for node in self.session.get_inputs())
+        self.outputs = tuple(node.name for node in self.session.get_outputs())
+        self.shapes = {node.name: list(node.shape) for node in self.session.get_inputs()}
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
+        """``batch``: one float array per graph input, batch axis first (other keys are ignored)."""
+        missing = [name for name in self.inputs if name not in batch]
+        if missing:
+            raise FparError(f"{self.path} reads {list(self.inputs)}; the batch has no {missing}")
+        feed = {}
+        for name in self.inputs:
+            value = np.ascontiguousarray(batch[name], dtype=np.float32)
+            expected = self.shapes[name]
+            if value.ndim != len(expected) or any(isinstance(want, int) and want != got
+                                                  for want, got in zip(expected[1:], value.shape[1:])):
+                raise FparError(f"{self.path}: input {name!r} must be {_shape_text(expected)}, got "
+                                f"{_shape_text(list(value.shape))}")
+            feed[name] = value
+        try:
+            values = self.session.run(list(self.outputs), feed)
+        except _ort_errors() as exc:
+            raise FparError(f"{self.path} failed on its input ({str(exc).splitlines()[0][:200]})") from None
+        return dict(zip(self.outputs, values))
+
+
+def _shape_text(shape: list) -> str:
+    return "(" + ", ".join(str(size) if isinstance(size, int) else "B" for size in shape) + ")"
+
+
+def onnx_export_folder(path: str | os.PathLike) -> Path | None:
+    """The export folder if ``path`` is an ONNX export (its folder or its ``model.onnx``), else None."""
+    path = Path(path)
+    folder = path.parent if path.suffix == ".onnx" else path
+    return folder if (folder / EXPORT_ONNX).is_file() else None
+
+
+class OnnxModel(OnnxGraph):
+    """An ONNX export: its graph and its contract (``contract``: model, classes, clip settings)."""
+
+    def __init__(self, path: str | os.PathLike, *, threads: int | None = None) -> None:
+        folder = onnx_export_folder(path)
+        if folder is None:
+            raise FparError(f"{path} is not an ONNX export (no {EXPORT_ONNX}): make one with "
+                            "`fpar export CHECKPOINT OUT --format onnx`, or run this one with `--runtime torch`")
+        info = read_export_contract(folder / EXPORT_CONTRACT, folder / EXPORT_ONNX)
+        self.contract = read_contract({"fpar": info}, folder / EXPORT_CONTRACT)
+        super().__init__(folder / EXPORT_ONNX, threads=threads)
+
+    @property
+    def classes(self) -> list[str]:
+        """A name per output class (``class N`` where the export names none)."""
+        count = self.session.get_outputs()[self.outputs.index("logits")].shape[-1]
+        names = self.contract.classes or []
+        return [names[i] if i < len(names) else f"class {i}" for i in range(count)]
