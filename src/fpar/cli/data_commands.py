@@ -34,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("root", metavar="ROOT", help="dataset folder, or a manifest .csv/.jsonl")
     check.add_argument("--layout", default="auto", choices=["auto", *LAYOUTS])
     check.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    check.add_argument("--deep", action="store_true",
+                       help="for frames read in place (manifest frame ranges, videos): decode every frame once, "
+                            "not only check that it exists")
     check.set_defaults(func=run_check)
     data.set_defaults(func=lambda args: _usage(data))
 
@@ -53,7 +56,7 @@ def run_synth(args: argparse.Namespace) -> int:
 def run_check(args: argparse.Namespace) -> int:
     from fpar.data.check import check_dataset
 
-    report = check_dataset(args.root, args.layout)
+    report = check_dataset(args.root, args.layout, deep=args.deep)
     print(json.dumps(report.to_json(), indent=2) if args.json else report.format())
     # Exit 2 ("not a dataset") comes from NotADatasetError, which the fpar entry point turns into it.
     return 0 if report.ok else 1

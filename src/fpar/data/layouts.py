@@ -486,12 +486,9 @@ class _ManifestRows:
         from the first frame file found (its digits' width: ``frame_0000000001.jpg`` ->
         ``frame_%010d.jpg``)."""
         if given:
-            try:
-                given % 1
-            except (TypeError, ValueError):
-                raise _BadRow(f"frame pattern {given!r} is not a printf pattern such as frame_%010d.jpg") from None
-            if os.sep in given or "/" in given:
-                raise _BadRow(f"frame pattern {given!r} must be a file name")
+            if pattern_regex(given) is None or os.sep in given or "/" in given:
+                raise _BadRow(f"frame pattern {given!r} is not a file name with one %d or %0Nd "
+                              "(such as frame_%010d.jpg)")
             return given
         if folder not in self._patterns:
             self._patterns[folder] = _guess_pattern(folder)
@@ -541,6 +538,20 @@ def flow_range(start: int, stop: int, stride: int) -> tuple[int, int]:
     the flow frames lying wholly inside the segment, ``ceil((start-1)/stride)+1 .. floor(stop/stride)``.
     (An empty range, last < first, leaves the instance too short.)"""
     return -(-(start - 1) // stride) + 1, stop // stride
+
+
+_PRINTF = re.compile(r"((?:[^%]|%%)*)%(0?\d*)d((?:[^%]|%%)*)")
+
+
+def pattern_regex(pattern: str) -> re.Pattern[str] | None:
+    """A regular expression matching the file names of a printf frame ``pattern``
+    (``frame_%010d.jpg``), the number as its group; None if ``pattern`` is not one such pattern."""
+    parts = _PRINTF.fullmatch(pattern)
+    if parts is None:
+        return None
+    prefix, width, suffix = parts.groups()
+    digits = rf"\d{{{int(width)},}}" if width.startswith("0") and len(width) > 1 else r"\d+"
+    return re.compile(re.escape(prefix.replace("%%", "%")) + f"({digits})" + re.escape(suffix.replace("%%", "%")))
 
 
 _NUMBERED = re.compile(rf"^(\D*)(\d+)({_EXT})$", re.I)

@@ -113,6 +113,17 @@ class VideoReader:
         raise FparError(f"{self.path}: no frame with timestamp {target} where the frame table puts one "
                         "(a damaged video?)")
 
+    def decode_all(self) -> int:
+        """Decode every frame from the start (``fpar data check --deep``): how many decoded."""
+        import av  # noqa: PLC0415
+
+        self._container.seek(0, stream=self._stream, backward=True, any_frame=False)
+        self._frames, self._last_pts = None, None
+        try:
+            return sum(1 for frame in self._container.decode(self._stream) if frame.pts is not None)
+        except av.FFmpegError as exc:
+            raise FparError(f"{self.path}: cannot decode ({_reason(exc)})") from None
+
     def _key_between(self, target: int) -> bool:
         """Whether a key frame lies after the frame decoded last and at or before ``target``."""
         at = bisect.bisect_right(self._table.keys, self._last_pts)
