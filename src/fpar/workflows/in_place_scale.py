@@ -2,7 +2,8 @@
 
 :func:`write_epic_shaped` writes a synthetic EPIC-shaped dataset: ``videos`` frame folders of the
 published layout (``<P>/rgb_frames/<video>/frame_%010d.jpg``, ``flow_frames/<video>/{u,v}/`` at half
-rate), every file a hard link of one small JPEG (so a million frame names cost seconds and no space),
+rate), every file a hard link of one small JPEG per folder (so a million frame names cost seconds and
+no space; a file system allows some tens of thousands of links to one file),
 and an in-place manifest of ``segments`` random segments over them: many segments share each frame.
 :func:`measure_in_place` times, each in a fresh process, building the index (with its peak memory)
 and ``fpar data check`` (existence of every frame of every segment).
@@ -42,9 +43,8 @@ def write_epic_shaped(folder: str | Path, *, segments: int = 100_000, videos: in
         raise FparError(f"{data} exists: give an empty folder")
     seeds = folder / "seed-frames"
     seeds.mkdir(parents=True)
-    rgb_seed, flow_seed = seeds / "rgb.jpg", seeds / "flow.jpg"
-    cv2.imwrite(str(rgb_seed), np.full((256, 456, 3), 90, np.uint8))
-    cv2.imwrite(str(flow_seed), np.full((256, 456), 128, np.uint8))
+    rgb_jpeg = cv2.imencode(".jpg", np.full((256, 456, 3), 90, np.uint8))[1].tobytes()
+    flow_jpeg = cv2.imencode(".jpg", np.full((256, 456), 128, np.uint8))[1].tobytes()
     rng = np.random.default_rng(seed)
     names = []
     for v in range(videos):
@@ -53,13 +53,11 @@ def write_epic_shaped(folder: str | Path, *, segments: int = 100_000, videos: in
         names.append((participant, video))
         rgb = data / participant / "rgb_frames" / video
         rgb.mkdir(parents=True)
-        for k in range(1, frames + 1):
-            os.link(rgb_seed, rgb / (PATTERN % k))
+        _link_frames(seeds / f"{video}.jpg", rgb_jpeg, rgb, frames)
         for axis in ("u", "v"):
             flow = data / participant / "flow_frames" / video / axis
             flow.mkdir(parents=True)
-            for k in range(1, frames // 2 + 1):
-                os.link(flow_seed, flow / (PATTERN % k))
+            _link_frames(seeds / f"{video}_{axis}.jpg", flow_jpeg, flow, frames // 2)
     buffer = io.StringIO()
     buffer.write(f"# root: {data.resolve()}\n")
     writer = csv.writer(buffer, lineterminator="\n")
@@ -76,6 +74,12 @@ def write_epic_shaped(folder: str | Path, *, segments: int = 100_000, videos: in
     manifest.parent.mkdir()
     manifest.write_text(buffer.getvalue())
     return manifest
+
+
+def _link_frames(seed: Path, jpeg: bytes, folder: Path, count: int) -> None:
+    seed.write_bytes(jpeg)
+    for k in range(1, count + 1):
+        os.link(seed, folder / (PATTERN % k))
 
 
 _INDEX = """
