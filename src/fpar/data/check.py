@@ -261,7 +261,8 @@ def _frame_files(instances: list[Instance]) -> Iterator[tuple[Instance, Path, bo
 
 def _report(index: DatasetIndex, problems: list[Problem]) -> CheckReport:
     usable = index.instances
-    per_class = {name: dict.fromkeys(index.subjects, 0) for name in index.classes}
+    subjects = index.subjects  # a property over every instance: computed once, not once per class
+    per_class = {name: dict.fromkeys(subjects, 0) for name in index.classes}
     for inst in usable:
         per_class[inst.class_name][inst.subject] += 1
     counts = [inst.n_frames for inst in usable]
@@ -278,7 +279,7 @@ def _report(index: DatasetIndex, problems: list[Problem]) -> CheckReport:
         instances=len(usable),
         skipped=len(index.skipped),
         classes=index.classes,
-        subjects={s: by_subject.get(s, 0) for s in index.subjects},
+        subjects={s: by_subject.get(s, 0) for s in subjects},
         per_class=per_class,
         frames=frames,
         problems=problems,

@@ -398,6 +398,7 @@ class _ManifestRows:
         self._paths: dict[str, Path] = {}
         self._exists: dict[Path, bool] = {}
         self._patterns: dict[Path, str | None] = {}
+        self._given: dict[str, bool] = {}
 
     def candidate(self, row: dict[str, str]) -> _Candidate:
         ranged = any(row.get(key) for key in ("start_frame", "stop_frame")) or bool(row.get("video"))
@@ -486,7 +487,9 @@ class _ManifestRows:
         from the first frame file found (its digits' width: ``frame_0000000001.jpg`` ->
         ``frame_%010d.jpg``)."""
         if given:
-            if pattern_regex(given) is None or os.sep in given or "/" in given:
+            if given not in self._given:  # checked once per pattern, not once per row
+                self._given[given] = pattern_regex(given) is not None and os.sep not in given and "/" not in given
+            if not self._given[given]:
                 raise _BadRow(f"frame pattern {given!r} is not a file name with one %d or %0Nd "
                               "(such as frame_%010d.jpg)")
             return given
@@ -643,19 +646,18 @@ def _gap_problems(folder: Path, numbers: list[int]) -> list[Problem]:
 
 
 def _count_problems(cand: _Candidate, frames: dict[str, tuple[Path, ...]], min_frames: int) -> list[Problem]:
-    where = _instance_path(cand)
     counts = {m: len(p) for m, p in frames.items()}
-    problems = []
+    reasons = []
     for a, b in (("rgb", "mmaps"), ("flow_x", "flow_y")):
         if a in counts and b in counts and counts[a] != counts[b]:
-            problems.append(Problem(where, f"{a}/{b} count mismatch ({counts[a]} vs {counts[b]})"))
+            reasons.append(f"{a}/{b} count mismatch ({counts[a]} vs {counts[b]})")
     n = counts.get("rgb", counts.get("flow_x", 0))
     if n < min_frames:
-        problems.append(Problem(where, f"fewer frames than the flow stack ({n} < {min_frames})"))
+        reasons.append(f"fewer frames than the flow stack ({n} < {min_frames})")
     elif cand.flow_stride > 1 and "flow_x" in counts and counts["flow_x"] < min_frames:
-        problems.append(Problem(where, f"fewer flow frames than the flow stack ({counts['flow_x']} < {min_frames}; "
-                                       f"one flow frame per {cand.flow_stride} RGB frames)"))
-    return problems
+        reasons.append(f"fewer flow frames than the flow stack ({counts['flow_x']} < {min_frames}; "
+                       f"one flow frame per {cand.flow_stride} RGB frames)")
+    return [Problem(_instance_path(cand), reason) for reason in reasons]
 
 
 def _blocking(problems: list[Problem]) -> bool:
