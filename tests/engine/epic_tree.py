@@ -65,6 +65,28 @@ def write_epic_tree(root: Path) -> Path:
     return annotations
 
 
+def write_epic_videos(root: Path) -> None:
+    """ROOT/<P>/videos/<video>.MP4 (H.264 with B-frames): the same frames as :func:`write_epic_tree`'s folders."""
+    import av
+
+    video_index = 0
+    for participant in PARTICIPANTS:
+        for v in range(1, VIDEOS_PER_PARTICIPANT + 1):
+            path = root / participant / "videos" / f"{participant}_{v:02d}.MP4"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with av.open(str(path), "w", format="mp4") as container:
+                stream = container.add_stream("libx264", rate=60)
+                stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+                stream.options = {"g": "12", "bf": "2"}
+                for k in range(1, RGB_FRAMES + 1):
+                    frame = av.VideoFrame.from_ndarray(rgb_frame(video_index, k), format="rgb24")
+                    for packet in stream.encode(frame):
+                        container.mux(packet)
+                for packet in stream.encode():
+                    container.mux(packet)
+            video_index += 1
+
+
 def snapshot(root: Path) -> list[tuple[str, int, int]]:
     """Every entry under ``root`` with its size and modification time: equal snapshots, nothing written."""
     return sorted((str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*"))

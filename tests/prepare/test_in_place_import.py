@@ -11,7 +11,7 @@ from fpar.cli import main
 from fpar.data import ClipDataset, ClipSettings, load_index
 from fpar.data.layouts import FrameRange, VideoRange
 from fpar.errors import FparError
-from fpar.prepare.importers import write_in_place_manifest
+from fpar.prepare.importers import epic_manifest, write_in_place_manifest
 
 from .conftest import moving_square, write_avi
 from .test_importers import EPIC_HEADER, make_egtea
@@ -99,3 +99,20 @@ def test_no_manifest_is_written_inside_the_dataset(tmp_path):
         write_in_place_manifest([], data, data / "fpar")
     assert main(["prepare", "--epic", str(annotations), "--frames", str(data), "--out", str(data / "fpar")]) == 1
     assert not (data / "fpar").exists()
+
+
+def test_epic_rows_that_cannot_be_used_are_one_line_each(tmp_path):
+    data = tmp_path / "EPIC"
+    (data / "P01" / "rgb_frames" / "P01_01").mkdir(parents=True)
+    annotations = tmp_path / "a.csv"
+    annotations.write_text(EPIC_HEADER
+                           + "P01_01_0,P01,P01_01,,,,-4,10,open door,open,3,door,8,[],[]\n"
+                           + "P01_01_1,P01,P01_01,,,,30,10,open door,open,3,door,8,[],[]\n"
+                           + "P01_01_2,P01,P01_09,,,,1,10,open door,open,3,door,8,[],[]\n"
+                           + "P01_01_3,P01,../x,,,,1,10,open door,open,3,door,8,[],[]\n"
+                           + "P01_01_4,P01,P01_01,,,,1,10,open door,open,3,door,8,[],[]\n")
+    rows, problems = epic_manifest(annotations, data)
+    assert [r["id"] for r in rows] == ["P01_01_4"] and "flow_x" not in rows[0]  # no flow folder: RGB only
+    assert [p.split(": ", 1)[0] for p in problems] == [f"{annotations}:{n}" for n in (2, 3, 4, 5)]
+    assert "start_frame -4 is negative" in problems[0] and "stop_frame 10 before start_frame 30" in problems[1]
+    assert "no frame folder" in problems[2] and "invalid video name" in problems[3]
