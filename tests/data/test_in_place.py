@@ -182,10 +182,10 @@ def test_a_video_row_decodes_only_its_segment(tmp_path):
     write_video(video, 60)
     manifest = tmp_path / "data" / "manifest.csv"
     manifest.write_text("id,subject,label,video,start_frame,stop_frame\nx,P01,cut,P01_01.MP4,21,44\n"
-                        "y,P01,cut,P01_01.MP4,50,70\nz,P01,cut,P01_01.MP4,0,5\n")
+                        "y,P01,cut,P01_01.MP4,50,70\nz,P01,cut,P01_01.MP4,0,5\nw,P01,cut,P01_01.MP4,,\n")
     index = load_index(manifest)  # y, past the video's end, is found by `fpar data check`, not by indexing
     inst = index.instances[0]
-    assert [i.instance_id for i in index.instances] == ["x", "y"]
+    assert [(i.instance_id, len(i.rgb)) for i in index.instances] == [("x", 24), ("y", 21), ("w", 60)]
     assert isinstance(inst.rgb, VideoRange) and inst.n_frames == 24
     assert [p.reason for p in index.problems] == ["start_frame 0: a video's first frame is 1; row skipped"]
     ds = ClipDataset(index.instances, ClipSettings(num_frames=5, resize=48, crop=48), normalize=False)

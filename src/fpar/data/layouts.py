@@ -399,6 +399,7 @@ class _ManifestRows:
         self._exists: dict[Path, bool] = {}
         self._patterns: dict[Path, str | None] = {}
         self._given: dict[str, bool] = {}
+        self._lengths: dict[Path, int] = {}
 
     def candidate(self, row: dict[str, str]) -> _Candidate:
         ranged = any(row.get(key) for key in ("start_frame", "stop_frame")) or bool(row.get("video"))
@@ -423,7 +424,9 @@ class _ManifestRows:
             if start is not None and start < 1:
                 raise _BadRow(f"start_frame {start}: a video's first frame is 1")
             first = 1 if start is None else start
-            last = stop if stop is not None else _video_frame_count(video)
+            if stop is None and video not in self._lengths:  # the whole video: its length, once per video
+                self._lengths[video] = _video_frame_count(video)
+            last = stop if stop is not None else self._lengths[video]
             if last < first:
                 raise _BadRow(f"stop_frame {last} before start_frame {first}")
             ranges["rgb"] = VideoRange(video, first, last - first + 1)

@@ -16,6 +16,7 @@ wanted (decoding on would cost more than starting from that key frame).
 from __future__ import annotations
 
 import bisect
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -132,14 +133,19 @@ class VideoReader:
 
 _OPEN: OrderedDict[tuple[Path, int], VideoReader] = OrderedDict()
 _LOCK = threading.Lock()
+_OWNER = {"pid": os.getpid()}  # the process whose readers _OPEN holds
 
 
 def open_video(path: str | Path) -> VideoReader:
     """The process's reader of ``path`` (kept open for the next clip, up to :data:`OPEN_VIDEOS`).
 
-    Readers are per process and per thread: DataLoader workers each open their own."""
+    Readers are per process and per thread: DataLoader workers each open their own. A forked
+    worker forgets the readers it inherited (their file position is shared with its parent's)."""
     key = (Path(path), threading.get_ident())
     with _LOCK:
+        if _OWNER["pid"] != os.getpid():
+            _OPEN.clear()  # the parent's: not closed here, the parent still uses them
+            _OWNER["pid"] = os.getpid()
         reader = _OPEN.pop(key, None)
     if reader is None:
         reader = VideoReader(path)
