@@ -187,7 +187,7 @@ def test_a_video_row_decodes_only_its_segment(tmp_path):
     inst = index.instances[0]
     assert [(i.instance_id, len(i.rgb)) for i in index.instances] == [("x", 24), ("y", 21), ("w", 60)]
     assert isinstance(inst.rgb, VideoRange) and inst.n_frames == 24
-    assert [p.reason for p in index.problems] == ["start_frame 0: a video's first frame is 1; row skipped"]
+    assert [p.reason for p in index.problems] == ["start_frame 0: a video's first frame is 1 (id 'z'); row skipped"]
     ds = ClipDataset(index.instances, ClipSettings(num_frames=5, resize=48, crop=48), normalize=False)
     frames = ds[0]["frames"].permute(0, 2, 3, 1).numpy()  # (T, 48, 48, 3): columns 24..71 of each frame
     assert [shown_number(f, left=0) for f in frames] == [20 + n for n in ds.frame_numbers(0)["rgb"]]

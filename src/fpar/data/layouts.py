@@ -50,6 +50,7 @@ DEFAULT_MIN_FRAMES = 5  # the flow stack size L: the reference skips shorter ins
 FLOW_BOUND = 20.0
 # The keys of a manifest's header lines (``# root: PATH``), and the in-place columns of its rows
 MANIFEST_HEADER_KEYS = ("root",)
+ROW_SKIPPED = "row skipped"  # ends the problem of a manifest row that could not be used
 RANGE_COLUMNS = ("start_frame", "stop_frame", "frame_pattern", "flow_pattern", "flow_stride", "flow_bound")
 
 _EXT = r"\.(?:png|jpe?g)"
@@ -240,6 +241,10 @@ def load_index(root: str | Path, layout: str = "auto", *, min_frames: int = DEFA
     index = _build_index(root, layout, scan, min_frames)
     if index.skipped:
         log.warning("%s: skipped %d unusable instances (run `fpar data check %s`)", root, len(index.skipped), root)
+    bad_rows = [p for p in index.problems if p.reason.endswith(ROW_SKIPPED)]
+    if bad_rows:
+        log.warning("%s: skipped %d manifest rows that cannot be used, the first: %s: %s", root, len(bad_rows),
+                    bad_rows[0].path, bad_rows[0].reason)
     return index
 
 
@@ -322,7 +327,7 @@ def _scan_manifest(root: Path) -> _Scan:
         if not (row.get("frames") or row.get("video")):
             missing.append("frames (or video)")
         if missing:
-            scan.problems.append(Problem(where, f"missing {', '.join(missing)}; row skipped"))
+            scan.problems.append(Problem(where, f"missing {', '.join(missing)}; {ROW_SKIPPED}"))
             continue
         if row["id"] in seen:
             scan.problems.append(Problem(where, f"duplicate instance id {row['id']!r}"))
@@ -330,7 +335,7 @@ def _scan_manifest(root: Path) -> _Scan:
         try:
             candidate = reader.candidate(row)
         except _BadRow as exc:
-            scan.problems.append(Problem(where, f"{exc}; row skipped"))
+            scan.problems.append(Problem(where, f"{exc} (id {row['id']!r}); {ROW_SKIPPED}"))
             continue
         seen.add(row["id"])
         scan.class_names.add(row["label"])
