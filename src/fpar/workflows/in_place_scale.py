@@ -67,7 +67,7 @@ def write_epic_shaped(folder: str | Path, *, segments: int = 100_000, videos: in
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["id", "subject", "label", "frames", "frame_pattern", "start_frame", "stop_frame", "flow_x",
                      "flow_y", "flow_pattern", "flow_stride", "flow_bound"])
-    lengths = rng.integers(*SEGMENT_FRAMES, size=segments)
+    lengths = rng.integers(SEGMENT_FRAMES[0], min(SEGMENT_FRAMES[1], frames), size=segments)
     for s in range(segments):
         participant, video = names[s % videos]
         start = int(rng.integers(1, frames - lengths[s] + 1))
