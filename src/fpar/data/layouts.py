@@ -317,8 +317,8 @@ def _scan_manifest(root: Path) -> _Scan:
         lacking = [key for key in required if key not in columns]
         if not ("frames" in columns or "video" in columns):
             lacking.append("frames")
-        if lacking:
-            raise FparError(f"{path}:2: missing {', '.join(lacking)}")
+        if lacking:  # named at the first row, as a row lacking them would be
+            raise FparError(f"{path}:{len(header) + 2}: missing {', '.join(lacking)}")
     scan = _Scan(candidates=[], class_names=set(), patterns=_MANIFEST_PATTERNS)
     seen: set[str] = set()
     for line, row in rows:
