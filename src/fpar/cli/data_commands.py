@@ -35,7 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--layout", default="auto", choices=["auto", *LAYOUTS])
     check.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     check.add_argument("--deep", action="store_true",
-                       help="also check every frame of the dataset's stores (ROOT/.fpar-store) against its checksum")
+                       help="decode every frame read in place (manifest frame ranges, videos) once, not only "
+                            "check that it exists, and check every frame of the dataset's stores "
+                            "(ROOT/.fpar-store) against its checksum")
     check.set_defaults(func=run_check)
     data.set_defaults(func=lambda args: _usage(data))
 
@@ -55,7 +57,7 @@ def run_synth(args: argparse.Namespace) -> int:
 def run_check(args: argparse.Namespace) -> int:
     from fpar.data.check import check_dataset
 
-    report = check_dataset(args.root, args.layout)
+    report = check_dataset(args.root, args.layout, deep=args.deep)
     if args.deep:
         from fpar.data.store import store_problems
 

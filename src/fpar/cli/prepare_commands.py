@@ -42,6 +42,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prepare.add_argument("--videos", dest="videos_dir", metavar="DIR", help="EGTEA / EPIC video folder")
     prepare.add_argument("--epic-label", choices=("action", "verb", "noun"), default="action",
                          help="EPIC class: verb_noun (default), verb or noun")
+    in_place = prepare.add_mutually_exclusive_group()
+    in_place.add_argument("--frames", dest="frames_dir", metavar="DIR",
+                          help="with --epic/--egtea: use the dataset's published frame folders in place "
+                               "(EPIC: DIR/<P>/rgb_frames/<video>/, flow_frames/<video>/{u,v}/): write only "
+                               "ROOT/manifest.csv, no pixels, no flow computed")
+    in_place.add_argument("--in-place", action="store_true",
+                          help="with --epic/--egtea and --videos: write only ROOT/manifest.csv naming frame "
+                               "ranges of the videos, decoded when a clip is read (RGB only; no extraction)")
     prepare.add_argument("--write-manifest", metavar="FILE",
                          help="write the jobs as a CSV manifest and stop (to look at or edit an import)")
     _add_flow_options(prepare)
@@ -126,6 +134,8 @@ def prepare_command(args: argparse.Namespace) -> int:
     from fpar.prepare import jobs as jobs_module
 
     require_device(args.device)  # once, before any instance: not once per instance
+    if args.frames_dir or args.in_place:
+        return _in_place(args)
     jobs, problems = _jobs(args)
     jobs = jobs_module.check_jobs(jobs)
     if args.write_manifest:
@@ -191,6 +201,35 @@ def _jobs(args: argparse.Namespace) -> tuple[list, list[str]]:
         if not Path(video).exists():
             raise FparError(f"{video}: no such video file or folder")
     return [Job(video, args.subject, args.class_name, args.instance or Path(video).stem) for video in args.videos], []
+
+
+def _in_place(args: argparse.Namespace) -> int:
+    """``--frames`` / ``--in-place``: the annotations as a manifest of frame ranges read where they are."""
+    from fpar.prepare import importers
+
+    flag = "--frames" if args.frames_dir else "--in-place"
+    if not (args.epic or args.egtea) or args.videos:
+        raise FparError(f"{flag} goes with --epic CSV or --egtea SPLIT (no VIDEO arguments)")
+    if args.in_place and not args.videos_dir:
+        raise FparError("--in-place needs --videos DIR (the videos whose frames the manifest names)")
+    if args.frames_dir and args.videos_dir:
+        raise FparError("give --frames DIR (frame folders) or --videos DIR --in-place (videos), not both")
+    if args.shard or args.write_manifest:
+        raise FparError(f"{flag} writes one manifest at once: --shard and --write-manifest do not apply")
+    root = args.frames_dir or args.videos_dir
+    if args.epic:
+        rows, problems = importers.epic_manifest(args.epic, root, videos=args.in_place, label=args.epic_label)
+    else:
+        actions = args.actions or str(Path(args.egtea).with_name("action_idx.txt"))
+        rows, problems = importers.egtea_manifest(args.egtea, actions, root, videos=args.in_place)
+    path = importers.write_in_place_manifest(rows, root, args.out)
+    _write_labels(args)  # beside the manifest, where the index looks for them
+    for line in problems:
+        print(line, file=sys.stderr)
+    what = "videos" if args.in_place else "frames"
+    print(f"wrote {path}: {len(rows)} segments read in place ({what} under {root}), "
+          f"{len(problems)} annotation problems")
+    return 1 if problems else 0
 
 
 def _run(jobs: list, problems: list[str], args: argparse.Namespace) -> int:

@@ -5,11 +5,18 @@ class folders) come from :func:`fpar.data.layouts.load_index`; this module adds 
 ones by reading every frame: zero-byte, truncated and undecodable images. For the processed layout
 it also reports a missing modality tree (no ``flow_x_processed`` at all) and instances prepared
 with other settings than the rest (their ``prepare.json`` records).
+
+Instances read in place (frame ranges of shared folders, or of videos) are checked per folder and
+per video, not per segment: each folder is listed once and every segment's range is checked
+against the listing (a frame shared by a hundred segments is looked at once); ``deep=True`` then
+decodes each frame some segment uses, once, and each video from start to end.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
+import os
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
@@ -27,9 +34,12 @@ from fpar.data.layouts import (
     PREPARE_SETTINGS,
     PROCESSED_TREES,
     DatasetIndex,
+    FrameRange,
     Instance,
     Problem,
+    VideoRange,
     load_index,
+    pattern_regex,
 )
 
 
@@ -82,9 +92,12 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def check_dataset(root: str | Path, layout: str = "auto", progress: bool | None = None) -> CheckReport:
+def check_dataset(root: str | Path, layout: str = "auto", progress: bool | None = None, *,
+                  deep: bool = False) -> CheckReport:
     """Index ``root``, then read every frame file of every instance, usable or not.
 
+    Instances read in place are checked for the existence of every frame their ranges name (and
+    their videos' lengths); ``deep`` also decodes each of those frames once.
     ``progress``: show a progress bar on stderr (None: only when stderr is a terminal).
     Raises :class:`~fpar.errors.NotADatasetError` when ``root`` is no dataset at all.
     """
@@ -92,7 +105,10 @@ def check_dataset(root: str | Path, layout: str = "auto", progress: bool | None 
     problems = list(index.problems)
     if index.layout == "processed":
         problems += _missing_trees(index.root) + _settings_problems(index)
-    files = list(_frame_files(index.instances + index.skipped))
+    everything = index.instances + index.skipped
+    in_place = [inst for inst in everything if _read_in_place(inst)]
+    problems += _in_place_problems(in_place, deep, progress)
+    files = list(_frame_files([inst for inst in everything if not _read_in_place(inst)]))
     sizes: dict[str, tuple[int, int]] = {}  # instance id -> (height, width) of its first good frame
     for inst, path, color in tqdm(files, desc="checking frames", unit="frame", disable=_no_bar(progress),
                                   leave=False):
@@ -105,6 +121,85 @@ def check_dataset(root: str | Path, layout: str = "auto", progress: bool | None 
         if reason:
             problems.append(Problem(str(path), reason))
     return _report(index, problems)
+
+
+def _read_in_place(inst: Instance) -> bool:
+    return any(isinstance(inst.frames(kind), (FrameRange, VideoRange)) for kind in FILE_KINDS)
+
+
+def _in_place_problems(instances: list[Instance], deep: bool, progress: bool | None) -> list[Problem]:
+    """Missing (and with ``deep``, broken) frames of in-place instances, found per folder and video."""
+    ranges: dict[tuple[Path, str], list[tuple[Instance, FrameRange, bool]]] = {}
+    videos: dict[Path, list[tuple[Instance, VideoRange]]] = {}
+    for inst in instances:
+        for kind in FILE_KINDS:
+            frames = inst.frames(kind)
+            if isinstance(frames, FrameRange) and len(frames):
+                ranges.setdefault((frames.folder, frames.pattern), []).append((inst, frames, kind == "rgb"))
+            elif isinstance(frames, VideoRange):
+                videos.setdefault(frames.video, []).append((inst, frames))
+    problems: list[Problem] = []
+    for (folder, pattern), users in tqdm(sorted(ranges.items()), desc="checking frame folders", unit="folder",
+                                         disable=_no_bar(progress), leave=False):
+        present = _frame_numbers(folder, pattern)
+        for inst, frames, _ in users:
+            first, last = frames.first, frames.first + len(frames) - 1
+            found = bisect.bisect_right(present, last) - bisect.bisect_left(present, first)
+            if found < len(frames):
+                have = set(present[bisect.bisect_left(present, first):bisect.bisect_right(present, last)])
+                gone = [n for n in frames.numbers if n not in have]
+                more = f" and {len(gone) - 1} more" if len(gone) > 1 else ""
+                problems.append(Problem(str(folder / (pattern % gone[0])),
+                                        f"missing frame{more} of frames {first}-{last} of instance {inst.instance_id}"))
+        if deep:
+            used = sorted({n for _, frames, _ in users for n in frames.numbers} & set(present))
+            color = users[0][2]
+            for number in used:
+                path = folder / (pattern % number)
+                reason, _ = frame_problem(path, color)
+                if reason:
+                    problems.append(Problem(str(path), reason))
+    for video, users in tqdm(sorted(videos.items()), desc="checking videos", unit="video",
+                             disable=_no_bar(progress), leave=False):
+        problems += _video_problems(video, users, deep)
+    return problems
+
+
+def _frame_numbers(folder: Path, pattern: str) -> list[int]:
+    """The sorted frame numbers of the files in ``folder`` named by ``pattern`` (one listing)."""
+    name = pattern_regex(pattern)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    numbers = []
+    for entry in names:
+        match = name.fullmatch(entry)
+        if match and pattern % int(match.group(1)) == entry:
+            numbers.append(int(match.group(1)))
+    return sorted(numbers)
+
+
+def _video_problems(video: Path, users: list[tuple[Instance, VideoRange]], deep: bool) -> list[Problem]:
+    from fpar.data.videos import VideoReader  # noqa: PLC0415 (PyAV loads for video sources only)
+
+    try:
+        reader = VideoReader(video)
+    except FparError as exc:
+        return [Problem(str(video), str(exc).removeprefix(f"{video}: "))]
+    try:
+        problems = [Problem(str(video), f"frames {frames.first}-{frames.first + len(frames) - 1} of instance "
+                                        f"{inst.instance_id}, but the video has {len(reader)}")
+                    for inst, frames in users if frames.first + len(frames) - 1 > len(reader)]
+        if deep:
+            decoded = reader.decode_all()
+            if decoded != len(reader):
+                problems.append(Problem(str(video), f"{decoded} frames decode of the {len(reader)} its packets hold"))
+        return problems
+    except FparError as exc:
+        return [Problem(str(video), str(exc).removeprefix(f"{video}: "))]
+    finally:
+        reader.close()
 
 
 def _missing_trees(root: Path) -> list[Problem]:
@@ -166,7 +261,8 @@ def _frame_files(instances: list[Instance]) -> Iterator[tuple[Instance, Path, bo
 
 def _report(index: DatasetIndex, problems: list[Problem]) -> CheckReport:
     usable = index.instances
-    per_class = {name: dict.fromkeys(index.subjects, 0) for name in index.classes}
+    subjects = index.subjects  # a property over every instance: computed once, not once per class
+    per_class = {name: dict.fromkeys(subjects, 0) for name in index.classes}
     for inst in usable:
         per_class[inst.class_name][inst.subject] += 1
     counts = [inst.n_frames for inst in usable]
@@ -183,7 +279,7 @@ def _report(index: DatasetIndex, problems: list[Problem]) -> CheckReport:
         instances=len(usable),
         skipped=len(index.skipped),
         classes=index.classes,
-        subjects={s: by_subject.get(s, 0) for s in index.subjects},
+        subjects={s: by_subject.get(s, 0) for s in subjects},
         per_class=per_class,
         frames=frames,
         problems=problems,

@@ -22,9 +22,9 @@ import torch
 from torch.utils.data import Dataset
 
 from fpar.data import sampling, transforms
-from fpar.data.frames import FrameCache, read_frame
+from fpar.data.frames import FrameCache, read_frame, requantize_flow_table
 from fpar.data.labels import LABEL_KINDS, label_key
-from fpar.data.layouts import FILE_KINDS_OF_MODALITY, Instance
+from fpar.data.layouts import FILE_KINDS_OF_MODALITY, Instance, VideoRange
 from fpar.data.settings import ClipSettings
 from fpar.data.transforms import VIEWS
 from fpar.errors import FparError
@@ -151,6 +151,9 @@ class ClipDataset(Dataset):
         wants_flow = "flow" in self.modalities
         if wants_flow and self.flow_mode == "pairs":
             # Two-in-one: one flow pair per RGB frame, the same numbers for every modality.
+            if inst.flow_stride > 1:  # flow at its own rate: pick flow frames, RGB where each starts
+                numbers = sampling.pairs_indices(len(_frames_of(inst, "flow_x")), self.num_frames, self.train, rng)
+                return {"rgb": inst.rgb_numbers_of_flow(numbers), "flow": numbers}
             n = min(len(_frames_of(inst, m)) for m in self._files_needed())
             numbers = sampling.pairs_indices(n, self.num_frames, self.train, rng)
             return {"rgb": numbers, "flow": numbers}
@@ -189,10 +192,11 @@ class ClipDataset(Dataset):
         if self.store is not None:
             return self.store.clip(inst, kind, numbers, draw, self.crop, self.views)
         files = _frames_of(inst, kind)
+        decoded = self._read_video(inst, files, numbers) if isinstance(files, VideoRange) else None
         views = []
         size = None
-        for k in numbers:
-            image = self._read(inst, files, k, color=kind == "rgb")
+        for at, k in enumerate(numbers):
+            image = decoded[at] if decoded is not None else self._read(inst, files, k, color=kind == "rgb")
             if size is None:
                 size = image.shape[:2]
             elif image.shape[:2] != size:
@@ -220,10 +224,29 @@ class ClipDataset(Dataset):
     def _read(self, inst: Instance, files: tuple, number: int, color: bool) -> np.ndarray:
         if not 1 <= number <= len(files):
             raise FparError(f"{inst.instance_id}: frame {number} requested but the instance has {len(files)}")
+        if isinstance(files, VideoRange):  # one frame of a video (the size check's reference frame)
+            return self._read_video(inst, files, [number])[0]
         try:
             if self.cache is not None:
-                return self.cache.read(files[number - 1], color)
-            return read_frame(files[number - 1], color)
+                image = self.cache.read(files[number - 1], color)
+            else:
+                image = read_frame(files[number - 1], color)
+        except FparError as exc:
+            raise FparError(f"instance {inst.instance_id}: {exc}") from None
+        if inst.flow_bound is not None and (files is inst.flow_x or files is inst.flow_y):
+            # flow quantised with the dataset's own bound, read in fpar's (docs/data.md, "In place")
+            image = requantize_flow_table(inst.flow_bound)[image]
+        return image
+
+    def _read_video(self, inst: Instance, files: VideoRange, numbers: list[int]) -> list[np.ndarray]:
+        """Frames ``numbers`` (the instance's, 1-based) decoded from its video: only those."""
+        from fpar.data.videos import read_video_frames  # noqa: PLC0415 (PyAV loads for video sources only)
+
+        for number in numbers:
+            if not 1 <= number <= len(files):
+                raise FparError(f"{inst.instance_id}: frame {number} requested but the instance has {len(files)}")
+        try:
+            return read_video_frames(files.video, [files.first + k - 1 for k in numbers])
         except FparError as exc:
             raise FparError(f"instance {inst.instance_id}: {exc}") from None
 

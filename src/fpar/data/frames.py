@@ -5,12 +5,14 @@ A frame that cannot be read is an error, never replaced by another: a stand-in h
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 from pathlib import Path
 
 import numpy as np
 
+from fpar.data.layouts import FLOW_BOUND
 from fpar.errors import FparError
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -91,6 +93,19 @@ def read_frame(path: Path, color: bool) -> np.ndarray:
     if image is None:
         raise FparError(f"{path}: {problem or 'corrupt image (cannot decode)'}")
     return image
+
+
+@functools.lru_cache(maxsize=16)
+def requantize_flow_table(bound: float) -> np.ndarray:
+    """A 256-entry table taking flow levels quantised with ``bound`` px to fpar's
+    (:data:`~fpar.data.layouts.FLOW_BOUND`): level q stands for ``q / 255 * 2 * bound - bound`` px,
+    re-coded as ``round(255 * (v + FLOW_BOUND) / (2 * FLOW_BOUND))`` clipped to 0..255. The identity
+    when the bounds agree. Applied to each flow image as read, before any resize or flip."""
+    pixels = np.arange(256, dtype=np.float64) / 255.0 * 2.0 * bound - bound
+    levels = np.rint(255.0 * (pixels + FLOW_BOUND) / (2.0 * FLOW_BOUND))
+    table = np.clip(levels, 0, 255).astype(np.uint8)
+    table.flags.writeable = False
+    return table
 
 
 class FrameCache:

@@ -18,14 +18,19 @@ with ``narration_id``, ``participant_id``, ``video_id``, ``start_frame``, ``stop
 
 **Verb and noun labels** (:func:`epic_labels`, :func:`egtea_labels`): the annotations' verb and noun
 classes, written beside the imported dataset as its ``labels.csv`` (:mod:`fpar.data.labels`).
+**In place** (:func:`epic_manifest`, :func:`egtea_manifest`; docs/prepare.md, "In place"): the same
+annotations become manifest rows naming frame ranges of the published frame folders, or of the
+videos, which :func:`fpar.data.load_index` reads where they are: no pixel written, no flow computed.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import re
 from pathlib import Path
 
+from fpar.data.layouts import FILE_KINDS, RANGE_COLUMNS
 from fpar.errors import FparError
 from fpar.prepare.jobs import Job
 from fpar.prepare.layout_writer import check_name
@@ -33,6 +38,16 @@ from fpar.prepare.video import Segment
 
 _EGTEA_CLIP = re.compile(r"^(?P<session>(?P<subject>[A-Za-z]+\d+)-.+)-\d+-\d+-F(?P<start>\d+)-F(?P<end>\d+)$")
 EPIC_LABELS = ("action", "verb", "noun")
+
+# EPIC-KITCHENS' published frames: ``<P>/rgb_frames/<video>/frame_%010d.jpg`` and
+# ``<P>/flow_frames/<video>/{u,v}/frame_%010d.jpg``; TV-L1 flow with stride 2 (flow frame F from
+# RGB frames 2F-1, 2F), dilation 3, bound 25 px (the dataset's README)
+EPIC_FRAME_PATTERN = "frame_%010d.jpg"
+EPIC_FLOW_STRIDE = 2
+EPIC_FLOW_BOUND = 25.0
+# the columns of an in-place manifest, in order
+MANIFEST_COLUMNS = ("id", "subject", "label", "frames", "video", *(k for k in FILE_KINDS if k != "rgb"),
+                    *RANGE_COLUMNS)
 
 
 def class_folder_name(name: str) -> str:
@@ -172,6 +187,160 @@ def egtea_labels(split_file: str | Path, verb_index: str | Path | None = None,
                 row[kind] = class_folder_name(names[kind][int(text)])
         rows.append(row)
     return rows
+def epic_manifest(annotations: str | Path, root: str | Path, *, videos: bool = False,
+                  label: str = "action") -> tuple[list[dict[str, str]], list[str]]:
+    """In-place manifest rows (one per narrated action of an EPIC-KITCHENS-100 CSV) and problems.
+
+    ``root`` is the dataset's folder. Each row names the segment's frames in
+    ``<P>/rgb_frames/<video>/`` and, where the video has them, its flow frames in
+    ``<P>/flow_frames/<video>/u`` and ``v`` (one flow frame per two RGB frames, bound 25 px); with
+    ``videos=True`` it names ``<P>/videos/<video>.MP4`` instead (RGB only). Paths are relative to
+    ``root``; a row whose frame folder or video is missing is a problem, not a row."""
+    if label not in EPIC_LABELS:
+        raise FparError(f"unknown EPIC label {label!r} (choose {', '.join(EPIC_LABELS)})")
+    annotations, root = Path(annotations), Path(root)
+    rows = csv.DictReader(_read_lines(annotations))
+    needed = {"narration_id", "participant_id", "video_id", "start_frame", "stop_frame", "verb", "noun"}
+    lacking = needed - set(rows.fieldnames or ())
+    if lacking:
+        raise FparError(f"{annotations}: not an EPIC-KITCHENS-100 annotation CSV (no {', '.join(sorted(lacking))} column)")
+    out, problems = [], []
+    seen: dict[str, int] = {}
+    sources: dict[tuple[str, str], dict[str, str] | str] = {}  # (participant, video) -> columns, or why not
+    for number, row in enumerate(rows, 2):
+        where = f"{annotations}:{number}"
+        try:
+            start, stop = int(row["start_frame"]), int(row["stop_frame"])
+        except (TypeError, ValueError):
+            problems.append(f"{where}: start_frame/stop_frame not whole numbers, skipped")
+            continue
+        problem = (f"start_frame {start} is negative" if start < 0 else
+                   f"stop_frame {stop} before start_frame {start}" if stop < start else
+                   f"narration_id {row['narration_id']!r} already on line {seen[row['narration_id']]}"
+                   if row["narration_id"] in seen else None)
+        if problem is None:
+            try:  # participant and video name folders: plain names only
+                check_name(row["participant_id"], "participant")
+                check_name(row["video_id"], "video")
+            except FparError as exc:
+                problem = str(exc)
+        if problem is not None:
+            problems.append(f"{where}: {problem}, skipped")
+            continue
+        seen[row["narration_id"]] = number
+        key = (row["participant_id"], row["video_id"])
+        if key not in sources:
+            sources[key] = _epic_source(root, *key, videos)
+        if isinstance(sources[key], str):
+            problems.append(f"{where}: {sources[key]}, skipped")
+            continue
+        name = {"action": f"{row['verb']}_{row['noun']}", "verb": row["verb"], "noun": row["noun"]}[label]
+        out.append({"id": row["narration_id"], "subject": row["participant_id"], "label": class_folder_name(name),
+                    "start_frame": str(start), "stop_frame": str(stop), **sources[key]})
+    return out, problems
+
+
+def _epic_source(root: Path, participant: str, video: str, videos: bool) -> dict[str, str] | str:
+    """The manifest columns naming one EPIC video's frames (or the video itself), or why there are none."""
+    if videos:
+        for suffix in (".MP4", ".mp4"):
+            relative = f"{participant}/videos/{video}{suffix}"
+            if (root / relative).is_file():
+                return {"video": relative}
+        return f"no video {root / participant / 'videos' / (video + '.MP4')}"
+    frames = f"{participant}/rgb_frames/{video}"
+    if not (root / frames).is_dir():
+        return f"no frame folder {root / frames}"
+    columns = {"frames": frames, "frame_pattern": EPIC_FRAME_PATTERN}
+    flow = f"{participant}/flow_frames/{video}"
+    if (root / flow / "u").is_dir() and (root / flow / "v").is_dir():
+        columns |= {"flow_x": f"{flow}/u", "flow_y": f"{flow}/v", "flow_pattern": EPIC_FRAME_PATTERN,
+                    "flow_stride": str(EPIC_FLOW_STRIDE), "flow_bound": f"{EPIC_FLOW_BOUND:g}"}
+    return columns
+
+
+def egtea_manifest(split_file: str | Path, action_index: str | Path, root: str | Path, *,
+                   videos: bool = False) -> tuple[list[dict[str, str]], list[str]]:
+    """In-place manifest rows (one per clip of an EGTEA Gaze+ split file) and problems.
+
+    Frames (``videos=False``): a clip's own folder ``<session>/<clip>/`` or ``<clip>/`` of
+    ``frame_%010d.jpg`` numbered from 1 (frames 1 .. end - start + 1), else the session's folder
+    ``<session>/`` numbered as the session video (frames start .. end of the clip name). Videos:
+    the cropped clip ``<session>/<clip>.mp4`` or ``<clip>.mp4`` (frames 1 .. end - start + 1),
+    else ``<session>.mp4`` (frames start .. end). EGTEA publishes no flow: rows are RGB only."""
+    split_file, root = Path(split_file), Path(root)
+    out, problems = [], []
+    actions = read_index(action_index, problems)
+    seen: set[str] = set()
+    for number, line in enumerate(_read_lines(split_file), 1):
+        if not line.strip():
+            continue
+        where = f"{split_file}:{number}"
+        parts = line.split()
+        match = _EGTEA_CLIP.match(parts[0])
+        if len(parts) < 2 or not match or not parts[1].isdigit():
+            problems.append(f"{where}: not a '<clip> <action> <verb> <noun>' line, skipped: {line.strip()!r}")
+            continue
+        clip, session = parts[0], match["session"]
+        start, end = int(match["start"]), int(match["end"])
+        action = actions.get(int(parts[1]))
+        problem = (f"action id {parts[1]} not in {action_index}" if action is None else
+                   f"clip ends (frame {end}) before it starts ({start})" if start > end else
+                   f"clip {clip} listed twice" if clip in seen else None)
+        if problem is None:
+            source = _egtea_source(root, session, clip, start, end, videos)
+            problem = source if isinstance(source, str) else None
+        if problem is not None:
+            problems.append(f"{where}: {problem}, skipped")
+            continue
+        seen.add(clip)
+        out.append({"id": clip, "subject": match["subject"], "label": class_folder_name(action), **source})
+    return out, problems
+
+
+def _egtea_source(root: Path, session: str, clip: str, start: int, end: int, videos: bool) -> dict[str, str] | str:
+    whole_clip = {"start_frame": "1", "stop_frame": str(end - start + 1)}
+    in_session = {"start_frame": str(start), "stop_frame": str(end)}
+    if videos:
+        for relative in (f"{session}/{clip}.mp4", f"{clip}.mp4"):
+            if (root / relative).is_file():
+                return {"video": relative, **whole_clip}
+        if (root / f"{session}.mp4").is_file():
+            return {"video": f"{session}.mp4", **in_session}
+        return f"no video {root / session / (clip + '.mp4')} nor {root / (session + '.mp4')}"
+    for relative in (f"{session}/{clip}", clip):
+        if (root / relative).is_dir():
+            return {"frames": relative, "frame_pattern": EPIC_FRAME_PATTERN, **whole_clip}
+    if (root / session).is_dir():
+        return {"frames": session, "frame_pattern": EPIC_FRAME_PATTERN, **in_session}
+    return f"no frame folder {root / session / clip} nor {root / session}"
+
+
+def write_in_place_manifest(rows: list[dict[str, str]], root: str | Path, out: str | Path) -> Path:
+    """Write ``rows`` as ``OUT/manifest.csv`` whose ``# root:`` line names ``root`` (absolute), the
+    folder every row's path is relative to. Refused when ``OUT`` lies inside ``root``: nothing is
+    written under a dataset used in place."""
+    from fpar.io import inside, write_text
+
+    root, out = Path(root).resolve(), Path(out)
+    if not root.is_dir():
+        raise FparError(f"{root}: no such folder (the dataset's frames or videos)")
+    real_out = out.resolve()
+    if real_out == root or root in real_out.parents:
+        raise FparError(f"--out {out} is inside the dataset {root}: an in-place manifest is written outside it "
+                        "(nothing is written under a dataset used in place)")
+    if "\n" in str(root):
+        raise FparError(f"{root}: a folder name with a line break cannot be a manifest's root line")
+    target = inside(out, "manifest.csv")
+    columns = [c for c in MANIFEST_COLUMNS if any(row.get(c) for row in rows)]
+    buffer = io.StringIO()
+    buffer.write(f"# root: {root}\n")
+    writer = csv.DictWriter(buffer, columns, extrasaction="raise", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(target, buffer.getvalue())
+    return target
 
 
 def _usable(job: Job, where: str, problems: list[str]) -> bool:
