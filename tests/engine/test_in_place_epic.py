@@ -20,7 +20,7 @@ def test_epic_frames_in_place_from_prepare_to_training_and_evaluation(tmp_path, 
     out = tmp_path / "epic-in-place"
     assert main(["prepare", "--epic", str(annotations), "--frames", str(epic), "--out", str(out)]) == 0
     assert "12 segments read in place" in capsys.readouterr().out
-    assert [p.name for p in out.iterdir()] == ["manifest.csv"]  # no pixels, no flow: one file
+    assert sorted(p.name for p in out.iterdir()) == ["labels.csv", "manifest.csv"]  # no pixels, no flow
     lines = (out / "manifest.csv").read_text().splitlines()
     assert lines[0] == f"# root: {epic.resolve()}"
     row = next(csv.DictReader(lines[1:]))

@@ -31,7 +31,7 @@ def test_egtea_videos_in_place(tmp_path, capsys):
     assert main(["prepare", "--egtea", str(root / "train_split1.txt"), "--videos", str(root / "videos"),
                  "--in-place", "--out", str(out)]) == 1  # the two bad lines
     assert "3 segments read in place (videos under" in capsys.readouterr().out
-    assert [p.name for p in out.iterdir()] == ["manifest.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["labels.csv", "manifest.csv"]  # the verb and noun beside it
     header, rows = manifest_rows(out)
     assert header == f"# root: {(root / 'videos').resolve()}"
     # the session video for two clips (frames from the clip name), the cropped clip for the third

@@ -12,8 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from fpar.data.layouts import FLOW_BOUND
 from fpar.errors import FparError
+
+# The flow quantisation fpar's models read: each component clipped to +-FLOW_BOUND px and mapped
+# linearly onto 0..255 (dense_flow's coding, `fpar prepare`'s default bound). Flow a manifest row
+# records with another bound (EPIC-KITCHENS' is 25 px) is converted to it when read (docs/data.md).
+FLOW_BOUND = 20.0
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8"
@@ -98,7 +102,7 @@ def read_frame(path: Path, color: bool) -> np.ndarray:
 @functools.lru_cache(maxsize=16)
 def requantize_flow_table(bound: float) -> np.ndarray:
     """A 256-entry table taking flow levels quantised with ``bound`` px to fpar's
-    (:data:`~fpar.data.layouts.FLOW_BOUND`): level q stands for ``q / 255 * 2 * bound - bound`` px,
+    (:data:`FLOW_BOUND`): level q stands for ``q / 255 * 2 * bound - bound`` px,
     re-coded as ``round(255 * (v + FLOW_BOUND) / (2 * FLOW_BOUND))`` clipped to 0..255. The identity
     when the bounds agree. Applied to each flow image as read, before any resize or flip."""
     pixels = np.arange(256, dtype=np.float64) / 255.0 * 2.0 * bound - bound

@@ -47,10 +47,6 @@ PROCESSED_TREES = {"rgb": "processed_frames", "flow_x": "flow_x_processed", "flo
 # holding it is a dataset a killed or failed run left half written (docs/reliability.md)
 UNFINISHED_MARKER = ".fpar-unfinished.json"
 DEFAULT_MIN_FRAMES = 5  # the flow stack size L: the reference skips shorter instances
-# The flow quantisation fpar's models read: each component clipped to +-FLOW_BOUND px and mapped
-# linearly onto 0..255 (dense_flow's coding, `fpar prepare`'s default bound). Flow a manifest row
-# records with another bound (EPIC-KITCHENS' is 25 px) is converted to it when read (docs/data.md).
-FLOW_BOUND = 20.0
 # The keys of a manifest's header lines (``# root: PATH``), and the in-place columns of its rows
 MANIFEST_HEADER_KEYS = ("root",)
 ROW_SKIPPED = "row skipped"  # ends the problem of a manifest row that could not be used

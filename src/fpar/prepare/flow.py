@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from fpar.data.frames import FLOW_BOUND
 from fpar.errors import FparError
 from fpar.io import atomic_path, refuse_overwriting_inputs
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 # The flow methods: the CLI offers exactly these. torch, cv2 and the modules built on them are
 # imported inside the functions, so building the CLI does not load them.
 FLOW_METHODS = ("tvl1", "tvl1-opencv", "dis", "farneback")
-DEFAULT_BOUND = 20.0  # px; the usual dense_flow bound
+DEFAULT_BOUND = FLOW_BOUND  # px; dense_flow's usual bound, the coding the models read
 # Numbers that mean something (docs/reliability.md): a bound below half a pixel codes every motion as
 # saturated, one above 100 px codes it all as zero in 8 bits; frame rates outside 0.1..1000 per second
 # are typos (and overflow when turned into frame durations).

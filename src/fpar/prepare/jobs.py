@@ -30,7 +30,7 @@ from typing import Iterable, Iterator, TextIO
 
 from fpar.errors import FparError
 from fpar.io import die_with_parent
-from fpar.prepare.flow import FRAME_RATE_RANGE
+from fpar.prepare.flow import DEFAULT_BOUND, FRAME_RATE_RANGE
 from fpar.prepare.video import IMAGE_SUFFIXES, Segment
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".gif")
@@ -238,7 +238,7 @@ class RunOptions:
 
     out_root: str
     flow: str = "tvl1"
-    bound: float = 20.0
+    bound: float = DEFAULT_BOUND
     size: int | None = None
     warp: bool = False
     max_frames: int | None = None
