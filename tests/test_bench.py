@@ -2,8 +2,8 @@ import json
 
 import torch
 
-from fpar.bench import (STAGE_MODELS, bench_flow, bench_loading, bench_process, data_row, format_table, make_batch,
-                        reference_forward, reference_rgb_forward, setting_for)
+from fpar.bench import (STAGE_MODELS, bench_flow, bench_loading, bench_process, bench_stream, data_row, format_table,
+                        make_batch, reference_forward, reference_rgb_forward, setting_for)
 from fpar.cli import main
 from fpar.engine.stages import configure_stage
 from fpar.models import build_model
@@ -118,3 +118,16 @@ def test_process_row_runs_fpar_eval_and_the_reference_script_on_the_same_clips()
 def test_bench_refuses_an_unknown_row_kind(capsys):
     assert main(["bench", "--rows", "eval,nonsense"]) != 0
     assert "nonsense" in capsys.readouterr().err
+
+
+def test_stream_rows_time_the_stream_against_recomputing_the_window():
+    rows = bench_stream(True, 1, setting_for("cpu", "32"), crop=48, window=3)
+    assert [(r["name"], r["frames"]) for r in rows] == [
+        ("stream rgb_attention, every 1", 3), ("stream rgb_attention, every 2", 3),
+        ("stream two_stream dis flow, every 1", 3)]
+    for row in rows:
+        assert row["kind"] == "stream" and row["unit"] == "frames/s" and row["batch"] == 1
+        assert row["fpar_rate"] > 0 and row["reference_rate"] > 0
+        assert 0 < row["median_latency_ms"] <= row["p95_latency_ms"]
+        assert row["target_met"] is None  # the targets are stated at 224 px and T = 16, not this size
+    assert "p95" in format_table({"machine": MACHINE, "rows": rows})

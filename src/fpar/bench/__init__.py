@@ -5,6 +5,8 @@
 * ``fpar.bench.reference``: the reference's way of computing (forward, frame reading, evaluation)
 * ``fpar.bench.model_rows``: evaluation forward and training steps (``STAGE_MODELS``)
 * ``fpar.bench.data_rows``, ``fpar.bench.loading``: clip loading, optical flow
+* ``fpar.bench.stream_rows``: ``fpar.Stream`` frame by frame against recomputing the window
+* ``fpar.bench.in_place``: index build and ``data check`` of an EPIC-shaped in-place manifest
 * ``fpar.bench.process_rows``: ``fpar eval`` as a whole process against a reference-style script
 * ``fpar.bench.format``: the table ``fpar bench`` prints
 """
@@ -31,5 +33,7 @@ _EXPORTS = {
     "bench_flow": "fpar.bench.data_rows",
     "bench_clip_loading": "fpar.bench.loading",
     "bench_process": "fpar.bench.process_rows",
+    "bench_stream": "fpar.bench.stream_rows",
+    "in_place_rows": "fpar.bench.in_place",
 }
 __getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

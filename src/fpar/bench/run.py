@@ -5,7 +5,9 @@ other processes hits both alike), and reports rates, the speed-up, each way's sh
 machine's limit and its peak memory (:mod:`fpar.bench.measure`). The rows: the models' evaluation
 forward and training steps (:mod:`fpar.bench.model_rows`), clip loading and optical flow
 (:mod:`fpar.bench.data_rows`), the packed store against the reference's JPEG reading
-(:mod:`fpar.bench.packed_store`) and ``fpar eval`` as a whole process (:mod:`fpar.bench.process_rows`).
+(:mod:`fpar.bench.packed_store`), streaming one frame at a time against recomputing the window
+(:mod:`fpar.bench.stream_rows`), indexing and checking an in-place manifest of EPIC's size
+(:mod:`fpar.bench.in_place`) and ``fpar eval`` as a whole process (:mod:`fpar.bench.process_rows`).
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from typing import Any, Callable
 import torch
 
 from fpar.bench.data_rows import bench_flow, bench_loading
+from fpar.bench.in_place import in_place_rows
 from fpar.bench.measure import Setting, machine_info, matmul_peak, setting_for
 from fpar.bench.model_rows import STAGE_MODELS, bench_eval, bench_train
 from fpar.bench.packed_store import packed_store_rows
 from fpar.bench.process_rows import bench_process
+from fpar.bench.stream_rows import bench_stream
 from fpar.errors import FparError
 
 # row kind -> maker of its rows (quick, repeats, setting); the model rows (eval, train) come first
@@ -26,6 +30,8 @@ LOADING_ROWS: dict[str, Callable[[bool, int, Setting], list[dict[str, Any]]]] = 
     "loading": lambda quick, repeats, setting: bench_loading(*((128, 112) if quick else (256, 224)), repeats),
     "packed": lambda quick, repeats, setting: packed_store_rows(quick, repeats),
     "flow": lambda quick, repeats, setting: bench_flow(repeats, setting),
+    "stream": bench_stream,
+    "in-place": in_place_rows,
     "process": lambda quick, repeats, setting: [
         bench_process("resnet18", 112, 3, 2, 7, repeats, setting.device) if quick else
         bench_process("resnet34", 224, 6, 4, 16, repeats, setting.device)],
