@@ -142,3 +142,25 @@ def test_every_file_module_and_command_architecture_md_names_exists():
     missing += [f"fpar {name}" for name in sorted(set(COMMAND.findall(text))) if name not in commands]
     assert SOURCE_PATH.findall(text) and DOTTED_NAME.findall(text) and COMMAND.findall(text)
     assert not missing, f"ARCHITECTURE.md names what does not exist: {missing}"
+
+
+def test_every_test_the_reliability_table_names_exists():
+    """docs/reliability.md's table of faults names the tests that hold each one: they must exist,
+    in the file named (a ``::name`` alone belongs to the file named before it in the same cell)."""
+    text = (ROOT / "docs" / "reliability.md").read_text(encoding="utf-8")
+    table = text[text.index("## Bad inputs and faults the tests cover"):]
+    missing, named = [], 0
+    for line in table.splitlines():
+        if not re.match(r"\| \d+ \|", line):
+            continue
+        current = None
+        for ref in re.findall(r"`([^`]+)`", line.rstrip(" |").split(" | ")[-1]):
+            path, _, name = (f"{current}{ref}" if ref.startswith("::") else ref).partition("::")
+            name = name.split("[")[0]  # a parametrised case: its test function
+            current = path
+            source = ROOT / "tests" / path
+            named += 1
+            if not source.is_file() or (name and not re.search(rf"^def {re.escape(name)}\(", source.read_text(),
+                                                                re.MULTILINE)):
+                missing.append(f"{path}::{name}")
+    assert named > 100 and not missing, missing
