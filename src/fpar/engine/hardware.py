@@ -12,10 +12,16 @@
 
 An explicit precision (config or ``--precision``) always wins. The detector takes the CPU flags
 and CUDA capability as data (:class:`Hardware`) so the choice is testable on any machine.
+
+``ONEDNN_MAX_CPU_ISA`` (oneDNN's own setting, e.g. ``AVX2``) caps the instruction sets oneDNN
+dispatches to; the detector caps the CPU flags it reports the same way, so ``auto`` and every
+figure that names the instruction set decide as on a CPU that has no more than that
+(docs/hardware.md). CI runs the numerics tests a second time under ``ONEDNN_MAX_CPU_ISA=AVX2``.
 """
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from dataclasses import dataclass, field
@@ -30,6 +36,16 @@ AUTO = "auto"
 # instruction sets worth naming in a report, in the order they appeared
 ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+# oneDNN's ISA names (ONEDNN_MAX_CPU_ISA), lowest first, each with the flag it needs first; a cap
+# keeps the flags of its own level and those below. AVX10 names are AVX-512 with more on top.
+ONEDNN_ISA_LEVELS = (
+    ("SSE41", "sse4_1"), ("AVX", "avx"), ("AVX2", "avx2"), ("AVX2_VNNI", "avx_vnni"),
+    ("AVX2_VNNI_2", "avx_ne_convert"), ("AVX512_CORE", "avx512f"), ("AVX512_CORE_VNNI", "avx512_vnni"),
+    ("AVX512_CORE_BF16", "avx512_bf16"), ("AVX512_CORE_FP16", "avx512_fp16"), ("AVX10_1_512", "avx512_fp16"),
+    ("AVX512_CORE_AMX", "amx_bf16"), ("AVX10_1_512_AMX", "amx_bf16"), ("AVX512_CORE_AMX_FP16", "amx_fp16"),
+    ("AVX10_1_512_AMX_FP16", "amx_fp16"), ("AVX10_2_512", "avx10_2"), ("AVX10_2_512_AMX_2", "amx_fp8"),
+)
+ISA_CAP_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
 
 
 @dataclass(frozen=True)
@@ -40,6 +56,7 @@ class Hardware:
     name: str  # CPU model or GPU name
     cpu_flags: frozenset[str] = field(default_factory=frozenset)
     cuda_capability: tuple[int, int] | None = None
+    isa_cap: str | None = None  # ONEDNN_MAX_CPU_ISA where set: cpu_flags are already capped by it
 
     @property
     def isa(self) -> list[str]:
@@ -77,6 +94,37 @@ def cpu_flags() -> tuple[str, frozenset[str]]:
     return name, frozenset(flags)
 
 
+def isa_cap() -> str | None:
+    """oneDNN's instruction-set cap from the environment (``ONEDNN_MAX_CPU_ISA``, or its older
+    name ``DNNL_MAX_CPU_ISA``), upper-cased; None where unset or ``ALL``."""
+    for variable in ISA_CAP_VARIABLES:
+        value = os.environ.get(variable, "").strip().upper()
+        if value and value != "ALL":
+            return value
+    return None
+
+
+def cap_flags(flags: frozenset[str], cap: str | None) -> frozenset[str]:
+    """``flags`` less those of the instruction-set levels above ``cap`` (a oneDNN ISA name).
+
+    >>> sorted(cap_flags(frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16"}), "AVX2"))
+    ['avx2']
+    >>> sorted(cap_flags(frozenset({"avx2", "avx512f", "avx512_bf16"}), "AVX512_CORE"))
+    ['avx2', 'avx512f']
+
+    An unknown name caps nothing (oneDNN ignores it too)."""
+    names = [name for name, _ in ONEDNN_ISA_LEVELS]
+    if cap is None or cap not in names:
+        return flags
+    above = {flag for name, flag in ONEDNN_ISA_LEVELS[names.index(cap) + 1:]}
+    above -= {flag for name, flag in ONEDNN_ISA_LEVELS[:names.index(cap) + 1]}
+    if names.index(cap) < names.index("AVX512_CORE"):
+        above |= {flag for flag in flags if flag.startswith(("avx512", "amx"))}
+    if names.index(cap) < names.index("AVX512_CORE_AMX"):
+        above |= {flag for flag in flags if flag.startswith("amx")}
+    return frozenset(flags - above)
+
+
 def detect(device: str = "cpu") -> Hardware:
     """The machine's :class:`Hardware` for ``device`` ("cpu" or "cuda")."""
     if device == "cuda":
@@ -84,7 +132,8 @@ def detect(device: str = "cpu") -> Hardware:
         return Hardware("cuda", torch.cuda.get_device_name(index),
                         cuda_capability=tuple(torch.cuda.get_device_capability(index)))
     name, flags = cpu_flags()
-    return Hardware("cpu", name, cpu_flags=flags)
+    cap = isa_cap()
+    return Hardware("cpu", name, cpu_flags=cap_flags(flags, cap), isa_cap=cap)
 
 
 def device_for(accelerator: str) -> str:
@@ -113,7 +162,8 @@ def choose_precision(hardware: Hardware, requested: str = AUTO) -> tuple[str, st
 
 def describe(hardware: Hardware, precision: str, reason: str) -> str:
     """The one line a run prints at start."""
-    isa = f" [{' '.join(hardware.isa)}]" if hardware.device == "cpu" and hardware.isa else ""
+    capped = f", capped by ONEDNN_MAX_CPU_ISA={hardware.isa_cap}" if hardware.isa_cap else ""
+    isa = f" [{' '.join(hardware.isa)}{capped}]" if hardware.device == "cpu" and hardware.isa else ""
     return f"fpar: precision {precision} on {hardware.device} ({hardware.name}{isa}): {reason}"
 
 
