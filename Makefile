@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # CPU wheel by default; a torch already in .venv (e.g. a CUDA build) is kept
 TORCH  ?= torch==2.13.0
 
-.PHONY: venv test demo clean
+.PHONY: venv test test-avx2 demo clean
 
 venv: $(VENV)/.installed
 
@@ -18,6 +18,11 @@ $(VENV)/.installed: pyproject.toml
 
 test: venv
 	$(BIN)/python -m pytest -q
+
+# the numerics tests again as on an AVX2-only CPU: oneDNN and ATen limited to AVX2, so bf16 is
+# emulated and `trainer.precision: auto` picks fp32 (docs/hardware.md)
+test-avx2: venv
+	ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 $(BIN)/python -m pytest -q -m numerics
 
 demo: venv
 	$(BIN)/fpar demo --out demo-output

@@ -11,6 +11,24 @@ FIXTURES = TESTS / "fixtures"
 # the tiny dataset and configs that train in seconds, shared by the engine and workflow tests
 sys.path.insert(0, str(TESTS / "engine"))
 
+# The numerics tests: results that depend on the instructions oneDNN computes with (parity in fp32
+# and bf16, precision choice, compute preparation, ONNX, stream = predict). CI runs them a second
+# time as on an AVX2-only CPU (`make test-avx2`: ONEDNN_MAX_CPU_ISA=AVX2; docs/hardware.md).
+NUMERICS = (
+    "interop/test_parity.py", "interop/test_parity_bf16.py", "interop/test_from_reference.py",
+    "interop/test_onnx_export.py", "engine/test_hardware.py", "engine/test_compute.py",
+    "engine/test_predict.py", "engine/test_stream.py", "models/test_blocks.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    missing = [name for name in NUMERICS if not (TESTS / name).exists()]
+    if missing:  # a renamed file would silently drop out of the AVX2 run
+        raise pytest.UsageError(f"tests/conftest.py NUMERICS names missing files: {', '.join(missing)}")
+    for item in items:
+        if Path(item.fspath).relative_to(TESTS).as_posix() in NUMERICS:
+            item.add_marker(pytest.mark.numerics)
+
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:

@@ -1,7 +1,7 @@
 import pytest
 
 from fpar.engine.config import validate_config
-from fpar.engine.hardware import Hardware, choose_precision, cpu_flags, detect, resolve_precision
+from fpar.engine.hardware import Hardware, cap_flags, choose_precision, cpu_flags, detect, isa_cap, resolve_precision
 
 from engine_tiny import tiny_config
 
@@ -48,8 +48,27 @@ def test_isa_lists_what_matters():
 def test_detect_this_cpu():
     hardware = detect("cpu")
     name, flags = cpu_flags()
-    assert hardware.device == "cpu" and hardware.name == name and hardware.cpu_flags == flags
+    assert hardware.device == "cpu" and hardware.name == name
+    assert hardware.cpu_flags == cap_flags(flags, isa_cap())  # ONEDNN_MAX_CPU_ISA where CI sets it
     assert choose_precision(hardware)[0] in ("32-true", "bf16-mixed")
+
+
+@pytest.mark.parametrize("cap, kept", [
+    ("AVX2", ["avx2"]),
+    ("avx512_core", ["avx2", "avx512f"]),
+    ("AVX512_CORE_BF16", ["avx2", "avx512f", "avx512_bf16"]),
+    ("AVX512_CORE_AMX", ["avx2", "avx512f", "avx512_bf16", "amx_bf16"]),
+    ("ALL", ["avx2", "avx512f", "avx512_bf16", "amx_bf16"]),
+    ("", ["avx2", "avx512f", "avx512_bf16", "amx_bf16"]),
+])
+def test_onednn_cap_decides_as_on_that_cpu(monkeypatch, cap, kept):
+    """ONEDNN_MAX_CPU_ISA=AVX2 on an AMX machine: auto picks fp32 and the line names the cap, as an
+    AVX2 user's machine would, so CI checks an AVX2 user's `make test` on its own CPU."""
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    flags = frozenset({"sse4_2", "avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
+    capped = Hardware("cpu", "an AMX CPU", cpu_flags=cap_flags(flags, isa_cap()), isa_cap=isa_cap())
+    assert capped.isa == kept
+    assert choose_precision(capped)[0] == ("bf16-mixed" if "avx512_bf16" in kept else "32-true")
 
 
 def test_config_precision_defaults_to_auto():
