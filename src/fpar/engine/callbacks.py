@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgre
 
 from fpar.checkpoint import load_checkpoint
 from fpar.io import atomic_path, write_text
+from fpar.progress import on_terminal
 from fpar.pictures import attention_strip, confusion_picture
 
 METRIC_FIELDS = ("epoch", "step", "lr", "train_loss", "val_loss", "val_accuracy")
@@ -137,7 +138,7 @@ def progress_callback(stream: Any = None) -> ProgressBar:
     """Progress for a Trainer: Lightning's bars on stderr when it is a terminal, otherwise
     :class:`LineProgress` (a carriage-return bar redirected into a file is kilobytes of noise)."""
     stream = stream or sys.stderr
-    return StderrProgressBar() if stream.isatty() else LineProgress(stream)
+    return StderrProgressBar() if on_terminal(stream) else LineProgress(stream)
 
 
 def _on_stderr(make_bar: Any) -> Any:

@@ -38,6 +38,7 @@ from fpar.engine.loggers import RUN_LOG, build_loggers
 from fpar.engine.module import FparModule, DivergedError
 from fpar.errors import FparError
 from fpar.io import exclusive_lock, inside
+from fpar.progress import shown
 
 log = logging.getLogger(__name__)
 
@@ -247,6 +248,7 @@ def build_trainer(config: ExperimentSettings, run_dir: Path, callbacks: list[L.C
     """The Lightning Trainer for ``config``; settings the machine cannot honour are one FparError."""
     tr = config.trainer
     loggers = build_loggers(tr.loggers, run_dir, config.experiment)
+    progress = shown(progress)  # fpar --quiet: none
     if progress:
         callbacks = [*callbacks, progress_callback()]
     if loggers:
