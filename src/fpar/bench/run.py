@@ -19,6 +19,7 @@ import torch
 from fpar.bench.data_rows import bench_flow, bench_loading
 from fpar.bench.in_place import in_place_rows
 from fpar.bench.measure import Setting, machine_info, matmul_peak, setting_for
+from fpar.engine.environment import environment
 from fpar.bench.model_rows import STAGE_MODELS, bench_eval, bench_train
 from fpar.bench.packed_store import packed_store_rows
 from fpar.bench.process_rows import bench_process
@@ -43,7 +44,7 @@ def run_benchmarks(quick: bool = True, repeats: int = 3, frames: tuple[int, ...]
                    size: int | None = None, stages: tuple[str, ...] = tuple(STAGE_MODELS),
                    rows: tuple[str, ...] = ROW_KINDS,
                    device: str = "cpu", precision: str = "auto") -> dict[str, Any]:
-    """All benchmarks: ``{"machine": {...}, "rows": [...]}``.
+    """All benchmarks: ``{"machine": {...}, "environment": {...} (fpar env), "rows": [...]}``.
 
     ``quick`` uses ResNet-18 at 112px and 2 clips per batch, otherwise the paper's ResNet-34 at
     224px and 4 clips; ``frames`` are the clip lengths T to run the model rows at; ``batch`` and
@@ -81,4 +82,5 @@ def run_benchmarks(quick: bool = True, repeats: int = 3, frames: tuple[int, ...]
             if "flops_per_unit" in row:
                 row["reference_peak_fraction"] = row["flops_per_unit"] * row["reference_rate"] / peaks["32-true"]
                 row["fpar_peak_fraction"] = row["flops_per_unit"] * row["fpar_rate"] / peaks[setting.precision]
-    return {"machine": machine_info(setting, peaks), "rows": results}
+    # the whole of `fpar env` too: versions, threads and variables decide a rate as much as the CPU does
+    return {"machine": machine_info(setting, peaks), "environment": environment(), "rows": results}

@@ -37,6 +37,7 @@ COMMAND_MODULES = [
     "fpar.cli.completion_commands",
     "fpar.cli.epic_commands",
     "fpar.cli.protocol_commands",
+    "fpar.cli.env_commands",
 ]
 
 
