@@ -1,5 +1,5 @@
 """What decides fpar's numbers and speed on this machine, for bug reports (``fpar env``) and for
-``fpar bench --json`` (docs/troubleshooting.md, "Reporting a problem").
+``fpar bench --json`` (docs/bug_report.md).
 
 The machine (CPU model, the instruction set oneDNN dispatches to and its cap, cores, threads, GPUs),
 the choices fpar makes from it (``trainer.precision: auto``, ``data.workers: auto``), the versions
