@@ -42,7 +42,7 @@ def test_resume_from_the_run_folder_needs_no_override_of_the_first_call(trained_
     log = (run / "train.log").read_text().splitlines()
     assert any(re.fullmatch(TIME + r"resuming flow-tiny in .*", line) for line in log)
     assert re.fullmatch(TIME + r"epoch 3/3  train loss .*", log[-2])
-    assert re.fullmatch(TIME + r"finished after 3 epochs; best validation accuracy \d+\.\d\d%", log[-1])
+    assert re.fullmatch(TIME + r"finished after 3 epochs; best validation accuracy \d+\.\d%", log[-1])
 
 
 def test_resume_with_a_config_reads_the_saved_settings(trained_run, tmp_path, capsys):

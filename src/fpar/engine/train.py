@@ -231,9 +231,9 @@ def _train(config: ExperimentSettings, out_root: Path, run_dir: Path, resume: bo
         if config.selection.method == "last":  # best.ckpt is the last epoch: its validation, if it had one
             rows = history.rows
             best_score = rows[-1]["val_accuracy"] if rows and rows[-1]["epoch"] == trainer.current_epoch else None
-        log.info("%s after %d epochs; best validation accuracy %s",
+        log.info("%s after %d epoch%s; best validation accuracy %s",
                  "interrupted" if trainer.interrupted else "finished", trainer.current_epoch,
-                 "-" if best_score is None else f"{100 * float(best_score):.2f}%")
+                 "s" * (trainer.current_epoch != 1), "-" if best_score is None else f"{100 * float(best_score):.1f}%")
         return {
             "run_dir": str(run_dir),
             "best_ckpt": str(run_dir / "best.ckpt") if (run_dir / "best.ckpt").exists() else None,

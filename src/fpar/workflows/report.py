@@ -339,7 +339,7 @@ def _html_run(index: int, run: dict[str, Any], out_dir: Path, esc: Any) -> str:
     parts = [f"<section id='run{index}'><h2>{esc(run['name'])}</h2>",
              f"<p class='sub'>Checkpoint <code>{esc(run['checkpoint'])}</code>, evaluated on "
              f"{esc(', '.join(run['split']))} ({run['n']} clips, centre crop)"
-             + (f"; {esc(run['epochs'])} epochs, best at epoch {esc(run['best_epoch'])}" if run["epochs"] else "")
+             + (f"; {esc(run['epochs'])} epoch{'s' * (run['epochs'] != 1)}, best at epoch {esc(run['best_epoch'])}" if run["epochs"] else "")
              + f". Checkpoint selection: {esc(run['selection']['text'])}.</p>"]
     tiles = [("top-1", run["accuracy"]), ("top-5", run["top5"]), ("mean class", run["mean_class_accuracy"])]
     parts.append("<div class='tiles'>" + "".join(f"<div class='tile'><b>{100 * v:.1f}%</b><span>{k} accuracy</span></div>"
