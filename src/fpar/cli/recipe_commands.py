@@ -68,16 +68,15 @@ def _scale_kwargs(args: argparse.Namespace) -> dict:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from fpar.workflows.recipe import format_accuracy, load_recipe, run_recipe
+    from fpar.workflows.recipe import STATE_WORDS, format_accuracy, load_recipe, run_recipe
 
     if args.dry_run:
         _print_plan([stage["config"] for stage in load_recipe(args.recipe, _device_overrides(args))], args.out)
         return 0
     results = run_recipe(args.recipe, overrides=_device_overrides(args), **_scale_kwargs(args))
-    what = {"done": "already done", "partial": "resumed", "new": "trained"}
     print()
     print(_table(("stage", "run", "", "epochs", "best val"),
-                 [(r["stage"], r["run_dir"], what[r["state"]], r["epochs_done"],
+                 [(r["stage"], r["run_dir"], STATE_WORDS[r["state"]], r["epochs_done"],
                    format_accuracy(r["best_val_accuracy"])) for r in results]))
     return 0
 

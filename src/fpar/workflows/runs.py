@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from fpar.engine.loggers import RUN_LOG
+from fpar.engine.loggers import RUN_LOG, last_log_line
 from fpar.errors import FparError
 from fpar.workflows.recipe import DONE_MARKER
 
@@ -66,7 +66,7 @@ def run_state(run_dir: Path, validated: int = 0, planned: Any = None, val_every:
         return "finished"
     log = run_dir / RUN_LOG
     if log.is_file():
-        last_line = _last_line(log)
+        last_line = last_log_line(run_dir)
         if last_line.startswith("finished"):
             return "finished"
         if last_line.startswith(("stopped:", "failed:")):  # an error ended it: resuming would meet it again
@@ -107,15 +107,3 @@ def _selection(config: dict[str, Any], prefix: str = "") -> str:
         elif any(word in key for word in ("protocol", "selection", "select")) and value not in (None, ""):
             found.append(f"{prefix}{key}={value}")
     return " ".join(found)
-
-
-def _last_line(path: Path) -> str:
-    """The last line of a run's log without its time (``YYYY-MM-DD HH:MM:SS ``), or ``""``."""
-    try:
-        with path.open("rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - 4096))
-            tail = handle.read().decode("utf-8", errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return tail[-1][20:] if tail else ""
