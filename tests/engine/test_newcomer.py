@@ -100,7 +100,7 @@ def test_fpar_runs_lists_state_epochs_and_best_score(trained_run, tmp_path, caps
         "flow-tiny": "finished", "killed": "resumable", "failed": "failed"}
     assert runs["flow-tiny"]["model"] == "flow_resnet" and runs["flow-tiny"]["stage"] == "flow"
     assert (runs["flow-tiny"]["epochs"], runs["flow-tiny"]["of"]) == (2, 2)
-    assert runs["flow-tiny"]["best"] == pytest.approx(trained_run["best_val_accuracy"])
+    assert runs["flow-tiny"]["best_val_accuracy"] == pytest.approx(trained_run["best_val_accuracy"])
     assert main(["runs", str(tmp_path / "runs")]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split() == ["run", "model", "stage", "selection", "epochs", "best", "val", "state"]

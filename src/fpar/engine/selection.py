@@ -111,6 +111,19 @@ def selection_record(config: dict[str, Any] | None) -> dict[str, Any]:
     return {**selection, "subjects": subjects, "text": describe(selection, config["trainer"]["seed"])}
 
 
+def short(config: dict[str, Any]) -> str:
+    """The selection in a table's cell, from a training config (``config.yaml``, ``fpar.config``):
+    ``holdout 20%``, ``last`` or ``test S2`` (the subjects that chose the checkpoint)."""
+    selection = config.get("selection") or BEFORE_SELECTIONS
+    if not isinstance(selection, dict) or selection.get("method") not in SELECTIONS:
+        return "-"
+    if selection["method"] == "holdout":
+        return f"holdout {100 * selection.get('fraction', DEFAULT_FRACTION):g}%"
+    data = config.get("data") if isinstance(config.get("data"), dict) else {}
+    subjects = [data["fold"]] if data.get("fold") else data.get("val_subjects") or []
+    return " ".join([selection["method"], *map(str, subjects)]) if selection["method"] == "test" else "last"
+
+
 def describe(selection: dict[str, Any], seed: int | None = None) -> str:
     """One line for every output that carries a number: how its checkpoint was chosen."""
     method = selection["method"]

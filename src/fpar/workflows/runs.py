@@ -14,7 +14,8 @@ import yaml
 
 from fpar.engine.loggers import RUN_LOG, last_log_line
 from fpar.errors import FparError
-from fpar.workflows.recipe import DONE_MARKER
+from fpar.engine.selection import short as short_selection
+from fpar.workflows.recipe import DONE_MARKER, format_accuracy
 
 # the states a run folder is found in (docs/training.md, "Run folders")
 STATES = ("finished", "resumable", "failed")
@@ -31,10 +32,10 @@ def run_folders(root: str | os.PathLike) -> list[Path]:
 
 
 def describe_run(run_dir: Path) -> dict[str, Any]:
-    """One run folder as ``run`` (its path), ``model``, ``stage``, ``selection`` (settings naming
-    how the model is selected or scored, where the config records them), ``epochs`` and ``of``
-    (validated epochs done / planned), ``best`` (best validation accuracy, None before the first
-    validation) and ``state`` (one of :data:`STATES`)."""
+    """One run folder as ``run`` (its path), ``model``, ``stage``, ``selection`` (how best.ckpt is
+    chosen: ``holdout 20%``, ``last``, ``test S2``), ``epochs`` and ``of`` (validated epochs done /
+    planned), ``best_val_accuracy`` (a fraction, docs/units.md; None before the first validation)
+    and ``state`` (one of :data:`STATES`)."""
     try:
         config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
@@ -49,10 +50,10 @@ def describe_run(run_dir: Path) -> dict[str, Any]:
         "run": str(run_dir),
         "model": (config.get("model") or {}).get("name", "?") if isinstance(config.get("model"), dict) else "?",
         "stage": (config.get("stage") or {}).get("name", "?") if isinstance(config.get("stage"), dict) else "?",
-        "selection": _selection(config),
+        "selection": short_selection(config),
         "epochs": epochs,
         "of": trainer.get("epochs"),
-        "best": max(accuracies) if accuracies else None,
+        "best_val_accuracy": max(accuracies) if accuracies else None,
         "state": run_state(run_dir, epochs, trainer.get("epochs"), trainer.get("val_every")),
     }
 
@@ -82,7 +83,7 @@ def format_runs(runs: list[dict[str, Any]]) -> str:
     header = ("run", "model", "stage", "selection", "epochs", "best val", "state")
     lines = [header] + [(run["run"], run["model"], run["stage"], run["selection"] or "-",
                          f"{run['epochs']}/{run['of'] if run['of'] is not None else '?'}",
-                         "-" if run["best"] is None else f"{100 * run['best']:.2f}%", run["state"]) for run in runs]
+                         format_accuracy(run["best_val_accuracy"]), run["state"]) for run in runs]
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines)
 
@@ -93,17 +94,3 @@ def _metrics(run_dir: Path) -> list[dict[str, Any]]:
     except (OSError, ValueError):
         return []
     return [row for row in rows if isinstance(row, dict)] if isinstance(rows, list) else []
-
-
-def _selection(config: dict[str, Any], prefix: str = "") -> str:
-    """``key=value`` of the settings whose names say they choose the protocol or the checkpoint
-    selection, where a config has any (older configs have none)."""
-    found = []
-    for key, value in config.items():
-        if isinstance(value, dict):
-            inner = _selection(value, f"{prefix}{key}.")
-            if inner:
-                found.append(inner)
-        elif any(word in key for word in ("protocol", "selection", "select")) and value not in (None, ""):
-            found.append(f"{prefix}{key}={value}")
-    return " ".join(found)
