@@ -48,9 +48,10 @@ def run_command(command: Callable[[], int]) -> int:
     rules above; stdout is flushed before returning, so a reader that left early is met here and not
     at interpreter exit."""
     try:
-        status = command()
-        sys.stdout.flush()
-        return status
+        try:
+            return command()
+        finally:  # also after argparse's --help, which ends in SystemExit
+            sys.stdout.flush()
     except BrokenPipeError:
         if not stdout_closed():
             raise  # some other pipe (a worker's): a real error
