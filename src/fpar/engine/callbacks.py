@@ -138,6 +138,20 @@ class MetricsHistory(L.Callback):
         self.rows = [dict(row) for row in state_dict["rows"]]
 
 
+class ValidateLastEpoch(L.Callback):
+    """The last epoch always validates, whatever ``trainer.val_every``: a run's final weights are
+    judged (and can be selected) even where the epochs are no multiple of the period, and also when
+    ``--resume`` extends a run to more epochs. The period is the trainer's own; only the last epoch
+    changes it, when it starts."""
+
+    def __init__(self, every: int):
+        self.every = every
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        last = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
+        trainer.check_val_every_n_epoch = 1 if last else self.every
+
+
 def progress_callback(stream: Any = None) -> ProgressBar:
     """Progress for a Trainer: Lightning's bars on stderr when it is a terminal, otherwise
     :class:`LineProgress` (a carriage-return bar redirected into a file is kilobytes of noise)."""

@@ -27,8 +27,8 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from torch import nn
 
 from fpar.checkpoint import EXPORT_CONTRACT, load_checkpoint, model_state_dict
-from fpar.engine.callbacks import (AtomicCheckpointIO, BestWeights, EpochLines, MetricsHistory, ValidationPictures,
-                                   progress_callback, remove_stale_temporaries)
+from fpar.engine.callbacks import (AtomicCheckpointIO, BestWeights, EpochLines, MetricsHistory, ValidateLastEpoch,
+                                   ValidationPictures, progress_callback, remove_stale_temporaries)
 from fpar.engine.config import (RESUME_CHANGEABLE, dump_config, load_config, require_same_settings, resume_config,
                                 validate_config)
 from fpar.engine.settings import ExperimentSettings
@@ -249,6 +249,7 @@ def build_trainer(config: ExperimentSettings, run_dir: Path, callbacks: list[L.C
     tr = config.trainer
     loggers = build_loggers(tr.loggers, run_dir, config.experiment)
     progress = shown(progress)  # fpar --quiet: none
+    callbacks = [*callbacks, ValidateLastEpoch(tr.val_every)]
     if progress:
         callbacks = [*callbacks, progress_callback()]
     if loggers:
