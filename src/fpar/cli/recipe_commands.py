@@ -82,15 +82,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from fpar.engine.config import load_config
-    from fpar.workflows.sweep import expand_grid, run_name, run_sweep
+    from fpar.workflows.sweep import expand_grid, run_sweep, sweep_configs
 
     if args.dry_run:
-        overrides = _device_overrides(args)
-        base = load_config(args.config, overrides).experiment
-        _print_plan([load_config(args.config, [*overrides, *(f"{k}={v}" for k, v in combo),
-                                               f"experiment={run_name(base, combo)}"])
-                     for combo in expand_grid(args.axes)], args.out)
+        _print_plan(sweep_configs(args.config, expand_grid(args.axes), _device_overrides(args), args.out), args.out)
         return 0
     run_sweep(args.config, args.axes, overrides=_device_overrides(args), **_scale_kwargs(args))
     return 0

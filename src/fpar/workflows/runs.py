@@ -35,7 +35,7 @@ def describe_run(run_dir: Path) -> dict[str, Any]:
     """One run folder as ``run`` (its path), ``model``, ``stage``, ``selection`` (how best.ckpt is
     chosen: ``holdout 20%``, ``last``, ``test S2``), ``epochs`` and ``of`` (validated epochs done /
     planned), ``best_val_accuracy`` (a fraction, docs/units.md; None before the first validation)
-    and ``state`` (one of :data:`STATES`)."""
+    ``state`` (one of :data:`STATES`) and ``overrides`` (those a sweep made its config with, in full)."""
     try:
         config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
@@ -55,6 +55,8 @@ def describe_run(run_dir: Path) -> dict[str, Any]:
         "of": trainer.get("epochs"),
         "best_val_accuracy": max(accuracies) if accuracies else None,
         "state": run_state(run_dir, epochs, trainer.get("epochs"), trainer.get("val_every")),
+        "overrides": [str(item) for item in config.get("overrides") or []] if isinstance(config.get("overrides"), list)
+        else [],
     }
 
 
@@ -80,10 +82,12 @@ def run_state(run_dir: Path, validated: int = 0, planned: Any = None, val_every:
 
 def format_runs(runs: list[dict[str, Any]]) -> str:
     """The runs as an aligned text table, one line each."""
-    header = ("run", "model", "stage", "selection", "epochs", "best val", "state")
+    overrides = any(run["overrides"] for run in runs)  # a column only where a sweep made some runs
+    header = ("run", "model", "stage", "selection", "epochs", "best val", "state", *("overrides",) * overrides)
     lines = [header] + [(run["run"], run["model"], run["stage"], run["selection"] or "-",
                          f"{run['epochs']}/{run['of'] if run['of'] is not None else '?'}",
-                         format_accuracy(run["best_val_accuracy"]), run["state"]) for run in runs]
+                         format_accuracy(run["best_val_accuracy"]), run["state"],
+                         *(" ".join(run["overrides"]) or "-",) * overrides) for run in runs]
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines)
 
