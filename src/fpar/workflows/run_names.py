@@ -5,7 +5,7 @@ last key part and its value (``batch_size=4_crop=32_lr=1e-3``), cut to fit :data
 characters; the hash (of every override, key and value, in order) keeps two runs apart when the
 cut makes their readable parts alike. Names stay short enough for ``ls`` and far below the usual
 255-byte file-name limit however many axes a sweep has; the full overrides are in the run's
-``config.yaml`` (``overrides``) and in ``fpar runs``. docs/training.md, "Sweeps".
+``config.yaml`` (``overrides``) and in ``fpar runs``. docs/experiments.md, "Grids".
 """
 
 from __future__ import annotations
