@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from fpar.errors import FparError
+from fpar.progress import quiet
 
 AUTO = "auto"
 # instruction sets worth naming in a report, in the order they appeared
@@ -192,7 +193,7 @@ def resolve_precision(requested: str, accelerator: str = "auto", *, announce: bo
         line = describe(hardware, precision, reason)
         if callable(announce):
             announce(line)
-        else:
+        elif not quiet():  # fpar --quiet: no status lines
             print(line, file=sys.stderr, flush=True)  # a status line, not output
     return precision
 
