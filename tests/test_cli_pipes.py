@@ -92,7 +92,11 @@ def one_epoch_run(tiny_data, tmp_path_factory) -> Path:
 def test_commands_that_print_end_quietly_on_a_closed_pipe(one_epoch_run, tiny_data, tmp_path):
     for args in (["models"], ["configs", "list"], ["completion", "bash"], ["runs", str(one_epoch_run)],
                  ["runs", str(one_epoch_run), "--json"], ["data", "check", str(tiny_data)], ["env"], ["env", "--json"],
-                 ["eval", str(one_epoch_run / "piped" / "best.ckpt"), "--data", str(tiny_data)]):
+                 ["configs", "show", "gtea61/flow_r34_5s_750e"],
+                 ["eval", str(one_epoch_run / "piped" / "best.ckpt"), "--data", str(tiny_data)],
+                 # a line per frame, the first of them already into a closed pipe
+                 ["stream", str(one_epoch_run / "piped" / "best.ckpt"),
+                  str(tiny_data / "processed_frames" / "S1" / "close_red" / "1" / "rgb")]):
         assert_quiet_end(fpar(*args, closed=True))
 
 
