@@ -123,7 +123,8 @@ def test_a_one_epoch_run_in_runs_and_its_files(one_epoch_run):
 def test_env_names_the_instruction_set_threads_and_precision():
     found = json.loads(fpar("env", "--json").stdout)
     assert found["cpu"]["onednn_isa"] and found["cpu"]["threads"] >= 1
-    assert found["choices"]["precision"] in ("32-true", "bf16-mixed", "16-mixed") and found["choices"]["precision_reason"]
+    choices = found["choices"]
+    assert choices["precision"] in ("32-true", "bf16-mixed", "16-mixed") and choices["precision_reason"]
     capped = fpar("env", env={**ENV, "ONEDNN_MAX_CPU_ISA": "AVX2"})
     if "avx2" in found["cpu"]["flags"]:
         assert "oneDNN ISA:        AVX2 (capped by ONEDNN_MAX_CPU_ISA=AVX2)" in capped.stdout

@@ -56,7 +56,8 @@ def test_a_five_axis_sweep_writes_short_folders_with_the_overrides_in_config(tmp
     assert len(folders) == 4 and all(len(p.name) <= MAX_RUN_NAME for p in folders)
     for folder in folders:
         saved = yaml.safe_load((folder / "config.yaml").read_text())
-        assert saved["overrides"][1:4] == ["data.crop=32", "scheduler.milestones=[25,75]", "optimizer.weight_decay=1e-4"]
+        assert saved["overrides"][1:4] == ["data.crop=32", "scheduler.milestones=[25,75]",
+                                           "optimizer.weight_decay=1e-4"]
         assert describe_run(folder)["overrides"] == saved["overrides"]
 
 

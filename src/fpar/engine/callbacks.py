@@ -89,7 +89,8 @@ def remove_stale_temporaries(run_dir: str | os.PathLike) -> list[Path]:
 
 class MetricsHistory(L.Callback):
     """One row per validation (epoch, train loss, val loss, and every accuracy the epoch line shows,
-    per head too: :func:`fpar.engine.metrics.validation_numbers`) in ``metrics.csv`` and ``metrics.json``. The rows travel in the checkpoint, so a resumed run continues the same files."""
+    per head too: :func:`fpar.engine.metrics.validation_numbers`) in ``metrics.csv`` and
+    ``metrics.json``. The rows travel in the checkpoint, so a resumed run continues the same files."""
 
     def __init__(self, run_dir: str | os.PathLike):
         self.run_dir = Path(run_dir)

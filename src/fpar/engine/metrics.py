@@ -24,7 +24,8 @@ from fpar.models.heads import output_key, target_key
 # The one metric vocabulary (docs/units.md): each accuracy's name in results and files (evaluation's
 # JSON; metrics.csv/json as ``val_<name>``, a label head's as ``val_<head>_<name>``), the key
 # Lightning logs it under while validating, and its words in the epoch line. All are fractions in [0, 1].
-ACCURACIES = {"accuracy": ("acc", "acc"), "top5": ("top5", "top-5"), "mean_class_accuracy": ("mean_class_acc", "mean class")}
+ACCURACIES = {"accuracy": ("acc", "acc"), "top5": ("top5", "top-5"),
+              "mean_class_accuracy": ("mean_class_acc", "mean class")}
 # both a verb and a noun head: a clip right when its best verb and its best noun are
 JOINT = ("verb_noun_accuracy", "verb_noun_acc", "verb+noun acc")
 

@@ -1,7 +1,8 @@
 """Hyper-parameter grids: ``fpar sweep CONFIG key=v1,v2 other=a,b``.
 
 Every combination of the values trains as its own run, ``<out>/<experiment>__key=v1_other=a__<hash>``
-(:mod:`fpar.workflows.run_names`: at most 100 characters, the full overrides in its config.yaml), so the Table 2/3 grids of the paper (epochs, batch size, step size, optimiser, MS loss) are one
+(:mod:`fpar.workflows.run_names`: at most 100 characters, the full overrides in its config.yaml),
+so the Table 2/3 grids of the paper (epochs, batch size, step size, optimiser, MS loss) are one
 command each. Finished runs are skipped and interrupted ones resume (as in recipes), so a sweep
 is re-run to continue it. The results table (best validation accuracy per run) is printed and
 written next to the runs as ``<experiment>__sweep.csv`` and ``.md``.
