@@ -50,6 +50,11 @@ def test_bench_end_to_end_writes_json(tmp_path, capsys):
     assert {"device", "name", "isa", "torch", "threads", "precision", "precision_reason",
             "matmul_peak_flops"} <= machine.keys()
     assert machine["precision"] in machine["matmul_peak_flops"] and "32-true" in machine["matmul_peak_flops"]
+    # fpar env's whole report travels with the numbers: the instruction set, versions, threads
+    environment = result["environment"]
+    assert environment["cpu"]["onednn_isa"] and environment["versions"]["torch"]
+    if environment["choices"]["device"] == "cpu":  # env's choice is for the GPU where there is one
+        assert environment["choices"]["precision"] == machine["precision"]
     rows = result["rows"]
     # eval and the RGB stages at each T (stage 2 with its MS head's loss), the flow stream (no time axis) once
     assert [(r["kind"], r["stage"], r["frames"]) for r in rows] == [

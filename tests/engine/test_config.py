@@ -163,3 +163,22 @@ def test_override_syntax_and_bad_bases(tmp_path):
         load_config(tmp_path / "c.yaml")
     with pytest.raises(FparError, match="not found"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_loader_workers_default_to_what_the_machine_has(monkeypatch):
+    # data.workers: auto (the default, and the packaged gtea61 configs'): one per usable core, at most
+    # 4, so a 2-core machine gets 2 and PyTorch's "more workers than cores" warning never shows
+    import os
+
+    from fpar.data.settings import MAX_AUTO_WORKERS, default_workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert default_workers() == 2
+    assert validate_config(tiny_config(data={"workers": "auto"})).data.workers == 2
+    packaged = load_config("gtea61/rgb-attention_r34_16f_stage1")
+    assert packaged.data.workers == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
+    assert default_workers() == MAX_AUTO_WORKERS
+    assert validate_config(tiny_config(data={"workers": 0})).data.workers == 0
+    data_schema = json_schema()["$defs"]["DataSettings"]["properties"]["workers"]
+    assert {"const": "auto", "type": "string"} in data_schema["anyOf"] or "auto" in str(data_schema)

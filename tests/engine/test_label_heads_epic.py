@@ -68,6 +68,13 @@ def test_training_validates_and_logs_every_head(verb_noun_run):
     for head in ("verb", "noun"):
         assert {f"val/{head}_acc", f"val/{head}_top5", f"val/{head}_mean_class_acc"} <= set(columns)
     assert {"val/acc", "val/verb_noun_acc", "train/ce_verb", "train/ce_noun"} <= set(columns)
+    # the run's own files carry each head's numbers too, as the epoch line shows them
+    own = (Path(verb_noun_run["run_dir"]) / "metrics.csv").read_text().splitlines()[0].split(",")
+    for head in ("verb", "noun"):
+        assert {f"val_{head}_accuracy", f"val_{head}_top5", f"val_{head}_mean_class_accuracy"} <= set(own)
+    assert "val_verb_noun_accuracy" in own
+    lines = (Path(verb_noun_run["run_dir"]) / "train.log").read_text()
+    assert "verb acc " in lines and "verb+noun acc " in lines
     # the checkpoint names every output of each head: the dataset's numbers, then unnamed ones
     contract = load_checkpoint(verb_noun_run["best_ckpt"])["fpar"]
     assert contract["model"]["heads"] == {"verb": 97, "noun": 300}

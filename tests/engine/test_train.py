@@ -25,6 +25,17 @@ def test_two_epochs_lower_the_training_loss(trained_run):
     assert trained_run["epochs_done"] == 2
 
 
+def test_the_last_epoch_is_validated_whatever_val_every_also_after_a_resume(tiny_data, tmp_path):
+    # epochs 3 with val_every 2: epoch 2 by the period, 3 because it is the last; extended to 5 by
+    # --resume: 4 by the period, 5 because it is the new last (the final weights are always judged)
+    first = train(tiny_config(experiment="judged", trainer={"epochs": 3, "val_every": 2}), data_root=tiny_data,
+                  out_dir=tmp_path, progress=False)
+    assert [row["epoch"] for row in first["metrics"]] == [2, 3]
+    longer = train(tiny_config(experiment="judged", trainer={"epochs": 5, "val_every": 2}), data_root=tiny_data,
+                   out_dir=tmp_path, resume=True, progress=False)
+    assert [row["epoch"] for row in longer["metrics"]] == [2, 3, 4, 5]
+
+
 def test_run_directory_holds_config_checkpoints_metrics_and_logs(trained_run):
     run = Path(trained_run["run_dir"])
     assert run.name == "flow-tiny"
@@ -42,7 +53,8 @@ def test_run_directory_holds_config_checkpoints_metrics_and_logs(trained_run):
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert json.loads((run / "metrics.json").read_text()) == trained_run["metrics"]
-    assert set(rows[0]) >= {"epoch", "train_loss", "val_loss", "val_accuracy"}
+    # every number the epoch line shows, named as evaluation names them (fpar.engine.metrics)
+    assert set(rows[0]) >= {"epoch", "train_loss", "val_loss", "val_accuracy", "val_top5", "val_mean_class_accuracy"}
     best = max(r["val_accuracy"] for r in trained_run["metrics"])
     assert trained_run["best_val_accuracy"] == pytest.approx(best)
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -31,6 +32,22 @@ def test_gif_has_every_frame(tmp_path):
     with Image.open(path) as gif:
         assert gif.n_frames == 4 and gif.size == (12, 10)
     assert [p.name for p in tmp_path.iterdir()] == ["cam.gif"]  # no temp file left behind
+
+
+@pytest.mark.parametrize("epochs", [1, 5])
+def test_curves_mark_every_point_on_whole_epoch_ticks(epochs, tmp_path, monkeypatch):
+    from fpar.viz import plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig))
+    rows = [{"epoch": e, "train_loss": 2.0 / e, "val_loss": 2.1 / e if e % 2 == 0 or e == epochs else None,
+             "val_accuracy": 0.1 * e if e % 2 == 0 or e == epochs else None} for e in range(1, epochs + 1)]
+    plot_curves(rows, tmp_path / "curves.png")
+    for ax in drawn[0].axes:
+        drawn[0].canvas.draw()
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks)  # no tick at 0.96 or 2.5
+        assert ax.lines and all(line.get_marker() not in (None, "None", "") for line in ax.lines)  # a 1-epoch run shows
 
 
 def test_plots_write_png_files(tmp_path):

@@ -55,6 +55,27 @@ def test_stages_chain_skip_when_done_and_resume_when_interrupted(tmp_path, monke
     assert fake.calls == []
 
 
+def test_a_stage_trained_to_its_end_by_fpar_train_is_reported_finished(tmp_path, monkeypatch):
+    # `fpar train` finished the first stage (its train.log says so, no summary.json yet): the recipe
+    # lets it resume (nothing left to train, its summary written) and says "finished", not "resumed"
+    fake = FakeTrain(interrupt="rgb-attention_r34_16f_stage1")
+    monkeypatch.setattr(recipe, "_train", fake)
+    with pytest.raises(KeyboardInterrupt):
+        recipe.run_recipe(TWO_STREAM, out_dir=tmp_path, log=lambda _: None)
+    (tmp_path / "rgb-attention_r34_16f_stage1" / "train.log").write_text(
+        "2026-01-01 00:00:00 training rgb-attention_r34_16f_stage1 in x\n"
+        "2026-01-01 00:10:00 finished after 3 epochs; best validation accuracy 50.0%\n")
+    fake.interrupt, lines = "rgb-attention_r34_16f_stage2", []
+    with pytest.raises(KeyboardInterrupt):
+        recipe.run_recipe(TWO_STREAM, out_dir=tmp_path, log=lines.append)
+    assert lines[1].startswith("[1/4] rgb_stage1: finished (")
+    # the interrupted second stage, when run again: resumed, then the others trained
+    fake.interrupt, lines = None, []
+    states = [r["state"] for r in recipe.run_recipe(TWO_STREAM, out_dir=tmp_path, log=lines.append)]
+    assert states == ["done", "partial", "new", "new"]
+    assert [recipe.STATE_WORDS[s] for s in states] == ["finished", "resumed", "trained", "trained"]
+
+
 def test_a_finished_run_is_not_reused_for_other_settings(tmp_path, monkeypatch):
     fake = FakeTrain()
     monkeypatch.setattr(recipe, "_train", fake)

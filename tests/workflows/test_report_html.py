@@ -41,8 +41,9 @@ def test_two_runs_make_one_self_contained_page_with_a_comparison_table(two_run_r
     out, runs = two_run_report
     page = (out / "index.html").read_text(encoding="utf-8")
     table = page[page.index("<h2>Comparison</h2>"):page.index("</table>")]
-    for heading in ("top-1", "top-5", "mean class", "epochs", "best epoch"):
+    for heading in ("top-1", "top-5", "mean class", "epochs", "best epoch", "selection"):
         assert f"<th>{heading}</th>" in table
+    assert table.count(">test S2</td>") == 2  # both chose their checkpoint on the test subject
     assert "flow-tiny" in table and "rgb-tiny" in table
     sources = re.findall(r"src='([^']*)'", page)
     assert sources and all(src.startswith("data:image/") for src in sources)  # nothing to fetch

@@ -52,11 +52,13 @@ def test_a_recipe_never_names_a_run_outside_out(name, fake, tmp_path, capsys):
 def test_a_sweep_run_being_written_by_another_process_is_refused(fake, tmp_path):
     from fpar.engine.train import run_folder_lock
 
-    busy = "rgb-ms-cls_r34_16f_stage2__trainer.epochs=3"
+    from fpar.workflows.run_names import run_name
+
+    busy = run_name("rgb-ms-cls_r34_16f_stage2", [("trainer.epochs", "3")])
     with run_folder_lock(tmp_path, busy):
         with pytest.raises(FparError, match=rf"run folder {tmp_path / busy}: another process is writing it \(lock .* is held by pid "):
             sweep.run_sweep(CONFIG, ["trainer.epochs=2,3"], out_dir=tmp_path, log=lambda _: None)
-    assert [experiment for experiment, _, _ in fake.calls] == ["rgb-ms-cls_r34_16f_stage2__trainer.epochs=2"]
+    assert [experiment for experiment, _, _ in fake.calls] == [run_name("rgb-ms-cls_r34_16f_stage2", [("trainer.epochs", "2")])]
     assert not (tmp_path / busy).exists()
 
 

@@ -2,10 +2,12 @@
 
 
 import pytest
+import yaml
 
 from fpar.workflows import recipe, sweep
 from fpar.engine.config import CONFIG_DIR
 from fpar.errors import FparError
+from fpar.workflows.run_names import MAX_RUN_NAME, legacy_run_name, run_name
 
 from test_recipe import FakeTrain
 
@@ -30,9 +32,44 @@ def test_grid_is_every_combination_in_order():
         sweep.expand_grid(["trainer.epochs=1,2", "trainer.epochs=3"])
 
 
-def test_run_name_encodes_the_values():
-    assert sweep.run_name("exp", [("optimizer.lr", "1e-4"), ("scheduler.milestones", "[50, 100]")]) == \
-        "exp__optimizer.lr=1e-4__scheduler.milestones=50-100"
+def test_run_names_are_short_readable_and_stable():
+    name = run_name("exp", [("optimizer.lr", "1e-4"), ("scheduler.milestones", "[50, 100]")])
+    assert name.startswith("exp__lr=1e-4_milestones=50-100__")
+    # the same overrides however they are spelled; others never alike, even where the cut hides them
+    assert run_name("exp", [("optimizer.lr", "1e-4"), ("scheduler.milestones", "[50,100]")]) == name
+    assert run_name("exp", [("optimizer.lr", "1e-5"), ("scheduler.milestones", "[50,100]")]) != name
+    many = [("trainer.batch_size", "4"), ("data.crop", "32"), ("scheduler.milestones", "[25,75]"),
+            ("optimizer.weight_decay", "1e-4"), ("optimizer.lr", "1e-3"), ("loss.ms.threshold", "0.5")]
+    names = {run_name("rgb-attention_r18_8f_stage2" * 3, many[:-1] + [(many[-1][0], v)]) for v in ("0.5", "0.6")}
+    assert len(names) == 2 and all(len(n) <= MAX_RUN_NAME for n in names)
+
+
+def test_a_five_axis_sweep_writes_short_folders_with_the_overrides_in_config(tmp_path, monkeypatch, capsys):
+    from fpar.cli import main
+    from fpar.workflows.runs import describe_run
+
+    monkeypatch.setattr(recipe, "_train", FakeTrain())
+    axes = ["trainer.batch_size=4,8", "data.crop=32", "scheduler.milestones=[25,75]", "optimizer.weight_decay=1e-4",
+            "optimizer.lr=1e-3,1e-4"]
+    assert main(["sweep", str(CONFIG), *axes, "--out", str(tmp_path)]) == 0
+    folders = [p for p in tmp_path.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    assert len(folders) == 4 and all(len(p.name) <= MAX_RUN_NAME for p in folders)
+    for folder in folders:
+        saved = yaml.safe_load((folder / "config.yaml").read_text())
+        assert saved["overrides"][1:4] == ["data.crop=32", "scheduler.milestones=[25,75]",
+                                           "optimizer.weight_decay=1e-4"]
+        assert describe_run(folder)["overrides"] == saved["overrides"]
+
+
+def test_a_run_named_in_full_by_an_older_sweep_is_found_again(tmp_path, monkeypatch):
+    fake = FakeTrain()
+    monkeypatch.setattr(recipe, "_train", fake)
+    combo = [("trainer.batch_size", "16")]
+    old = tmp_path / legacy_run_name("rgb-ms-cls_r34_16f_stage2", combo)
+    assert old.name == "rgb-ms-cls_r34_16f_stage2__trainer.batch_size=16"
+    old.mkdir()
+    [config] = sweep.sweep_configs(CONFIG, [combo], out_dir=tmp_path)
+    assert config.experiment == old.name
 
 
 def test_sweep_trains_each_combination_once_and_tabulates(tmp_path, monkeypatch):
@@ -41,7 +78,7 @@ def test_sweep_trains_each_combination_once_and_tabulates(tmp_path, monkeypatch)
     axes = ["trainer.batch_size=16,32", "scheduler.milestones=[25,75],[50,100]"]
     rows = sweep.run_sweep(CONFIG, axes, out_dir=tmp_path, log=lambda _: None)
     assert len(fake.calls) == 4 and len(rows) == 4
-    assert rows[1]["run"] == "rgb-ms-cls_r34_16f_stage2__trainer.batch_size=16__scheduler.milestones=50-100"
+    assert rows[1]["run"].startswith("rgb-ms-cls_r34_16f_stage2__batch_size=16_milestones=50-100__")
     assert rows[1]["scheduler.milestones"] == "[50,100]"
     assert (tmp_path / rows[1]["run"] / "best.ckpt").is_file()
 
@@ -78,7 +115,7 @@ def test_table_marks_the_best_and_shows_unvalidated_runs():
             {"run": "b", "x": "2", "best_val_accuracy": None, "epochs_done": 1},
             {"run": "c", "x": "3", "best_val_accuracy": 0.75, "epochs_done": 2}]
     assert sweep.results_markdown(rows).splitlines()[2:] == [
-        "| 1 | 0.5000 | 2 |", "| 2 | - | 1 |", "| 3 | **0.7500** | 2 |"]
+        "| 1 | 50.0% | 2 |", "| 2 | - | 1 |", "| 3 | **75.0%** | 2 |"]
 
 
 def test_a_data_root_axis_with_data_is_refused_before_any_run(tmp_path, monkeypatch, capsys):

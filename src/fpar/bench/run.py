@@ -19,6 +19,8 @@ import torch
 from fpar.bench.data_rows import bench_flow, bench_loading
 from fpar.bench.in_place import in_place_rows
 from fpar.bench.measure import Setting, machine_info, matmul_peak, setting_for
+from fpar.engine.environment import environment
+from fpar.progress import bar as progress_bar
 from fpar.bench.model_rows import STAGE_MODELS, bench_eval, bench_train
 from fpar.bench.packed_store import packed_store_rows
 from fpar.bench.process_rows import bench_process
@@ -42,12 +44,12 @@ ROW_KINDS = ("eval", "train", *LOADING_ROWS)
 def run_benchmarks(quick: bool = True, repeats: int = 3, frames: tuple[int, ...] = (7,), batch: int | None = None,
                    size: int | None = None, stages: tuple[str, ...] = tuple(STAGE_MODELS),
                    rows: tuple[str, ...] = ROW_KINDS,
-                   device: str = "cpu", precision: str = "auto") -> dict[str, Any]:
-    """All benchmarks: ``{"machine": {...}, "rows": [...]}``.
+                   device: str = "cpu", precision: str = "auto", progress: bool | None = None) -> dict[str, Any]:
+    """All benchmarks: ``{"machine": {...}, "environment": {...} (fpar env), "rows": [...]}``.
 
     ``quick`` uses ResNet-18 at 112px and 2 clips per batch, otherwise the paper's ResNet-34 at
     224px and 4 clips; ``frames`` are the clip lengths T to run the model rows at; ``batch`` and
-    ``size`` (input side, px) override the defaults.
+    ``size`` (input side, px) override the defaults. ``progress``: as :func:`fpar.progress.bar`.
     """
     unknown = sorted(set(rows) - set(ROW_KINDS)) + sorted(set(stages) - set(STAGE_MODELS))
     if unknown:
@@ -61,16 +63,22 @@ def run_benchmarks(quick: bool = True, repeats: int = 3, frames: tuple[int, ...]
     if model_rows and setting.dtype is not None:
         peaks[setting.precision] = matmul_peak(device, setting.dtype)
     results = []
-    for steps in frames:
-        if "eval" in rows:
-            results.append(bench_eval(arch, size, batch, steps, repeats, setting))
-        if "train" in rows:
-            for stage in stages:
-                if stage != "flow" or steps == frames[0]:  # the flow stream has no time axis
-                    results.append(bench_train(stage, arch, size, batch, steps, repeats, setting))
-    for kind, make in LOADING_ROWS.items():
-        if kind in rows:
-            results += make(quick, repeats, setting)
+    # a bar on a terminal, one line at the end in a log (fpar.progress)
+    with progress_bar(desc="bench", unit="row", progress=progress) as bar:
+        for steps in frames:
+            if "eval" in rows:
+                results.append(bench_eval(arch, size, batch, steps, repeats, setting))
+                bar.update()
+            if "train" in rows:
+                for stage in stages:
+                    if stage != "flow" or steps == frames[0]:  # the flow stream has no time axis
+                        results.append(bench_train(stage, arch, size, batch, steps, repeats, setting))
+                        bar.update()
+        for kind, make in LOADING_ROWS.items():
+            if kind in rows:
+                made = make(quick, repeats, setting)
+                results += made
+                bar.update(len(made))
     if any("flops_per_unit" in row for row in results):
         # measured again at the end, keeping the better: load from other processes during either
         # measurement would otherwise inflate every row's share of the peak
@@ -81,4 +89,5 @@ def run_benchmarks(quick: bool = True, repeats: int = 3, frames: tuple[int, ...]
             if "flops_per_unit" in row:
                 row["reference_peak_fraction"] = row["flops_per_unit"] * row["reference_rate"] / peaks["32-true"]
                 row["fpar_peak_fraction"] = row["flops_per_unit"] * row["fpar_rate"] / peaks[setting.precision]
-    return {"machine": machine_info(setting, peaks), "rows": results}
+    # the whole of `fpar env` too: versions, threads and variables decide a rate as much as the CPU does
+    return {"machine": machine_info(setting, peaks), "environment": environment(), "rows": results}

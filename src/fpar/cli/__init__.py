@@ -16,8 +16,10 @@ import sys
 
 from fpar import __version__
 from fpar.cli.common import FparParser
+from fpar.cli.output import add_quiet_option, run_command
 from fpar.errors import FparError
 from fpar.io import os_error_line
+from fpar.progress import set_quiet
 
 COMMAND_MODULES = [
     "fpar.cli.data_commands",
@@ -35,6 +37,7 @@ COMMAND_MODULES = [
     "fpar.cli.completion_commands",
     "fpar.cli.epic_commands",
     "fpar.cli.protocol_commands",
+    "fpar.cli.env_commands",
 ]
 
 
@@ -52,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue  # a command group not built yet
         module.register(subparsers)
+    add_quiet_option(parser)
     return parser
 
 
@@ -88,6 +92,11 @@ QUIET_DECODERS = {"OPENCV_FFMPEG_LOGLEVEL": "-8", "OPENCV_LOG_LEVEL": "ERROR"}
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; what it prints follows :mod:`fpar.cli.output` (pipes, progress, --quiet)."""
+    return run_command(lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     for name, value in QUIET_DECODERS.items():
         os.environ.setdefault(name, value)
     parser = build_parser()
@@ -95,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    show_log_lines(getattr(args, "verbose", False))
+    set_quiet(args.quiet)
+    show_log_lines(getattr(args, "verbose", False) and not args.quiet)
     try:
         return int(args.func(args) or 0)
     except FparError as exc:

@@ -57,7 +57,7 @@ def bench_command(args: argparse.Namespace) -> int:
     result = run_benchmarks(quick=not args.full, repeats=args.repeats, frames=args.frames, batch=args.batch,
                             size=args.size,
                             stages=args.stages or tuple(STAGE_MODELS), rows=args.rows or ROW_KINDS,
-                            device=require_device(args.device), precision=args.precision)
+                            device=require_device(args.device), precision=args.precision, progress=True)
     print(format_table(result))
     if args.json:
         from fpar.io import write_text

@@ -93,8 +93,9 @@ def run_train(args: argparse.Namespace) -> int:
         best = result["best_val_accuracy"]
         from fpar.engine.selection import describe
 
-        print(f"{config.experiment}: {result['epochs_done']} epochs, best validation accuracy "
-              f"{'-' if best is None else f'{100 * best:.2f}%'}")
+        epochs = result["epochs_done"]
+        print(f"{config.experiment}: {epochs} epoch{'s' * (epochs != 1)}, best validation accuracy "
+              f"{'-' if best is None else f'{100 * best:.1f}%'}")
         print(f"  selection      {describe(config.selection.model_dump(), config.trainer.seed)}")
         print(f"  run directory  {result['run_dir']}")
         print(f"  best           {result['best_ckpt'] or '(no validation yet)'}")
@@ -143,20 +144,20 @@ def run_eval(args: argparse.Namespace) -> int:
     print(f"checkpoint   {result['checkpoint']}")
     print(f"split        {','.join(result['split'])} ({result['n']} clips, {result['views']} view{'s' * (result['views'] != 'center')})")
     print(f"selection    {result['selection']['text']}")
-    print(f"top-1        {100 * result['accuracy']:6.2f}%")
-    print(f"top-5        {100 * result['top5']:6.2f}%")
-    print(f"mean class   {100 * result['mean_class_accuracy']:6.2f}%")
+    print(f"top-1        {100 * result['accuracy']:5.1f}%")
+    print(f"top-5        {100 * result['top5']:5.1f}%")
+    print(f"mean class   {100 * result['mean_class_accuracy']:5.1f}%")
     for kind, head in result.get("heads", {}).items():
-        print(f"{kind:<12} top-1 {100 * head['accuracy']:6.2f}%  top-5 {100 * head['top5']:6.2f}%  "
-              f"mean class {100 * head['mean_class_accuracy']:6.2f}%")
+        print(f"{kind:<12} top-1 {100 * head['accuracy']:5.1f}%  top-5 {100 * head['top5']:5.1f}%  "
+              f"mean class {100 * head['mean_class_accuracy']:5.1f}%")
     if "verb_noun_action" in result:
         action = result["verb_noun_action"]
-        print(f"verb x noun  top-1 {100 * action['accuracy']:6.2f}%  top-5 {100 * action['top5']:6.2f}%  "
+        print(f"verb x noun  top-1 {100 * action['accuracy']:5.1f}%  top-5 {100 * action['top5']:5.1f}%  "
               "(action by EPIC's rule from the verb and noun heads)")
     width = max(len("class"), *(len(name) for name in result["per_class"]))
     print(f"\n{'class':<{width}}  accuracy")
     for name, acc in result["per_class"].items():
-        print(f"{name:<{width}}  {100 * acc:7.2f}%")
+        print(f"{name:<{width}}  {100 * acc:6.1f}%")
     written = [(label, path) for label, path in (("predictions", args.predictions), ("EPIC results", args.epic_results),
                                                  ("submission", args.epic_submission)) if path]
     if written:

@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="fpar protocol CONFIG --data ROOT --protocol NAME --seeds K --out DIR [key=value ...]: train every "
                     "fold x seed of the protocol (finished runs are skipped, interrupted ones resume), score each on "
                     "its fold's test subjects and write DIR/protocol.json, protocol.md and protocol.html. "
-                    "fpar protocol compare DIR_A DIR_B: the paired difference of two such folders with its 95%% "
+                    "fpar protocol compare DIR_A DIR_B: the paired difference of two such folders with its 95% "
                     "interval. Protocols: " + "; ".join(f"{name}: {what}" for name, (_, _, what) in PROTOCOLS.items())
                     + " (docs/protocols.md).")
     intermixed(protocol)

@@ -68,30 +68,24 @@ def _scale_kwargs(args: argparse.Namespace) -> dict:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from fpar.workflows.recipe import format_accuracy, load_recipe, run_recipe
+    from fpar.workflows.recipe import STATE_WORDS, format_accuracy, load_recipe, run_recipe
 
     if args.dry_run:
         _print_plan([stage["config"] for stage in load_recipe(args.recipe, _device_overrides(args))], args.out)
         return 0
     results = run_recipe(args.recipe, overrides=_device_overrides(args), **_scale_kwargs(args))
-    what = {"done": "already done", "partial": "resumed", "new": "trained"}
     print()
     print(_table(("stage", "run", "", "epochs", "best val"),
-                 [(r["stage"], r["run_dir"], what[r["state"]], r["epochs_done"],
+                 [(r["stage"], r["run_dir"], STATE_WORDS[r["state"]], r["epochs_done"],
                    format_accuracy(r["best_val_accuracy"])) for r in results]))
     return 0
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from fpar.engine.config import load_config
-    from fpar.workflows.sweep import expand_grid, run_name, run_sweep
+    from fpar.workflows.sweep import expand_grid, run_sweep, sweep_configs
 
     if args.dry_run:
-        overrides = _device_overrides(args)
-        base = load_config(args.config, overrides).experiment
-        _print_plan([load_config(args.config, [*overrides, *(f"{k}={v}" for k, v in combo),
-                                               f"experiment={run_name(base, combo)}"])
-                     for combo in expand_grid(args.axes)], args.out)
+        _print_plan(sweep_configs(args.config, expand_grid(args.axes), _device_overrides(args), args.out), args.out)
         return 0
     run_sweep(args.config, args.axes, overrides=_device_overrides(args), **_scale_kwargs(args))
     return 0

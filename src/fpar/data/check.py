@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-from tqdm import tqdm
 
 from fpar.errors import FparError
+from fpar.progress import bar as progress_bar
 from fpar.data.frames import check_pixels, decode, image_problem, image_size
 from fpar.data.layouts import (
     DATASET_SETTINGS,
@@ -110,8 +110,8 @@ def check_dataset(root: str | Path, layout: str = "auto", progress: bool | None 
     problems += _in_place_problems(in_place, deep, progress)
     files = list(_frame_files([inst for inst in everything if not _read_in_place(inst)]))
     sizes: dict[str, tuple[int, int]] = {}  # instance id -> (height, width) of its first good frame
-    for inst, path, color in tqdm(files, desc="checking frames", unit="frame", disable=_no_bar(progress),
-                                  leave=False):
+    for inst, path, color in progress_bar(files, desc="checking frames", unit="frame", progress=progress,
+                                         leave=False):
         reason, image = frame_problem(path, color)
         if image is not None:
             # every modality of an instance shares one crop: mismatched sizes would misalign them
@@ -139,8 +139,8 @@ def _in_place_problems(instances: list[Instance], deep: bool, progress: bool | N
             elif isinstance(frames, VideoRange):
                 videos.setdefault(frames.video, []).append((inst, frames))
     problems: list[Problem] = []
-    for (folder, pattern), users in tqdm(sorted(ranges.items()), desc="checking frame folders", unit="folder",
-                                         disable=_no_bar(progress), leave=False):
+    for (folder, pattern), users in progress_bar(
+            sorted(ranges.items()), desc="checking frame folders", unit="folder", progress=progress, leave=False):
         present = _frame_numbers(folder, pattern)
         for inst, frames, _ in users:
             first, last = frames.first, frames.first + len(frames) - 1
@@ -159,8 +159,8 @@ def _in_place_problems(instances: list[Instance], deep: bool, progress: bool | N
                 reason, _ = frame_problem(path, color)
                 if reason:
                     problems.append(Problem(str(path), reason))
-    for video, users in tqdm(sorted(videos.items()), desc="checking videos", unit="video",
-                             disable=_no_bar(progress), leave=False):
+    for video, users in progress_bar(sorted(videos.items()), desc="checking videos", unit="video",
+                                     progress=progress, leave=False):
         problems += _video_problems(video, users, deep)
     return problems
 
@@ -292,8 +292,3 @@ def _table(per_class: dict[str, dict[str, int]], subjects: list[str]) -> str:
     header = "class".ljust(width) + "".join(f"{s:>6}" for s in subjects)
     rows = [name.ljust(width) + "".join(f"{counts[s]:>6}" for s in subjects) for name, counts in per_class.items()]
     return "\n".join([header] + rows)
-
-
-def _no_bar(progress: bool | None) -> bool | None:
-    # tqdm's disable=None means "off unless stderr is a terminal".
-    return None if progress is None else not progress

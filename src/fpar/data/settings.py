@@ -13,6 +13,7 @@ imports neither torch nor OpenCV.
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
@@ -70,6 +71,23 @@ class ClipSettings(BaseModel):
         return self.model_copy(update={"modalities": [*self.modalities, modality]})
 
 
+MAX_AUTO_WORKERS = 4  # docs/data.md, "ClipDataset"
+
+
+def default_workers() -> int:
+    """Loader workers for ``data.workers: auto``: one per CPU core this process may use, at most
+    :data:`MAX_AUTO_WORKERS`, so PyTorch never warns that there are more workers than cores."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity outside Linux
+        cores = os.cpu_count() or 1
+    return min(MAX_AUTO_WORKERS, cores)
+
+
+def _auto_workers(value):
+    return default_workers() if value == "auto" else value
+
+
 class DataSettings(ClipSettings):
     """An experiment's ``data`` section."""
 
@@ -81,7 +99,9 @@ class DataSettings(ClipSettings):
     val_subjects: list[str] = Field(default_factory=lambda: ["S2"], min_length=1)
     # one subject held out for validation, the rest trained on (overrides the two lists)
     fold: Optional[str] = Field(None, min_length=1)
-    workers: int = Field(4, ge=0, le=256)
+    # loader processes; auto (the default): :func:`default_workers`, what this machine has
+    workers: Annotated[int, BeforeValidator(_auto_workers, json_schema_input_type=Union[Literal["auto"], int])] = \
+        Field(default_factory=lambda: default_workers(), ge=0, le=256)
     cache: bool = False
     # the decoded-frame store (docs/data.md, "Dataset store"): true for the default folder beside the
     # dataset, a path for another; built on first use

@@ -53,6 +53,7 @@ from fpar.data.frames import check_pixels, image_problem, image_size, read_frame
 from fpar.data.layouts import FILE_KINDS, FILE_KINDS_OF_MODALITY, DatasetIndex, Instance, Problem, load_index
 from fpar.errors import FparError
 from fpar.io import WRITE_ERRNOS, exclusive_lock, refuse_link, write_bytes, write_text
+from fpar.progress import bar as progress_bar
 
 FORMAT_VERSION = 2
 # How frames are packed; ``auto`` (the default of ``fpar cache`` and ``data.store``) chooses by size
@@ -464,8 +465,6 @@ def _write(path: Path, instances: Sequence[Instance], settings: dict, sources: _
     """
     import time
 
-    from tqdm import tqdm
-
     kinds = settings["kinds"]
     digest = _digest(settings, sources.digests, [i.instance_id for i in instances], part)
     done = _resume_point(path, digest)
@@ -474,9 +473,8 @@ def _write(path: Path, instances: Sequence[Instance], settings: dict, sources: _
     finished = sum(len(inst.frames(k)) for inst in instances[: done["instances"]] for k in kinds)
     writer = _Writer(path, done, shard_bytes)
     try:
-        bar = tqdm(total=total, initial=finished, unit="frame", desc=f"store {path.name}", file=sys.stderr,
-                   disable=not progress, dynamic_ncols=True)
-        with bar:
+        with progress_bar(total=total, initial=finished, unit="frame", desc=f"store {path.name}",
+                          progress=progress) as bar:
             last_commit = time.monotonic()
             for inst in instances[done["instances"]:]:
                 writer.start_shard_if_full()

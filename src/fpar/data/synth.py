@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import sys
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -35,6 +34,7 @@ import numpy as np
 from fpar.data.layouts import UNFINISHED_MARKER
 from fpar.errors import FparError
 from fpar.io import write_bytes, write_text
+from fpar.progress import bar as progress_bar
 
 VERBS = ("open", "close", "shake", "stir")
 # name, RGB colour, body (width, height) and lid height at 160x120, shape. Sizes and lids differ
@@ -79,8 +79,6 @@ def generate(
     ``size`` is (width, height). ``force`` replaces an earlier dataset in ``out``. ``progress``: a
     bar on stderr (None: only when stderr is a terminal).
     """
-    from tqdm import tqdm
-
     out = Path(out)
     names = class_names(classes)
     meta = {"generator": "fpar synth", "seed": seed, "subjects": subjects, "classes": names,
@@ -88,8 +86,7 @@ def generate(
     _check_arguments(out, subjects, videos_per_class, frames, size, force, meta)
     # every video is drawn from its own seed: a rerun after a kill rewrites the same bytes
     write_text(out / UNFINISHED_MARKER, json.dumps(meta, indent=2) + "\n")
-    bar = tqdm(total=subjects * len(names) * videos_per_class, desc="synth", unit="video", file=sys.stderr,
-               disable=None if progress is None else not progress, dynamic_ncols=True)
+    bar = progress_bar(total=subjects * len(names) * videos_per_class, desc="synth", unit="video", progress=progress)
     for s in range(subjects):
         scene = _subject_scene(seed, s, size)
         for c, name in enumerate(names):

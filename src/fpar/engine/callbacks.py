@@ -19,10 +19,13 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
 
 from fpar.checkpoint import load_checkpoint
+from fpar.engine.metrics import validation_numbers
 from fpar.io import atomic_path, write_text
+from fpar.progress import on_terminal
 from fpar.pictures import attention_strip, confusion_picture
 
-METRIC_FIELDS = ("epoch", "step", "lr", "train_loss", "val_loss", "val_accuracy")
+# metrics.csv's first columns; then every validation accuracy the run has (fpar.engine.metrics)
+METRIC_FIELDS = ("epoch", "step", "lr", "train_loss", "val_loss")
 # What best.ckpt keeps of Lightning's checkpoint: the weights, fpar's contract (model, classes, clip,
 # config) and when it was taken. Optimiser, scheduler, loop and callback state only serve a resume,
 # which reads last.ckpt; without them best.ckpt is about the size of the weights.
@@ -85,7 +88,8 @@ def remove_stale_temporaries(run_dir: str | os.PathLike) -> list[Path]:
 
 
 class MetricsHistory(L.Callback):
-    """One row per validation (epoch, train loss, val loss, val accuracy) in ``metrics.csv`` and
+    """One row per validation (epoch, train loss, val loss, and every accuracy the epoch line shows,
+    per head too: :func:`fpar.engine.metrics.validation_numbers`) in ``metrics.csv`` and
     ``metrics.json``. The rows travel in the checkpoint, so a resumed run continues the same files."""
 
     def __init__(self, run_dir: str | os.PathLike):
@@ -113,14 +117,16 @@ class MetricsHistory(L.Callback):
             "lr": self._lr,
             "train_loss": float(pl_module.train_loss.compute()),
             "val_loss": float(metrics["val/loss"]),
-            "val_accuracy": float(metrics["val/acc"]),
+            **{column: float(metrics[key]) for key, column, _ in validation_numbers() if key in metrics},
         })
         if trainer.is_global_zero:
             self.write()
 
     def write(self) -> None:
         text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=METRIC_FIELDS, lineterminator="\n")
+        present = {key for row in self.rows for key in row}
+        columns = [*METRIC_FIELDS, *(column for _, column, _ in validation_numbers() if column in present)]
+        writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n", restval="")
         writer.writeheader()
         writer.writerows(self.rows)
         write_text(self.run_dir / "metrics.csv", text.getvalue())
@@ -133,11 +139,25 @@ class MetricsHistory(L.Callback):
         self.rows = [dict(row) for row in state_dict["rows"]]
 
 
+class ValidateLastEpoch(L.Callback):
+    """The last epoch always validates, whatever ``trainer.val_every``: a run's final weights are
+    judged (and can be selected) even where the epochs are no multiple of the period, and also when
+    ``--resume`` extends a run to more epochs. The period is the trainer's own; only the last epoch
+    changes it, when it starts."""
+
+    def __init__(self, every: int):
+        self.every = every
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        last = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
+        trainer.check_val_every_n_epoch = 1 if last else self.every
+
+
 def progress_callback(stream: Any = None) -> ProgressBar:
     """Progress for a Trainer: Lightning's bars on stderr when it is a terminal, otherwise
     :class:`LineProgress` (a carriage-return bar redirected into a file is kilobytes of noise)."""
     stream = stream or sys.stderr
-    return StderrProgressBar() if stream.isatty() else LineProgress(stream)
+    return StderrProgressBar() if on_terminal(stream) else LineProgress(stream)
 
 
 def _on_stderr(make_bar: Any) -> Any:
@@ -219,9 +239,9 @@ class EpochLines(L.Callback):
         elapsed = time.monotonic() - self._started
         done = epoch - self._first_epoch
         parts = [f"epoch {epoch}/{total}"]
-        for key, label, percent in (("train/loss_epoch", "train loss", False), ("val/loss", "val loss", False),
-                                    ("val/acc", "val acc", True), ("val/top5", "top-5", True),
-                                    ("val/mean_class_acc", "mean class", True)):
+        numbers = [("train/loss_epoch", "train loss", False), ("val/loss", "val loss", False),
+                   *((key, words, True) for key, _, words in validation_numbers())]
+        for key, label, percent in numbers:
             if key in metrics and (validated or not key.startswith("val/")):
                 value = float(metrics[key])
                 parts.append(f"{label} {100 * value:.1f}%" if percent else f"{label} {value:.4f}")

@@ -372,9 +372,13 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 RESUME_CHANGEABLE = frozenset(RUNTIME_KEYS | {"trainer.epochs", "trainer.logger"})
 
 
+# What a config records about how it was made, never what it computes (runs from before it lack it).
+RECORD_KEYS = {"overrides"}
+
+
 def _changed_keys(saved: dict[str, Any], wanted: dict[str, Any], allowed: Iterable[str]) -> list[str]:
     saved, wanted = _flatten(saved), _flatten(wanted)
-    allowed = set(RUNTIME_KEYS) | set(allowed)
+    allowed = set(RUNTIME_KEYS) | RECORD_KEYS | set(allowed)
     return sorted(key for key in saved.keys() | wanted.keys()
                   if key not in allowed and saved.get(key) != wanted.get(key))
 

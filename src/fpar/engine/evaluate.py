@@ -20,14 +20,11 @@ import csv
 import io
 import logging
 import os
-import sys
-import time
 from typing import Any, Collection, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from fpar.checkpoint import load_model, model_reads_its_clip
 from fpar.data import ClipDataset, load_index
@@ -38,6 +35,7 @@ from fpar.engine.scoring import ClipResult, ClipScorer
 from fpar.engine.selection import selection_record
 from fpar.errors import FparError
 from fpar.io import check_writable, refuse_overwriting_inputs, write_text
+from fpar.progress import bar as progress_bar
 
 log = logging.getLogger(__name__)  # the precision line: shown with --verbose
 
@@ -57,15 +55,11 @@ def score_in_process(scorer: ClipScorer, batch_size: int, workers: int, accelera
     dtype = autocast_dtype(precision)
     positions = iter(range(len(scorer.dataset)))
     rows: list[ClipResult] = []
-    started = time.monotonic()
-    batches = tqdm(loader, desc="scoring", unit="batch", file=sys.stderr, dynamic_ncols=True) \
-        if progress and sys.stderr.isatty() else loader
+    batches = progress_bar(loader, desc="scoring", unit="batch", progress=progress)
     with torch.inference_mode(), torch.autocast(device.type, dtype or torch.float32, enabled=dtype is not None):
         for batch in batches:
             batch = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
             rows += scorer.score(batch, positions)
-    if progress and not sys.stderr.isatty():
-        print(f"scored {len(loader)} batches in {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
     return rows
 
 

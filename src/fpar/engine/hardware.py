@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from fpar.errors import FparError
+from fpar.progress import quiet
 
 AUTO = "auto"
 # instruction sets worth naming in a report, in the order they appeared
@@ -125,6 +126,20 @@ def cap_flags(flags: frozenset[str], cap: str | None) -> frozenset[str]:
     return frozenset(flags - above)
 
 
+def onednn_isa(hardware: Hardware) -> str | None:
+    """The highest of oneDNN's instruction-set levels (:data:`ONEDNN_ISA_LEVELS`) whose flag the CPU
+    has after the cap: what oneDNN dispatches its convolutions and matmuls to (``fpar env``).
+
+    >>> onednn_isa(Hardware("cpu", "x", frozenset({"avx", "avx2", "avx512f"})))
+    'AVX512_CORE'
+    """
+    first_name = {}  # an AVX10 name sharing its flag with an older name is that level again
+    for name, flag in ONEDNN_ISA_LEVELS:
+        first_name.setdefault(flag, name)
+    found = [first_name[flag] for _, flag in ONEDNN_ISA_LEVELS if flag in hardware.cpu_flags]
+    return found[-1] if hardware.device == "cpu" and found else None
+
+
 def detect(device: str = "cpu") -> Hardware:
     """The machine's :class:`Hardware` for ``device`` ("cpu" or "cuda")."""
     if device == "cuda":
@@ -178,7 +193,7 @@ def resolve_precision(requested: str, accelerator: str = "auto", *, announce: bo
         line = describe(hardware, precision, reason)
         if callable(announce):
             announce(line)
-        else:
+        elif not quiet():  # fpar --quiet: no status lines
             print(line, file=sys.stderr, flush=True)  # a status line, not output
     return precision
 

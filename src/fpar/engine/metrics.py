@@ -18,7 +18,27 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from fpar.data.labels import LABEL_KINDS
 from fpar.models.heads import output_key, target_key
+
+# The one metric vocabulary (docs/units.md): each accuracy's name in results and files (evaluation's
+# JSON; metrics.csv/json as ``val_<name>``, a label head's as ``val_<head>_<name>``), the key
+# Lightning logs it under while validating, and its words in the epoch line. All are fractions in [0, 1].
+ACCURACIES = {"accuracy": ("acc", "acc"), "top5": ("top5", "top-5"),
+              "mean_class_accuracy": ("mean_class_acc", "mean class")}
+# both a verb and a noun head: a clip right when its best verb and its best noun are
+JOINT = ("verb_noun_accuracy", "verb_noun_acc", "verb+noun acc")
+
+
+def validation_numbers() -> list[tuple[str, str, str]]:
+    """(logged key, file column, epoch-line words) of every validation accuracy a run may have: the
+    action's, then each label head's, then the verb x noun one; a run has those its model's heads give."""
+    found = [(f"val/{logged}", f"val_{name}", "val acc" if name == "accuracy" else words)
+             for name, (logged, words) in ACCURACIES.items()]
+    for kind in LABEL_KINDS:
+        found += [(f"val/{kind}_{logged}", f"val_{kind}_{name}", f"{kind} {words}")
+                  for name, (logged, words) in ACCURACIES.items()]
+    return found + [(f"val/{JOINT[1]}", f"val_{JOINT[0]}", JOINT[2])]
 
 
 class ClassificationMetrics(nn.Module):

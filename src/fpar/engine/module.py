@@ -22,7 +22,7 @@ from fpar.checkpoint import checkpoint_contract
 from fpar.engine.compute import prepare_model
 from fpar.engine.hardware import autocast_dtype
 from fpar.engine.losses import total_loss
-from fpar.engine.metrics import ClassificationMetrics, LabelMetrics
+from fpar.engine.metrics import ACCURACIES, JOINT, ClassificationMetrics, LabelMetrics
 from fpar.engine.settings import ExperimentSettings
 from fpar.engine.stages import configure_stage, set_train_mode
 from fpar.errors import FparError
@@ -146,19 +146,17 @@ class FparModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         numbers = self.val_metrics.compute()  # gathered over every process
         self.val_metrics.reset()
-        self.log("val/acc", numbers["accuracy"], prog_bar=True)
-        self.log("val/top5", numbers["top5"])
-        self.log("val/mean_class_acc", numbers["mean_class_accuracy"])
+        for name, (logged, _) in ACCURACIES.items():
+            self.log(f"val/{logged}", numbers[name], prog_bar=name == "accuracy")
         self.val_confusion = numbers["confusion"].cpu()
         heads = self.val_label_metrics.compute()
         self.val_label_metrics.reset()
         for kind, numbers in heads.items():
-            if kind == "verb_noun_accuracy":
-                self.log("val/verb_noun_acc", numbers)
+            if kind == JOINT[0]:
+                self.log(f"val/{JOINT[1]}", numbers)
                 continue
-            self.log(f"val/{kind}_acc", numbers["accuracy"])
-            self.log(f"val/{kind}_top5", numbers["top5"])
-            self.log(f"val/{kind}_mean_class_acc", numbers["mean_class_accuracy"])
+            for name, (logged, _) in ACCURACIES.items():
+                self.log(f"val/{kind}_{logged}", numbers[name])
 
     # --- optimisation ------------------------------------------------------------------------
 

@@ -111,6 +111,24 @@ def selection_record(config: dict[str, Any] | None) -> dict[str, Any]:
     return {**selection, "subjects": subjects, "text": describe(selection, config["trainer"]["seed"])}
 
 
+def short(config: dict[str, Any]) -> str:
+    """The selection in a table's cell, from a training config (``config.yaml``, ``fpar.config``):
+    ``holdout 20%``, ``last`` or ``test S2`` (the subjects that chose the checkpoint)."""
+    selection = config.get("selection") or BEFORE_SELECTIONS
+    data = config.get("data") if isinstance(config.get("data"), dict) else {}
+    return short_text(selection, [data["fold"]] if data.get("fold") else data.get("val_subjects") or [])
+
+
+def short_text(selection: Any, test_subjects: Sequence[str] | None = ()) -> str:
+    """``holdout 20%``, ``last``, ``test S2`` for ``selection`` (settings or :func:`selection_record`);
+    ``-`` where none is recorded."""
+    if not isinstance(selection, dict) or selection.get("method") not in SELECTIONS:
+        return "-"
+    if selection["method"] == "holdout":
+        return f"holdout {100 * selection.get('fraction', DEFAULT_FRACTION):g}%"
+    return " ".join(["test", *map(str, test_subjects or [])]) if selection["method"] == "test" else "last"
+
+
 def describe(selection: dict[str, Any], seed: int | None = None) -> str:
     """One line for every output that carries a number: how its checkpoint was chosen."""
     method = selection["method"]

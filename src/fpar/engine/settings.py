@@ -152,6 +152,10 @@ class ExperimentSettings(Section):
     # how best.ckpt is chosen (fpar/engine/selection.py): holdout (default), last or test
     selection: Selection = Field(default_factory=SelectionSettings,
                                  description="holdout, last or test, or a mapping {method, fraction, seed}")
+    # a record, not a setting: the key=value overrides a sweep made this run's config with, in full
+    # (its folder name holds a short form; fpar/workflows/run_names.py)
+    overrides: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list, description="the key=value overrides a sweep made this config with (a record)")
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values (YAML- and ``weights_only``-safe), every key present."""

@@ -27,8 +27,8 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from torch import nn
 
 from fpar.checkpoint import EXPORT_CONTRACT, load_checkpoint, model_state_dict
-from fpar.engine.callbacks import (AtomicCheckpointIO, BestWeights, EpochLines, MetricsHistory, ValidationPictures,
-                                   progress_callback, remove_stale_temporaries)
+from fpar.engine.callbacks import (AtomicCheckpointIO, BestWeights, EpochLines, MetricsHistory, ValidateLastEpoch,
+                                   ValidationPictures, progress_callback, remove_stale_temporaries)
 from fpar.engine.config import (RESUME_CHANGEABLE, dump_config, load_config, require_same_settings, resume_config,
                                 validate_config)
 from fpar.engine.settings import ExperimentSettings
@@ -38,6 +38,7 @@ from fpar.engine.loggers import RUN_LOG, build_loggers
 from fpar.engine.module import FparModule, DivergedError
 from fpar.errors import FparError
 from fpar.io import exclusive_lock, inside
+from fpar.progress import shown
 
 log = logging.getLogger(__name__)
 
@@ -230,9 +231,9 @@ def _train(config: ExperimentSettings, out_root: Path, run_dir: Path, resume: bo
         if config.selection.method == "last":  # best.ckpt is the last epoch: its validation, if it had one
             rows = history.rows
             best_score = rows[-1]["val_accuracy"] if rows and rows[-1]["epoch"] == trainer.current_epoch else None
-        log.info("%s after %d epochs; best validation accuracy %s",
+        log.info("%s after %d epoch%s; best validation accuracy %s",
                  "interrupted" if trainer.interrupted else "finished", trainer.current_epoch,
-                 "-" if best_score is None else f"{100 * float(best_score):.2f}%")
+                 "s" * (trainer.current_epoch != 1), "-" if best_score is None else f"{100 * float(best_score):.1f}%")
         return {
             "run_dir": str(run_dir),
             "best_ckpt": str(run_dir / "best.ckpt") if (run_dir / "best.ckpt").exists() else None,
@@ -247,6 +248,8 @@ def build_trainer(config: ExperimentSettings, run_dir: Path, callbacks: list[L.C
     """The Lightning Trainer for ``config``; settings the machine cannot honour are one FparError."""
     tr = config.trainer
     loggers = build_loggers(tr.loggers, run_dir, config.experiment)
+    progress = shown(progress)  # fpar --quiet: none
+    callbacks = [*callbacks, ValidateLastEpoch(tr.val_every)]
     if progress:
         callbacks = [*callbacks, progress_callback()]
     if loggers:

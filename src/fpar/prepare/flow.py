@@ -10,17 +10,16 @@ motion removed first (``warp``, :mod:`fpar.prepare.warp`).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from fpar.data.frames import FLOW_BOUND
 from fpar.errors import FparError
 from fpar.io import atomic_path, refuse_overwriting_inputs
+from fpar.progress import bar as progress_bar
 
 if TYPE_CHECKING:
     import torch
@@ -229,7 +228,7 @@ def write_flow_gif(
         raise FparError(f"{video_path}: {len(frames)} frame(s); flow needs at least 2")
     if device == "cpu":
         estimate = flow_estimator(method)
-        pairs = tqdm(range(len(frames) - 1), desc="flow", unit="frame", disable=not (progress and sys.stderr.isatty()))
+        pairs = progress_bar(range(len(frames) - 1), desc="flow", unit="frame", progress=None if progress else False)
         flows = [estimate(frames[k], frames[k + 1]) for k in pairs]
     else:
         flows = list(pair_flows(frames, method=method, device=device))

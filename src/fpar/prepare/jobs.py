@@ -30,6 +30,7 @@ from typing import Iterable, Iterator, TextIO
 
 from fpar.errors import FparError
 from fpar.io import die_with_parent
+from fpar.progress import on_terminal, quiet
 from fpar.prepare.flow import DEFAULT_BOUND, FRAME_RATE_RANGE
 from fpar.prepare.video import IMAGE_SUFFIXES, Segment
 
@@ -364,7 +365,8 @@ class _Progress:
     def __init__(self, total: int, stream: TextIO, progress: bool | None):
         from tqdm import tqdm
 
-        interactive = stream.isatty() if progress is None else progress
+        self.silent = quiet()  # fpar --quiet
+        interactive = not self.silent and (on_terminal(stream) if progress is None else progress)
         self.total, self.stream, self.done, self.frames, self.start = total, stream, 0, 0, time.monotonic()
         self.bar = tqdm(total=total, desc="prepare", unit="inst", file=stream, dynamic_ncols=True) if interactive else None
 
@@ -376,6 +378,8 @@ class _Progress:
         if self.bar is not None:
             self.bar.set_postfix_str(f"{rate:.1f} frames/s", refresh=False)
             self.bar.update()
+            return
+        if self.silent:
             return
         eta = elapsed / self.done * (self.total - self.done)
         print(f"[{self.done}/{self.total}] {key}: {state} ({rate:.1f} frames/s, ETA {_clock(eta)})",

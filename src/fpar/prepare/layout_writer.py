@@ -33,18 +33,17 @@ import json
 import math
 import os
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from fpar.data.layouts import DATASET_SETTINGS, PREPARE_SETTINGS, PROCESSED_TREES
 from fpar.errors import FparError
 from fpar.io import exclusive_lock, no_links_below
+from fpar.progress import bar as progress_bar
 from fpar.prepare.flow import BOUND_RANGE, DEFAULT_BOUND, pair_flows, quantize_flow
 from fpar.prepare.motion import motion_map
 from fpar.prepare.video import Segment, iter_frames, resize_short_side
@@ -272,8 +271,8 @@ def _write_temps(
             yield frame
 
     k = 0
-    # a bar on a terminal only: redirected into a log its carriage returns are noise
-    bar = tqdm(desc=key, unit="frame", disable=not (progress and sys.stderr.isatty()), leave=False)
+    # a bar on a terminal only: prepare's own line per instance says the rest
+    bar = progress_bar(desc=key, unit="frame", progress=None if progress else False, leave=False)
     for field in pair_flows(tap(), method=flow, warp=warp, device=device):
         k += 1
         fx, fy = quantize_flow(field, bound)

@@ -29,7 +29,8 @@ def plot_curves(rows: Sequence[dict], path: str | os.PathLike, title: str = "") 
     (missing or None values are skipped, since validation runs only every few epochs).
     """
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for key, style in (("train_loss", "-"), ("val_loss", "o-")):
+    # every point marked: a 1-epoch run (one point per curve) shows, and sparse validations read as such
+    for key, style in (("train_loss", ".-"), ("val_loss", "o-")):
         points = [(r["epoch"], r[key]) for r in rows if r.get(key) is not None]
         if points:
             ax_loss.plot(*zip(*points), style, label=key.replace("_", " "))
@@ -42,8 +43,12 @@ def plot_curves(rows: Sequence[dict], path: str | os.PathLike, title: str = "") 
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("validation accuracy (%)")
     ax_acc.set_ylim(0, 100)
-    for ax in (ax_loss, ax_acc):  # epochs are whole: no tick at 2.5
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    epochs = [r["epoch"] for r in rows if r.get("epoch") is not None]
+    for ax in (ax_loss, ax_acc):  # epochs are whole: no tick at 2.5 (nor at 0.96 around a single epoch)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        if epochs:  # both panels over every epoch, with room around a single one
+            margin = max(0.5, 0.03 * (max(epochs) - min(epochs)))
+            ax.set_xlim(min(epochs) - margin, max(epochs) + margin)
     if title:
         fig.suptitle(title)
     _save(fig, path)

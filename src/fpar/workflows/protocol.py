@@ -92,32 +92,14 @@ def _require_subjects(subjects: Sequence[str], wanted: Sequence[str], protocol: 
 # --- statistics --------------------------------------------------------------------------------
 
 
-def _t_density_integral(t: float, dof: int, steps: int = 2000) -> float:
-    """P(0 < T < t) for Student's t with ``dof`` degrees of freedom (Simpson's rule; t >= 0)."""
-    log_norm = math.lgamma((dof + 1) / 2) - math.lgamma(dof / 2) - 0.5 * math.log(dof * math.pi)
-
-    def density(x: float) -> float:
-        return math.exp(log_norm - (dof + 1) / 2 * math.log1p(x * x / dof))
-
-    h = t / steps
-    total = density(0.0) + density(t)
-    total += sum((4 if i % 2 else 2) * density(i * h) for i in range(1, steps))
-    return total * h / 3
-
-
 def t_quantile(probability: float, dof: int) -> float:
-    """The ``probability`` quantile of Student's t distribution (0.5 < probability < 1), by bisection
-    of its CDF: 12.706 for (0.975, 1), 2.776 for (0.975, 4), 1.960 as ``dof`` grows."""
+    """The ``probability`` quantile of Student's t distribution (0.5 < probability < 1), from
+    scipy.stats: 12.706 for (0.975, 1), 2.776 for (0.975, 4), 1.960 as ``dof`` grows."""
     if not 0.5 < probability < 1 or dof < 1:
         raise ValueError("t_quantile needs 0.5 < probability < 1 and dof >= 1")
-    target = probability - 0.5
-    low, high = 0.0, 1.0
-    while _t_density_integral(high, dof) < target:
-        high *= 2
-    for _ in range(60):
-        middle = (low + high) / 2
-        low, high = (middle, high) if _t_density_integral(middle, dof) < target else (low, middle)
-    return (low + high) / 2
+    from scipy.stats import t as student_t  # loads only when a summary needs it
+
+    return float(student_t.ppf(probability, dof))
 
 
 def summarise(values: Sequence[float]) -> dict[str, Any]:

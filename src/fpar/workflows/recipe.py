@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
+from fpar.engine.loggers import last_log_line
 from fpar.engine.config import find_config, load_config, read_yaml, require_same_settings, validate_config
 from fpar.engine.settings import ExperimentSettings
 from fpar.errors import FparError
@@ -38,6 +39,8 @@ STAGE_KEYS = ("name", "config", "overrides", "init_from")
 # (metrics.json grows with every validation, last.ckpt with every epoch).
 DONE_MARKER = "summary.json"
 SUMMARY_KEYS = ("run_dir", "best_ckpt", "last_ckpt", "best_val_accuracy", "epochs_done")
+# what happened to a run, by the state it was found in (run_state), as every table and line says it
+STATE_WORDS = {"done": "finished", "partial": "resumed", "new": "trained"}
 
 
 def load_recipe(path: str | os.PathLike, overrides: Iterable[str] = ()) -> list[dict[str, Any]]:
@@ -137,10 +140,13 @@ def train_or_skip(config: ExperimentSettings, out_dir: Path, **train_kwargs: Any
         if state == "done":
             summary = json.loads((run_dir / DONE_MARKER).read_text())
         else:
+            # trained to its end by `fpar train` (no summary yet): the resume below trains nothing
+            finished = state == "partial" and last_log_line(run_dir).startswith("finished")
             start = time.monotonic()
             summary = _train(config, out_dir=out_dir, resume=state == "partial", lock=False, **train_kwargs)
             summary = {**{key: summary[key] for key in SUMMARY_KEYS}, "seconds": time.monotonic() - start}
             write_text(run_dir / DONE_MARKER, json.dumps(summary, indent=1) + "\n")
+            state = "done" if finished else state
     return {**summary, "state": state}
 
 
@@ -158,7 +164,7 @@ def run_recipe(path: str | os.PathLike, *, out_dir: str | os.PathLike = "runs", 
         config = validate_config({**stage["config"].as_dict(), "init_from": init_from})
         log(f"[{i + 1}/{len(stages)}] {stage['name']}: {config.experiment}")
         summary = train_or_skip(config, out_dir, **train_kwargs)
-        what = {"done": "already done", "partial": "resumed", "new": "trained"}[summary["state"]]
+        what = STATE_WORDS[summary["state"]]
         log(f"[{i + 1}/{len(stages)}] {stage['name']}: {what} ({summary['seconds']:.0f} s of training), "
             f"best val accuracy {format_accuracy(summary['best_val_accuracy'])} ({summary['run_dir']})")
         results.append({"stage": stage["name"], "experiment": config.experiment, **summary})
@@ -166,5 +172,5 @@ def run_recipe(path: str | os.PathLike, *, out_dir: str | os.PathLike = "runs", 
 
 
 def format_accuracy(value: float | None) -> str:
-    """'0.8125', or '-' for a run that was never validated (fewer epochs than trainer.val_every)."""
-    return "-" if value is None else f"{value:.4f}"
+    """'81.2%' (docs/units.md), or '-' for a run that was never validated (fewer epochs than trainer.val_every)."""
+    return "-" if value is None else f"{100 * value:.1f}%"

@@ -30,6 +30,7 @@ import yaml
 from fpar.checkpoint import load_checkpoint, read_contract
 from fpar.data import load_index
 from fpar.engine.evaluate import ClipResult, evaluate, printable_name, split_subjects
+from fpar.engine.selection import short_text
 from fpar.errors import FparError
 from fpar.io import (inside, output_lock, refuse_link, refuse_overwriting_inputs, remove_leftovers,
                      write_text)
@@ -38,7 +39,7 @@ RunPath = str | os.PathLike
 # the comparison table's columns: (key, heading, format)
 COLUMNS = (("accuracy", "top-1", "percent"), ("top5", "top-5", "percent"),
            ("mean_class_accuracy", "mean class", "percent"), ("n", "clips", "int"),
-           ("epochs", "epochs", "int"), ("best_epoch", "best epoch", "int"))
+           ("epochs", "epochs", "int"), ("best_epoch", "best epoch", "int"), ("selection", "selection", "selection"))
 
 
 def resolve_run(run: RunPath) -> Path:
@@ -221,6 +222,8 @@ def _summary(run: dict[str, Any]) -> dict[str, Any]:
 def _cell(value: Any, kind: str) -> str:
     if value is None:
         return "-"
+    if kind == "selection":  # the record of selection_record: the subjects that chose the checkpoint
+        return short_text(value, value.get("subjects"))
     return f"{100 * value:.1f}%" if kind == "percent" else str(value)
 
 
@@ -339,7 +342,7 @@ def _html_run(index: int, run: dict[str, Any], out_dir: Path, esc: Any) -> str:
     parts = [f"<section id='run{index}'><h2>{esc(run['name'])}</h2>",
              f"<p class='sub'>Checkpoint <code>{esc(run['checkpoint'])}</code>, evaluated on "
              f"{esc(', '.join(run['split']))} ({run['n']} clips, centre crop)"
-             + (f"; {esc(run['epochs'])} epochs, best at epoch {esc(run['best_epoch'])}" if run["epochs"] else "")
+             + (f"; {esc(run['epochs'])} epoch{'s' * (run['epochs'] != 1)}, best at epoch {esc(run['best_epoch'])}" if run["epochs"] else "")
              + f". Checkpoint selection: {esc(run['selection']['text'])}.</p>"]
     tiles = [("top-1", run["accuracy"]), ("top-5", run["top5"]), ("mean class", run["mean_class_accuracy"])]
     parts.append("<div class='tiles'>" + "".join(f"<div class='tile'><b>{100 * v:.1f}%</b><span>{k} accuracy</span></div>"

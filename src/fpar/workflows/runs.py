@@ -12,9 +12,10 @@ from typing import Any
 
 import yaml
 
-from fpar.engine.loggers import RUN_LOG
+from fpar.engine.loggers import RUN_LOG, last_log_line
 from fpar.errors import FparError
-from fpar.workflows.recipe import DONE_MARKER
+from fpar.engine.selection import short as short_selection
+from fpar.workflows.recipe import DONE_MARKER, format_accuracy
 
 # the states a run folder is found in (docs/training.md, "Run folders")
 STATES = ("finished", "resumable", "failed")
@@ -31,10 +32,10 @@ def run_folders(root: str | os.PathLike) -> list[Path]:
 
 
 def describe_run(run_dir: Path) -> dict[str, Any]:
-    """One run folder as ``run`` (its path), ``model``, ``stage``, ``selection`` (settings naming
-    how the model is selected or scored, where the config records them), ``epochs`` and ``of``
-    (validated epochs done / planned), ``best`` (best validation accuracy, None before the first
-    validation) and ``state`` (one of :data:`STATES`)."""
+    """One run folder as ``run`` (its path), ``model``, ``stage``, ``selection`` (how best.ckpt is
+    chosen: ``holdout 20%``, ``last``, ``test S2``), ``epochs`` and ``of`` (validated epochs done /
+    planned), ``best_val_accuracy`` (a fraction, docs/units.md; None before the first validation)
+    ``state`` (one of :data:`STATES`) and ``overrides`` (those a sweep made its config with, in full)."""
     try:
         config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
@@ -49,11 +50,13 @@ def describe_run(run_dir: Path) -> dict[str, Any]:
         "run": str(run_dir),
         "model": (config.get("model") or {}).get("name", "?") if isinstance(config.get("model"), dict) else "?",
         "stage": (config.get("stage") or {}).get("name", "?") if isinstance(config.get("stage"), dict) else "?",
-        "selection": _selection(config),
+        "selection": short_selection(config),
         "epochs": epochs,
         "of": trainer.get("epochs"),
-        "best": max(accuracies) if accuracies else None,
+        "best_val_accuracy": max(accuracies) if accuracies else None,
         "state": run_state(run_dir, epochs, trainer.get("epochs"), trainer.get("val_every")),
+        "overrides": [str(item) for item in config.get("overrides") or []] if isinstance(config.get("overrides"), list)
+        else [],
     }
 
 
@@ -66,7 +69,7 @@ def run_state(run_dir: Path, validated: int = 0, planned: Any = None, val_every:
         return "finished"
     log = run_dir / RUN_LOG
     if log.is_file():
-        last_line = _last_line(log)
+        last_line = last_log_line(run_dir)
         if last_line.startswith("finished"):
             return "finished"
         if last_line.startswith(("stopped:", "failed:")):  # an error ended it: resuming would meet it again
@@ -79,10 +82,12 @@ def run_state(run_dir: Path, validated: int = 0, planned: Any = None, val_every:
 
 def format_runs(runs: list[dict[str, Any]]) -> str:
     """The runs as an aligned text table, one line each."""
-    header = ("run", "model", "stage", "selection", "epochs", "best val", "state")
+    overrides = any(run["overrides"] for run in runs)  # a column only where a sweep made some runs
+    header = ("run", "model", "stage", "selection", "epochs", "best val", "state", *("overrides",) * overrides)
     lines = [header] + [(run["run"], run["model"], run["stage"], run["selection"] or "-",
                          f"{run['epochs']}/{run['of'] if run['of'] is not None else '?'}",
-                         "-" if run["best"] is None else f"{100 * run['best']:.2f}%", run["state"]) for run in runs]
+                         format_accuracy(run["best_val_accuracy"]), run["state"],
+                         *(" ".join(run["overrides"]) or "-",) * overrides) for run in runs]
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines)
 
@@ -93,29 +98,3 @@ def _metrics(run_dir: Path) -> list[dict[str, Any]]:
     except (OSError, ValueError):
         return []
     return [row for row in rows if isinstance(row, dict)] if isinstance(rows, list) else []
-
-
-def _selection(config: dict[str, Any], prefix: str = "") -> str:
-    """``key=value`` of the settings whose names say they choose the protocol or the checkpoint
-    selection, where a config has any (older configs have none)."""
-    found = []
-    for key, value in config.items():
-        if isinstance(value, dict):
-            inner = _selection(value, f"{prefix}{key}.")
-            if inner:
-                found.append(inner)
-        elif any(word in key for word in ("protocol", "selection", "select")) and value not in (None, ""):
-            found.append(f"{prefix}{key}={value}")
-    return " ".join(found)
-
-
-def _last_line(path: Path) -> str:
-    """The last line of a run's log without its time (``YYYY-MM-DD HH:MM:SS ``), or ``""``."""
-    try:
-        with path.open("rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - 4096))
-            tail = handle.read().decode("utf-8", errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return tail[-1][20:] if tail else ""

@@ -1,6 +1,7 @@
 """Hyper-parameter grids: ``fpar sweep CONFIG key=v1,v2 other=a,b``.
 
-Every combination of the values trains as its own run, ``<out>/<experiment>__key=v1__other=a``,
+Every combination of the values trains as its own run, ``<out>/<experiment>__key=v1_other=a__<hash>``
+(:mod:`fpar.workflows.run_names`: at most 100 characters, the full overrides in its config.yaml),
 so the Table 2/3 grids of the paper (epochs, batch size, step size, optimiser, MS loss) are one
 command each. Finished runs are skipped and interrupted ones resume (as in recipes), so a sweep
 is re-run to continue it. The results table (best validation accuracy per run) is printed and
@@ -13,11 +14,12 @@ import csv
 import io
 import itertools
 import os
-import re
 from pathlib import Path
 from typing import Any, Iterable
 
 from fpar.engine.config import load_config
+from fpar.engine.settings import ExperimentSettings
+from fpar.workflows.run_names import legacy_run_name, run_name
 from fpar.workflows.recipe import format_accuracy, train_or_skip
 from fpar.errors import FparError
 from fpar.io import inside, write_text
@@ -57,10 +59,22 @@ def expand_grid(axes: Iterable[str]) -> list[list[tuple[str, str]]]:
     return [list(zip(keys, combo)) for combo in itertools.product(*(values for _, values in parsed))]
 
 
-def run_name(experiment: str, combo: list[tuple[str, str]]) -> str:
-    """``rgb-ms-cls__optimizer.lr=1e-3__scheduler.milestones=25-75``: the values in the directory name."""
-    parts = [f"{key}={re.sub(r'[^A-Za-z0-9._+-]+', '-', value).strip('-')}" for key, value in combo]
-    return "__".join([experiment, *parts])
+def sweep_configs(config_path: str | os.PathLike, combos: list[list[tuple[str, str]]], overrides: Iterable[str] = (),
+                  out_dir: str | os.PathLike | None = None) -> list[ExperimentSettings]:
+    """Each combination's config, named by :func:`~fpar.workflows.run_names.run_name` and recording
+    its overrides in full. A run an older fpar named in full (:func:`legacy_run_name`) under
+    ``out_dir`` keeps its name, so it is skipped or resumed, not trained again."""
+    base = load_config(config_path, overrides).experiment
+    configs = []
+    for combo in combos:
+        name = run_name(base, combo)
+        if out_dir is not None and not (Path(out_dir) / name).exists():
+            legacy = legacy_run_name(base, combo)
+            if len(legacy.encode()) <= 255 and (Path(out_dir) / legacy).is_dir():
+                name = legacy
+        config = load_config(config_path, [*overrides, *(f"{k}={v}" for k, v in combo), f"experiment={name}"])
+        configs.append(config.model_copy(update={"overrides": [f"{k}={v}" for k, v in combo]}))
+    return configs
 
 
 def run_sweep(config_path: str | os.PathLike, axes: Iterable[str], *, out_dir: str | os.PathLike = "runs",
@@ -74,8 +88,7 @@ def run_sweep(config_path: str | os.PathLike, axes: Iterable[str], *, out_dir: s
                         "then trains on its data.root value")
     base = load_config(config_path, overrides).experiment
     # every run's config is checked before the first one trains
-    configs = [load_config(config_path, [*overrides, *(f"{k}={v}" for k, v in combo),
-                                         f"experiment={run_name(base, combo)}"]) for combo in combos]
+    configs = sweep_configs(config_path, combos, overrides, out_dir)
     rows = []
     for i, (combo, config) in enumerate(zip(combos, configs)):
         log(f"[{i + 1}/{len(combos)}] {config.experiment}")
