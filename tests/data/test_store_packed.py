@@ -390,7 +390,7 @@ def test_a_store_of_the_previous_format_is_rebuilt_on_first_use(jpeg_root, tmp_p
     (old / "index.json").write_text('{"settings": {"format": 1, "resize": 40, "kinds": ["rgb"]}, "instances": {}}')
     (old / "rgb.u8").write_bytes(bytes(1000))
     index = load_index(jpeg_root)
-    with pytest.raises(FparError, match=r"out of date \(format 1, this fpar reads format 2\)"):
+    with pytest.raises(FparError, match=r"out of date \(format 1, this fpar reads format 3\)"):
         open_store(index, old, resize=RESIZE, modalities=["frames"])
     frame_store = ensure_store(index, old, resize=RESIZE, modalities=["frames"])
     assert not (old / "rgb.u8").exists() and frame_store.verify()["frames"] == 90

@@ -43,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cache.add_argument("--rebuild", action="store_true",
                        help="rebuild the store from the dataset, whatever state it is in")
     cache.add_argument("--verify", action="store_true",
-                       help="check every stored frame against its checksum (the store must exist)")
+                       help="check every stored frame against its checksum, and the store's index against the "
+                            "dataset: swapped, edited and stale entries (the store must exist)")
     cache.set_defaults(func=run_cache)
 
 
@@ -69,7 +70,9 @@ def run_cache(args: argparse.Namespace) -> int:
         import time
 
         start = time.perf_counter()
-        counts = FrameStore(store, args.root).verify()
+        from fpar.data.layouts import load_index
+
+        counts = FrameStore(store, args.root).verify(load_index(args.root, args.layout))
         print(f"store {store} verified: {counts['frames']} frames in {counts['shards']} shard(s), "
               f"{counts['bytes'] / 1e9:.2f} GB, in {time.perf_counter() - start:.1f} s")
         return 0

@@ -3,7 +3,9 @@
 Layout of a store folder::
 
     index.json         settings, the digests of the source files it was built from, its shards and
-                       frame table, instance -> kind -> [first table row, n, h, w(, 3)]; written last
+                       frame table, instance -> kind -> [first table row, n, [h, w(, 3)], digest of its
+                       source rows, digest of its source files' bytes, digest of its table rows'
+                       checksums and its shape] (docs/data.md, "Dataset store"); written last
     sources.jsonl      the source files: [kind, path relative to the dataset, size, mtime_ns] each
     frames.tbl         one row per stored frame: shard, offset, length, xxh3-64 of its bytes
     shard-00000.fpk    a 64-byte header (magic, format, the shard's id), then frames back to back;
@@ -33,7 +35,7 @@ from fpar.data.layouts import FILE_KINDS, FILE_KINDS_OF_MODALITY
 from fpar.errors import FparError
 from fpar.io import WRITE_ERRNOS, exclusive_lock, refuse_link
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 # How frames are packed; ``auto`` (the default of ``fpar cache`` and ``data.store``) chooses by size
 CODECS = ("raw", "jpeg")
 # ``auto`` packs JPEG sources as JPEG once a raw store would be larger than this: beyond it a raw
@@ -71,6 +73,22 @@ def kinds_for(modalities: Iterable[str]) -> tuple[str, ...]:
     """The file kinds that ``modalities`` (``frames``/``flow``/``mmaps``) read, in ``FILE_KINDS`` order."""
     wanted = {k for m in modalities for k in FILE_KINDS_OF_MODALITY[m]}
     return tuple(k for k in FILE_KINDS if k in wanted)
+
+
+# An index entry's digests: the first 16 hex digits (64 bits) of a SHA-256 or an xxh3-64, enough to
+# tell one instance's files from another's, and a fifth of an index entry's size
+ENTRY_DIGEST_CHARS = 16
+
+
+def digest_of_hashes(hashes) -> str:
+    """One entry digest of a sequence of 64-bit frame hashes (its files' or its table rows')."""
+    return f"{frame_hash(np.ascontiguousarray(hashes, dtype='<u8').tobytes()):016x}"
+
+
+def entry_digest(row_hashes, shape) -> str:
+    """An index entry's seal: its table rows' checksums and its shape, so that an entry pointed at
+    other rows or given another shape is found without reading a shard."""
+    return digest_of_hashes([*np.asarray(row_hashes, dtype=np.uint64).tolist(), *shape])
 
 
 def frame_hash(data) -> int:

@@ -11,11 +11,12 @@ from typing import Sequence
 import numpy as np
 
 from fpar.data import transforms
-from fpar.data.layouts import DatasetIndex, Instance, Problem
-from fpar.data.store.format import (FORMAT_VERSION, TABLE_DTYPE, TABLE_NAME, _claim, _inspect, _open_problem,
+from fpar.data.layouts import DatasetIndex, Instance, Problem, load_index
+from fpar.data.store.format import (FORMAT_VERSION, INDEX_NAME, TABLE_DTYPE, TABLE_NAME, _claim, _inspect, _open_problem,
                                     _rebuild_hint, default_store_path, frame_hash, kinds_for)
 from fpar.data.store.parts import _parts
 from fpar.data.store.sources import _checked, _Sources
+from fpar.data.store.verify import entry_problems, source_file_problems
 from fpar.data.store.writer import build_store
 from fpar.errors import FparError
 
@@ -41,6 +42,7 @@ class FrameStore:
         self.codec: str = meta["settings"]["codec"]
         self.quality: int | None = meta["settings"].get("quality")
         self.reduced_decode: bool = bool(meta["settings"].get("reduced_decode"))
+        self.settings: dict = meta["settings"]
         self.resize: int = meta["settings"]["resize"]
         self.kinds: tuple[str, ...] = tuple(meta["settings"]["kinds"])
         self.instances: dict[str, dict[str, list[int]]] = meta["instances"]
@@ -72,7 +74,7 @@ class FrameStore:
 
     def _entry(self, instance_id: str, kind: str) -> tuple[int, int, list[int]]:
         try:
-            row, n, *shape = self.instances[instance_id][kind]
+            row, n, shape = self.instances[instance_id][kind][:3]
         except (KeyError, TypeError, ValueError):
             raise FparError(f"store {self.path}: no {kind} frames of instance {instance_id}") from None
         return row, n, shape
@@ -145,9 +147,11 @@ class FrameStore:
             return transforms.train_crop_clip(frames, draw, crop, is_flow_x=flow_x, pick=pick)[None]
         return transforms.eval_views_clip(frames, crop, views, is_flow_x=flow_x, pick=pick)
 
-    def verify(self) -> dict:
-        """Hash every stored frame (``fpar cache --verify``): :class:`FparError` naming the first
-        damaged shard and how many of its frames fail; else the counts checked."""
+    def verify(self, index: DatasetIndex | None = None) -> dict:
+        """Hash every stored frame and check the index against the frame table (``fpar cache
+        --verify``) and, given the dataset's ``index``, against the instances and source files it
+        names: :class:`FparError` naming the first damaged shard (and how many of its frames fail)
+        or the first swapped, edited or stale entry (and how many there are); else the counts checked."""
         table = self.table
         failing: dict[int, list[int]] = {}
         for row, (shard, length, offset, digest) in enumerate(table.tolist()):
@@ -158,7 +162,27 @@ class FrameStore:
             shard, rows = next(iter(sorted(failing.items())))
             raise FparError(f"store {self.path}: {self.shard_names[shard]} is damaged ({len(rows)} of its frames fail "
                             f"their checksums): {_rebuild_hint(self.root)}")
+        sources = _Sources(index, self.kinds) if index is not None else None
+        problems = entry_problems(self.instances, table, self.settings, sources)
+        if not problems and index is not None:
+            problems = source_file_problems(self.instances, index, list(self.kinds))
+        if problems:
+            raise _unverified(self.path, problems, self.root)
         return {"frames": len(table), "shards": len(self.shard_names), "bytes": int(table["length"].sum())}
+
+
+def _unverified(path: Path, problems: list[str], root) -> FparError:
+    more = f"; {len(problems) - 1} more" if len(problems) > 1 else ""
+    return FparError(f"store {path}: {INDEX_NAME} does not verify ({problems[0]}{more}): {_rebuild_hint(root)}")
+
+
+def _verified(store: FrameStore, sources: _Sources) -> FrameStore:
+    """``store``, once its index agrees with its frame table and the dataset's instances (no
+    shard read): training never reads one instance's frames under another's label."""
+    problems = entry_problems(store.instances, store.table, store.settings, sources)
+    if problems:
+        raise _unverified(store.path, problems, store.root)
+    return store
 
 
 def decode_jpeg(data, color: bool, out: np.ndarray | None = None) -> np.ndarray | None:
@@ -234,10 +258,11 @@ def open_store(index: DatasetIndex, path: str | Path | None = None, *, resize: i
     than the dataset holds now. Checking costs one ``stat`` per source file."""
     path = Path(path) if path else default_store_path(index.root, resize)
     kinds = kinds_for(modalities)
-    problem, meta = _checked(path, _settings_for(resize, kinds), _Sources(index, kinds), explicit_codec=False)
+    sources = _Sources(index, kinds)
+    problem, meta = _checked(path, _settings_for(resize, kinds), sources, explicit_codec=False)
     if problem:
         raise _open_problem(path, index.root, problem)
-    return FrameStore(path, index.root, checked=meta)
+    return _verified(FrameStore(path, index.root, checked=meta), sources)
 
 
 def ensure_store(index: DatasetIndex, path: str | Path | None, *, resize: int, modalities: Sequence[str]) -> FrameStore:
@@ -249,27 +274,33 @@ def ensure_store(index: DatasetIndex, path: str | Path | None, *, resize: int, m
     if any(_parts(path)):  # rebuilding here would delete parts other machines are writing
         raise FparError(f"store {path} is being built in parts: finish them with `fpar cache {index.root} "
                         "--shard K/N`")
-    problem, meta = _checked(path, _settings_for(resize, kinds), _Sources(index, kinds), explicit_codec=False)
+    sources = _Sources(index, kinds)
+    problem, meta = _checked(path, _settings_for(resize, kinds), sources, explicit_codec=False)
     if problem is None:
-        return FrameStore(path, index.root, checked=meta)
+        return _verified(FrameStore(path, index.root, checked=meta), sources)
     if not problem.startswith("is damaged"):
         # Every kind the dataset has, so that a later config with other modalities reuses it.
         build_store(index.root, path, resize=resize, rebuild=True, index=index)
     return open_store(index, path, resize=resize, modalities=modalities)
 
 
-def store_problems(root: str | Path) -> list[Problem]:
+def store_problems(root: str | Path, layout: str = "auto") -> list[Problem]:
     """Every frame of every store kept in the dataset at ``root`` (its ``.fpar-store`` folders)
-    checked against its checksum (``fpar data check --deep``): one :class:`Problem` per store that
-    cannot be read as it is (damaged, out of date or half built)."""
+    checked against its checksum, and its index against the dataset (``fpar data check --deep``):
+    one :class:`Problem` per store that cannot be read as it is (damaged, out of date, half built,
+    or an index that does not verify)."""
     root = Path(root)
     parent = (root.parent if root.is_file() else root) / ".fpar-store"
     prefix = f"{root.stem}-r" if root.is_file() else "r"
     problems = []
     folders = sorted(p for p in parent.iterdir() if p.is_dir() and p.name.startswith(prefix)) if parent.is_dir() else []
+    try:
+        index = load_index(root, layout) if folders else None
+    except FparError:
+        index = None  # the dataset's own problems are reported by the check itself
     for folder in folders:
         try:
-            FrameStore(folder, root).verify()
+            FrameStore(folder, root).verify(index)
         except FparError as exc:
             reason = str(exc).removeprefix(f"store {folder}").lstrip(": ")
             problems.append(Problem(str(folder), reason))

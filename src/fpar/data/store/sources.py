@@ -12,7 +12,7 @@ from typing import Iterator, Sequence
 
 from fpar.data.frames import image_size
 from fpar.data.layouts import DatasetIndex
-from fpar.data.store.format import _JPEG_NAMES, RAW_LIMIT_BYTES, SOURCES_NAME, _inspect
+from fpar.data.store.format import _JPEG_NAMES, ENTRY_DIGEST_CHARS, RAW_LIMIT_BYTES, SOURCES_NAME, _inspect
 from fpar.errors import FparError
 
 
@@ -20,17 +20,28 @@ class _Sources:
     """The files a store is built from: per kind, ``[path relative to the dataset, size, mtime_ns]`` of
     every frame file, in the instances' order. Only their digests go into ``index.json`` (one
     ``stat`` per file, hashed as it goes: no list of 20 million rows in memory or in the index); the
-    rows themselves into ``sources.jsonl``, read only to name what changed."""
+    rows themselves into ``sources.jsonl``, read only to name what changed. The same rows digested
+    per instance and kind (``of_instance``) go into each index entry, so an entry that names another
+    instance's frames is found without the list."""
 
     def __init__(self, index: DatasetIndex, kinds: Sequence[str]) -> None:
         self.index, self.kinds = index, tuple(kinds)
         self.base = index.root.parent if index.root.is_file() else index.root
         hashes = {kind: hashlib.sha256() for kind in self.kinds}
-        for kind, line in self.lines():
+        per_instance: dict[tuple[str, str], object] = {}  # (instance, kind) -> its running sha256
+        for instance_id, kind, line in self.lines():
             hashes[kind].update(line)
+            entry = per_instance.get((instance_id, kind))
+            if entry is None:
+                entry = per_instance[instance_id, kind] = hashlib.sha256()
+            entry.update(line)
         self.digests = {kind: h.hexdigest() for kind, h in hashes.items()}
+        self.of_instance: dict[str, dict[str, str]] = {}
+        for (instance_id, kind), h in per_instance.items():
+            self.of_instance.setdefault(instance_id, {})[kind] = h.hexdigest()[:ENTRY_DIGEST_CHARS]
 
-    def lines(self, kinds: Sequence[str] | None = None) -> Iterator[tuple[str, bytes]]:
+    def lines(self, kinds: Sequence[str] | None = None) -> Iterator[tuple[str, str, bytes]]:
+        """``(instance id, kind, row)`` for every source file, in the instances' order."""
         for inst in self.index.instances:
             for kind in kinds or self.kinds:
                 for path in inst.frames(kind):
@@ -39,13 +50,13 @@ class _Sources:
                     except OSError as exc:
                         raise FparError(f"{path}: cannot read frame ({exc.strerror or exc})") from None
                     row = [kind, os.path.relpath(path, self.base), st.st_size, st.st_mtime_ns]
-                    yield kind, json.dumps(row).encode() + b"\n"
+                    yield inst.instance_id, kind, json.dumps(row).encode() + b"\n"
 
     def write(self, file: Path) -> None:
         from fpar.io import atomic_path
 
         with atomic_path(file) as tmp, open(tmp, "wb") as out:
-            for _, line in self.lines():
+            for _, _, line in self.lines():
                 out.write(line)
 
     def first_difference(self, recorded_file: Path, kind: str) -> str:
@@ -56,7 +67,7 @@ class _Sources:
         except (OSError, ValueError, IndexError, TypeError):
             return f"its list of source files ({recorded_file.name}) is unreadable"
         new = set()
-        for _, line in self.lines((kind,)):
+        for _, _, line in self.lines((kind,)):
             row = json.loads(line)
             new.add(row[1])
             if row[1] not in old:

@@ -20,7 +20,9 @@ from fpar.data.layouts import FILE_KINDS, DatasetIndex, Instance, load_index
 from fpar.data.store.format import (CODECS, ENTRIES_NAME, FORMAT_VERSION, HEADER_BYTES, INDEX_NAME, MAGIC,
                                     MERGE_NAME, PROGRESS_NAME, RAW_LIMIT_BYTES, SHARD_BYTES, SHARD_SUFFIX,
                                     SOURCES_NAME, TABLE_DTYPE, TABLE_NAME, _OLD_FILES, _build_lock, _claim, _digest,
-                                    _rebuild_hint, _shard_files, default_store_path, frame_hash, kinds_for)
+                                    _rebuild_hint, _shard_files, default_store_path, digest_of_hashes, entry_digest,
+                                    frame_hash,
+                                    kinds_for)
 from fpar.data.store.parts import (_merge_parts, _part_count, _part_dir, _parts, _parts_finished, _remove_parts,
                                    part_instances)
 from fpar.data.store.sources import _read_bytes, _Sources, _state, choose_codec
@@ -185,8 +187,9 @@ class _Writer:
             self.done["shards"][-1][1] = self.shard.tell()
             self.shard.close()
 
-    def append(self, blobs: Iterable[bytes]) -> int:
-        """Append frames to the current shard and their rows to the table; the first row's number."""
+    def append(self, blobs: Iterable[bytes]) -> tuple[int, np.ndarray]:
+        """Append frames to the current shard and their rows to the table; the first row's number and
+        the rows' checksums."""
         first = self.done["rows"]
         number = len(self.done["shards"]) - 1
         rows = []
@@ -199,7 +202,7 @@ class _Writer:
         with self.failing(self.path / TABLE_NAME):
             self.table.write(table.tobytes())
         self.done["rows"] += len(rows)
-        return first
+        return first, table["digest"]
 
     def add_entry(self, instance_id: str, entry: dict) -> None:
         with self.failing(self.path / ENTRIES_NAME):
@@ -254,9 +257,10 @@ def _write(path: Path, instances: Sequence[Instance], settings: dict, sources: _
                 writer.start_shard_if_full()
                 entry = {}
                 for kind in kinds:
-                    blobs, shape = _encoded_frames(inst, kind, settings)
-                    row = writer.append(blobs)
-                    entry[kind] = [row, len(inst.frames(kind)), *shape]
+                    blobs, shape, files = _encoded_frames(inst, kind, settings)
+                    row, hashes = writer.append(blobs)
+                    entry[kind] = [row, len(inst.frames(kind)), shape, sources.of_instance[inst.instance_id][kind],
+                                   files, entry_digest(hashes, shape)]
                     bar.update(len(inst.frames(kind)))
                 writer.add_entry(inst.instance_id, entry)
                 if time.monotonic() - last_commit >= COMMIT_SECONDS:
@@ -301,8 +305,9 @@ def _resume_point(path: Path, digest: str) -> dict:
     return {"digest": digest, "instances": 0, "shards": [], "rows": 0, "entries_end": 0}
 
 
-def _encoded_frames(inst: Instance, kind: str, settings: dict) -> tuple[list[bytes], list[int]]:
-    """The bytes stored for every frame of one kind of ``inst``, and their decoded shape ``[h, w(, 3)]``."""
+def _encoded_frames(inst: Instance, kind: str, settings: dict) -> tuple[list[bytes], list[int], str]:
+    """The bytes stored for every frame of one kind of ``inst``, their decoded shape ``[h, w(, 3)]``
+    and the digest of the source files' bytes (as :mod:`~fpar.data.store.verify` recomputes it)."""
     color = kind == "rgb"
     if settings["codec"] == "jpeg" and settings["quality"] is None:
         blobs, source = [], None
@@ -318,17 +323,18 @@ def _encoded_frames(inst: Instance, kind: str, settings: dict) -> tuple[list[byt
             check_pixels(*size, path)
             source = _same_size(inst, path, size[::-1], source)
             blobs.append(data)
-        return blobs, [*source, 3] if color else list(source)
-    blobs, source, shape = [], None, None
+        return blobs, [*source, 3] if color else list(source), digest_of_hashes([frame_hash(b) for b in blobs])
+    blobs, source, shape, hashes = [], None, None, []
     for path in inst.frames(kind):
         image = read_frame(path, color=color)
+        hashes.append(frame_hash(_read_bytes(path)))  # read again from the page cache: decoding dwarfs it
         # compared before resizing: a frame twice the size of the others would resize to the same
         # shape and slip into the clips unnoticed (``fpar data check`` reports it)
         source = _same_size(inst, path, image.shape[:2], source)
         image = np.ascontiguousarray(transforms.resize_short(image, settings["resize"]))
         shape = shape or list(image.shape)
         blobs.append(image.tobytes() if settings["codec"] == "raw" else _encode_jpeg(image, settings["quality"], path))
-    return blobs, shape
+    return blobs, shape, digest_of_hashes(hashes)
 
 
 def _same_size(inst: Instance, path, size: tuple[int, int], first: tuple[int, int] | None) -> tuple[int, int]:
