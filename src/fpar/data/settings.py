@@ -63,6 +63,14 @@ class ClipSettings(BaseModel):
                              "a clip may hold; use fewer frames or a smaller crop")
         return self
 
+    def batch_shapes(self) -> dict[str, tuple]:
+        """Per modality read, the shape of a batch of these clips as a model's ``input_spec`` states
+        it (``B``, ``T``: the batch and time axes; ARCHITECTURE.md, "Dataset item")."""
+        side = self.crop
+        flow = ("B", 2 * self.stack_size, side, side) if self.flow_mode == "stack" else ("B", "T", 2, side, side)
+        shapes = {"frames": ("B", "T", 3, side, side), "flow": flow, "mmaps": ("B", "T", 1, side, side)}
+        return {modality: shapes[modality] for modality in self.modalities}
+
     def with_modality(self, modality: str) -> "ClipSettings":
         """These settings, also reading ``modality`` (e.g. motion maps to show beside an MS head)."""
         if modality in self.modalities:

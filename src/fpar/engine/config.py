@@ -259,6 +259,8 @@ def _first_problem(exc: ValidationError) -> str:
     if kind == "finite_number":
         return f"{key}: must be a finite number{got}"
     message = error["msg"].removeprefix("Value error, ")
+    if not key:  # a check across sections names its keys itself
+        return f"{message}{'' if kind == 'value_error' else got}"
     return f"{key}: {message[:1].lower()}{message[1:]}{'' if kind == 'value_error' else got}"
 
 

@@ -153,6 +153,12 @@ class ExperimentSettings(Section):
     selection: Selection = Field(default_factory=SelectionSettings,
                                  description="holdout, last or test, or a mapping {method, fraction, seed}")
 
+    @model_validator(mode="after")
+    def _data_gives_what_the_model_reads(self) -> "ExperimentSettings":
+        # checked here, when the config loads: before any data is read, also for --dry-run
+        self.model.check_reads(self.data.clip)
+        return self
+
     def as_dict(self) -> dict[str, Any]:
         """Plain values (YAML- and ``weights_only``-safe), every key present."""
         return self.model_dump(mode="json")
