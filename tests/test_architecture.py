@@ -92,7 +92,8 @@ def _choices(parser, *path: str, option: str) -> tuple:
 
 def test_the_cli_offers_each_vocabulary_its_owner_declares():
     from fpar.cli import build_parser
-    from fpar.data.layouts import LAYOUTS
+    from fpar.data.layouts import layout_names
+    from fpar.data.settings import MODALITIES
     from fpar.data.store import CODECS
     from fpar.data.transforms import VIEWS
     from fpar.engine.settings import PRECISIONS
@@ -102,7 +103,9 @@ def test_the_cli_offers_each_vocabulary_its_owner_declares():
 
     parser = build_parser()
     assert _choices(parser, "eval", option="--views") == VIEWS
-    assert _choices(parser, "data", "check", option="--layout") == ("auto", *LAYOUTS)
+    for command in (("data", "check"), ("cache",)):
+        assert _choices(parser, *command, option="--layout") == ("auto", *layout_names())
+    assert _choices(parser, "cache", option="--modalities") == MODALITIES
     assert _choices(parser, "cache", option="--codec") == ("auto", *CODECS)
     for command in ("train", "run", "sweep"):
         assert _choices(parser, command, option="--precision") == PRECISIONS
@@ -116,7 +119,7 @@ def test_the_cli_offers_each_vocabulary_its_owner_declares():
 def test_settings_accept_exactly_each_owners_vocabulary():
     from typing import get_args
 
-    from fpar.data.layouts import LAYOUTS
+    from fpar.data.layouts import layout_names
     from fpar.data.settings import FLOW_MODES, MODALITIES, ClipSettings, DataSettings
     from fpar.engine.settings import PRECISIONS, StageSettings, TrainerSettings
     from fpar.engine.stages import STAGES
@@ -130,7 +133,10 @@ def test_settings_accept_exactly_each_owners_vocabulary():
 
     assert literal(ClipSettings, "modalities") == MODALITIES
     assert literal(ClipSettings, "flow_mode") == FLOW_MODES
-    assert literal(DataSettings, "layout") == ("auto", *LAYOUTS)
+    for layout in ("auto", *layout_names()):
+        assert DataSettings(layout=layout).layout == layout
+    with pytest.raises(ValueError, match="must be one of auto, processed, egornn, manifest"):
+        DataSettings(layout="ego")
     assert literal(StageSettings, "name") == STAGES
     assert literal(TrainerSettings, "precision") == PRECISIONS
     assert literal(MSLossSettings, "kind") == MS_TASKS

@@ -6,7 +6,8 @@ import argparse
 
 from fpar.cli.common import at_least
 from fpar.cli.prepare_commands import shard_spec
-from fpar.data.settings import MAX_RESIZE
+from fpar.data.layouts import layout_names
+from fpar.data.settings import MAX_RESIZE, MODALITIES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,13 +20,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "(raw) or as JPEGs (jpeg). An up-to-date store is left as it is; an interrupted build resumes.")
     cache.add_argument("root", metavar="ROOT", help="dataset folder, or a manifest .csv/.jsonl")
     cache.add_argument("--out", metavar="DIR", help="store folder (default: ROOT/.fpar-store/r<RESIZE>)")
-    cache.add_argument("--layout", default="auto", choices=["auto", "processed", "egornn", "manifest"])
+    cache.add_argument("--layout", default="auto", choices=["auto", *layout_names()])
     cache.add_argument("--resize", type=at_least(1, MAX_RESIZE), default=None,
                        help=f"short side in pixels, as data.resize, at most " f"{MAX_RESIZE} (default: --config's, else 256)")
     cache.add_argument("--config", metavar="CONFIG",
                        help="build the store at the size this config trains at (its data.resize); every "
                             "config of that size then reads it")
-    cache.add_argument("--modalities", nargs="+", choices=["frames", "flow", "mmaps"],
+    cache.add_argument("--modalities", nargs="+", choices=MODALITIES,
                        help="what to store (default: everything the dataset has)")
     cache.add_argument("--codec", default="auto", choices=["auto", *CODECS],
                        help="raw: decoded, resized pixels (fastest to read, largest); jpeg: the source JPEGs as "

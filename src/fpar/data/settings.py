@@ -7,7 +7,7 @@
   dataset is, how it is split and how it is loaded.
 
 The modality and flow-mode vocabularies are declared here (the dataset implements them); views
-come from :mod:`fpar.data.transforms`, layouts from :mod:`fpar.data.layouts`. This module
+come from :mod:`fpar.data.transforms`, layouts from :mod:`fpar.data.layouts` (its registry). This module
 imports neither torch nor OpenCV.
 """
 
@@ -17,7 +17,7 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from fpar.data.layouts import LAYOUTS
+from fpar.data.layouts import layout_names
 
 MODALITIES = ("frames", "flow", "mmaps")
 # stack: L flow pairs stacked as channels (temporal stream); pairs: one flow pair per RGB frame (two-in-one)
@@ -84,7 +84,9 @@ class DataSettings(ClipSettings):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     root: Optional[str] = Field(None, min_length=1)
-    layout: Literal[("auto", *LAYOUTS)] = "auto"  # type: ignore[valid-type]
+    # ``auto`` or a registered layout (fpar.data.layouts.registry: a new layout is one module)
+    layout: str = Field("auto", min_length=1, description="auto, or a registered dataset layout",
+                        json_schema_extra={"examples": ["auto", *layout_names()]})
     train_subjects: list[str] = Field(default_factory=lambda: ["S1", "S3", "S4"], min_length=1)
     val_subjects: list[str] = Field(default_factory=lambda: ["S2"], min_length=1)
     # one subject held out for validation, the rest trained on (overrides the two lists)
@@ -100,6 +102,13 @@ class DataSettings(ClipSettings):
     prefetch: Optional[int] = Field(None, ge=1, le=64)
     # the dataset returns uint8 clips and the device converts and normalises them (4x less to copy)
     normalize_on_device: bool = False
+
+    @field_validator("layout")
+    @classmethod
+    def _registered_layout(cls, value: str) -> str:
+        if value != "auto" and value not in layout_names():
+            raise ValueError(f"must be one of auto, {', '.join(layout_names())} (got {value!r})")
+        return value
 
     @model_validator(mode="after")
     def _prefetch_needs_workers(self) -> "DataSettings":
