@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_cache(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from fpar.data.store import FrameStore, build_store, default_store_path
+    from fpar.data.store import INDEX_NAME, FrameStore, build_store, default_store_path
     from fpar.errors import FparError
     from fpar.io import no_links_below
 
@@ -80,7 +80,7 @@ def run_cache(args: argparse.Namespace) -> int:
     path = build_store(args.root, args.out, layout=args.layout, resize=resize, modalities=args.modalities,
                        rebuild=args.rebuild, codec=args.codec, quality=args.quality, shard=args.shard,
                        reduced_decode=args.reduced_decode)
-    if args.shard and not (path / "index.json").is_file():
+    if args.shard and not (path / INDEX_NAME).is_file():
         k, n = args.shard
         print(f"store part {k}/{n} ready: {path}/part-{k}-of-{n} (the store is merged when all {n} parts are done)")
         return 0

@@ -32,6 +32,12 @@ MAX_RESIZE = 8192
 MAX_CLIP_PIXELS = 1 << 28
 
 
+def resize_for(crop: int) -> int:
+    """The short side frames are resized to before a crop of side ``crop``, in the paper's ratio
+    (256 for 224): for clips read without a config (benchmarks, streams of synthetic video)."""
+    return crop * 8 // 7
+
+
 class ClipSettings(BaseModel):
     """How one clip is read: which modalities, how many frames, flow stacking, resize and crop."""
 

@@ -17,6 +17,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path, PurePath
 
+from fpar.data.frames import FLOW_BOUND_RANGE
 from fpar.data.layouts.index import (FILE_KINDS, FRAME_EXTENSIONS as _EXT, ROW_SKIPPED, Candidate, FrameRange,
                                      Problem, Scan, VideoRange)
 from fpar.data.layouts.registry import register_layout
@@ -263,8 +264,9 @@ class _ManifestRows:
             bound = float(text)
         except ValueError:
             bound = math.nan
-        if not math.isfinite(bound) or not 0 < bound <= 1000:
-            raise _BadRow(f"flow_bound {text!r} is not a number of pixels")
+        if not math.isfinite(bound) or not FLOW_BOUND_RANGE[0] <= bound <= FLOW_BOUND_RANGE[1]:
+            raise _BadRow(f"flow_bound {text!r} is not a number of pixels from {FLOW_BOUND_RANGE[0]:g} to "
+                          f"{FLOW_BOUND_RANGE[1]:g}")
         return bound
 
 

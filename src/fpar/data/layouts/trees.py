@@ -13,6 +13,7 @@ from pathlib import Path
 from fpar.data.layouts.index import FILE_KINDS, FRAME_EXTENSIONS as _EXT, Candidate, Problem, Scan
 from fpar.data.layouts.registry import register_layout
 
+PROCESSED_LAYOUT, EGORNN_LAYOUT = "processed", "egornn"  # the layouts' names
 PREPARE_SETTINGS = "prepare.json"  # in a processed instance folder: the settings it was prepared with
 DATASET_SETTINGS = ("flow", "bound", "size", "warp", "max_frames")  # recorded settings all instances should share
 PROCESSED_TREES = {"rgb": "processed_frames", "flow_x": "flow_x_processed", "flow_y": "flow_y_processed"}
@@ -102,5 +103,5 @@ def _is_egornn(root: Path) -> bool:
     return any((root / name).is_dir() for name in EGORNN_TREES.values())
 
 
-register_layout("processed", _is_processed, _scan_processed, looks_like=f"{PROCESSED_TREES['rgb']}/")
-register_layout("egornn", _is_egornn, _scan_egornn, looks_like=f"{EGORNN_TREES['rgb']}/ or {EGORNN_TREES['flow_x']}/")
+register_layout(PROCESSED_LAYOUT, _is_processed, _scan_processed, looks_like=f"{PROCESSED_TREES['rgb']}/")
+register_layout(EGORNN_LAYOUT, _is_egornn, _scan_egornn, looks_like=f"{EGORNN_TREES['rgb']}/ or {EGORNN_TREES['flow_x']}/")
