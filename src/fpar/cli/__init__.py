@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue  # a command group not built yet
         module.register(subparsers)
+    parser.set_defaults(root_parser=parser)  # for commands that read the whole parser (completion)
     return parser
 
 
