@@ -155,8 +155,14 @@ def test_training_refuses_a_store_whose_index_does_not_verify(tiny_data, tmp_pat
     assert not (tmp_path / "runs" / "tiny").exists()
 
 
-def test_the_frame_table_digest_of_an_entry_is_its_rows():
-    from fpar.data.store.format import digest_of_hashes
+def test_an_entrys_seal_covers_its_rows_in_order_and_its_shape_wherever_they_lie():
+    from fpar.data.store.format import entry_seals
 
-    hashes = np.array([1, 2, 3], np.uint64)
-    assert digest_of_hashes(hashes) == digest_of_hashes([1, 2, 3]) != digest_of_hashes([2, 1, 3])
+    hashes = np.array([11, 2**63 + 5, 7, 2**64 - 1, 3], np.uint64)
+
+    def seal(rows, shape=(4, 6, 3), start=0):
+        table = np.concatenate([np.zeros(start, np.uint64), hashes[list(rows)]])
+        return int(entry_seals(table, np.array([start]), np.array([len(rows)]), np.array([shape]))[0])
+
+    assert seal([0, 1, 2]) == seal([0, 1, 2], start=9)  # rows renumbered (parts merged): the same seal
+    assert len({seal([0, 1, 2]), seal([1, 0, 2]), seal([0, 1, 3]), seal([0, 1, 2], (4, 7, 3))}) == 4

@@ -13,26 +13,30 @@ every source file (``fpar cache --verify``, ``fpar data check --deep``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from fpar.data.layouts import DatasetIndex
-from fpar.data.store.format import INDEX_NAME, digest_of_hashes, entry_digest, frame_hash
+from fpar.data.store.format import INDEX_NAME, digest_of_hashes, entry_seals, frame_hash, padded_shape
 from fpar.data.store.sources import _read_bytes, _Sources
 
 
-def _parsed(value) -> tuple[int, int, list[int], str, str, str] | None:
-    """An entry's fields, or None when it is not an entry this format writes."""
-    if not isinstance(value, list) or len(value) != 6:
+def _parsed(value) -> tuple[int, int, list[int], str, str, int] | None:
+    """An entry's fields (its seal as a number), or None when it is not an entry this format writes."""
+    if type(value) is not list or len(value) != 6:
         return None
-    row, n, shape, *digests = value
-    if not (type(row) is int and type(n) is int and row >= 0 and n >= 0 and isinstance(shape, list)
-            and len(shape) in (2, 3) and all(type(s) is int and s > 0 for s in shape)
-            and all(isinstance(d, str) for d in digests)):
+    row, n, shape, source, files, seal = value
+    if not (type(row) is int and type(n) is int and row >= 0 and n >= 0 and type(shape) is list
+            and 2 <= len(shape) <= 3 and set(map(type, shape)) == {int} and min(shape) > 0
+            and type(source) is str and type(files) is str and type(seal) is str and len(seal) == 16):
         return None
-    return row, n, shape, *digests
+    try:
+        return row, n, shape, source, files, int(seal, 16)
+    except ValueError:
+        return None
 
 
 def entry_problems(instances: Mapping, table: np.ndarray, settings: Mapping,
@@ -76,14 +80,17 @@ def _tiling_problems(entries: list, table: np.ndarray, *, raw: bool) -> list[str
         end = row + n
     if end != len(table):
         return problems + [f"{INDEX_NAME} names {end} frames, the frame table holds {len(table)} (edited)"]
-    for row, n, instance_id, kind, shape, stored in entries:
-        if entry_digest(table["digest"][row:row + n], shape) != stored:
-            problems.append(f"instance {instance_id}: its {kind} entry (rows {row}-{row + n - 1}, shape {shape}) is not "
-                            "the one it was built with (edited)")
-    if raw and entries:
-        counts = np.array([e[1] for e in entries])
-        sizes = np.array([int(np.prod(e[4])) for e in entries], np.int64)
-        starts = np.array([e[0] for e in entries])
+    if not entries:
+        return problems
+    counts = np.array([e[1] for e in entries], np.int64)
+    starts = np.array([e[0] for e in entries], np.int64)
+    seals = entry_seals(table["digest"], starts, counts, np.array([padded_shape(e[4]) for e in entries]))
+    for k in np.flatnonzero(seals != np.array([e[5] for e in entries], np.uint64)):
+        row, n, instance_id, kind, shape, _ = entries[k]
+        problems.append(f"instance {instance_id}: its {kind} entry (rows {row}-{row + n - 1}, shape {shape}) is not "
+                        "the one it was built with (edited)")
+    if raw:
+        sizes = np.array([math.prod(e[4]) for e in entries], np.int64)
         owner = np.repeat(np.arange(len(entries)), counts)
         step = np.arange(len(table)) - np.repeat(starts, counts)
         first = starts.clip(max=max(len(table) - 1, 0))

@@ -20,8 +20,8 @@ from fpar.data.layouts import FILE_KINDS, DatasetIndex, Instance, load_index
 from fpar.data.store.format import (CODECS, ENTRIES_NAME, FORMAT_VERSION, HEADER_BYTES, INDEX_NAME, MAGIC,
                                     MERGE_NAME, PROGRESS_NAME, RAW_LIMIT_BYTES, SHARD_BYTES, SHARD_SUFFIX,
                                     SOURCES_NAME, TABLE_DTYPE, TABLE_NAME, _OLD_FILES, _build_lock, _claim, _digest,
-                                    _rebuild_hint, _shard_files, default_store_path, digest_of_hashes, entry_digest,
-                                    frame_hash,
+                                    _rebuild_hint, _shard_files, default_store_path, digest_of_hashes, entry_seals,
+                                    frame_hash, padded_shape,
                                     kinds_for)
 from fpar.data.store.parts import (_merge_parts, _part_count, _part_dir, _parts, _parts_finished, _remove_parts,
                                    part_instances)
@@ -260,7 +260,7 @@ def _write(path: Path, instances: Sequence[Instance], settings: dict, sources: _
                     blobs, shape, files = _encoded_frames(inst, kind, settings)
                     row, hashes = writer.append(blobs)
                     entry[kind] = [row, len(inst.frames(kind)), shape, sources.of_instance[inst.instance_id][kind],
-                                   files, entry_digest(hashes, shape)]
+                                   files, _seal(hashes, shape)]
                     bar.update(len(inst.frames(kind)))
                 writer.add_entry(inst.instance_id, entry)
                 if time.monotonic() - last_commit >= COMMIT_SECONDS:
@@ -281,6 +281,11 @@ def _write(path: Path, instances: Sequence[Instance], settings: dict, sources: _
     write_text(path / INDEX_NAME, json.dumps(meta, separators=(",", ":")))
     (path / PROGRESS_NAME).unlink()
     (path / ENTRIES_NAME).unlink()
+
+
+def _seal(hashes: np.ndarray, shape: list[int]) -> str:
+    seal = entry_seals(hashes, np.zeros(1, np.int64), np.array([len(hashes)]), np.array([padded_shape(shape)]))
+    return f"{int(seal[0]):016x}"
 
 
 def _resume_point(path: Path, digest: str) -> dict:
