@@ -4,6 +4,7 @@ offers is the one its owner declares."""
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import shutil
 import subprocess
@@ -50,7 +51,12 @@ def _imports(path: Path) -> list[tuple[int, str]]:
             if node.module == "fpar":  # `from fpar import x`: x is the part imported
                 found += [(node.lineno, f"fpar.{alias.name}") for alias in node.names
                           if not alias.name.startswith("__")]  # dunders are the root's own (__version__)
-    return found
+    return found + [(0, name) for name in sorted(_imports_by_name(tree, _module_names()))]
+
+
+@functools.lru_cache(maxsize=1)
+def _module_names() -> frozenset[str]:
+    return frozenset(module for _, module in _modules())
 
 
 def _modules():
