@@ -122,7 +122,8 @@ def test_an_entry_pointing_at_other_rows_is_edited(cached, capsys):
 
     def edit(instances):
         first, second = sorted(instances)[:2]
-        instances[first]["rgb"][0], instances[second]["rgb"][0] = instances[second]["rgb"][0], instances[first]["rgb"][0]
+        first_row, second_row = instances[first]["rgb"][0], instances[second]["rgb"][0]
+        instances[first]["rgb"][0], instances[second]["rgb"][0] = second_row, first_row
 
     _edit_index(store, edit)
     code, err = _verify(root, store, capsys)

@@ -57,7 +57,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="an fpar checkpoint (training's best.ckpt, or import-reference output)")
     parser.add_argument("video", help="video file, animated GIF or folder of frames")
     parser.add_argument("--flow", default=DEFAULT_FLOW_METHOD, choices=FLOW_METHODS,
-                        help=f"optical flow for models that read it (default {DEFAULT_FLOW_METHOD}, as the reference data)")
+                        help=f"optical flow for models that read it (default {DEFAULT_FLOW_METHOD}, as the "
+                             "reference data)")
     parser.add_argument("--max-frames", type=at_least(1), default=None, help="read at most this many frames")
     parser.add_argument("--precision", choices=PRECISIONS,
                         help="numeric precision (default: the checkpoint's training precision; auto: the CPU's fastest)")

@@ -113,7 +113,8 @@ shard_spec.__name__ = "shard"
 
 def _add_flow_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flow", choices=FLOW_METHODS, default=DEFAULT_FLOW_METHOD,
-                        help=f"optical flow method (default {DEFAULT_FLOW_METHOD}, as the reference; dis is ~200x faster)")
+                        help=f"optical flow method (default {DEFAULT_FLOW_METHOD}, as the reference; dis is ~200x "
+                             "faster)")
     parser.add_argument("--bound", type=positive_bound, default=FLOW_BOUND,
                         help=f"flow clipped to ±BOUND px before 8-bit coding (default {FLOW_BOUND:g})")
     parser.add_argument("--size", type=at_least(MIN_SIZE), help="resize so the short side is SIZE px (default: keep)")

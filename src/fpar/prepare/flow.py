@@ -156,7 +156,8 @@ def _check_available(device: "torch.device") -> None:
         raise FparError(f"device {str(device)!r}: no CUDA GPU is available here; use device cpu")
 
 
-def compute_flow(prev_rgb_or_gray: np.ndarray, next_rgb_or_gray: np.ndarray, method: str = DEFAULT_FLOW_METHOD) -> np.ndarray:
+def compute_flow(prev_rgb_or_gray: np.ndarray, next_rgb_or_gray: np.ndarray,
+                 method: str = DEFAULT_FLOW_METHOD) -> np.ndarray:
     """Flow from one frame to the next, float32 ``(H, W, 2)`` in pixels (x right, y down).
 
     For a whole video use :func:`flow_estimator` once and call it per frame pair.

@@ -18,8 +18,9 @@ from fpar.data.layouts.manifest import (MANIFEST_HEADER_KEYS, MANIFEST_NAMES, RA
 # fpar's own layouts (registered by the imports above); ``data.layout`` accepts these and ``auto``
 LAYOUTS = layout_names()
 
-__all__ = ["DATASET_SETTINGS", "DEFAULT_MIN_FRAMES", "EGORNN_LAYOUT", "EGORNN_TREES", "FILE_KINDS", "FILE_KINDS_OF_MODALITY", "LAYOUTS",
-           "MANIFEST_HEADER_KEYS", "MANIFEST_NAMES", "PREPARE_SETTINGS", "PROCESSED_LAYOUT", "PROCESSED_TREES", "RANGE_COLUMNS",
+__all__ = ["DATASET_SETTINGS", "DEFAULT_MIN_FRAMES", "EGORNN_LAYOUT", "EGORNN_TREES", "FILE_KINDS",
+           "FILE_KINDS_OF_MODALITY", "LAYOUTS", "MANIFEST_HEADER_KEYS", "MANIFEST_NAMES", "PREPARE_SETTINGS",
+           "PROCESSED_LAYOUT", "PROCESSED_TREES", "RANGE_COLUMNS",
            "ROW_SKIPPED", "UNFINISHED_MARKER", "Candidate", "DatasetIndex", "FrameRange", "Instance", "Layout",
            "Problem", "Scan", "VideoFrame", "VideoRange", "detect_layout", "flow_range", "layout_names",
            "list_frames", "load_index", "pattern_regex", "register_layout", "with_class_ids"]

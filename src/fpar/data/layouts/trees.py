@@ -104,4 +104,5 @@ def _is_egornn(root: Path) -> bool:
 
 
 register_layout(PROCESSED_LAYOUT, _is_processed, _scan_processed, looks_like=f"{PROCESSED_TREES['rgb']}/")
-register_layout(EGORNN_LAYOUT, _is_egornn, _scan_egornn, looks_like=f"{EGORNN_TREES['rgb']}/ or {EGORNN_TREES['flow_x']}/")
+register_layout(EGORNN_LAYOUT, _is_egornn, _scan_egornn,
+                looks_like=f"{EGORNN_TREES['rgb']}/ or {EGORNN_TREES['flow_x']}/")

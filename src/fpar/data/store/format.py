@@ -18,7 +18,8 @@ Layout of a store folder::
 Integrity (docs/reliability.md): opening a store checks that every shard has its recorded size
 and header and that the frame table has its recorded hash (about 50 ms per GB of table); every
 frame read is checked against its hash (xxh3, ~20 GB/s: a few percent of a JPEG decode, about
-a fifth of a raw clip's time); :meth:`~fpar.data.store.reading.FrameStore.verify` (``fpar cache --verify``) hashes them all.
+a fifth of a raw clip's time); :meth:`~fpar.data.store.reading.FrameStore.verify`
+(``fpar cache --verify``) hashes them all and checks the index (:mod:`~fpar.data.store.verify`).
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ import numpy as np
 
 from fpar.data import transforms
 from fpar.data.layouts import DatasetIndex, Instance, Problem, load_index
-from fpar.data.store.format import (FORMAT_VERSION, INDEX_NAME, TABLE_DTYPE, TABLE_NAME, _claim, _inspect, _open_problem,
-                                    _rebuild_hint, default_store_path, frame_hash, kinds_for)
+from fpar.data.store.format import (FORMAT_VERSION, INDEX_NAME, TABLE_DTYPE, TABLE_NAME, _claim, _inspect,
+                                    _open_problem, _rebuild_hint, default_store_path, frame_hash, kinds_for)
 from fpar.data.store.parts import _parts
 from fpar.data.store.sources import _checked, _Sources
 from fpar.data.store.verify import entry_problems, source_file_problems
