@@ -18,7 +18,9 @@ from typing import Any, Callable
 
 from fpar.data.labels import LABEL_KINDS
 from fpar.errors import FparError
-from fpar.models.assembled import FlowResNet, RGBConvLSTM, TwoStream
+from fpar.models.assembled import RGBConvLSTM
+from fpar.models.flow_stream import FlowResNet
+from fpar.models.two_stream import TwoStream
 from fpar.models.base import ClipModel
 from fpar.models.ms_task import MS_TASKS
 from fpar.models.pretrained import load_pretrained
