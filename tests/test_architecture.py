@@ -4,7 +4,9 @@ offers is the one its owner declares."""
 from __future__ import annotations
 
 import ast
+import functools
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -49,7 +51,12 @@ def _imports(path: Path) -> list[tuple[int, str]]:
             if node.module == "fpar":  # `from fpar import x`: x is the part imported
                 found += [(node.lineno, f"fpar.{alias.name}") for alias in node.names
                           if not alias.name.startswith("__")]  # dunders are the root's own (__version__)
-    return found
+    return found + [(0, name) for name in sorted(_imports_by_name(tree, _module_names()))]
+
+
+@functools.lru_cache(maxsize=1)
+def _module_names() -> frozenset[str]:
+    return frozenset(module for _, module in _modules())
 
 
 def _modules():
@@ -92,7 +99,8 @@ def _choices(parser, *path: str, option: str) -> tuple:
 
 def test_the_cli_offers_each_vocabulary_its_owner_declares():
     from fpar.cli import build_parser
-    from fpar.data.layouts import LAYOUTS
+    from fpar.data.layouts import layout_names
+    from fpar.data.settings import MODALITIES
     from fpar.data.store import CODECS
     from fpar.data.transforms import VIEWS
     from fpar.engine.settings import PRECISIONS
@@ -102,7 +110,9 @@ def test_the_cli_offers_each_vocabulary_its_owner_declares():
 
     parser = build_parser()
     assert _choices(parser, "eval", option="--views") == VIEWS
-    assert _choices(parser, "data", "check", option="--layout") == ("auto", *LAYOUTS)
+    for command in (("data", "check"), ("cache",)):
+        assert _choices(parser, *command, option="--layout") == ("auto", *layout_names())
+    assert _choices(parser, "cache", option="--modalities") == MODALITIES
     assert _choices(parser, "cache", option="--codec") == ("auto", *CODECS)
     for command in ("train", "run", "sweep"):
         assert _choices(parser, command, option="--precision") == PRECISIONS
@@ -116,7 +126,7 @@ def test_the_cli_offers_each_vocabulary_its_owner_declares():
 def test_settings_accept_exactly_each_owners_vocabulary():
     from typing import get_args
 
-    from fpar.data.layouts import LAYOUTS
+    from fpar.data.layouts import layout_names
     from fpar.data.settings import FLOW_MODES, MODALITIES, ClipSettings, DataSettings
     from fpar.engine.settings import PRECISIONS, StageSettings, TrainerSettings
     from fpar.engine.stages import STAGES
@@ -130,7 +140,10 @@ def test_settings_accept_exactly_each_owners_vocabulary():
 
     assert literal(ClipSettings, "modalities") == MODALITIES
     assert literal(ClipSettings, "flow_mode") == FLOW_MODES
-    assert literal(DataSettings, "layout") == ("auto", *LAYOUTS)
+    for layout in ("auto", *layout_names()):
+        assert DataSettings(layout=layout).layout == layout
+    with pytest.raises(ValueError, match="must be one of auto, processed, egornn, manifest"):
+        DataSettings(layout="ego")
     assert literal(StageSettings, "name") == STAGES
     assert literal(TrainerSettings, "precision") == PRECISIONS
     assert literal(MSLossSettings, "kind") == MS_TASKS
@@ -194,8 +207,22 @@ def _import_graph() -> dict[str, set[str]]:
                     submodule = f"{node.module}.{alias.name}"
                     targets.add(submodule if submodule in paths else
                                 exports.get(node.module, {}).get(alias.name, node.module))
+        targets |= _imports_by_name(ast.parse(path.read_text(encoding="utf-8")), paths)
         graph[module] = {target for target in targets if target in paths and target != module}
     return graph
+
+
+def _imports_by_name(tree: ast.AST, modules) -> set[str]:
+    """Modules imported by name: ``import_module("fpar.x")``, and lists of module names (such as
+    ``COMMAND_MODULES``) that a module imports one by one."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module":
+            found |= {arg.value for arg in node.args[:1] if isinstance(arg, ast.Constant)}
+        elif isinstance(node, (ast.List, ast.Tuple)) and node.elts and all(
+                isinstance(e, ast.Constant) and e.value in modules for e in node.elts):
+            found |= {e.value for e in node.elts}
+    return {name for name in found if name in modules}
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[set[str]]:
@@ -234,6 +261,68 @@ def test_no_module_imports_itself_through_others():
 
 def test_the_cycle_finder_sees_imports_inside_functions():
     graph = _import_graph()
+    assert "fpar.cli.cache_commands" in graph["fpar.cli"]  # imported by name (COMMAND_MODULES)
     assert "fpar.engine.distributed_eval" in graph["fpar.engine.evaluate"]  # imported inside evaluate()
     assert "fpar.data.dataset" in graph["fpar.engine.evaluate"]  # `from fpar.data import ClipDataset`
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [{"a", "b", "c"}]
+
+
+# Values a module owns (ARCHITECTURE.md, "Who owns what"): a literal copy of one anywhere else in
+# src/ is a second statement of the fact. Each entry: what, the owner (a file or a folder under
+# src/fpar), the values.
+def _owned_values() -> list[tuple[str, str, tuple]]:
+    from fpar.checkpoint import EXPORT_CONTRACT, EXPORT_ONNX, EXPORT_WEIGHTS
+    from fpar.data.frames import FLOW_BOUND
+    from fpar.data.layouts import LAYOUTS
+    from fpar.data.store import format as store_format
+    from fpar.engine import run_files
+
+    store_files = (store_format.INDEX_NAME, store_format.TABLE_NAME, store_format.SOURCES_NAME,
+                   store_format.PROGRESS_NAME, store_format.ENTRIES_NAME, store_format.MERGE_NAME)
+    run_folder = tuple(value for name, value in vars(run_files).items() if name.isupper())
+    return [("layout name", "data/layouts/", LAYOUTS), ("store file", "data/store/", store_files),
+            ("export file", "checkpoint.py", (EXPORT_WEIGHTS, EXPORT_ONNX, EXPORT_CONTRACT)),
+            ("flow bound", "data/frames.py", (FLOW_BOUND,)), ("run-folder file", "engine/run_files.py", run_folder)]
+
+
+# Modules that still spell out run-folder file names; each reads fpar.engine.run_files once next edited.
+RUN_FILE_NAMES_SPELLED_OUT = {"engine/train.py", "engine/callbacks.py", "workflows/runs.py", "workflows/recipe.py",
+                              "cli/engine_commands.py"}
+
+
+def _literal_copies(package: Path = PACKAGE) -> list[str]:
+    """``file:line: what 'value' (owned by OWNER)`` for each literal equal to an owned value outside
+    its owner (docstrings aside: they may name the value they document)."""
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        relative = path.relative_to(package).as_posix()
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docs = {id(node.body[0].value) for node in ast.walk(tree)
+                if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Constant) or id(node) in docs or isinstance(node.value, bool):
+                continue
+            for what, owner, values in _owned_values():
+                if relative.startswith(owner) or (what == "run-folder file" and relative in RUN_FILE_NAMES_SPELLED_OUT):
+                    continue
+                if any(type(node.value) is type(value) and node.value == value for value in values):
+                    found.append(f"{relative}:{node.lineno}: {what} {node.value!r} (owned by {owner})")
+    return found
+
+
+def test_no_module_restates_a_value_another_owns():
+    copies = _literal_copies()
+    assert not copies, "import these from their owners:\n" + "\n".join(copies)
+
+
+@pytest.mark.parametrize("planted, what", [('LAYOUT = "egornn"', "layout name"), ("BOUND = 20.0", "flow bound"),
+                                           ('CONFIG = "config.yaml"', "run-folder file"),
+                                           ('WEIGHTS = "model.safetensors"', "export file")])
+def test_a_planted_copy_of_an_owned_value_is_found(tmp_path, planted, what):
+    package = tmp_path / "fpar"
+    shutil.copytree(PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__", "configs"))
+    module = package / "viz" / "planted.py"
+    module.write_text(f'"""A module that restates an owned value."""\n\n{planted}\n')
+    assert _literal_copies(package) == [f"viz/planted.py:3: {what} {ast.literal_eval(planted.split(' = ')[1])!r} "
+                                        f"(owned by {next(o for w, o, _ in _owned_values() if w == what)})"]

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from fpar.cli import main
-from fpar.data import ClipDataset, load_index, store as store_module
+from fpar.data import ClipDataset, load_index
+from fpar.data.store import writer as store_module
 from fpar.data.store import FrameStore, build_store, default_store_path, ensure_store, open_store
 from fpar.data.settings import ClipSettings
 from fpar.data.synth import generate
@@ -160,7 +161,7 @@ def test_a_killed_build_resumes_to_the_same_bytes(synth_root, tmp_path):
     # The child dies (SIGKILL-like os._exit) while writing the third instance's frames.
     script = (
         "import os, sys\n"
-        "from fpar.data import store\n"
+        "from fpar.data.store import writer as store\n"
         "real, n = store.read_frame, [0]\n"
         "def read(path, color):\n"
         "    n[0] += 1\n"
@@ -170,7 +171,7 @@ def test_a_killed_build_resumes_to_the_same_bytes(synth_root, tmp_path):
         "store.COMMIT_SECONDS = 0\n"
         f"store.build_store({str(synth_root)!r}, {str(killed)!r}, resize={RESIZE}, progress=False)\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(store_module.__file__).parents[2])}
+    env = {**os.environ, "PYTHONPATH": str(Path(store_module.__file__).parents[3])}
     assert subprocess.run([sys.executable, "-c", script], env=env).returncode == 9
     build_store(synth_root, killed, resize=RESIZE, progress=False)
     for name in ("index.json", "frames.tbl", "shard-00000.fpk", "sources.jsonl"):

@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from fpar.cli import main
-from fpar.data import ClipDataset, load_index, store as store_module
+from fpar.data import ClipDataset, load_index
+from fpar.data.store import writer as store_module
 from fpar.data.frames import decode
 from fpar.data.settings import ClipSettings
 from fpar.data.store import FrameStore, build_store, choose_codec, decode_jpeg, ensure_store, open_store
@@ -149,7 +150,7 @@ def test_a_killed_jpeg_build_resumes_to_the_same_bytes(jpeg_root, tmp_path):
     # The child dies (as with SIGKILL: no clean-up) while reading the third instance's frames.
     script = (
         "import os\n"
-        "from fpar.data import store\n"
+        "from fpar.data.store import writer as store\n"
         "real, n = store._read_bytes, [0]\n"
         "def read(path):\n"
         "    n[0] += 1\n"
@@ -160,7 +161,7 @@ def test_a_killed_jpeg_build_resumes_to_the_same_bytes(jpeg_root, tmp_path):
         f"store.build_store({str(jpeg_root)!r}, {str(killed)!r}, resize={RESIZE}, codec='jpeg', shard_bytes=20_000,"
         " progress=False)\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(store_module.__file__).parents[2])}
+    env = {**os.environ, "PYTHONPATH": str(Path(store_module.__file__).parents[3])}
     assert subprocess.run([sys.executable, "-c", script], env=env).returncode == 9
     assert (killed / "progress.json").is_file() and not (killed / "index.json").exists()
     build_store(jpeg_root, killed, resize=RESIZE, codec="jpeg", shard_bytes=20_000, progress=False)
@@ -361,7 +362,7 @@ def test_a_merge_killed_between_its_renames_is_finished_by_the_next_run(jpeg_roo
     # The third part's builder dies (as with SIGKILL) right after the merge's first rename.
     script = (
         "import os\n"
-        "from fpar.data import store\n"
+        "from fpar.data.store import writer as store\n"
         "real = os.replace\n"
         "def replace(a, b):\n"
         "    real(a, b)\n"
@@ -370,7 +371,7 @@ def test_a_merge_killed_between_its_renames_is_finished_by_the_next_run(jpeg_roo
         f"store.build_store({str(jpeg_root)!r}, {str(out)!r}, resize={RESIZE}, codec='jpeg', shard=(3, 3),"
         " progress=False)\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(store_module.__file__).parents[2])}
+    env = {**os.environ, "PYTHONPATH": str(Path(store_module.__file__).parents[3])}
     assert subprocess.run([sys.executable, "-c", script], env=env).returncode == 9
     assert (out / "merge.json").is_file() and (out / "shard-00000.fpk").is_file()
     with pytest.raises(FparError, match="no finished store here"):
@@ -389,7 +390,7 @@ def test_a_store_of_the_previous_format_is_rebuilt_on_first_use(jpeg_root, tmp_p
     (old / "index.json").write_text('{"settings": {"format": 1, "resize": 40, "kinds": ["rgb"]}, "instances": {}}')
     (old / "rgb.u8").write_bytes(bytes(1000))
     index = load_index(jpeg_root)
-    with pytest.raises(FparError, match=r"out of date \(format 1, this fpar reads format 2\)"):
+    with pytest.raises(FparError, match=r"out of date \(format 1, this fpar reads format 3\)"):
         open_store(index, old, resize=RESIZE, modalities=["frames"])
     frame_store = ensure_store(index, old, resize=RESIZE, modalities=["frames"])
     assert not (old / "rgb.u8").exists() and frame_store.verify()["frames"] == 90

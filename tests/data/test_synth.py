@@ -9,7 +9,7 @@ import pytest
 
 from fpar.cli import main
 from fpar.data import load_index
-from fpar.data.synth import FLOW_BOUND, class_names, generate
+from fpar.data.synth import SYNTH_FLOW_BOUND as FLOW_BOUND, class_names, generate
 from fpar.errors import FparError
 
 TINY = dict(subjects=2, classes=8, videos_per_class=2, frames=6, size=(64, 48))

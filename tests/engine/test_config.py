@@ -182,3 +182,39 @@ def test_loader_workers_default_to_what_the_machine_has(monkeypatch):
     assert validate_config(tiny_config(data={"workers": 0})).data.workers == 0
     data_schema = json_schema()["$defs"]["DataSettings"]["properties"]["workers"]
     assert {"const": "auto", "type": "string"} in data_schema["anyOf"] or "auto" in str(data_schema)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["model.stack_size=3"], "model.stack_size is 3 but data.stack_size is 5"),
+    (["data.stack_size=3"], "model.stack_size is 5 but data.stack_size is 3"),
+    (["data.modalities=[frames]"], "model 'flow_resnet' (model.name) reads flow, which data.modalities [frames] "
+                                   "does not read"),
+    (["data.flow_mode=pairs"], "model 'flow_resnet' (model.name) reads a stack of flow pairs (stack) but "
+                               "data.flow_mode is pairs"),
+])
+def test_a_model_and_data_that_disagree_are_one_line_before_any_data_is_read(overrides, message, tmp_path, capsys):
+    from fpar.cli import main
+
+    with pytest.raises(FparError, match=re.escape(message)):
+        load_config("synthetic/flow_r18_5s_scratch", overrides)
+    missing = tmp_path / "no-data"  # never opened: the config is refused first
+    for extra in (["--dry-run"], ["--data", str(missing), "--out", str(tmp_path / "runs")]):
+        capsys.readouterr()
+        code = main(["train", "synthetic/flow_r18_5s_scratch", *overrides, *extra])
+        err = capsys.readouterr().err.strip()
+        assert code != 0 and err.count("\n") == 0 and message in err, err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_each_models_reads_are_its_input_spec():
+    """Two-in-one reads flow pairs beside the frames; two-stream a flow stack beside them."""
+    assert load_config("synthetic/flow_r18_5s_scratch", ["model.stack_size=3", "data.stack_size=3"])
+    base = {"experiment": "x", "stage": {"name": "two_stream"},
+            "model": {"name": "two_stream", "backbone": "resnet18", "stack_size": 2}}
+    with pytest.raises(FparError, match=r"reads flow, which data.modalities \[frames\] does not read"):
+        validate_config({**base, "data": {"modalities": ["frames"], "stack_size": 2}})
+    validate_config({**base, "data": {"modalities": ["frames", "flow"], "stack_size": 2}})
+    pairs = {"experiment": "x", "stage": {"name": "two_in_one_stage3"}, "model": {"name": "two_in_one"}}
+    with pytest.raises(FparError, match=r"reads one flow pair per frame \(pairs\) but data.flow_mode is stack"):
+        validate_config({**pairs, "data": {"modalities": ["frames", "flow"]}})
+    validate_config({**pairs, "data": {"modalities": ["frames", "flow"], "flow_mode": "pairs"}})

@@ -23,8 +23,14 @@ STAGES = {
 }
 
 
+# what each stage's model reads (checked when the config loads)
+READS = {"flow": {"modalities": ["flow"]}, "two_stream": {"modalities": ["frames", "flow"]},
+         "two_in_one_stage3": {"modalities": ["frames", "flow"], "flow_mode": "pairs"}}
+
+
 def module_for(stage: str, **sections) -> FparModule:
     model, options = STAGES[stage]
+    sections["data"] = {**READS.get(stage, {}), **sections.get("data", {})}
     config = tiny_config(model=model, stage={"name": stage, "options": options}, **sections)
     config["model"] = dict(model)
     return FparModule(validate_config(config), CLASSES)

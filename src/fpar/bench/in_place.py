@@ -33,8 +33,8 @@ import numpy as np
 
 from fpar.bench.data_rows import data_row
 from fpar.errors import FparError
+from fpar.prepare.importers import EPIC_FLOW_BOUND, EPIC_FLOW_STRIDE, EPIC_FRAME_PATTERN
 
-PATTERN = "frame_%010d.jpg"
 # segment lengths in RGB frames (EPIC-100's actions: median about 1.5 s at 60 fps)
 SEGMENT_FRAMES = (30, 400)
 
@@ -76,7 +76,8 @@ def write_epic_shaped(folder: str | Path, *, segments: int = 100_000, videos: in
         start = int(rng.integers(1, frames - lengths[s] + 1))
         flow = f"{participant}/flow_frames/{video}"
         writer.writerow([f"{video}_{s}", participant, f"verb{s % 97}_noun{s % 300}", f"{participant}/rgb_frames/{video}",
-                         PATTERN, start, start + int(lengths[s]) - 1, f"{flow}/u", f"{flow}/v", PATTERN, 2, 25])
+                         EPIC_FRAME_PATTERN, start, start + int(lengths[s]) - 1, f"{flow}/u", f"{flow}/v",
+                         EPIC_FRAME_PATTERN, EPIC_FLOW_STRIDE, f"{EPIC_FLOW_BOUND:g}"])
     manifest = folder / "in-place" / "manifest.csv"
     manifest.parent.mkdir()
     manifest.write_text(buffer.getvalue())
@@ -86,7 +87,7 @@ def write_epic_shaped(folder: str | Path, *, segments: int = 100_000, videos: in
 def _link_frames(seed: Path, jpeg: bytes, folder: Path, count: int) -> None:
     seed.write_bytes(jpeg)
     for k in range(1, count + 1):
-        os.link(seed, folder / (PATTERN % k))
+        os.link(seed, folder / (EPIC_FRAME_PATTERN % k))
 
 
 _INDEX = """

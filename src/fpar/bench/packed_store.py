@@ -28,6 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from fpar.data import store as store_module, transforms
+from fpar.data.store import reading as store_reading
 from fpar.data.dataset import ClipDataset
 from fpar.data.layouts import FILE_KINDS_OF_MODALITY, Instance, load_index
 from fpar.data.settings import ClipSettings
@@ -160,7 +161,7 @@ def _epoch(dataset: ClipDataset, epoch: int) -> None:
 def _checksum_seconds(dataset: ClipDataset) -> float:
     """Seconds one epoch of ``dataset`` spends hashing the frames it reads (the check on read)."""
     spent = 0.0
-    real = store_module.frame_hash
+    real = store_reading.frame_hash
 
     def timed(data):
         nonlocal spent
@@ -169,11 +170,11 @@ def _checksum_seconds(dataset: ClipDataset) -> float:
         spent += time.perf_counter() - start
         return value
 
-    store_module.frame_hash = timed
+    store_reading.frame_hash = timed
     try:
         _epoch(dataset, 1)
     finally:
-        store_module.frame_hash = real
+        store_reading.frame_hash = real
     return spent
 
 

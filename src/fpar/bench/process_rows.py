@@ -64,6 +64,7 @@ def bench_process(arch: str, size: int, classes: int, videos_per_class: int, fra
     from fpar.engine.evaluate import evaluate
     from fpar.checkpoint import save_checkpoint
     from fpar.data import ClipSettings
+    from fpar.data.settings import resize_for
     from fpar.data.synth import generate
     from fpar.models import build_model
 
@@ -71,7 +72,7 @@ def bench_process(arch: str, size: int, classes: int, videos_per_class: int, fra
     with tempfile.TemporaryDirectory() as tmp:
         root = generate(Path(tmp) / "data", subjects=1, classes=classes, videos_per_class=videos_per_class,
                         frames=frames, size=(320, 240), seed=0)
-        clip = ClipSettings(modalities=["frames"], num_frames=frames, resize=size * 8 // 7, crop=size)
+        clip = ClipSettings(modalities=["frames"], num_frames=frames, resize=resize_for(size), crop=size)
         torch.manual_seed(0)
         model = build_model("rgb_ms", num_classes=classes, backbone=arch, pretrained=None, input_size=size,
                             ms_head="classification")

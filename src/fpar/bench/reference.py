@@ -18,7 +18,9 @@ import torch.nn.functional as F
 
 from fpar.data import transforms
 from fpar.data.normalization import FLOW_MEAN, FLOW_STD, RGB_MEAN, RGB_STD
-from fpar.models.assembled import FlowResNet, RGBConvLSTM, TwoStream
+from fpar.models.assembled import RGBConvLSTM
+from fpar.models.flow_stream import FlowResNet
+from fpar.models.two_stream import TwoStream
 from fpar.models.attention import class_activation_attention
 
 

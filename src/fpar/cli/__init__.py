@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
             continue  # a command group not built yet
         module.register(subparsers)
     add_quiet_option(parser)
+    parser.set_defaults(root_parser=parser)  # for commands that read the whole parser (completion)
     return parser
 
 

@@ -6,7 +6,8 @@ import argparse
 
 from fpar.cli.common import at_least
 from fpar.cli.prepare_commands import shard_spec
-from fpar.data.settings import MAX_RESIZE
+from fpar.data.layouts import layout_names
+from fpar.data.settings import MAX_RESIZE, MODALITIES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,13 +20,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "(raw) or as JPEGs (jpeg). An up-to-date store is left as it is; an interrupted build resumes.")
     cache.add_argument("root", metavar="ROOT", help="dataset folder, or a manifest .csv/.jsonl")
     cache.add_argument("--out", metavar="DIR", help="store folder (default: ROOT/.fpar-store/r<RESIZE>)")
-    cache.add_argument("--layout", default="auto", choices=["auto", "processed", "egornn", "manifest"])
+    cache.add_argument("--layout", default="auto", choices=["auto", *layout_names()])
     cache.add_argument("--resize", type=at_least(1, MAX_RESIZE), default=None,
                        help=f"short side in pixels, as data.resize, at most " f"{MAX_RESIZE} (default: --config's, else 256)")
     cache.add_argument("--config", metavar="CONFIG",
                        help="build the store at the size this config trains at (its data.resize); every "
                             "config of that size then reads it")
-    cache.add_argument("--modalities", nargs="+", choices=["frames", "flow", "mmaps"],
+    cache.add_argument("--modalities", nargs="+", choices=MODALITIES,
                        help="what to store (default: everything the dataset has)")
     cache.add_argument("--codec", default="auto", choices=["auto", *CODECS],
                        help="raw: decoded, resized pixels (fastest to read, largest); jpeg: the source JPEGs as "
@@ -43,14 +44,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cache.add_argument("--rebuild", action="store_true",
                        help="rebuild the store from the dataset, whatever state it is in")
     cache.add_argument("--verify", action="store_true",
-                       help="check every stored frame against its checksum (the store must exist)")
+                       help="check every stored frame against its checksum, and the store's index against the "
+                            "dataset: swapped, edited and stale entries (the store must exist)")
     cache.set_defaults(func=run_cache)
 
 
 def run_cache(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from fpar.data.store import FrameStore, build_store, default_store_path
+    from fpar.data.store import INDEX_NAME, FrameStore, build_store, default_store_path
     from fpar.errors import FparError
     from fpar.io import no_links_below
 
@@ -69,14 +71,16 @@ def run_cache(args: argparse.Namespace) -> int:
         import time
 
         start = time.perf_counter()
-        counts = FrameStore(store, args.root).verify()
+        from fpar.data.layouts import load_index
+
+        counts = FrameStore(store, args.root).verify(load_index(args.root, args.layout))
         print(f"store {store} verified: {counts['frames']} frames in {counts['shards']} shard(s), "
               f"{counts['bytes'] / 1e9:.2f} GB, in {time.perf_counter() - start:.1f} s")
         return 0
     path = build_store(args.root, args.out, layout=args.layout, resize=resize, modalities=args.modalities,
                        rebuild=args.rebuild, codec=args.codec, quality=args.quality, shard=args.shard,
                        reduced_decode=args.reduced_decode)
-    if args.shard and not (path / "index.json").is_file():
+    if args.shard and not (path / INDEX_NAME).is_file():
         k, n = args.shard
         print(f"store part {k}/{n} ready: {path}/part-{k}-of-{n} (the store is merged when all {n} parts are done)")
         return 0

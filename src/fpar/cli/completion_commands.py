@@ -20,7 +20,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def completion_command(args: argparse.Namespace) -> int:
     import shtab
 
-    from fpar.cli import build_parser
-
-    print(shtab.complete(build_parser(), shell=args.shell), end="")
+    print(shtab.complete(args.root_parser, shell=args.shell), end="")
     return 0

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from fpar.cli.common import at_least
-from fpar.data.layouts import LAYOUTS
+from fpar.data.layouts import layout_names
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "with its path. Exit 0: usable; 1: problems found; 2: not a dataset.",
     )
     check.add_argument("root", metavar="ROOT", help="dataset folder, or a manifest .csv/.jsonl")
-    check.add_argument("--layout", default="auto", choices=["auto", *LAYOUTS])
+    check.add_argument("--layout", default="auto", choices=["auto", *layout_names()])
     check.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     check.add_argument("--deep", action="store_true",
                        help="decode every frame read in place (manifest frame ranges, videos) once, not only "

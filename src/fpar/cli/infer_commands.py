@@ -10,7 +10,7 @@ from fpar.cli.common import accelerator_for, add_compute_options, at_least, numb
 from fpar.engine.settings import PRECISIONS
 from fpar.errors import FparError
 from fpar.interop.onnx_runtime import RUNTIMES
-from fpar.prepare.flow import FLOW_METHODS, FRAME_RATE_RANGE
+from fpar.prepare.flow import DEFAULT_FLOW_METHOD, FLOW_METHODS, FRAME_RATE_RANGE
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -56,8 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="an fpar checkpoint (training's best.ckpt, or import-reference output)")
     parser.add_argument("video", help="video file, animated GIF or folder of frames")
-    parser.add_argument("--flow", default="tvl1", choices=FLOW_METHODS,
-                        help="optical flow for models that read it (default tvl1, as the reference data)")
+    parser.add_argument("--flow", default=DEFAULT_FLOW_METHOD, choices=FLOW_METHODS,
+                        help=f"optical flow for models that read it (default {DEFAULT_FLOW_METHOD}, as the "
+                             "reference data)")
     parser.add_argument("--max-frames", type=at_least(1), default=None, help="read at most this many frames")
     parser.add_argument("--precision", choices=PRECISIONS,
                         help="numeric precision (default: the checkpoint's training precision; auto: the CPU's fastest)")

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from fpar.cli.common import add_compute_options, at_least, require_device
 from fpar.errors import FparError
-from fpar.prepare.flow import BOUND_RANGE, FLOW_METHODS
+from fpar.data.frames import FLOW_BOUND, FLOW_BOUND_RANGE
+from fpar.prepare.flow import DEFAULT_FLOW_METHOD, FLOW_METHODS
 
 MIN_SIZE = 16  # px; OpenCV's flow methods need frames of at least 12 px
 
@@ -81,13 +82,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def positive_bound(text: str) -> float:
-    """An argparse type: a number of pixels in BOUND_RANGE (below half a pixel every motion saturates, above
+    """An argparse type: a number of pixels in FLOW_BOUND_RANGE (below half a pixel every motion saturates, above
     100 px it all codes as zero in 8 bits; nan, inf, 0 and negatives make no flow coding)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    low, high = BOUND_RANGE
+    low, high = FLOW_BOUND_RANGE
     if not math.isfinite(value) or not low <= value <= high:
         raise argparse.ArgumentTypeError(f"must be a number of pixels from {low:g} to {high:g}, got {text}")
     return value
@@ -111,10 +112,11 @@ shard_spec.__name__ = "shard"
 
 
 def _add_flow_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--flow", choices=FLOW_METHODS, default="tvl1",
-                        help="optical flow method (default tvl1, as the reference; dis is ~200x faster)")
-    parser.add_argument("--bound", type=positive_bound, default=20.0,
-                        help="flow clipped to ±BOUND px before 8-bit coding (default 20)")
+    parser.add_argument("--flow", choices=FLOW_METHODS, default=DEFAULT_FLOW_METHOD,
+                        help=f"optical flow method (default {DEFAULT_FLOW_METHOD}, as the reference; dis is ~200x "
+                             "faster)")
+    parser.add_argument("--bound", type=positive_bound, default=FLOW_BOUND,
+                        help=f"flow clipped to ±BOUND px before 8-bit coding (default {FLOW_BOUND:g})")
     parser.add_argument("--size", type=at_least(MIN_SIZE), help="resize so the short side is SIZE px (default: keep)")
     parser.add_argument("--warp", action=argparse.BooleanOptionalAction, default=True,
                         help="remove the camera's motion before the flow (warp flow, what the temporal stream "

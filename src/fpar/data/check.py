@@ -32,6 +32,7 @@ from fpar.data.layouts import (
     DATASET_SETTINGS,
     FILE_KINDS,
     PREPARE_SETTINGS,
+    PROCESSED_LAYOUT,
     PROCESSED_TREES,
     DatasetIndex,
     FrameRange,
@@ -103,7 +104,7 @@ def check_dataset(root: str | Path, layout: str = "auto", progress: bool | None 
     """
     index = load_index(root, layout)
     problems = list(index.problems)
-    if index.layout == "processed":
+    if index.layout == PROCESSED_LAYOUT:
         problems += _missing_trees(index.root) + _settings_problems(index)
     everything = index.instances + index.skipped
     in_place = [inst for inst in everything if _read_in_place(inst)]

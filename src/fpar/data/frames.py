@@ -18,6 +18,9 @@ from fpar.errors import FparError
 # linearly onto 0..255 (dense_flow's coding, `fpar prepare`'s default bound). Flow a manifest row
 # records with another bound (EPIC-KITCHENS' is 25 px) is converted to it when read (docs/data.md).
 FLOW_BOUND = 20.0
+# The bounds a flow coding may have (docs/reliability.md): below half a pixel every motion is coded
+# as saturated, above 100 px all of it as zero in 8 bits
+FLOW_BOUND_RANGE = (0.5, 100.0)
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8"
@@ -99,15 +102,29 @@ def read_frame(path: Path, color: bool) -> np.ndarray:
     return image
 
 
+def quantize_flow(flow: np.ndarray, bound: float = FLOW_BOUND) -> tuple[np.ndarray, np.ndarray]:
+    """dense_flow's 8-bit encoding of a flow field ``(..., 2)``: clip each component to ``±bound``
+    and map linearly to 0..255. ``round(255 * (v + bound) / (2 * bound))`` puts zero motion at
+    127.5, which rounds (half to even, as dense_flow's cvRound does) to 128: still pixels are 128."""
+    scaled = (np.clip(flow, -bound, bound) + bound) * (255.0 / (2 * bound))
+    q = np.rint(scaled).astype(np.uint8)
+    return q[..., 0], q[..., 1]
+
+
+def dequantize_flow(x: np.ndarray, y: np.ndarray, bound: float = FLOW_BOUND) -> np.ndarray:
+    """Inverse of :func:`quantize_flow` (to within half a step, ``bound / 255`` px): float32 ``(H, W, 2)``."""
+    q = np.stack([x, y], axis=-1).astype(np.float32)
+    return q * (2 * bound / 255.0) - bound
+
+
 @functools.lru_cache(maxsize=16)
 def requantize_flow_table(bound: float) -> np.ndarray:
     """A 256-entry table taking flow levels quantised with ``bound`` px to fpar's
     (:data:`FLOW_BOUND`): level q stands for ``q / 255 * 2 * bound - bound`` px,
-    re-coded as ``round(255 * (v + FLOW_BOUND) / (2 * FLOW_BOUND))`` clipped to 0..255. The identity
+    re-coded by :func:`quantize_flow` with :data:`FLOW_BOUND`. The identity
     when the bounds agree. Applied to each flow image as read, before any resize or flip."""
     pixels = np.arange(256, dtype=np.float64) / 255.0 * 2.0 * bound - bound
-    levels = np.rint(255.0 * (pixels + FLOW_BOUND) / (2.0 * FLOW_BOUND))
-    table = np.clip(levels, 0, 255).astype(np.uint8)
+    table, _ = quantize_flow(np.stack([pixels, pixels], axis=-1), FLOW_BOUND)
     table.flags.writeable = False
     return table
 

@@ -7,7 +7,7 @@
   dataset is, how it is split and how it is loaded.
 
 The modality and flow-mode vocabularies are declared here (the dataset implements them); views
-come from :mod:`fpar.data.transforms`, layouts from :mod:`fpar.data.layouts`. This module
+come from :mod:`fpar.data.transforms`, layouts from :mod:`fpar.data.layouts` (its registry). This module
 imports neither torch nor OpenCV.
 """
 
@@ -18,7 +18,7 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from fpar.data.layouts import LAYOUTS
+from fpar.data.layouts import layout_names
 
 MODALITIES = ("frames", "flow", "mmaps")
 # stack: L flow pairs stacked as channels (temporal stream); pairs: one flow pair per RGB frame (two-in-one)
@@ -31,6 +31,12 @@ Modality = Literal[MODALITIES]  # type: ignore[valid-type]
 # the pixels of one clip's crops (frames x crop x crop; 2**28 is 3 GiB of float32 RGB, 64 frames at 2048)
 MAX_RESIZE = 8192
 MAX_CLIP_PIXELS = 1 << 28
+
+
+def resize_for(crop: int) -> int:
+    """The short side frames are resized to before a crop of side ``crop``, in the paper's ratio
+    (256 for 224): for clips read without a config (benchmarks, streams of synthetic video)."""
+    return crop * 8 // 7
 
 
 class ClipSettings(BaseModel):
@@ -64,6 +70,14 @@ class ClipSettings(BaseModel):
                              "a clip may hold; use fewer frames or a smaller crop")
         return self
 
+    def batch_shapes(self) -> dict[str, tuple]:
+        """Per modality read, the shape of a batch of these clips as a model's ``input_spec`` states
+        it (``B``, ``T``: the batch and time axes; ARCHITECTURE.md, "Dataset item")."""
+        side = self.crop
+        flow = ("B", 2 * self.stack_size, side, side) if self.flow_mode == "stack" else ("B", "T", 2, side, side)
+        shapes = {"frames": ("B", "T", 3, side, side), "flow": flow, "mmaps": ("B", "T", 1, side, side)}
+        return {modality: shapes[modality] for modality in self.modalities}
+
     def with_modality(self, modality: str) -> "ClipSettings":
         """These settings, also reading ``modality`` (e.g. motion maps to show beside an MS head)."""
         if modality in self.modalities:
@@ -94,7 +108,9 @@ class DataSettings(ClipSettings):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     root: Optional[str] = Field(None, min_length=1)
-    layout: Literal[("auto", *LAYOUTS)] = "auto"  # type: ignore[valid-type]
+    # ``auto`` or a registered layout (fpar.data.layouts.registry: a new layout is one module)
+    layout: str = Field("auto", min_length=1, description="auto, or a registered dataset layout",
+                        json_schema_extra={"examples": ["auto", *layout_names()]})
     train_subjects: list[str] = Field(default_factory=lambda: ["S1", "S3", "S4"], min_length=1)
     val_subjects: list[str] = Field(default_factory=lambda: ["S2"], min_length=1)
     # one subject held out for validation, the rest trained on (overrides the two lists)
@@ -112,6 +128,13 @@ class DataSettings(ClipSettings):
     prefetch: Optional[int] = Field(None, ge=1, le=64)
     # the dataset returns uint8 clips and the device converts and normalises them (4x less to copy)
     normalize_on_device: bool = False
+
+    @field_validator("layout")
+    @classmethod
+    def _registered_layout(cls, value: str) -> str:
+        if value != "auto" and value not in layout_names():
+            raise ValueError(f"must be one of auto, {', '.join(layout_names())} (got {value!r})")
+        return value
 
     @model_validator(mode="after")
     def _prefetch_needs_workers(self) -> "DataSettings":

@@ -13,7 +13,7 @@ A hand (with its arm) does the acting; the camera jitters (ego-motion); static d
 subject-specific table under subject-specific lighting (a mild domain shift between subjects).
 
 Flow is the exact motion that was rendered (every layer moves by whole pixels between frames), so
-it is true flow, quantised like dense_flow: clipped to ``±flow_bound`` px, mapped linearly onto
+it is true flow, quantised like dense_flow: clipped to ``±SYNTH_FLOW_BOUND`` px, mapped linearly onto
 0..255, 128 = still. Motion maps mark the pixels whose own motion, camera motion removed, is
 non-zero: what camera-compensated trajectories would find. Same arguments -> byte-identical files.
 """
@@ -31,6 +31,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from fpar.data.frames import quantize_flow
 from fpar.data.layouts import UNFINISHED_MARKER
 from fpar.errors import FparError
 from fpar.io import write_bytes, write_text
@@ -51,7 +52,9 @@ TABLES = ((150, 140, 125), (125, 130, 135), (160, 150, 140), (135, 125, 115), (1
 SKINS = ((224, 172, 140), (198, 145, 110), (170, 120, 90), (235, 190, 160))
 DISTRACTORS = ((240, 240, 235), (60, 60, 60), (110, 80, 50), (180, 180, 175))
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1]
-FLOW_BOUND = 8.0  # px; the fastest synthetic motion is about 6 px per frame
+# The bound synthetic flow is coded with: not the models' FLOW_BOUND (fpar.data.frames) but a finer
+# coding for motions of at most about 6 px per frame; the models read it as coded (docs/data.md)
+SYNTH_FLOW_BOUND = 8.0
 MARGIN = 8  # px of world beyond each frame edge, for the camera to wander into
 BASE_HEIGHT = 120  # geometry above is given for 160x120 and scaled from there
 
@@ -82,7 +85,7 @@ def generate(
     out = Path(out)
     names = class_names(classes)
     meta = {"generator": "fpar synth", "seed": seed, "subjects": subjects, "classes": names,
-            "videos_per_class": videos_per_class, "frames": frames, "size": list(size), "flow_bound": FLOW_BOUND}
+            "videos_per_class": videos_per_class, "frames": frames, "size": list(size), "flow_bound": SYNTH_FLOW_BOUND}
     _check_arguments(out, subjects, videos_per_class, frames, size, force, meta)
     # every video is drawn from its own seed: a rerun after a kill rewrites the same bytes
     write_text(out / UNFINISHED_MARKER, json.dumps(meta, indent=2) + "\n")
@@ -178,8 +181,9 @@ def _render_video(scene: _Scene, verb: str, obj: tuple, frames: int, rng: np.ran
         # Flow of a pixel: its layer's motion to frame t+1 minus the camera's (the view moves the other way).
         own = np.array([layer.offsets[t + 1] - layer.offsets[t] for layer in layers] + [(0, 0)])
         ego = camera[t + 1] - camera[t]
-        video["flow_x"].append(_quantise(own[labels, 0] - ego[0]))
-        video["flow_y"].append(_quantise(own[labels, 1] - ego[1]))
+        flow_x, flow_y = quantize_flow(own[labels] - ego, SYNTH_FLOW_BOUND)
+        video["flow_x"].append(flow_x)
+        video["flow_y"].append(flow_y)
         moving = np.array([layer.moving and own[i].any() for i, layer in enumerate(layers)] + [False])
         video["mmaps"].append(np.where(moving[labels], 255, 0).astype(np.uint8))
     return video
@@ -275,12 +279,6 @@ def _compose(scene: _Scene, layers: list[_Layer], t: int) -> tuple[np.ndarray, n
 
 def _light(image: np.ndarray, gain: np.ndarray) -> np.ndarray:
     return np.clip(image.astype(np.float32) * gain, 0, 255).astype(np.uint8)
-
-
-def _quantise(flow: np.ndarray) -> np.ndarray:
-    """dense_flow quantisation: clip to ±FLOW_BOUND, map linearly onto 0..255 (0 px -> 128)."""
-    scaled = (np.clip(flow, -FLOW_BOUND, FLOW_BOUND) + FLOW_BOUND) * 255.0 / (2 * FLOW_BOUND)
-    return np.floor(scaled + 0.5).astype(np.uint8)
 
 
 # --- drawing: a shape goes into the image and, as its layer index, into the label map --------

@@ -23,6 +23,7 @@ from typing import Any, Iterable
 import yaml
 from pydantic import ValidationError
 
+from fpar.engine.run_files import RUN_CONFIG
 from fpar.engine.settings import ExperimentSettings
 from fpar.errors import FparError
 from fpar.io import write_text
@@ -259,6 +260,8 @@ def _first_problem(exc: ValidationError) -> str:
     if kind == "finite_number":
         return f"{key}: must be a finite number{got}"
     message = error["msg"].removeprefix("Value error, ")
+    if not key:  # a check across sections names its keys itself
+        return f"{message}{'' if kind == 'value_error' else got}"
     return f"{key}: {message[:1].lower()}{message[1:]}{'' if kind == 'value_error' else got}"
 
 
@@ -387,7 +390,7 @@ def resume_config(run_dir: Path, overrides: Iterable[str] = ()) -> ExperimentSet
     """The settings a run folder resumes with: its own ``config.yaml``, with ``overrides`` of the
     :data:`RESUME_CHANGEABLE` keys applied. An override that would change any other setting is one
     FparError listing all such keys (the run's checkpoints were made with the saved values)."""
-    path = run_dir / "config.yaml"
+    path = run_dir / RUN_CONFIG
     if not path.is_file():
         raise FparError(f"{run_dir} is no run folder (it has no config.yaml)")
     saved = read_yaml(path, "config")
@@ -409,8 +412,8 @@ def load_config_or_run(ref: str | os.PathLike, overrides: Iterable[str] = ()) ->
     """A config (file or packaged name), or a run folder's saved config.yaml: what ``fpar configs
     diff`` and ``--dry-run`` compare."""
     path = Path(ref).expanduser()
-    if path.is_dir() and (path / "config.yaml").is_file():
-        return load_config(path / "config.yaml", overrides)
+    if path.is_dir() and (path / RUN_CONFIG).is_file():
+        return load_config(path / RUN_CONFIG, overrides)
     return load_config(ref, overrides)
 
 
@@ -425,7 +428,7 @@ def require_same_settings(run_dir: Path, config: ExperimentSettings, allowed: It
     """A finished or interrupted run is reused only for the experiment it was trained as (its
     ``config.yaml``): reusing it for changed settings would report results those settings never
     produced. ``allowed`` keys may differ too (a resumed run may be given more epochs)."""
-    saved_path = run_dir / "config.yaml"
+    saved_path = run_dir / RUN_CONFIG
     if not saved_path.is_file():
         return
     saved_tree = safe_yaml(saved_path.read_text()) or {}

@@ -14,10 +14,12 @@ from typing import Any, Sequence
 
 from fpar.errors import FparError
 
+from fpar.engine.run_files import RUN_LOG  # noqa: F401 (named here for the run log's writers)
+
 # name -> the package it needs (None: installed with fpar)
 LOGGERS = {"tensorboard": None, "csv": None, "wandb": "wandb", "mlflow": "mlflow"}
-# besides them, always: the console's lines with their times, in every run folder (engine/train.py)
-RUN_LOG = "train.log"
+# besides them, always: the console's lines with their times, in every run folder (engine/train.py),
+# in the file RUN_LOG names (fpar.engine.run_files)
 
 
 def build_loggers(names: Sequence[str], run_dir: Path, experiment: str) -> list[Any]:

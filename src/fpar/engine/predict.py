@@ -32,6 +32,7 @@ from fpar.engine.compute import prepare_for_inference
 from fpar.engine.hardware import autocast_dtype, resolve_precision
 from fpar.engine.video_clip import DecodedFrames, frames_needed
 from fpar.errors import FparError
+from fpar.prepare.flow import DEFAULT_FLOW_METHOD
 from fpar.prepare.video import count_frames
 
 # frames of one clip the backbone takes at a time: measured on a ResNet-34 at 224 px (bf16, T=25),
@@ -56,7 +57,7 @@ class VideoPrediction:
         return [(self.classes[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())]
 
 
-def predict_video(checkpoint: str | os.PathLike, video: str | os.PathLike, *, flow: str = "tvl1",
+def predict_video(checkpoint: str | os.PathLike, video: str | os.PathLike, *, flow: str = DEFAULT_FLOW_METHOD,
                   max_frames: int | None = None, explain: bool = False, precision: str | None = None,
                   announce: bool = False, device: str = "cpu") -> VideoPrediction:
     """Run ``checkpoint``'s model on ``video`` (file, GIF or image folder), centre view, reading the
@@ -97,7 +98,7 @@ def predict_video(checkpoint: str | os.PathLike, video: str | os.PathLike, *, fl
     return VideoPrediction(clip, outputs, classes, info.model["name"])
 
 
-def read_clip(video: str | os.PathLike, settings: ClipSettings, *, flow: str = "tvl1",
+def read_clip(video: str | os.PathLike, settings: ClipSettings, *, flow: str = DEFAULT_FLOW_METHOD,
               max_frames: int | None = None) -> dict[str, torch.Tensor | str]:
     """The evaluation clip (centre view) of ``video`` as ``settings`` read it, decoding only its frames."""
     video = Path(video)

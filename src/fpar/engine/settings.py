@@ -157,6 +157,12 @@ class ExperimentSettings(Section):
     overrides: list[Annotated[str, Field(min_length=1)]] = Field(
         default_factory=list, description="the key=value overrides a sweep made this config with (a record)")
 
+    @model_validator(mode="after")
+    def _data_gives_what_the_model_reads(self) -> "ExperimentSettings":
+        # checked here, when the config loads: before any data is read, also for --dry-run
+        self.model.check_reads(self.data.clip)
+        return self
+
     def as_dict(self) -> dict[str, Any]:
         """Plain values (YAML- and ``weights_only``-safe), every key present."""
         return self.model_dump(mode="json")

@@ -20,7 +20,8 @@ import numpy as np
 from fpar.data import sampling, transforms
 from fpar.data.settings import ClipSettings
 from fpar.errors import FparError
-from fpar.prepare.flow import DEFAULT_BOUND, pair_flows, quantize_flow
+from fpar.data.frames import FLOW_BOUND, quantize_flow
+from fpar.prepare.flow import DEFAULT_FLOW_METHOD, pair_flows
 from fpar.prepare.motion import motion_map
 from fpar.prepare.video import count_frames, iter_frames_at
 
@@ -45,7 +46,7 @@ def eval_frame_numbers(n: int, settings: ClipSettings) -> dict[str, list[int]]:
     return numbers
 
 
-def clip_arrays(video: str | os.PathLike, settings: ClipSettings, *, flow: str = "tvl1",
+def clip_arrays(video: str | os.PathLike, settings: ClipSettings, *, flow: str = DEFAULT_FLOW_METHOD,
                 max_frames: int | None = None) -> dict[str, np.ndarray]:
     """The evaluation clip (centre view) of ``video`` as float32 arrays, no batch axis: the values
     :func:`fpar.engine.predict.read_clip` gives as tensors (ARCHITECTURE.md, "Dataset item")."""
@@ -98,7 +99,7 @@ class DecodedFrames:
         if "rgb" in numbers:
             self._frames["rgb"] = {k: frames[k] for k in numbers["rgb"]}
         if "flow_x" in numbers:
-            coded = {k: quantize_flow(fields[pair[k]], DEFAULT_BOUND) for k in numbers["flow_x"]}
+            coded = {k: quantize_flow(fields[pair[k]], FLOW_BOUND) for k in numbers["flow_x"]}
             self._frames["flow_x"] = {k: xy[0] for k, xy in coded.items()}
             self._frames["flow_y"] = {k: xy[1] for k, xy in coded.items()}
         if "mmaps" in numbers:

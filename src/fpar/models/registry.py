@@ -18,7 +18,9 @@ from typing import Any, Callable
 
 from fpar.data.labels import LABEL_KINDS
 from fpar.errors import FparError
-from fpar.models.assembled import FlowResNet, RGBConvLSTM, TwoStream
+from fpar.models.assembled import RGBConvLSTM
+from fpar.models.flow_stream import FlowResNet
+from fpar.models.two_stream import TwoStream
 from fpar.models.base import ClipModel
 from fpar.models.ms_task import MS_TASKS
 from fpar.models.pretrained import load_pretrained
@@ -140,6 +142,17 @@ def _check_values(spec: dict[str, Any]) -> None:
                 not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in heads.values()):
             raise FparError(f"heads must map label kinds ({', '.join(LABEL_KINDS)}) to class counts "
                             f"(e.g. {{verb: 97, noun: 300}}), got {heads!r}")
+
+
+def input_spec_of(name: str, **arguments: Any) -> dict[str, Any]:
+    """The ``input_spec`` of model ``name`` built with ``arguments``, found by building it on the
+    meta device (no memory allocated, no weights read, about 10 ms): what a config's data must
+    give, checked when the config loads. Label heads and pretrained weights change no input."""
+    import torch
+
+    probe = {key: value for key, value in arguments.items() if key not in ("heads", "pretrained")}
+    with torch.device("meta"):
+        return build_model(name, **probe).input_spec()
 
 
 def build_model(name: str, **kwargs: Any) -> ClipModel:

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from fpar.data.labels import LABEL_KINDS
+from fpar.data.settings import ClipSettings
 from fpar.errors import FparError
 from fpar.models.vocabulary import BLOCKS_PER_STAGE
 
@@ -73,6 +74,36 @@ class ModelSettings(BaseModel):
         if self.heads:
             arguments["heads"] = self.head_widths(label_classes or {})
         return {**arguments, "num_classes": self.num_classes or num_classes, "input_size": input_size}
+
+    def check_reads(self, clip: ClipSettings) -> None:
+        """``ValueError`` naming the model's key and the data's when clips read with ``clip`` are not
+        what the model's ``input_spec`` reads (a modality missing, another flow stack or mode)."""
+        from fpar.models.registry import input_spec_of
+
+        takes = _builder_keywords(self.name)
+        arguments = {key: value for key, value in self.model_dump().items()
+                     if key in takes and key not in ("name", "num_classes", "heads", "pretrained")}
+        spec = input_spec_of(self.name, **arguments, num_classes=1, input_size=clip.crop)
+        given = clip.batch_shapes()
+        for key, shape in spec.items():
+            if key not in given:
+                raise ValueError(f"model '{self.name}' (model.name) reads {key}, which data.modalities "
+                                 f"[{', '.join(clip.modalities)}] does not read: add {key} to data.modalities")
+            if tuple(shape) != given[key]:
+                raise ValueError(self._mismatch(key, tuple(shape), given[key], clip))
+
+    def _mismatch(self, key: str, wanted: tuple, given: tuple, clip: ClipSettings) -> str:
+        model = f"model '{self.name}' (model.name)"
+        if key == "flow" and (len(wanted) == 4) != (clip.flow_mode == "stack"):
+            reads = "a stack of flow pairs (stack)" if len(wanted) == 4 else "one flow pair per frame (pairs)"
+            return f"{model} reads {reads} but data.flow_mode is {clip.flow_mode}"
+        if key == "flow" and len(wanted) == 4 and wanted[1] != given[1]:
+            stack = wanted[1] // 2
+            if "stack_size" in _builder_keywords(self.name):
+                return (f"model.stack_size is {stack} but data.stack_size is {clip.stack_size}: the model reads "
+                        f"stacks of model.stack_size flow pairs; set both to the same value")
+            return f"{model} reads stacks of {stack} flow pairs but data.stack_size is {clip.stack_size}"
+        return f"{model} reads {key} of shape {wanted}, data gives {given} (data.crop, data.stack_size)"
 
     def head_widths(self, label_classes: dict[str, list[str]]) -> dict[str, int]:
         """{kind: classes} of the label heads: the counts given, or the dataset's."""

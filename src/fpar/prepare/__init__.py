@@ -16,11 +16,11 @@ from fpar.lazy import lazy_exports
 
 _EXPORTS = {
     "compute_flow": "fpar.prepare.flow",
-    "dequantize_flow": "fpar.prepare.flow",
+    "dequantize_flow": "fpar.data.frames",
     "flow_estimator": "fpar.prepare.flow",
     "flow_to_rgb": "fpar.prepare.flow",
     "pair_flows": "fpar.prepare.flow",
-    "quantize_flow": "fpar.prepare.flow",
+    "quantize_flow": "fpar.data.frames",
     "GteaImport": "fpar.prepare.gtea",
     "import_gtea": "fpar.prepare.gtea",
     "Prepared": "fpar.prepare.layout_writer",

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 import numpy as np
 from PIL import Image
 
-from fpar.data.frames import FLOW_BOUND
+# the coding is the data layer's; named here too for this module's callers (the flow and its storage)
+from fpar.data.frames import FLOW_BOUND, dequantize_flow, quantize_flow  # noqa: F401
 from fpar.errors import FparError
 from fpar.io import atomic_path, refuse_overwriting_inputs
 from fpar.progress import bar as progress_bar
@@ -27,17 +28,18 @@ if TYPE_CHECKING:
 # The flow methods: the CLI offers exactly these. torch, cv2 and the modules built on them are
 # imported inside the functions, so building the CLI does not load them.
 FLOW_METHODS = ("tvl1", "tvl1-opencv", "dis", "farneback")
-DEFAULT_BOUND = FLOW_BOUND  # px; dense_flow's usual bound, the coding the models read
-# Numbers that mean something (docs/reliability.md): a bound below half a pixel codes every motion as
-# saturated, one above 100 px codes it all as zero in 8 bits; frame rates outside 0.1..1000 per second
-# are typos (and overflow when turned into frame durations).
-BOUND_RANGE = (0.5, 100.0)
+DEFAULT_FLOW_METHOD = FLOW_METHODS[0]  # the reference's (dense_flow's TV-L1): what models are trained on
+# the bound and its coding are the data layer's (fpar.data.frames); this name stays for callers of
+# this module's flow functions
+DEFAULT_BOUND = FLOW_BOUND
+# Numbers that mean something (docs/reliability.md): frame rates outside 0.1..1000 per second are
+# typos (and overflow when turned into frame durations).
 FRAME_RATE_RANGE = (0.1, 1000.0)
 
 FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-def flow_estimator(method: str = "tvl1") -> FlowFn:
+def flow_estimator(method: str = DEFAULT_FLOW_METHOD) -> FlowFn:
     """A function ``(prev, next) -> float32 (H, W, 2)`` flow. Build one per video, not per frame:
     the OpenCV objects allocate their pyramids once. For many pairs, :func:`pair_flows` batches."""
     import cv2
@@ -62,7 +64,7 @@ def flow_estimator(method: str = "tvl1") -> FlowFn:
 def pair_flows(
     frames: Iterable[np.ndarray],
     *,
-    method: str = "tvl1",
+    method: str = DEFAULT_FLOW_METHOD,
     warp: bool = False,
     device: str = "cpu",
     batch_size: int = 8,
@@ -153,29 +155,13 @@ def _check_available(device: "torch.device") -> None:
         raise FparError(f"device {str(device)!r}: no CUDA GPU is available here; use device cpu")
 
 
-def compute_flow(prev_rgb_or_gray: np.ndarray, next_rgb_or_gray: np.ndarray, method: str = "tvl1") -> np.ndarray:
+def compute_flow(prev_rgb_or_gray: np.ndarray, next_rgb_or_gray: np.ndarray,
+                 method: str = DEFAULT_FLOW_METHOD) -> np.ndarray:
     """Flow from one frame to the next, float32 ``(H, W, 2)`` in pixels (x right, y down).
 
     For a whole video use :func:`flow_estimator` once and call it per frame pair.
     """
     return flow_estimator(method)(prev_rgb_or_gray, next_rgb_or_gray)
-
-
-def quantize_flow(flow: np.ndarray, bound: float = DEFAULT_BOUND) -> tuple[np.ndarray, np.ndarray]:
-    """dense_flow's 8-bit encoding: clip each component to ``±bound`` and map linearly to 0..255.
-
-    ``round(255 * (v + bound) / (2 * bound))`` puts zero motion at 127.5, which rounds (half to
-    even, as dense_flow's cvRound does) to 128: still pixels are 128.
-    """
-    scaled = (np.clip(flow, -bound, bound) + bound) * (255.0 / (2 * bound))
-    q = np.rint(scaled).astype(np.uint8)
-    return q[..., 0], q[..., 1]
-
-
-def dequantize_flow(x: np.ndarray, y: np.ndarray, bound: float = DEFAULT_BOUND) -> np.ndarray:
-    """Inverse of :func:`quantize_flow` (to within half a step, ``bound / 255`` px): float32 ``(H, W, 2)``."""
-    q = np.stack([x, y], axis=-1).astype(np.float32)
-    return q * (2 * bound / 255.0) - bound
 
 
 def flow_to_rgb(flow: np.ndarray, max_magnitude: float | None = None) -> np.ndarray:

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fpar.errors import FparError
-from fpar.prepare.flow import DEFAULT_BOUND
+from fpar.data.frames import FLOW_BOUND
+from fpar.prepare.flow import DEFAULT_FLOW_METHOD
 from fpar.prepare.jobs import Job, RunOptions, check_jobs, run_jobs, shard
 from fpar.prepare.layout_writer import check_name
 from fpar.prepare.video import Segment as FrameRange
@@ -115,8 +116,8 @@ def import_gtea(
     raw_root: str | Path,
     out_root: str | Path,
     *,
-    flow: str = "tvl1",
-    bound: float = DEFAULT_BOUND,
+    flow: str = DEFAULT_FLOW_METHOD,
+    bound: float = FLOW_BOUND,
     size: int | None = None,
     warp: bool = True,
     frames_dir: str = "png",

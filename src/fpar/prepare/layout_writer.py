@@ -43,8 +43,9 @@ import numpy as np
 from fpar.data.layouts import DATASET_SETTINGS, PREPARE_SETTINGS, PROCESSED_TREES
 from fpar.errors import FparError
 from fpar.io import exclusive_lock, no_links_below
+from fpar.data.frames import FLOW_BOUND, FLOW_BOUND_RANGE, quantize_flow
 from fpar.progress import bar as progress_bar
-from fpar.prepare.flow import BOUND_RANGE, DEFAULT_BOUND, pair_flows, quantize_flow
+from fpar.prepare.flow import DEFAULT_FLOW_METHOD, pair_flows
 from fpar.prepare.motion import motion_map
 from fpar.prepare.video import Segment, iter_frames, resize_short_side
 
@@ -67,8 +68,8 @@ class Prepared:
 class Settings:
     """How instances are prepared; recorded in each instance's ``prepare.json``."""
 
-    flow: str = "tvl1"
-    bound: float = DEFAULT_BOUND
+    flow: str = DEFAULT_FLOW_METHOD
+    bound: float = FLOW_BOUND
     size: int | None = None
     warp: bool = False
     max_frames: int | None = None
@@ -83,9 +84,9 @@ class Settings:
 
 
 def check_bound(bound: float) -> None:
-    """The flow bound must be a number of pixels in ``BOUND_RANGE``: ``nan`` would code all flow as 0,
+    """The flow bound must be a number of pixels in ``FLOW_BOUND_RANGE``: ``nan`` would code all flow as 0,
     a negative one as 255, 0 divides by zero, and a tiny or huge one saturates or zeroes every motion."""
-    low, high = BOUND_RANGE
+    low, high = FLOW_BOUND_RANGE
     if not isinstance(bound, (int, float)) or not math.isfinite(bound) or not low <= bound <= high:
         raise FparError(f"flow bound must be a number of pixels from {low:g} to {high:g}, got {bound!r}")
 
@@ -150,8 +151,8 @@ def write_instance(
     subject: str,
     class_name: str,
     instance_id: str,
-    flow: str = "tvl1",
-    bound: float = DEFAULT_BOUND,
+    flow: str = DEFAULT_FLOW_METHOD,
+    bound: float = FLOW_BOUND,
     warp: bool = False,
     device: str = "cpu",
     record: dict | None = None,
@@ -315,8 +316,8 @@ def prepare_video(
     subject: str,
     class_name: str,
     instance_id: str,
-    flow: str = "tvl1",
-    bound: float = DEFAULT_BOUND,
+    flow: str = DEFAULT_FLOW_METHOD,
+    bound: float = FLOW_BOUND,
     size: int | None = None,
     max_frames: int | None = None,
     segment: Segment | None = None,

@@ -27,10 +27,11 @@ from typing import Any, Sequence
 import numpy as np
 import yaml
 
-from fpar.checkpoint import load_checkpoint, read_contract
+from fpar.checkpoint import EXPORT_ONNX, EXPORT_WEIGHTS, load_checkpoint, read_contract
 from fpar.data import load_index
 from fpar.engine.evaluate import ClipResult, evaluate, printable_name, split_subjects
 from fpar.engine.selection import short_text
+from fpar.engine.run_files import BEST_CKPT, LAST_CKPT, METRICS_JSON
 from fpar.errors import FparError
 from fpar.io import (inside, output_lock, refuse_link, refuse_overwriting_inputs, remove_leftovers,
                      write_text)
@@ -45,10 +46,10 @@ COLUMNS = (("accuracy", "top-1", "percent"), ("top5", "top-5", "percent"),
 def resolve_run(run: RunPath) -> Path:
     """A run folder's checkpoint (``best.ckpt``, else ``last.ckpt``), or the checkpoint or export given."""
     path = Path(run)
-    if path.is_dir() and ((path / "model.safetensors").is_file() or (path / "model.onnx").is_file()):
+    if path.is_dir() and ((path / EXPORT_WEIGHTS).is_file() or (path / EXPORT_ONNX).is_file()):
         return path  # an export (fpar export): the folder is the checkpoint (an ONNX one is refused as such)
     if path.is_dir():
-        for name in ("best.ckpt", "last.ckpt"):
+        for name in (BEST_CKPT, LAST_CKPT):
             if (path / name).is_file():
                 return path / name
         raise FparError(f"{path}: a run folder holds best.ckpt or last.ckpt; this one has neither")
@@ -124,7 +125,7 @@ def _report_run(checkpoint: Path, name: str, data_root: RunPath, folder: Path, o
     # matplotlib loads where pictures are drawn, not with resolve_run (`fpar eval`, docs/deployment.md)
     from fpar.viz.plots import plot_confusion, plot_correlation, plot_curves
 
-    history = read_history(checkpoint.parent / "metrics.json")  # before the evaluation: a bad file fails at once
+    history = read_history(checkpoint.parent / METRICS_JSON)  # before the evaluation: a bad file fails at once
     folder.mkdir(parents=True, exist_ok=True)
     contract = read_contract(load_checkpoint(checkpoint), checkpoint)
     explain = _first_clip_of_classes(data_root, contract.classes, split, contract.config, clips)
