@@ -193,10 +193,13 @@ def refuse_controlled(overrides: Sequence[str]) -> None:
 
 def dataset_digest(index, splits: dict) -> str:
     """A fingerprint of the dataset a protocol scores: every instance's id, subject, class and frame
-    count (the manifest's content, whatever the layout) and the recorded splits; sha256, hex."""
+    counts per modality (the manifest's content, whatever the layout), the classes and the recorded
+    splits; sha256, hex."""
     digest = hashlib.sha256()
+    digest.update(json.dumps(index.classes).encode())
     for inst in sorted(index.instances + index.skipped, key=lambda i: i.instance_id):
-        digest.update(f"{inst.instance_id}\t{inst.subject}\t{inst.class_name}\t{inst.n_frames}\n".encode(
+        counts = ",".join(str(len(inst.frames(m))) for m in ("rgb", "flow_x", "flow_y", "mmaps"))
+        digest.update(f"{inst.instance_id}\t{inst.subject}\t{inst.class_name}\t{counts}\n".encode(
             "utf-8", "backslashreplace"))
     digest.update(json.dumps(splits, sort_keys=True).encode())
     return digest.hexdigest()
