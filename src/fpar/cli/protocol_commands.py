@@ -20,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "fold and seed; finished runs are skipped, interrupted ones resume), score each on its fold's test "
                     "set and write DIR/protocol.json, protocol.md and protocol.html. A folder resumed with another "
                     "dataset, seeds or overrides is refused (--force retrains). "
-                    "fpar protocol compare DIR_A DIR_B: the paired difference of two such folders with its 95%% "
+                    "fpar protocol compare A B (a folder, or FOLDER:STAGE for one stage of a recipe): the paired "
+                    "difference of two such folders with its 95%% "
                     "interval. Protocols: " + "; ".join(f"{name}: {what}" for name, (_, _, what) in PROTOCOLS.items())
                     + " (docs/protocols.md).")
     intermixed(protocol)

@@ -568,12 +568,27 @@ def _stages(result: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(run["stage"] for run in result["runs"]))
 
 
+def _read_side(spec: str | os.PathLike) -> dict[str, Any]:
+    """``DIR`` (every stage of its protocol) or ``DIR:STAGE`` (that stage's runs only)."""
+    text = str(spec)
+    folder, _, stage = text.rpartition(":")
+    if not folder or Path(text).is_dir() or not stage:
+        return read_protocol(spec)
+    result = read_protocol(folder)
+    stages = _stages(result)
+    if stage not in stages:
+        raise FparError(f"{folder} has no stage {stage!r} (its stages: {', '.join(stages)})")
+    result["runs"] = [run for run in result["runs"] if run["stage"] == stage]
+    return result
+
+
 def compare(folder_a: str | os.PathLike, folder_b: str | os.PathLike) -> dict[str, Any]:
     """A - B, run by run (the same folds and seeds on both sides), per stage: mean difference, its
     std and 95% interval, for top-1, mean class accuracy and each label head both have. Two
-    single-stage folders (two configs) pair their one stage; recipes pair the stages they share, and
-    the top-level numbers are the last of those."""
-    a, b = read_protocol(folder_a), read_protocol(folder_b)
+    single-stage sides (two configs, or ``DIR:STAGE``: one stage of a recipe's protocol, so two
+    stages of one folder pair up) pair their one stage; recipes pair the stages they share, and the
+    top-level numbers are the last of those."""
+    a, b = _read_side(folder_a), _read_side(folder_b)
     if a.get("protocol") != b.get("protocol"):
         raise FparError(f"{folder_a} ran protocol {a.get('protocol')} and {folder_b} {b.get('protocol')}: "
                         "only runs of the same protocol pair up")
