@@ -163,7 +163,7 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
     if widths:
         result["heads"] = {kind: _head_metrics(rows, kind, label_classes[kind], widths[kind]) for kind in widths}
     if {"verb", "noun"} <= set(widths):
-        result["verb_noun_action"] = _verb_noun_action(rows)
+        result[epic.RULE_ACTION] = _verb_noun_action(rows)
     result.update(split=list(subjects), views=views, checkpoint=str(checkpoint), classes=list(classes), clips=rows,
                   rank=rank, selection=selection_record(info.config))
     if rank == 0:

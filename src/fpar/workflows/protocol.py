@@ -37,9 +37,6 @@ SUMMARY_FILE = "protocol.json"
 PLAN_FILE = "protocol-plan.json"  # what the protocol's runs depend on, written before the first one trains
 GTEA61_SUBJECTS = ("S1", "S2", "S3", "S4")
 EGTEA_SPLITS = ("split1", "split2", "split3")
-# the per-head numbers a run of a model with label heads adds: each label head's, and the action by
-# EPIC's rule over the verb and noun heads (fpar.engine.evaluate's ``verb_noun_action``)
-RULE_HEAD = "verb_noun_action"
 METRICS = ("top1", "mean_class")
 # the keys a protocol sets for each of its runs, and why an override may not
 CONTROLLED = {
@@ -425,8 +422,10 @@ def _scores(run_dir: Path, summary: dict[str, Any], data_root: str | os.PathLike
               "mean_class": result["mean_class_accuracy"], "top5": result["top5"],
               "heads": {kind: {"top1": head["accuracy"], "mean_class": head["mean_class_accuracy"],
                                "top5": head["top5"]} for kind, head in result.get("heads", {}).items()}}
-    if RULE_HEAD in result:
-        scores["heads"][RULE_HEAD] = {"top1": result[RULE_HEAD]["accuracy"], "top5": result[RULE_HEAD]["top5"]}
+    from fpar.engine.epic_metrics import RULE_ACTION
+
+    if RULE_ACTION in result:  # the action by EPIC's rule over the verb and noun heads
+        scores["heads"][RULE_ACTION] = {"top1": result[RULE_ACTION]["accuracy"], "top5": result[RULE_ACTION]["top5"]}
     write_text(path, json.dumps(scores, indent=1) + "\n")
     return scores
 
@@ -485,7 +484,9 @@ def _notes(result: dict[str, Any]) -> list[str]:
         notes.append(f"Data: {result['data_root']} (dataset digest {result['dataset'][:12]}); overrides: "
                      f"{' '.join(result['overrides']) or 'none'}; fpar {result['fpar_version']}.")
     if result.get("heads"):
-        notes.append(f"Head columns: each label head's top-1; {RULE_HEAD}: the action by EPIC-KITCHENS-100's rule "
+        from fpar.engine.epic_metrics import RULE_ACTION
+
+        notes.append(f"Head columns: each label head's top-1; {RULE_ACTION}: the action by EPIC-KITCHENS-100's rule "
                      "(top-100 verbs x top-100 nouns) from the verb and noun heads.")
     paper = result.get("paper")
     if paper:
