@@ -65,6 +65,13 @@ def test_epic100_from_two_csvs_to_score_epic(tmp_path, capsys, monkeypatch):
     assert evaluated["heads"]["verb"]["accuracy"] == run["heads"]["verb"]["top1"]
     assert set(json.load(open("submission.json"))["results"]) == {row["narration_id"] for row in validation}
 
+    assert main(["report", f"proto/{run['run_dir']}", "--data", "data/epic", "--split", "validation",
+                 "--out", "report", "--clips", "0"]) == 0
+    assert "verb head: top-1" in capsys.readouterr().out
+    reported = json.load(open("report/report.json"))["runs"][0]
+    assert reported["heads"]["noun"]["accuracy"] == run["heads"]["noun"]["top1"]
+    assert "| verb head | value |" in open("report/report.md").read()
+
     for name, column, value in (("tail_verbs.csv", "verb", 0), ("tail_nouns.csv", "noun", 8),
                                 ("unseen.csv", "participant_id", "P02")):
         (tmp_path / name).write_text(f"{column}\n{value}\n")
