@@ -190,3 +190,11 @@ def test_the_paper_figure_comes_from_the_config_header(tmp_path):
     assert "&lt;b&gt;c|x" in page and "<b>c" not in page
     assert "| S2 | 0 | S2 | none | - | 50.0 | 40.0 |" in markdown and "50.0 (one run)" in markdown
     assert "The paper reports 64.9% top-1 for this config (gtea61-s2, one run, best epoch chosen on S2" in markdown
+
+
+def test_a_config_whose_parent_is_another_run_points_to_its_recipes(tiny_data, tmp_path):
+    with pytest.raises(FparError, match=r"every fold and seed trains its own parent, so run a recipe that trains it "
+                                        r"from its parent \(recipes/synthetic_demo, recipes/synthetic_ms\)"):
+        protocol.run_protocol("synthetic/rgb-ms-reg-mse_r18_8f_stage2", data_root=tiny_data, protocol="loso",
+                              seeds=1, out_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -224,7 +224,9 @@ def _plan(config_path: Path, recipe: bool, folds: list[Fold], seeds: int, overri
     if recipe:
         name = config_path.stem
     else:
-        name = load_config(config_path, overrides).experiment
+        config = load_config(config_path, overrides)
+        name = config.experiment
+        _refuse_shared_parent(config, config_path)
     runs = []
     for fold in folds:
         for seed in range(seeds):
@@ -237,6 +239,37 @@ def _plan(config_path: Path, recipe: bool, folds: list[Fold], seeds: int, overri
                 stages = [{"name": name, "config": config, "init_from": None}]
             runs.append(_Run(fold, seed, folder, stages))
     return name, runs
+
+
+def _refuse_shared_parent(config, config_path: Path) -> None:
+    """A config whose ``init_from`` names another stage's run (a path relative to the out root) would
+    start every fold x seed from one parent trained on some other split: under a protocol each needs
+    its own, which a recipe trains. An absolute path (a checkpoint trained elsewhere) is taken as is."""
+    init_from = config.init_from
+    paths = [init_from] if isinstance(init_from, str) else list((init_from or {}).values())
+    if not any(not Path(path).expanduser().is_absolute() for path in paths):
+        return
+    from fpar.engine.config import list_configs
+
+    containing = [name for name in list_configs("recipes/") if _recipe_uses(name, config_path)]
+    hint = f"run a recipe that trains it from its parent ({', '.join(containing)})" if containing else \
+        "run a recipe of its stages"
+    raise FparError(f"{config.experiment} starts from init_from {init_from}, another stage's run: under a protocol "
+                    f"every fold and seed trains its own parent, so {hint}, or give init_from=null to train it "
+                    "from scratch")
+
+
+def _recipe_uses(recipe: str, config_path: Path) -> bool:
+    path = find_config(recipe, kind="recipe")
+    stages = read_yaml(path, "recipe").get("stages") or []
+    wanted = config_path.resolve()
+    for stage in stages:
+        try:
+            if find_config(stage["config"], relative_to=path.parent).resolve() == wanted:
+                return True
+        except (FparError, KeyError, TypeError):
+            continue
+    return False
 
 
 def _check_plan(out_dir: Path, plan: dict[str, Any], force: bool, log) -> None:
