@@ -198,3 +198,16 @@ def test_a_config_whose_parent_is_another_run_points_to_its_recipes(tiny_data, t
         protocol.run_protocol("synthetic/rgb-ms-reg-mse_r18_8f_stage2", data_root=tiny_data, protocol="loso",
                               seeds=1, out_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_force_goes_past_a_changed_plan_and_says_so(tmp_path):
+    plan = {"protocol": "loso", "config": "c", "recipe": False, "seeds": 2, "overrides": [], "data_root": "/d",
+            "dataset": "a" * 64}
+    (tmp_path / protocol.PLAN_FILE).write_text(json.dumps(plan))
+    said = []
+    protocol._check_plan(tmp_path, {**plan, "overrides": ["optimizer.lr=0.1"]}, True, said.append)
+    assert "the overrides changed" in said[0] and "--force: retraining every run" in said[0]
+    with pytest.raises(FparError, match=r"another overrides: the overrides \[\] -> \['optimizer.lr=0.1'\]"):
+        protocol._check_plan(tmp_path, {**plan, "overrides": ["optimizer.lr=0.1"]}, False, said.append)
+    protocol._check_plan(tmp_path, {**plan, "data_root": "/moved"}, False, said.append)  # same dataset, moved
+    assert "the same dataset now at /moved" in said[-1]
