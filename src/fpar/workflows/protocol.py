@@ -512,7 +512,9 @@ def _notes(result: dict[str, Any]) -> list[str]:
     notes = [f"Protocol {result['protocol']} ({result['description']}), {what} {result['config']}, "
              f"{result['top1']['n']} runs" + (f" of its last stage, {result['last_stage']}" if result.get("recipe") else "")
              + "; summary: mean ± standard deviation (n-1) [95% interval, t distribution].",
-             f"Checkpoint selection: {result['selection']['text']}."]
+             f"Checkpoint selection: {result['selection']['text']}."
+             + (" For a split of the clips, the training subjects' clips are the split's training clips."
+                if any(run.get("split") for run in result["runs"]) else "")]
     if "data_root" in result:
         notes.append(f"Data: {result['data_root']} (dataset digest {result['dataset'][:12]}); overrides: "
                      f"{' '.join(result['overrides']) or 'none'}; fpar {result['fpar_version']}.")
