@@ -10,7 +10,7 @@ import numpy as np
 
 from fpar.cli import main
 
-from conftest import TINY
+from journey_sizes import TINY
 
 # (action, verb, noun) ids as EGTEA numbers them (from 1), and each action's colour
 ACTIONS = (("Open fridge", 1, 1, (220, 40, 40)), ("Take bowl", 2, 2, (40, 200, 60)), ("Cut tomato", 3, 3, (40, 60, 220)))

@@ -7,7 +7,7 @@ import json
 
 from fpar.cli import main
 
-from conftest import TINY
+from journey_sizes import TINY
 from epic_tree import write_epic_tree
 
 

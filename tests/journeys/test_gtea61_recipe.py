@@ -12,7 +12,7 @@ import yaml
 
 from fpar.cli import main
 
-from conftest import TINY
+from journey_sizes import TINY
 
 SUBJECTS = ("S1", "S2", "S3")
 CLASSES = {"close_red": ((220, 40, 40), 2), "open_green": ((40, 200, 60), -2)}  # colour, motion (px/frame)
