@@ -158,7 +158,7 @@ def _write_labels(args: argparse.Namespace) -> None:
     from fpar.prepare import importers
 
     if args.epic:
-        rows = [row for annotations in args.epic for row in importers.epic_labels(annotations)]
+        rows = [row for csv_path in args.epic for row in importers.epic_labels(csv_path)]
     elif args.egtea:
         rows = [row for split in _egtea_split_files(args.egtea) for row in importers.egtea_labels(
             split, split.with_name("verb_idx.txt"), split.with_name("noun_idx.txt"))]
@@ -198,10 +198,10 @@ def _jobs(args: argparse.Namespace) -> tuple[list, list[str]]:
                 problems += trouble
             return jobs, problems
         jobs, problems = [], []
-        for annotations in args.epic:
-            found, trouble = importers.epic_jobs(annotations, args.videos_dir, args.epic_label)
+        for csv_path in args.epic:
+            found, trouble = importers.epic_jobs(csv_path, args.videos_dir, args.epic_label)
             if len(args.epic) > 1:  # several splits in one dataset: the split is the subject
-                found = [dataclasses.replace(job, subject=importers.epic_split_name(annotations)) for job in found]
+                found = [dataclasses.replace(job, subject=importers.epic_split_name(csv_path)) for job in found]
             jobs += found
             problems += trouble
         return jobs, problems
@@ -237,8 +237,8 @@ def _in_place(args: argparse.Namespace) -> int:
     replaced, splits = 0, None
     if args.epic:
         rows, problems = [], []
-        for annotations in args.epic:
-            found, trouble = importers.epic_manifest(annotations, root, videos=args.in_place, label=args.epic_label)
+        for csv_path in args.epic:
+            found, trouble = importers.epic_manifest(csv_path, root, videos=args.in_place, label=args.epic_label)
             rows += found
             problems += trouble
         twice = _twice([row["id"] for row in rows])
