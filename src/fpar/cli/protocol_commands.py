@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "set and write DIR/protocol.json, protocol.md and protocol.html. A folder resumed with another "
                     "dataset, seeds or overrides is refused (--force retrains). "
                     "fpar protocol compare A B (a folder, or FOLDER:STAGE for one stage of a recipe): the paired "
-                    "difference of two such folders with its 95%% "
+                    "difference of two such folders with its 95% "
                     "interval. Protocols: " + "; ".join(f"{name}: {what}" for name, (_, _, what) in PROTOCOLS.items())
                     + " (docs/protocols.md).")
     intermixed(protocol)
