@@ -75,6 +75,9 @@ def test_egtea_three_splits_mean_class_accuracy(tmp_path, capsys, monkeypatch):
     capsys.readouterr()
     assert main(["eval", f"proto/{result['runs'][1]['run_dir']}/best.ckpt", "--data", "data/egtea", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["mean_class_accuracy"] == result["runs"][1]["mean_class"]
+    assert main(["eval", f"proto/{result['runs'][1]['run_dir']}/best.ckpt", "--data", "data/egtea", "--split",
+                 "split3", "--json"]) == 0  # another split's test clips, named
+    assert json.loads(capsys.readouterr().out)["n"] == len(splits["split3"]["test"])
 
 
 EGTEA_FOLDS = ["split1", "split2", "split3"]
