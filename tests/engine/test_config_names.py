@@ -40,7 +40,7 @@ def test_list_filters_and_leaves_out_base_pieces():
     names = list_configs()
     assert "gtea61/flow_r34_5s_flow300" in names and "recipes/synthetic_demo" in names
     assert not any(name.startswith("_base_") for name in names)
-    assert list_configs("two-stream_r34") == ["gtea61/two-stream_r34_16f_joint", "gtea61/two-stream_r34_7f_joint"]
+    assert list_configs("gtea61/two-stream_r34") == ["gtea61/two-stream_r34_16f_joint", "gtea61/two-stream_r34_7f_joint"]
     assert set(list_configs("synthetic/*")) == {n for n in names if n.startswith("synthetic/")}
 
 

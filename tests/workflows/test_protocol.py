@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import statistics
 
 import pytest
@@ -84,6 +85,66 @@ def test_protocol_again_skips_finished_runs_and_refuses_other_settings(loso_run,
     assert "optimizer.lr" in capsys.readouterr().err
 
 
+def test_protocol_records_what_it_depends_on(loso_run):
+    result = json.loads((loso_run["out"] / "protocol.json").read_text())
+    assert result["data_root"] == str(loso_run["data"].resolve()) and len(result["dataset"]) == 64
+    assert result["overrides"] == [] and result["fpar_version"] and result["seeds"] == 2
+    assert all(run["n"] > 0 and run["stage"] == "tiny-proto" and run["init_from"] == [] for run in result["runs"])
+    assert list(result["stages"]) == ["tiny-proto"] and result["top1"] == result["stages"]["tiny-proto"]["top1"]
+    assert "dataset digest" in (loso_run["out"] / "protocol.md").read_text()
+
+
+def test_protocol_refuses_what_it_controls_and_another_dataset(loso_run, tmp_path, capsys):
+    for override, reason in (("trainer.seed=5", "--seeds"), ("data.val_subjects=[S1]", "folds choose the subjects")):
+        capsys.readouterr()
+        assert main([*loso_run["args"], override]) == 1
+        err = capsys.readouterr().err
+        assert override.split("=")[0] in err and reason in err and len(err.strip().splitlines()) == 1
+    other = tmp_path / "other-data"
+    shutil.copytree(loso_run["data"], other)
+    for tree in ("processed_frames", "flow_x_processed", "flow_y_processed"):  # one clip of S1 less
+        shutil.rmtree(other / tree / "S1" / "close_red" / "1")
+    args = list(loso_run["args"])
+    args[args.index("--data") + 1] = str(other)
+    before = (loso_run["out"] / "protocol.json").read_bytes()
+    capsys.readouterr()
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "another dataset" in err and str(other.resolve()) in err and len(err.strip().splitlines()) == 1
+    assert main([*loso_run["args"], "--seeds", "3"]) == 1
+    assert "--seeds 2 -> 3" in capsys.readouterr().err
+    assert (loso_run["out"] / "protocol.json").read_bytes() == before
+
+
+def test_a_copied_protocol_folder_runs_again_in_the_copy(loso_run, tmp_path, monkeypatch):
+    copy = tmp_path / "copy"
+    shutil.copytree(loso_run["out"], copy)
+    monkeypatch.chdir(tmp_path)  # another working directory, the folder named relatively
+    args = list(loso_run["args"])
+    args[args.index("--out") + 1] = "copy"
+    before = {p: p.stat().st_mtime_ns for p in copy.rglob("best.ckpt")}
+    assert main(args) == 0
+    assert {p: p.stat().st_mtime_ns for p in copy.rglob("best.ckpt")} == before  # nothing retrained
+    result = json.loads((copy / "protocol.json").read_text())
+    assert all((copy / run["run_dir"] / "best.ckpt").is_file() for run in result["runs"])
+    args[args.index("--out") + 1] = str(copy.resolve())  # the same folder named absolutely
+    assert main(args) == 0
+    assert json.loads((copy / "protocol.json").read_text())["runs"] == result["runs"]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda runs: runs[0].update(top1=float("nan")), "top1 is nan, not a finite number"),
+    (lambda runs: runs[0].update(top1="0.5"), "top1 is '0.5', not a number"),
+    (lambda runs: runs.append(dict(runs[0])), "is listed twice"),
+])
+def test_compare_refuses_runs_it_cannot_pair(loso_run, tmp_path, edit, message):
+    result = json.loads((loso_run["out"] / "protocol.json").read_text())
+    edit(result["runs"])
+    (tmp_path / "protocol.json").write_text(json.dumps(result))
+    with pytest.raises(FparError, match=message):
+        protocol.compare(loso_run["out"], tmp_path)
+
+
 def test_compare_pairs_the_runs(loso_run, tmp_path, capsys):
     other = tmp_path / "other"
     other.mkdir()
@@ -127,5 +188,26 @@ def test_the_paper_figure_comes_from_the_config_header(tmp_path):
     markdown = protocol.protocol_markdown(result)
     page = protocol.protocol_html(result)
     assert "&lt;b&gt;c|x" in page and "<b>c" not in page
-    assert "| S2 | 0 | S2 | none | 50.0 | 40.0 |" in markdown and "50.0 (one run)" in markdown
+    assert "| S2 | 0 | S2 | none | - | 50.0 | 40.0 |" in markdown and "50.0 (one run)" in markdown
     assert "The paper reports 64.9% top-1 for this config (gtea61-s2, one run, best epoch chosen on S2" in markdown
+
+
+def test_a_config_whose_parent_is_another_run_points_to_its_recipes(tiny_data, tmp_path):
+    with pytest.raises(FparError, match=r"every fold and seed trains its own parent, so run a recipe that trains it "
+                                        r"from its parent \(recipes/synthetic_demo, recipes/synthetic_ms\)"):
+        protocol.run_protocol("synthetic/rgb-ms-reg-mse_r18_8f_stage2", data_root=tiny_data, protocol="loso",
+                              seeds=1, out_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_force_goes_past_a_changed_plan_and_says_so(tmp_path):
+    plan = {"protocol": "loso", "config": "c", "recipe": False, "seeds": 2, "overrides": [], "data_root": "/d",
+            "dataset": "a" * 64}
+    (tmp_path / protocol.PLAN_FILE).write_text(json.dumps(plan))
+    said = []
+    protocol._check_plan(tmp_path, {**plan, "overrides": ["optimizer.lr=0.1"]}, True, said.append)
+    assert "the overrides changed" in said[0] and "--force: retraining every run" in said[0]
+    with pytest.raises(FparError, match=r"another overrides: the overrides \[\] -> \['optimizer.lr=0.1'\]"):
+        protocol._check_plan(tmp_path, {**plan, "overrides": ["optimizer.lr=0.1"]}, False, said.append)
+    protocol._check_plan(tmp_path, {**plan, "data_root": "/moved"}, False, said.append)  # same dataset, moved
+    assert "the same dataset now at /moved" in said[-1]

@@ -48,15 +48,39 @@ def list_command(args: argparse.Namespace) -> int:
 
 
 def show_command(args: argparse.Namespace) -> int:
-    from fpar.engine.config import dump_config, find_config, load_config
+    from fpar.engine.config import config_sources, dump_config, find_config, load_config
 
     path = find_config(args.config, kind="recipe")  # configs and recipes alike
     print(f"# {path}")
     if path.parent.name == "recipes" and not args.overrides:  # a recipe: its stages, as written
         print(path.read_text(encoding="utf-8"), end="")
     else:
-        print(dump_config(load_config(path, args.overrides)), end="")
+        text = dump_config(load_config(path, args.overrides))
+        print(_with_sources(text, config_sources(path, args.overrides)), end="")
     return 0
+
+
+def _with_sources(text: str, sources: dict[str, str]) -> str:
+    """The dumped config with each setting's origin as a comment: the file that sets it, the command
+    line, or ``default`` (the settings' own default, described by ``fpar configs schema``)."""
+    import re
+
+    lines, path = [], []  # path: (indent, key) of the mappings the line is inside
+    for line in text.splitlines():
+        found = re.match(r"^(\s*)([^\s:#-][^:]*):(.*)$", line)
+        if found is None:
+            lines.append(line)
+            continue
+        indent, key, value = len(found[1]), found[2], found[3].strip()
+        path = [(i, k) for i, k in path if i < indent] + [(indent, key)]
+        dotted = ".".join(k for _, k in path)
+        origin = sources.get(dotted) or next((sources[p] for p in sources if dotted.startswith(p + ".")), None)
+        nested = not value and any(p.startswith(dotted + ".") for p in sources)
+        if origin is None and nested:
+            lines.append(line)
+            continue
+        lines.append(f"{line}  # {origin or 'default'}")
+    return "\n".join(lines) + "\n"
 
 
 def diff_command(args: argparse.Namespace) -> int:

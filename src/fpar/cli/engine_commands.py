@@ -43,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("checkpoint", help="fpar checkpoint (best.ckpt, last.ckpt, an import or an export), "
                                        "or a run folder (its best.ckpt)")
     ev.add_argument("--data", metavar="ROOT", required=True, help="dataset root")
-    ev.add_argument("--split", metavar="S2[,S4]", help="subjects to evaluate on (default: the run's val subjects)")
+    ev.add_argument("--split", metavar="S2[,S4]", help="subjects to evaluate on, or a split the dataset records (splits.json: its test clips, "
+                         "e.g. split2) (default: the run's val subjects, or the test clips of its data.split)")
     ev.add_argument("--views", choices=VIEWS, default="center",
                     help="centre crop, or five/ten crops with averaged scores")
     ev.add_argument("--json", action="store_true", help="print one JSON object")

@@ -67,23 +67,29 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def predict_command(args: argparse.Namespace) -> int:
     if args.runtime == "onnx":
-        top = _onnx_top(args)
+        top, heads = _onnx_top(args)
     else:
         from fpar.engine.predict import predict_video
 
         prediction = predict_video(args.checkpoint, args.video, flow=args.flow, max_frames=args.max_frames,
                                    precision=args.precision, announce=True, device=require_device(args.device))
-        top = prediction.top(args.top)
+        top, heads = prediction.top(args.top), prediction.head_tops(args.top)
     if args.json:
-        print(json.dumps({"video": args.video, "top": [{"class": c, "probability": p} for c, p in top]}))
+        print(json.dumps({"video": args.video, "top": [{"class": c, "probability": p} for c, p in top],
+                          **({"heads": heads} if heads else {})}))
     else:
         for rank, (name, prob) in enumerate(top, 1):
             print(f"{rank}. {name:<30s} {100 * prob:5.1f}%")
+        for head, entries in heads.items():  # label heads, then EPIC's action rule over verb and noun
+            names = [entry.get("class") or f"{entry['verb']} {entry['noun']}" for entry in entries]
+            print(f"{head}: " + "  ".join(f"{rank}. {name} {100 * entry['probability']:.1f}%"
+                                        for rank, (name, entry) in enumerate(zip(names, entries), 1)))
     return 0
 
 
-def _onnx_top(args: argparse.Namespace) -> list[tuple[str, float]]:
-    """``fpar predict --runtime onnx``: the same clip as the PyTorch path reads, run by onnxruntime."""
+def _onnx_top(args: argparse.Namespace) -> tuple[list[tuple[str, float]], dict[str, list[dict]]]:
+    """``fpar predict --runtime onnx``: the same clip as the PyTorch path reads, run by onnxruntime;
+    the action head's top classes and the label heads' (as :meth:`VideoPrediction.head_tops`)."""
     import numpy as np
 
     from fpar.engine.video_clip import clip_arrays
@@ -94,11 +100,20 @@ def _onnx_top(args: argparse.Namespace) -> list[tuple[str, float]]:
     model = OnnxModel(args.checkpoint)
     settings = model.contract.clip.model_copy(update={"modalities": list(model.inputs)})
     clip = clip_arrays(args.video, settings, flow=args.flow, max_frames=args.max_frames)
-    logits = model({name: clip[name][None] for name in model.inputs})["logits"][0].astype(np.float64)
+    outputs = model({name: clip[name][None] for name in model.inputs})
+    logits = outputs["logits"][0].astype(np.float64)
     probabilities = np.exp(logits - logits.max())
     probabilities /= probabilities.sum()
     order = np.argsort(-probabilities, kind="stable")[:args.top]
-    return [(model.classes[i], float(probabilities[i])) for i in order]
+    heads = {}
+    if model.contract.label_classes:  # a model with verb/noun heads: one named graph output each
+        from fpar.engine.epic_metrics import head_tops
+        from fpar.models.heads import output_key
+
+        label_classes = model.contract.label_classes
+        heads = head_tops({kind: outputs[output_key(kind)][0] for kind in label_classes
+                           if output_key(kind) in outputs}, label_classes, args.top)
+    return [(model.classes[i], float(probabilities[i])) for i in order], heads
 
 
 def cam_command(args: argparse.Namespace) -> int:
@@ -122,6 +137,7 @@ def cam_command(args: argparse.Namespace) -> int:
 
 
 def report_command(args: argparse.Namespace) -> int:
+    from fpar.engine.epic_metrics import RULE_ACTION
     from fpar.engine.evaluate import printable_name
     from fpar.workflows.report import resolve_run, write_report
 
@@ -135,6 +151,12 @@ def report_command(args: argparse.Namespace) -> int:
     for run in result["runs"]:
         print(f"{printable_name(run['name'])}: top-1 {100 * run['accuracy']:.1f}%  top-5 {100 * run['top5']:.1f}%  "
               f"mean class {100 * run['mean_class_accuracy']:.1f}%  ({run['n']} clips)")
+        for kind, head in (run.get("heads") or {}).items():
+            print(f"  {kind} head: top-1 {100 * head['accuracy']:.1f}%  top-5 {100 * head['top5']:.1f}%  "
+                  f"mean class {100 * head['mean_class_accuracy']:.1f}%")
+        if run.get(RULE_ACTION):
+            print(f"  {RULE_ACTION} (EPIC's rule): top-1 {100 * run[RULE_ACTION]['accuracy']:.1f}%  "
+                  f"top-5 {100 * run[RULE_ACTION]['top5']:.1f}%")
     print(f"wrote {result['html']}")
     print(f"wrote {result['report']}")
     return 0

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import math
 import sys
 from pathlib import Path
@@ -35,10 +37,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="CSV or JSONL: video, subject, class[, instance][, start_frame, end_frame | "
                              "start_sec, end_sec][, fps]")
     source.add_argument("--tree", metavar="SRC", help="every video of SRC/<subject>/<class>/<video>")
-    source.add_argument("--egtea", metavar="SPLIT", help="EGTEA Gaze+ split file, e.g. train_split1.txt "
-                                                         "(with --actions and --videos)")
-    source.add_argument("--epic", metavar="CSV", help="EPIC-KITCHENS-100 annotations, e.g. EPIC_100_train.csv "
-                                                      "(with --videos)")
+    source.add_argument("--egtea", metavar="SPLIT|DIR",
+                        help="EGTEA Gaze+ annotations: a split file, e.g. train_split1.txt, or the folder of "
+                             "action_idx.txt and the six train/test_splitN.txt (every clip, the three splits "
+                             "recorded for --protocol egtea)")
+    source.add_argument("--epic", metavar="CSV", nargs="+",
+                        help="EPIC-KITCHENS-100 annotations, e.g. EPIC_100_train.csv EPIC_100_validation.csv: "
+                             "one dataset whose subjects are the splits (train, validation) when it holds several")
     prepare.add_argument("--actions", metavar="FILE", help="EGTEA's action_idx.txt (default: beside SPLIT)")
     prepare.add_argument("--videos", dest="videos_dir", metavar="DIR", help="EGTEA / EPIC video folder")
     prepare.add_argument("--epic-label", choices=("action", "verb", "noun"), default="action",
@@ -155,10 +160,10 @@ def _write_labels(args: argparse.Namespace) -> None:
     from fpar.prepare import importers
 
     if args.epic:
-        rows = importers.epic_labels(args.epic)
+        rows = [row for csv_path in args.epic for row in importers.epic_labels(csv_path)]
     elif args.egtea:
-        split = Path(args.egtea)
-        rows = importers.egtea_labels(split, split.with_name("verb_idx.txt"), split.with_name("noun_idx.txt"))
+        rows = [row for split in _egtea_split_files(args.egtea) for row in importers.egtea_labels(
+            split, split.with_name("verb_idx.txt"), split.with_name("noun_idx.txt"))]
     else:
         return
     if rows:
@@ -187,9 +192,21 @@ def _jobs(args: argparse.Namespace) -> tuple[list, list[str]]:
         if not args.videos_dir:
             raise FparError(f"{sources[0]} needs --videos DIR (where the videos are)")
         if args.egtea:
-            actions = args.actions or str(Path(args.egtea).with_name("action_idx.txt"))
-            return importers.egtea_jobs(args.egtea, actions, args.videos_dir)
-        return importers.epic_jobs(args.epic, args.videos_dir, args.epic_label)
+            jobs, problems, seen = [], [], set()
+            for split in _egtea_split_files(args.egtea):  # a clip in several split files is one job
+                found, trouble = importers.egtea_jobs(split, _egtea_actions(args), args.videos_dir)
+                jobs += [job for job in found if job.key not in seen]
+                seen.update(job.key for job in found)
+                problems += trouble
+            return jobs, problems
+        jobs, problems = [], []
+        for csv_path in args.epic:
+            found, trouble = importers.epic_jobs(csv_path, args.videos_dir, args.epic_label)
+            if len(args.epic) > 1:  # several splits in one dataset: the split is the subject
+                found = [dataclasses.replace(job, subject=importers.epic_split_name(csv_path)) for job in found]
+            jobs += found
+            problems += trouble
+        return jobs, problems
     if not (args.subject and args.class_name):
         raise FparError("VIDEO arguments need --subject and --class")
     if args.instance and len(args.videos) > 1:
@@ -219,19 +236,85 @@ def _in_place(args: argparse.Namespace) -> int:
     if args.shard or args.write_manifest:
         raise FparError(f"{flag} writes one manifest at once: --shard and --write-manifest do not apply")
     root = args.frames_dir or args.videos_dir
+    replaced, splits = 0, None
     if args.epic:
-        rows, problems = importers.epic_manifest(args.epic, root, videos=args.in_place, label=args.epic_label)
+        rows, problems = [], []
+        for csv_path in args.epic:
+            found, trouble = importers.epic_manifest(csv_path, root, videos=args.in_place, label=args.epic_label)
+            rows += found
+            problems += trouble
+        twice = _twice([row["id"] for row in rows])
+        if twice:
+            raise FparError(f"narration id {twice!r} is in more than one of {', '.join(args.epic)}: nothing written")
+        rows, replaced = importers.merge_epic_rows(args.out, root, rows)
     else:
-        actions = args.actions or str(Path(args.egtea).with_name("action_idx.txt"))
-        rows, problems = importers.egtea_manifest(args.egtea, actions, root, videos=args.in_place)
+        rows, problems, splits = _egtea_rows(args, root)
     path = importers.write_in_place_manifest(rows, root, args.out)
+    if splits:
+        from fpar.data.splits import SPLITS_FILE
+        from fpar.io import inside, write_text
+
+        write_text(inside(args.out, SPLITS_FILE), json.dumps(splits, indent=1) + "\n")
     _write_labels(args)  # beside the manifest, where the index looks for them
     for line in problems:
         print(line, file=sys.stderr)
     what = "videos" if args.in_place else "frames"
-    print(f"wrote {path}: {len(rows)} segments read in place ({what} under {root}), "
-          f"{len(problems)} annotation problems")
+    subjects = sorted({row["subject"] for row in rows})
+    print(f"wrote {path}: {len(rows)} segments read in place ({what} under {root}; subjects "
+          f"{', '.join(subjects[:6])}{', ...' if len(subjects) > 6 else ''})"
+          + (f", {replaced} earlier rows replaced by their new import" if replaced else "")
+          + (f", splits {', '.join(splits)} recorded" if splits else "")
+          + f", {len(problems)} annotation problems")
     return 1 if problems else 0
+
+
+def _twice(ids: list[str]) -> str | None:
+    seen: set[str] = set()
+    for item in ids:
+        if item in seen:
+            return item
+        seen.add(item)
+    return None
+
+
+def _egtea_split_files(source: str) -> list[Path]:
+    """A split file, or the six ``train_splitN.txt`` / ``test_splitN.txt`` of an annotation folder."""
+    folder = Path(source)
+    if not folder.is_dir():
+        return [folder]
+    files = [folder / f"{side}_split{n}.txt" for n in (1, 2, 3) for side in ("train", "test")]
+    lacking = [f.name for f in files if not f.is_file()]
+    if lacking:
+        raise FparError(f"{folder}: an EGTEA Gaze+ annotation folder holds train_split1..3.txt and "
+                        f"test_split1..3.txt; {', '.join(lacking)} missing")
+    return files
+
+
+def _egtea_actions(args: argparse.Namespace) -> str:
+    folder = Path(args.egtea)
+    return args.actions or str(folder / "action_idx.txt" if folder.is_dir() else folder.with_name("action_idx.txt"))
+
+
+def _egtea_rows(args: argparse.Namespace, root: str) -> tuple[list[dict[str, str]], list[str], dict | None]:
+    """EGTEA manifest rows (every clip once), problems, and for an annotation folder its three splits
+    as clip lists (``splits.json``: each split's train and test clips)."""
+    from fpar.prepare import importers
+
+    files = _egtea_split_files(args.egtea)
+    rows: dict[str, dict[str, str]] = {}
+    problems: list[str] = []
+    listed: dict[Path, list[str]] = {}
+    for split in files:
+        found, trouble = importers.egtea_manifest(split, _egtea_actions(args), root, videos=args.in_place)
+        problems += trouble
+        listed[split] = [row["id"] for row in found]
+        for row in found:
+            rows.setdefault(row["id"], row)
+    if not Path(args.egtea).is_dir():
+        return list(rows.values()), problems, None
+    splits = {f"split{n}": {side: listed[Path(args.egtea) / f"{side}_split{n}.txt"] for side in ("train", "test")}
+              for n in (1, 2, 3)}
+    return list(rows.values()), problems, splits
 
 
 def _run(jobs: list, problems: list[str], args: argparse.Namespace) -> int:

@@ -115,6 +115,9 @@ class DataSettings(ClipSettings):
     val_subjects: list[str] = Field(default_factory=lambda: ["S2"], min_length=1)
     # one subject held out for validation, the rest trained on (overrides the two lists)
     fold: Optional[str] = Field(None, min_length=1)
+    # an instance-level split the dataset records (splits.json; EGTEA's split1..3): its train clips
+    # train, its test clips are the test set (overrides the subject lists and fold)
+    split: Optional[str] = Field(None, min_length=1)
     # loader processes; auto (the default): :func:`default_workers`, what this machine has
     workers: Annotated[int, BeforeValidator(_auto_workers, json_schema_input_type=Union[Literal["auto"], int])] = \
         Field(default_factory=lambda: default_workers(), ge=0, le=256)

@@ -1,13 +1,19 @@
-"""Train/validation splits by subject (docs/method.md §1: train S1,S3,S4, validate on S2)."""
+"""Train/validation splits by subject (docs/method.md §1: train S1,S3,S4, validate on S2), and the
+instance-level splits a dataset records beside its manifest (EGTEA Gaze+'s three train/test
+splits divide clips, not participants; docs/protocols.md, "EGTEA Gaze+")."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Sequence
 
 from fpar.data.layouts import DatasetIndex, Instance
 from fpar.errors import FparError
 
 Fold = tuple[list[Instance], list[Instance]]
+# {split name: {"train": [instance ids], "test": [instance ids]}}, beside the dataset's manifest
+SPLITS_FILE = "splits.json"
 
 
 def split_by_subject(
@@ -34,3 +40,47 @@ def _select(index: DatasetIndex, subjects: Sequence[str], side: str) -> list[Ins
         have = ", ".join(index.subjects) or "none"
         raise FparError(f"{index.root}: empty {side} split (subjects {', '.join(subjects)}; the dataset has {have})")
     return chosen
+
+
+def splits_path(root: str | Path) -> Path:
+    """Where the dataset at ``root`` (its folder, or its manifest file) records its splits."""
+    root = Path(root)
+    return (root.parent if root.is_file() else root) / SPLITS_FILE
+
+
+def read_splits(root: str | Path) -> dict[str, dict[str, list[str]]]:
+    """The instance-level splits the dataset at ``root`` records ({} when it records none)."""
+    path = splits_path(root)
+    if not path.is_file():
+        return {}
+    try:
+        splits = json.loads(path.read_text(encoding="utf-8"))
+        valid = isinstance(splits, dict) and all(
+            isinstance(name, str) and isinstance(sides, dict) and set(sides) == {"train", "test"}
+            and all(isinstance(ids, list) and all(isinstance(i, str) for i in ids) for ids in sides.values())
+            for name, sides in splits.items())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise FparError(f"{path}: unreadable splits file ({exc})") from None
+    if not valid:
+        raise FparError(f"{path}: not a splits file ({{name: {{\"train\": [ids], \"test\": [ids]}}}})")
+    return splits
+
+
+def split_by_clips(index: DatasetIndex, name: str) -> Fold:
+    """The instances of the recorded split ``name``'s train and test clip lists. A listed clip the
+    index lacks (a row the import refused, a clip too short to sample) is left out of its side;
+    a side left empty, or a clip on both sides, is an error."""
+    splits = read_splits(index.root)
+    if name not in splits:
+        have = ", ".join(splits) or "none"
+        raise FparError(f"{index.root}: no split named {name!r} (recorded in {SPLITS_FILE}: {have})")
+    train_ids, test_ids = set(splits[name]["train"]), set(splits[name]["test"])
+    both = sorted(train_ids & test_ids)
+    if both:
+        raise FparError(f"{splits_path(index.root)}: split {name} lists {both[0]!r} as a train and a test clip")
+    train = [inst for inst in index.instances if inst.instance_id in train_ids]
+    test = [inst for inst in index.instances if inst.instance_id in test_ids]
+    for side, chosen in (("training", train), ("test", test)):
+        if not chosen:
+            raise FparError(f"{index.root}: split {name} has no {side} clip in the dataset")
+    return train, test

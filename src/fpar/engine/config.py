@@ -152,6 +152,33 @@ def read_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> dict[
     return raw
 
 
+def config_sources(path: str | os.PathLike, overrides: Iterable[str] = ()) -> dict[str, str]:
+    """Where each setting of ``path`` is given: {dotted key: the file (a packaged one by its name under
+    the configs folder) or ``command line``}, the last one that sets it (``_base_`` files first, each
+    file over its bases, overrides last). A key absent here is the settings' default."""
+    def named(file: Path) -> str:
+        try:
+            return file.relative_to(CONFIG_DIR.resolve()).as_posix()
+        except ValueError:
+            return str(file)
+
+    def visit(file: Path, sources: dict[str, str]) -> None:
+        file = file.resolve()
+        data = read_yaml(file, "config")
+        if not isinstance(data, dict):
+            return
+        bases = data.get("_base_") or []
+        for base in [bases] if isinstance(bases, str) else bases:
+            visit(file.parent / base, sources)
+        own = {key: value for key, value in data.items() if key != "_base_"}
+        sources.update(dict.fromkeys(_flatten(own), named(file)))
+
+    sources: dict[str, str] = {"experiment": "the config file's name"}
+    visit(find_config(path), sources)
+    sources.update(dict.fromkeys((parse_override(item)[0] for item in overrides), "command line"))
+    return sources
+
+
 def parse_override(item: str) -> tuple[str, Any]:
     """``"optimizer.lr=1e-3"`` -> ``("optimizer.lr", 0.001)``; the value is YAML."""
     key, sep, text = item.partition("=")

@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from fpar.data import ClipDataset, load_index, normalize_batch, split_by_subject
+from fpar.data.splits import split_by_clips
 from fpar.data.settings import DataSettings
 from fpar.engine.settings import ExperimentSettings
 from fpar.engine.compute import channels_last_batch
@@ -105,8 +106,11 @@ class FparDataModule(L.LightningDataModule):
         self.train_subjects, self.val_subjects = subject_split(data, self.index.subjects)
         # split here, not in setup(): an empty split fails before the run folder is written.
         # What validates is what selects the checkpoint (config.selection): a part carved from the
-        # training subjects, or the held-out subjects themselves.
-        train, test = split_by_subject(self.index, self.train_subjects, self.val_subjects)
+        # training clips, or the held-out ones themselves.
+        if data.split is not None:  # a recorded instance-level split (docs/protocols.md, "EGTEA Gaze+")
+            train, test = split_by_clips(self.index, data.split)
+        else:
+            train, test = split_by_subject(self.index, self.train_subjects, self.val_subjects)
         self._split = selection_split(train, test, config.selection, config.trainer.seed)
         self.train_set: ClipDataset | None = None
         self.val_set: ClipDataset | None = None

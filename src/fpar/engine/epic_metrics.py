@@ -90,6 +90,37 @@ def _top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return order, np.take_along_axis(scores, order, axis=1)
 
 
+# the name of the action by EPIC's rule over a model's verb and noun heads, wherever it is reported
+# beside the heads (fpar eval --json, protocol.json, fpar predict)
+RULE_ACTION = "verb_noun_action"
+
+
+def head_tops(logits: dict[str, np.ndarray], names: dict[str, list[str]], k: int) -> dict[str, list[dict[str, Any]]]:
+    """One clip's label heads as people read them: for each head (``logits``: kind -> (classes,)
+    scores) its ``k`` most probable classes ``{"class", "probability"}``, and with a verb and a noun
+    head the ``k`` best actions by EPIC's rule under :data:`RULE_ACTION`, ``{"verb", "noun",
+    "probability"}`` (the product of the two softmaxes over each head's top 100, what the rule ranks)."""
+    tops: dict[str, list[dict[str, Any]]] = {}
+    for kind, scores in logits.items():
+        probabilities = _softmax(np.asarray(scores, np.float64))
+        order = np.argsort(-probabilities, kind="stable")[:k]
+        tops[kind] = [{"class": _name(names.get(kind), i), "probability": float(probabilities[i])} for i in order]
+    if "verb" in logits and "noun" in logits:
+        verb, noun = (np.asarray(logits[kind], np.float64)[None] for kind in ("verb", "noun"))
+        verbs, nouns = action_top_k(verb, noun, k=k)
+        (best_verbs, verb_scores), (best_nouns, noun_scores) = _top_n(verb, ACTION_TOP_N), _top_n(noun, ACTION_TOP_N)
+        p_verb = dict(zip(best_verbs[0].tolist(), _softmax(verb_scores)[0].tolist()))
+        p_noun = dict(zip(best_nouns[0].tolist(), _softmax(noun_scores)[0].tolist()))
+        tops[RULE_ACTION] = [{"verb": _name(names.get("verb"), v), "noun": _name(names.get("noun"), n),
+                              "probability": p_verb[v] * p_noun[n]}
+                             for v, n in zip(verbs[0].tolist(), nouns[0].tolist())]
+    return tops
+
+
+def _name(names: list[str] | None, index: int) -> str:
+    return names[index] if names and index < len(names) else f"class {index}"
+
+
 def action_top_k(verb: np.ndarray, noun: np.ndarray, k: int = 5, top_n: int = ACTION_TOP_N) -> tuple[np.ndarray, np.ndarray]:
     """Each segment's ``k`` best actions by EPIC's rule: ``(verbs, nouns)``, two int arrays (N, k), best first."""
     verbs_out, nouns_out = [], []

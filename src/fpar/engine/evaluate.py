@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 from fpar.checkpoint import load_model, model_reads_its_clip
 from fpar.data import ClipDataset, load_index
 from fpar.data.settings import DataSettings
+from fpar.data.splits import read_splits, split_by_clips
 from fpar.engine import epic_metrics as epic
 from fpar.engine.hardware import autocast_dtype, device_for, resolve_precision
 from fpar.engine.scoring import ClipResult, ClipScorer
@@ -103,7 +104,9 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
     if epic_submission is not None:
         _check_supervision(supervision)
     model, info = load_model(checkpoint, mmap=False)  # its weights are copied to channels-last
-    subjects = split_subjects(split, info.config)
+    recorded = read_splits(data_root)
+    clip_split = _clip_split(split, info.config, recorded)
+    subjects = split_subjects(split, info.config) if clip_split is None else [clip_split]
     heads = model.label_heads_module()
     widths = heads.widths() if heads is not None else {}
     if (epic_results or epic_submission) and widths != {"verb": epic.EPIC_VERBS, "noun": epic.EPIC_NOUNS}:
@@ -116,7 +119,10 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
     if index.classes != classes:
         raise FparError(f"{data_root} has classes {_short(index.classes)} but {checkpoint} was trained on "
                         f"{_short(classes)}")
-    instances = [inst for inst in index.instances if inst.subject in subjects]
+    if clip_split is not None:  # the test clips of a recorded split (EGTEA's split1..3)
+        instances = split_by_clips(index, clip_split)[1]
+    else:
+        instances = [inst for inst in index.instances if inst.subject in subjects]
     if not instances:
         raise FparError(f"{data_root}: no instances of subjects {', '.join(subjects)} "
                         f"(the dataset has {', '.join(index.subjects)})")
@@ -151,7 +157,7 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
     if widths:
         result["heads"] = {kind: _head_metrics(rows, kind, label_classes[kind], widths[kind]) for kind in widths}
     if {"verb", "noun"} <= set(widths):
-        result["verb_noun_action"] = _verb_noun_action(rows)
+        result[epic.RULE_ACTION] = _verb_noun_action(rows)
     result.update(split=list(subjects), views=views, checkpoint=str(checkpoint), classes=list(classes), clips=rows,
                   rank=rank, selection=selection_record(info.config))
     if rank == 0:
@@ -215,6 +221,17 @@ def _verb_noun_action(rows: list[ClipResult]) -> dict[str, float]:
     noun_labels = np.asarray([row.head_labels["noun"] for row in rows])[:, None]
     right = (verbs == verb_labels) & (nouns == noun_labels)
     return {"accuracy": float(right[:, 0].mean()), "top5": float(right.any(axis=1).mean())}
+
+
+def _clip_split(split: Sequence[str] | str | None, config: dict[str, Any] | None,
+                recorded: dict[str, Any]) -> str | None:
+    """The recorded split whose test clips are scored: ``split`` naming one, or with none given the
+    split the model was trained on (``data.split``); None to score subjects."""
+    if isinstance(split, str) and split in recorded:
+        return split
+    if split is None and config and config["data"].get("split"):
+        return config["data"]["split"]
+    return None
 
 
 def split_subjects(split: Sequence[str] | str | None, config: dict[str, Any] | None) -> list[str]:

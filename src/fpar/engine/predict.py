@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -50,11 +50,23 @@ class VideoPrediction:
     outputs: dict[str, torch.Tensor]  # model outputs for that clip (batch of one)
     classes: list[str]
     model_name: str
+    # the label heads' class names (verb, noun), for a model that has them
+    label_classes: dict[str, list[str]] = field(default_factory=dict)
 
     def top(self, k: int = 5) -> list[tuple[str, float]]:
         probs = self.outputs["logits"][0].float().softmax(dim=0)
         values, indices = probs.topk(min(k, probs.numel()))
         return [(self.classes[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())]
+
+    def head_tops(self, k: int = 5) -> dict[str, list[dict]]:
+        """Each label head's ``k`` best classes and, with verb and noun, EPIC's action rule
+        (:func:`fpar.engine.epic_metrics.head_tops`); {} for a model with the action head only."""
+        from fpar.engine.epic_metrics import head_tops
+        from fpar.models.heads import output_key
+
+        logits = {kind: self.outputs[output_key(kind)][0].float().numpy() for kind in self.label_classes
+                  if output_key(kind) in self.outputs}
+        return head_tops(logits, self.label_classes, k)
 
 
 def predict_video(checkpoint: str | os.PathLike, video: str | os.PathLike, *, flow: str = DEFAULT_FLOW_METHOD,
@@ -95,7 +107,7 @@ def predict_video(checkpoint: str | os.PathLike, video: str | os.PathLike, *, fl
     num_classes = outputs["logits"].shape[1]
     names = info.classes or []
     classes = [names[i] if i < len(names) else f"class {i}" for i in range(num_classes)]
-    return VideoPrediction(clip, outputs, classes, info.model["name"])
+    return VideoPrediction(clip, outputs, classes, info.model["name"], dict(info.label_classes))
 
 
 def read_clip(video: str | os.PathLike, settings: ClipSettings, *, flow: str = DEFAULT_FLOW_METHOD,

@@ -107,7 +107,7 @@ def selection_record(config: dict[str, Any] | None) -> dict[str, Any]:
     selection = config.get("selection") or BEFORE_SELECTIONS
     data = config["data"]
     subjects = selection_subjects(selection, data["train_subjects"], data["val_subjects"]) \
-        if data.get("fold") is None else None
+        if data.get("fold") is None and data.get("split") is None else None
     return {**selection, "subjects": subjects, "text": describe(selection, config["trainer"]["seed"])}
 
 

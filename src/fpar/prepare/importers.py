@@ -45,9 +45,13 @@ EPIC_LABELS = ("action", "verb", "noun")
 EPIC_FRAME_PATTERN = "frame_%010d.jpg"
 EPIC_FLOW_STRIDE = 2
 EPIC_FLOW_BOUND = 25.0
+# an EPIC row's participant and the annotation file's split (``train`` of EPIC_100_train.csv): the
+# subject is the participant while the dataset holds one split, the split once it holds several
+# (docs/protocols.md, "EPIC-KITCHENS-100")
+EPIC_COLUMNS = ("participant_id", "epic_split")
 # the columns of an in-place manifest, in order
 MANIFEST_COLUMNS = ("id", "subject", "label", "frames", "video", *(k for k in FILE_KINDS if k != "rgb"),
-                    *RANGE_COLUMNS)
+                    *RANGE_COLUMNS, *EPIC_COLUMNS)
 
 
 def class_folder_name(name: str) -> str:
@@ -236,8 +240,45 @@ def epic_manifest(annotations: str | Path, root: str | Path, *, videos: bool = F
             continue
         name = {"action": f"{row['verb']}_{row['noun']}", "verb": row["verb"], "noun": row["noun"]}[label]
         out.append({"id": row["narration_id"], "subject": row["participant_id"], "label": class_folder_name(name),
-                    "start_frame": str(start), "stop_frame": str(stop), **sources[key]})
+                    "start_frame": str(start), "stop_frame": str(stop), **sources[key],
+                    "participant_id": row["participant_id"], "epic_split": epic_split_name(annotations)})
     return out, problems
+
+
+def epic_split_name(annotations: str | Path) -> str:
+    """The split an EPIC-KITCHENS-100 CSV holds, from its published name: ``EPIC_100_train.csv`` ->
+    ``train``, ``EPIC_100_validation.csv`` -> ``validation``; another name: its stem."""
+    stem = Path(annotations).stem
+    return stem[len("EPIC_100_"):] if stem.startswith("EPIC_100_") and len(stem) > len("EPIC_100_") else stem
+
+
+def merge_epic_rows(out: str | Path, root: str | Path, rows: list[dict[str, str]]) -> tuple[list[dict[str, str]], int]:
+    """``rows`` merged with those of an EPIC manifest already in ``OUT`` (an earlier import into the
+    same root), and how many earlier rows they replace: a narration imported again replaces its row,
+    every other row is kept. Once the rows hold several splits, each row's subject is its split
+    (``train``, ``validation``: what ``--protocol epic100`` folds on); with one, its participant.
+    A manifest in ``OUT`` that is no EPIC import, or reads another frame root, is refused."""
+    path = Path(out) / "manifest.csv"
+    kept: list[dict[str, str]] = []
+    if path.is_file():
+        lines = _read_lines(path)
+        header = [line for line in lines if line.startswith("#")]
+        old_root = next((line.partition(":")[2].strip() for line in header if line[1:].strip().startswith("root:")), None)
+        table = list(csv.DictReader(line for line in lines if not line.startswith("#")))
+        if not table or not set(EPIC_COLUMNS) <= set(table[0]):
+            raise FparError(f"{path} is not an EPIC-KITCHENS import of fpar prepare --epic (no "
+                            f"{', '.join(EPIC_COLUMNS)} columns): give another --out to import into")
+        if old_root is None or Path(old_root).resolve() != Path(root).resolve():
+            raise FparError(f"{path} reads frames under {old_root}, this import under {Path(root).resolve()}: one "
+                            "dataset has one frame root; give another --out")
+        kept = [{key: value for key, value in row.items() if key is not None and value} for row in table]
+    new_ids = {row["id"] for row in rows}
+    replaced = sum(row["id"] in new_ids for row in kept)
+    merged = [row for row in kept if row["id"] not in new_ids] + rows
+    several = len({row["epic_split"] for row in merged}) > 1
+    for row in merged:
+        row["subject"] = row["epic_split"] if several else row["participant_id"]
+    return merged, replaced
 
 
 def _epic_source(root: Path, participant: str, video: str, videos: bool) -> dict[str, str] | str:

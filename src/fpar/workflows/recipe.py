@@ -145,9 +145,20 @@ def train_or_skip(config: ExperimentSettings, out_dir: Path, **train_kwargs: Any
             start = time.monotonic()
             summary = _train(config, out_dir=out_dir, resume=state == "partial", lock=False, **train_kwargs)
             summary = {**{key: summary[key] for key in SUMMARY_KEYS}, "seconds": time.monotonic() - start}
-            write_text(run_dir / DONE_MARKER, json.dumps(summary, indent=1) + "\n")
+            write_text(run_dir / DONE_MARKER, json.dumps(_in_folder(summary, Path(".")), indent=1) + "\n")
             state = "done" if finished else state
-    return {**summary, "state": state}
+    return {**_in_folder(summary, run_dir), "state": state}
+
+
+def _in_folder(summary: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """The summary's paths as ``run_dir`` and the checkpoints' names in it: written with ``.`` the
+    file holds no path of the folder it lies in, so a copied or moved folder reads the same
+    (docs/protocols.md, "Protocol folders"); read back, they point into the folder as found."""
+    def located(path: str | None) -> str | None:
+        return None if path is None else str(run_dir / Path(path).name)
+
+    return {**summary, "run_dir": str(run_dir), "best_ckpt": located(summary.get("best_ckpt")),
+            "last_ckpt": located(summary.get("last_ckpt"))}
 
 
 def run_recipe(path: str | os.PathLike, *, out_dir: str | os.PathLike = "runs", overrides: Iterable[str] = (),

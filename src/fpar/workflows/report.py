@@ -29,6 +29,7 @@ import yaml
 
 from fpar.checkpoint import EXPORT_ONNX, EXPORT_WEIGHTS, load_checkpoint, read_contract
 from fpar.data import load_index
+from fpar.engine.epic_metrics import RULE_ACTION
 from fpar.engine.evaluate import ClipResult, evaluate, printable_name, split_subjects
 from fpar.engine.selection import short_text
 from fpar.engine.run_files import BEST_CKPT, LAST_CKPT, METRICS_JSON
@@ -217,7 +218,11 @@ def _summary(run: dict[str, Any]) -> dict[str, Any]:
     return {"name": printable_name(run["name"]), "checkpoint": printable_name(run["checkpoint"]),
             "split": run["split"], "selection": run["selection"], **{key: run[key] for key, _, _ in COLUMNS},
             "per_class": {printable_name(c): acc for c, acc in run["per_class"].items()},
-            "classes": [printable_name(c) for c in run["classes"]], "confusion": run["confusion"]}
+            "classes": [printable_name(c) for c in run["classes"]], "confusion": run["confusion"],
+            **({"heads": {kind: {**{key: head[key] for key in ("accuracy", "top5", "mean_class_accuracy", "n")},
+                                 "per_class": {printable_name(c): acc for c, acc in head["per_class"].items()}}
+                          for kind, head in run["heads"].items()}} if run.get("heads") else {}),
+            **({RULE_ACTION: run[RULE_ACTION]} if RULE_ACTION in run else {})}
 
 
 def _cell(value: Any, kind: str) -> str:
@@ -264,6 +269,16 @@ def _accuracy_table(run: dict[str, Any]) -> str:
              f"| mean per-class accuracy | {100 * run['mean_class_accuracy']:.1f}% |", "",
              "| class | accuracy |", "|---|---|"]
     lines += [f"| {printable_name(name)} | {100 * acc:.1f}% |" for name, acc in run["per_class"].items()]
+    for kind, head in (run.get("heads") or {}).items():  # the label heads (verb, noun), each its own table
+        lines += ["", f"| {kind} head | value |", "|---|---|",
+                  f"| top-1 accuracy | {100 * head['accuracy']:.1f}% |", f"| top-5 accuracy | {100 * head['top5']:.1f}% |",
+                  f"| mean per-class accuracy | {100 * head['mean_class_accuracy']:.1f}% |", "",
+                  f"| {kind} | accuracy |", "|---|---|"]
+        lines += [f"| {printable_name(name)} | {100 * acc:.1f}% |" for name, acc in head["per_class"].items()]
+    if RULE_ACTION in run:
+        rule = run[RULE_ACTION]
+        lines += ["", f"Action by EPIC-KITCHENS-100's rule over the verb and noun heads ({RULE_ACTION}): top-1 "
+                      f"{100 * rule['accuracy']:.1f}%, top-5 {100 * rule['top5']:.1f}%."]
     return "\n".join(lines)
 
 
