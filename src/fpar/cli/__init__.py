@@ -16,7 +16,7 @@ import sys
 
 from fpar import __version__
 from fpar.cli.common import FparParser
-from fpar.errors import FparError
+from fpar.errors import FparError, Interrupted, interruption, stop_on_signals
 from fpar.io import os_error_line
 
 COMMAND_MODULES = [
@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     show_log_lines(getattr(args, "verbose", False))
     try:
-        return int(args.func(args) or 0)
+        with stop_on_signals():  # SIGTERM stops a command as Ctrl-C does (docs/reliability.md, "Signals")
+            return int(args.func(args) or 0)
     except FparError as exc:
         print(f"fpar: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -108,9 +109,15 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"fpar: error: {line}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("fpar: interrupted", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, SystemExit) as exc:
+        stopped = interruption(exc)
+        if stopped is None and isinstance(exc, SystemExit):
+            raise
+        stopped = stopped or Interrupted("SIGINT")
+        if not stopped.hint:  # what stopped wrote atomically or not at all: nothing half-done to clean
+            stopped = stopped.but(hint="run the same command again")
+        print(f"fpar: {stopped}", file=sys.stderr)
+        return stopped.exit_code
 
 
 if __name__ == "__main__":

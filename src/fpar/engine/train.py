@@ -15,6 +15,7 @@ import contextlib
 import copy
 import logging
 import os
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -36,7 +37,7 @@ from fpar.engine.datamodule import FparDataModule
 from fpar.engine.hardware import resolve_precision
 from fpar.engine.loggers import RUN_LOG, build_loggers
 from fpar.engine.module import FparModule, DivergedError
-from fpar.errors import FparError
+from fpar.errors import FparError, Interrupted, interruption, stop_on_signals
 from fpar.io import exclusive_lock, inside
 
 log = logging.getLogger(__name__)
@@ -89,9 +90,31 @@ def train(config: ExperimentSettings | dict[str, Any], *, data_root: str | os.Pa
 
     out_root = Path(out_dir if out_dir is not None else DEFAULT_OUT)
     run_dir = inside(out_root, config.experiment)
-    with run_folder_lock(out_root, config.experiment) if lock else contextlib.nullcontext():
-        with removed_on_failure(run_dir):
-            return _train(config, out_root, run_dir, resume, progress)
+    require_dataset(config)  # before the lock: a refused start writes nothing into the out root
+    try:
+        with run_folder_lock(out_root, config.experiment) if lock else contextlib.nullcontext():
+            with removed_on_failure(run_dir):
+                return _train(config, out_root, run_dir, resume, progress)
+    except Interrupted as exc:
+        # removed_on_failure has run: a last.ckpt left now is one to continue from
+        if (run_dir / "last.ckpt").is_file():
+            raise exc.but(hint=f"resume with: fpar train {shlex.quote(str(run_dir))} --resume") from None
+        raise exc.but(hint="no epoch had been saved, so nothing was kept; train it again") from None
+
+
+def require_dataset(config: ExperimentSettings) -> None:
+    """The refusals of a dataset that is not there at all (no root, a missing folder, no layout),
+    which cost nothing to find; the dataset itself is read and checked when the run starts."""
+    from fpar.data.layouts import detect_layout
+    from fpar.errors import NotADatasetError
+
+    root = config.data.root
+    if not root:
+        raise FparError("no dataset given: pass --data ROOT or set data.root in the config")
+    if not Path(root).exists():
+        raise NotADatasetError(f"{root}: no such file or directory")
+    if config.data.layout == "auto":
+        detect_layout(Path(root))
 
 
 class _TimeFormatter(logging.Formatter):
@@ -127,8 +150,9 @@ def run_log(run_dir: Path) -> Iterator[None]:
     except FparError as exc:
         log.info("stopped: %s", exc)
         raise
-    except KeyboardInterrupt:
-        log.info("interrupted")
+    except KeyboardInterrupt as exc:
+        # runs.run_state reads this line: a signal stopped the run, last.ckpt resumes it
+        log.info("%s", exc if isinstance(exc, Interrupted) else "interrupted")
         raise
     except BaseException as exc:
         log.info("failed: %s: %s", type(exc).__name__, exc)
@@ -218,8 +242,15 @@ def _train(config: ExperimentSettings, out_root: Path, run_dir: Path, resume: bo
             if rank_zero_only.rank == 0:
                 dump_config(config, run_dir / "config.yaml")
             try:
-                with distributed_run(trainer):
+                with stop_on_signals(), distributed_run(trainer):
                     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+            except (KeyboardInterrupt, SystemExit) as exc:
+                stopped = interruption(exc)
+                if stopped is None and isinstance(exc, SystemExit):
+                    raise
+                # the epoch in progress is abandoned; last.ckpt holds the ones before it
+                raise (stopped or Interrupted("SIGINT")).but(where=_how_far(trainer, resume_from is not None,
+                                                                            config.trainer.epochs)) from None
             except DivergedError as exc:
                 kept = f"last good checkpoint: {last}" if last.exists() else "no checkpoint had been saved yet"
                 raise FparError(f"{exc}; {kept}") from None
@@ -241,6 +272,14 @@ def _train(config: ExperimentSettings, out_root: Path, run_dir: Path, resume: bo
             "epochs_done": trainer.current_epoch,
             "metrics": list(history.rows),
         }
+
+
+def _how_far(trainer: L.Trainer, resumed: bool, planned: int) -> str:
+    """Where a stopped fit stood: the epochs its last.ckpt holds (``after epoch 3/40``)."""
+    done = getattr(trainer.strategy.checkpoint_io, "epochs_saved", {}).get("last.ckpt")
+    if done is None and resumed:
+        done = trainer.current_epoch  # nothing saved since the resume: last.ckpt is the one resumed from
+    return f"after epoch {done}/{planned}" if done else f"in epoch 1/{planned}"
 
 
 def build_trainer(config: ExperimentSettings, run_dir: Path, callbacks: list[L.Callback], progress: bool) -> L.Trainer:
@@ -383,7 +422,9 @@ def quiet_lightning() -> Iterator[None]:
     """Keep Lightning's informational chatter (device listings, tips, worker hints) off the console."""
     loggers = [logging.getLogger(name) for name in ("lightning.pytorch.utilities.rank_zero",
                                                     "lightning.pytorch.accelerators.cuda",
-                                                    "lightning.fabric.utilities.seed")]
+                                                    "lightning.fabric.utilities.seed",
+                                                    # "Received SIGTERM": fpar says it in its own line
+                                                    "lightning.pytorch.trainer.connectors.signal_connector")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.WARNING)

@@ -17,7 +17,7 @@ from fpar.errors import FparError
 from fpar.workflows.recipe import DONE_MARKER
 
 # the states a run folder is found in (docs/training.md, "Run folders")
-STATES = ("finished", "resumable", "failed")
+STATES = ("finished", "interrupted", "resumable", "failed")
 
 
 def run_folders(root: str | os.PathLike) -> list[Path]:
@@ -58,8 +58,9 @@ def describe_run(run_dir: Path) -> dict[str, Any]:
 
 
 def run_state(run_dir: Path, validated: int = 0, planned: Any = None, val_every: Any = None) -> str:
-    """``finished`` (training returned after its last epoch), ``resumable`` (a last.ckpt to continue
-    from: interrupted, killed or still running) or ``failed`` (stopped on an error, which train.log's
+    """``finished`` (training returned after its last epoch), ``interrupted`` (stopped by SIGTERM or
+    Ctrl-C; its last.ckpt resumes), ``resumable`` (a last.ckpt to continue from: killed or still
+    running) or ``failed`` (stopped on an error, which train.log's
     last line names, or never saved a checkpoint). A run from before train.log is judged by its last
     validated epoch (``validated``) against the ``planned`` epochs and the validation period."""
     if (run_dir / DONE_MARKER).is_file():
@@ -71,6 +72,8 @@ def run_state(run_dir: Path, validated: int = 0, planned: Any = None, val_every:
             return "finished"
         if last_line.startswith(("stopped:", "failed:")):  # an error ended it: resuming would meet it again
             return "failed"
+        if last_line.startswith("interrupted") and (run_dir / "last.ckpt").is_file():
+            return "interrupted"  # a signal (SIGTERM, Ctrl-C) stopped it: --resume continues it
         return "resumable" if (run_dir / "last.ckpt").is_file() else "failed"
     if isinstance(planned, int) and validated > planned - (val_every if isinstance(val_every, int) else 1):
         return "finished"

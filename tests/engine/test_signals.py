@@ -1,0 +1,94 @@
+"""What schedulers and users do to a running command: SIGTERM (SLURM, Kubernetes, ``timeout``,
+``kill``) and SIGINT (Ctrl-C), sent for real to a real ``fpar`` process. The command stops with one
+line and exit 143 / 130, keeps what resumes, leaves no temporary file, and the run folder says
+``interrupted`` (docs/reliability.md, "Signals")."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from engine_tiny import subprocess_env, tiny_config, write_config
+
+EXIT = {signal.SIGTERM: 143, signal.SIGINT: 130}
+
+
+def fpar(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fpar", *map(str, args)], env=subprocess_env(), capture_output=True,
+                          text=True, timeout=300, **kwargs)
+
+
+def stop_when(args: list, ready: Callable[[], bool], sig: int, timeout: float = 240) -> tuple[int, str]:
+    """Start ``fpar ARGS``, send ``sig`` once ``ready()`` holds, and return (exit status, stderr)."""
+    process = subprocess.Popen([sys.executable, "-m", "fpar", *map(str, args)], env=subprocess_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert process.poll() is None, f"ended before the signal: {process.communicate()}"
+            assert time.monotonic() < deadline, "never got ready"
+            time.sleep(0.05)
+        process.send_signal(sig)
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return process.returncode, err
+
+
+def log_says(path: Path, text: str) -> Callable[[], bool]:
+    return lambda: path.is_file() and text in path.read_text(encoding="utf-8", errors="replace")
+
+
+def error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("fpar:")]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_train_stopped_by_a_signal_is_interrupted_and_resumes(tmp_path, tiny_data, sig):
+    config = write_config(tmp_path / "tiny.yaml", tiny_config(trainer={"epochs": 30}))
+    out = tmp_path / "runs"
+    run = out / "tiny"
+    code, err = stop_when(["train", config, "--data", tiny_data, "--out", out, "--no-progress"],
+                          lambda: (run / "last.ckpt").is_file(), sig)
+    assert code == EXIT[sig], err
+    assert "Traceback" not in err and "Received SIGTERM" not in err
+    name = signal.Signals(sig).name
+    line, = error_lines(err)
+    assert line.startswith(f"fpar: interrupted by {name} after epoch ") and line.endswith(
+        f"/30; resume with: fpar train {run} --resume"), line
+    assert not list(run.glob(".*.tmp"))
+    assert (run / "last.ckpt").is_file()
+    assert (run / "train.log").read_text().splitlines()[-1].split(" ", 2)[2].startswith(f"interrupted by {name}")
+    listed = json.loads(fpar("runs", out, "--json").stdout)
+    assert [r["state"] for r in listed] == ["interrupted"]
+    done = fpar("train", run, "--resume", "trainer.epochs=2", "--no-progress")  # the resume point is whole
+    assert done.returncode == 0, done.stderr
+    assert [r["state"] for r in json.loads(fpar("runs", out, "--json").stdout)] == ["finished"]
+
+
+def test_train_stopped_before_its_first_checkpoint_keeps_nothing(tmp_path, tiny_data):
+    config = write_config(tmp_path / "tiny.yaml", tiny_config(trainer={"epochs": 30}))
+    out = tmp_path / "runs"
+    code, err = stop_when(["train", config, "--data", tiny_data, "--out", out, "--no-progress"],
+                          log_says(out / "tiny" / "train.log", "training tiny"), signal.SIGTERM)
+    assert code == 143, err
+    assert error_lines(err) == ["fpar: interrupted by SIGTERM in epoch 1/30; no epoch had been saved, so nothing "
+                                "was kept; train it again"]
+    assert not (out / "tiny").exists()
+
+
+def test_a_train_refused_for_a_missing_dataset_leaves_nothing(tmp_path):
+    config = write_config(tmp_path / "tiny.yaml", tiny_config())
+    out = tmp_path / "runs"
+    done = fpar("train", config, "--data", tmp_path / "nowhere", "--out", out)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert not out.exists() or not any(out.rglob("*")), sorted(out.rglob("*"))
