@@ -92,3 +92,37 @@ def test_a_train_refused_for_a_missing_dataset_leaves_nothing(tmp_path):
     done = fpar("train", config, "--data", tmp_path / "nowhere", "--out", out)
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert not out.exists() or not any(out.rglob("*")), sorted(out.rglob("*"))
+
+
+def test_a_sweep_stopped_by_sigterm_resumes_when_run_again(tmp_path, tiny_data):
+    config = write_config(tmp_path / "tiny.yaml", tiny_config(trainer={"epochs": 30}))
+    out = tmp_path / "runs"
+    args = ["sweep", config, "optimizer.lr=1e-3,2e-3", "--data", tiny_data, "--out", out]
+    first = out / "tiny__optimizer.lr=1e-3"
+    code, err = stop_when(args, lambda: (first / "last.ckpt").is_file(), signal.SIGTERM)
+    assert code == 143, err
+    line, = error_lines(err)
+    assert line.startswith("fpar: interrupted by SIGTERM in run 1/2 (tiny__optimizer.lr=1e-3) after epoch ")
+    assert line.endswith("/30; finished runs are kept and this one resumes: run the same command again"), line
+    assert [r["state"] for r in json.loads(fpar("runs", out, "--json").stdout)] == ["interrupted"]
+    again = fpar(*args[:3], "--data", tiny_data, "--out", out, "--set", "trainer.epochs=1")
+    assert again.returncode != 0 and "trainer.epochs" in again.stderr  # a resumed run keeps its settings
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, tiny_data) -> Path:
+    out = tmp_path_factory.mktemp("runs")
+    config = write_config(out / "tiny.yaml", tiny_config(trainer={"epochs": 1}))
+    done = fpar("train", config, "--data", tiny_data, "--out", out, "--no-progress")
+    assert done.returncode == 0, done.stderr
+    return out / "tiny" / "best.ckpt"
+
+
+def test_an_onnx_export_stopped_by_sigterm_leaves_no_temporary_folder(tmp_path, checkpoint):
+    out = tmp_path / "export"
+    code, err = stop_when(["export", checkpoint, out, "--format", "onnx"],
+                          lambda: any(tmp_path.glob(".export.*.tmp")), signal.SIGTERM)
+    assert code == 143, err
+    assert error_lines(err) == ["fpar: interrupted by SIGTERM; run the same command again"]
+    # no half export, no temporary folder (the lock file stays by design: fpar.io.exclusive_lock)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".locks"]
