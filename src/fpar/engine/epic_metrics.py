@@ -31,10 +31,10 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from fpar.data.labels import EPIC_NOUNS, EPIC_VERBS
 from fpar.errors import FparError
 from fpar.io import atomic_path, write_text
 
-EPIC_VERBS, EPIC_NOUNS = 97, 300  # EPIC-KITCHENS-100's verb and noun classes
 ACTION_TOP_N = 100  # verbs and nouns of a segment that make its action candidates
 # the metric names of the challenge's evaluation, in its order; values in percent
 METRIC_NAMES = (
