@@ -138,16 +138,30 @@ def prepare_command(args: argparse.Namespace) -> int:
         return _in_place(args)
     jobs, problems = _jobs(args)
     jobs = jobs_module.check_jobs(jobs)
+    if args.epic or args.egtea:
+        if not jobs:
+            for line in problems:
+                print(line, file=sys.stderr)
+        _refuse_empty_import(args, len(jobs), problems)
     if args.write_manifest:
         jobs_module.write_manifest(jobs, args.write_manifest)
         print(f"wrote {args.write_manifest}: {len(jobs)} jobs, {len(problems)} annotation problems")
         return 1 if problems else 0
-    _write_labels(args)
+    _write_labels(args, {job.instance_id for job in jobs})
     return _run(jobs, problems, args)
 
 
-def _write_labels(args: argparse.Namespace) -> None:
-    """EPIC's and EGTEA's verb and noun classes, merged into ``OUT/labels.csv`` (docs/data.md)."""
+def _refuse_empty_import(args: argparse.Namespace, imported: int, problems: list[str]) -> None:
+    """An annotation file none of whose rows can be imported writes nothing (no manifest of no row)."""
+    if imported == 0:
+        source = args.epic or args.egtea
+        why = f"{len(problems)} refused (listed above)" if problems else "it has none"
+        raise FparError(f"{source}: no row to import ({why}); nothing written")
+
+
+def _write_labels(args: argparse.Namespace, ids: set[str]) -> None:
+    """EPIC's and EGTEA's verb and noun classes of the imported ``ids``, merged into ``OUT/labels.csv``
+    (docs/data.md): a refused row's labels are not written either."""
     from fpar.data.labels import LABELS_FILE, add_labels
     from fpar.io import inside
     from fpar.prepare import importers
@@ -159,6 +173,7 @@ def _write_labels(args: argparse.Namespace) -> None:
         rows = importers.egtea_labels(split, split.with_name("verb_idx.txt"), split.with_name("noun_idx.txt"))
     else:
         return
+    rows = [row for row in rows if row["id"] in ids]
     if rows:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         add_labels(inside(args.out, LABELS_FILE), rows)
@@ -184,6 +199,8 @@ def _jobs(args: argparse.Namespace) -> tuple[list, list[str]]:
     if args.egtea or args.epic:
         if not args.videos_dir:
             raise FparError(f"{sources[0]} needs --videos DIR (where the videos are)")
+        if not Path(args.videos_dir).is_dir():
+            raise FparError(f"--videos {args.videos_dir}: no such folder (where the videos are)")
         if args.egtea:
             actions = args.actions or str(Path(args.egtea).with_name("action_idx.txt"))
             return importers.egtea_jobs(args.egtea, actions, args.videos_dir)
@@ -217,15 +234,19 @@ def _in_place(args: argparse.Namespace) -> int:
     if args.shard or args.write_manifest:
         raise FparError(f"{flag} writes one manifest at once: --shard and --write-manifest do not apply")
     root = args.frames_dir or args.videos_dir
+    if not Path(root).is_dir():
+        raise FparError(f"{flag if args.frames_dir else '--videos'} {root}: no such folder (the dataset's "
+                        f"{'frames' if args.frames_dir else 'videos'})")
     if args.epic:
         rows, problems = importers.epic_manifest(args.epic, root, videos=args.in_place, label=args.epic_label)
     else:
         actions = args.actions or str(Path(args.egtea).with_name("action_idx.txt"))
         rows, problems = importers.egtea_manifest(args.egtea, actions, root, videos=args.in_place)
-    path = importers.write_in_place_manifest(rows, root, args.out)
-    _write_labels(args)  # beside the manifest, where the index looks for them
     for line in problems:
         print(line, file=sys.stderr)
+    _refuse_empty_import(args, len(rows), problems)
+    path = importers.write_in_place_manifest(rows, root, args.out)
+    _write_labels(args, {row["id"] for row in rows})  # beside the manifest, where the index looks for them
     what = "videos" if args.in_place else "frames"
     print(f"wrote {path}: {len(rows)} segments read in place ({what} under {root}), "
           f"{len(problems)} annotation problems")

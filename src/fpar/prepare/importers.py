@@ -158,7 +158,8 @@ def epic_labels(annotations: str | Path) -> list[dict[str, str]]:
         return []  # an annotation CSV without class numbers gives no labels
     return [{"id": row["narration_id"], "verb": row["verb"], "verb_class": row["verb_class"].strip(),
              "noun": row["noun"], "noun_class": row["noun_class"].strip()}
-            for row in rows if row["verb_class"].strip().isdigit() and row["noun_class"].strip().isdigit()]
+            for row in rows if None not in row.values()  # a short row: the jobs report its line
+            and row["verb_class"].strip().isdigit() and row["noun_class"].strip().isdigit()]
 
 
 def egtea_labels(split_file: str | Path, verb_index: str | Path | None = None,
