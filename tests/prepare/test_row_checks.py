@@ -93,3 +93,15 @@ def test_egtea_clips_that_climb_out_or_end_past_the_session_are_refused(tmp_path
     assert "clip 'OP01-../../evil-1-2-F000001-F000002': id holds a path separator" in err
     assert "frame 150 is not in" in err and "Traceback" not in err
     assert not (tmp_path / "evil").exists()
+
+
+def test_an_import_into_a_folder_of_another_layout_is_refused(tmp_path, capsys):
+    data = epic_frames(tmp_path)
+    annotations = tmp_path / "EPIC_100_train.csv"
+    annotations.write_text(EPIC_HEADER + GOOD)
+    out = tmp_path / "out"
+    (out / "processed_frames" / "S1").mkdir(parents=True)  # a prepared GTEA-style dataset
+    assert main(["prepare", "--epic", str(annotations), "--frames", str(data), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds a dataset of the processed layout" in err
+    assert sorted(p.name for p in out.iterdir()) == ["processed_frames"]

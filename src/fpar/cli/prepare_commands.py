@@ -147,8 +147,26 @@ def prepare_command(args: argparse.Namespace) -> int:
         jobs_module.write_manifest(jobs, args.write_manifest)
         print(f"wrote {args.write_manifest}: {len(jobs)} jobs, {len(problems)} annotation problems")
         return 1 if problems else 0
+    _refuse_other_layout(args.out, "processed")
     _write_labels(args, {job.instance_id for job in jobs})
     return _run(jobs, problems, args)
+
+
+def _refuse_other_layout(out: str, layout: str) -> None:
+    """A dataset root holds one layout: writing another beside it would leave one of the two unread
+    (``auto`` picks one; docs/data.md), so an OUT that holds another layout is refused."""
+    from fpar.data.layouts import detect_layout
+    from fpar.errors import NotADatasetError
+
+    if not Path(out).is_dir():
+        return
+    try:
+        found = detect_layout(Path(out))
+    except NotADatasetError:
+        return
+    if found != layout:
+        raise FparError(f"--out {out} holds a dataset of the {found} layout; this import writes the {layout} "
+                        "layout, which would not be read beside it: give another --out")
 
 
 def _refuse_empty_import(args: argparse.Namespace, imported: int, problems: list[str]) -> None:
@@ -245,6 +263,7 @@ def _in_place(args: argparse.Namespace) -> int:
     for line in problems:
         print(line, file=sys.stderr)
     _refuse_empty_import(args, len(rows), problems)
+    _refuse_other_layout(args.out, "manifest")
     path = importers.write_in_place_manifest(rows, root, args.out)
     _write_labels(args, {row["id"] for row in rows})  # beside the manifest, where the index looks for them
     what = "videos" if args.in_place else "frames"
