@@ -126,3 +126,30 @@ def test_an_onnx_export_stopped_by_sigterm_leaves_no_temporary_folder(tmp_path, 
     assert error_lines(err) == ["fpar: interrupted by SIGTERM; run the same command again"]
     # no half export, no temporary folder (the lock file stays by design: fpar.io.exclusive_lock)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".locks"]
+
+
+def test_a_prepare_stopped_by_sigterm_keeps_finished_instances_and_continues(tmp_path):
+    import cv2
+    import numpy as np
+
+    source = tmp_path / "videos"
+    for n in range(6):
+        folder = source / "S1" / "stir" / f"v{n}"
+        folder.mkdir(parents=True)
+        for t in range(1, 9):
+            image = np.full((48, 64, 3), 60, np.uint8)
+            image[10:30, 4 * t:4 * t + 20] = 200
+            cv2.imwrite(str(folder / f"{t:04d}.png"), image)
+    out = tmp_path / "out"
+    args = ["prepare", "--tree", source, "--out", out, "--flow", "tvl1"]
+    done_instances = lambda: len(list((out / "processed_frames" / "S1" / "stir").glob("v?")))
+    code, err = stop_when(args, lambda: done_instances() >= 1, signal.SIGTERM)
+    assert code == 143, err
+    line, = error_lines(err)
+    assert line.startswith("fpar: interrupted by SIGTERM after ") and line.endswith(
+        "/6 instances; finished instances are kept: run the same command again to continue"), line
+    kept = done_instances()
+    again = fpar(*args)
+    assert again.returncode == 0, again.stderr
+    assert f"{kept} already prepared" in again.stdout and done_instances() == 6
+    assert not list(out.rglob("*partial*"))
