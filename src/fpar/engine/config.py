@@ -406,7 +406,12 @@ def load_config_or_run(ref: str | os.PathLike, overrides: Iterable[str] = ()) ->
     diff`` and ``--dry-run`` compare."""
     path = Path(ref).expanduser()
     if path.is_dir() and (path / "config.yaml").is_file():
-        return load_config(path / "config.yaml", overrides)
+        try:
+            return load_config(path / "config.yaml", overrides)
+        except FparError as exc:
+            message = str(exc)
+            raise FparError(message if str(path / "config.yaml") in message else f"run folder {path}: {message}") \
+                from None
     return load_config(ref, overrides)
 
 

@@ -6,6 +6,7 @@ metrics.json, train.log, the checkpoints, a recipe's summary.json); nothing is l
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,19 @@ def _metrics(run_dir: Path) -> list[dict[str, Any]]:
         rows = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return []
-    return [row for row in rows if isinstance(row, dict)] if isinstance(rows, list) else []
+    if not isinstance(rows, list):
+        return []
+    # a row edited or damaged by hand (an epoch of text, NaN, a list) is left out, not the run
+    return [row for row in rows if isinstance(row, dict) and _count(row.get("epoch"))
+            and (row.get("val_accuracy") is None or _finite(row["val_accuracy"]))]
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _selection(config: dict[str, Any], prefix: str = "") -> str:
