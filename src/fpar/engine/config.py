@@ -143,12 +143,30 @@ def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> Exper
 def read_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> dict[str, Any]:
     """The merged, overridden mapping of ``path``, not yet validated (recipes add ``init_from`` first)."""
     path = find_config(path)
+    overrides = check_overrides(overrides)
     raw = _read_with_bases(path, seen=())
     raw.setdefault("experiment", path.stem)
     for item in overrides:
         key, value = parse_override(item)
         _set_dotted(raw, key, value)
     return raw
+
+
+def check_overrides(overrides: Any) -> list[str]:
+    """Overrides as the Python API takes them: a list of ``key.sub=value`` strings. One string alone
+    is refused (it would be read a character at a time), as is anything else."""
+    if isinstance(overrides, (str, bytes)):
+        raise FparError(f"overrides must be a list of 'key.sub=value' strings, got the string {overrides!r}: "
+                        f"write [{overrides!r}]")
+    try:
+        items = list(overrides)
+    except TypeError:
+        raise FparError(f"overrides must be a list of 'key.sub=value' strings, got {type(overrides).__name__}") \
+            from None
+    wrong = [item for item in items if not isinstance(item, str)]
+    if wrong:
+        raise FparError(f"overrides must be 'key.sub=value' strings, got {wrong[0]!r} ({type(wrong[0]).__name__})")
+    return items
 
 
 def parse_override(item: str) -> tuple[str, Any]:
@@ -390,7 +408,7 @@ def resume_config(run_dir: Path, overrides: Iterable[str] = ()) -> ExperimentSet
     if not isinstance(saved, dict):
         raise FparError(f"{path}: a config must be a mapping of keys, got {type(saved).__name__}")
     raw = copy.deepcopy(saved)
-    for item in overrides:
+    for item in check_overrides(overrides):
         _set_dotted(raw, *parse_override(item))
     config = validate_config(raw, where=f"{path} with the overrides")
     refused = _changed_keys(saved, config.as_dict(), RESUME_CHANGEABLE)

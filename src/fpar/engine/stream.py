@@ -131,7 +131,7 @@ class Stream:
         from fpar.prepare.flow import FLOW_METHODS
 
         window = contract.clip.num_frames if window is None else window
-        if not isinstance(window, int) or window < 1:
+        if not isinstance(window, int) or isinstance(window, bool) or window < 1:
             raise FparError(f"stream window must be a positive number of frames, got {window!r}")
         if not isinstance(every, int) or every < 1:
             raise FparError(f"stream --every must be a positive number of frames, got {every!r}")

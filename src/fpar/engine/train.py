@@ -65,7 +65,7 @@ def resumed_run(ref: str | os.PathLike, overrides: list[str] = (), out_dir: str 
     return config, out_root
 
 
-def train(config: ExperimentSettings | dict[str, Any], *, data_root: str | os.PathLike | None = None,
+def train(config: ExperimentSettings | dict[str, Any] | str | os.PathLike, *, data_root: str | os.PathLike | None = None,
           out_dir: str | os.PathLike | None = None, resume: bool = False, devices: int | str | None = None,
           num_nodes: int | None = None, precision: str | None = None, progress: bool = True,
           lock: bool = True) -> dict[str, Any]:
@@ -80,6 +80,11 @@ def train(config: ExperimentSettings | dict[str, Any], *, data_root: str | os.Pa
     caller holds that lock already), and a run that fails before its first checkpoint removes
     what it wrote (:func:`removed_on_failure`).
     """
+    if isinstance(config, (str, os.PathLike)):  # a config file or packaged name, as the CLI takes it
+        config = load_config(config)
+    if not isinstance(config, (ExperimentSettings, dict)):
+        raise FparError(f"train() takes settings (fpar.load_config(...)), a config mapping or a config path, "
+                        f"got {type(config).__name__}")
     raw = config.as_dict() if isinstance(config, ExperimentSettings) else copy.deepcopy(config)
     for key, value in (("devices", devices), ("num_nodes", num_nodes), ("precision", precision)):
         if value is not None:
