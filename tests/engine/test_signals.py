@@ -153,3 +153,28 @@ def test_a_prepare_stopped_by_sigterm_keeps_finished_instances_and_continues(tmp
     assert again.returncode == 0, again.stderr
     assert f"{kept} already prepared" in again.stdout and done_instances() == 6
     assert not list(out.rglob("*partial*"))
+
+
+def test_a_cache_stopped_by_sigterm_is_finished_by_the_same_command(tmp_path):
+    from engine_tiny import write_dataset
+
+    data = write_dataset(tmp_path / "data", videos=12)  # some 2,600 frames: a build of a few seconds
+    store = tmp_path / "store"
+    args = ["cache", data, "--out", store, "--resize", 48]
+    code, err = stop_when(args, lambda: (store / "shard-00000.fpk").is_file(), signal.SIGTERM)
+    assert code == 143, err
+    assert error_lines(err) == ["fpar: interrupted by SIGTERM; run the same command again"]
+    again = fpar(*args)
+    assert again.returncode == 0 and "store ready" in again.stdout, again.stderr
+    assert fpar(*args, "--verify").returncode == 0
+
+
+def test_a_report_stopped_by_sigint_leaves_no_temporary_file_and_runs_again(tmp_path, checkpoint, tiny_data):
+    out = tmp_path / "report"
+    args = ["report", checkpoint.parent, "--data", tiny_data, "--out", out]
+    code, err = stop_when(args, lambda: (out / ".fpar-report").is_file(), signal.SIGINT)
+    assert code == 130, err
+    assert error_lines(err) == ["fpar: interrupted by SIGINT; run the same command again"]
+    assert not list(tmp_path.rglob("*.tmp")) and not (out / "index.html").exists()
+    again = fpar(*args)
+    assert again.returncode == 0 and (out / "index.html").is_file(), again.stderr
