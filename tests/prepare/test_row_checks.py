@@ -86,12 +86,15 @@ def test_egtea_clips_that_climb_out_or_end_past_the_session_are_refused(tmp_path
     frames.mkdir(parents=True)
     for k in range(1, 15):
         (frames / f"frame_{k:010d}.jpg").write_bytes(b"")
-    split.write_text(split.read_text() + "OP01-../../evil-1-2-F000001-F000002 1 1 1\n")
+    split.write_text(split.read_text() + "OP01-../../evil-1-2-F000001-F000002 1 1 1\n"
+                     + "OP01-R01-PastaSalad-1-2-F000001-F000002 1 1\n" + "OP01-R01-PastaSalad-3-4-F000001-F000002 1 nan 1\n")
     out = tmp_path / "out"
     assert main(["prepare", "--egtea", str(split), "--frames", str(tmp_path / "frames"), "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert "clip 'OP01-../../evil-1-2-F000001-F000002': id holds a path separator" in err
     assert "frame 150 is not in" in err and "Traceback" not in err
+    assert "clip 'OP01-R01-PastaSalad-1-2-F000001-F000002': 3 fields, expected 4" in err
+    assert "clip 'OP01-R01-PastaSalad-3-4-F000001-F000002': id 'nan' is not a class id" in err
     assert not (tmp_path / "evil").exists()
 
 

@@ -34,7 +34,7 @@ from fpar.data.layouts import FILE_KINDS, RANGE_COLUMNS
 from fpar.errors import FparError
 from fpar.prepare.jobs import Job
 from fpar.prepare.layout_writer import check_name
-from fpar.prepare.row_checks import RowChecks, frame_range_problem, id_problem, refused
+from fpar.prepare.row_checks import RowChecks, egtea_fields_problem, frame_range_problem, id_problem, refused
 from fpar.prepare.video import Segment
 
 _EGTEA_CLIP = re.compile(r"^(?P<session>(?P<subject>[A-Za-z]+\d+)-.+)-\d+-\d+-F(?P<start>\d+)-F(?P<end>\d+)$")
@@ -271,7 +271,8 @@ def egtea_manifest(split_file: str | Path, action_index: str | Path, root: str |
         clip, session = parts[0], match["session"]
         start, end = int(match["start"]), int(match["end"])
         action = actions.get(int(parts[1]))
-        problem = (id_problem(clip) or (f"action id {parts[1]} not in {action_index}" if action is None else
+        problem = (id_problem(clip) or egtea_fields_problem(parts) or (
+                   f"action id {parts[1]} not in {action_index}" if action is None else
                    f"clip ends (frame {end}) before it starts ({start})" if start > end else
                    frame_range_problem(start, end)[1] or checks.duplicate(clip, where)))
         if problem is None:

@@ -137,6 +137,14 @@ class RowChecks:
         return (frames, None) if problem is None else (None, problem)
 
 
+def egtea_fields_problem(parts: list[str]) -> str | None:
+    """Why a split-file line (``<clip> <action> <verb> <noun>``, ids from 1) cannot be used, or None."""
+    if len(parts) != 4:
+        return f"{len(parts)} fields, expected 4 (<clip> <action> <verb> <noun>)"
+    bad = next((text for text in parts[1:] if not (text.isdigit() and 1 <= int(text) <= MAX_FRAME)), None)
+    return None if bad is None else f"id {bad[:20]!r} is not a class id (a whole number from 1)"
+
+
 def refused(where: str, key: str, value: str | None, reason: str) -> str:
     """The problem line of a refused row: ``FILE:LINE: narration_id '...': reason, skipped``."""
     return f"{where}: {key} {value!r}: {reason}, skipped"
