@@ -90,8 +90,8 @@ def refuse_foreign_folder(out_dir: Path) -> None:
     someone else's."""
     if out_dir.exists() and not out_dir.is_dir():
         raise FparError(f"report folder {out_dir} is a file")
-    if not out_dir.is_dir() or (out_dir / REPORT_MARKER).is_file():
-        return
+    if not out_dir.is_dir() or (out_dir / REPORT_MARKER).is_file() or (out_dir / "report.json").is_file():
+        return  # report.json: a finished report, of a version from before the marker
     other = sorted(p.name for p in out_dir.iterdir() if not (p.name.startswith(".") and p.name.endswith(".tmp")))
     if other:
         raise FparError(f"report folder {out_dir} holds files that no fpar report wrote ({other[0]}, ...); "
