@@ -79,16 +79,23 @@ class Interrupted(KeyboardInterrupt):
         return f"interrupted by {self.signal_name}{where}" + (f"; {self.hint}" if self.hint else "")
 
 
+# the signals received since the outermost stop_on_signals block began, first one first (kept after
+# it ends, for the handler of what the block raised)
+_RECEIVED: list[str] = []
+
+
 def interruption(exc: BaseException) -> Interrupted | None:
-    """The :class:`Interrupted` behind ``exc``: itself, or the one a library turned into another
-    exception while handling it (Lightning ends a fit that Ctrl-C stopped with ``sys.exit(1)``)."""
+    """The :class:`Interrupted` behind ``exc``: itself, the one a library turned into another
+    exception while handling it (Lightning ends a fit that Ctrl-C stopped with ``sys.exit(1)``),
+    or, when a signal arrived inside :func:`stop_on_signals`, that signal's: an exception raised
+    in code that calls Python from C++ (a torch writer) may lose the one it was handling."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         if isinstance(exc, Interrupted):
             return exc
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
-    return None
+    return Interrupted(_RECEIVED[0]) if _RECEIVED else None
 
 
 @contextlib.contextmanager
@@ -102,9 +109,12 @@ def stop_on_signals() -> Iterator[None]:
         return
 
     def stop(signum: int, frame: object) -> None:
+        _RECEIVED.append(signal.Signals(signum).name)
         raise Interrupted(signal.Signals(signum).name)
 
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    if not any(getattr(handler, "__qualname__", "").startswith("stop_on_signals") for handler in previous.values()):
+        _RECEIVED.clear()  # the outermost block: a signal of an earlier one is not this one's
     for signum in previous:
         signal.signal(signum, stop)
     try:

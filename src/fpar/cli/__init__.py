@@ -109,15 +109,24 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"fpar: error: {line}", file=sys.stderr)
         return 1
+    except Exception as exc:
+        stopped = interruption(exc)  # a signal's exception, turned into another one on its way
+        if stopped is None:
+            raise
+        return _interrupted(stopped)
     except (KeyboardInterrupt, SystemExit) as exc:
         stopped = interruption(exc)
         if stopped is None and isinstance(exc, SystemExit):
             raise
-        stopped = stopped or Interrupted("SIGINT")
-        if not stopped.hint:  # what stopped wrote atomically or not at all: nothing half-done to clean
-            stopped = stopped.but(hint="run the same command again")
-        print(f"fpar: {stopped}", file=sys.stderr)
-        return stopped.exit_code
+        return _interrupted(stopped or Interrupted("SIGINT"))
+
+
+def _interrupted(stopped: Interrupted) -> int:
+    """The one line of a command a signal stopped, and its exit status (143 / 130)."""
+    if not stopped.hint:  # what stopped wrote atomically or not at all: nothing half-done to clean
+        stopped = stopped.but(hint="run the same command again")
+    print(f"fpar: {stopped}", file=sys.stderr)
+    return stopped.exit_code
 
 
 if __name__ == "__main__":

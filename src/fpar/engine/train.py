@@ -104,7 +104,8 @@ def train(config: ExperimentSettings | dict[str, Any] | str | os.PathLike, *, da
         # removed_on_failure has run: a last.ckpt left now is one to continue from
         if (run_dir / "last.ckpt").is_file():
             raise exc.but(hint=f"resume with: fpar train {shlex.quote(str(run_dir))} --resume") from None
-        raise exc.but(hint="no epoch had been saved, so nothing was kept; train it again") from None
+        raise exc.but(where=exc.where or f"in epoch 1/{config.trainer.epochs}",  # stopped before fit began
+                      hint="no epoch had been saved, so nothing was kept; train it again") from None
 
 
 def require_dataset(config: ExperimentSettings) -> None:
@@ -249,9 +250,9 @@ def _train(config: ExperimentSettings, out_root: Path, run_dir: Path, resume: bo
             try:
                 with stop_on_signals(), distributed_run(trainer):
                     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
-            except (KeyboardInterrupt, SystemExit) as exc:
+            except BaseException as exc:
                 stopped = interruption(exc)
-                if stopped is None and isinstance(exc, SystemExit):
+                if stopped is None and not isinstance(exc, KeyboardInterrupt):
                     raise
                 # the epoch in progress is abandoned; last.ckpt holds the ones before it
                 raise (stopped or Interrupted("SIGINT")).but(where=_how_far(trainer, resume_from is not None,
