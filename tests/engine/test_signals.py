@@ -178,3 +178,19 @@ def test_a_report_stopped_by_sigint_leaves_no_temporary_file_and_runs_again(tmp_
     assert not list(tmp_path.rglob("*.tmp")) and not (out / "index.html").exists()
     again = fpar(*args)
     assert again.returncode == 0 and (out / "index.html").is_file(), again.stderr
+
+
+def test_a_recipe_stopped_by_sigterm_names_the_stage(tmp_path, tiny_data):
+    write_config(tmp_path / "tiny.yaml", tiny_config(trainer={"epochs": 30}))
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("stages:\n  - {name: first, config: tiny.yaml, overrides: [experiment=first]}\n"
+                      "  - {name: second, config: tiny.yaml, overrides: [experiment=second], "
+                      "init_from: {stage: first}}\n")
+    out = tmp_path / "runs"
+    code, err = stop_when(["run", recipe, "--data", tiny_data, "--out", out],
+                          lambda: (out / "first" / "last.ckpt").is_file(), signal.SIGTERM)
+    assert code == 143, err
+    line, = error_lines(err)
+    assert line.startswith("fpar: interrupted by SIGTERM in stage 1/2 (first) after epoch ") and line.endswith(
+        "/30; finished runs are kept and this one resumes: run the same command again"), line
+    assert [r["state"] for r in json.loads(fpar("runs", out, "--json").stdout)] == ["interrupted"]
