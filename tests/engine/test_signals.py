@@ -194,3 +194,11 @@ def test_a_recipe_stopped_by_sigterm_names_the_stage(tmp_path, tiny_data):
     assert line.startswith("fpar: interrupted by SIGTERM in stage 1/2 (first) after epoch ") and line.endswith(
         "/30; finished runs are kept and this one resumes: run the same command again"), line
     assert [r["state"] for r in json.loads(fpar("runs", out, "--json").stdout)] == ["interrupted"]
+
+
+def test_a_train_refused_after_reading_its_dataset_leaves_nothing(tmp_path, tiny_data):
+    config = write_config(tmp_path / "tiny.yaml", tiny_config(data={"val_subjects": ["S9"]}))  # no such subject
+    out = tmp_path / "runs"
+    done = fpar("train", config, "--data", tiny_data, "--out", out)
+    assert done.returncode == 1 and "S9" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not out.exists()

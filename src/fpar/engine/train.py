@@ -96,16 +96,37 @@ def train(config: ExperimentSettings | dict[str, Any] | str | os.PathLike, *, da
     out_root = Path(out_dir if out_dir is not None else DEFAULT_OUT)
     run_dir = inside(out_root, config.experiment)
     require_dataset(config)  # before the lock: a refused start writes nothing into the out root
+    new_root = not out_root.exists()
     try:
-        with run_folder_lock(out_root, config.experiment) if lock else contextlib.nullcontext():
-            with removed_on_failure(run_dir):
-                return _train(config, out_root, run_dir, resume, progress)
+        try:
+            with run_folder_lock(out_root, config.experiment) if lock else contextlib.nullcontext():
+                with removed_on_failure(run_dir):
+                    return _train(config, out_root, run_dir, resume, progress)
+        except BaseException:
+            if new_root and lock and not run_dir.exists():  # refused or failed before it kept anything
+                _remove_new_root(out_root, config.experiment)
+            raise
     except Interrupted as exc:
         # removed_on_failure has run: a last.ckpt left now is one to continue from
         if (run_dir / "last.ckpt").is_file():
             raise exc.but(hint=f"resume with: fpar train {shlex.quote(str(run_dir))} --resume") from None
         raise exc.but(where=exc.where or f"in epoch 1/{config.trainer.epochs}",  # stopped before fit began
                       hint="no epoch had been saved, so nothing was kept; train it again") from None
+
+
+def _remove_new_root(out_root: Path, experiment: str) -> None:
+    """The out root this call made, emptied by a run that kept nothing: its lock files (released
+    by now) and the folders go, so a refused start leaves no trace. Anything another process put
+    there meanwhile stays, and so does the root then."""
+    if rank_zero_only.rank != 0:
+        return
+    locks = out_root / ".locks"
+    for name in (f"{experiment}.lock", f"{experiment}.lock.holder"):
+        with contextlib.suppress(OSError):
+            (locks / name).unlink()
+    for folder in (locks, out_root):
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only if empty
 
 
 def require_dataset(config: ExperimentSettings) -> None:
