@@ -130,6 +130,7 @@ def test_settings_accept_exactly_each_owners_vocabulary():
     from fpar.data.settings import FLOW_MODES, MODALITIES, ClipSettings, DataSettings
     from fpar.engine.settings import PRECISIONS, StageSettings, TrainerSettings
     from fpar.engine.stages import STAGES
+    from fpar.errors import FparError
     from fpar.models.ms_task import MS_REGRESSION_LOSSES, MS_TASKS, MSLossSettings
 
     def literal(model, field):
@@ -142,7 +143,7 @@ def test_settings_accept_exactly_each_owners_vocabulary():
     assert literal(ClipSettings, "flow_mode") == FLOW_MODES
     for layout in ("auto", *layout_names()):
         assert DataSettings(layout=layout).layout == layout
-    with pytest.raises(ValueError, match="must be one of auto, processed, egornn, manifest"):
+    with pytest.raises(FparError, match=r"must be one of auto, processed, egornn, manifest \(got 'ego'\)$"):
         DataSettings(layout="ego")
     assert literal(StageSettings, "name") == STAGES
     assert literal(TrainerSettings, "precision") == PRECISIONS

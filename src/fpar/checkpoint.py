@@ -103,6 +103,27 @@ def read_contract(ckpt: dict[str, Any], path: str | os.PathLike) -> ModelContrac
                          label_classes=dict(info.get("label_classes") or {}))
 
 
+def check_class_names(contract: ModelContract, widths: dict[str, int], path: str | os.PathLike) -> None:
+    """The class names a checkpoint or export carries against the widths of the model's outputs
+    (``widths``: ``action`` and each label kind -> classes): one name per output, each once. A name
+    too many or too few would label every score with its neighbour's class."""
+    named = {"action": contract.classes, **contract.label_classes}
+    for head, names in named.items():
+        if names is None:
+            continue
+        where = "fpar.classes" if head == "action" else f"fpar.label_classes.{head}"
+        if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+            raise FparError(f"{path}: {where} must be a list of class names, got {_kind(names)}")
+        if head not in widths:
+            raise FparError(f"{path}: {where} names classes of a {head} head the model does not have")
+        if len(names) != widths[head]:
+            raise FparError(f"{path}: {where} names {len(names)} classes but the model's {head} output has "
+                            f"{widths[head]}; the export's fpar.json and its model do not match")
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise FparError(f"{path}: {where} names {twice[0]!r} more than once")
+
+
 @contextlib.contextmanager
 def model_reads_its_clip(path: str | os.PathLike, contract: ModelContract) -> Iterator[None]:
     """Run a checkpoint's model on clips read by its contract: a model that asks for a modality the
@@ -326,4 +347,7 @@ def load_model(path: str | os.PathLike, *, mmap: bool = True) -> tuple[torch.nn.
     # contiguous ones): the same checkpoint then gives the same scores to the last bit.
     model.to(memory_format=torch.contiguous_format)
     model.eval()
+    built = getattr(model, "build_spec", {})
+    if isinstance(built.get("num_classes"), int):
+        check_class_names(info, {"action": built["num_classes"], **(built.get("heads") or {})}, path)
     return model, info

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-from pydantic import ValidationError
 
 from fpar.data import ClipDataset, ClipSettings, FrameCache, load_index, normalize_batch
 from fpar.data.transforms import RGB_MEAN, RGB_STD
@@ -149,8 +148,9 @@ def test_frame_cache_serves_later_epochs_without_reading_files(numbered_instance
     ],
 )
 def test_bad_clip_settings_name_the_setting(settings, message):
-    with pytest.raises(ValidationError, match=message):
+    with pytest.raises(FparError, match=message) as error:  # one line, as a config file's error
         ClipSettings(**settings)
+    assert str(error.value).startswith("ClipSettings: ") and "\n" not in str(error.value)
 
 
 def test_multi_view_training_is_refused(processed_root):

@@ -172,3 +172,25 @@ def test_written_results_read_back(tmp_path, suffix):
     back = epic.read_results(tmp_path / f"results{suffix}")
     assert back.narration_id == ids
     assert np.allclose(back.verb, verb, atol=1e-5) and np.allclose(back.noun, noun, atol=1e-5)
+
+
+def test_files_that_are_no_results_are_named_for_what_they_are(tmp_path, capsys):
+    from fpar.cli import main
+
+    args = write_annotations(tmp_path)
+    verb, noun = hand_scores()
+    ids = [s[0] for s in SEGMENTS]
+    (tmp_path / "plain.pt").write_text(json.dumps({"verb_output": verb.tolist(), "narration_id": ids}))
+    (tmp_path / "random.pt").write_bytes(bytes(range(7, 250)) * 3)
+    np.save(tmp_path / "scores.npy", verb)
+    torch.save({"verb_output": torch.tensor(verb, dtype=torch.complex64), "noun_output": noun, "narration_id": ids},
+               tmp_path / "complex.pt")
+    torch.save({"verb_output": verb > 0, "noun_output": noun, "narration_id": ids}, tmp_path / "bool.pt")
+    cases = {"plain.pt": "is text (JSON?), not a results file", "random.pt": "is not a results file",
+             "scores.npy": "is a single .npy array, not a results file",
+             "complex.pt": "verb_output: scores of type complex64 (complex); expected real numbers",
+             "bool.pt": "verb_output: scores of type bool (true/false); expected real numbers"}
+    for name, message in cases.items():
+        assert main(["score-epic", str(tmp_path / name), *args]) == 1, name
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1 and message in err and "could run code" not in err, (name, err)

@@ -2,6 +2,7 @@
 shaped as the model's batch, and the export is bound to its contract like a safetensors export."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -190,3 +191,47 @@ def test_onnx_options_without_the_onnx_format_are_refused(exports, tmp_path, cap
     ckpt, _ = exports("rgb_attention")
     assert main(["export", str(ckpt), str(tmp_path / "out"), "--frames", "4"]) == 1
     assert "--format onnx" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+CONTRACT_EDITS = {
+    "one class more": (lambda c: c.update(classes=["a", "b", "c", "d"]), "names 4 classes but the model's action output has 3"),
+    "one class fewer": (lambda c: c.update(classes=["a", "b"]), "names 2 classes but the model's action output has 3"),
+    "a name twice": (lambda c: c.update(classes=["a", "b", "a"]), "names 'a' more than once"),
+    "a name not a string": (lambda c: c.update(classes=["a", "b", 3]), "fpar.classes must be a list of class names"),
+}
+
+
+@pytest.mark.parametrize("runtime", ["torch", "onnx"])
+@pytest.mark.parametrize("edit", list(CONTRACT_EDITS))
+def test_predict_refuses_an_export_whose_fpar_json_does_not_fit_its_model(exports, video, tmp_path, capsys, runtime,
+                                                                          edit):
+    from fpar.checkpoint import EXPORT_CONTRACT, export_model
+
+    ckpt, onnx = exports("rgb_attention")
+    folder = tmp_path / "export"
+    if runtime == "onnx":
+        shutil.copytree(onnx, folder)
+    else:
+        export_model(ckpt, folder)
+    contract = json.loads((folder / EXPORT_CONTRACT).read_text())
+    change, message = CONTRACT_EDITS[edit]
+    change(contract)
+    (folder / EXPORT_CONTRACT).write_text(json.dumps(contract))
+    assert main(["predict", str(folder), str(video), "--runtime", runtime]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+
+
+def test_the_onnx_runtime_refuses_an_export_labelled_with_other_modalities(exports, video, tmp_path, capsys):
+    from fpar.checkpoint import EXPORT_CONTRACT
+
+    _, onnx = exports("rgb_attention")
+    folder = tmp_path / "export"
+    shutil.copytree(onnx, folder)
+    contract = json.loads((folder / EXPORT_CONTRACT).read_text())
+    contract["clip"]["modalities"] = ["flow"]
+    contract["model"]["name"] = "flow_resnet"
+    (folder / EXPORT_CONTRACT).write_text(json.dumps(contract))
+    assert main(["predict", str(folder), str(video), "--runtime", "onnx", "--flow", "dis"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the graph reads ['frames'] but fpar.json's clip gives ['flow']" in err, err

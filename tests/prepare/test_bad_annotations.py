@@ -63,8 +63,8 @@ def test_epic_duplicates_and_negative_frames_are_skipped_and_reported(tmp_path):
     csv.write_text("\ufeff" + "".join(lines) + lines[1] + lines[1].replace("P01_01_0,", "P01_01_9,").replace(",2,7,", ",-5,7,"))
     jobs, problems = epic_jobs(csv, root / "EPIC-KITCHENS")
     assert [j.instance_id for j in jobs] == ["P01_01_0", "P01_01_1", "P02_03_0", "P09_01_0"]
-    assert f"{csv}:7: narration_id 'P01_01_0' already on line 2, skipped" in problems
-    assert f"{csv}:8: start_frame -5 is negative, skipped" in problems
+    assert f"{csv}:7: narration_id 'P01_01_0': already on line 2, skipped" in problems
+    assert f"{csv}:8: narration_id 'P01_01_9': start_frame -5 is negative, skipped" in problems
 
 
 def test_a_malformed_egtea_action_index_line_is_skipped_and_reported(tmp_path):

@@ -98,7 +98,8 @@ def test_epic_jobs_and_labels(tmp_path):
     ]
     assert jobs[2].video == str(root / "EPIC-KITCHENS/P02/rgb_frames/P02_03")
     assert jobs[3].video == str(root / "EPIC-KITCHENS/P09/videos/P09_01.MP4")  # where it was looked for
-    assert len(problems) == 1 and "EPIC_100_train.csv:5: start_frame/stop_frame not whole numbers" in problems[0]
+    assert len(problems) == 1 and "EPIC_100_train.csv:5: narration_id 'P02_03_1': start_frame/stop_frame not whole numbers" \
+        in problems[0]
     verbs, _ = epic_jobs(root / "EPIC_100_train.csv", root / "EPIC-KITCHENS", label="verb")
     assert [j.class_name for j in verbs] == ["open", "take", "wash", "cut"]
 

@@ -45,7 +45,7 @@ def test_egtea_videos_in_place(tmp_path, capsys):
     assert item["frames"].shape == (3, 3, 48, 48)
 
 
-def test_egtea_frame_folders_in_place(tmp_path):
+def test_egtea_frame_folders_in_place(tmp_path, capsys):
     root = make_egtea(tmp_path)
     frames = tmp_path / "frames" / "OP01-R01-PastaSalad"
     frames.mkdir(parents=True)
@@ -54,13 +54,14 @@ def test_egtea_frame_folders_in_place(tmp_path):
     out = tmp_path / "out"
     assert main(["prepare", "--egtea", str(root / "train_split1.txt"), "--frames", str(tmp_path / "frames"),
                  "--out", str(out)]) == 1
+    # the third clip's frames (150-155) are not in the session's 14: the import refuses that row
+    assert f"clip '{CLIPS[2]}': frame 150 is not in" in capsys.readouterr().err
     index = load_index(out)
-    # the third clip's frames (150-155) are not in the session's 14: an index finds that only when
-    # asked to read them; `fpar data check` names it
+    assert CLIPS[2] not in {i.instance_id for i in index.instances}
     first = next(i for i in index.instances if i.instance_id == CLIPS[0])
     assert isinstance(first.rgb, FrameRange) and [p.name for p in first.rgb[:2]] == [
         "frame_0000000003.jpg", "frame_0000000004.jpg"]
-    assert main(["data", "check", str(out)]) == 1
+    assert main(["data", "check", str(out)]) == 0
 
 
 def test_epic_videos_in_place(tmp_path, capsys):
@@ -104,6 +105,8 @@ def test_no_manifest_is_written_inside_the_dataset(tmp_path):
 def test_epic_rows_that_cannot_be_used_are_one_line_each(tmp_path):
     data = tmp_path / "EPIC"
     (data / "P01" / "rgb_frames" / "P01_01").mkdir(parents=True)
+    for k in range(1, 11):
+        (data / "P01" / "rgb_frames" / "P01_01" / f"frame_{k:010d}.jpg").write_bytes(b"")
     annotations = tmp_path / "a.csv"
     annotations.write_text(EPIC_HEADER
                            + "P01_01_0,P01,P01_01,,,,-4,10,open door,open,3,door,8,[],[]\n"
@@ -115,4 +118,4 @@ def test_epic_rows_that_cannot_be_used_are_one_line_each(tmp_path):
     assert [r["id"] for r in rows] == ["P01_01_4"] and "flow_x" not in rows[0]  # no flow folder: RGB only
     assert [p.split(": ", 1)[0] for p in problems] == [f"{annotations}:{n}" for n in (2, 3, 4, 5)]
     assert "start_frame -4 is negative" in problems[0] and "stop_frame 10 before start_frame 30" in problems[1]
-    assert "no frame folder" in problems[2] and "invalid video name" in problems[3]
+    assert "no frame folder" in problems[2] and "video_id: id holds a path separator" in problems[3]

@@ -73,3 +73,16 @@ def test_a_report_never_writes_into_its_input_or_through_a_link(run_copy, tiny_d
     with pytest.raises(FparError, match="inputs|symbolic link"):
         write_report(run_copy, tiny_data, out)
     assert not (tiny_data / "report.md").exists() and not (tmp_path / "elsewhere").exists()
+
+
+def test_a_report_keeps_a_folder_it_did_not_write(run_copy, tiny_data, tmp_path, capsys):
+    out = tmp_path / "site"
+    out.mkdir()
+    (out / "index.html").write_text("my own page")
+    assert main(["report", str(run_copy), "--data", str(tiny_data), "--out", str(out), "--clips", "0"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds files that no fpar report wrote (index.html" in err
+    assert (out / "index.html").read_text() == "my own page" and sorted(p.name for p in out.iterdir()) == ["index.html"]
+    fresh = tmp_path / "report"  # a report folder of its own is replaced by the next report
+    assert main(["report", str(run_copy), "--data", str(tiny_data), "--out", str(fresh), "--clips", "0"]) == 0
+    assert main(["report", str(run_copy), "--data", str(tiny_data), "--out", str(fresh), "--clips", "0"]) == 0

@@ -17,7 +17,7 @@ import sys
 from fpar import __version__
 from fpar.cli.common import FparParser
 from fpar.cli.output import add_quiet_option, run_command
-from fpar.errors import FparError
+from fpar.errors import FparError, Interrupted, interruption, stop_on_signals
 from fpar.io import os_error_line
 from fpar.progress import set_quiet
 
@@ -108,7 +108,8 @@ def _main(argv: list[str] | None) -> int:
     set_quiet(args.quiet)
     show_log_lines(getattr(args, "verbose", False) and not args.quiet)
     try:
-        return int(args.func(args) or 0)
+        with stop_on_signals():  # SIGTERM stops a command as Ctrl-C does (docs/reliability.md, "Signals")
+            return int(args.func(args) or 0)
     except FparError as exc:
         print(f"fpar: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -119,9 +120,24 @@ def _main(argv: list[str] | None) -> int:
             raise
         print(f"fpar: error: {line}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("fpar: interrupted", file=sys.stderr)
-        return 130
+    except Exception as exc:
+        stopped = interruption(exc)  # a signal's exception, turned into another one on its way
+        if stopped is None:
+            raise
+        return _interrupted(stopped)
+    except (KeyboardInterrupt, SystemExit) as exc:
+        stopped = interruption(exc)
+        if stopped is None and isinstance(exc, SystemExit):
+            raise
+        return _interrupted(stopped or Interrupted("SIGINT"))
+
+
+def _interrupted(stopped: Interrupted) -> int:
+    """The one line of a command a signal stopped, and its exit status (143 / 130)."""
+    if not stopped.hint:  # what stopped wrote atomically or not at all: nothing half-done to clean
+        stopped = stopped.but(hint="run the same command again")
+    print(f"fpar: {stopped}", file=sys.stderr)
+    return stopped.exit_code
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show = actions.add_parser(
         "show", help="print a config resolved: _base_ files merged, overrides applied, defaults filled",
         description="The YAML a run with this config would write as its config.yaml; a start for your own.")
-    show.add_argument("config", metavar="CONFIG", help="packaged config name or YAML path")
+    show.add_argument("config", metavar="CONFIG", help="packaged config name, YAML path or run folder")
     show.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
     show.set_defaults(func=show_command)
     diff = actions.add_parser(
@@ -48,8 +49,15 @@ def list_command(args: argparse.Namespace) -> int:
 
 
 def show_command(args: argparse.Namespace) -> int:
-    from fpar.engine.config import config_sources, dump_config, find_config, load_config
+    from fpar.engine.config import config_sources, dump_config, find_config, load_config, load_config_or_run
+    from fpar.engine.run_files import RUN_CONFIG
 
+    folder = Path(args.config).expanduser()
+    if folder.is_dir() and (folder / RUN_CONFIG).is_file():  # a run folder: the settings it was trained with
+        config = load_config_or_run(folder, args.overrides)
+        print(f"# {folder / RUN_CONFIG} (run folder {folder})")
+        print(dump_config(config), end="")
+        return 0
     path = find_config(args.config, kind="recipe")  # configs and recipes alike
     print(f"# {path}")
     if path.parent.name == "recipes" and not args.overrides:  # a recipe: its stages, as written

@@ -60,6 +60,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help=f"optical flow for models that read it (default {DEFAULT_FLOW_METHOD}, as the "
                              "reference data)")
     parser.add_argument("--max-frames", type=at_least(1), default=None, help="read at most this many frames")
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse a video whose frames end before its container says (default: a warning)")
     parser.add_argument("--precision", choices=PRECISIONS,
                         help="numeric precision (default: the checkpoint's training precision; auto: the CPU's fastest)")
     add_compute_options(parser, default="cpu")
@@ -72,7 +74,8 @@ def predict_command(args: argparse.Namespace) -> int:
         from fpar.engine.predict import predict_video
 
         prediction = predict_video(args.checkpoint, args.video, flow=args.flow, max_frames=args.max_frames,
-                                   precision=args.precision, announce=True, device=require_device(args.device))
+                                   precision=args.precision, announce=True, device=require_device(args.device),
+                                   strict=args.strict)
         top, heads = prediction.top(args.top), prediction.head_tops(args.top)
     if args.json:
         print(json.dumps({"video": args.video, "top": [{"class": c, "probability": p} for c, p in top],
@@ -99,7 +102,7 @@ def _onnx_top(args: argparse.Namespace) -> tuple[list[tuple[str, float]], dict[s
         raise FparError("--runtime onnx runs the exported graph as it is, on the CPU: drop --precision and --device")
     model = OnnxModel(args.checkpoint)
     settings = model.contract.clip.model_copy(update={"modalities": list(model.inputs)})
-    clip = clip_arrays(args.video, settings, flow=args.flow, max_frames=args.max_frames)
+    clip = clip_arrays(args.video, settings, flow=args.flow, max_frames=args.max_frames, strict=args.strict)
     outputs = model({name: clip[name][None] for name in model.inputs})
     logits = outputs["logits"][0].astype(np.float64)
     probabilities = np.exp(logits - logits.max())
@@ -123,7 +126,8 @@ def cam_command(args: argparse.Namespace) -> int:
 
     refuse_overwriting_inputs(args.out, args.video, args.checkpoint, option="--out")
     prediction = predict_video(args.checkpoint, args.video, flow=args.flow, max_frames=args.max_frames, explain=True,
-                               precision=args.precision, announce=True, device=require_device(args.device))
+                               precision=args.precision, announce=True, device=require_device(args.device),
+                               strict=args.strict)
     name, prob = prediction.top(1)[0]
     written = explain_clip(prediction.clip, prediction.outputs, args.out, title=f"{name} ({100 * prob:.0f}%)",
                            predicted=name, probability=prob,

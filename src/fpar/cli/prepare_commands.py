@@ -13,6 +13,7 @@ from pathlib import Path
 from fpar.cli.common import add_compute_options, at_least, require_device
 from fpar.errors import FparError
 from fpar.data.frames import FLOW_BOUND, FLOW_BOUND_RANGE
+from fpar.data.layouts import MANIFEST_LAYOUT, PROCESSED_LAYOUT
 from fpar.prepare.flow import DEFAULT_FLOW_METHOD, FLOW_METHODS
 
 MIN_SIZE = 16  # px; OpenCV's flow methods need frames of at least 12 px
@@ -145,16 +146,48 @@ def prepare_command(args: argparse.Namespace) -> int:
         return _in_place(args)
     jobs, problems = _jobs(args)
     jobs = jobs_module.check_jobs(jobs)
+    if args.epic or args.egtea:
+        if not jobs:
+            for line in problems:
+                print(line, file=sys.stderr)
+        _refuse_empty_import(args, len(jobs), problems)
     if args.write_manifest:
         jobs_module.write_manifest(jobs, args.write_manifest)
         print(f"wrote {args.write_manifest}: {len(jobs)} jobs, {len(problems)} annotation problems")
         return 1 if problems else 0
-    _write_labels(args)
+    _refuse_other_layout(args.out, PROCESSED_LAYOUT)
+    _write_labels(args, {job.instance_id for job in jobs})
     return _run(jobs, problems, args)
 
 
-def _write_labels(args: argparse.Namespace) -> None:
-    """EPIC's and EGTEA's verb and noun classes, merged into ``OUT/labels.csv`` (docs/data.md)."""
+def _refuse_other_layout(out: str, layout: str) -> None:
+    """A dataset root holds one layout: writing another beside it would leave one of the two unread
+    (``auto`` picks one; docs/data.md), so an OUT that holds another layout is refused."""
+    from fpar.data.layouts import detect_layout
+    from fpar.errors import NotADatasetError
+
+    if not Path(out).is_dir():
+        return
+    try:
+        found = detect_layout(Path(out))
+    except NotADatasetError:
+        return
+    if found != layout:
+        raise FparError(f"--out {out} holds a dataset of the {found} layout; this import writes the {layout} "
+                        "layout, which would not be read beside it: give another --out")
+
+
+def _refuse_empty_import(args: argparse.Namespace, imported: int, problems: list[str]) -> None:
+    """An annotation file none of whose rows can be imported writes nothing (no manifest of no row)."""
+    if imported == 0:
+        source = ", ".join(args.epic) if args.epic else args.egtea  # --epic takes several CSVs
+        why = f"{len(problems)} refused (listed above)" if problems else "it has none"
+        raise FparError(f"{source}: no row to import ({why}); nothing written")
+
+
+def _write_labels(args: argparse.Namespace, ids: set[str]) -> None:
+    """EPIC's and EGTEA's verb and noun classes of the imported ``ids``, merged into ``OUT/labels.csv``
+    (docs/data.md): a refused row's labels are not written either."""
     from fpar.data.labels import LABELS_FILE, add_labels
     from fpar.io import inside
     from fpar.prepare import importers
@@ -166,6 +199,7 @@ def _write_labels(args: argparse.Namespace) -> None:
             split, split.with_name("verb_idx.txt"), split.with_name("noun_idx.txt"))]
     else:
         return
+    rows = [row for row in rows if row["id"] in ids]
     if rows:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         add_labels(inside(args.out, LABELS_FILE), rows)
@@ -191,6 +225,8 @@ def _jobs(args: argparse.Namespace) -> tuple[list, list[str]]:
     if args.egtea or args.epic:
         if not args.videos_dir:
             raise FparError(f"{sources[0]} needs --videos DIR (where the videos are)")
+        if not Path(args.videos_dir).is_dir():
+            raise FparError(f"--videos {args.videos_dir}: no such folder (where the videos are)")
         if args.egtea:
             jobs, problems, seen = [], [], set()
             for split in _egtea_split_files(args.egtea):  # a clip in several split files is one job
@@ -236,6 +272,10 @@ def _in_place(args: argparse.Namespace) -> int:
     if args.shard or args.write_manifest:
         raise FparError(f"{flag} writes one manifest at once: --shard and --write-manifest do not apply")
     root = args.frames_dir or args.videos_dir
+    if not Path(root).is_dir():
+        raise FparError(f"{flag if args.frames_dir else '--videos'} {root}: no such folder (the dataset's "
+                        f"{'frames' if args.frames_dir else 'videos'})")
+    _refuse_other_layout(args.out, MANIFEST_LAYOUT)  # before anything is read, so before a merge with it
     replaced, splits = 0, None
     if args.epic:
         rows, problems = [], []
@@ -246,18 +286,21 @@ def _in_place(args: argparse.Namespace) -> int:
         twice = _twice([row["id"] for row in rows])
         if twice:
             raise FparError(f"narration id {twice!r} is in more than one of {', '.join(args.epic)}: nothing written")
+        imported = len(rows)  # before the merge: an import with no row of its own writes nothing
         rows, replaced = importers.merge_epic_rows(args.out, root, rows)
     else:
         rows, problems, splits = _egtea_rows(args, root)
+        imported = len(rows)
+    for line in problems:
+        print(line, file=sys.stderr)
+    _refuse_empty_import(args, imported, problems)
     path = importers.write_in_place_manifest(rows, root, args.out)
     if splits:
         from fpar.data.splits import SPLITS_FILE
         from fpar.io import inside, write_text
 
         write_text(inside(args.out, SPLITS_FILE), json.dumps(splits, indent=1) + "\n")
-    _write_labels(args)  # beside the manifest, where the index looks for them
-    for line in problems:
-        print(line, file=sys.stderr)
+    _write_labels(args, {row["id"] for row in rows})  # beside the manifest, where the index looks for them
     what = "videos" if args.in_place else "frames"
     subjects = sorted({row["subject"] for row in rows})
     print(f"wrote {path}: {len(rows)} segments read in place ({what} under {root}; subjects "

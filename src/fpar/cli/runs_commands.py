@@ -9,8 +9,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     runs = subparsers.add_parser(
         "runs", help="list the runs under a folder: model, stage, epochs, best validation accuracy, state",
         description="Every run folder (one with config.yaml) under DIR, one line each. State: finished "
-                    "(all epochs done), resumable (a last.ckpt to continue from with fpar train RUN --resume: "
-                    "interrupted, killed, or still running) or failed (stopped before it could be resumed).")
+                    "(all epochs done), interrupted (stopped by SIGTERM or Ctrl-C; fpar train RUN --resume continues "
+                    "it), resumable (a last.ckpt to continue from with fpar train RUN --resume: "
+                    "killed, or still running) or failed (stopped before it could be resumed).")
     runs.add_argument("dir", nargs="?", default="runs", metavar="DIR", help="folder of runs (default runs)")
     runs.add_argument("--json", action="store_true", help="print one JSON list")
     runs.set_defaults(func=runs_command)

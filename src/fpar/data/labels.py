@@ -28,6 +28,9 @@ from fpar.errors import FparError
 LABEL_KINDS = ("verb", "noun")  # the labels an instance may carry besides its action class
 LABELS_FILE = "labels.csv"
 ACTION_SEPARATOR = "_"  # <verb>_<objects>: GTEA's class names
+# EPIC-KITCHENS-100's verb and noun classes: what its annotations' class numbers may be, and the
+# widths of the heads its challenge scores (fpar.engine.epic_metrics)
+EPIC_VERBS, EPIC_NOUNS = 97, 300
 
 
 def label_key(kind: str) -> str:

@@ -14,11 +14,13 @@ imports neither torch nor OpenCV.
 from __future__ import annotations
 
 import os
-from typing import Annotated, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from fpar.data.layouts import layout_names
+from fpar.errors import FparError
 
 MODALITIES = ("frames", "flow", "mmaps")
 # stack: L flow pairs stacked as channels (temporal stream); pairs: one flow pair per RGB frame (two-in-one)
@@ -39,7 +41,28 @@ def resize_for(crop: int) -> int:
     return crop * 8 // 7
 
 
-class ClipSettings(BaseModel):
+class _Checked(type(BaseModel)):
+    """Settings made in Python code (``fpar.ClipSettings(num_frames=-1)``) report a bad value as a
+    config file does: one :class:`~fpar.errors.FparError` line naming the field, not pydantic's
+    multi-line error. Only a direct call goes through here: configs are validated with
+    ``model_validate`` (nested sections too), whose errors name the dotted key (fpar/engine/config.py)."""
+
+    def __call__(cls, *args: Any, **values: Any) -> Any:
+        try:
+            return super().__call__(*args, **values)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            key = ".".join(str(part) for part in error["loc"]) or "value"
+            said = error["type"] in ("missing", "extra_forbidden") or f"{error['input']!r}" in error["msg"]
+            got = "" if said else f" (got {error['input']!r})"
+            raise FparError(f"{cls.__name__}: {key}: {error['msg']}{got}") from None
+
+
+class CheckedSettings(BaseModel, metaclass=_Checked):
+    """A settings section whose direct construction reports errors as :class:`FparError` (:class:`_Checked`)."""
+
+
+class ClipSettings(CheckedSettings):
     """How one clip is read: which modalities, how many frames, flow stacking, resize and crop."""
 
     model_config = ConfigDict(extra="forbid", strict=True)

@@ -38,7 +38,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     Lightning's weights-only checkpoint (``trainer.save_checkpoint(path, weights_only=True)``, which
     ``ModelCheckpoint(save_weights_only=True)`` calls: its loop state without optimiser state) is
-    written as fpar's model checkpoint: :data:`MODEL_CHECKPOINT_KEYS` only, weights contiguous."""
+    written as fpar's model checkpoint: :data:`MODEL_CHECKPOINT_KEYS` only, weights contiguous.
+
+    ``epochs_saved`` maps each file name to the epochs its last completed save holds: what a run
+    stopped by a signal tells its user it kept."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.epochs_saved: dict[str, int] = {}
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike,
                         storage_options: Any | None = None) -> None:
@@ -46,6 +53,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             checkpoint = model_checkpoint(checkpoint)
         with atomic_path(path) as tmp:
             torch.save(checkpoint, tmp)
+        if isinstance(checkpoint.get("epoch"), int):  # saved at the end of epoch index N: N + 1 done
+            self.epochs_saved[Path(path).name] = checkpoint["epoch"] + 1
 
     def load_checkpoint(self, path: str | os.PathLike, map_location: Any | None = None,
                         weights_only: bool | None = None) -> dict[str, Any]:

@@ -144,6 +144,7 @@ def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> Exper
 def read_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> dict[str, Any]:
     """The merged, overridden mapping of ``path``, not yet validated (recipes add ``init_from`` first)."""
     path = find_config(path)
+    overrides = check_overrides(overrides)
     raw = _read_with_bases(path, seen=())
     raw.setdefault("experiment", path.stem)
     for item in overrides:
@@ -177,6 +178,23 @@ def config_sources(path: str | os.PathLike, overrides: Iterable[str] = ()) -> di
     visit(find_config(path), sources)
     sources.update(dict.fromkeys((parse_override(item)[0] for item in overrides), "command line"))
     return sources
+
+
+def check_overrides(overrides: Any) -> list[str]:
+    """Overrides as the Python API takes them: a list of ``key.sub=value`` strings. One string alone
+    is refused (it would be read a character at a time), as is anything else."""
+    if isinstance(overrides, (str, bytes)):
+        raise FparError(f"overrides must be a list of 'key.sub=value' strings, got the string {overrides!r}: "
+                        f"write [{overrides!r}]")
+    try:
+        items = list(overrides)
+    except TypeError:
+        raise FparError(f"overrides must be a list of 'key.sub=value' strings, got {type(overrides).__name__}") \
+            from None
+    wrong = [item for item in items if not isinstance(item, str)]
+    if wrong:
+        raise FparError(f"overrides must be 'key.sub=value' strings, got {wrong[0]!r} ({type(wrong[0]).__name__})")
+    return items
 
 
 def parse_override(item: str) -> tuple[str, Any]:
@@ -424,7 +442,7 @@ def resume_config(run_dir: Path, overrides: Iterable[str] = ()) -> ExperimentSet
     if not isinstance(saved, dict):
         raise FparError(f"{path}: a config must be a mapping of keys, got {type(saved).__name__}")
     raw = copy.deepcopy(saved)
-    for item in overrides:
+    for item in check_overrides(overrides):
         _set_dotted(raw, *parse_override(item))
     config = validate_config(raw, where=f"{path} with the overrides")
     refused = _changed_keys(saved, config.as_dict(), RESUME_CHANGEABLE)
@@ -440,7 +458,12 @@ def load_config_or_run(ref: str | os.PathLike, overrides: Iterable[str] = ()) ->
     diff`` and ``--dry-run`` compare."""
     path = Path(ref).expanduser()
     if path.is_dir() and (path / RUN_CONFIG).is_file():
-        return load_config(path / RUN_CONFIG, overrides)
+        try:
+            return load_config(path / RUN_CONFIG, overrides)
+        except FparError as exc:
+            message = str(exc)
+            raise FparError(message if str(path / RUN_CONFIG) in message else f"run folder {path}: {message}") \
+                from None
     return load_config(ref, overrides)
 
 

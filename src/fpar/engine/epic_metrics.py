@@ -31,10 +31,10 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from fpar.data.labels import EPIC_NOUNS, EPIC_VERBS
 from fpar.errors import FparError
 from fpar.io import atomic_path, write_text
 
-EPIC_VERBS, EPIC_NOUNS = 97, 300  # EPIC-KITCHENS-100's verb and noun classes
 ACTION_TOP_N = 100  # verbs and nouns of a segment that make its action candidates
 # the metric names of the challenge's evaluation, in its order; values in percent
 METRIC_NAMES = (
@@ -238,6 +238,8 @@ def read_results(path: str | os.PathLike, *, verbs: int = EPIC_VERBS, nouns: int
 def _load_pt(path: Path) -> Any:
     import torch
 
+    _refuse_what_is_no_torch_file(path)
+
     # what pickled numpy arrays are made of (numpy 2 moved numpy.core to numpy._core)
     multiarray = (np._core if hasattr(np, "_core") else np.core).multiarray
     allowed = [np.ndarray, np.dtype, multiarray._reconstruct, *{type(np.dtype(c)) for c in "?bBhHiIlLqQefdgU"}]
@@ -246,11 +248,37 @@ def _load_pt(path: Path) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         blocked = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        what = f" ({blocked.group(1)})" if blocked else ""
-        raise FparError(f"refusing to load {path}: it holds Python objects{what} other than tensors, numpy arrays, "
-                        "strings, numbers, lists and dicts, and loading them could run code") from None
+        if blocked is None:  # a pickle stream that breaks off or is garbage: no object was refused
+            raise FparError(f"{path} is not a readable results file (corrupt, truncated or not a torch file)") from None
+        raise FparError(f"refusing to load {path}: it holds Python objects ({blocked.group(1)}) other than tensors, "
+                        "numpy arrays, strings, numbers, lists and dicts, and loading them could run code") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError):
         raise FparError(f"{path} is not a readable results file (corrupt, truncated or not a torch file)") from None
+
+
+# the first bytes of what torch.save writes: a zip archive, or (older files) a pickle's protocol byte
+_TORCH_STARTS = (b"PK\x03\x04", b"\x80")
+
+
+def _refuse_what_is_no_torch_file(path: Path) -> None:
+    """A results file that is plainly something else (JSON or other text, a .npy array, random
+    bytes) is named for what it is, before torch's reader calls it a pickle."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(64)
+    except OSError as exc:
+        raise FparError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if head.startswith(_TORCH_STARTS):
+        return
+    formats = "results are a .pt file (torch.save of the dict) or a .npz file (numpy.savez)"
+    if head.startswith(b"\x93NUMPY"):
+        raise FparError(f"{path} is a single .npy array, not a results file: {formats} of verb_output, "
+                        "noun_output and narration_id")
+    text = head.lstrip()
+    if text[:1] in (b"{", b"[") or (head and all(32 <= byte < 127 or byte in b"\t\r\n" for byte in head)):
+        raise FparError(f"{path} is text{' (JSON?)' if text[:1] in (b'{', b'[') else ''}, not a results file: "
+                        f"{formats}")
+    raise FparError(f"{path} is not a results file (neither a torch file nor .npz): {formats}")
 
 
 def _load_npz(path: Path) -> dict[str, Any]:
@@ -286,9 +314,15 @@ def _plain(value: Any) -> Any:
 def _float_array(value: Any, where: str) -> np.ndarray:
     value = [_plain(v) for v in value] if isinstance(value, list) else _plain(value)
     try:
-        array = np.asarray(value, dtype=np.float64)
+        given = np.asarray(value)
     except (TypeError, ValueError):
-        raise FparError(f"{where}: not an array of numbers (rows of different lengths, or text)") from None
+        given = None
+    if given is not None and given.dtype.kind in "cb":  # float64 would drop the imaginary part, or rank ties
+        raise FparError(f"{where}: scores of type {given.dtype} ({'complex' if given.dtype.kind == 'c' else 'true/false'}); "
+                        "expected real numbers")
+    if given is None or given.dtype.kind not in "iuf":
+        raise FparError(f"{where}: not an array of numbers (rows of different lengths, or text)")
+    array = given.astype(np.float64)
     if array.ndim != 2:
         raise FparError(f"{where} has shape {list(array.shape)}: expected [segments, classes]")
     return array

@@ -243,6 +243,8 @@ def split_subjects(split: Sequence[str] | str | None, config: dict[str, Any] | N
 
 
 def _subjects(split: Sequence[str] | str) -> list[str]:
+    if not isinstance(split, (str, list, tuple)) or not all(isinstance(s, str) for s in split):
+        raise FparError(f"split must name subjects, e.g. 'S2', 'S2,S4' or ['S2', 'S4']; got {split!r}")
     subjects = [s.strip() for s in split.split(",")] if isinstance(split, str) else list(split)
     if not subjects or not all(subjects):
         raise FparError(f"--split must name subjects, e.g. S2 or S2,S4; got {split!r}")

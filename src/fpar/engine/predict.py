@@ -71,7 +71,7 @@ class VideoPrediction:
 
 def predict_video(checkpoint: str | os.PathLike, video: str | os.PathLike, *, flow: str = DEFAULT_FLOW_METHOD,
                   max_frames: int | None = None, explain: bool = False, precision: str | None = None,
-                  announce: bool = False, device: str = "cpu") -> VideoPrediction:
+                  announce: bool = False, device: str = "cpu", strict: bool = False) -> VideoPrediction:
     """Run ``checkpoint``'s model on ``video`` (file, GIF or image folder), centre view, reading the
     clip as the checkpoint's clip settings say, on ``device`` (``cpu``, ``cuda``, ``cuda:N``; the
     outputs come back on the CPU).
@@ -80,7 +80,8 @@ def predict_video(checkpoint: str | os.PathLike, video: str | os.PathLike, *, fl
     trained on; TV-L1 for the reference's data). ``explain``: also the maps the explanation
     pictures show (motion maps for an MS head, two-in-one modulation). ``precision``: as
     ``fpar eval``'s (default the checkpoint's training precision; ``auto``: the CPU's fastest);
-    ``announce`` prints the one line saying which precision ``auto`` picked, and why.
+    ``announce`` prints the one line saying which precision ``auto`` picked, and why. ``strict``:
+    a video whose frames end before its container says is refused (otherwise a warning line).
     """
     # read into memory, not mapped: under bf16 each weight's fp32 original is freed once cast
     model, info = load_model(checkpoint, mmap=False)
@@ -94,7 +95,7 @@ def predict_video(checkpoint: str | os.PathLike, video: str | os.PathLike, *, fl
     settings = info.clip
     for key in model.explanation_inputs() if explain else ():
         settings = settings.with_modality(key)  # e.g. the MS head's target, to show beside its prediction
-    clip = read_clip(video, settings, flow=flow, max_frames=max_frames)
+    clip = read_clip(video, settings, flow=flow, max_frames=max_frames, strict=strict)
     batch = {m: clip[m].unsqueeze(0).to(target) for m in info.clip.modalities}
     if announce:  # once the video has proved readable: an unreadable one is one line, the error
         resolve_precision(precision, accelerator, announce=log.info)
@@ -111,10 +112,10 @@ def predict_video(checkpoint: str | os.PathLike, video: str | os.PathLike, *, fl
 
 
 def read_clip(video: str | os.PathLike, settings: ClipSettings, *, flow: str = DEFAULT_FLOW_METHOD,
-              max_frames: int | None = None) -> dict[str, torch.Tensor | str]:
+              max_frames: int | None = None, strict: bool = False) -> dict[str, torch.Tensor | str]:
     """The evaluation clip (centre view) of ``video`` as ``settings`` read it, decoding only its frames."""
     video = Path(video)
-    n = count_frames(video, max_frames)
+    n = count_frames(video, max_frames, strict=strict)
     needs = frames_needed(settings)
     if n < needs:
         raise FparError(f"{video}: {n} frame(s) are too few for this model (it needs at least {needs})")

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from fpar.data.settings import DataSettings
+from fpar.data.settings import CheckedSettings, DataSettings
 from fpar.engine.loggers import LOGGERS
 from fpar.engine.selection import Selection, SelectionSettings
 from fpar.engine.stages import STAGE_OPTIONS, STAGES
@@ -51,7 +51,7 @@ def _plain_name(value: str) -> str:
 PlainName = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_plain_name)]
 
 
-class Section(BaseModel):
+class Section(CheckedSettings):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 

@@ -131,7 +131,7 @@ class Stream:
         from fpar.prepare.flow import FLOW_METHODS
 
         window = contract.clip.num_frames if window is None else window
-        if not isinstance(window, int) or window < 1:
+        if not isinstance(window, int) or isinstance(window, bool) or window < 1:
             raise FparError(f"stream window must be a positive number of frames, got {window!r}")
         if not isinstance(every, int) or every < 1:
             raise FparError(f"stream --every must be a positive number of frames, got {every!r}")
@@ -356,6 +356,8 @@ def open_source(source: str, max_frames: int | None = None) -> FrameSource:
     OpenCV opens), or a video file, animated GIF or folder of frames."""
     from fpar.prepare.video import iter_frames, video_fps
 
+    if source.isdigit() and int(source) > 2**31 - 1 and not Path(source).exists():  # OpenCV takes a C int
+        raise FparError(f"{source}: not a camera index (too large) nor a video file or folder")
     if source.isdigit() or "://" in source:
         return FrameSource(source, _captured(int(source) if source.isdigit() else source, source, max_frames),
                            None, True)

@@ -15,6 +15,7 @@ import contextlib
 import copy
 import logging
 import os
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -36,7 +37,7 @@ from fpar.engine.datamodule import FparDataModule
 from fpar.engine.hardware import resolve_precision
 from fpar.engine.loggers import RUN_LOG, build_loggers
 from fpar.engine.module import FparModule, DivergedError
-from fpar.errors import FparError
+from fpar.errors import FparError, Interrupted, interruption, stop_on_signals
 from fpar.io import exclusive_lock, inside
 from fpar.progress import shown
 
@@ -65,7 +66,7 @@ def resumed_run(ref: str | os.PathLike, overrides: list[str] = (), out_dir: str 
     return config, out_root
 
 
-def train(config: ExperimentSettings | dict[str, Any], *, data_root: str | os.PathLike | None = None,
+def train(config: ExperimentSettings | dict[str, Any] | str | os.PathLike, *, data_root: str | os.PathLike | None = None,
           out_dir: str | os.PathLike | None = None, resume: bool = False, devices: int | str | None = None,
           num_nodes: int | None = None, precision: str | None = None, progress: bool = True,
           lock: bool = True) -> dict[str, Any]:
@@ -80,6 +81,11 @@ def train(config: ExperimentSettings | dict[str, Any], *, data_root: str | os.Pa
     caller holds that lock already), and a run that fails before its first checkpoint removes
     what it wrote (:func:`removed_on_failure`).
     """
+    if isinstance(config, (str, os.PathLike)):  # a config file or packaged name, as the CLI takes it
+        config = load_config(config)
+    if not isinstance(config, (ExperimentSettings, dict)):
+        raise FparError(f"train() takes settings (fpar.load_config(...)), a config mapping or a config path, "
+                        f"got {type(config).__name__}")
     raw = config.as_dict() if isinstance(config, ExperimentSettings) else copy.deepcopy(config)
     for key, value in (("devices", devices), ("num_nodes", num_nodes), ("precision", precision)):
         if value is not None:
@@ -90,9 +96,53 @@ def train(config: ExperimentSettings | dict[str, Any], *, data_root: str | os.Pa
 
     out_root = Path(out_dir if out_dir is not None else DEFAULT_OUT)
     run_dir = inside(out_root, config.experiment)
-    with run_folder_lock(out_root, config.experiment) if lock else contextlib.nullcontext():
-        with removed_on_failure(run_dir):
-            return _train(config, out_root, run_dir, resume, progress)
+    require_dataset(config)  # before the lock: a refused start writes nothing into the out root
+    new_root = not out_root.exists()
+    try:
+        try:
+            with run_folder_lock(out_root, config.experiment) if lock else contextlib.nullcontext():
+                with removed_on_failure(run_dir):
+                    return _train(config, out_root, run_dir, resume, progress)
+        except BaseException:
+            if new_root and lock and not run_dir.exists():  # refused or failed before it kept anything
+                _remove_new_root(out_root, config.experiment)
+            raise
+    except Interrupted as exc:
+        # removed_on_failure has run: a last.ckpt left now is one to continue from
+        if (run_dir / "last.ckpt").is_file():
+            raise exc.but(hint=f"resume with: fpar train {shlex.quote(str(run_dir))} --resume") from None
+        raise exc.but(where=exc.where or f"in epoch 1/{config.trainer.epochs}",  # stopped before fit began
+                      hint="no epoch had been saved, so nothing was kept; train it again") from None
+
+
+def _remove_new_root(out_root: Path, experiment: str) -> None:
+    """The out root this call made, emptied by a run that kept nothing: its lock files (released
+    by now) and the folders go, so a refused start leaves no trace. Anything another process put
+    there meanwhile stays, and so does the root then."""
+    if rank_zero_only.rank != 0:
+        return
+    locks = out_root / ".locks"
+    for name in (f"{experiment}.lock", f"{experiment}.lock.holder"):
+        with contextlib.suppress(OSError):
+            (locks / name).unlink()
+    for folder in (locks, out_root):
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only if empty
+
+
+def require_dataset(config: ExperimentSettings) -> None:
+    """The refusals of a dataset that is not there at all (no root, a missing folder, no layout),
+    which cost nothing to find; the dataset itself is read and checked when the run starts."""
+    from fpar.data.layouts import detect_layout
+    from fpar.errors import NotADatasetError
+
+    root = config.data.root
+    if not root:
+        raise FparError("no dataset given: pass --data ROOT or set data.root in the config")
+    if not Path(root).exists():
+        raise NotADatasetError(f"{root}: no such file or directory")
+    if config.data.layout == "auto":
+        detect_layout(Path(root))
 
 
 class _TimeFormatter(logging.Formatter):
@@ -128,8 +178,9 @@ def run_log(run_dir: Path) -> Iterator[None]:
     except FparError as exc:
         log.info("stopped: %s", exc)
         raise
-    except KeyboardInterrupt:
-        log.info("interrupted")
+    except KeyboardInterrupt as exc:
+        # runs.run_state reads this line: a signal stopped the run, last.ckpt resumes it
+        log.info("%s", exc if isinstance(exc, Interrupted) else "interrupted")
         raise
     except BaseException as exc:
         log.info("failed: %s: %s", type(exc).__name__, exc)
@@ -219,8 +270,15 @@ def _train(config: ExperimentSettings, out_root: Path, run_dir: Path, resume: bo
             if rank_zero_only.rank == 0:
                 dump_config(config, run_dir / "config.yaml")
             try:
-                with distributed_run(trainer):
+                with stop_on_signals(), distributed_run(trainer):
                     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+            except BaseException as exc:
+                stopped = interruption(exc)
+                if stopped is None and not isinstance(exc, KeyboardInterrupt):
+                    raise
+                # the epoch in progress is abandoned; last.ckpt holds the ones before it
+                raise (stopped or Interrupted("SIGINT")).but(where=_how_far(trainer, resume_from is not None,
+                                                                            config.trainer.epochs)) from None
             except DivergedError as exc:
                 kept = f"last good checkpoint: {last}" if last.exists() else "no checkpoint had been saved yet"
                 raise FparError(f"{exc}; {kept}") from None
@@ -242,6 +300,14 @@ def _train(config: ExperimentSettings, out_root: Path, run_dir: Path, resume: bo
             "epochs_done": trainer.current_epoch,
             "metrics": list(history.rows),
         }
+
+
+def _how_far(trainer: L.Trainer, resumed: bool, planned: int) -> str:
+    """Where a stopped fit stood: the epochs its last.ckpt holds (``after epoch 3/40``)."""
+    done = getattr(trainer.strategy.checkpoint_io, "epochs_saved", {}).get("last.ckpt")
+    if done is None and resumed:
+        done = trainer.current_epoch  # nothing saved since the resume: last.ckpt is the one resumed from
+    return f"after epoch {done}/{planned}" if done else f"in epoch 1/{planned}"
 
 
 def build_trainer(config: ExperimentSettings, run_dir: Path, callbacks: list[L.Callback], progress: bool) -> L.Trainer:
@@ -386,7 +452,9 @@ def quiet_lightning() -> Iterator[None]:
     """Keep Lightning's informational chatter (device listings, tips, worker hints) off the console."""
     loggers = [logging.getLogger(name) for name in ("lightning.pytorch.utilities.rank_zero",
                                                     "lightning.pytorch.accelerators.cuda",
-                                                    "lightning.fabric.utilities.seed")]
+                                                    "lightning.fabric.utilities.seed",
+                                                    # "Received SIGTERM": fpar says it in its own line
+                                                    "lightning.pytorch.trainer.connectors.signal_connector")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.WARNING)

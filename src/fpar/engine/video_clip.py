@@ -47,11 +47,11 @@ def eval_frame_numbers(n: int, settings: ClipSettings) -> dict[str, list[int]]:
 
 
 def clip_arrays(video: str | os.PathLike, settings: ClipSettings, *, flow: str = DEFAULT_FLOW_METHOD,
-                max_frames: int | None = None) -> dict[str, np.ndarray]:
+                max_frames: int | None = None, strict: bool = False) -> dict[str, np.ndarray]:
     """The evaluation clip (centre view) of ``video`` as float32 arrays, no batch axis: the values
     :func:`fpar.engine.predict.read_clip` gives as tensors (ARCHITECTURE.md, "Dataset item")."""
     video = Path(video)
-    n = count_frames(video, max_frames)
+    n = count_frames(video, max_frames, strict=strict)  # strict: a video that ends early is refused
     needs = frames_needed(settings)
     if n < needs:
         raise FparError(f"{video}: {n} frame(s) are too few for this model (it needs at least {needs})")

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from fpar.checkpoint import EXPORT_CONTRACT, EXPORT_ONNX, read_contract, read_export_contract
+from fpar.checkpoint import EXPORT_CONTRACT, EXPORT_ONNX, check_class_names, read_contract, read_export_contract
 from fpar.errors import FparError
 
 RUNTIMES = ("torch", "onnx")  # what runs a model: PyTorch (checkpoints, exports) or onnxruntime (ONNX exports)
@@ -99,6 +99,23 @@ class OnnxModel(OnnxGraph):
         info = read_export_contract(folder / EXPORT_CONTRACT, folder / EXPORT_ONNX)
         self.contract = read_contract({"fpar": info}, folder / EXPORT_CONTRACT)
         super().__init__(folder / EXPORT_ONNX, threads=threads)
+        self._check_contract(folder / EXPORT_CONTRACT)
+
+    def _check_contract(self, contract: Path) -> None:
+        """fpar.json against the graph: the clip settings give every input the graph reads, and the
+        class names are one per output of each head (:func:`fpar.checkpoint.check_class_names`)."""
+        unread = [name for name in self.inputs if name not in self.contract.clip.modalities]
+        if unread:
+            raise FparError(f"{contract}: the graph reads {list(self.inputs)} but fpar.json's clip gives "
+                            f"{list(self.contract.clip.modalities)} (model {self.contract.model.get('name')!r}); "
+                            "the export's fpar.json and its graph do not match")
+        widths = {}
+        for node in self.session.get_outputs():
+            head = "action" if node.name == "logits" else node.name.removeprefix("logits_") \
+                if node.name.startswith("logits_") else None
+            if head is not None and isinstance(node.shape[-1], int):
+                widths[head] = node.shape[-1]
+        check_class_names(self.contract, widths, contract)
 
     @property
     def classes(self) -> list[str]:

@@ -127,15 +127,18 @@ def describe_model(name: str) -> str:
     return inspect.getdoc(MODELS[name]).splitlines()[0]
 
 
-def _check_values(spec: dict[str, Any]) -> None:
+def check_values(spec: dict[str, Any]) -> None:
+    """The build arguments every model shares, checked before anything is built (and when a config
+    is read: ``fpar.models.settings``), so that ``--dry-run`` shows only settings a run accepts."""
     # the backbone's name is checked where it is built (fpar.models.backbone.ResNet)
     if spec.get("ms_head") not in (None, *MS_TASKS):
         raise FparError(f"unknown ms_head '{spec['ms_head']}': choose one of {list(MS_TASKS)} or null")
     for key in ("num_classes", "mem_size", "stack_size", "input_size"):
         if key in spec and (not isinstance(spec[key], int) or isinstance(spec[key], bool) or spec[key] < 1):
             raise FparError(f"{key} must be a positive integer, got {spec[key]!r}")
-    if "dropout" in spec and not 0 <= spec["dropout"] < 1:
-        raise FparError(f"dropout must be in [0, 1), got {spec['dropout']!r}")
+    dropout = spec.get("dropout", 0.0)
+    if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0 <= dropout < 1:  # NaN too
+        raise FparError(f"dropout must be a number in [0, 1), got {dropout!r}")
     heads = spec.get("heads")
     if heads is not None:
         if not isinstance(heads, dict) or any(kind not in LABEL_KINDS for kind in heads) or any(
@@ -167,7 +170,7 @@ def build_model(name: str, **kwargs: Any) -> ClipModel:
     bound = signature.bind(**kwargs)
     bound.apply_defaults()
     spec = dict(bound.arguments)
-    _check_values(spec)
+    check_values(spec)
     model = builder(**spec)
     if not isinstance(model, ClipModel):
         raise FparError(f"model '{name}': its builder returned a {type(model).__name__}, not a ClipModel")

@@ -62,6 +62,13 @@ class ModelSettings(BaseModel):
         unknown = sorted(given - set(takes))
         if unknown:
             raise ValueError(f"unknown key {', '.join(unknown)}: model '{self.name}' takes {', '.join(takes)}")
+        from fpar.models.registry import check_values
+
+        try:  # the values a build would refuse, refused now (--dry-run shows only what a run accepts)
+            check_values({key: value for key, value in self.model_dump().items()
+                          if key in takes and key not in ("heads", "num_classes")})
+        except FparError as exc:
+            raise ValueError(str(exc)) from None
         return self
 
     def build_arguments(self, num_classes: int, input_size: int,

@@ -34,6 +34,7 @@ from fpar.data.layouts import FILE_KINDS, RANGE_COLUMNS
 from fpar.errors import FparError
 from fpar.prepare.jobs import Job
 from fpar.prepare.layout_writer import check_name
+from fpar.prepare.row_checks import RowChecks, egtea_fields_problem, frame_range_problem, id_problem, refused
 from fpar.prepare.video import Segment
 
 _EGTEA_CLIP = re.compile(r"^(?P<session>(?P<subject>[A-Za-z]+\d+)-.+)-\d+-\d+-F(?P<start>\d+)-F(?P<end>\d+)$")
@@ -125,25 +126,17 @@ def epic_jobs(annotations: str | Path, videos: str | Path, label: str = "action"
     if lacking:
         raise FparError(f"{annotations}: not an EPIC-KITCHENS-100 annotation CSV (no {', '.join(sorted(lacking))} column)")
     jobs, problems = [], []
-    seen: dict[str, int] = {}
+    checks = RowChecks()
     for number, row in enumerate(rows, 2):
         where = f"{annotations}:{number}"
-        try:
-            segment = Segment(int(row["start_frame"]), int(row["stop_frame"]))
-        except (TypeError, ValueError):
-            problems.append(f"{where}: start_frame/stop_frame not whole numbers, skipped")
+        frames, problem = checks.epic_row(row, len(rows.fieldnames), where)
+        if problem is None:
+            video = _epic_video(videos, row["participant_id"], row["video_id"])
+            problem = checks.within_video(video, frames[1]) if video.is_file() else None
+        if problem is not None:  # the duplicate is the problem, not the file
+            problems.append(refused(where, "narration_id", row.get("narration_id"), problem))
             continue
-        if segment.start < 0:
-            problems.append(f"{where}: start_frame {segment.start} is negative, skipped")
-            continue
-        if segment.start > segment.end:
-            problems.append(f"{where}: stop_frame {segment.end} before start_frame {segment.start}, skipped")
-            continue
-        if row["narration_id"] in seen:  # the duplicate is the problem, not the file
-            problems.append(f"{where}: narration_id {row['narration_id']!r} already on line {seen[row['narration_id']]}, "
-                            "skipped")
-            continue
-        seen[row["narration_id"]] = number
+        segment = Segment(*frames)
         name = {"action": f"{row['verb']}_{row['noun']}", "verb": row["verb"], "noun": row["noun"]}[label]
         job = Job(str(_epic_video(videos, row["participant_id"], row["video_id"])), row["participant_id"],
                   class_folder_name(name), row["narration_id"], segment)
@@ -169,7 +162,8 @@ def epic_labels(annotations: str | Path) -> list[dict[str, str]]:
         return []  # an annotation CSV without class numbers gives no labels
     return [{"id": row["narration_id"], "verb": row["verb"], "verb_class": row["verb_class"].strip(),
              "noun": row["noun"], "noun_class": row["noun_class"].strip()}
-            for row in rows if row["verb_class"].strip().isdigit() and row["noun_class"].strip().isdigit()]
+            for row in rows if None not in row.values()  # a short row: the jobs report its line
+            and row["verb_class"].strip().isdigit() and row["noun_class"].strip().isdigit()]
 
 
 def egtea_labels(split_file: str | Path, verb_index: str | Path | None = None,
@@ -209,35 +203,21 @@ def epic_manifest(annotations: str | Path, root: str | Path, *, videos: bool = F
     if lacking:
         raise FparError(f"{annotations}: not an EPIC-KITCHENS-100 annotation CSV (no {', '.join(sorted(lacking))} column)")
     out, problems = [], []
-    seen: dict[str, int] = {}
+    checks = RowChecks()
     sources: dict[tuple[str, str], dict[str, str] | str] = {}  # (participant, video) -> columns, or why not
     for number, row in enumerate(rows, 2):
         where = f"{annotations}:{number}"
-        try:
-            start, stop = int(row["start_frame"]), int(row["stop_frame"])
-        except (TypeError, ValueError):
-            problems.append(f"{where}: start_frame/stop_frame not whole numbers, skipped")
-            continue
-        problem = (f"start_frame {start} is negative" if start < 0 else
-                   f"stop_frame {stop} before start_frame {start}" if stop < start else
-                   f"narration_id {row['narration_id']!r} already on line {seen[row['narration_id']]}"
-                   if row["narration_id"] in seen else None)
+        frames, problem = checks.epic_row(row, len(rows.fieldnames), where)
         if problem is None:
-            try:  # participant and video name folders: plain names only
-                check_name(row["participant_id"], "participant")
-                check_name(row["video_id"], "video")
-            except FparError as exc:
-                problem = str(exc)
+            key = (row["participant_id"], row["video_id"])
+            if key not in sources:
+                sources[key] = _epic_source(root, *key, videos)
+            problem = sources[key] if isinstance(sources[key], str) else _epic_frames_problem(
+                checks, root, sources[key], *frames)
         if problem is not None:
-            problems.append(f"{where}: {problem}, skipped")
+            problems.append(refused(where, "narration_id", row.get("narration_id"), problem))
             continue
-        seen[row["narration_id"]] = number
-        key = (row["participant_id"], row["video_id"])
-        if key not in sources:
-            sources[key] = _epic_source(root, *key, videos)
-        if isinstance(sources[key], str):
-            problems.append(f"{where}: {sources[key]}, skipped")
-            continue
+        start, stop = frames
         name = {"action": f"{row['verb']}_{row['noun']}", "verb": row["verb"], "noun": row["noun"]}[label]
         out.append({"id": row["narration_id"], "subject": row["participant_id"], "label": class_folder_name(name),
                     "start_frame": str(start), "stop_frame": str(stop), **sources[key],
@@ -281,6 +261,13 @@ def merge_epic_rows(out: str | Path, root: str | Path, rows: list[dict[str, str]
     return merged, replaced
 
 
+def _epic_frames_problem(checks: RowChecks, root: Path, source: dict[str, str], start: int, stop: int) -> str | None:
+    """Why frames ``start..stop`` of an EPIC video are not all there (first and last checked), or None."""
+    if "video" in source:
+        return checks.within_video(root / source["video"], stop)
+    return checks.frames_on_disk(root / source["frames"], source["frame_pattern"], (start, stop))
+
+
 def _epic_source(root: Path, participant: str, video: str, videos: bool) -> dict[str, str] | str:
     """The manifest columns naming one EPIC video's frames (or the video itself), or why there are none."""
     if videos:
@@ -312,7 +299,7 @@ def egtea_manifest(split_file: str | Path, action_index: str | Path, root: str |
     split_file, root = Path(split_file), Path(root)
     out, problems = [], []
     actions = read_index(action_index, problems)
-    seen: set[str] = set()
+    checks = RowChecks()
     for number, line in enumerate(_read_lines(split_file), 1):
         if not line.strip():
             continue
@@ -325,18 +312,26 @@ def egtea_manifest(split_file: str | Path, action_index: str | Path, root: str |
         clip, session = parts[0], match["session"]
         start, end = int(match["start"]), int(match["end"])
         action = actions.get(int(parts[1]))
-        problem = (f"action id {parts[1]} not in {action_index}" if action is None else
+        problem = (id_problem(clip) or egtea_fields_problem(parts) or (
+                   f"action id {parts[1]} not in {action_index}" if action is None else
                    f"clip ends (frame {end}) before it starts ({start})" if start > end else
-                   f"clip {clip} listed twice" if clip in seen else None)
+                   frame_range_problem(start, end)[1] or checks.duplicate(clip, where)))
         if problem is None:
             source = _egtea_source(root, session, clip, start, end, videos)
-            problem = source if isinstance(source, str) else None
+            problem = source if isinstance(source, str) else _egtea_frames_problem(checks, root, source)
         if problem is not None:
-            problems.append(f"{where}: {problem}, skipped")
+            problems.append(refused(where, "clip", clip, problem))
             continue
-        seen.add(clip)
         out.append({"id": clip, "subject": match["subject"], "label": class_folder_name(action), **source})
     return out, problems
+
+
+def _egtea_frames_problem(checks: RowChecks, root: Path, source: dict[str, str]) -> str | None:
+    """Why a clip's frames are not all in its folder or video (first and last checked), or None."""
+    start, stop = int(source["start_frame"]), int(source["stop_frame"])
+    if "video" in source:
+        return checks.within_video(root / source["video"], stop)
+    return checks.frames_on_disk(root / source["frames"], source["frame_pattern"], (start, stop))
 
 
 def _egtea_source(root: Path, session: str, clip: str, start: int, end: int, videos: bool) -> dict[str, str] | str:

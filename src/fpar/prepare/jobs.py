@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, TextIO
 
-from fpar.errors import FparError
+from fpar.errors import FparError, Interrupted
 from fpar.io import die_with_parent
 from fpar.progress import on_terminal, quiet
 from fpar.prepare.flow import DEFAULT_BOUND, FRAME_RATE_RANGE
@@ -338,6 +338,9 @@ def run_jobs(
             finally:
                 # on Ctrl-C, drop the queued instances instead of waiting for all of them
                 pool.shutdown(wait=True, cancel_futures=True)
+    except Interrupted as exc:  # the instance in progress is abandoned (its ..partial folders go next run)
+        raise exc.but(where=f"after {meter.done}/{len(jobs)} instances",
+                      hint="finished instances are kept: run the same command again to continue") from None
     finally:
         meter.close()
     return report

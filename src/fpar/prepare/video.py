@@ -7,6 +7,7 @@ docs/method.md §2 (``rgb/rgb0001.png`` ...).
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import re
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from PIL import Image, ImageSequence
 
 from fpar.data.frames import MAX_PIXELS_VARIABLE, check_pixels, max_pixels, read_frame
 from fpar.errors import FparError
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -202,10 +205,14 @@ def _capture_frames(path: Path, skip: int = 0) -> Iterator[np.ndarray]:
         capture.release()
 
 
-def count_frames(path: str | Path, max_frames: int | None = None) -> int:
+def count_frames(path: str | Path, max_frames: int | None = None, *, strict: bool = False) -> int:
     """How many frames ``path`` (video file, GIF or image folder) has, at most ``max_frames``, without
     decoding their pictures: a video file is walked with ``grab()`` (no colour conversion, nothing
     kept), because the frame count a container declares is an estimate in some formats.
+
+    A video whose frames end early (more than one frame fewer than its container declares: a
+    truncated download or copy) is a warning line, and with ``strict`` an :class:`FparError`; a
+    count off by one is the estimate's error, not a damaged file.
 
     :class:`FparError` naming the path when it is missing, unreadable or has no frames.
     """
@@ -223,11 +230,17 @@ def count_frames(path: str | Path, max_frames: int | None = None) -> int:
         try:
             if not capture.isOpened():
                 raise FparError(f"{path}: cannot open video (unknown format or corrupt file)")
+            declared = int(max(capture.get(cv2.CAP_PROP_FRAME_COUNT), 0))
             n = 0
             while n < limit and capture.grab():
                 n += 1
         finally:
             capture.release()
+        if n < min(declared, limit) - 1:
+            line = f"{path}: only {n} of the {declared} frames its container declares could be decoded (the file ends early)"
+            if strict:
+                raise FparError(f"{line}; refused (--strict)")
+            log.warning("%s; using those %d", line, n)
     n = int(min(n, limit))
     if not n:
         raise FparError(f"{path}: no frames could be decoded (empty or not a video)")

@@ -22,16 +22,17 @@ from it; so a killed ``fpar run`` picks up where it stopped when run again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from fpar.engine.loggers import last_log_line
 from fpar.engine.config import find_config, load_config, read_yaml, require_same_settings, validate_config
 from fpar.engine.settings import ExperimentSettings
-from fpar.errors import FparError
+from fpar.errors import FparError, Interrupted
 from fpar.io import inside, write_text
 
 STAGE_KEYS = ("name", "config", "overrides", "init_from")
@@ -161,6 +162,17 @@ def _in_folder(summary: dict[str, Any], run_dir: Path) -> dict[str, Any]:
             "last_ckpt": located(summary.get("last_ckpt"))}
 
 
+@contextlib.contextmanager
+def resumed_by_rerunning(what: str) -> Iterator[None]:
+    """A signal that stops one run of a recipe, sweep or protocol: its line names the run, and the
+    way to continue is the same command (finished runs are skipped, the stopped one resumes)."""
+    try:
+        yield
+    except Interrupted as exc:
+        raise exc.but(where=f"in {what}{f' {exc.where}' if exc.where else ''}",
+                      hint="finished runs are kept and this one resumes: run the same command again") from None
+
+
 def run_recipe(path: str | os.PathLike, *, out_dir: str | os.PathLike = "runs", overrides: Iterable[str] = (),
                log=print, **train_kwargs: Any) -> list[dict[str, Any]]:
     """Run every stage of the recipe in order; returns one summary per stage (see train_or_skip).
@@ -174,7 +186,8 @@ def run_recipe(path: str | os.PathLike, *, out_dir: str | os.PathLike = "runs", 
         init_from = resolve_init_from(stage["init_from"], stages) or stage["config"].init_from
         config = validate_config({**stage["config"].as_dict(), "init_from": init_from})
         log(f"[{i + 1}/{len(stages)}] {stage['name']}: {config.experiment}")
-        summary = train_or_skip(config, out_dir, **train_kwargs)
+        with resumed_by_rerunning(f"stage {i + 1}/{len(stages)} ({stage['name']})"):
+            summary = train_or_skip(config, out_dir, **train_kwargs)
         what = STATE_WORDS[summary["state"]]
         log(f"[{i + 1}/{len(stages)}] {stage['name']}: {what} ({summary['seconds']:.0f} s of training), "
             f"best val accuracy {format_accuracy(summary['best_val_accuracy'])} ({summary['run_dir']})")

@@ -38,6 +38,8 @@ from fpar.io import (inside, output_lock, refuse_link, refuse_overwriting_inputs
                      write_text)
 
 RunPath = str | os.PathLike
+# in every report folder, first: the sign that a report may replace the folder's files
+REPORT_MARKER = ".fpar-report"
 # the comparison table's columns: (key, heading, format)
 COLUMNS = (("accuracy", "top-1", "percent"), ("top5", "top-5", "percent"),
            ("mean_class_accuracy", "mean class", "percent"), ("n", "clips", "int"),
@@ -78,16 +80,32 @@ def write_report(runs: RunPath | Sequence[RunPath], data_root: RunPath, out_dir:
     out_dir = Path(out_dir)
     refuse_link(out_dir)
     refuse_overwriting_inputs(out_dir, data_root, *checkpoints, option="report folder")
+    refuse_foreign_folder(out_dir)
     with output_lock(out_dir, f"report {out_dir}"):
         for name in ("report.md", "index.html", "report.json"):
             remove_leftovers(out_dir / name)
         return _write_report(single, checkpoints, data_root, out_dir, split, clips, title, progress, accelerator)
 
 
+def refuse_foreign_folder(out_dir: Path) -> None:
+    """A report replaces its own files (index.html, report.md, ...), never a user's: a folder that
+    holds files but no :data:`REPORT_MARKER` (which a report writes before anything else) is
+    someone else's."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FparError(f"report folder {out_dir} is a file")
+    if not out_dir.is_dir() or (out_dir / REPORT_MARKER).is_file() or (out_dir / "report.json").is_file():
+        return  # report.json: a finished report, of a version from before the marker
+    other = sorted(p.name for p in out_dir.iterdir() if not (p.name.startswith(".") and p.name.endswith(".tmp")))
+    if other:
+        raise FparError(f"report folder {out_dir} holds files that no fpar report wrote ({other[0]}, ...); "
+                        "give a new or empty folder")
+
+
 def _write_report(single: bool, checkpoints: list[Path], data_root: RunPath, out_dir: Path,
                   split: Sequence[str] | str | None, clips: int, title: str | None, progress: bool,
                   accelerator: str) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
+    write_text(out_dir / REPORT_MARKER, "written by fpar report: a later report may replace this folder's files\n")
     names = _unique([(title if single and title else None) or _run_name(path) for path in checkpoints])
     results = []
     for checkpoint, name in zip(checkpoints, names):

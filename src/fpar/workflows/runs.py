@@ -6,6 +6,7 @@ metrics.json, train.log, the checkpoints, a recipe's summary.json); nothing is l
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from fpar.engine.selection import short as short_selection
 from fpar.workflows.recipe import DONE_MARKER, format_accuracy
 
 # the states a run folder is found in (docs/training.md, "Run folders")
-STATES = ("finished", "resumable", "failed")
+STATES = ("finished", "interrupted", "resumable", "failed")
 
 
 def run_folders(root: str | os.PathLike) -> list[Path]:
@@ -61,8 +62,9 @@ def describe_run(run_dir: Path) -> dict[str, Any]:
 
 
 def run_state(run_dir: Path, validated: int = 0, planned: Any = None, val_every: Any = None) -> str:
-    """``finished`` (training returned after its last epoch), ``resumable`` (a last.ckpt to continue
-    from: interrupted, killed or still running) or ``failed`` (stopped on an error, which train.log's
+    """``finished`` (training returned after its last epoch), ``interrupted`` (stopped by SIGTERM or
+    Ctrl-C; its last.ckpt resumes), ``resumable`` (a last.ckpt to continue from: killed or still
+    running) or ``failed`` (stopped on an error, which train.log's
     last line names, or never saved a checkpoint). A run from before train.log is judged by its last
     validated epoch (``validated``) against the ``planned`` epochs and the validation period."""
     if (run_dir / DONE_MARKER).is_file():
@@ -74,6 +76,8 @@ def run_state(run_dir: Path, validated: int = 0, planned: Any = None, val_every:
             return "finished"
         if last_line.startswith(("stopped:", "failed:")):  # an error ended it: resuming would meet it again
             return "failed"
+        if last_line.startswith("interrupted") and (run_dir / "last.ckpt").is_file():
+            return "interrupted"  # a signal (SIGTERM, Ctrl-C) stopped it: --resume continues it
         return "resumable" if (run_dir / "last.ckpt").is_file() else "failed"
     if isinstance(planned, int) and validated > planned - (val_every if isinstance(val_every, int) else 1):
         return "finished"
@@ -97,4 +101,17 @@ def _metrics(run_dir: Path) -> list[dict[str, Any]]:
         rows = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return []
-    return [row for row in rows if isinstance(row, dict)] if isinstance(rows, list) else []
+    if not isinstance(rows, list):
+        return []
+    # a row edited or damaged by hand (an epoch of text, NaN, a list) is left out, not the run
+    return [row for row in rows if isinstance(row, dict) and _count(row.get("epoch"))
+            and (row.get("val_accuracy") is None or _finite(row["val_accuracy"]))]
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+

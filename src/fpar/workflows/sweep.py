@@ -20,7 +20,7 @@ from typing import Any, Iterable
 from fpar.engine.config import load_config
 from fpar.engine.settings import ExperimentSettings
 from fpar.workflows.run_names import legacy_run_name, run_name
-from fpar.workflows.recipe import format_accuracy, train_or_skip
+from fpar.workflows.recipe import format_accuracy, resumed_by_rerunning, train_or_skip
 from fpar.errors import FparError
 from fpar.io import inside, write_text
 
@@ -92,7 +92,8 @@ def run_sweep(config_path: str | os.PathLike, axes: Iterable[str], *, out_dir: s
     rows = []
     for i, (combo, config) in enumerate(zip(combos, configs)):
         log(f"[{i + 1}/{len(combos)}] {config.experiment}")
-        summary = train_or_skip(config, out_dir, **train_kwargs)
+        with resumed_by_rerunning(f"run {i + 1}/{len(combos)} ({config.experiment})"):
+            summary = train_or_skip(config, out_dir, **train_kwargs)
         rows.append({"run": config.experiment, **dict(combo),
                      "best_val_accuracy": summary["best_val_accuracy"], "epochs_done": summary["epochs_done"]})
     from fpar.engine.selection import describe

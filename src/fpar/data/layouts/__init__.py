@@ -12,13 +12,13 @@ from fpar.data.layouts.index import (DEFAULT_MIN_FRAMES, FILE_KINDS, FILE_KINDS_
 from fpar.data.layouts.registry import Layout, detect_layout, layout_names, list_frames, load_index, register_layout
 from fpar.data.layouts.trees import (DATASET_SETTINGS, EGORNN_LAYOUT, EGORNN_TREES, PREPARE_SETTINGS, PROCESSED_LAYOUT,
                                     PROCESSED_TREES)
-from fpar.data.layouts.manifest import (MANIFEST_HEADER_KEYS, MANIFEST_NAMES, RANGE_COLUMNS, flow_range,
+from fpar.data.layouts.manifest import (MANIFEST_HEADER_KEYS, MANIFEST_LAYOUT, MANIFEST_NAMES, RANGE_COLUMNS, flow_range,
                                         pattern_regex)
 
 # fpar's own layouts (registered by the imports above); ``data.layout`` accepts these and ``auto``
 LAYOUTS = layout_names()
 
-__all__ = ["DATASET_SETTINGS", "DEFAULT_MIN_FRAMES", "EGORNN_LAYOUT", "EGORNN_TREES", "FILE_KINDS",
+__all__ = ["DATASET_SETTINGS", "DEFAULT_MIN_FRAMES", "EGORNN_LAYOUT", "EGORNN_TREES", "FILE_KINDS", "MANIFEST_LAYOUT",
            "FILE_KINDS_OF_MODALITY", "LAYOUTS", "MANIFEST_HEADER_KEYS", "MANIFEST_NAMES", "PREPARE_SETTINGS",
            "PROCESSED_LAYOUT", "PROCESSED_TREES", "RANGE_COLUMNS",
            "ROW_SKIPPED", "UNFINISHED_MARKER", "Candidate", "DatasetIndex", "FrameRange", "Instance", "Layout",

@@ -23,6 +23,7 @@ from fpar.data.layouts.index import (FILE_KINDS, FRAME_EXTENSIONS as _EXT, ROW_S
 from fpar.data.layouts.registry import register_layout
 from fpar.errors import FparError, NotADatasetError
 
+MANIFEST_LAYOUT = "manifest"
 MANIFEST_NAMES = ("manifest.csv", "manifest.jsonl")
 MANIFEST_SUFFIXES = (".csv", ".jsonl")  # a manifest given as a file
 # The keys of a manifest's header lines (``# root: PATH``), and the in-place columns of its rows
@@ -323,4 +324,4 @@ def _is_manifest(root: Path) -> bool:
     return any((root / name).is_file() for name in MANIFEST_NAMES)
 
 
-register_layout("manifest", _is_manifest, _scan_manifest, looks_like="a manifest.csv/.jsonl")
+register_layout(MANIFEST_LAYOUT, _is_manifest, _scan_manifest, looks_like="a manifest.csv/.jsonl")
