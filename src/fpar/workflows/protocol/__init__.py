@@ -26,11 +26,11 @@ from fpar.workflows.protocol.plan import _check_plan, dataset_digest, is_recipe
 from fpar.workflows.protocol.running import run_protocol
 from fpar.workflows.protocol.stats import summarise, t_quantile
 from fpar.workflows.protocol.tables import protocol_html, protocol_markdown
-from fpar.workflows.protocol.vocabulary import (CONTROLLED, EGTEA_SPLITS, GTEA61_SUBJECTS, METRICS, PAPER_PROTOCOL,
+from fpar.workflows.protocol.vocabulary import (CONTROLLED, EGTEA_SPLITS, GTEA61_SUBJECTS, PAPER_PROTOCOL,
                                                 PLAN_FILE, PROTOCOLS, PUBLISHED, PUBLISHED_PROTOCOL, SCORES,
                                                 SUMMARY_FILE, Fold, paper_figure, refuse_controlled)
 
-__all__ = ["CONTROLLED", "EGTEA_SPLITS", "GTEA61_SUBJECTS", "METRICS", "PAPER_PROTOCOL", "PLAN_FILE", "PROTOCOLS",
+__all__ = ["CONTROLLED", "EGTEA_SPLITS", "GTEA61_SUBJECTS", "PAPER_PROTOCOL", "PLAN_FILE", "PROTOCOLS",
            "PUBLISHED", "PUBLISHED_PROTOCOL", "SCORES", "SUMMARY_FILE", "Fold", "_check_plan", "compare",
            "compare_text", "dataset_digest", "is_recipe", "paper_figure", "protocol_html", "protocol_markdown",
            "read_protocol", "refuse_controlled", "run_protocol", "summarise", "t_quantile"]

@@ -11,7 +11,8 @@ from typing import Any
 
 from fpar.errors import FparError
 from fpar.workflows.protocol.stats import summarise
-from fpar.workflows.protocol.vocabulary import METRICS, SUMMARY_FILE
+from fpar.engine.metric_registry import protocol_metrics
+from fpar.workflows.protocol.vocabulary import SUMMARY_FILE
 
 def _number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -31,6 +32,10 @@ def read_protocol(folder: str | os.PathLike) -> dict[str, Any]:
         if not isinstance(result, dict) or not isinstance(result.get("runs"), list):
             raise ValueError("not an object with runs")
         config = result.get("config")
+        # the metrics the protocol summarised when it ran (those registered then that it has)
+        metrics = [metric for metric in protocol_metrics() if metric in result]
+        if not metrics:
+            raise ValueError("no summarised metric")
         runs, seen = [], {}
         for i, run in enumerate(result["runs"], 1):
             if not isinstance(run, dict) or not isinstance(run.get("fold"), str) \
@@ -42,15 +47,16 @@ def read_protocol(folder: str | os.PathLike) -> dict[str, Any]:
             if key in seen:
                 raise FparError(f"{where} is listed twice (also run {seen[key]}); a run is paired once")
             seen[key] = i
-            numbers = {metric: _number(run.get(metric), f"{where}: {metric}") for metric in METRICS}
+            numbers = {metric: _number(run.get(metric), f"{where}: {metric}") for metric in metrics}
             heads = run.get("heads") or {}
             if not isinstance(heads, dict):
                 raise ValueError(f"run {i}: heads is not an object")
             numbers["heads"] = {head: {metric: _number(value, f"{where}: {head} {metric}")
-                                       for metric, value in values.items() if metric in METRICS}
+                                       for metric, value in values.items() if metric in metrics}
                                 for head, values in heads.items() if isinstance(values, dict)}
             runs.append({**run, **numbers, "stage": stage, "key": key})
         result["runs"] = runs
+        result["metrics"] = metrics
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise FparError(f"{path}: not a protocol summary ({exc})") from None
     return result
@@ -85,6 +91,7 @@ def compare(folder_a: str | os.PathLike, folder_b: str | os.PathLike) -> dict[st
         raise FparError(f"{folder_a} ran protocol {a.get('protocol')} and {folder_b} {b.get('protocol')}: "
                         "only runs of the same protocol pair up")
     stages_a, stages_b = _stages(a), _stages(b)
+    metrics = [metric for metric in a["metrics"] if metric in b["metrics"]]
     if len(stages_a) == 1 and len(stages_b) == 1:
         pairs = [(stages_a[0], stages_b[0])]
     else:
@@ -102,13 +109,13 @@ def compare(folder_a: str | os.PathLike, folder_b: str | os.PathLike) -> dict[st
                             f"{', '.join(f'fold {f} seed {s}' for f, s in only[:4])}); run both with the same --seeds")
         keys = sorted(runs_a)
         diff: dict[str, Any] = {"pairs": len(keys)}
-        for metric in METRICS:
+        for metric in metrics:
             diff[metric] = summarise([runs_a[k][metric] - runs_b[k][metric] for k in keys])
         heads = [h for h in runs_a[keys[0]]["heads"] if all(h in runs_b[k]["heads"] and h in runs_a[k]["heads"]
                                                              for k in keys)]
         diff["heads"] = {h: {metric: summarise([runs_a[k]["heads"][h][metric] - runs_b[k]["heads"][h][metric]
                                                 for k in keys])
-                             for metric in METRICS if metric in runs_a[keys[0]]["heads"][h]} for h in heads}
+                             for metric in metrics if metric in runs_a[keys[0]]["heads"][h]} for h in heads}
         name = stage_a if stage_a == stage_b else f"{stage_a} - {stage_b}"
         result["stages"][name] = diff
     last = list(result["stages"])[-1]
@@ -122,9 +129,9 @@ def compare_text(result: dict[str, Any]) -> str:
     for stage, diff in result["stages"].items():
         if len(result["stages"]) > 1:
             lines.append(f"stage {stage} ({diff['pairs']} pairs):")
-        rows = [(name, diff[metric]) for metric, name in (("top1", "top-1"), ("mean_class", "mean class"))]
+        rows = [(metric.title, diff[short]) for short, metric in protocol_metrics().items() if short in diff]
         rows += [(f"{head} {metric.replace('_', ' ')}", values[metric]) for head, values in diff["heads"].items()
-                 for metric in METRICS if metric in values]
+                 for metric in protocol_metrics() if metric in values]
         for name, summary in rows:
             if summary["ci95"] is None:
                 lines.append(f"{name:<16} A - B = {100 * summary['mean']:+.2f} points (one pair: no interval)")

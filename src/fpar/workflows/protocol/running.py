@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from fpar.engine.config import find_config, load_config
+from fpar.engine.metric_registry import METRICS, protocol_metrics
 from fpar.errors import FparError
 from fpar.io import inside, refuse_link, write_text
 from fpar.workflows.protocol.plan import _check_plan, _plan, _Run, _stage_config_file, dataset_digest, is_recipe
 from fpar.workflows.protocol.stats import summarise
 from fpar.workflows.protocol.tables import _percent, protocol_html, protocol_markdown
-from fpar.workflows.protocol.vocabulary import (METRICS, PROTOCOLS, PUBLISHED, PUBLISHED_PROTOCOL, SCORES,
+from fpar.workflows.protocol.vocabulary import (PROTOCOLS, PUBLISHED, PUBLISHED_PROTOCOL, SCORES,
                                                 PLAN_FILE, SUMMARY_FILE, Fold, paper_figure, refuse_controlled)
 from fpar.workflows.recipe import load_recipe, resolve_init_from, train_or_skip
 
@@ -64,7 +65,7 @@ def run_protocol(config_path: str | os.PathLike, *, data_root: str | os.PathLike
     stages = {}
     for stage in dict.fromkeys(record["stage"] for record in records):
         chosen = [record for record in records if record["stage"] == stage]
-        stages[stage] = {**{metric: summarise([r[metric] for r in chosen]) for metric in METRICS},
+        stages[stage] = {**{metric: summarise([r[metric] for r in chosen]) for metric in protocol_metrics()},
                          "heads": _head_summaries(chosen)}
     selection = runs[0].stages[-1]["config"].selection.model_dump()
     result = {
@@ -74,7 +75,7 @@ def run_protocol(config_path: str | os.PathLike, *, data_root: str | os.PathLike
         "overrides": overrides, "data_root": plan["data_root"], "dataset": plan["dataset"],
         "fpar_version": __version__,
         "runs": records, "stages": stages,
-        **{metric: stages[last_stage][metric] for metric in METRICS}, "heads": stages[last_stage]["heads"],
+        **{metric: stages[last_stage][metric] for metric in protocol_metrics()}, "heads": stages[last_stage]["heads"],
         "paper": paper_figure(_stage_config_file(path, recipe, -1)),
         "published": [{**row, "protocol": PUBLISHED_PROTOCOL[protocol]} for row in PUBLISHED.get(protocol, [])],
     }
@@ -111,7 +112,7 @@ def _run_stages(run: _Run, out_dir: Path, data_root, recipe: bool, log, train_kw
             "stage": stage["name"], "fold": run.fold.name, "seed": run.seed, "split": run.fold.split,
             "test_subjects": run.fold.test,
             "selection_subjects": _selection_subjects(config, run.fold, selection_subjects),
-            "n": scores["n"], "top1": scores["top1"], "mean_class": scores["mean_class"],
+            "n": scores["n"], **{metric: scores[metric] for metric in protocol_metrics()},
             "heads": scores.get("heads", {}),
             "run_dir": run_dir.relative_to(out_dir).as_posix(),
             "init_from": [(Path(runs_root.relative_to(out_dir)) / Path(parent).parent).as_posix()
@@ -133,7 +134,7 @@ def _head_summaries(records: list[dict[str, Any]]) -> dict[str, Any]:
     heads: dict[str, Any] = {}
     for head in dict.fromkeys(h for record in records for h in record["heads"]):
         values = [record["heads"][head] for record in records if head in record["heads"]]
-        heads[head] = {metric: summarise([v[metric] for v in values]) for metric in METRICS if metric in values[0]}
+        heads[head] = {metric: summarise([v[metric] for v in values]) for metric in protocol_metrics() if metric in values[0]}
     return heads
 
 
@@ -146,20 +147,21 @@ def _scores(run_dir: Path, summary: dict[str, Any], data_root: str | os.PathLike
     test = {"test_subjects": fold.test, "split": fold.split}
     if path.is_file() and summary["state"] == "done":
         kept = json.loads(path.read_text())
-        if {key: kept.get(key) for key in test} == test:
+        if {key: kept.get(key) for key in test} == test and all(m.short in kept for m in METRICS.values()):
             return kept
     from fpar.engine.evaluate import evaluate
 
     result = evaluate(checkpoint, data_root, split=fold.split or fold.test)
-    scores = {**test, "n": result["n"], "top1": result["accuracy"],
-              "mean_class": result["mean_class_accuracy"], "top5": result["top5"],
-              "heads": {kind: {"top1": head["accuracy"], "mean_class": head["mean_class_accuracy"],
-                               "top5": head["top5"]} for kind, head in result.get("heads", {}).items()}}
+    scores = {**test, "n": result["n"], **_short_names(result),
+              "heads": {kind: _short_names(head) for kind, head in result.get("heads", {}).items()}}
     from fpar.engine.epic_metrics import RULE_ACTION
 
     if RULE_ACTION in result:  # the action by EPIC's rule over the verb and noun heads
-        scores["heads"][RULE_ACTION] = {"top1": result[RULE_ACTION]["accuracy"], "top5": result[RULE_ACTION]["top5"]}
+        scores["heads"][RULE_ACTION] = _short_names(result[RULE_ACTION])
     write_text(path, json.dumps(scores, indent=1) + "\n")
     return scores
 
 
+def _short_names(numbers: dict[str, Any]) -> dict[str, Any]:
+    """Evaluation's numbers under the names a protocol keeps them by (``top1``, ``mean_class``, ...)."""
+    return {metric.short: numbers[name] for name, metric in METRICS.items() if name in numbers}

@@ -6,6 +6,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from fpar.engine.metric_registry import protocol_metrics
+
 def _percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
@@ -26,14 +28,16 @@ def _head_columns(result: dict[str, Any]) -> list[str]:
 def _table_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]], list[list[str]]]:
     recipe = result.get("recipe", False)
     heads = _head_columns(result)
-    head = [*(["stage"] if recipe else []), "fold", "seed", "test", "selection", "clips", "top-1 %",
-            "mean class %", *(f"{h} top-1 %" for h in heads)]
+    # every metric the protocol summarised (the registry's, docs/units.md), in the registry's order
+    metrics = {short: metric for short, metric in protocol_metrics().items() if short in result}
+    head = [*(["stage"] if recipe else []), "fold", "seed", "test", "selection", "clips",
+            *(f"{metric.title} %" for metric in metrics.values()), *(f"{h} top-1 %" for h in heads)]
     rows = []
     for run in result["runs"]:
         test = f"{run['split']} test clips" if run.get("split") else ", ".join(run["test_subjects"])
         rows.append([*([run["stage"]] if recipe else []), run["fold"], str(run["seed"]), test,
                      ", ".join(run["selection_subjects"]) or "none", str(run.get("n", "-")),
-                     _percent(run["top1"]), _percent(run["mean_class"]),
+                     *(_percent(run.get(short)) for short in metrics),
                      *(_percent(run.get("heads", {}).get(h, {}).get("top1")) for h in heads)])
     totals = []
     stages = result.get("stages") or {result["config"]: result}
@@ -41,7 +45,7 @@ def _table_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]], lis
         if not recipe and stage != result["config"]:
             continue
         totals.append([*([stage] if recipe else []), "all", f"{result['seeds']} seed(s)", "", "", "",
-                       _summary_cell(summary["top1"]), _summary_cell(summary["mean_class"]),
+                       *(_summary_cell(summary[short]) for short in metrics),
                        *(_summary_cell(summary["heads"][h]["top1"]) if h in summary.get("heads", {}) else "-"
                          for h in heads)])
     return head, rows, totals

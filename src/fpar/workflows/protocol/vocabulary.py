@@ -18,7 +18,6 @@ SUMMARY_FILE = "protocol.json"
 PLAN_FILE = "protocol-plan.json"  # what the protocol's runs depend on, written before the first one trains
 GTEA61_SUBJECTS = ("S1", "S2", "S3", "S4")
 EGTEA_SPLITS = ("split1", "split2", "split3")
-METRICS = ("top1", "mean_class")
 # the keys a protocol sets for each of its runs, and why an override may not
 CONTROLLED = {
     "experiment": "the protocol names its runs <experiment>__<fold>__seed<k>",
