@@ -12,7 +12,7 @@ import statistics
 import pytest
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from engine_tiny import tiny_config, write_config
+from helpers.tiny import tiny_config, write_config
 from fpar.cli import main
 from fpar.engine.metric_registry import register_metric, unregister_metric
 from fpar.errors import FparError
