@@ -14,6 +14,7 @@ from fpar.workflows.protocol.stats import summarise
 from fpar.engine.metric_registry import protocol_metrics
 from fpar.workflows.protocol.vocabulary import SUMMARY_FILE
 
+
 def _number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise FparError(f"{where} is {value!r}, not a number")

@@ -16,6 +16,7 @@ from fpar.errors import FparError
 from fpar.workflows.protocol.vocabulary import PLAN_FILE, Fold
 from fpar.workflows.recipe import load_recipe
 
+
 def is_recipe(path: Path) -> bool:
     """Whether the YAML file is a recipe (a mapping with ``stages``) rather than a config."""
     document = read_yaml(path, "recipe or config")

@@ -18,8 +18,9 @@ from fpar.workflows.protocol.plan import _check_plan, _plan, _Run, _stage_config
 from fpar.workflows.protocol.stats import summarise
 from fpar.workflows.protocol.tables import _percent, protocol_html, protocol_markdown
 from fpar.workflows.protocol.vocabulary import (PROTOCOLS, PUBLISHED, PUBLISHED_PROTOCOL, SCORES,
-                                                PLAN_FILE, SUMMARY_FILE, Fold, paper_figure, refuse_controlled)
+                                                PLAN_FILE, SUMMARY_FILE, TABLE_FILES, Fold, paper_figure, refuse_controlled)
 from fpar.workflows.recipe import load_recipe, resolve_init_from, train_or_skip
+
 
 def run_protocol(config_path: str | os.PathLike, *, data_root: str | os.PathLike, protocol: str, seeds: int,
                  out_dir: str | os.PathLike, overrides: Iterable[str] = (), force: bool = False, log=print,
@@ -80,8 +81,8 @@ def run_protocol(config_path: str | os.PathLike, *, data_root: str | os.PathLike
         "published": [{**row, "protocol": PUBLISHED_PROTOCOL[protocol]} for row in PUBLISHED.get(protocol, [])],
     }
     write_text(inside(out_dir, SUMMARY_FILE), json.dumps(result, indent=1) + "\n")
-    write_text(inside(out_dir, "protocol.md"), protocol_markdown(result) + "\n")
-    write_text(inside(out_dir, "protocol.html"), protocol_html(result))
+    write_text(inside(out_dir, TABLE_FILES[0]), protocol_markdown(result) + "\n")
+    write_text(inside(out_dir, TABLE_FILES[1]), protocol_html(result))
     log(protocol_markdown(result))
     return result
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+
 def t_quantile(probability: float, dof: int) -> float:
     """The ``probability`` quantile of Student's t distribution (0.5 < probability < 1), from
     scipy.stats: 12.706 for (0.975, 1), 2.776 for (0.975, 4), 1.960 as ``dof`` grows."""

@@ -8,6 +8,7 @@ from typing import Any
 
 from fpar.engine.metric_registry import protocol_metrics
 
+
 def _percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 

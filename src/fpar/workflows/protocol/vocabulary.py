@@ -15,6 +15,7 @@ from fpar.errors import FparError
 
 SCORES = "scores.json"  # a run's test-set scores, written once it is evaluated
 SUMMARY_FILE = "protocol.json"
+TABLE_FILES = ("protocol.md", "protocol.html")  # the summary as a table, written beside it
 PLAN_FILE = "protocol-plan.json"  # what the protocol's runs depend on, written before the first one trains
 GTEA61_SUBJECTS = ("S1", "S2", "S3", "S4")
 EGTEA_SPLITS = ("split1", "split2", "split3")
