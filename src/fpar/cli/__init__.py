@@ -2,9 +2,10 @@
 
 Each module in ``COMMAND_MODULES`` (the command registry, in ``fpar --help``'s order; a module
 out of tree joins it with :func:`add_command_module`) has ``register(subparsers)``, which adds its
-sub-commands and sets ``func`` on them; a registered module that cannot be found is an error. ``func(args) -> int`` returns the exit code. Building the parser
-imports no torch, Lightning or OpenCV (``--help`` answers at once): command modules import the
-vocabularies their choices come from, and the work itself inside ``func``.
+sub-commands and sets ``func`` on them; a registered module that cannot be found is an error.
+``func(args) -> int`` returns the exit code. Building the parser imports no torch, Lightning or
+OpenCV (``--help`` answers at once): command modules import the vocabularies their choices come
+from, and the work itself inside ``func``.
 """
 
 from __future__ import annotations
