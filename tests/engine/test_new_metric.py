@@ -16,6 +16,7 @@ from helpers.tiny import tiny_config, write_config
 from fpar.cli import main
 from fpar.engine.metric_registry import register_metric, unregister_metric
 from fpar.errors import FparError
+from fpar.workflows.protocol import compare, compare_text
 
 
 class WorstClassAccuracy(MulticlassConfusionMatrix):
@@ -50,6 +51,8 @@ def test_a_registered_metric_reaches_training_evaluation_and_the_protocol(worst_
     assert summary["worst_class"]["n"] == 3
     assert summary["worst_class"]["mean"] == pytest.approx(statistics.mean(run["worst_class"] for run in runs))
     assert "worst class %" in (out / "protocol.md").read_text().splitlines()[0]
+    paired = compare(out, out)  # fpar protocol compare pairs it too
+    assert paired["worst_class"]["mean"] == 0 and "worst class" in compare_text(paired)
 
     run_dir = out / runs[0]["run_dir"]
     with open(run_dir / "metrics.csv", newline="") as handle:
