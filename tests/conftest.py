@@ -8,8 +8,8 @@ import torch
 
 TESTS = Path(__file__).parent
 FIXTURES = TESTS / "fixtures"
-# the tiny dataset and configs that train in seconds, shared by the engine and workflow tests
-sys.path.insert(0, str(TESTS / "engine"))
+# tests/helpers: the tiny dataset, trees and stand-ins that several test files share
+sys.path.insert(0, str(TESTS))
 
 # The numerics tests: results that depend on the instructions oneDNN computes with (parity in fp32
 # and bf16, precision choice, compute preparation, ONNX, stream = predict). CI runs them a second
@@ -37,7 +37,7 @@ def fixtures_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
-    from engine_tiny import write_dataset
+    from helpers.tiny import write_dataset
 
     return write_dataset(tmp_path_factory.mktemp("tiny") / "data")
 
@@ -54,7 +54,7 @@ def one_thread():
 @pytest.fixture(scope="session")
 def trained_run(tiny_data, tmp_path_factory) -> dict:
     """Two epochs of the tiny flow network, validated after each (shared by several test files)."""
-    from engine_tiny import flow_config
+    from helpers.tiny import flow_config
     from fpar.engine.train import train
 
     torch.set_num_threads(1)

@@ -398,7 +398,7 @@ def test_a_store_of_the_previous_format_is_rebuilt_on_first_use(jpeg_root, tmp_p
 
 def test_training_from_a_tampered_store_stops_with_one_line_and_no_run_folder(tiny_data, tmp_path, capsys):
     """`data.store` built, then bytes of a frame the first epoch reads changed: training never sees them."""
-    from engine_tiny import tiny_config, write_config
+    from helpers.tiny import tiny_config, write_config
 
     data = shutil.copytree(tiny_data, tmp_path / "data")
     store = tmp_path / "store"

@@ -142,7 +142,7 @@ def test_data_check_deep_reports_a_swapped_store(source, tmp_path, capsys):
 
 
 def test_training_refuses_a_store_whose_index_does_not_verify(tiny_data, tmp_path, capsys):
-    from engine_tiny import tiny_config, write_config
+    from helpers.tiny import tiny_config, write_config
 
     data = shutil.copytree(tiny_data, tmp_path / "data")
     store = tmp_path / "store"

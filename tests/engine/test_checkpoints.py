@@ -15,7 +15,7 @@ from fpar.engine.predict import predict_video
 from fpar.engine.train import load_init_weights, resolve_init_from, train
 from fpar.models import build_model
 
-from engine_tiny import CLASSES, tiny_config
+from helpers.tiny import CLASSES, tiny_config
 
 RESUME_ONLY = ("optimizer_states", "lr_schedulers", "loops", "callbacks", "hyper_parameters")
 

@@ -7,7 +7,7 @@ import torch
 from fpar.cli import main
 from fpar.engine.train import train
 
-from engine_tiny import tiny_config
+from helpers.tiny import tiny_config
 
 
 @pytest.fixture(scope="module")

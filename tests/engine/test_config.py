@@ -10,7 +10,7 @@ from fpar.engine.config import dump_config, json_schema, load_config, parse_over
 from fpar.engine.settings import SchedulerSettings
 from fpar.errors import FparError
 
-from engine_tiny import tiny_config
+from helpers.tiny import tiny_config
 
 
 def write(path: Path, data: dict) -> Path:

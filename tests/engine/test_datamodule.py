@@ -7,7 +7,7 @@ from fpar.engine.config import validate_config
 from fpar.engine.datamodule import EpochShuffleSampler, FparDataModule, ShardSampler
 from fpar.errors import FparError
 
-from engine_tiny import tiny_config
+from helpers.tiny import tiny_config
 
 
 def test_fixed_split_and_leave_one_subject_out(tiny_data):

@@ -11,7 +11,7 @@ import pytest
 from fpar.checkpoint import load_checkpoint
 from fpar.engine.evaluate import evaluate
 
-from engine_tiny import subprocess_env, tiny_config, write_config
+from helpers.tiny import subprocess_env, tiny_config, write_config
 
 VAL_CLIPS = 7  # odd: a padding sampler would count one clip twice on 2 processes
 

@@ -15,7 +15,7 @@ from fpar.cli import main
 from fpar.engine.evaluate import evaluate
 from fpar.errors import FparError
 
-from engine_tiny import CLASSES, subprocess_env
+from helpers.tiny import CLASSES, subprocess_env
 
 VAL_CLIPS = 7  # S2
 

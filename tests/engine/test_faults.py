@@ -15,16 +15,8 @@ from fpar.engine.evaluate import evaluate
 from fpar.engine.train import train
 from fpar.errors import FparError
 
-from engine_tiny import subprocess_env, tiny_config, write_config
-
-
-def one_line_error(capsys) -> str:
-    """The one line `fpar` printed on stderr (and that it is one line with no traceback)."""
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert "Traceback" not in err and "Caught" not in err, err[-3000:]
-    assert len(lines) == 1 and lines[0].startswith("fpar: error: "), err[-3000:]
-    return lines[0]
+from helpers.output import one_line_error
+from helpers.tiny import subprocess_env, tiny_config, write_config
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ import pytest
 from fpar.engine.config import validate_config
 from fpar.engine.hardware import Hardware, cap_flags, choose_precision, cpu_flags, detect, isa_cap, resolve_precision
 
-from engine_tiny import tiny_config
+from helpers.tiny import tiny_config
 
 AVX2 = Hardware("cpu", "an AVX2 CPU", cpu_flags=frozenset({"sse4_2", "avx2", "fma"}))
 AVX512 = Hardware("cpu", "an AVX-512 CPU", cpu_flags=frozenset({"avx2", "avx512f"}))

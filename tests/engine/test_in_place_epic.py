@@ -9,8 +9,8 @@ from fpar.cli import main
 from fpar.engine.evaluate import evaluate
 from fpar.engine.train import train
 
-from engine_tiny import flow_config, tiny_config
-from epic_tree import PARTICIPANTS, SEGMENTS, VIDEOS_PER_PARTICIPANT, snapshot, write_epic_tree, write_epic_videos
+from helpers.tiny import flow_config, tiny_config
+from helpers.epic_tree import PARTICIPANTS, SEGMENTS, VIDEOS_PER_PARTICIPANT, snapshot, write_epic_tree, write_epic_videos
 
 
 def test_epic_frames_in_place_from_prepare_to_training_and_evaluation(tmp_path, capsys):

@@ -10,40 +10,13 @@ import pytest
 
 from fpar.checkpoint import export_model, load_checkpoint, load_model
 from fpar.cli import main
-from fpar.data.labels import LABELS_FILE
 from fpar.engine.evaluate import evaluate
 from fpar.engine.train import train
 
-from engine_tiny import CLASSES, tiny_config, write_dataset
+from helpers.epic_tree import NOUNS, epic_like_dataset
+from helpers.tiny import tiny_config
 
 # the tiny classes' verbs and nouns under EPIC-like numbers (97 verbs, 300 nouns)
-VERBS = {"close": 3, "open": 4, "stir": 10}
-NOUNS = {"red": 7, "green": 120, "blue": 299}
-TREES = ("processed_frames", "flow_x_processed", "flow_y_processed")
-
-
-def epic_like_dataset(root: Path) -> list[dict[str, str]]:
-    """The tiny dataset with narration-like instance names (unique over the dataset, as EPIC's are)
-    and its labels.csv; returns the segments (EPIC annotation rows)."""
-    write_dataset(root)
-    segments = []
-    for subject_dir in sorted((root / TREES[0]).iterdir()):
-        for class_dir in sorted(subject_dir.iterdir()):
-            for inst in sorted(class_dir.iterdir()):
-                narration = f"{subject_dir.name}_{CLASSES.index(class_dir.name)}_{inst.name}"
-                for tree in TREES:
-                    folder = root / tree / subject_dir.name / class_dir.name
-                    (folder / inst.name).rename(folder / narration)
-                verb, noun = class_dir.name.split("_")
-                segments.append({"narration_id": narration, "participant_id": subject_dir.name,
-                                 "verb": verb, "verb_class": VERBS[verb], "noun": noun, "noun_class": NOUNS[noun]})
-    with (root / LABELS_FILE).open("w", newline="") as file:
-        writer = csv.DictWriter(file, ["id", "verb", "verb_class", "noun", "noun_class"], extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows({**row, "id": row["narration_id"]} for row in segments)
-    return segments
-
-
 def write_csv(path: Path, columns: list[str], rows: list[dict]) -> Path:
     with path.open("w", newline="") as file:
         writer = csv.DictWriter(file, columns, extrasaction="ignore")

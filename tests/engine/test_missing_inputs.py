@@ -5,7 +5,7 @@ import pytest
 
 from fpar.cli import main
 
-from test_faults import one_line_error
+from helpers.output import one_line_error
 
 BAD_CHECKPOINTS = {
     "missing": ("gone.ckpt", "checkpoint not found: {path}"),

@@ -9,7 +9,7 @@ from fpar.engine.config import validate_config
 from fpar.engine.module import DivergedError, FparModule, adam
 from fpar.errors import FparError
 
-from engine_tiny import tiny_config
+from helpers.tiny import tiny_config
 
 CLASSES = ["a", "b", "c"]
 RGB = {"name": "rgb_attention", "backbone": "resnet18", "pretrained": None, "mem_size": 8}

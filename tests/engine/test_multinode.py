@@ -11,7 +11,7 @@ import torch
 
 from fpar.checkpoint import load_checkpoint, model_state_dict
 
-from engine_tiny import subprocess_env, tiny_config, write_config
+from helpers.tiny import subprocess_env, tiny_config, write_config
 
 GLOBAL_BATCH = 4
 

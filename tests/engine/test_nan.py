@@ -8,7 +8,7 @@ from fpar.checkpoint import load_checkpoint
 from fpar.engine.train import train
 from fpar.errors import FparError
 
-from engine_tiny import flow_config
+from helpers.tiny import flow_config
 
 STEPS_PER_EPOCH = 3  # 12 training clips, batch 4
 

@@ -12,7 +12,7 @@ import yaml
 
 from fpar.cli import build_parser, main
 
-from engine_tiny import flow_config, write_config
+from helpers.tiny import flow_config, write_config
 
 TIME = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d "
 

@@ -14,7 +14,7 @@ from fpar.engine.evaluate import evaluate
 from fpar.engine.loggers import LOGGERS
 from fpar.engine.metrics import ClassificationMetrics
 
-from engine_tiny import subprocess_env, tiny_config, write_config
+from helpers.tiny import subprocess_env, tiny_config, write_config
 
 
 def test_mean_class_accuracy_averages_the_classes_present():

@@ -15,7 +15,7 @@ from fpar.engine.callbacks import AtomicCheckpointIO
 from fpar.engine.train import train
 from fpar.errors import FparError
 
-from engine_tiny import subprocess_env, tiny_config, write_config
+from helpers.tiny import subprocess_env, tiny_config, write_config
 
 DRIVER = Path(__file__).with_name("resume_driver.py")
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from engine_tiny import tiny_config
+from helpers.tiny import tiny_config
 from fpar.engine.config import validate_config
 from fpar.engine.selection import carve, selection_record
 from fpar.errors import FparError

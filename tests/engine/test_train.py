@@ -15,7 +15,7 @@ from fpar.engine.train import load_init_weights, resolve_init_from, train
 from fpar.errors import FparError
 from fpar.models import build_model
 
-from engine_tiny import CLASSES, flow_config, tiny_config
+from helpers.tiny import CLASSES, flow_config, tiny_config
 
 
 def test_two_epochs_lower_the_training_loss(trained_run):

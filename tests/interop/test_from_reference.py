@@ -7,7 +7,7 @@ import torch
 from fpar.errors import FparError
 from fpar.interop import KINDS, from_reference, reference_state_dict
 from interop.parity_cases import load_case, reference_weights
-from models.test_models import make_batch, small_model
+from helpers.small_models import make_batch, small_model
 
 
 @pytest.fixture(scope="module")

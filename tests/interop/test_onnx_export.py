@@ -169,7 +169,7 @@ def test_predict_with_the_onnx_runtime_imports_no_torch(exports, video):
     import subprocess
     import sys
 
-    from engine_tiny import subprocess_env
+    from helpers.tiny import subprocess_env
 
     _, out = exports("two_in_one")  # frames and a flow pair per frame
     script = ("import sys; from fpar.cli import main; "

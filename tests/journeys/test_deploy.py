@@ -11,8 +11,8 @@ import pytest
 
 from fpar.cli import main
 
-from engine_tiny import tiny_config, write_config
-from test_label_heads_epic import epic_like_dataset
+from helpers.tiny import tiny_config, write_config
+from helpers.epic_tree import epic_like_dataset
 
 
 def _video(path, frames: int = 2):

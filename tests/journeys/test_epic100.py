@@ -8,7 +8,7 @@ import json
 from fpar.cli import main
 
 from journey_sizes import TINY
-from epic_tree import write_epic_tree
+from helpers.epic_tree import write_epic_tree
 
 
 def _split_csv(train_csv, validation_csv):

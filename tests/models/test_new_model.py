@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from engine_tiny import tiny_config
+from helpers.tiny import tiny_config
 from fpar.checkpoint import export_model, load_model
 from fpar.data import sampling
 from fpar.engine.evaluate import evaluate

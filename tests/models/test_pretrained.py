@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 
 from fpar.errors import FparError
 from fpar.models import build_model
-from models.test_models import small_model
+from helpers.small_models import small_model
 from fpar.models.pretrained import IMAGENET_URLS, hub_checkpoint_path
 
 

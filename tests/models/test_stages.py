@@ -9,15 +9,15 @@ from torch import nn
 
 from fpar.engine.stages import STAGES, configure_stage, set_train_mode
 from fpar.errors import FparError
-from models import test_models
-from models.test_models import make_batch
+from helpers import small_models
+from helpers.small_models import make_batch
 
 # gradients only need the wiring, not the sizes: 64x64 inputs (a 2x2 map) and two time steps
 SIZE, STEPS = 64, 2
 
 
 def small_model(name, **kwargs):
-    return test_models.small_model(name, input_size=SIZE, **kwargs)
+    return small_models.small_model(name, input_size=SIZE, **kwargs)
 
 LAYER4_CONVS = r"backbone\.layer4\.\d\.conv[12]\.weight"
 RGB_STAGE1 = [r"convlstm\..*", r"classifier\..*"]

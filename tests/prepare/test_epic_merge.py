@@ -5,7 +5,7 @@ import csv
 
 from fpar.cli import main
 
-from epic_tree import write_epic_tree
+from helpers.epic_tree import write_epic_tree
 
 
 def _rows(out):

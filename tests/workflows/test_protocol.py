@@ -11,7 +11,7 @@ import statistics
 import pytest
 import yaml
 
-from engine_tiny import tiny_config, write_config
+from helpers.tiny import tiny_config, write_config
 from fpar.cli import main
 from fpar.errors import FparError
 from fpar.workflows import protocol

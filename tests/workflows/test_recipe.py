@@ -1,34 +1,13 @@
 """Recipes: stage chaining, skipping finished stages, resuming an interrupted one (train() faked)."""
 
-from pathlib import Path
-
 import pytest
 
 from fpar.workflows import recipe
-from fpar.engine.config import CONFIG_DIR as CONFIGS, dump_config
+from fpar.engine.config import CONFIG_DIR as CONFIGS
 from fpar.errors import FparError
+from helpers.fake_train import FakeTrain
 
 TWO_STREAM = CONFIGS / "recipes" / "gtea61_two-stream_16f.yaml"
-
-
-class FakeTrain:
-    """Stands in for fpar.engine.train.train: writes the files a run leaves, records each call."""
-
-    def __init__(self, interrupt: str | None = None):
-        self.calls: list[tuple[str, bool, object]] = []
-        self.interrupt = interrupt
-
-    def __call__(self, config, *, out_dir, resume, **kwargs):
-        run_dir = Path(out_dir) / config.experiment
-        self.calls.append((config.experiment, resume, config.init_from))
-        run_dir.mkdir(parents=True, exist_ok=True)
-        dump_config(config, run_dir / "config.yaml")  # as train() records the run
-        (run_dir / "last.ckpt").write_text("weights")
-        if config.experiment == self.interrupt:
-            raise KeyboardInterrupt
-        (run_dir / "best.ckpt").write_text("weights")
-        return {"run_dir": str(run_dir), "best_ckpt": str(run_dir / "best.ckpt"),
-                "last_ckpt": str(run_dir / "last.ckpt"), "best_val_accuracy": 0.5, "epochs_done": 3, "metrics": []}
 
 
 def test_stages_chain_skip_when_done_and_resume_when_interrupted(tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ from PIL import Image
 from fpar.cli import main
 from fpar.engine.train import train
 
-from engine_tiny import tiny_config
+from helpers.tiny import tiny_config
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

@@ -9,7 +9,7 @@ from fpar.engine.config import CONFIG_DIR as CONFIGS
 from fpar.errors import FparError
 from fpar.workflows import recipe, sweep
 
-from test_recipe import FakeTrain
+from helpers.fake_train import FakeTrain
 
 CONFIG = CONFIGS / "gtea61" / "rgb-ms-cls_r34_16f_stage2.yaml"
 TWO_STREAM = CONFIGS / "recipes" / "gtea61_two-stream_16f.yaml"

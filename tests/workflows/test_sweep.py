@@ -9,7 +9,7 @@ from fpar.engine.config import CONFIG_DIR
 from fpar.errors import FparError
 from fpar.workflows.run_names import MAX_RUN_NAME, legacy_run_name, run_name
 
-from test_recipe import FakeTrain
+from helpers.fake_train import FakeTrain
 
 CONFIG = CONFIG_DIR / "gtea61" / "rgb-ms-cls_r34_16f_stage2.yaml"
 

@@ -13,7 +13,7 @@ from fpar.data import load_index
 from fpar.data.settings import ClipSettings
 from fpar.models import build_model
 
-from engine_tiny import write_dataset
+from helpers.tiny import write_dataset
 
 RAW = b"shake_\xff\xfejar"
 ESCAPED = "shake_\\xff\\xfejar"  # what the files show: the bytes, backslash-escaped

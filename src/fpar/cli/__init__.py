@@ -1,9 +1,11 @@
 """The ``fpar`` command: one entry point, one thin module per command group.
 
-Each module in ``COMMAND_MODULES`` has ``register(subparsers)``, which adds its sub-commands
-and sets ``func`` on them. ``func(args) -> int`` returns the exit code. Building the parser
-imports no torch, Lightning or OpenCV (``--help`` answers at once): command modules import the
-vocabularies their choices come from, and the work itself inside ``func``.
+Each module in ``COMMAND_MODULES`` (the command registry, in ``fpar --help``'s order; a module
+out of tree joins it with :func:`add_command_module`) has ``register(subparsers)``, which adds its
+sub-commands and sets ``func`` on them; a registered module that cannot be found is an error.
+``func(args) -> int`` returns the exit code. Building the parser imports no torch, Lightning or
+OpenCV (``--help`` answers at once): command modules import the vocabularies their choices come
+from, and the work itself inside ``func``.
 """
 
 from __future__ import annotations
@@ -41,6 +43,13 @@ COMMAND_MODULES = [
 ]
 
 
+def add_command_module(name: str) -> None:
+    """Register the command module importable as ``name`` (its ``register(subparsers)`` adds its
+    commands to ``fpar``), after fpar's own."""
+    if name not in COMMAND_MODULES:
+        COMMAND_MODULES.append(name)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = FparParser(
         prog="fpar", description="First-person action recognition: data, training, evaluation, explanations."
@@ -53,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
         except ModuleNotFoundError as exc:
             if exc.name != name:
                 raise
-            continue  # a command group not built yet
+            raise FparError(f"command module {name} is registered (fpar.cli.COMMAND_MODULES) but not found") from None
+        if not callable(getattr(module, "register", None)):
+            raise FparError(f"command module {name} has no register(subparsers)")
         module.register(subparsers)
     add_quiet_option(parser)
     parser.set_defaults(root_parser=parser)  # for commands that read the whole parser (completion)
@@ -100,7 +111,11 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     for name, value in QUIET_DECODERS.items():
         os.environ.setdefault(name, value)
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except FparError as exc:  # a registered command module that is missing
+        print(f"fpar: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -9,6 +9,7 @@ from pathlib import Path
 from fpar.cli.common import (MAX_PROCESSES, accelerator_for, add_compute_options, at_least, devices, intermixed,
                              require_device)
 from fpar.data.transforms import VIEWS
+from fpar.engine.metric_registry import METRICS
 from fpar.engine.settings import PRECISIONS
 
 
@@ -145,12 +146,10 @@ def run_eval(args: argparse.Namespace) -> int:
     print(f"checkpoint   {result['checkpoint']}")
     print(f"split        {','.join(result['split'])} ({result['n']} clips, {result['views']} view{'s' * (result['views'] != 'center')})")
     print(f"selection    {result['selection']['text']}")
-    print(f"top-1        {100 * result['accuracy']:5.1f}%")
-    print(f"top-5        {100 * result['top5']:5.1f}%")
-    print(f"mean class   {100 * result['mean_class_accuracy']:5.1f}%")
+    for name, metric in METRICS.items():
+        print(f"{metric.title:<12} {100 * result[name]:5.1f}%")
     for kind, head in result.get("heads", {}).items():
-        print(f"{kind:<12} top-1 {100 * head['accuracy']:5.1f}%  top-5 {100 * head['top5']:5.1f}%  "
-              f"mean class {100 * head['mean_class_accuracy']:5.1f}%")
+        print(f"{kind:<12} " + "  ".join(f"{metric.title} {100 * head[name]:5.1f}%" for name, metric in METRICS.items()))
     if "verb_noun_action" in result:
         action = result["verb_noun_action"]
         print(f"verb x noun  top-1 {100 * action['accuracy']:5.1f}%  top-5 {100 * action['top5']:5.1f}%  "

@@ -9,7 +9,7 @@
 * ``fpar.engine.predict``: ``predict_video(checkpoint, video)`` -> one clip's prediction
 * ``fpar.engine.module`` / ``datamodule``: the LightningModule and LightningDataModule they use
 * ``fpar.engine.stages``, ``losses``: which parameters train per stage; CE + the MS head's loss
-* ``fpar.engine.metrics``: top-1, top-5, mean-class accuracy and confusion (torchmetrics), for validation and evaluate
+* ``fpar.engine.metric_registry``: the metrics by name (top-1, top-5, mean-class accuracy, any registered); ``metrics``: them and the confusion (torchmetrics), for validation and evaluate; ``class_accuracy``: per-class and mean-class accuracy
 * ``fpar.engine.loggers``: the ``trainer.logger`` vocabulary and the Lightning loggers it builds
 * ``fpar.engine.callbacks``: atomic checkpoints, metrics files, progress (bars or lines), validation pictures
 * ``fpar.engine.compute``: channels-last layout, batch norms folded for inference, stage 1's frozen backbone copy

@@ -202,14 +202,13 @@ def epic_scores(rows: list[ClipResult]) -> epic.Results:
 
 
 def _head_metrics(rows: list[ClipResult], kind: str, names: list[str], width: int) -> dict[str, Any]:
-    from fpar.engine.metrics import ClassificationMetrics  # torchmetrics: imported once clips are scored
+    from fpar.engine.metrics import METRICS, ClassificationMetrics  # torchmetrics: once clips are scored
 
     metrics = ClassificationMetrics(width)
     metrics.update(torch.tensor([row.head_scores[kind] for row in rows]),
                    torch.tensor([row.head_labels[kind] for row in rows]))
     numbers = metrics.compute()
-    return {"accuracy": float(numbers["accuracy"]), "top5": float(numbers["top5"]),
-            "mean_class_accuracy": float(numbers["mean_class_accuracy"]),
+    return {**{name: float(numbers[name]) for name in METRICS},
             "per_class": {names[c]: acc for c, acc in enumerate(numbers["per_class"].tolist()) if acc == acc},
             "n": len(rows)}
 
@@ -258,16 +257,14 @@ def _short(names: list[str]) -> str:
 def _metrics(rows: list[ClipResult], classes: list[str]) -> dict[str, Any]:
     # torchmetrics takes ~0.6 s to import: once the clips are scored, not before the first frame
     # (docs/deployment.md, "Fast start")
-    from fpar.engine.metrics import ClassificationMetrics
+    from fpar.engine.metrics import METRICS, ClassificationMetrics
 
     metrics = ClassificationMetrics(len(classes))
     metrics.update(torch.tensor([row.scores for row in rows]), torch.tensor([row.label for row in rows]))
     numbers = metrics.compute()
     per_class = numbers["per_class"].tolist()
     return {
-        "accuracy": float(numbers["accuracy"]),
-        "top5": float(numbers["top5"]),
-        "mean_class_accuracy": float(numbers["mean_class_accuracy"]),
+        **{name: float(numbers[name]) for name in METRICS},  # every registered metric
         "per_class": {classes[c]: acc for c, acc in enumerate(per_class) if acc == acc},  # NaN: absent
         "confusion": numbers["confusion"].tolist(),
         "n": len(rows),

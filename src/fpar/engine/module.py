@@ -22,7 +22,7 @@ from fpar.checkpoint import checkpoint_contract
 from fpar.engine.compute import prepare_model
 from fpar.engine.hardware import autocast_dtype
 from fpar.engine.losses import total_loss
-from fpar.engine.metrics import ACCURACIES, JOINT, ClassificationMetrics, LabelMetrics
+from fpar.engine.metrics import JOINT, METRICS, ClassificationMetrics, LabelMetrics
 from fpar.engine.settings import ExperimentSettings
 from fpar.engine.stages import configure_stage, set_train_mode
 from fpar.errors import FparError
@@ -146,8 +146,8 @@ class FparModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         numbers = self.val_metrics.compute()  # gathered over every process
         self.val_metrics.reset()
-        for name, (logged, _) in ACCURACIES.items():
-            self.log(f"val/{logged}", numbers[name], prog_bar=name == "accuracy")
+        for name, metric in METRICS.items():
+            self.log(f"val/{metric.logged}", numbers[name], prog_bar=name == "accuracy")
         self.val_confusion = numbers["confusion"].cpu()
         heads = self.val_label_metrics.compute()
         self.val_label_metrics.reset()
@@ -155,8 +155,8 @@ class FparModule(L.LightningModule):
             if kind == JOINT[0]:
                 self.log(f"val/{JOINT[1]}", numbers)
                 continue
-            for name, (logged, _) in ACCURACIES.items():
-                self.log(f"val/{kind}_{logged}", numbers[name])
+            for name, metric in METRICS.items():
+                self.log(f"val/{kind}_{metric.logged}", numbers[name])
 
     # --- optimisation ------------------------------------------------------------------------
 

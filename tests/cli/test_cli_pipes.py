@@ -78,7 +78,7 @@ def test_every_commands_help_into_a_closed_pipe():
 @pytest.fixture(scope="module")
 def one_epoch_run(tiny_data, tmp_path_factory) -> Path:
     """A 1-epoch run trained by the CLI with stderr a pipe, its default (holdout) selection."""
-    from engine_tiny import tiny_config
+    from helpers.tiny import tiny_config
 
     root = tmp_path_factory.mktemp("piped")
     config = tiny_config(experiment="piped", trainer={"epochs": 1}, selection={"method": "holdout", "fraction": 0.5})

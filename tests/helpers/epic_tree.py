@@ -1,5 +1,6 @@
 """An EPIC-KITCHENS-shaped tree written by the tests: the published frame layout and an annotation CSV
-in EPIC-100's columns (docs/data.md, "In place and video sources")."""
+in EPIC-100's columns (docs/data.md, "In place and video sources"), and the tiny dataset with EPIC-like
+narration names and verb/noun labels (:func:`epic_like_dataset`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from fpar.data.labels import LABELS_FILE
+from helpers.tiny import CLASSES, write_dataset
 
 PARTICIPANTS = ("P01", "P02")
 VIDEOS_PER_PARTICIPANT = 2
@@ -90,3 +94,31 @@ def write_epic_videos(root: Path) -> None:
 def snapshot(root: Path) -> list[tuple[str, int, int]]:
     """Every entry under ``root`` with its size and modification time: equal snapshots, nothing written."""
     return sorted((str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*"))
+
+
+# the tiny dataset (helpers.tiny) as EPIC-like narrations: its classes read as verb_noun
+VERBS = {"close": 3, "open": 4, "stir": 10}
+NOUNS = {"red": 7, "green": 120, "blue": 299}
+TREES = ("processed_frames", "flow_x_processed", "flow_y_processed")
+
+
+def epic_like_dataset(root: Path) -> list[dict[str, str]]:
+    """The tiny dataset with narration-like instance names (unique over the dataset, as EPIC's are)
+    and its labels.csv; returns the segments (EPIC annotation rows)."""
+    write_dataset(root)
+    segments = []
+    for subject_dir in sorted((root / TREES[0]).iterdir()):
+        for class_dir in sorted(subject_dir.iterdir()):
+            for inst in sorted(class_dir.iterdir()):
+                narration = f"{subject_dir.name}_{CLASSES.index(class_dir.name)}_{inst.name}"
+                for tree in TREES:
+                    folder = root / tree / subject_dir.name / class_dir.name
+                    (folder / inst.name).rename(folder / narration)
+                verb, noun = class_dir.name.split("_")
+                segments.append({"narration_id": narration, "participant_id": subject_dir.name,
+                                 "verb": verb, "verb_class": VERBS[verb], "noun": noun, "noun_class": NOUNS[noun]})
+    with (root / LABELS_FILE).open("w", newline="") as file:
+        writer = csv.DictWriter(file, ["id", "verb", "verb_class", "noun", "noun_class"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows({**row, "id": row["narration_id"]} for row in segments)
+    return segments
