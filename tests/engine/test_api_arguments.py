@@ -6,7 +6,7 @@ import pytest
 import fpar
 from fpar.cli import main
 
-from engine_tiny import tiny_config, write_config
+from helpers.tiny import tiny_config, write_config
 
 
 @pytest.fixture

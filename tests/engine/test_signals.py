@@ -15,7 +15,7 @@ from typing import Callable
 
 import pytest
 
-from engine_tiny import subprocess_env, tiny_config, write_config
+from helpers.tiny import subprocess_env, tiny_config, write_config
 
 EXIT = {signal.SIGTERM: 143, signal.SIGINT: 130}
 
@@ -156,7 +156,7 @@ def test_a_prepare_stopped_by_sigterm_keeps_finished_instances_and_continues(tmp
 
 
 def test_a_cache_stopped_by_sigterm_is_finished_by_the_same_command(tmp_path):
-    from engine_tiny import write_dataset
+    from helpers.tiny import write_dataset
 
     data = write_dataset(tmp_path / "data", videos=12)  # some 2,600 frames: a build of a few seconds
     store = tmp_path / "store"

@@ -9,7 +9,7 @@ import yaml
 
 from fpar.cli import main
 
-from engine_tiny import tiny_config
+from helpers.tiny import tiny_config
 
 BAD_METRICS = {"not JSON": "{{{", "epoch text": '[{"epoch": "x"}]', "epoch a list": '[{"epoch": [1]}]',
                "epoch infinite": '[{"epoch": 1e400}]', "epoch NaN": '[{"epoch": NaN}]',
