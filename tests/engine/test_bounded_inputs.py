@@ -104,7 +104,7 @@ def test_a_clip_asking_for_gigabytes_is_refused_by_its_settings(tmp_path):
     """An export whose fpar.json asked for 64 frames at 4096 px took 8.2 GB, then a MemoryError."""
     from fpar.data import ClipSettings
 
-    with pytest.raises(ValueError, match="64 frames of 4096x4096 are more than the 268435456 pixels"):
+    with pytest.raises(FparError, match="64 frames of 4096x4096 are more than the 268435456 pixels"):
         ClipSettings(modalities=["frames"], num_frames=64, resize=4096, crop=4096)
     ClipSettings(modalities=["frames"], num_frames=64, resize=2048, crop=2048)  # exactly the limit
 

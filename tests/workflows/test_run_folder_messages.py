@@ -29,8 +29,8 @@ def test_runs_lists_the_good_runs_beside_one_with_a_corrupt_metrics_json(tmp_pat
     (run_folder(tmp_path / "bad") / "metrics.json").write_text(BAD_METRICS[kind])
     assert main(["runs", str(tmp_path), "--json"]) == 0
     runs = {row["run"].rsplit("/", 1)[-1]: row for row in json.loads(capsys.readouterr().out)}
-    assert runs["good"]["best"] == 0.5 and runs["good"]["epochs"] == 1
-    assert runs["bad"]["best"] is None and runs["bad"]["epochs"] == 0
+    assert runs["good"]["best_val_accuracy"] == 0.5 and runs["good"]["epochs"] == 1
+    assert runs["bad"]["best_val_accuracy"] is None and runs["bad"]["epochs"] == 0
 
 
 def test_configs_show_and_diff_take_a_run_folder_and_name_it(tmp_path, capsys):

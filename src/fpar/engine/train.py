@@ -272,6 +272,9 @@ def _train(config: ExperimentSettings, out_root: Path, run_dir: Path, resume: bo
             try:
                 with stop_on_signals(), distributed_run(trainer):
                     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+            except DivergedError as exc:
+                kept = f"last good checkpoint: {last}" if last.exists() else "no checkpoint had been saved yet"
+                raise FparError(f"{exc}; {kept}") from None
             except BaseException as exc:
                 stopped = interruption(exc)
                 if stopped is None and not isinstance(exc, KeyboardInterrupt):
@@ -279,9 +282,6 @@ def _train(config: ExperimentSettings, out_root: Path, run_dir: Path, resume: bo
                 # the epoch in progress is abandoned; last.ckpt holds the ones before it
                 raise (stopped or Interrupted("SIGINT")).but(where=_how_far(trainer, resume_from is not None,
                                                                             config.trainer.epochs)) from None
-            except DivergedError as exc:
-                kept = f"last good checkpoint: {last}" if last.exists() else "no checkpoint had been saved yet"
-                raise FparError(f"{exc}; {kept}") from None
         if not config.trainer.keep_last and not trainer.interrupted and rank_zero_only.rank == 0:
             last.unlink(missing_ok=True)  # every epoch done: the model is in best.ckpt
 
