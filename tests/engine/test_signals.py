@@ -202,3 +202,28 @@ def test_a_train_refused_after_reading_its_dataset_leaves_nothing(tmp_path, tiny
     done = fpar("train", config, "--data", tiny_data, "--out", out)
     assert done.returncode == 1 and "S9" in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_protocol_stopped_by_a_signal_names_its_run_and_the_same_command_finishes_it(tmp_path, tiny_data, sig):
+    # 8 epochs: long enough for the signal to land in the first run, short enough to finish all three
+    config = write_config(tmp_path / "tiny.yaml", tiny_config(experiment="proto", trainer={"epochs": 8}))
+    out = tmp_path / "protocol"
+    args = ["protocol", config, "--data", tiny_data, "--protocol", "loso", "--seeds", "1", "--out", out,
+            "--no-progress"]
+    code, err = stop_when(args, lambda: any(out.rglob("last.ckpt")), sig)
+    assert code == EXIT[sig], err
+    assert "Traceback" not in err and "Received SIGTERM" not in err
+    line, = error_lines(err)
+    name = signal.Signals(sig).name
+    assert line.startswith(f"fpar: interrupted by {name} in run 1/3 (") and line.endswith(
+        "; finished runs are kept and this one resumes: run the same command again"), line
+    assert not (out / "protocol.json").exists()
+    assert [r["state"] for r in json.loads(fpar("runs", out, "--json").stdout)] == ["interrupted"]
+    if sig == signal.SIGINT:
+        return  # the resume below is the same for either signal
+    done = fpar(*args[:-1], "trainer.epochs=1")  # a shorter run: the overrides differ, so --force is needed
+    assert done.returncode != 0 and "trainer.epochs" in done.stderr
+    done = fpar(*args)  # the same command resumes the stopped run and trains the others
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "protocol.json").read_text())["top1"]["n"] == 3

@@ -19,7 +19,7 @@ from fpar.workflows.protocol.stats import summarise
 from fpar.workflows.protocol.tables import _percent, protocol_html, protocol_markdown
 from fpar.workflows.protocol.vocabulary import (PROTOCOLS, PUBLISHED, PUBLISHED_PROTOCOL, SCORES,
                                                 PLAN_FILE, SUMMARY_FILE, TABLE_FILES, Fold, paper_figure, refuse_controlled)
-from fpar.workflows.recipe import load_recipe, resolve_init_from, train_or_skip
+from fpar.workflows.recipe import load_recipe, resolve_init_from, resumed_by_rerunning, train_or_skip
 
 
 def run_protocol(config_path: str | os.PathLike, *, data_root: str | os.PathLike, protocol: str, seeds: int,
@@ -60,7 +60,9 @@ def run_protocol(config_path: str | os.PathLike, *, data_root: str | os.PathLike
             refuse_link(root)
             shutil.rmtree(root)
         log(f"[{i + 1}/{len(runs)}] fold {run.fold.name}, seed {run.seed}: {run.folder}")
-        records += _run_stages(run, out_dir, data_root, recipe, log, train_kwargs)
+        # a signal names the run; the same command resumes it (docs/reliability.md, "Signals")
+        with resumed_by_rerunning(f"run {i + 1}/{len(runs)} ({run.folder})"):
+            records += _run_stages(run, out_dir, data_root, recipe, log, train_kwargs)
 
     last_stage = runs[0].stages[-1]["name"]
     stages = {}
