@@ -153,7 +153,7 @@ def test_window_every_reset_and_copies(tmp_path):
     assert torch.equal(results[1].logits, results[0].logits)
 
     twin = copy.copy(stream)
-    assert twin._shared.model is stream._shared.model
+    assert twin._model is stream._model
     for frame in frames[5:9]:
         stream.push(frame)
     # the copy kept its own window: fed other frames it answers as a fresh stream fed the same
@@ -237,7 +237,7 @@ def test_stream_cli_errors_are_one_line(tmp_path, capsys):
 
 
 def test_measure_stream_reports_the_latency_row_the_bench_prints():
-    from fpar.engine.stream import measure_stream
+    from fpar.bench.stream_rows import measure_stream
 
     row = measure_stream("two_stream", backbone="resnet18", crop=64, window=3, stack_size=2, flow="dis",
                          precision="32", frames=3, warmup=3)

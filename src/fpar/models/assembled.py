@@ -285,6 +285,50 @@ class RGBConvLSTM(ClipModel):
             hidden = torch.sigmoid(o) * torch.tanh(cell)
         return cell
 
+    # --- a stream's recurrent state: every window in flight advanced by one frame at a time
+
+    def carries_windows(self) -> bool:
+        return True
+
+    def advance_windows(self, encoded: dict[str, torch.Tensor], state: dict[str, torch.Tensor] | None,
+                        window: int) -> dict[str, torch.Tensor]:
+        """The window ending at each frame starts from a zero state ``window - 1`` frames before it,
+        so :meth:`window_cell` over a sliding window would redo ``window`` steps per frame. The
+        state holds instead the ``(h, c)`` of the windows already started (``hidden``, ``cell``:
+        (S, mem_size, h, w), oldest first, S < window) and each new frame advances them all by one
+        step as one matrix product over S maps (the weights read once, not S times; each window's
+        arithmetic is :meth:`window_cell`'s) and starts a window of its own; ``answer`` is the cell
+        state of the oldest, the window of the last ``window`` frames. A state of zeros is a window
+        not started yet: the zero hidden state adds exactly zero, so a fixed S = window - 1 (the
+        ONNX streaming graph, docs/deployment.md) gives the same answers."""
+        gates = encoded["lstm_gates"][:, -1]  # (1, 4M, h, w)
+        conv = self.convlstm.hidden_conv
+        if state is None or state["hidden"].shape[0] == 0:
+            pre = gates
+            cell = gates.new_zeros(1, self.convlstm.mem_size, *gates.shape[2:],
+                                   dtype=torch.promote_types(gates.dtype, torch.float32))
+        else:
+            hidden, started = state["hidden"], state["cell"]
+            matrix = self._hidden_matrix()
+            count, _, height, width = hidden.shape
+            columns = nn.functional.unfold(hidden.to(matrix.dtype), conv.kernel_size, padding=conv.padding)
+            columns = columns.transpose(0, 1).reshape(columns.shape[1], -1)
+            product = (matrix @ columns).view(-1, count, height, width).transpose(0, 1)
+            pre = torch.cat([gates + product, gates])
+            cell = torch.cat([started, started.new_zeros(1, *started.shape[1:])])
+        i, f, c, o = pre.chunk(4, dim=1)
+        cell = torch.tanh(c) * torch.sigmoid(i) + cell * torch.sigmoid(f)
+        hidden = torch.sigmoid(o) * torch.tanh(cell)
+        kept = slice(1, None) if cell.shape[0] >= window else slice(None)  # the oldest is complete: dropped
+        return {"hidden": hidden[kept], "cell": cell[kept], "answer": cell[:1]}
+
+    def decode_windows(self, state: dict[str, torch.Tensor], newest: dict[str, torch.Tensor],
+                       batch: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        out = {name: value for name, value in newest.items() if name != "lstm_gates"}
+        out["features"] = state["answer"].mean(dim=(2, 3))
+        out.update(self.classify(out["features"]))
+        return out
+
     def _hidden_matrix(self) -> torch.Tensor:
         """The hidden conv's weight as a (4 * mem_size, C*k*k) matrix: a view of contiguous weights,
         else a copy made once (and again if the weight changes)."""
@@ -400,3 +444,18 @@ class TwoStream(ClipModel):
         flow = self.flow_model.extract(batch or {})["features"]
         features = torch.cat([flow, self.rgb_model.window_cell(encoded["lstm_gates"]).mean(dim=(2, 3))], dim=1)
         return {**self.classify(features), "features": features, "attention": encoded["attention"]}
+
+    def carries_windows(self) -> bool:
+        return True
+
+    def advance_windows(self, encoded: dict[str, torch.Tensor], state: dict[str, torch.Tensor] | None,
+                        window: int) -> dict[str, torch.Tensor]:
+        """The RGB stream's windows (:meth:`RGBConvLSTM.advance_windows`)."""
+        return self.rgb_model.advance_windows(encoded, state, window)
+
+    def decode_windows(self, state: dict[str, torch.Tensor], newest: dict[str, torch.Tensor],
+                       batch: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """As :meth:`decode_window`, the RGB stream's features from the state's oldest window."""
+        flow = self.flow_model.extract(batch or {})["features"]
+        features = torch.cat([flow, state["answer"].mean(dim=(2, 3))], dim=1)
+        return {**self.classify(features), "features": features, "attention": newest["attention"]}
