@@ -291,22 +291,21 @@ class RGBConvLSTM(ClipModel):
         return True
 
     def advance_windows(self, encoded: dict[str, torch.Tensor], state: dict[str, torch.Tensor] | None,
-                        window: int) -> dict[str, torch.Tensor]:
-        """The window ending at each frame starts from a zero state ``window - 1`` frames before it,
-        so :meth:`window_cell` over a sliding window would redo ``window`` steps per frame. The
-        state holds instead the ``(h, c)`` of the windows already started (``hidden``, ``cell``:
-        (S, mem_size, h, w), oldest first, S < window) and each new frame advances them all by one
-        step as one matrix product over S maps (the weights read once, not S times; each window's
-        arithmetic is :meth:`window_cell`'s) and starts a window of its own; ``answer`` is the cell
-        state of the oldest, the window of the last ``window`` frames. A state of zeros is a window
-        not started yet: the zero hidden state adds exactly zero, so a fixed S = window - 1 (the
-        ONNX streaming graph, docs/deployment.md) gives the same answers."""
+                        start: bool = True) -> dict[str, torch.Tensor]:
+        """The window ending at a frame starts from a zero state T - 1 frames before it, so
+        :meth:`window_cell` over a sliding window would redo T steps per frame. The state holds
+        instead the ``(h, c)`` of the windows in flight (``hidden``, ``cell``: (S, mem_size, h, w),
+        oldest first) and each new frame advances them all by one step as one matrix product over S
+        maps (the weights read once, not S times; each window's arithmetic is :meth:`window_cell`'s)
+        and, with ``start``, begins a window of its own (last). A state of zeros is a window not
+        started yet: the zero hidden state adds exactly zero, so a fixed S (the ONNX streaming
+        graph, docs/deployment.md) gives the same answers."""
         gates = encoded["lstm_gates"][:, -1]  # (1, 4M, h, w)
         conv = self.convlstm.hidden_conv
+        fresh = gates.new_zeros(1, self.convlstm.mem_size, *gates.shape[2:],
+                                dtype=torch.promote_types(gates.dtype, torch.float32))
         if state is None or state["hidden"].shape[0] == 0:
-            pre = gates
-            cell = gates.new_zeros(1, self.convlstm.mem_size, *gates.shape[2:],
-                                   dtype=torch.promote_types(gates.dtype, torch.float32))
+            pre, cell = gates, fresh
         else:
             hidden, started = state["hidden"], state["cell"]
             matrix = self._hidden_matrix()
@@ -314,18 +313,17 @@ class RGBConvLSTM(ClipModel):
             columns = nn.functional.unfold(hidden.to(matrix.dtype), conv.kernel_size, padding=conv.padding)
             columns = columns.transpose(0, 1).reshape(columns.shape[1], -1)
             product = (matrix @ columns).view(-1, count, height, width).transpose(0, 1)
-            pre = torch.cat([gates + product, gates])
-            cell = torch.cat([started, started.new_zeros(1, *started.shape[1:])])
+            pre, cell = gates + product, started
+            if start:
+                pre, cell = torch.cat([pre, gates]), torch.cat([cell, fresh])
         i, f, c, o = pre.chunk(4, dim=1)
         cell = torch.tanh(c) * torch.sigmoid(i) + cell * torch.sigmoid(f)
-        hidden = torch.sigmoid(o) * torch.tanh(cell)
-        kept = slice(1, None) if cell.shape[0] >= window else slice(None)  # the oldest is complete: dropped
-        return {"hidden": hidden[kept], "cell": cell[kept], "answer": cell[:1]}
+        return {"hidden": torch.sigmoid(o) * torch.tanh(cell), "cell": cell}
 
-    def decode_windows(self, state: dict[str, torch.Tensor], newest: dict[str, torch.Tensor],
+    def decode_windows(self, cell: torch.Tensor, newest: dict[str, torch.Tensor],
                        batch: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         out = {name: value for name, value in newest.items() if name != "lstm_gates"}
-        out["features"] = state["answer"].mean(dim=(2, 3))
+        out["features"] = cell.mean(dim=(2, 3))  # as extract reads the final cell state
         out.update(self.classify(out["features"]))
         return out
 
@@ -449,13 +447,13 @@ class TwoStream(ClipModel):
         return True
 
     def advance_windows(self, encoded: dict[str, torch.Tensor], state: dict[str, torch.Tensor] | None,
-                        window: int) -> dict[str, torch.Tensor]:
+                        start: bool = True) -> dict[str, torch.Tensor]:
         """The RGB stream's windows (:meth:`RGBConvLSTM.advance_windows`)."""
-        return self.rgb_model.advance_windows(encoded, state, window)
+        return self.rgb_model.advance_windows(encoded, state, start)
 
-    def decode_windows(self, state: dict[str, torch.Tensor], newest: dict[str, torch.Tensor],
+    def decode_windows(self, cell: torch.Tensor, newest: dict[str, torch.Tensor],
                        batch: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-        """As :meth:`decode_window`, the RGB stream's features from the state's oldest window."""
+        """As :meth:`decode_window`, with the RGB stream's final cell state ``cell`` given."""
         flow = self.flow_model.extract(batch or {})["features"]
-        features = torch.cat([flow, state["answer"].mean(dim=(2, 3))], dim=1)
+        features = torch.cat([flow, cell.mean(dim=(2, 3))], dim=1)
         return {**self.classify(features), "features": features, "attention": newest["attention"]}

@@ -173,16 +173,18 @@ class ClipModel(nn.Module):
         return False
 
     def advance_windows(self, encoded: dict[str, torch.Tensor], state: dict[str, torch.Tensor] | None,
-                        window: int) -> dict[str, torch.Tensor]:
-        """The state after one more frame's :meth:`encode_frames` output (B = T = 1), from ``state``
-        (None: no frame yet); ``decode_windows`` of it equals ``decode_window`` over the last
-        ``window`` frames' encodings."""
+                        start: bool = True) -> dict[str, torch.Tensor]:
+        """One more frame's :meth:`encode_frames` output (B = T = 1) into ``state`` (None: no
+        window yet): ``{"hidden", "cell"}``, one row per window in flight, oldest first, each advanced
+        by the frame; with ``start`` the frame also begins a window (the last row). A window's
+        ``cell`` after its T frames, given to :meth:`decode_windows`, answers as ``decode_window``
+        over those frames' encodings."""
         raise NotImplementedError
 
-    def decode_windows(self, state: dict[str, torch.Tensor], newest: dict[str, torch.Tensor],
+    def decode_windows(self, cell: torch.Tensor, newest: dict[str, torch.Tensor],
                        batch: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-        """What ``forward`` returns over the window that ``state`` covers; ``newest``: the newest
-        frame's encodings (its per-frame outputs, e.g. the attention map)."""
+        """What ``forward`` returns over the window whose final cell state is ``cell`` (1, ...);
+        ``newest``: the newest frame's encodings (its per-frame outputs, e.g. the attention map)."""
         raise NotImplementedError
 
 

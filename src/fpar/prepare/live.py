@@ -78,17 +78,20 @@ class LiveInputs:
     :meth:`_configure` and implement ``_take``, ``_answer`` and ``_forget``."""
 
     def _configure(self, clip: ClipSettings, *, window: int | None, every: int, flow: str,
-                   classes: list[str]) -> None:
+                   classes: list[str], answer_every: int = 1) -> None:
         window = clip.num_frames if window is None else window
         if not isinstance(window, int) or isinstance(window, bool) or window < 1:
             raise FparError(f"stream window must be a positive number of frames, got {window!r}")
         if not isinstance(every, int) or isinstance(every, bool) or every < 1:
             raise FparError(f"stream --every must be a positive number of frames, got {every!r}")
+        if isinstance(answer_every, bool) or not isinstance(answer_every, int) or not 1 <= answer_every <= window:
+            raise FparError(f"stream --answer-every must be between 1 and the window ({window}), got {answer_every!r}")
         if flow not in FLOW_METHODS:
             raise FparError(f"unknown flow method {flow!r} (choose {', '.join(FLOW_METHODS)})")
         reads_flow = "flow" in clip.modalities
         self._clip = clip
         self._window_size, self._every, self._flow_method = window, every, flow
+        self._answer_every = answer_every
         self._classes = classes
         self._pairs = reads_flow and clip.flow_mode == "pairs"
         # a window of per-frame inputs (frames, two-in-one pairs); a flow network reads the stack alone
@@ -132,6 +135,10 @@ class LiveInputs:
     def every(self) -> int:
         return self._every
 
+    @property
+    def answer_every(self) -> int:
+        return self._answer_every
+
     def crop_box(self, height: int, width: int) -> tuple[int, int, int, int]:
         """Where the model looks in a ``height x width`` frame: ``(y, x, h, w)`` of the centre crop
         (the part the attention map covers), in that frame's pixels."""
@@ -162,10 +169,13 @@ class LiveInputs:
             entry = {"frames": self._frame_input(resized)}
         if flow is not None and self._flow_stack:
             self._flows.append(flow)
+        due = False
         if entry is not None:
-            self._entries += 1
-            self._take(entry)
-        updated = (entry is not None or (sampled and not self._per_frame)) and self._has_inputs()
+            # windows answered: the first T (filling), then every answer_every-th complete one
+            index, self._entries = self._entries, self._entries + 1
+            due = self._entries <= self._window_size or (self._entries - self._window_size) % self._answer_every == 0
+            self._take(entry, start=index % self._answer_every == 0)
+        updated = (due or (sampled and not self._per_frame)) and self._has_inputs()
         if updated:
             stack = {"flow": np.concatenate(list(self._flows))[None]} if self._flow_stack else {}
             self._latest = self._answer(stack)
@@ -185,9 +195,10 @@ class LiveInputs:
 
     # --- the runtime's part ----------------------------------------------------------------------
 
-    def _take(self, entry: dict[str, np.ndarray]) -> None:
+    def _take(self, entry: dict[str, np.ndarray], start: bool) -> None:
         """A sampled frame's inputs (``frames`` (1, 1, 3, crop, crop), two-in-one's ``flow``
-        (1, 1, 2, crop, crop)), float32, enter the window."""
+        (1, 1, 2, crop, crop)), float32, enter the window; ``start``: a window that will be
+        answered begins at this frame (every frame unless answers are every K-th)."""
         raise NotImplementedError
 
     def _answer(self, stack: dict[str, np.ndarray]) -> tuple[Any, Any, Any]:

@@ -55,25 +55,27 @@ class Stream(LiveInputs):
 
     def __init__(self, checkpoint: str | os.PathLike, *, window: int | None = None, every: int = 1,
                  flow: str = "tvl1", precision: str | None = None, device: str = "cpu",
-                 announce: bool = False, threads: int | str = "auto") -> None:
+                 announce: bool = False, threads: int | str = "auto", answer_every: int = 1) -> None:
         model, contract = load_model(checkpoint, mmap=False)  # read, not mapped: see predict_video
         self._start(model, contract, str(checkpoint), window=window, every=every, flow=flow,
                     precision=precision or contract.trained_precision, device=device, announce=announce,
-                    threads=threads)
+                    threads=threads, answer_every=answer_every)
 
     @classmethod
     def from_model(cls, model: torch.nn.Module, contract: ModelContract, *, window: int | None = None,
                    every: int = 1, flow: str = "tvl1", precision: str = "32", device: str = "cpu",
-                   threads: int | str = "auto") -> "Stream":
+                   threads: int | str = "auto", answer_every: int = 1) -> "Stream":
         """A stream on a model already built (benchmarks, random weights). The model is prepared for
         inference in place (batch norms folded, ...): do not train or save it afterwards."""
         stream = cls.__new__(cls)
         stream._start(model, contract, model.__class__.__name__, window=window, every=every, flow=flow,
-                      precision=precision, device=device, announce=False, threads=threads)
+                      precision=precision, device=device, announce=False, threads=threads,
+                      answer_every=answer_every)
         return stream
 
     def _start(self, model: torch.nn.Module, contract: ModelContract, source: str, *, window: int | None,
-               every: int, flow: str, precision: str, device: str, announce: bool, threads: int | str) -> None:
+               every: int, flow: str, precision: str, device: str, announce: bool, threads: int | str,
+               answer_every: int) -> None:
         target = torch.device(device)
         accelerator = "cpu" if target.type == "cpu" else "cuda"
         self._model, self._contract, self._source, self._device = model, contract, source, target
@@ -81,7 +83,7 @@ class Stream(LiveInputs):
         self._carries = self._hooks and model.carries_windows()
         self._threads = ThreadChooser.for_setting(threads) if target.type == "cpu" else None
         self._configure(contract.clip, window=window, every=every, flow=flow,
-                        classes=class_names(contract.classes, _num_classes(contract)))
+                        classes=class_names(contract.classes, _num_classes(contract)), answer_every=answer_every)
         # the line saying which precision ``auto`` picked, and why: shown with --verbose
         self._dtype = autocast_dtype(resolve_precision(precision, accelerator,
                                                        announce=log.info if announce else False))
@@ -95,10 +97,13 @@ class Stream(LiveInputs):
     def _forget(self) -> None:
         self._kept: deque[dict[str, torch.Tensor]] = deque(maxlen=self._window_size)  # encodings or inputs
         self._state: dict[str, torch.Tensor] | None = None  # windows in flight (models that carry them)
+        self._ages: list[int] = []  # frames each window in flight has read
+        self._oldest: torch.Tensor | None = None  # the oldest window's cell state, after the last frame
         self._newest: dict[str, torch.Tensor] | None = None  # the newest frame's encodings
 
     def _copied_from(self, other: LiveInputs) -> None:
         self._kept = deque(self._kept, maxlen=self._kept.maxlen)  # the state's tensors are never changed in place
+        self._ages = list(self._ages)
 
     @property
     def uses_window_forward(self) -> bool:
@@ -133,7 +138,7 @@ class Stream(LiveInputs):
             if flushing:  # False where the CPU cannot flush: nothing to restore
                 torch.set_flush_denormal(False)
 
-    def _take(self, entry: dict[str, np.ndarray]) -> None:
+    def _take(self, entry: dict[str, np.ndarray], start: bool) -> None:
         inputs = {key: self._tensor(value) for key, value in entry.items()}
         if not self._hooks:
             self._kept.append(inputs)
@@ -141,17 +146,23 @@ class Stream(LiveInputs):
         with self._computing():
             encoded = self._model.encode_frames(inputs)
             if self._carries:
-                self._state = self._model.advance_windows(encoded, self._state, self._window_size)
-        if self._carries:
-            self._newest = {key: value for key, value in encoded.items() if key != "lstm_gates"}
-        else:
+                state = self._model.advance_windows(encoded, self._state, start)
+        if not self._carries:
             self._kept.append(encoded)
+            return
+        self._newest = {key: value for key, value in encoded.items() if key != "lstm_gates"}
+        self._ages = [age + 1 for age in self._ages] + ([1] if start else [])
+        self._oldest = state["cell"][:1]
+        if self._ages[0] == self._window_size:  # complete: answered now, never again
+            state = {key: value[1:] for key, value in state.items()}
+            self._ages.pop(0)
+        self._state = state
 
     def _answer(self, stack: dict[str, np.ndarray]) -> tuple[Any, Any, Any]:
         stack = {key: self._tensor(value) for key, value in stack.items()}
         with self._computing():
-            if self._carries and self._state is not None:
-                out = self._model.decode_windows(self._state, self._newest, stack)
+            if self._carries:
+                out = self._model.decode_windows(self._oldest, self._newest, stack)
             else:
                 window = {key: torch.cat([entry[key] for entry in self._kept], dim=1) for key in self._kept[0]} \
                     if self._kept else {}
