@@ -143,6 +143,7 @@ class Setting:
         self.hardware = hardware
         self.reason = reason
         self.dtype = autocast_dtype(precision)
+        self.peaks: dict[str, float] = {}  # matmul peak (FLOP/s) per precision, where measured
 
     def autocast(self) -> torch.autocast:
         return torch.autocast(self.device, self.dtype or torch.float32, enabled=self.dtype is not None)
