@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from fpar.engine.hardware import Hardware, autocast_dtype, choose_precision, detect
+from fpar.engine.hardware import Hardware, autocast_dtype, choose_precision, describe, detect
 from fpar.errors import FparError
 
 
@@ -166,4 +166,6 @@ def machine_info(setting: Setting, peaks: dict[str, float]) -> dict[str, Any]:
             "cpu": cpu.name, "cpu_isa": cpu.isa,
             "torch": torch.__version__, "threads": torch.get_num_threads(), "python": platform.python_version(),
             "cpus": os.cpu_count(), "precision": setting.precision, "precision_reason": setting.reason,
+            # the instruction sets oneDNN may use: the CPU's, capped by ONEDNN_MAX_CPU_ISA where set
+            "isa_cap": cpu.isa_cap, "hardware": describe(hw, setting.precision, setting.reason),
             "matmul_peak_flops": peaks}

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 EXPORT_FORMATS = ("safetensors", "onnx")
 QUANTIZATIONS = ("int8",)  # weights of MatMul/Gemm/Conv as int8, activations quantised at run time
 ONNX_ENTRY = "onnx"  # fpar.json's description of the graph
+NORMALISATION_ENTRY = "normalisation"  # fpar.json: how pixels become each modality's input
 OPSET = 18
 # the largest relative difference (max |onnx - torch| / max |torch|, per output) an fp32 export may
 # show: onnxruntime's kernels round differently from PyTorch's; a tiny model stays under 1e-4 (the
@@ -55,12 +56,13 @@ def input_shapes(model: ClipModel, frames: int) -> dict[str, list[int | str]]:
 
 
 def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, *, frames: int | None = None,
-                quantize: str | None = None) -> Path:
+                quantize: str | None = None, stream: bool = False) -> Path:
     """Write ``out/model.onnx`` and ``out/fpar.json`` from any checkpoint; returns ``out``.
 
-    ``frames``: the clip length the graph takes (default the checkpoint's ``num_frames``).
-    ``quantize="int8"``: weights stored as int8 (dynamic quantisation); its difference from the
-    fp32 model's outputs is recorded, not bounded."""
+    ``frames``: the clip length the graph takes (default the checkpoint's ``num_frames``); with
+    ``stream``, the per-frame graph instead (:mod:`fpar.interop.onnx_stream`), whose window is
+    ``frames``. ``quantize="int8"``: weights stored as int8 (dynamic quantisation); its difference
+    from the fp32 model's outputs is recorded, not bounded."""
     if quantize not in (None, *QUANTIZATIONS):
         raise FparError(f"unknown quantisation {quantize!r}: choose one of {list(QUANTIZATIONS)}")
     if frames is not None and frames < 1:
@@ -76,10 +78,17 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, *, frames
             except ValidationError as exc:
                 raise FparError(f"--frames {frames}: {exc.errors()[0]['msg']}") from None
         graph = folder / EXPORT_ONNX
-        example = _example_batch(model, clip.num_frames)
-        outputs = _export(model, example, graph, contract.model["name"])
-        entry: dict[str, Any] = {"inputs": input_shapes(model, clip.num_frames), "outputs": outputs, "opset": OPSET,
-                                 "quantize": quantize}
+        if stream:
+            from fpar.interop.onnx_stream import STREAM_GRAPH, stream_graph
+
+            model, example, shapes = stream_graph(model, contract.model["name"], clip.num_frames, clip.crop)
+            outputs = _export(model, example, graph, contract.model["name"], dynamic=False)
+            entry: dict[str, Any] = {"graph": STREAM_GRAPH, "window": clip.num_frames}
+        else:
+            example = _example_batch(model, clip.num_frames)
+            outputs = _export(model, example, graph, contract.model["name"])
+            shapes, entry = input_shapes(model, clip.num_frames), {"graph": "clip"}
+        entry.update({"inputs": shapes, "outputs": outputs, "opset": OPSET, "quantize": quantize})
         if quantize:
             fp32 = folder / "model.fp32.onnx"
             os.replace(graph, fp32)
@@ -92,7 +101,7 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, *, frames
                             f"in {worst!r} (relative; at most {FP32_TOLERANCE:g} allowed): the export is not kept")
         entry["max_relative_error"] = errors[worst]
         entry["relative_errors"] = errors
-        return graph, {"clip": clip.model_dump(mode="json"), ONNX_ENTRY: entry}
+        return graph, {"clip": clip.model_dump(mode="json"), ONNX_ENTRY: entry, NORMALISATION_ENTRY: normalisation()}
 
     return write_export(checkpoint, out, write_graph)
 
@@ -133,8 +142,19 @@ def _positional(model, inputs: tuple[str, ...], outputs: tuple[str, ...]):
     return Graph().eval()
 
 
-def _export(model, example: dict[str, Any], path: Path, name: str) -> list[str]:
-    """Trace ``model`` on ``example`` into ``path``; returns the output names, in the graph's order."""
+def normalisation() -> dict[str, dict[str, Any]]:
+    """How a runtime turns 8-bit pixels into each modality's input (fpar.data.normalization):
+    ``(value / 255 - mean) / std``, per channel for RGB; flow is coded to 8 bits first, as a
+    prepared dataset stores it (docs/prepare.md)."""
+    from fpar.data.normalization import FLOW_MEAN, FLOW_STD, RGB_MEAN, RGB_STD
+
+    return {"frames": {"scale": 1 / 255, "mean": RGB_MEAN.tolist(), "std": RGB_STD.tolist(), "channels": "RGB"},
+            "flow": {"scale": 1 / 255, "mean": [FLOW_MEAN], "std": [FLOW_STD], "channels": "x, y per pair"}}
+
+
+def _export(model, example: dict[str, Any], path: Path, name: str, dynamic: bool = True) -> list[str]:
+    """Trace ``model`` on ``example`` into ``path``; returns the output names, in the graph's order.
+    ``dynamic``: the batch axis stays free (a streaming graph takes one frame: all fixed)."""
     import torch
 
     model.requires_grad_(False)  # the inference paths (no training recurrence) are the ones traced
@@ -144,6 +164,7 @@ def _export(model, example: dict[str, Any], path: Path, name: str) -> list[str]:
     outputs.sort(key=lambda key: key != "logits")  # logits first, the rest in the model's order
     inputs = tuple(example)
     batch = torch.export.Dim("batch", min=1, max=4096)
+    shapes = (tuple({0: batch} for _ in inputs),) if dynamic else None
     graph = _positional(model, inputs, tuple(outputs))
     # the exporter's and its optimiser's notes (operator sets it does not need, folds it skips)
     loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript")]
@@ -154,7 +175,7 @@ def _export(model, example: dict[str, Any], path: Path, name: str) -> list[str]:
         with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             torch.onnx.export(graph, tuple(example.values()), str(path), dynamo=True, input_names=list(inputs),
-                              output_names=outputs, dynamic_shapes=(tuple({0: batch} for _ in inputs),),
+                              output_names=outputs, dynamic_shapes=shapes,
                               opset_version=OPSET, external_data=False, verbose=False)
     except torch.onnx.errors.OnnxExporterError as exc:
         summary = next((line.strip() for line in str(exc).splitlines() if "Error" in line and ":" in line),

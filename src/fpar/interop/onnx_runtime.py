@@ -98,6 +98,7 @@ class OnnxModel(OnnxGraph):
                             "`fpar export CHECKPOINT OUT --format onnx`, or run this one with `--runtime torch`")
         info = read_export_contract(folder / EXPORT_CONTRACT, folder / EXPORT_ONNX)
         self.contract = read_contract({"fpar": info}, folder / EXPORT_CONTRACT)
+        self.info = info  # fpar.json: the graph's entry (onnx), the normalisation, ...
         super().__init__(folder / EXPORT_ONNX, threads=threads)
 
     @property
