@@ -96,3 +96,26 @@ def test_a_clip_graph_or_another_window_is_refused_by_the_onnx_stream(tmp_path):
     with pytest.raises(FparError, match="reads a window of 3 frames"):
         OnnxStream(stream_graph, window=5)
     assert set(KINDS) >= {"rgb_attention", "two_stream", "two_in_one", "flow_resnet"}
+
+
+def test_the_documented_onnxruntime_loop_runs_without_torch_and_answers_as_the_stream(tmp_path):
+    """docs/deployment.md's loop, run as written (onnxruntime, numpy, OpenCV) where torch cannot load."""
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "deployment.md").read_text()
+    loop = doc.split("The whole loop for an RGB model", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "loop.py").write_text('import sys\nsys.modules["torch"] = None\n' + loop)
+    checkpoint = tiny_checkpoint(tmp_path / "rgb.ckpt", "rgb_attention")
+    export = export_onnx(checkpoint, tmp_path / "live", stream=True)
+    video = tmp_path / "video"
+    video.mkdir()
+    for k, frame in enumerate(frames(5), 1):
+        Image.fromarray(frame).save(video / f"{k:03d}.png")
+    run = subprocess.run([sys.executable, str(tmp_path / "loop.py"), str(export), str(video / "%03d.png")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    expected = list(Stream(checkpoint, precision="32").run(frames(5)))
+    assert len(lines) == 5
+    for line, answer in zip(lines, expected):
+        np.testing.assert_allclose(line["logits"], answer.logits.numpy(), rtol=1e-4, atol=1e-4)
