@@ -234,4 +234,21 @@ def bench_stream(quick: bool, repeats: int, setting: Setting, *, crop: int | Non
             threads=measured["threads"], answer_every=answer_every, busy_cpu=busy, slowdown_vs_idle=slowdown,
             flops_per_unit=measured["flops_per_push"], reference_flops_per_unit=None,
             limit_frames_per_second=limit))
+    rows += _runtime_rows(quick, crop, window or (8 if quick else 16), rows[0], reference_seconds=rows[0]["reference_s"])
     return rows
+
+
+def _runtime_rows(quick: bool, crop: int, window: int, torch_row: dict[str, Any],
+                  reference_seconds: float) -> list[dict[str, Any]]:
+    """The ONNX runtime's rows (:mod:`fpar.bench.onnx_stream_rows`), where onnxruntime is installed."""
+    import importlib.util
+
+    if not all(importlib.util.find_spec(name) for name in ("onnx", "onnxscript", "onnxruntime")):
+        return []
+    from fpar.bench.onnx_stream_rows import onnx_stream_rows
+
+    _, _, _, _, _, _, _, target_fps, target_p95 = STREAM_ROWS[0]
+    return onnx_stream_rows(
+        quick, crop, window, torch_row["batched_frame_s"], torch_row["flops_per_unit"], target_fps, target_p95,
+        lambda name, seconds, check, **extra: data_row(name, "stream", "frames/s", reference_seconds, seconds, check,
+                                                       frames=window, batch=1, **extra))
