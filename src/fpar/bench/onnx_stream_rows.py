@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from fpar.bench.stream_rows import stream_model, synthetic_video
 from fpar.checkpoint import save_checkpoint
 from fpar.engine.stream import Stream, latency_summary
 from fpar.interop.onnx_export import export_onnx
@@ -26,11 +25,10 @@ from fpar.interop.onnx_stream import OnnxStream
 ONNX_PRECISIONS = (None, "int8")  # fp32, then int8 weights
 
 
-def measure_onnx_streams(backbone: str, crop: int, window: int, frames: int) -> list[dict[str, Any]]:
-    """Per precision of :data:`ONNX_PRECISIONS`: the ONNX stream's latency summary and its answers'
-    largest relative difference from the PyTorch fp32 stream's (``relative_difference``)."""
-    model, contract = stream_model("rgb_attention", backbone, crop, window, 5)
-    video = synthetic_video(window + 2 + frames)
+def measure_onnx_streams(model: Any, contract: Any, video: list[np.ndarray], window: int) -> list[dict[str, Any]]:
+    """Per precision of :data:`ONNX_PRECISIONS`: the ONNX stream's latency summary over ``video``
+    after its first ``window + 2`` frames and its answers' largest relative difference from the
+    PyTorch fp32 stream's (``relative_difference``), for ``model`` with ``contract``."""
     results = []
     with tempfile.TemporaryDirectory(prefix="fpar-bench-onnx-") as tmp:
         checkpoint = Path(tmp) / "model.ckpt"
@@ -52,13 +50,13 @@ def measure_onnx_streams(backbone: str, crop: int, window: int, frames: int) -> 
     return results
 
 
-def onnx_stream_rows(quick: bool, crop: int, window: int, batched: float, flops_per_frame: float,
-                     target_fps: float, target_p95: float, row: Any) -> list[dict[str, Any]]:
-    """The rows, made by ``row(name, seconds per frame, check, **extra)``; ``batched``: a frame's
-    seconds in the PyTorch batched evaluation forward measured in the same run."""
-    backbone, frames = ("resnet18", 16) if quick else ("resnet34", 40)
+def onnx_stream_rows(quick: bool, crop: int, window: int, made: tuple[Any, Any, list[np.ndarray]], batched: float,
+                     flops_per_frame: float, target_fps: float, target_p95: float, row: Any) -> list[dict[str, Any]]:
+    """The rows, made by ``row(name, seconds per frame, check, **extra)``; ``made``: the model, its
+    contract and the frames; ``batched``: a frame's seconds in the PyTorch batched evaluation
+    forward measured in the same run."""
     rows = []
-    for measured in measure_onnx_streams(backbone, crop, window, frames):
+    for measured in measure_onnx_streams(*made, window):
         push = 1 / measured["frames_per_second"]
         met = measured["frames_per_second"] >= target_fps and measured["p95_latency_ms"] < target_p95
         stated = not quick and window == 16 and crop == 224

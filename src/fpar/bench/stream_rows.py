@@ -248,7 +248,9 @@ def _runtime_rows(quick: bool, crop: int, window: int, torch_row: dict[str, Any]
     from fpar.bench.onnx_stream_rows import onnx_stream_rows
 
     _, _, _, _, _, _, _, target_fps, target_p95 = STREAM_ROWS[0]
+    model, contract = stream_model("rgb_attention", "resnet18" if quick else "resnet34", crop, window, STACK_SIZE)
+    made = model, contract, synthetic_video(window + 2 + (16 if quick else 40))
     return onnx_stream_rows(
-        quick, crop, window, torch_row["batched_frame_s"], torch_row["flops_per_unit"], target_fps, target_p95,
+        quick, crop, window, made, torch_row["batched_frame_s"], torch_row["flops_per_unit"], target_fps, target_p95,
         lambda name, seconds, check, **extra: data_row(name, "stream", "frames/s", reference_seconds, seconds, check,
                                                        frames=window, batch=1, **extra))
