@@ -318,3 +318,27 @@ def test_results_say_frames_seen_and_when_the_window_is_full(tmp_path, name):
     # full once T frames are sampled (two-in-one: one frame later) and a flow stack of L is complete
     first = {"rgb_attention": 4, "flow_resnet": 4, "two_stream": 4, "two_in_one": 5}[name]
     assert ready == [k >= first for k in range(1, 9)], ready
+
+
+def test_stream_threads_follow_the_cores_other_processes_leave(monkeypatch):
+    """A second of /proc/stat with both cores busy, this process using one of them: one thread;
+    with both idle: two. A fixed count stays; a bad one is one line."""
+    from fpar.engine.stream import threads as chooser
+
+    clock = iter([0.0, 1.5, 3.0])
+    cpu = iter([0.0, 1.5, 3.0])  # the process used one core's worth of time
+    stat = iter([(0.0, 100.0), (0.0, 400.0), (300.0, 700.0)])  # busy, then idle
+    monkeypatch.setattr(chooser.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(chooser.time, "process_time", lambda: next(cpu))
+    monkeypatch.setattr(chooser, "_cpu_times", lambda: next(stat))
+    monkeypatch.setattr(chooser.os, "cpu_count", lambda: 2)
+    threads = chooser.ThreadChooser(2, fixed=False)
+    threads.review()  # the first look: nothing to compare with yet
+    assert threads.count == 2
+    threads.review()
+    assert threads.count == 1  # 0 idle + our 1 core
+    threads.review()
+    assert threads.count == 2
+    assert chooser.ThreadChooser.for_setting(3).count == 3
+    with pytest.raises(FparError, match="threads must be 'auto' or a positive number"):
+        chooser.ThreadChooser.for_setting(0)
