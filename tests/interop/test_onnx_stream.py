@@ -119,3 +119,27 @@ def test_the_documented_onnxruntime_loop_runs_without_torch_and_answers_as_the_s
     assert len(lines) == 5
     for line, answer in zip(lines, expected):
         np.testing.assert_allclose(line["logits"], answer.logits.numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["clip graph", "streaming graph"])
+def test_static_int8_is_calibrated_on_clips_and_prints_the_accuracy_change(tmp_path, tiny_data, capsys, stream):
+    """``--quantize int8 --calibrate DATA``: int8 activations too (QuantizeLinear nodes in the graph),
+    scales from clips of the subjects the model was not validated on, and the top-1 change on the
+    validation subjects recorded in fpar.json and printed."""
+    import onnx
+
+    checkpoint = tiny_checkpoint(tmp_path / "rgb.ckpt", "rgb_attention")
+    out = tmp_path / "int8"
+    command = ["export", str(checkpoint), str(out), "--format", "onnx", "--quantize", "int8",
+               "--calibrate", str(tiny_data), "--calibrate-clips", "3", *(["--stream"] if stream else [])]
+    assert main(command) == 0
+    printed = capsys.readouterr().out
+    calibration = json.loads((out / "fpar.json").read_text())["onnx"]["calibration"]
+    assert calibration["clips"] == 3 and calibration["evaluated_clips"] == 7  # S2: 3 classes x 2 videos + 1
+    assert calibration["accuracy_change_points"] == pytest.approx(
+        100 * (calibration["int8_top1"] - calibration["fp32_top1"]))
+    assert f"{calibration['accuracy_change_points']:+.1f} points" in printed
+    graph = onnx.load(str(out / "model.onnx")).graph
+    assert any(node.op_type == "QuantizeLinear" for node in graph.node)
+    with pytest.raises(FparError, match="--calibrate is for --quantize int8"):
+        export_onnx(checkpoint, tmp_path / "other", calibrate=tiny_data)

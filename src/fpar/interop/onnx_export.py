@@ -19,6 +19,7 @@ outputs must match PyTorch's (the relative error is recorded in ``fpar.json``, `
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import logging
 import os
@@ -56,15 +57,21 @@ def input_shapes(model: ClipModel, frames: int) -> dict[str, list[int | str]]:
 
 
 def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, *, frames: int | None = None,
-                quantize: str | None = None, stream: bool = False) -> Path:
+                quantize: str | None = None, stream: bool = False, calibrate: str | os.PathLike | None = None,
+                calibrate_clips: int | None = None) -> Path:
     """Write ``out/model.onnx`` and ``out/fpar.json`` from any checkpoint; returns ``out``.
 
     ``frames``: the clip length the graph takes (default the checkpoint's ``num_frames``); with
     ``stream``, the per-frame graph instead (:mod:`fpar.interop.onnx_stream`), whose window is
-    ``frames``. ``quantize="int8"``: weights stored as int8 (dynamic quantisation); its difference
-    from the fp32 model's outputs is recorded, not bounded."""
+    ``frames``. ``quantize="int8"``: weights stored as int8 (dynamic quantisation), or with
+    ``calibrate`` (a dataset folder) weights and activations (static, scales from ``calibrate_clips``
+    clips of it, :mod:`fpar.interop.onnx_quantize`; the accuracy change on its validation subjects
+    is recorded in ``onnx.calibration``); the difference from the fp32 model's outputs is recorded,
+    not bounded."""
     if quantize not in (None, *QUANTIZATIONS):
         raise FparError(f"unknown quantisation {quantize!r}: choose one of {list(QUANTIZATIONS)}")
+    if calibrate is not None and quantize is None:
+        raise FparError("--calibrate is for --quantize int8 (static quantisation)")
     if frames is not None and frames < 1:
         raise FparError(f"--frames must be at least 1, got {frames}")
     _require_onnx()
@@ -92,7 +99,11 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, *, frames
         if quantize:
             fp32 = folder / "model.fp32.onnx"
             os.replace(graph, fp32)
-            _quantize(fp32, graph)
+            if calibrate is None:
+                _quantize(fp32, graph)
+            else:
+                entry["calibration"] = _quantize_calibrated(fp32, graph, dataclasses.replace(contract, clip=clip),
+                                                            calibrate, calibrate_clips, stream)
             fp32.unlink()
         errors = _check(model, example, graph, outputs)
         worst = max(errors, key=errors.get)
@@ -187,16 +198,49 @@ def _export(model, example: dict[str, Any], path: Path, name: str, dynamic: bool
     return outputs
 
 
-def _quantize(source: Path, target: Path) -> None:
-    """int8 weights for every Conv, MatMul and Gemm whose weights are stored as such; the ConvLSTM's
-    gate convs take weights split from one stored tensor at run time and stay fp32."""
+def _computed_weights(source: Path) -> list[str]:
+    """The Conv, MatMul and Gemm nodes whose weights are computed at run time (the ConvLSTM's gate
+    convs take weights split from one stored tensor; the window's hidden matrix product takes
+    unfolded states): they stay fp32."""
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     graph = onnx.load(str(source), load_external_data=False).graph
     stored = {initializer.name for initializer in graph.initializer}
-    computed = [node.name for node in graph.node
-                if node.op_type in ("Conv", "MatMul", "Gemm") and node.input[1] not in stored]
+    return [node.name for node in graph.node if node.op_type in ("Conv", "MatMul", "Gemm") and node.input[1] not in stored]
+
+
+def _quantize_calibrated(source: Path, target: Path, contract: Any, data: str | os.PathLike, count: int | None,
+                         stream: bool) -> dict[str, Any]:
+    """Static int8 from calibration clips of ``data``; returns the calibration record (clips,
+    top-1 of the fp32 and int8 graphs on the validation subjects' clips, the change in points)."""
+    from fpar.interop.onnx_quantize import CALIBRATION_CLIPS, accuracy, dataset_clips, quantize_static_int8
+    from fpar.interop.onnx_runtime import OnnxGraph
+
+    count = CALIBRATION_CLIPS if count is None else count
+    if count < 1:
+        raise FparError(f"--calibrate-clips must be at least 1, got {count}")
+    clips = dataset_clips(contract, data, validated=False, limit=count)
+    quiet = logging.getLogger()  # onnxruntime's advice to pre-process, on the root logger
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            quantize_static_int8(source, target, clips, stream, _computed_weights(source))
+    finally:
+        quiet.setLevel(level)
+    evaluation = dataset_clips(contract, data, validated=True)
+    fp32, int8 = (accuracy(OnnxGraph(path), evaluation, stream) for path in (source, target))
+    return {"data": str(data), "clips": len(clips), "evaluated_clips": len(evaluation), "fp32_top1": fp32,
+            "int8_top1": int8, "accuracy_change_points": 100 * (int8 - fp32)}
+
+
+def _quantize(source: Path, target: Path) -> None:
+    """int8 weights for every Conv, MatMul and Gemm whose weights are stored as such (dynamic
+    quantisation: activations quantised at run time)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    computed = _computed_weights(source)
     quiet = logging.getLogger()  # onnxruntime's advice to pre-process, on the root logger
     level = quiet.level
     quiet.setLevel(logging.ERROR)
