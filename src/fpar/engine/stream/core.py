@@ -46,6 +46,8 @@ class Stream(LiveInputs):
     (default the checkpoint's training precision; ``auto``: the machine's fastest). ``threads``:
     the threads a push computes with: ``"auto"`` (default) follows the cores other processes
     leave free (:class:`fpar.engine.stream.threads.ThreadChooser`), a number fixes them.
+    ``answer_every``: K, answer at every K-th sampled frame once the window is full (each answer
+    exact over its window, held in between; the recurrent work per frame falls from T to T / K steps).
 
     ``announce``: log which precision ``auto`` picked, and why.
 
