@@ -1,5 +1,7 @@
+import os
 import json
 
+import pytest
 import torch
 
 from fpar.bench import (STAGE_MODELS, bench_flow, bench_loading, bench_process, bench_stream, data_row, format_table,
@@ -125,14 +127,30 @@ def test_bench_refuses_an_unknown_row_kind(capsys):
     assert "nonsense" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # six rows, each timed against two batched forwards and a recomputed window
 def test_stream_rows_time_the_stream_against_recomputing_the_window():
     rows = bench_stream(True, 1, setting_for("cpu", "32"), crop=48, window=3)
+    cores = os.cpu_count()
     assert [(r["name"], r["frames"]) for r in rows] == [
         ("stream rgb_attention, every 1", 3), ("stream rgb_attention, every 2", 3),
-        ("stream two_stream dis flow, every 1", 3)]
+        ("stream rgb_attention, every 1, answer every 3", 3),
+        ("stream rgb_attention, every 1, busy CPU, threads auto", 3),
+        (f"stream rgb_attention, every 1, busy CPU, {cores} threads", 3),
+        ("stream two_stream dis flow, every 1", 3),
+        ("stream rgb_attention, onnx fp32", 3), ("stream rgb_attention, onnx int8", 3)]
+    onnx_fp32, onnx_int8 = rows[-2:]
+    assert onnx_fp32["relative_difference"] < 1e-4 and onnx_int8["onnx_precision"] == "int8"
     for row in rows:
         assert row["kind"] == "stream" and row["unit"] == "frames/s" and row["batch"] == 1
         assert row["fpar_rate"] > 0 and row["reference_rate"] > 0
         assert 0 < row["median_latency_ms"] <= row["p95_latency_ms"]
         assert row["target_met"] is None  # the targets are stated at 224 px and T = 16, not this size
+        assert row["per_frame_vs_batched"] > 0
+    for row in rows[:-2]:
+        assert row["batched_frame_s"] > 0 and 1 <= row["threads"] <= cores
+    # the window's T recurrent steps per answered frame against the clip forward's one
+    flops = {row["name"]: row["flops_vs_batched"] for row in rows[:-2]}
+    assert flops["stream rgb_attention, every 1"] > flops["stream rgb_attention, every 1, answer every 3"] > 0.9
+    busy = rows[3]
+    assert busy["busy_cpu"] and busy["slowdown_vs_idle"] > 0
     assert "p95" in format_table({"machine": MACHINE, "rows": rows})

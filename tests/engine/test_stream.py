@@ -153,7 +153,7 @@ def test_window_every_reset_and_copies(tmp_path):
     assert torch.equal(results[1].logits, results[0].logits)
 
     twin = copy.copy(stream)
-    assert twin._shared.model is stream._shared.model
+    assert twin._model is stream._model
     for frame in frames[5:9]:
         stream.push(frame)
     # the copy kept its own window: fed other frames it answers as a fresh stream fed the same
@@ -237,7 +237,7 @@ def test_stream_cli_errors_are_one_line(tmp_path, capsys):
 
 
 def test_measure_stream_reports_the_latency_row_the_bench_prints():
-    from fpar.engine.stream import measure_stream
+    from fpar.bench.stream_rows import measure_stream
 
     row = measure_stream("two_stream", backbone="resnet18", crop=64, window=3, stack_size=2, flow="dis",
                          precision="32", frames=3, warmup=3)
@@ -291,3 +291,54 @@ def test_two_in_one_encodes_a_sampled_frame_when_its_successor_arrives(tmp_path)
     twin = copy.copy(stream)
     a, b = stream.push(frames[5]), twin.push(frames[5])
     assert a.updated and torch.equal(a.logits, b.logits)
+
+
+def test_answers_every_k_th_frame_are_the_sliding_windows_answers_held_in_between(tmp_path):
+    """``answer_every``: the windows answered are the first T (filling) and every K-th complete one,
+    each equal to the every-frame stream's answer at that frame; the others hold the last answer."""
+    checkpoint = _checkpoint(tmp_path, "rgb_attention", num_frames=3)
+    every_frame, every_second = Stream(checkpoint, precision="32"), Stream(checkpoint, precision="32", answer_every=2)
+    results = [(a.push(f), b.push(f)) for f, a, b in zip(_frames(9), [every_frame] * 9, [every_second] * 9)]
+    assert [b.updated for _, b in results] == [True, True, True, False, True, False, True, False, True]
+    for a, b in results:
+        if b.updated:
+            assert torch.allclose(a.logits, b.logits, rtol=1e-5, atol=1e-6)
+    assert torch.equal(results[3][1].logits, results[2][1].logits)
+    with pytest.raises(FparError, match="answer-every must be between 1 and the window"):
+        Stream(checkpoint, answer_every=4)
+
+
+@pytest.mark.parametrize("name", ["rgb_attention", "flow_resnet", "two_stream", "two_in_one"])
+def test_results_say_frames_seen_and_when_the_window_is_full(tmp_path, name):
+    options, _, _ = CASES[name]
+    stream = Stream(_checkpoint(tmp_path, name, **options), flow="dis", precision="32")
+    results = [stream.push(f) for f in _frames(8)]
+    assert [r.frames_seen for r in results] == list(range(1, 9))
+    ready = [r.ready for r in results]
+    # full once T frames are sampled (two-in-one: one frame later) and a flow stack of L is complete
+    first = {"rgb_attention": 4, "flow_resnet": 4, "two_stream": 4, "two_in_one": 5}[name]
+    assert ready == [k >= first for k in range(1, 9)], ready
+
+
+def test_stream_threads_follow_the_cores_other_processes_leave(monkeypatch):
+    """A second of /proc/stat with both cores busy, this process using one of them: one thread;
+    with both idle: two. A fixed count stays; a bad one is one line."""
+    from fpar.engine.stream import threads as chooser
+
+    clock = iter([0.0, 1.5, 3.0])
+    cpu = iter([0.0, 1.5, 3.0])  # the process used one core's worth of time
+    stat = iter([(0.0, 100.0), (0.0, 400.0), (300.0, 700.0)])  # busy, then idle
+    monkeypatch.setattr(chooser.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(chooser.time, "process_time", lambda: next(cpu))
+    monkeypatch.setattr(chooser, "_cpu_times", lambda: next(stat))
+    monkeypatch.setattr(chooser.os, "cpu_count", lambda: 2)
+    threads = chooser.ThreadChooser(2, fixed=False)
+    threads.review()  # the first look: nothing to compare with yet
+    assert threads.count == 2
+    threads.review()
+    assert threads.count == 1  # 0 idle + our 1 core
+    threads.review()
+    assert threads.count == 2
+    assert chooser.ThreadChooser.for_setting(3).count == 3
+    with pytest.raises(FparError, match="threads must be 'auto' or a positive number"):
+        chooser.ThreadChooser.for_setting(0)

@@ -24,7 +24,8 @@ def format_table(result: dict[str, Any]) -> str:
     cpu = f"{m.get('cpu', m['name'])} [{' '.join(m.get('cpu_isa', m['isa']))}]"
     where = cpu if m["device"] == "cpu" else f"{m['name']} (sm {m['cuda_capability']}); cpu: {cpu}"
     lines = [f"{m['device']}: {where}, {m['threads']} threads, torch {m['torch']}",
-             f"fpar precision: {m['precision']} ({m['precision_reason']}); matmul peak GFLOP/s: {peaks}",
+             # the instruction sets oneDNN used (the CPU's, capped by ONEDNN_MAX_CPU_ISA) and the precision
+             f"{m.get('hardware') or 'fpar: precision ' + m['precision']}; matmul peak GFLOP/s: {peaks}",
              "reference: per-frame fp32 NCHW, autograd on; %peak = achieved FLOP/s over the matmul peak of "
              "the precision used; loading and flow rows: one worker, one thread", ""]
     head = (f"{'benchmark':44s} {'B':>3s} {'T':>3s} {'reference':>10s} {'fpar':>10s} {'unit':9s} {'speed-up':>8s} "

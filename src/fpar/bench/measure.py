@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from fpar.engine.hardware import Hardware, autocast_dtype, choose_precision, detect
+from fpar.engine.hardware import Hardware, autocast_dtype, choose_precision, describe, detect
 from fpar.errors import FparError
 
 
@@ -143,6 +143,7 @@ class Setting:
         self.hardware = hardware
         self.reason = reason
         self.dtype = autocast_dtype(precision)
+        self.peaks: dict[str, float] = {}  # matmul peak (FLOP/s) per precision, where measured
 
     def autocast(self) -> torch.autocast:
         return torch.autocast(self.device, self.dtype or torch.float32, enabled=self.dtype is not None)
@@ -165,4 +166,6 @@ def machine_info(setting: Setting, peaks: dict[str, float]) -> dict[str, Any]:
             "cpu": cpu.name, "cpu_isa": cpu.isa,
             "torch": torch.__version__, "threads": torch.get_num_threads(), "python": platform.python_version(),
             "cpus": os.cpu_count(), "precision": setting.precision, "precision_reason": setting.reason,
+            # the instruction sets oneDNN may use: the CPU's, capped by ONEDNN_MAX_CPU_ISA where set
+            "isa_cap": cpu.isa_cap, "hardware": describe(hw, setting.precision, setting.reason),
             "matmul_peak_flops": peaks}

@@ -58,10 +58,11 @@ def run_benchmarks(quick: bool = True, repeats: int = 3, frames: tuple[int, ...]
     arch, default_size = ("resnet18", 112) if quick else ("resnet34", 224)
     size = size or default_size
     batch = batch or (2 if quick else 4)
-    model_rows = "eval" in rows or "train" in rows
+    model_rows = "eval" in rows or "train" in rows or "stream" in rows  # rows with a share of the peak
     peaks = {"32-true": matmul_peak(device, torch.float32)} if model_rows else {}
     if model_rows and setting.dtype is not None:
         peaks[setting.precision] = matmul_peak(device, setting.dtype)
+    setting.peaks = peaks
     results = []
     # a bar on a terminal, one line at the end in a log (fpar.progress)
     with progress_bar(desc="bench", unit="row", progress=progress) as bar:
@@ -87,7 +88,9 @@ def run_benchmarks(quick: bool = True, repeats: int = 3, frames: tuple[int, ...]
             peaks[name] = max(peaks[name], matmul_peak(device, dtype))
         for row in results:
             if "flops_per_unit" in row:
-                row["reference_peak_fraction"] = row["flops_per_unit"] * row["reference_rate"] / peaks["32-true"]
+                reference_flops = row.get("reference_flops_per_unit", row["flops_per_unit"])
+                row["reference_peak_fraction"] = (None if reference_flops is None or row["reference_rate"] is None
+                                                  else reference_flops * row["reference_rate"] / peaks["32-true"])
                 row["fpar_peak_fraction"] = row["flops_per_unit"] * row["fpar_rate"] / peaks[setting.precision]
     # the whole of `fpar env` too: versions, threads and variables decide a rate as much as the CPU does
     return {"machine": machine_info(setting, peaks), "environment": environment(), "rows": results}

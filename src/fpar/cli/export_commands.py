@@ -23,8 +23,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="safetensors (PyTorch weights, default) or onnx (a graph for onnxruntime and other runtimes)")
     export.add_argument("--frames", type=at_least(1), default=None,
                         help="onnx: the clip length T the graph takes (default the checkpoint's num_frames)")
+    export.add_argument("--stream", action="store_true",
+                        help="onnx: the per-frame graph (a frame and the recurrent state in; the answer over "
+                             "the last T frames, the attention map and the next state out) that `fpar stream "
+                             "OUT SOURCE --runtime onnx` runs without PyTorch")
     export.add_argument("--quantize", choices=QUANTIZATIONS, default=None,
-                        help="onnx: int8 weights (dynamic quantisation; smaller, faster on CPUs, not exact)")
+                        help="onnx: int8 weights (dynamic quantisation; smaller, not exact); with --calibrate, "
+                             "int8 weights and activations (static)")
+    export.add_argument("--calibrate", metavar="DATA", default=None,
+                        help="onnx --quantize int8: a prepared dataset whose clips fix the activations' int8 "
+                             "scales; the accuracy change on its validation subjects is printed")
+    export.add_argument("--calibrate-clips", type=at_least(1, 100000), default=None, metavar="N",
+                        help="calibration clips (default 8), from the subjects the model was not validated on")
     export.set_defaults(func=export_command)
 
 
@@ -37,16 +47,25 @@ def export_command(args: argparse.Namespace) -> int:
 
         from fpar.interop.onnx_export import ONNX_ENTRY, export_onnx
 
-        out = export_onnx(args.checkpoint, args.out, frames=args.frames, quantize=args.quantize)
+        out = export_onnx(args.checkpoint, args.out, frames=args.frames, quantize=args.quantize, stream=args.stream,
+                          calibrate=args.calibrate, calibrate_clips=args.calibrate_clips)
         entry = json.loads((out / EXPORT_CONTRACT).read_text())[ONNX_ENTRY]
         size = (out / EXPORT_ONNX).stat().st_size
         print(f"wrote {out / EXPORT_ONNX} ({size / 2**20:.1f} MiB) and {out / EXPORT_CONTRACT}")
         inputs = ", ".join(f"{name} {tuple(shape)}".replace("'batch'", "B") for name, shape in entry["inputs"].items())
+        if entry.get("graph") == "stream":
+            print(f"per-frame graph over a window of {entry['window']} frames: "
+                  f"`fpar stream {out} SOURCE --runtime onnx` runs it without PyTorch")
         print(f"inputs: {inputs}; outputs: {', '.join(entry['outputs'])}; onnxruntime matches PyTorch to "
               f"{entry['max_relative_error']:.1e} (relative{', int8' if entry['quantize'] else ''})")
+        calibration = entry.get("calibration")
+        if calibration:
+            print(f"int8 (static, calibrated on {calibration['clips']} clips of {calibration['data']}): top-1 "
+                  f"{100 * calibration['int8_top1']:.1f}% against fp32 {100 * calibration['fp32_top1']:.1f}% on "
+                  f"{calibration['evaluated_clips']} validation clips ({calibration['accuracy_change_points']:+.1f} points)")
         return 0
-    if args.frames is not None or args.quantize is not None:
-        raise FparError("--frames and --quantize are for --format onnx")
+    if args.frames is not None or args.quantize is not None or args.stream or args.calibrate is not None:
+        raise FparError("--frames, --stream, --quantize and --calibrate are for --format onnx")
     out = export_model(args.checkpoint, args.out)
     size = (out / EXPORT_WEIGHTS).stat().st_size
     print(f"wrote {out / EXPORT_WEIGHTS} ({size / 2**20:.1f} MiB) and {out / EXPORT_CONTRACT}")

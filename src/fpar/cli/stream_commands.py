@@ -10,6 +10,7 @@ import math
 from fpar.cli.common import add_compute_options, at_least, require_device
 from fpar.engine.settings import PRECISIONS
 from fpar.errors import FparError
+from fpar.interop.onnx_runtime import RUNTIMES
 from fpar.prepare.flow import FLOW_METHODS
 
 
@@ -26,6 +27,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="sampled frames the recurrent part reads (default: the checkpoint's clip length)")
     stream.add_argument("--every", type=at_least(1, 1024), default=1, metavar="N",
                         help="sample one frame in N (default 1: every frame)")
+    stream.add_argument("--answer-every", type=at_least(1, 1024), default=1, metavar="K",
+                        help="answer every K-th sampled frame, holding the answer in between (each answer "
+                             "still exact over its window): the recurrent work per frame falls from T to T/K "
+                             "steps (default 1)")
+    stream.add_argument("--runtime", choices=RUNTIMES, default="torch",
+                        help="torch (default) or onnx: a streaming ONNX export (`fpar export --format onnx "
+                             "--stream`) run by onnxruntime, without PyTorch")
+    stream.add_argument("--threads", type=at_least(1, 1024), default=None,
+                        help="threads a push computes with (default: the cores other processes leave free)")
     stream.add_argument("--top", type=at_least(1), default=3, help="how many classes to print (default 3)")
     stream.add_argument("--flow", default="tvl1", choices=FLOW_METHODS,
                         help="optical flow for models that read it: the one the model was trained with "
@@ -56,7 +66,7 @@ def stream_command(args: argparse.Namespace) -> int:
 
     for name, value in OMP_WAITING.items():
         os.environ.setdefault(name, value)
-    from fpar.engine.stream import SourceRun, Stream, latency_summary, open_source
+    from fpar.engine.stream.sources import SourceRun, latency_summary, open_source
     from fpar.io import refuse_overwriting_inputs
 
     if args.out is not None:
@@ -67,8 +77,7 @@ def stream_command(args: argparse.Namespace) -> int:
         refuse_overwriting_inputs(args.out, args.source, args.checkpoint, option="--out")
     source = open_source(args.source, args.max_frames)  # a missing source is refused before the model loads
     SourceRun.check(source, args.realtime)
-    stream = Stream(args.checkpoint, window=args.window, every=args.every, flow=args.flow,
-                    precision=args.precision, device=require_device(args.device), announce=True)
+    stream = _open_stream(args)
     latencies: list[float] = []
     with contextlib.ExitStack() as outputs:
         write = None
@@ -81,11 +90,15 @@ def stream_command(args: argparse.Namespace) -> int:
             latencies.append(step.latency)
             top = step.result.top(args.top)
             if args.json:
-                print(json.dumps({"frame": step.position, "top": [{"class": c, "probability": p} for c, p in top],
+                print(json.dumps({"frame": step.position, "frames_seen": step.result.frames_seen,
+                                  "ready": step.result.ready, "window": step.result.window,
+                                  "updated": step.result.updated,
+                                  "top": [{"class": c, "probability": p} for c, p in top],
                                   "latency_ms": round(step.latency * 1000, 3)}), flush=True)
             else:
                 answer = "  ".join(f"{name} {100 * p:4.1f}%" for name, p in top) or "(filling the window)"
-                print(f"frame {step.position:6d}  {step.latency * 1000:7.1f} ms  {answer}", flush=True)
+                filling = "" if step.result.ready or not top else f"  (window {step.result.window}/{stream.window})"
+                print(f"frame {step.position:6d}  {step.latency * 1000:7.1f} ms  {answer}{filling}", flush=True)
             if write is not None:
                 write(_drawn(stream, step))
     summary = {**latency_summary(latencies), "dropped": run.dropped}
@@ -99,6 +112,22 @@ def stream_command(args: argparse.Namespace) -> int:
     if args.out is not None:
         print(f"wrote {args.out}")
     return 0
+
+
+def _open_stream(args: argparse.Namespace):
+    """The stream the runtime asked for: ``fpar.Stream`` (PyTorch) or the ONNX runtime's."""
+    if args.runtime == "onnx":
+        if args.precision is not None or args.device not in (None, "cpu"):
+            raise FparError("--runtime onnx runs the exported graph as it is, on the CPU: drop --precision and --device")
+        from fpar.interop.onnx_stream import OnnxStream
+
+        return OnnxStream(args.checkpoint, window=args.window, every=args.every, flow=args.flow,
+                          answer_every=args.answer_every, threads=args.threads)
+    from fpar.engine.stream import Stream
+
+    return Stream(args.checkpoint, window=args.window, every=args.every, flow=args.flow, precision=args.precision,
+                  device=require_device(args.device), announce=True, answer_every=args.answer_every,
+                  threads=args.threads or "auto")
 
 
 def _drawn(stream, step):

@@ -19,6 +19,7 @@ outputs must match PyTorch's (the relative error is recorded in ``fpar.json``, `
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import logging
 import os
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 EXPORT_FORMATS = ("safetensors", "onnx")
 QUANTIZATIONS = ("int8",)  # weights of MatMul/Gemm/Conv as int8, activations quantised at run time
 ONNX_ENTRY = "onnx"  # fpar.json's description of the graph
+NORMALISATION_ENTRY = "normalisation"  # fpar.json: how pixels become each modality's input
 OPSET = 18
 # the largest relative difference (max |onnx - torch| / max |torch|, per output) an fp32 export may
 # show: onnxruntime's kernels round differently from PyTorch's; a tiny model stays under 1e-4 (the
@@ -55,14 +57,21 @@ def input_shapes(model: ClipModel, frames: int) -> dict[str, list[int | str]]:
 
 
 def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, *, frames: int | None = None,
-                quantize: str | None = None) -> Path:
+                quantize: str | None = None, stream: bool = False, calibrate: str | os.PathLike | None = None,
+                calibrate_clips: int | None = None) -> Path:
     """Write ``out/model.onnx`` and ``out/fpar.json`` from any checkpoint; returns ``out``.
 
-    ``frames``: the clip length the graph takes (default the checkpoint's ``num_frames``).
-    ``quantize="int8"``: weights stored as int8 (dynamic quantisation); its difference from the
-    fp32 model's outputs is recorded, not bounded."""
+    ``frames``: the clip length the graph takes (default the checkpoint's ``num_frames``); with
+    ``stream``, the per-frame graph instead (:mod:`fpar.interop.onnx_stream`), whose window is
+    ``frames``. ``quantize="int8"``: weights stored as int8 (dynamic quantisation), or with
+    ``calibrate`` (a dataset folder) weights and activations (static, scales from ``calibrate_clips``
+    clips of it, :mod:`fpar.interop.onnx_quantize`; the accuracy change on its validation subjects
+    is recorded in ``onnx.calibration``); the difference from the fp32 model's outputs is recorded,
+    not bounded."""
     if quantize not in (None, *QUANTIZATIONS):
         raise FparError(f"unknown quantisation {quantize!r}: choose one of {list(QUANTIZATIONS)}")
+    if calibrate is not None and quantize is None:
+        raise FparError("--calibrate is for --quantize int8 (static quantisation)")
     if frames is not None and frames < 1:
         raise FparError(f"--frames must be at least 1, got {frames}")
     _require_onnx()
@@ -76,23 +85,43 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, *, frames
             except ValidationError as exc:
                 raise FparError(f"--frames {frames}: {exc.errors()[0]['msg']}") from None
         graph = folder / EXPORT_ONNX
-        example = _example_batch(model, clip.num_frames)
-        outputs = _export(model, example, graph, contract.model["name"])
-        entry: dict[str, Any] = {"inputs": input_shapes(model, clip.num_frames), "outputs": outputs, "opset": OPSET,
-                                 "quantize": quantize}
+        if stream:
+            from fpar.interop.onnx_stream import STREAM_GRAPH, stream_graph
+
+            model, example, shapes = stream_graph(model, contract.model["name"], clip.num_frames, clip.crop)
+            outputs = _export(model, example, graph, contract.model["name"], dynamic=False)
+            entry: dict[str, Any] = {"graph": STREAM_GRAPH, "window": clip.num_frames}
+        else:
+            example = _example_batch(model, clip.num_frames)
+            outputs = _export(model, example, graph, contract.model["name"])
+            shapes, entry = input_shapes(model, clip.num_frames), {"graph": "clip"}
+        entry.update({"inputs": shapes, "outputs": outputs, "opset": OPSET, "quantize": quantize})
         if quantize:
             fp32 = folder / "model.fp32.onnx"
             os.replace(graph, fp32)
-            _quantize(fp32, graph)
+            if calibrate is None:
+                _quantize(fp32, graph)
+            else:
+                entry["calibration"] = _quantize_calibrated(fp32, graph, dataclasses.replace(contract, clip=clip),
+                                                            calibrate, calibrate_clips, stream)
             fp32.unlink()
         errors = _check(model, example, graph, outputs)
-        worst = max(errors, key=errors.get)
+        # a streaming graph is held to the bound by its answers (logits, attention); its next state
+        # is recorded, not bounded: measured against the state's largest value, a random-weight
+        # ResNet-34's state differed by 8e-3 while its logits stayed within the bound, and the
+        # answers over a stream are what the tests and fpar bench compare with fpar.Stream
+        answers = errors
+        if stream:
+            from fpar.interop.onnx_stream import STATE_SUFFIX
+
+            answers = {name: error for name, error in errors.items() if not name.endswith(STATE_SUFFIX)}
+        worst = max(answers, key=answers.get)
         if quantize is None and errors[worst] > FP32_TOLERANCE:
             raise FparError(f"the ONNX graph of {checkpoint} differs from the PyTorch model by {errors[worst]:.2g} "
                             f"in {worst!r} (relative; at most {FP32_TOLERANCE:g} allowed): the export is not kept")
-        entry["max_relative_error"] = errors[worst]
+        entry["max_relative_error"] = answers[worst]
         entry["relative_errors"] = errors
-        return graph, {"clip": clip.model_dump(mode="json"), ONNX_ENTRY: entry}
+        return graph, {"clip": clip.model_dump(mode="json"), ONNX_ENTRY: entry, NORMALISATION_ENTRY: normalisation()}
 
     return write_export(checkpoint, out, write_graph)
 
@@ -133,8 +162,19 @@ def _positional(model, inputs: tuple[str, ...], outputs: tuple[str, ...]):
     return Graph().eval()
 
 
-def _export(model, example: dict[str, Any], path: Path, name: str) -> list[str]:
-    """Trace ``model`` on ``example`` into ``path``; returns the output names, in the graph's order."""
+def normalisation() -> dict[str, dict[str, Any]]:
+    """How a runtime turns 8-bit pixels into each modality's input (fpar.data.normalization):
+    ``(value / 255 - mean) / std``, per channel for RGB; flow is coded to 8 bits first, as a
+    prepared dataset stores it (docs/prepare.md)."""
+    from fpar.data.normalization import FLOW_MEAN, FLOW_STD, RGB_MEAN, RGB_STD
+
+    return {"frames": {"scale": 1 / 255, "mean": RGB_MEAN.tolist(), "std": RGB_STD.tolist(), "channels": "RGB"},
+            "flow": {"scale": 1 / 255, "mean": [FLOW_MEAN], "std": [FLOW_STD], "channels": "x, y per pair"}}
+
+
+def _export(model, example: dict[str, Any], path: Path, name: str, dynamic: bool = True) -> list[str]:
+    """Trace ``model`` on ``example`` into ``path``; returns the output names, in the graph's order.
+    ``dynamic``: the batch axis stays free (a streaming graph takes one frame: all fixed)."""
     import torch
 
     model.requires_grad_(False)  # the inference paths (no training recurrence) are the ones traced
@@ -144,6 +184,7 @@ def _export(model, example: dict[str, Any], path: Path, name: str) -> list[str]:
     outputs.sort(key=lambda key: key != "logits")  # logits first, the rest in the model's order
     inputs = tuple(example)
     batch = torch.export.Dim("batch", min=1, max=4096)
+    shapes = (tuple({0: batch} for _ in inputs),) if dynamic else None
     graph = _positional(model, inputs, tuple(outputs))
     # the exporter's and its optimiser's notes (operator sets it does not need, folds it skips)
     loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript")]
@@ -154,7 +195,7 @@ def _export(model, example: dict[str, Any], path: Path, name: str) -> list[str]:
         with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             torch.onnx.export(graph, tuple(example.values()), str(path), dynamo=True, input_names=list(inputs),
-                              output_names=outputs, dynamic_shapes=(tuple({0: batch} for _ in inputs),),
+                              output_names=outputs, dynamic_shapes=shapes,
                               opset_version=OPSET, external_data=False, verbose=False)
     except torch.onnx.errors.OnnxExporterError as exc:
         summary = next((line.strip() for line in str(exc).splitlines() if "Error" in line and ":" in line),
@@ -166,16 +207,49 @@ def _export(model, example: dict[str, Any], path: Path, name: str) -> list[str]:
     return outputs
 
 
-def _quantize(source: Path, target: Path) -> None:
-    """int8 weights for every Conv, MatMul and Gemm whose weights are stored as such; the ConvLSTM's
-    gate convs take weights split from one stored tensor at run time and stay fp32."""
+def _computed_weights(source: Path) -> list[str]:
+    """The Conv, MatMul and Gemm nodes whose weights are computed at run time (the ConvLSTM's gate
+    convs take weights split from one stored tensor; the window's hidden matrix product takes
+    unfolded states): they stay fp32."""
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     graph = onnx.load(str(source), load_external_data=False).graph
     stored = {initializer.name for initializer in graph.initializer}
-    computed = [node.name for node in graph.node
-                if node.op_type in ("Conv", "MatMul", "Gemm") and node.input[1] not in stored]
+    return [node.name for node in graph.node if node.op_type in ("Conv", "MatMul", "Gemm") and node.input[1] not in stored]
+
+
+def _quantize_calibrated(source: Path, target: Path, contract: Any, data: str | os.PathLike, count: int | None,
+                         stream: bool) -> dict[str, Any]:
+    """Static int8 from calibration clips of ``data``; returns the calibration record (clips,
+    top-1 of the fp32 and int8 graphs on the validation subjects' clips, the change in points)."""
+    from fpar.interop.onnx_quantize import CALIBRATION_CLIPS, accuracy, dataset_clips, quantize_static_int8
+    from fpar.interop.onnx_runtime import OnnxGraph
+
+    count = CALIBRATION_CLIPS if count is None else count
+    if count < 1:
+        raise FparError(f"--calibrate-clips must be at least 1, got {count}")
+    clips = dataset_clips(contract, data, validated=False, limit=count)
+    quiet = logging.getLogger()  # onnxruntime's advice to pre-process, on the root logger
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            quantize_static_int8(source, target, clips, stream, _computed_weights(source))
+    finally:
+        quiet.setLevel(level)
+    evaluation = dataset_clips(contract, data, validated=True)
+    fp32, int8 = (accuracy(OnnxGraph(path), evaluation, stream) for path in (source, target))
+    return {"data": str(data), "clips": len(clips), "evaluated_clips": len(evaluation), "fp32_top1": fp32,
+            "int8_top1": int8, "accuracy_change_points": 100 * (int8 - fp32)}
+
+
+def _quantize(source: Path, target: Path) -> None:
+    """int8 weights for every Conv, MatMul and Gemm whose weights are stored as such (dynamic
+    quantisation: activations quantised at run time)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    computed = _computed_weights(source)
     quiet = logging.getLogger()  # onnxruntime's advice to pre-process, on the root logger
     level = quiet.level
     quiet.setLevel(logging.ERROR)

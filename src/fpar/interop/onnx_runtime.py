@@ -18,6 +18,9 @@ import numpy as np
 from fpar.checkpoint import EXPORT_CONTRACT, EXPORT_ONNX, check_class_names, read_contract, read_export_contract
 from fpar.errors import FparError
 
+# a per-frame graph's recurrent state: inputs beside the clip's modalities, each given back as an
+# output named with STATE_SUFFIX (fpar.interop.onnx_stream; docs/deployment.md)
+STATE = ("hidden", "cell")
 RUNTIMES = ("torch", "onnx")  # what runs a model: PyTorch (checkpoints, exports) or onnxruntime (ONNX exports)
 
 
@@ -98,13 +101,14 @@ class OnnxModel(OnnxGraph):
                             "`fpar export CHECKPOINT OUT --format onnx`, or run this one with `--runtime torch`")
         info = read_export_contract(folder / EXPORT_CONTRACT, folder / EXPORT_ONNX)
         self.contract = read_contract({"fpar": info}, folder / EXPORT_CONTRACT)
+        self.info = info  # fpar.json: the graph's entry (onnx), the normalisation, ...
         super().__init__(folder / EXPORT_ONNX, threads=threads)
         self._check_contract(folder / EXPORT_CONTRACT)
 
     def _check_contract(self, contract: Path) -> None:
         """fpar.json against the graph: the clip settings give every input the graph reads, and the
         class names are one per output of each head (:func:`fpar.checkpoint.check_class_names`)."""
-        unread = [name for name in self.inputs if name not in self.contract.clip.modalities]
+        unread = [name for name in self.inputs if name not in (*self.contract.clip.modalities, *STATE)]
         if unread:
             raise FparError(f"{contract}: the graph reads {list(self.inputs)} but fpar.json's clip gives "
                             f"{list(self.contract.clip.modalities)} (model {self.contract.model.get('name')!r}); "

@@ -38,6 +38,7 @@ from fpar.models.convlstm import ConvLSTM
 from fpar.models.heads import MSHead, classifier
 from fpar.models.losses import LossSettings
 from fpar.models.motion import FLOW_CHANNELS, MotionModulation
+from fpar.models.windows import WindowRecurrence
 
 
 def _layer4_convs(backbone: ResNet) -> list[nn.Module]:
@@ -49,7 +50,7 @@ def _params(*parts: nn.Module | nn.Parameter) -> list[nn.Parameter]:
     return [p for part in parts for p in ([part] if isinstance(part, nn.Parameter) else part.parameters())]
 
 
-class RGBConvLSTM(ClipModel):
+class RGBConvLSTM(WindowRecurrence, ClipModel):
     """Ego-RNN's RGB stream and its descendants (Sudhakaran & Lanz, BMVC 2018; the report §3-§7).
 
     ResNet -> [CAM attention] -> ConvLSTM -> average of the final cell state -> Dropout + Linear.
@@ -260,40 +261,4 @@ class RGBConvLSTM(ClipModel):
         out["features"] = self.window_cell(encoded["lstm_gates"]).mean(dim=(2, 3))  # as extract reads it
         out.update(self.classify(out["features"]))
         return out
-
-    def window_cell(self, gates: torch.Tensor) -> torch.Tensor:
-        """The ConvLSTM's final cell state (B, mem_size, h, w) over ``lstm_gates`` (B, T, ...), from
-        a zero state: ``ConvLSTM.forward``'s recurrence, for inference. The hidden state's conv runs
-        as one matrix product on its unfolded 3x3 neighbourhoods (a stream's batch of one on a 7x7
-        grid: about twice as fast as the conv on a CPU; equal to float rounding). The state is kept
-        in at least float32 (``forward`` keeps it in its input's dtype: the same in fp32); the first
-        step skips the hidden conv, whose input is all zeros."""
-        conv = self.convlstm.hidden_conv
-        matrix = self._hidden_matrix()
-        batch, steps, channels, height, width = gates.shape
-        cell = gates.new_zeros(batch, self.convlstm.mem_size, height, width,
-                               dtype=torch.promote_types(gates.dtype, torch.float32))
-        hidden = None
-        for step in range(steps):
-            step_gates = gates[:, step]
-            if hidden is not None:
-                # (C*k*k, B*h*w) neighbourhoods, cast to the weights' dtype first, as autocast would cast them
-                columns = nn.functional.unfold(hidden.to(matrix.dtype), conv.kernel_size, padding=conv.padding)
-                columns = columns.transpose(0, 1).reshape(columns.shape[1], -1)
-                product = (matrix @ columns).view(channels, batch, height, width).transpose(0, 1)
-                step_gates = step_gates + product
-            i, f, c, o = step_gates.chunk(4, dim=1)
-            cell = torch.tanh(c) * torch.sigmoid(i) + cell * torch.sigmoid(f)
-            hidden = torch.sigmoid(o) * torch.tanh(cell)
-        return cell
-
-    def _hidden_matrix(self) -> torch.Tensor:
-        """The hidden conv's weight as a (4 * mem_size, C*k*k) matrix: a view of contiguous weights,
-        else a copy made once (and again if the weight changes)."""
-        weight = self.convlstm.hidden_conv.weight
-        cached = self.__dict__.get("_hidden_matrix_cache")
-        if cached is None or cached[0] is not weight or cached[1] != weight._version:
-            cached = (weight, weight._version, weight.reshape(weight.shape[0], -1))
-            self.__dict__["_hidden_matrix_cache"] = cached
-        return cached[2]
 

@@ -167,6 +167,26 @@ class ClipModel(nn.Module):
         without a time axis (a flow stack); ``forward(b) == decode_window(encode_frames(b), b)``."""
         raise NotImplementedError
 
+    def carries_windows(self) -> bool:
+        """Whether :meth:`advance_windows` and :meth:`decode_windows` are implemented: a stream then
+        keeps a recurrent state instead of re-running :meth:`decode_window` over its whole window."""
+        return False
+
+    def advance_windows(self, encoded: dict[str, torch.Tensor], state: dict[str, torch.Tensor] | None,
+                        start: bool = True) -> dict[str, torch.Tensor]:
+        """One more frame's :meth:`encode_frames` output (B = T = 1) into ``state`` (None: no
+        window yet): ``{"hidden", "cell"}``, one row per window in flight, oldest first, each advanced
+        by the frame; with ``start`` the frame also begins a window (the last row). A window's
+        ``cell`` after its T frames, given to :meth:`decode_windows`, answers as ``decode_window``
+        over those frames' encodings."""
+        raise NotImplementedError
+
+    def decode_windows(self, cell: torch.Tensor, newest: dict[str, torch.Tensor],
+                       batch: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """What ``forward`` returns over the window whose final cell state is ``cell`` (1, ...);
+        ``newest``: the newest frame's encodings (its per-frame outputs, e.g. the attention map)."""
+        raise NotImplementedError
+
 
 def example_batch(model: ClipModel, batch_size: int = 1, frames: int = 1,
                   generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:

@@ -71,3 +71,18 @@ class TwoStream(ClipModel):
         flow = self.flow_model.extract(batch or {})["features"]
         features = torch.cat([flow, self.rgb_model.window_cell(encoded["lstm_gates"]).mean(dim=(2, 3))], dim=1)
         return {**self.classify(features), "features": features, "attention": encoded["attention"]}
+
+    def carries_windows(self) -> bool:
+        return True
+
+    def advance_windows(self, encoded: dict[str, torch.Tensor], state: dict[str, torch.Tensor] | None,
+                        start: bool = True) -> dict[str, torch.Tensor]:
+        """The RGB stream's windows (:meth:`RGBConvLSTM.advance_windows`)."""
+        return self.rgb_model.advance_windows(encoded, state, start)
+
+    def decode_windows(self, cell: torch.Tensor, newest: dict[str, torch.Tensor],
+                       batch: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """As :meth:`decode_window`, with the RGB stream's final cell state ``cell`` given."""
+        flow = self.flow_model.extract(batch or {})["features"]
+        features = torch.cat([flow, cell.mean(dim=(2, 3))], dim=1)
+        return {**self.classify(features), "features": features, "attention": newest["attention"]}

@@ -1,0 +1,182 @@
+"""``fpar.Stream``: a PyTorch model fed one frame at a time (docs/streaming.md).
+
+The frames become the model's inputs as :class:`fpar.prepare.live.LiveInputs` makes them (the
+same transform as ``fpar predict``'s clip). What the model has already computed is kept:
+
+* a model that carries windows (``advance_windows``/``decode_windows``, see
+  ``fpar.models.assembled``) encodes each new sampled frame once (backbone, attention, the ConvLSTM
+  input's gates) and advances the recurrent state of every window in flight by one step, as one
+  matrix product: a push costs one frame's encoding plus one batched recurrent step, whatever T;
+* a model with only ``encode_frames``/``decode_window`` keeps the last T encodings and runs the
+  recurrent part over them at each sampled frame;
+* a model without the hooks still streams: its ``forward`` runs again over the kept window of
+  inputs (work per frame grows with T), so a new model needs no streaming code.
+
+Pushing the frames ``fpar predict`` reads for a clip gives the logits it computes (the tests check
+this per model kind, within 1e-4 in fp32).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections import deque
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from fpar.checkpoint import ModelContract, load_model, model_reads_its_clip
+from fpar.engine.compute import frames_channels_last, prepare_for_inference
+from fpar.engine.hardware import autocast_dtype, resolve_precision
+from fpar.engine.stream.threads import ThreadChooser
+from fpar.prepare.live import LiveInputs, class_names
+
+log = logging.getLogger(__name__)
+
+
+class Stream(LiveInputs):
+    """A model fed one RGB frame at a time (``push``); see the module docstring.
+
+    ``checkpoint``: a checkpoint file or an export folder (``fpar export``). ``window``: T, the
+    sampled frames the recurrent part reads (default the checkpoint's ``num_frames``); ``every``:
+    sample one frame in ``every`` (the others only feed the flow); ``flow``: the flow method the
+    model was trained with (``fpar.prepare.flow.FLOW_METHODS``); ``precision``: as ``fpar predict``'s
+    (default the checkpoint's training precision; ``auto``: the machine's fastest). ``threads``:
+    the threads a push computes with: ``"auto"`` (default) follows the cores other processes
+    leave free (:class:`fpar.engine.stream.threads.ThreadChooser`), a number fixes them.
+    ``answer_every``: K, answer at every K-th sampled frame once the window is full (each answer
+    exact over its window, held in between; the recurrent work per frame falls from T to T / K steps).
+
+    ``announce``: log which precision ``auto`` picked, and why.
+
+    ``reset()`` forgets the frames seen; ``copy.copy(stream)`` is a second stream on the same
+    model (the weights are shared, the kept frames copied).
+    """
+
+    def __init__(self, checkpoint: str | os.PathLike, *, window: int | None = None, every: int = 1,
+                 flow: str = "tvl1", precision: str | None = None, device: str = "cpu",
+                 announce: bool = False, threads: int | str = "auto", answer_every: int = 1) -> None:
+        model, contract = load_model(checkpoint, mmap=False)  # read, not mapped: see predict_video
+        self._start(model, contract, str(checkpoint), window=window, every=every, flow=flow,
+                    precision=precision or contract.trained_precision, device=device, announce=announce,
+                    threads=threads, answer_every=answer_every)
+
+    @classmethod
+    def from_model(cls, model: torch.nn.Module, contract: ModelContract, *, window: int | None = None,
+                   every: int = 1, flow: str = "tvl1", precision: str = "32", device: str = "cpu",
+                   threads: int | str = "auto", answer_every: int = 1) -> "Stream":
+        """A stream on a model already built (benchmarks, random weights). The model is prepared for
+        inference in place (batch norms folded, ...): do not train or save it afterwards."""
+        stream = cls.__new__(cls)
+        stream._start(model, contract, model.__class__.__name__, window=window, every=every, flow=flow,
+                      precision=precision, device=device, announce=False, threads=threads,
+                      answer_every=answer_every)
+        return stream
+
+    def _start(self, model: torch.nn.Module, contract: ModelContract, source: str, *, window: int | None,
+               every: int, flow: str, precision: str, device: str, announce: bool, threads: int | str,
+               answer_every: int) -> None:
+        target = torch.device(device)
+        accelerator = "cpu" if target.type == "cpu" else "cuda"
+        self._model, self._contract, self._source, self._device = model, contract, source, target
+        self._hooks = model.streams_per_frame()
+        self._carries = self._hooks and model.carries_windows()
+        self._threads = ThreadChooser.for_setting(threads) if target.type == "cpu" else None
+        self._configure(contract.clip, window=window, every=every, flow=flow,
+                        classes=class_names(contract.classes, _num_classes(contract)), answer_every=answer_every)
+        # the line saying which precision ``auto`` picked, and why: shown with --verbose
+        self._dtype = autocast_dtype(resolve_precision(precision, accelerator,
+                                                       announce=log.info if announce else False))
+        # batch norms folded, weights in the autocast dtype and channels-last (engine/compute.py):
+        # measured on a ResNet-34 at 224 px, one frame in bf16, 2.4x faster than contiguous weights
+        prepare_for_inference(model, channels_last=True, dtype=self._dtype)
+        model.to(target)
+
+    # --- state ---------------------------------------------------------------------------------
+
+    def _forget(self) -> None:
+        self._kept: deque[dict[str, torch.Tensor]] = deque(maxlen=self._window_size)  # encodings or inputs
+        self._state: dict[str, torch.Tensor] | None = None  # windows in flight (models that carry them)
+        self._ages: list[int] = []  # frames each window in flight has read
+        self._oldest: torch.Tensor | None = None  # the oldest window's cell state, after the last frame
+        self._newest: dict[str, torch.Tensor] | None = None  # the newest frame's encodings
+
+    def _copied_from(self, other: LiveInputs) -> None:
+        self._kept = deque(self._kept, maxlen=self._kept.maxlen)  # the state's tensors are never changed in place
+        self._ages = list(self._ages)
+
+    @property
+    def uses_window_forward(self) -> bool:
+        """True when the model has no streaming hooks and its forward runs over the whole window
+        at each sampled frame (work per frame grows with T)."""
+        return not self._hooks
+
+    @property
+    def threads(self) -> int:
+        """The threads the last push computed with."""
+        return self._threads.count if self._threads is not None else torch.get_num_threads()
+
+    # --- the model's part ----------------------------------------------------------------------
+
+    def _tensor(self, value: np.ndarray) -> torch.Tensor:
+        return frames_channels_last(torch.from_numpy(value).to(self._device))
+
+    @contextlib.contextmanager
+    def _computing(self) -> Iterator[None]:
+        """No autograd, the autocast dtype, the stream's threads, modality errors as one line naming
+        the checkpoint, and denormal floats flushed to zero while the model runs: a saturated
+        ConvLSTM gate (``sigmoid(-90)``) is a denormal, and fp32 arithmetic on denormals is many
+        times slower (measured: the window's recurrence 4x slower on a random-weight ResNet-34
+        model); a value below 1.2e-38 changes no answer."""
+        autocast = torch.autocast(self._device.type, self._dtype or torch.float32, enabled=self._dtype is not None)
+        flushing = torch.set_flush_denormal(True)
+        try:
+            with torch.inference_mode(), autocast, model_reads_its_clip(self._source, self._contract), \
+                    self._threads.chosen() if self._threads is not None else contextlib.nullcontext():
+                yield
+        finally:
+            if flushing:  # False where the CPU cannot flush: nothing to restore
+                torch.set_flush_denormal(False)
+
+    def _take(self, entry: dict[str, np.ndarray], start: bool) -> None:
+        inputs = {key: self._tensor(value) for key, value in entry.items()}
+        if not self._hooks:
+            self._kept.append(inputs)
+            return
+        with self._computing():
+            encoded = self._model.encode_frames(inputs)
+            if self._carries:
+                state = self._model.advance_windows(encoded, self._state, start)
+        if not self._carries:
+            self._kept.append(encoded)
+            return
+        self._newest = {key: value for key, value in encoded.items() if key != "lstm_gates"}
+        self._ages = [age + 1 for age in self._ages] + ([1] if start else [])
+        self._oldest = state["cell"][:1]
+        if self._ages[0] == self._window_size:  # complete: answered now, never again
+            state = {key: value[1:] for key, value in state.items()}
+            self._ages.pop(0)
+        self._state = state
+
+    def _answer(self, stack: dict[str, np.ndarray]) -> tuple[Any, Any, Any]:
+        stack = {key: self._tensor(value) for key, value in stack.items()}
+        with self._computing():
+            if self._carries:
+                out = self._model.decode_windows(self._oldest, self._newest, stack)
+            else:
+                window = {key: torch.cat([entry[key] for entry in self._kept], dim=1) for key in self._kept[0]} \
+                    if self._kept else {}
+                out = self._model.decode_window(window, stack) if self._hooks else self._model({**window, **stack})
+        maps = out.get("attention")
+        logits = out["logits"][0].float().cpu()
+        return logits, logits.softmax(dim=0), None if maps is None else maps[0, -1].float().cpu()
+
+
+def _num_classes(contract: ModelContract) -> int:
+    count = contract.model.get("num_classes")
+    if isinstance(count, int) and count > 0:
+        return count
+    return len(contract.classes or []) or 1
+
