@@ -65,3 +65,19 @@ def test_export_onnx_predict_and_stream_agree_per_head(tmp_path, capsys, monkeyp
     # the stream resizes each frame as it arrives, predict the clip's frames together: a few 1e-4 apart
     assert [e["probability"] for e in last] == pytest.approx([e["probability"] for e in torch_answer["top"]],
                                                              abs=1e-3)
+
+    # the stream per head, in PyTorch and from the ONNX streaming graph (no torch needed there)
+    assert main(["export", "runs/verb-noun/best.ckpt", "streamed", "--format", "onnx", "--stream"]) == 0
+    for runtime, model in (("torch", "runs/verb-noun/best.ckpt"), ("onnx", "streamed")):
+        capsys.readouterr()
+        assert main(["stream", model, "clip.avi", "--json", "--top", "3", "--runtime", runtime]) == 0
+        final = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"frame"' in line][-1]
+        assert final["ready"] and set(final["heads"]) == {"verb", "noun", "verb_noun_action"}, final
+        for head in ("verb", "noun"):
+            assert [e["class"] for e in final["heads"][head]] == [e["class"] for e in torch_answer["heads"][head]]
+            assert [e["probability"] for e in final["heads"][head]] == pytest.approx(
+                [e["probability"] for e in torch_answer["heads"][head]], abs=1e-3)
+        assert [(e["verb"], e["noun"]) for e in final["heads"]["verb_noun_action"]] == rule
+    capsys.readouterr()
+    assert main(["stream", "streamed", "clip.avi", "--runtime", "onnx", "--top", "1"]) == 0
+    assert f"| verb: {torch_answer['heads']['verb'][0]['class']} " in capsys.readouterr().out.splitlines()[-2]

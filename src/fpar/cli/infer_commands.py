@@ -110,12 +110,12 @@ def _onnx_top(args: argparse.Namespace) -> tuple[list[tuple[str, float]], dict[s
     order = np.argsort(-probabilities, kind="stable")[:args.top]
     heads = {}
     if model.contract.label_classes:  # a model with verb/noun heads: one named graph output each
+        from fpar.data.labels import logits_key
         from fpar.engine.epic_metrics import head_tops
-        from fpar.models.heads import output_key
 
         label_classes = model.contract.label_classes
-        heads = head_tops({kind: outputs[output_key(kind)][0] for kind in label_classes
-                           if output_key(kind) in outputs}, label_classes, args.top)
+        heads = head_tops({kind: outputs[logits_key(kind)][0] for kind in label_classes
+                           if logits_key(kind) in outputs}, label_classes, args.top)
     return [(model.classes[i], float(probabilities[i])) for i in order], heads
 
 

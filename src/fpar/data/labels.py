@@ -38,6 +38,12 @@ def label_key(kind: str) -> str:
     return f"label_{kind}"
 
 
+def logits_key(kind: str) -> str:
+    """The output key of a label kind's scores (``logits_verb``): in a model's outputs and as an
+    ONNX graph's output name, read where torch is not (the ONNX runtimes); the action's is ``logits``."""
+    return f"logits_{kind}"
+
+
 def split_action_name(name: str) -> tuple[str, str] | None:
     """``close_coffee`` -> (``close``, ``coffee``): verb before the first ``_``, the objects after;
     None when the name has no such form."""

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from fpar.data.labels import logits_key
 from fpar.errors import FparError
 from fpar.interop.onnx_runtime import STATE, OnnxModel
 from fpar.prepare.live import LiveInputs, softmax
@@ -102,7 +103,8 @@ class OnnxStream(LiveInputs):
             raise FparError(f"{export}: the ONNX streaming graph answers every frame; drop --answer-every")
         self._stateful = STATE[0] in self._graph.inputs
         self._state_shape = self._graph.shapes.get(STATE[0])
-        self._configure(self._graph.contract.clip, window=size, every=every, flow=flow, classes=self._graph.classes)
+        self._configure(self._graph.contract.clip, window=size, every=every, flow=flow, classes=self._graph.classes,
+                        head_classes=self._graph.contract.label_classes)
 
     def _forget(self) -> None:
         self._state = {key: np.zeros(self._state_shape, np.float32) for key in STATE} if self._stateful else {}
@@ -125,8 +127,9 @@ class OnnxStream(LiveInputs):
         self._state = {key: outputs[key + STATE_SUFFIX] for key in STATE}
         self._outputs = outputs
 
-    def _answer(self, stack: dict[str, np.ndarray]) -> tuple[Any, Any, Any]:
+    def _answer(self, stack: dict[str, np.ndarray]) -> tuple[Any, Any, Any, dict[str, Any]]:
         outputs = self._outputs if self._per_frame else self._graph(stack)
         logits = outputs["logits"][0]
         maps = outputs.get("attention")
-        return logits, softmax(logits), None if maps is None else maps[0]
+        heads = {kind: outputs[logits_key(kind)][0] for kind in self._head_classes if logits_key(kind) in outputs}
+        return logits, softmax(logits), None if maps is None else maps[0], heads

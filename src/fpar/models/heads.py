@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fpar.data.labels import LABEL_KINDS, label_key
+from fpar.data.labels import LABEL_KINDS, label_key, logits_key
 from fpar.models.ms_task import MSLossSettings, ms_loss
 
 MS_HIDDEN_CHANNELS = 100
@@ -33,7 +33,7 @@ HEADS = (ACTION, *LABEL_KINDS)
 
 def output_key(head: str) -> str:
     """A head's output key: ``logits`` for the action head, ``logits_<kind>`` for the others."""
-    return "logits" if head == ACTION else f"logits_{head}"
+    return "logits" if head == ACTION else logits_key(head)
 
 
 def target_key(head: str) -> str:

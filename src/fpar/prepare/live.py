@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
 import numpy as np
@@ -43,7 +43,9 @@ class StreamResult:
     (up to T; 0 for a flow network, which reads only the flow stack). ``ready``: the answer covers
     a full window (T sampled frames, and a full flow stack where the model reads one): from then on
     it reads as many frames as the clip the model was trained on. ``attention``: the newest window
-    frame's attention map (h, w), when asked for and the model has one."""
+    frame's attention map (h, w), when asked for and the model has one. ``heads``: a model with
+    label heads (verb, noun) gives each head's scores over the same window, ``{kind: (classes,)
+    logits}``, named by ``head_classes``; empty for a model with the action head only."""
 
     frame: int
     probabilities: Any
@@ -53,6 +55,8 @@ class StreamResult:
     classes: list[str]
     attention: Any = None
     ready: bool = False
+    heads: dict[str, Any] = field(default_factory=dict)
+    head_classes: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def frames_seen(self) -> int:
@@ -78,7 +82,7 @@ class LiveInputs:
     :meth:`_configure` and implement ``_take``, ``_answer`` and ``_forget``."""
 
     def _configure(self, clip: ClipSettings, *, window: int | None, every: int, flow: str,
-                   classes: list[str], answer_every: int = 1) -> None:
+                   classes: list[str], answer_every: int = 1, head_classes: dict[str, list[str]] | None = None) -> None:
         window = clip.num_frames if window is None else window
         if not isinstance(window, int) or isinstance(window, bool) or window < 1:
             raise FparError(f"stream window must be a positive number of frames, got {window!r}")
@@ -93,6 +97,7 @@ class LiveInputs:
         self._window_size, self._every, self._flow_method = window, every, flow
         self._answer_every = answer_every
         self._classes = classes
+        self._head_classes = dict(head_classes or {})
         self._pairs = reads_flow and clip.flow_mode == "pairs"
         # a window of per-frame inputs (frames, two-in-one pairs); a flow network reads the stack alone
         self._per_frame = "frames" in clip.modalities or self._pairs
@@ -110,7 +115,7 @@ class LiveInputs:
         self._waiting: dict[str, np.ndarray] | None = None  # two-in-one: a sampled frame awaiting its flow
         self._entries = 0  # sampled frames entered into the window
         self._flows: deque[np.ndarray] = deque(maxlen=max(self._flow_stack, 1))  # (2, crop, crop) each
-        self._latest: tuple[Any, Any, Any] | None = None  # logits, probabilities, attention map
+        self._latest: tuple[Any, Any, Any, dict] | None = None  # logits, probabilities, attention map, heads
         self._forget()
 
     def __copy__(self):
@@ -184,9 +189,9 @@ class LiveInputs:
             not self._flow_stack or len(self._flows) == self._flow_stack)
         if self._latest is None:
             return StreamResult(self.frames_seen, None, None, False, 0, self._classes)
-        logits, probabilities, maps = self._latest
+        logits, probabilities, maps, heads = self._latest
         return StreamResult(self.frames_seen, probabilities, logits, updated, window, self._classes,
-                            maps if attention else None, ready)
+                            maps if attention else None, ready, heads, self._head_classes)
 
     def run(self, frames: Iterable[np.ndarray], *, attention: bool = False) -> Iterator[StreamResult]:
         """:meth:`push` each frame in turn, yielding each answer."""

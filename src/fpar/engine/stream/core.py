@@ -31,6 +31,7 @@ from fpar.checkpoint import ModelContract, load_model, model_reads_its_clip
 from fpar.engine.compute import frames_channels_last, prepare_for_inference
 from fpar.engine.hardware import autocast_dtype, resolve_precision
 from fpar.engine.stream.threads import ThreadChooser
+from fpar.models.heads import output_key
 from fpar.prepare.live import LiveInputs, class_names
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,8 @@ class Stream(LiveInputs):
         self._carries = self._hooks and model.carries_windows()
         self._threads = ThreadChooser.for_setting(threads) if target.type == "cpu" else None
         self._configure(contract.clip, window=window, every=every, flow=flow,
-                        classes=class_names(contract.classes, _num_classes(contract)), answer_every=answer_every)
+                        classes=class_names(contract.classes, _num_classes(contract)), answer_every=answer_every,
+                        head_classes=contract.label_classes)
         # the line saying which precision ``auto`` picked, and why: shown with --verbose
         self._dtype = autocast_dtype(resolve_precision(precision, accelerator,
                                                        announce=log.info if announce else False))
@@ -160,7 +162,7 @@ class Stream(LiveInputs):
             self._ages.pop(0)
         self._state = state
 
-    def _answer(self, stack: dict[str, np.ndarray]) -> tuple[Any, Any, Any]:
+    def _answer(self, stack: dict[str, np.ndarray]) -> tuple[Any, Any, Any, dict[str, Any]]:
         stack = {key: self._tensor(value) for key, value in stack.items()}
         with self._computing():
             if self._carries:
@@ -171,7 +173,8 @@ class Stream(LiveInputs):
                 out = self._model.decode_window(window, stack) if self._hooks else self._model({**window, **stack})
         maps = out.get("attention")
         logits = out["logits"][0].float().cpu()
-        return logits, logits.softmax(dim=0), None if maps is None else maps[0, -1].float().cpu()
+        heads = {kind: out[output_key(kind)][0].float().cpu() for kind in self._head_classes if output_key(kind) in out}
+        return logits, logits.softmax(dim=0), None if maps is None else maps[0, -1].float().cpu(), heads
 
 
 def _num_classes(contract: ModelContract) -> int:
