@@ -72,16 +72,16 @@ class Instance:
         return [min(max(self.flow_stride * (flow_first + n - 2) + 1 - rgb_first + 1, 1), last) for n in numbers]
 
 
-@dataclass(frozen=True, slots=True)
-class FrameRange(Sequence):
-    """Frames ``first`` .. ``first + length - 1`` of a frame folder, named by a printf ``pattern``
-    (``frame_%010d.jpg``): a tuple of paths that is never listed nor stored. Item ``k`` is the
-    path of frame ``first + k``."""
+class _NumberedFrames(Sequence):
+    """Frames ``first`` .. ``first + length - 1`` of one source, as a tuple that is never listed
+    nor stored: item ``k`` is :meth:`_frame` of number ``first + k``."""
 
-    folder: Path
-    pattern: str
+    __slots__ = ()
     first: int
     length: int
+
+    def _frame(self, number: int):
+        raise NotImplementedError
 
     def __len__(self) -> int:
         return self.length
@@ -92,12 +92,26 @@ class FrameRange(Sequence):
         k = item + self.length if item < 0 else item
         if not 0 <= k < self.length:
             raise IndexError(item)
-        return self.folder / (self.pattern % (self.first + k))
+        return self._frame(self.first + k)
 
     @property
     def numbers(self) -> range:
-        """The frame numbers (as in the file names) this range holds."""
+        """The frame numbers (as in the file names, or decoded frames from 1) this range holds."""
         return range(self.first, self.first + self.length)
+
+
+@dataclass(frozen=True, slots=True)
+class FrameRange(_NumberedFrames):
+    """Frames ``first`` .. ``first + length - 1`` of a frame folder, named by a printf ``pattern``
+    (``frame_%010d.jpg``). Item ``k`` is the path of frame ``first + k``."""
+
+    folder: Path
+    pattern: str
+    first: int
+    length: int
+
+    def _frame(self, number: int) -> Path:
+        return self.folder / (self.pattern % number)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +130,7 @@ class VideoFrame:
 
 
 @dataclass(frozen=True, slots=True)
-class VideoRange(Sequence):
+class VideoRange(_NumberedFrames):
     """Frames ``first`` .. ``first + length - 1`` of a video file (the first decoded frame is 1):
     read by seeking to them (:mod:`fpar.data.videos`), nothing extracted."""
 
@@ -124,20 +138,8 @@ class VideoRange(Sequence):
     first: int
     length: int
 
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, item):
-        if isinstance(item, slice):
-            return tuple(self[k] for k in range(*item.indices(self.length)))
-        k = item + self.length if item < 0 else item
-        if not 0 <= k < self.length:
-            raise IndexError(item)
-        return VideoFrame(self.video, self.first + k)
-
-    @property
-    def numbers(self) -> range:
-        return range(self.first, self.first + self.length)
+    def _frame(self, number: int) -> VideoFrame:
+        return VideoFrame(self.video, number)
 
 
 @dataclass
