@@ -229,15 +229,8 @@ def _quantize_calibrated(source: Path, target: Path, contract: Any, data: str | 
     if count < 1:
         raise FparError(f"--calibrate-clips must be at least 1, got {count}")
     clips = dataset_clips(contract, data, validated=False, limit=count)
-    quiet = logging.getLogger()  # onnxruntime's advice to pre-process, on the root logger
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            quantize_static_int8(source, target, clips, stream, _computed_weights(source))
-    finally:
-        quiet.setLevel(level)
+    with _quantizer_quiet():
+        quantize_static_int8(source, target, clips, stream, _computed_weights(source))
     evaluation = dataset_clips(contract, data, validated=True)
     fp32, int8 = (accuracy(OnnxGraph(path), evaluation, stream) for path in (source, target))
     return {"data": str(data), "clips": len(clips), "evaluated_clips": len(evaluation), "fp32_top1": fp32,
@@ -250,13 +243,21 @@ def _quantize(source: Path, target: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     computed = _computed_weights(source)
-    quiet = logging.getLogger()  # onnxruntime's advice to pre-process, on the root logger
+    with _quantizer_quiet():
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, nodes_to_exclude=computed)
+
+
+@contextlib.contextmanager
+def _quantizer_quiet():
+    """onnxruntime's quantiser without its advice to pre-process (on the root logger), its
+    warnings and its prints: the export prints its own one-line summary."""
+    quiet = logging.getLogger()
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
-            quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, nodes_to_exclude=computed)
+            yield
     finally:
         quiet.setLevel(level)
 
