@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from fpar.cli.common import accelerator_for, add_compute_options, at_least, number_in, positive_number, require_device
+from fpar.cli.common import accelerator_for, add_compute_options, at_least, number_in, require_device
 from fpar.engine.settings import PRECISIONS
 from fpar.errors import FparError
 from fpar.interop.onnx_runtime import RUNTIMES
