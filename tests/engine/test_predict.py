@@ -14,6 +14,7 @@ from fpar.data import ClipDataset, ClipSettings, load_index
 from fpar.engine.predict import predict_video
 from fpar.models import build_model
 from fpar.prepare.layout_writer import write_instance
+from helpers.videos import moving_square
 
 CLASSES = ["close_jar", "open_jar", "stir_jar"]
 
@@ -30,24 +31,10 @@ def _checkpoint(tmp_path, name, **model_kwargs):
     return path
 
 
-def _frames(n=9):
-    """A textured square sliding right over a still background: real motion for the flow."""
-    rng = np.random.default_rng(0)
-    background = (rng.random((60, 80, 3)) * 120).astype(np.uint8)
-    patch = (rng.random((16, 16, 3)) * 255).astype(np.uint8)
-    frames = []
-    for k in range(n):
-        frame = background.copy()
-        x = 10 + 3 * k % 54  # back to the left edge in long videos
-        frame[20:36, x:x + 16] = patch
-        frames.append(frame)
-    return frames
-
-
 @pytest.fixture
 def video(tmp_path):
     path = tmp_path / "clip.gif"
-    images = [Image.fromarray(f) for f in _frames()]
+    images = [Image.fromarray(f) for f in moving_square()]
     images[0].save(path, save_all=True, append_images=images[1:], duration=100, loop=0)
     return path
 
@@ -56,12 +43,12 @@ def test_prediction_equals_the_evaluation_pipeline_on_the_same_clip(tmp_path):
     checkpoint = _checkpoint(tmp_path, "rgb_attention", input_size=64)
     folder = tmp_path / "frames"  # lossless frames, so both paths see identical pixels
     folder.mkdir()
-    for k, frame in enumerate(_frames(), 1):
+    for k, frame in enumerate(moving_square(), 1):
         Image.fromarray(frame).save(folder / f"img_{k:03d}.png")
     prediction = predict_video(checkpoint, folder, flow="dis", precision="32")
 
     # what `fpar eval` would compute for this clip: prepared on disk, read by ClipDataset
-    write_instance(_frames(), tmp_path / "data", subject="S2", class_name="open_jar", instance_id="1", flow="dis")
+    write_instance(moving_square(), tmp_path / "data", subject="S2", class_name="open_jar", instance_id="1", flow="dis")
     instance = load_index(tmp_path / "data").instances[0]
     clip = ClipDataset([instance], ClipSettings(num_frames=4, resize=72, crop=64))[0]
     from fpar.checkpoint import load_model
@@ -150,7 +137,7 @@ def test_rgb_prediction_decodes_only_the_sampled_frames_and_computes_no_flow(tmp
     from fpar.prepare.video import read_video
 
     checkpoint = _checkpoint(tmp_path, "rgb_attention", input_size=64)
-    video = _mp4(tmp_path / "long.mp4", _frames(40))
+    video = _mp4(tmp_path / "long.mp4", moving_square(40))
     seen = _counting(monkeypatch)
     prediction = predict_video(checkpoint, video, flow="dis")
     assert seen["decoded"] == rgb_indices(40, 4) and seen["flows"] == 0
@@ -171,7 +158,7 @@ def test_flow_is_computed_only_for_the_pairs_the_clip_reads(tmp_path, monkeypatc
     checkpoint = _checkpoint(tmp_path, name, **kwargs)
     video = tmp_path / "frames"
     video.mkdir()
-    for k, frame in enumerate(_frames(n), 1):
+    for k, frame in enumerate(moving_square(n), 1):
         Image.fromarray(frame).save(video / f"{k:03d}.png")
     seen = _counting(monkeypatch)
     prediction = predict_video(checkpoint, video, flow="dis")
@@ -181,7 +168,7 @@ def test_flow_is_computed_only_for_the_pairs_the_clip_reads(tmp_path, monkeypatc
     from fpar.data import transforms
 
     _, info = load_model(checkpoint)
-    resized = [transforms.resize_short(f, info.clip.resize) for f in _frames(n)]
+    resized = [transforms.resize_short(f, info.clip.resize) for f in moving_square(n)]
     write_instance(resized, tmp_path / "data", subject="S2", class_name="open_jar", instance_id="1", flow="dis")
     clip = ClipDataset(load_index(tmp_path / "data", "processed", min_frames=2).instances, info.clip)[0]
     assert torch.equal(prediction.clip["flow"], clip["flow"])
@@ -193,7 +180,7 @@ def test_frames_of_mixed_sizes_are_resized_to_the_models_clip(tmp_path):
     checkpoint = _checkpoint(tmp_path, "two_in_one", input_size=64)
     video = tmp_path / "mixed"
     video.mkdir()
-    for k, frame in enumerate(_frames(9), 1):
+    for k, frame in enumerate(moving_square(9), 1):
         if k % 2 == 0:
             frame = np.asarray(Image.fromarray(frame).resize((100, 70)))  # another size and aspect
         Image.fromarray(frame).save(video / f"{k:03d}.png")

@@ -14,6 +14,7 @@ from fpar.engine.predict import predict_video
 from fpar.engine.stream import Stream
 from fpar.errors import FparError
 from fpar.models import ClipModel, build_model
+from helpers.videos import moving_square
 
 CLASSES = ["close_jar", "open_jar", "stir_jar"]
 SIZE = {"resize": 72, "crop": 64}
@@ -33,20 +34,6 @@ def _checkpoint(tmp_path, name, *, num_frames=4, stack_size=5, **model_kwargs):
     path = tmp_path / f"{name}.ckpt"
     save_checkpoint(path, model_state=model.state_dict(), model=model.build_spec, clip=clip, classes=CLASSES)
     return path
-
-
-def _frames(n):
-    """A textured square sliding right over a textured, still background: real motion for the flow."""
-    rng = np.random.default_rng(0)
-    background = (rng.random((60, 80, 3)) * 120).astype(np.uint8)
-    patch = (rng.random((16, 16, 3)) * 255).astype(np.uint8)
-    frames = []
-    for k in range(n):
-        frame = background.copy()
-        x = 10 + 3 * k % 54
-        frame[20:36, x:x + 16] = patch
-        frames.append(frame)
-    return frames
 
 
 def _folder(tmp_path, frames):
@@ -76,7 +63,7 @@ CASES = {
 def test_pushing_the_clips_frames_gives_the_logits_predict_computes(tmp_path, name):
     options, n, pushed = CASES[name]
     checkpoint = _checkpoint(tmp_path, name, **options)
-    frames = _frames(n)
+    frames = moving_square(n)
     expected = predict_video(checkpoint, _folder(tmp_path, frames), flow="dis", precision="32").outputs["logits"][0]
     stream = Stream(checkpoint, flow="dis", precision="32")
     results = [stream.push(frames[k - 1]) for k in pushed]
@@ -133,7 +120,7 @@ def test_a_model_without_hooks_streams_by_running_forward_over_the_window(tmp_pa
     model, contract = load_model(checkpoint, mmap=False)
     without = Stream.from_model(ForwardOnly(model), contract, flow="dis", precision="32")
     assert without.uses_window_forward and not with_hooks.uses_window_forward
-    for frame in _frames(7):
+    for frame in moving_square(7):
         a, b = with_hooks.push(frame), without.push(frame)
         assert a.updated == b.updated and a.window == b.window
         if a.logits is not None:
@@ -143,7 +130,7 @@ def test_a_model_without_hooks_streams_by_running_forward_over_the_window(tmp_pa
 
 def test_window_every_reset_and_copies(tmp_path):
     checkpoint = _checkpoint(tmp_path, "rgb_attention", num_frames=3)
-    frames = _frames(12)
+    frames = moving_square(12)
     stream = Stream(checkpoint, every=2, precision="32")
     results = [stream.push(f, attention=True) for f in frames[:5]]
     # frames 1, 3, 5 are sampled (every 2): only they change the answer
@@ -172,7 +159,7 @@ def test_window_every_reset_and_copies(tmp_path):
 def test_a_window_longer_than_the_clip_and_flow_models_before_their_stack_is_full(tmp_path):
     checkpoint = _checkpoint(tmp_path, "two_stream", stack_size=2)
     stream = Stream(checkpoint, window=6, flow="dis", precision="32")
-    results = [stream.push(f) for f in _frames(9)]
+    results = [stream.push(f) for f in moving_square(9)]
     # no answer until two flows (three frames) exist; then one per frame, over up to 6 frames
     assert [r.probabilities is None for r in results[:3]] == [True, True, False]
     assert [r.window for r in results] == [0, 0, 3, 4, 5, 6, 6, 6, 6]
@@ -184,7 +171,7 @@ def test_stream_from_an_export_equals_its_checkpoint(tmp_path):
     checkpoint = _checkpoint(tmp_path, "rgb_convlstm")
     export = export_model(checkpoint, tmp_path / "export")
     a, b = Stream(checkpoint, precision="32"), Stream(export, precision="32")
-    for frame in _frames(4):
+    for frame in moving_square(4):
         ra, rb = a.push(frame), b.push(frame)
     assert torch.equal(ra.logits, rb.logits)
 
@@ -208,7 +195,7 @@ def test_stream_cli_prints_one_json_object_per_frame_and_a_summary(tmp_path, cap
     from fpar.cli import main
 
     checkpoint = _checkpoint(tmp_path, "rgb_attention", num_frames=2)
-    folder = _folder(tmp_path, _frames(5))
+    folder = _folder(tmp_path, moving_square(5))
     out = tmp_path / "live.gif"
     assert main(["stream", str(checkpoint), str(folder), "--json", "--top", "2", "--precision", "32",
                  "--out", str(out)]) == 0
@@ -227,7 +214,7 @@ def test_stream_cli_errors_are_one_line(tmp_path, capsys):
     from fpar.cli import main
 
     checkpoint = _checkpoint(tmp_path, "rgb_attention")
-    folder = _folder(tmp_path, _frames(2))
+    folder = _folder(tmp_path, moving_square(2))
     for argv, words in ((["missing.mp4"], "missing.mp4: no such video file or folder"),
                         ([str(folder), "--realtime"], "--realtime needs the source's frame rate"),
                         ([str(folder), "--out", str(tmp_path / "x.txt")], "give a video file name ending in")):
@@ -282,7 +269,7 @@ def test_stream_cli_offers_the_owners_flow_methods_and_precisions():
 def test_two_in_one_encodes_a_sampled_frame_when_its_successor_arrives(tmp_path):
     checkpoint = _checkpoint(tmp_path, "two_in_one", num_frames=2)
     stream = Stream(checkpoint, every=2, flow="dis", precision="32")
-    frames = _frames(7)
+    frames = moving_square(7)
     results = [stream.push(f) for f in frames[:5]]
     # frames 1, 3, 5 are sampled; each is encoded with its flow to the next frame, one frame later
     assert [r.updated for r in results] == [False, True, False, True, False]
@@ -298,7 +285,7 @@ def test_answers_every_k_th_frame_are_the_sliding_windows_answers_held_in_betwee
     each equal to the every-frame stream's answer at that frame; the others hold the last answer."""
     checkpoint = _checkpoint(tmp_path, "rgb_attention", num_frames=3)
     every_frame, every_second = Stream(checkpoint, precision="32"), Stream(checkpoint, precision="32", answer_every=2)
-    results = [(a.push(f), b.push(f)) for f, a, b in zip(_frames(9), [every_frame] * 9, [every_second] * 9)]
+    results = [(a.push(f), b.push(f)) for f, a, b in zip(moving_square(9), [every_frame] * 9, [every_second] * 9)]
     assert [b.updated for _, b in results] == [True, True, True, False, True, False, True, False, True]
     for a, b in results:
         if b.updated:
@@ -312,7 +299,7 @@ def test_answers_every_k_th_frame_are_the_sliding_windows_answers_held_in_betwee
 def test_results_say_frames_seen_and_when_the_window_is_full(tmp_path, name):
     options, _, _ = CASES[name]
     stream = Stream(_checkpoint(tmp_path, name, **options), flow="dis", precision="32")
-    results = [stream.push(f) for f in _frames(8)]
+    results = [stream.push(f) for f in moving_square(8)]
     assert [r.frames_seen for r in results] == list(range(1, 9))
     ready = [r.ready for r in results]
     # full once T frames are sampled (two-in-one: one frame later) and a flow stack of L is complete

@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from fpar.cli import main
@@ -15,6 +14,7 @@ from fpar.engine.stream import Stream
 from fpar.errors import FparError
 from fpar.interop.onnx_export import export_onnx
 from fpar.interop.onnx_stream import OnnxStream
+from helpers.videos import moving_square
 
 from .test_onnx_export import KINDS, tiny_checkpoint
 
@@ -32,19 +32,6 @@ sys.exit(code)
 """
 
 
-def frames(count):
-    """A textured square moving over a textured background (real motion for the flow)."""
-    rng = np.random.default_rng(0)
-    background = (rng.random((40, 52, 3)) * 120).astype(np.uint8)
-    patch = (rng.random((12, 12, 3)) * 255).astype(np.uint8)
-    out = []
-    for k in range(count):
-        frame = background.copy()
-        frame[14:26, 4 + 3 * k:16 + 3 * k] = patch
-        out.append(frame)
-    return out
-
-
 @pytest.mark.parametrize("kind", ["rgb_attention", "two_stream", "two_in_one", "flow_resnet"])
 def test_the_onnx_stream_answers_as_the_pytorch_stream(tmp_path, kind, one_thread):
     checkpoint = tiny_checkpoint(tmp_path / f"{kind}.ckpt", kind)
@@ -56,7 +43,7 @@ def test_the_onnx_stream_answers_as_the_pytorch_stream(tmp_path, kind, one_threa
         assert info["onnx"]["inputs"]["hidden"][0] == 2 and "cell_out" in info["onnx"]["outputs"]
     torch_stream, onnx_stream = Stream(checkpoint, flow="dis", precision="32"), OnnxStream(export, flow="dis")
     answered = 0
-    for frame in frames(7):
+    for frame in moving_square(7):
         a, b = torch_stream.push(frame, attention=True), onnx_stream.push(frame, attention=True)
         assert (a.frames_seen, a.ready, a.updated, a.window) == (b.frames_seen, b.ready, b.updated, b.window)
         if a.logits is not None:
@@ -72,13 +59,13 @@ def test_fpar_stream_runs_an_onnx_export_without_torch(tmp_path):
     assert main(["export", str(checkpoint), str(tmp_path / "export"), "--format", "onnx", "--stream"]) == 0
     video = tmp_path / "video"
     video.mkdir()
-    for k, frame in enumerate(frames(5), 1):
+    for k, frame in enumerate(moving_square(5), 1):
         Image.fromarray(frame).save(video / f"{k:03d}.png")
     run = subprocess.run([sys.executable, "-c", NO_TORCH, "stream", str(tmp_path / "export"), str(video),
                           "--runtime", "onnx", "--json", "--top", "3"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     lines = [json.loads(line) for line in run.stdout.splitlines()]
-    expected = list(Stream(checkpoint, precision="32").run(frames(5)))
+    expected = list(Stream(checkpoint, precision="32").run(moving_square(5)))
     for line, answer in zip(lines, expected):
         assert (line["frames_seen"], line["ready"]) == (answer.frames_seen, answer.ready)
         got = {entry["class"]: entry["probability"] for entry in line["top"]}
@@ -109,13 +96,13 @@ def test_the_documented_onnxruntime_loop_runs_without_torch_and_answers_as_the_s
     export = export_onnx(checkpoint, tmp_path / "live", stream=True)
     video = tmp_path / "video"
     video.mkdir()
-    for k, frame in enumerate(frames(5), 1):
+    for k, frame in enumerate(moving_square(5), 1):
         Image.fromarray(frame).save(video / f"{k:03d}.png")
     run = subprocess.run([sys.executable, str(tmp_path / "loop.py"), str(export), str(video / "%03d.png")],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     lines = [json.loads(line) for line in run.stdout.splitlines()]
-    expected = list(Stream(checkpoint, precision="32").run(frames(5)))
+    expected = list(Stream(checkpoint, precision="32").run(moving_square(5)))
     assert len(lines) == 5
     for line, answer in zip(lines, expected):
         np.testing.assert_allclose(line["logits"], answer.logits.numpy(), rtol=1e-4, atol=1e-4)
