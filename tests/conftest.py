@@ -1,5 +1,6 @@
 """Shared test settings: paths to test data and the shared fixtures beside the project."""
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -40,6 +41,24 @@ def tiny_data(tmp_path_factory) -> Path:
     from helpers.tiny import write_dataset
 
     return write_dataset(tmp_path_factory.mktemp("tiny") / "data")
+
+
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory):
+    """`tmp_path_factory.mktemp` for module-scoped fixtures, whose folders go when the module is done.
+
+    The suite writes about 26 GB in all (ResNet checkpoints, frame trees); a CI disk holds a few.
+    Each test's own `tmp_path` goes when it passes (pyproject: tmp_path_retention_policy).
+    """
+    made = []
+
+    def mktemp(name: str) -> Path:
+        made.append(tmp_path_factory.mktemp(name))
+        return made[-1]
+
+    yield mktemp
+    for folder in made:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

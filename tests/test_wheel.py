@@ -25,8 +25,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("wheel")
+def wheel(module_tmp) -> Path:
+    work = module_tmp("wheel")
     source = work / "source"
     for name in SOURCES:
         if (ROOT / name).is_dir():

@@ -76,11 +76,11 @@ def test_every_commands_help_into_a_closed_pipe():
 
 
 @pytest.fixture(scope="module")
-def one_epoch_run(tiny_data, tmp_path_factory) -> Path:
+def one_epoch_run(tiny_data, module_tmp) -> Path:
     """A 1-epoch run trained by the CLI with stderr a pipe, its default (holdout) selection."""
     from helpers.tiny import tiny_config
 
-    root = tmp_path_factory.mktemp("piped")
+    root = module_tmp("piped")
     config = tiny_config(experiment="piped", trainer={"epochs": 1}, selection={"method": "holdout", "fraction": 0.5})
     (root / "piped.yaml").write_text(yaml.safe_dump(config))
     done = fpar("train", str(root / "piped.yaml"), "--data", str(tiny_data), "--out", str(root / "runs"))

@@ -19,8 +19,8 @@ from fpar.errors import FparError
 
 
 @pytest.fixture(scope="module")
-def clean_root(tmp_path_factory) -> Path:
-    return generate(tmp_path_factory.mktemp("synth") / "ds", subjects=1, classes=2, videos_per_class=1, frames=8,
+def clean_root(module_tmp) -> Path:
+    return generate(module_tmp("synth") / "ds", subjects=1, classes=2, videos_per_class=1, frames=8,
                     size=(64, 48), seed=1)
 
 

@@ -27,9 +27,9 @@ ALL = ("frames", "flow", "mmaps")
 
 
 @pytest.fixture(scope="module")
-def synth_root(tmp_path_factory) -> Path:
+def synth_root(module_tmp) -> Path:
     # 70x50 frames: odd margins after resizing (56x40), so centre crops round as the image path does.
-    return generate(tmp_path_factory.mktemp("synth") / "ds", subjects=1, classes=3, videos_per_class=1,
+    return generate(module_tmp("synth") / "ds", subjects=1, classes=3, videos_per_class=1,
                     frames=12, size=(70, 50), seed=3)
 
 

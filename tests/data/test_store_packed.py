@@ -30,15 +30,15 @@ TWO_STREAM = ("frames", "flow")
 
 
 @pytest.fixture(scope="module")
-def png_root(tmp_path_factory) -> Path:
-    return generate(tmp_path_factory.mktemp("synth") / "ds", subjects=1, classes=3, videos_per_class=1,
+def png_root(module_tmp) -> Path:
+    return generate(module_tmp("synth") / "ds", subjects=1, classes=3, videos_per_class=1,
                     frames=10, size=(70, 50), seed=5)
 
 
 @pytest.fixture(scope="module")
-def jpeg_root(png_root, tmp_path_factory) -> Path:
+def jpeg_root(png_root, module_tmp) -> Path:
     """The synthetic set as an Ego-RNN tree of JPEGs (RGB 4:2:0, grey flow), as datasets publish frames."""
-    root = tmp_path_factory.mktemp("jpeg") / "ds"
+    root = module_tmp("jpeg") / "ds"
     index = load_index(png_root)
     for inst in index.instances:
         for kind, tree, prefix in (("rgb", "frames", "image_"), ("flow_x", "flow_x", "flow_x_"),

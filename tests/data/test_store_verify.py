@@ -23,8 +23,8 @@ RESIZE = 40
 
 
 @pytest.fixture(scope="module")
-def source(tmp_path_factory) -> Path:
-    return generate(tmp_path_factory.mktemp("synth") / "ds", subjects=1, classes=3, videos_per_class=1,
+def source(module_tmp) -> Path:
+    return generate(module_tmp("synth") / "ds", subjects=1, classes=3, videos_per_class=1,
                     frames=8, size=(60, 40), seed=5)
 
 

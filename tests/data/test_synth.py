@@ -21,8 +21,8 @@ def digest(root):
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return generate(tmp_path_factory.mktemp("synth") / "a", seed=5, **TINY)
+def tiny(module_tmp):
+    return generate(module_tmp("synth") / "a", seed=5, **TINY)
 
 
 def test_same_seed_gives_byte_identical_files_and_another_seed_does_not(tiny, tmp_path):

@@ -11,10 +11,10 @@ from helpers.tiny import tiny_config
 
 
 @pytest.fixture(scope="module")
-def attention_ckpt(tiny_data, tmp_path_factory) -> str:
+def attention_ckpt(tiny_data, module_tmp) -> str:
     torch.set_num_threads(1)
     result = train(tiny_config(experiment="attention", trainer={"epochs": 1}), data_root=tiny_data,
-                   out_dir=tmp_path_factory.mktemp("runs"), progress=False)
+                   out_dir=module_tmp("runs"), progress=False)
     return result["best_ckpt"]
 
 

@@ -26,8 +26,8 @@ def checkpoint(path, seed: int, classes=("a", "b", "c")):
 
 
 @pytest.fixture(scope="module")
-def made_once(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("exports")
+def made_once(module_tmp):
+    folder = module_tmp("exports")
     export_model(checkpoint(folder / "a.ckpt", 0), folder / "A")
     export_model(checkpoint(folder / "b.ckpt", 1, classes=("x", "y", "z")), folder / "B")
     return folder

@@ -26,12 +26,12 @@ def write_csv(path: Path, columns: list[str], rows: list[dict]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def verb_noun_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("epic") / "data"
+def verb_noun_run(module_tmp):
+    root = module_tmp("epic") / "data"
     segments = epic_like_dataset(root)
     config = tiny_config(experiment="verb-noun", trainer={"epochs": 1, "logger": "csv"})
     config["model"]["heads"] = {"verb": 97, "noun": 300}
-    result = train(config, data_root=root, out_dir=tmp_path_factory.mktemp("runs"), progress=False)
+    result = train(config, data_root=root, out_dir=module_tmp("runs"), progress=False)
     return {"root": root, "segments": segments, **result}
 
 

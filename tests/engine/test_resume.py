@@ -36,9 +36,9 @@ def fpar_train(config: Path, data: Path, out: Path, *extra: str, kill_at: int | 
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory, tiny_data):
+def uninterrupted(module_tmp, tiny_data):
     """The 3-epoch run that never stopped, loading in the main process (``data.workers: 0``)."""
-    out = tmp_path_factory.mktemp("whole")
+    out = module_tmp("whole")
     train(config(0), data_root=tiny_data, out_dir=out, progress=False)
     return out / "tiny"
 

@@ -110,8 +110,8 @@ def test_a_sweep_stopped_by_sigterm_names_the_run_and_keeps_it_resumable(tmp_pat
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, tiny_data) -> Path:
-    out = tmp_path_factory.mktemp("runs")
+def checkpoint(module_tmp, tiny_data) -> Path:
+    out = module_tmp("runs")
     config = write_config(out / "tiny.yaml", tiny_config(trainer={"epochs": 1}))
     done = fpar("train", config, "--data", tiny_data, "--out", out, "--no-progress")
     assert done.returncode == 0, done.stderr

@@ -10,8 +10,8 @@ from fpar.engine.video_clip import clip_arrays
 
 
 @pytest.fixture(scope="module")
-def video(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("clip") / "frames"
+def video(module_tmp):
+    folder = module_tmp("clip") / "frames"
     folder.mkdir()
     rng = np.random.default_rng(0)
     background = (rng.random((40, 52, 3)) * 120).astype(np.uint8)

@@ -57,9 +57,9 @@ def batch_for(shapes, size, seed):
 
 
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory):
+def exports(module_tmp):
     """kind -> (checkpoint, its ONNX export), made on first use."""
-    folder = tmp_path_factory.mktemp("onnx")
+    folder = module_tmp("onnx")
     made = {}
 
     def export(kind):
@@ -134,11 +134,11 @@ def test_int8_quantisation_shrinks_the_graph_and_records_its_error(exports, tmp_
 
 
 @pytest.fixture(scope="module")
-def video(tmp_path_factory):
+def video(module_tmp):
     """A textured square sliding right over a still background, as lossless frames: real motion for the flow."""
     from PIL import Image
 
-    folder = tmp_path_factory.mktemp("video") / "frames"
+    folder = module_tmp("video") / "frames"
     folder.mkdir()
     rng = np.random.default_rng(0)
     background = (rng.random((40, 48, 3)) * 120).astype(np.uint8)

@@ -39,9 +39,9 @@ def test_summary_is_mean_sample_std_and_t_interval():
 
 
 @pytest.fixture(scope="module")
-def loso_run(tiny_data, tmp_path_factory):
+def loso_run(tiny_data, module_tmp):
     """The tiny dataset (S1, S2, S3) under loso, 2 seeds, 1 epoch, best.ckpt chosen by holdout."""
-    folder = tmp_path_factory.mktemp("protocol")
+    folder = module_tmp("protocol")
     config = tiny_config(experiment="tiny-proto", trainer={"epochs": 1, "batch_size": 6, "logger": []},
                          selection={"method": "holdout", "fraction": 0.25})
     config_path = write_config(folder / "tiny.yaml", config)

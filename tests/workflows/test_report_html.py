@@ -27,11 +27,11 @@ def render(html_path, png_path, profile, width=1280, height=2000):
 
 
 @pytest.fixture(scope="module")
-def two_run_report(trained_run, tiny_data, tmp_path_factory):
+def two_run_report(trained_run, tiny_data, module_tmp):
     """The shared flow run (by its folder) and a tiny RGB-attention run (by its checkpoint), reported together."""
-    rgb = train(tiny_config(experiment="rgb-tiny"), data_root=tiny_data, out_dir=tmp_path_factory.mktemp("runs"),
+    rgb = train(tiny_config(experiment="rgb-tiny"), data_root=tiny_data, out_dir=module_tmp("runs"),
                 progress=False)
-    out = tmp_path_factory.mktemp("report")
+    out = module_tmp("report")
     assert main(["report", trained_run["run_dir"], rgb["best_ckpt"], "--data", str(tiny_data), "--clips", "2",
                  "--out", str(out)]) == 0
     return out, [trained_run, rgb]
