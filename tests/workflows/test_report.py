@@ -30,7 +30,7 @@ def test_report_holds_accuracy_confusion_features_and_explanations(tmp_path, cap
     out = run / "report"
     report = (out / "report.md").read_text()
     assert report.startswith("# tiny-ms")
-    assert "| top-1 accuracy |" in report and all(f"| {name} |" in report for name in classes)
+    assert "| top-1 |" in report and all(f"| {name} |" in report for name in classes)
     for picture in ("curves.png", "confusion.png", "features.png"):
         assert (out / picture).is_file() and f"]({picture})" in report
     explained = sorted(p.name for p in (out / "clips").iterdir())

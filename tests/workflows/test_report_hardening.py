@@ -8,7 +8,7 @@ import pytest
 from fpar.cli import main
 from fpar.errors import FparError
 from fpar.io import output_lock
-from fpar.workflows.report import _html, write_report
+from fpar.workflows.report import html_page, table_columns, write_report
 
 ODD_HISTORIES = {
     "not JSON": b"[{\"epoch\": 1,",
@@ -45,10 +45,9 @@ def test_every_value_shown_in_the_page_is_escaped():
     run = {"name": bad, "checkpoint": bad, "split": [bad], "n": 3, "epochs": bad, "best_epoch": bad,
            "accuracy": 0.5, "top5": 1.0, "mean_class_accuracy": 0.5, "per_class": {bad: 0.5},
            "pictures": {}, "explained": [], "selection": {"text": bad}, "config": {"experiment": bad, bad: [bad]}}
-    from fpar.workflows.report import COLUMNS
-    for key, _, kind in COLUMNS:
+    for key, _, kind in table_columns():
         run.setdefault(key, 0.5 if kind == "percent" else bad)
-    page = _html([run, dict(run)], None)
+    page = html_page([run, dict(run)], None)
     assert "<script" not in page and page.count("&lt;script&gt;") >= 10
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from fpar.cli.common import (MAX_PROCESSES, accelerator_for, add_compute_options, at_least, devices, intermixed,
                              require_device)
 from fpar.data.transforms import VIEWS
-from fpar.engine.metric_registry import METRICS
+from fpar.engine.metric_registry import METRICS, metrics_text
 from fpar.engine.settings import PRECISIONS
 
 
@@ -122,6 +122,7 @@ def run_state(run_dir: Path) -> str:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    from fpar.engine.epic_metrics import RULE_ACTION
     from fpar.engine.evaluate import evaluate, printable_name
     from fpar.workflows.report import resolve_run
 
@@ -149,10 +150,9 @@ def run_eval(args: argparse.Namespace) -> int:
     for name, metric in METRICS.items():
         print(f"{metric.title:<12} {100 * result[name]:5.1f}%")
     for kind, head in result.get("heads", {}).items():
-        print(f"{kind:<12} " + "  ".join(f"{metric.title} {100 * head[name]:5.1f}%" for name, metric in METRICS.items()))
-    if "verb_noun_action" in result:
-        action = result["verb_noun_action"]
-        print(f"verb x noun  top-1 {100 * action['accuracy']:5.1f}%  top-5 {100 * action['top5']:5.1f}%  "
+        print(f"{kind:<12} {metrics_text(head, number='5.1f')}")
+    if RULE_ACTION in result:
+        print(f"verb x noun  {metrics_text(result[RULE_ACTION], number='5.1f')}  "
               "(action by EPIC's rule from the verb and noun heads)")
     width = max(len("class"), *(len(name) for name in result["per_class"]))
     print(f"\n{'class':<{width}}  accuracy")

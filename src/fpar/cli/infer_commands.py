@@ -143,6 +143,7 @@ def cam_command(args: argparse.Namespace) -> int:
 def report_command(args: argparse.Namespace) -> int:
     from fpar.engine.epic_metrics import RULE_ACTION
     from fpar.engine.evaluate import printable_name
+    from fpar.engine.metric_registry import metrics_text
     from fpar.workflows.report import resolve_run, write_report
 
     if args.out is None and len(args.runs) > 1:
@@ -153,14 +154,11 @@ def report_command(args: argparse.Namespace) -> int:
     result = write_report(args.runs if len(args.runs) > 1 else args.runs[0], args.data, out, split=args.split,
                           clips=args.clips, progress=True, accelerator=accelerator)
     for run in result["runs"]:
-        print(f"{printable_name(run['name'])}: top-1 {100 * run['accuracy']:.1f}%  top-5 {100 * run['top5']:.1f}%  "
-              f"mean class {100 * run['mean_class_accuracy']:.1f}%  ({run['n']} clips)")
+        print(f"{printable_name(run['name'])}: {metrics_text(run)}  ({run['n']} clips)")
         for kind, head in (run.get("heads") or {}).items():
-            print(f"  {kind} head: top-1 {100 * head['accuracy']:.1f}%  top-5 {100 * head['top5']:.1f}%  "
-                  f"mean class {100 * head['mean_class_accuracy']:.1f}%")
+            print(f"  {kind} head: {metrics_text(head)}")
         if run.get(RULE_ACTION):
-            print(f"  {RULE_ACTION} (EPIC's rule): top-1 {100 * run[RULE_ACTION]['accuracy']:.1f}%  "
-                  f"top-5 {100 * run[RULE_ACTION]['top5']:.1f}%")
+            print(f"  {RULE_ACTION} (EPIC's rule): {metrics_text(run[RULE_ACTION])}")
     print(f"wrote {result['html']}")
     print(f"wrote {result['report']}")
     return 0

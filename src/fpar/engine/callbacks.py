@@ -19,6 +19,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
 
 from fpar.checkpoint import load_checkpoint
+from fpar.engine.metric_registry import MONITORED, logged_key
 from fpar.engine.metrics import validation_numbers
 from fpar.io import atomic_path, write_text
 from fpar.progress import on_terminal
@@ -70,7 +71,7 @@ class BestWeights(ModelCheckpoint):
 
     def __init__(self, run_dir: str | os.PathLike, *, last: bool = False):
         selection = {"monitor": None, "every_n_epochs": 1, "save_on_train_epoch_end": True} if last else \
-            {"monitor": "val/acc", "mode": "max"}
+            {"monitor": logged_key(MONITORED), "mode": "max"}
         super().__init__(dirpath=run_dir, filename="best", save_top_k=1, save_weights_only=True,
                          auto_insert_metric_name=False, enable_version_counter=False, **selection)
 

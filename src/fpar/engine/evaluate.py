@@ -32,6 +32,7 @@ from fpar.data.settings import DataSettings
 from fpar.data.splits import read_splits, split_by_clips
 from fpar.engine import epic_metrics as epic
 from fpar.engine.hardware import autocast_dtype, device_for, resolve_precision
+from fpar.engine.metric_registry import ACCURACY, TOP5
 from fpar.engine.scoring import ClipResult, ClipScorer
 from fpar.engine.selection import selection_record
 from fpar.errors import FparError
@@ -219,7 +220,7 @@ def _verb_noun_action(rows: list[ClipResult]) -> dict[str, float]:
     verb_labels = np.asarray([row.head_labels["verb"] for row in rows])[:, None]
     noun_labels = np.asarray([row.head_labels["noun"] for row in rows])[:, None]
     right = (verbs == verb_labels) & (nouns == noun_labels)
-    return {"accuracy": float(right[:, 0].mean()), "top5": float(right.any(axis=1).mean())}
+    return {ACCURACY: float(right[:, 0].mean()), TOP5: float(right.any(axis=1).mean())}
 
 
 def _clip_split(split: Sequence[str] | str | None, config: dict[str, Any] | None,

@@ -22,6 +22,7 @@ from fpar.checkpoint import checkpoint_contract
 from fpar.engine.compute import prepare_model
 from fpar.engine.hardware import autocast_dtype
 from fpar.engine.losses import total_loss
+from fpar.engine.metric_registry import JOINT_KEY, MONITORED, logged_key
 from fpar.engine.metrics import JOINT, METRICS, ClassificationMetrics, LabelMetrics
 from fpar.engine.settings import ExperimentSettings
 from fpar.engine.stages import configure_stage, set_train_mode
@@ -146,17 +147,17 @@ class FparModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         numbers = self.val_metrics.compute()  # gathered over every process
         self.val_metrics.reset()
-        for name, metric in METRICS.items():
-            self.log(f"val/{metric.logged}", numbers[name], prog_bar=name == "accuracy")
+        for name in METRICS:
+            self.log(logged_key(name), numbers[name], prog_bar=name == MONITORED)
         self.val_confusion = numbers["confusion"].cpu()
         heads = self.val_label_metrics.compute()
         self.val_label_metrics.reset()
         for kind, numbers in heads.items():
             if kind == JOINT[0]:
-                self.log(f"val/{JOINT[1]}", numbers)
+                self.log(JOINT_KEY, numbers)
                 continue
-            for name, metric in METRICS.items():
-                self.log(f"val/{kind}_{metric.logged}", numbers[name])
+            for name in METRICS:
+                self.log(logged_key(name, kind), numbers[name])
 
     # --- optimisation ------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
+from fpar.engine.metric_registry import MONITORED, file_column  # noqa: E402
 from fpar.io import atomic_path  # noqa: E402
 from fpar.pictures import confusion_rates  # noqa: E402
 
@@ -37,7 +38,8 @@ def plot_curves(rows: Sequence[dict], path: str | os.PathLike, title: str = "") 
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("loss")
     ax_loss.legend()
-    points = [(r["epoch"], 100 * r["val_accuracy"]) for r in rows if r.get("val_accuracy") is not None]
+    monitored = file_column(MONITORED)  # the accuracy that chooses best.ckpt
+    points = [(r["epoch"], 100 * r[monitored]) for r in rows if r.get(monitored) is not None]
     if points:
         ax_acc.plot(*zip(*points), "o-", color="tab:green")
     ax_acc.set_xlabel("epoch")

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fpar.engine.metric_registry import ACCURACY, MEAN_CLASS_ACCURACY, TOP5
 from fpar.errors import FparError
 from fpar.io import write_text
 
@@ -67,8 +68,8 @@ def run_demo(out: str | os.PathLike = "demo-output", *, recipe: str | os.PathLik
         metrics = write_report(run["best_ckpt"], data, report_dir, split=HELD_OUT,
                                title=DESCRIPTIONS.get(run["stage"], run["stage"]))
         rows.append({"stage": run["stage"], "model": DESCRIPTIONS.get(run["stage"], run["stage"]),
-                     "experiment": run["experiment"], "accuracy": metrics["accuracy"],
-                     "mean_class_accuracy": metrics["mean_class_accuracy"], "top5": metrics["top5"],
+                     "experiment": run["experiment"],
+                     **{name: metrics[name] for name in (ACCURACY, MEAN_CLASS_ACCURACY, TOP5)},
                      "n": metrics["n"], "train_seconds": run["seconds"], "selection": metrics["selection"],
                      "report": Path(metrics["report"]).relative_to(out).as_posix()})
     results = {"held_out": HELD_OUT, "classes": len(classes), "chance": 1 / len(classes), "models": rows,
@@ -97,9 +98,9 @@ def results_table(results: dict[str, Any]) -> str:
              "x chance | train time |",
              "|---|---|---|---|---|---|---|"]
     for row in results["models"]:
-        lines.append(f"| {row['model']} | {row['experiment']} | {row['accuracy']:.1%} | "
-                     f"{row['mean_class_accuracy']:.1%} | {row['top5']:.1%} | "
-                     f"{row['accuracy'] / results['chance']:.1f} | {_duration(row['train_seconds'])} |")
+        lines.append(f"| {row['model']} | {row['experiment']} | {row[ACCURACY]:.1%} | "
+                     f"{row[MEAN_CLASS_ACCURACY]:.1%} | {row[TOP5]:.1%} | "
+                     f"{row[ACCURACY] / results['chance']:.1f} | {_duration(row['train_seconds'])} |")
     lines.append("")
     lines.append(f"Chance level: 1/{results['classes']} = {results['chance']:.1%}. Held-out subject "
                  f"{', '.join(results['held_out'])}: {n} clips. Wall time: {_duration(results['wall_seconds'])}.")

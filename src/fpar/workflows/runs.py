@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from fpar.engine.loggers import RUN_LOG, last_log_line
+from fpar.engine.metric_registry import MONITORED, file_column
 from fpar.errors import FparError
 from fpar.engine.selection import short as short_selection
 from fpar.workflows.recipe import DONE_MARKER, format_accuracy
@@ -44,7 +45,7 @@ def describe_run(run_dir: Path) -> dict[str, Any]:
     if not isinstance(config, dict):
         config = {}
     rows = _metrics(run_dir)
-    accuracies = [row["val_accuracy"] for row in rows if isinstance(row.get("val_accuracy"), (int, float))]
+    accuracies = [row[file_column(MONITORED)] for row in rows if isinstance(row.get(file_column(MONITORED)), (int, float))]
     trainer = config.get("trainer") if isinstance(config.get("trainer"), dict) else {}
     epochs = max((int(row.get("epoch", 0)) for row in rows), default=0)
     return {
@@ -105,7 +106,7 @@ def _metrics(run_dir: Path) -> list[dict[str, Any]]:
         return []
     # a row edited or damaged by hand (an epoch of text, NaN, a list) is left out, not the run
     return [row for row in rows if isinstance(row, dict) and _count(row.get("epoch"))
-            and (row.get("val_accuracy") is None or _finite(row["val_accuracy"]))]
+            and (row.get(file_column(MONITORED)) is None or _finite(row[file_column(MONITORED)]))]
 
 
 def _count(value: Any) -> bool:

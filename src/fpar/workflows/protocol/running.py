@@ -110,7 +110,8 @@ def _run_stages(run: _Run, out_dir: Path, data_root, recipe: bool, log, train_kw
         parents = [] if init_from is None else list(
             {init_from} if isinstance(init_from, str) else dict.fromkeys(init_from.values()))
         if recipe and len(run.stages) > 1:
-            log(f"    {stage['name']}: top-1 {_percent(scores['top1'])}%, mean class {_percent(scores['mean_class'])}%")
+            log(f"    {stage['name']}: " + ", ".join(f"{metric.title} {_percent(scores[short])}%"
+                                                 for short, metric in protocol_metrics().items()))
         records.append({
             "stage": stage["name"], "fold": run.fold.name, "seed": run.seed, "split": run.fold.split,
             "test_subjects": run.fold.test,

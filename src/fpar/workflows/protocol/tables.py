@@ -7,6 +7,7 @@ import html
 from typing import Any
 
 from fpar.engine.metric_registry import protocol_metrics
+from fpar.workflows.protocol.vocabulary import MEAN_CLASS, TOP1
 
 
 def _percent(value: float | None) -> str:
@@ -32,14 +33,14 @@ def _table_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]], lis
     # every metric the protocol summarised (the registry's, docs/units.md), in the registry's order
     metrics = {short: metric for short, metric in protocol_metrics().items() if short in result}
     head = [*(["stage"] if recipe else []), "fold", "seed", "test", "selection", "clips",
-            *(f"{metric.title} %" for metric in metrics.values()), *(f"{h} top-1 %" for h in heads)]
+            *(f"{metric.title} %" for metric in metrics.values()), *(f"{h} {protocol_metrics()[TOP1].title} %" for h in heads)]
     rows = []
     for run in result["runs"]:
         test = f"{run['split']} test clips" if run.get("split") else ", ".join(run["test_subjects"])
         rows.append([*([run["stage"]] if recipe else []), run["fold"], str(run["seed"]), test,
                      ", ".join(run["selection_subjects"]) or "none", str(run.get("n", "-")),
                      *(_percent(run.get(short)) for short in metrics),
-                     *(_percent(run.get("heads", {}).get(h, {}).get("top1")) for h in heads)])
+                     *(_percent(run.get("heads", {}).get(h, {}).get(TOP1)) for h in heads)])
     totals = []
     stages = result.get("stages") or {result["config"]: result}
     for stage, summary in stages.items():
@@ -47,7 +48,7 @@ def _table_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]], lis
             continue
         totals.append([*([stage] if recipe else []), "all", f"{result['seeds']} seed(s)", "", "", "",
                        *(_summary_cell(summary[short]) for short in metrics),
-                       *(_summary_cell(summary["heads"][h]["top1"]) if h in summary.get("heads", {}) else "-"
+                       *(_summary_cell(summary["heads"][h][TOP1]) if h in summary.get("heads", {}) else "-"
                          for h in heads)])
     return head, rows, totals
 
@@ -55,7 +56,7 @@ def _table_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]], lis
 def _notes(result: dict[str, Any]) -> list[str]:
     what = "recipe" if result.get("recipe") else "config"
     notes = [f"Protocol {result['protocol']} ({result['description']}), {what} {result['config']}, "
-             f"{result['top1']['n']} runs" + (f" of its last stage, {result['last_stage']}" if result.get("recipe") else "")
+             f"{result[TOP1]['n']} runs" + (f" of its last stage, {result['last_stage']}" if result.get("recipe") else "")
              + "; summary: mean ± standard deviation (n-1) [95% interval, t distribution].",
              f"Checkpoint selection: {result['selection']['text']}."
              + (" For a split of the clips, the training subjects' clips are the split's training clips."
@@ -70,9 +71,9 @@ def _notes(result: dict[str, Any]) -> list[str]:
                      "(top-100 verbs x top-100 nouns) from the verb and noun heads.")
     paper = result.get("paper")
     if paper:
-        notes.append(f"The paper reports {_percent(paper['top1'])}% top-1 for this config ({paper['protocol']}).")
+        notes.append(f"The paper reports {_percent(paper[TOP1])}% {protocol_metrics()[TOP1].title} for this config ({paper['protocol']}).")
     for row in result.get("published") or ():
-        notes.append(f"Published: {row['method']} {_percent(row['mean_class'])}% mean class accuracy ({row['protocol']}).")
+        notes.append(f"Published: {row['method']} {_percent(row[MEAN_CLASS])}% mean class accuracy ({row['protocol']}).")
     return notes
 
 

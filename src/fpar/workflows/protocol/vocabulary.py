@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from fpar.engine.config import find_config, parse_override
+from fpar.engine.metric_registry import ACCURACY, MEAN_CLASS_ACCURACY, METRICS
 from fpar.errors import FparError
 
 SCORES = "scores.json"  # a run's test-set scores, written once it is evaluated
@@ -76,13 +77,15 @@ def _epic100(subjects: Sequence[str], splits: dict) -> list[Fold]:
                     f"this dataset has subjects {', '.join(subjects)}")
 
 
+# the names a protocol keeps the two metrics it reports by (scores.json, protocol.json)
+TOP1, MEAN_CLASS = METRICS[ACCURACY].short, METRICS[MEAN_CLASS_ACCURACY].short
 # name -> (folds of a dataset's subjects and recorded splits, what it reports, what it is)
 PROTOCOLS: dict[str, tuple[Callable[[Sequence[str], dict], list[Fold]], str, str]] = {
-    "gtea61-s2": (_gtea61_s2, "top1", "train S1, S3, S4; test S2 (the paper's GTEA61*)"),
-    "gtea61-loso": (_gtea61_loso, "top1", "four folds, each GTEA61 subject held out once"),
-    "loso": (_leave_one_out, "top1", "leave one subject out, every subject of the dataset"),
-    "egtea": (_egtea, "mean_class", "EGTEA Gaze+'s three train/test splits of the clips, mean class accuracy"),
-    "epic100": (_epic100, "top1", "EPIC-KITCHENS-100: train on train, test on validation"),
+    "gtea61-s2": (_gtea61_s2, TOP1, "train S1, S3, S4; test S2 (the paper's GTEA61*)"),
+    "gtea61-loso": (_gtea61_loso, TOP1, "four folds, each GTEA61 subject held out once"),
+    "loso": (_leave_one_out, TOP1, "leave one subject out, every subject of the dataset"),
+    "egtea": (_egtea, MEAN_CLASS, "EGTEA Gaze+'s three train/test splits of the clips, mean class accuracy"),
+    "epic100": (_epic100, TOP1, "EPIC-KITCHENS-100: train on train, test on validation"),
 }
 
 # The paper's figure for a config is in the config file's header ("... Paper: 64.9% on S2"; every
@@ -95,8 +98,8 @@ _PAPER_FIGURE = re.compile(r"Paper: (\d+(?:\.\d+)?)% on S2")
 # (RGB + flow, ResNet-34) as the LSTA paper (Sudhakaran, Escalera and Lanz, CVPR 2019) reports them
 PUBLISHED = {
     "egtea": [
-        {"method": "Ego-RNN (two-stream)", "mean_class": 0.6076},
-        {"method": "LSTA (two-stream)", "mean_class": 0.6186},
+        {"method": "Ego-RNN (two-stream)", MEAN_CLASS: 0.6076},
+        {"method": "LSTA (two-stream)", MEAN_CLASS: 0.6186},
     ],
 }
 PUBLISHED_PROTOCOL = {"egtea": "EGTEA Gaze+ splits 1-3, mean class accuracy averaged over the splits, "
@@ -126,4 +129,4 @@ def paper_figure(config_path: str | os.PathLike) -> dict[str, Any] | None:
             break
         header.append(line)
     found = _PAPER_FIGURE.search(" ".join(header))
-    return None if found is None else {"top1": float(found.group(1)) / 100, "protocol": PAPER_PROTOCOL}
+    return None if found is None else {TOP1: float(found.group(1)) / 100, "protocol": PAPER_PROTOCOL}
