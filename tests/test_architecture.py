@@ -277,14 +277,22 @@ def _owned_values() -> list[tuple[str, str, tuple]]:
     from fpar.data.frames import FLOW_BOUND
     from fpar.data.layouts import LAYOUTS
     from fpar.data.store import format as store_format
-    from fpar.engine import run_files
+    from fpar.engine import metric_registry, run_files
 
     store_files = (store_format.INDEX_NAME, store_format.TABLE_NAME, store_format.SOURCES_NAME,
                    store_format.PROGRESS_NAME, store_format.ENTRIES_NAME, store_format.MERGE_NAME)
     run_folder = tuple(value for name, value in vars(run_files).items() if name.isupper())
+    # every name a metric goes by (in results, a protocol's files, Lightning's log) and every key and
+    # column a validation number is logged under (val/acc, val_accuracy, val/verb_acc, ...)
+    metric_names = tuple(dict.fromkeys(name for metric in metric_registry.METRICS.values()
+                                       for name in (metric.name, metric.short, metric.logged)))
+    metric_names += metric_registry.JOINT[:2]
+    logged = tuple(name for key, column, _ in metric_registry.validation_numbers() for name in (key, column))
     return [("layout name", "data/layouts/", LAYOUTS), ("store file", "data/store/", store_files),
             ("export file", "checkpoint.py", (EXPORT_WEIGHTS, EXPORT_ONNX, EXPORT_CONTRACT)),
-            ("flow bound", "data/frames.py", (FLOW_BOUND,)), ("run-folder file", "engine/run_files.py", run_folder)]
+            ("flow bound", "data/frames.py", (FLOW_BOUND,)), ("run-folder file", "engine/run_files.py", run_folder),
+            ("metric name", "engine/metric_registry.py", metric_names),
+            ("logged metric key", "engine/metric_registry.py", logged)]
 
 
 # Modules that still spell out run-folder file names; each reads fpar.engine.run_files once next edited.
@@ -320,7 +328,10 @@ def test_no_module_restates_a_value_another_owns():
 
 @pytest.mark.parametrize("planted, what", [('LAYOUT = "egornn"', "layout name"), ("BOUND = 20.0", "flow bound"),
                                            ('CONFIG = "config.yaml"', "run-folder file"),
-                                           ('WEIGHTS = "model.safetensors"', "export file")])
+                                           ('WEIGHTS = "model.safetensors"', "export file"),
+                                           ('SHORT = "mean_class"', "metric name"),
+                                           ('MONITOR = "val/acc"', "logged metric key"),
+                                           ('COLUMN = "val_verb_accuracy"', "logged metric key")])
 def test_a_planted_copy_of_an_owned_value_is_found(tmp_path, planted, what):
     package = tmp_path / "fpar"
     shutil.copytree(PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__", "configs"))

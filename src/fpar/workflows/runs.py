@@ -45,7 +45,8 @@ def describe_run(run_dir: Path) -> dict[str, Any]:
     if not isinstance(config, dict):
         config = {}
     rows = _metrics(run_dir)
-    accuracies = [row[file_column(MONITORED)] for row in rows if isinstance(row.get(file_column(MONITORED)), (int, float))]
+    monitored = file_column(MONITORED)
+    accuracies = [row[monitored] for row in rows if isinstance(row.get(monitored), (int, float))]
     trainer = config.get("trainer") if isinstance(config.get("trainer"), dict) else {}
     epochs = max((int(row.get("epoch", 0)) for row in rows), default=0)
     return {

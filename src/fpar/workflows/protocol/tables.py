@@ -23,6 +23,11 @@ def _summary_cell(summary: dict[str, Any]) -> str:
     return f"{_percent(summary['mean'])} ± {_percent(summary['std'])} [{_percent(low)}, {_percent(high)}]"
 
 
+def _title(short: str) -> str:
+    """A protocol metric's title in tables (``top1`` -> ``top-1``)."""
+    return protocol_metrics()[short].title
+
+
 def _head_columns(result: dict[str, Any]) -> list[str]:
     return list(result.get("heads") or {})
 
@@ -33,7 +38,7 @@ def _table_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]], lis
     # every metric the protocol summarised (the registry's, docs/units.md), in the registry's order
     metrics = {short: metric for short, metric in protocol_metrics().items() if short in result}
     head = [*(["stage"] if recipe else []), "fold", "seed", "test", "selection", "clips",
-            *(f"{metric.title} %" for metric in metrics.values()), *(f"{h} {protocol_metrics()[TOP1].title} %" for h in heads)]
+            *(f"{metric.title} %" for metric in metrics.values()), *(f"{h} {_title(TOP1)} %" for h in heads)]
     rows = []
     for run in result["runs"]:
         test = f"{run['split']} test clips" if run.get("split") else ", ".join(run["test_subjects"])
@@ -71,7 +76,8 @@ def _notes(result: dict[str, Any]) -> list[str]:
                      "(top-100 verbs x top-100 nouns) from the verb and noun heads.")
     paper = result.get("paper")
     if paper:
-        notes.append(f"The paper reports {_percent(paper[TOP1])}% {protocol_metrics()[TOP1].title} for this config ({paper['protocol']}).")
+        notes.append(f"The paper reports {_percent(paper[TOP1])}% {_title(TOP1)} for this config "
+                     f"({paper['protocol']}).")
     for row in result.get("published") or ():
         notes.append(f"Published: {row['method']} {_percent(row[MEAN_CLASS])}% mean class accuracy ({row['protocol']}).")
     return notes
