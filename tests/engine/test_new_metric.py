@@ -1,7 +1,7 @@
 """A metric defined here, in the test file alone, and registered through the metric registry, is
-logged by training (``metrics.csv``), returned by evaluation (``fpar eval --json`` and its text) and
-summarised by a protocol (``protocol.json`` and its table) as fpar's own metrics are: nothing under
-``src/`` knows it (ARCHITECTURE.md, "How to add a metric")."""
+logged by training (``metrics.csv``), returned by evaluation (``fpar eval --json`` and its text),
+summarised by a protocol (``protocol.json`` and its table) and given a column by ``fpar report`` as
+fpar's own metrics are: nothing under ``src/`` knows it (ARCHITECTURE.md, "How to add a metric")."""
 
 from __future__ import annotations
 
@@ -66,6 +66,21 @@ def test_a_registered_metric_reaches_training_evaluation_and_the_protocol(worst_
     assert result["worst_class_accuracy"] == pytest.approx(runs[0]["worst_class"])  # the protocol's own scoring
     assert main(["eval", str(run_dir / "best.ckpt"), "--data", str(tiny_data), "--split", runs[0]["fold"]]) == 0
     assert f"{'worst class':<12} {100 * result['worst_class_accuracy']:5.1f}%" in capsys.readouterr().out
+
+    # fpar report: a column of the comparison table (report.md, index.html), a row of each run's table
+    report = out / "report"
+    assert main(["report", *(str(out / run["run_dir"]) for run in runs[:2]), "--data", str(tiny_data),
+                 "--out", str(report), "--clips", "0", "--quiet"]) == 0
+    assert "worst class" in capsys.readouterr().out  # the summary line of each run
+    numbers = json.loads((report / "report.json").read_text())["runs"]
+    assert [run["worst_class_accuracy"] for run in numbers] == pytest.approx([run["worst_class"] for run in runs[:2]])
+    table = (report / "report.md").read_text().splitlines()
+    heading = table[table.index("# Comparison") + 2].split(" | ")
+    assert heading[1:5] == ["top-1", "top-5", "mean class", "worst class"]
+    first = table[table.index("# Comparison") + 4].split(" | ")
+    assert first[4] == f"{100 * runs[0]['worst_class']:.1f}%"
+    assert f"| worst class | {100 * runs[1]['worst_class']:.1f}% |" in table
+    assert "<th>worst class</th>" in (report / "index.html").read_text()
 
 
 def test_a_metric_name_is_registered_once(worst_class):

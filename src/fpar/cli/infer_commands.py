@@ -38,8 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report = subparsers.add_parser(
         "report", help="evaluate runs and write index.html (comparison, curves, confusion, CAM GIFs) and report.md",
         description="Evaluates each RUN (a run folder or a checkpoint) once and writes into --out: index.html "
-                    "(self-contained: with several runs a comparison table of top-1, top-5, mean-class accuracy, "
-                    "epochs and best epoch; per run its accuracy per class, curves, confusion and feature-correlation "
+                    "(self-contained: with several runs a comparison table of every metric (top-1, top-5, "
+                    "mean-class accuracy and any registered), epochs and best epoch; per run its accuracy per class, curves, confusion and feature-correlation "
                     "matrices, CAM GIFs and config), report.md, report.json, and per run (in one sub-folder each when "
                     "there are several) curves.png, confusion.png, features.png, predictions.csv and clips/<id>/ "
                     "explanations (cam.gif, ms.png, modulation.png).")
