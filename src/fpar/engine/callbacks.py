@@ -19,7 +19,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
 
 from fpar.checkpoint import load_checkpoint
-from fpar.engine.metric_registry import MONITORED, logged_key
+from fpar.engine.metric_registry import MONITORED, file_column, logged_key
 from fpar.engine.metrics import validation_numbers
 from fpar.io import atomic_path, write_text
 from fpar.progress import on_terminal
@@ -131,6 +131,11 @@ class MetricsHistory(L.Callback):
         })
         if trainer.is_global_zero:
             self.write()
+
+    def monitored(self, epoch: int) -> float | None:
+        """Epoch ``epoch``'s (1-based) value of the metric that chooses best.ckpt; None if it did not validate."""
+        row = self.rows[-1] if self.rows else {}
+        return row.get(file_column(MONITORED)) if row.get("epoch") == epoch else None
 
     def write(self) -> None:
         text = io.StringIO()

@@ -36,7 +36,6 @@ from fpar.engine.settings import ExperimentSettings
 from fpar.engine.datamodule import FparDataModule
 from fpar.engine.hardware import resolve_precision
 from fpar.engine.loggers import RUN_LOG, build_loggers
-from fpar.engine.metric_registry import MONITORED, file_column
 from fpar.engine.module import FparModule, DivergedError
 from fpar.errors import FparError, Interrupted, interruption, stop_on_signals
 from fpar.io import exclusive_lock, inside
@@ -288,8 +287,7 @@ def _train(config: ExperimentSettings, out_root: Path, run_dir: Path, resume: bo
 
         best_score = best.best_model_score
         if config.selection.method == "last":  # best.ckpt is the last epoch: its validation, if it had one
-            rows = history.rows
-            best_score = rows[-1][file_column(MONITORED)] if rows and rows[-1]["epoch"] == trainer.current_epoch else None
+            best_score = history.monitored(trainer.current_epoch)
         log.info("%s after %d epoch%s; best validation accuracy %s",
                  "interrupted" if trainer.interrupted else "finished", trainer.current_epoch,
                  "s" * (trainer.current_epoch != 1), "-" if best_score is None else f"{100 * float(best_score):.1f}%")
