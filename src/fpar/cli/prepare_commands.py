@@ -12,6 +12,7 @@ from fpar.cli.common import add_compute_options, at_least, require_device
 from fpar.cli.prepare_sources import (annotation_jobs, in_place_manifest, refuse_empty_import, refuse_other_layout,
                                       write_labels)
 from fpar.data.frames import FLOW_BOUND, FLOW_BOUND_RANGE
+from fpar.data.labels import ACTION, CLASS_KINDS
 from fpar.data.layouts import PROCESSED_LAYOUT
 from fpar.prepare.flow import DEFAULT_FLOW_METHOD, FLOW_METHODS
 
@@ -45,8 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "one dataset whose subjects are the splits (train, validation) when it holds several")
     prepare.add_argument("--actions", metavar="FILE", help="EGTEA's action_idx.txt (default: beside SPLIT)")
     prepare.add_argument("--videos", dest="videos_dir", metavar="DIR", help="EGTEA / EPIC video folder")
-    prepare.add_argument("--epic-label", choices=("action", "verb", "noun"), default="action",
-                         help="EPIC class: verb_noun (default), verb or noun")
+    prepare.add_argument("--epic-label", choices=CLASS_KINDS, default=ACTION,
+                         help="EPIC class: action (default: the verb_noun pair), verb or noun")
     in_place = prepare.add_mutually_exclusive_group()
     in_place.add_argument("--frames", dest="frames_dir", metavar="DIR",
                           help="with --epic/--egtea: use the dataset's published frame folders in place "
@@ -78,7 +79,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "flow", help="write a GIF of a video's optical flow (hue = direction, brightness = speed)")
     flow.add_argument("video", metavar="VIDEO")
     flow.add_argument("--out", required=True, help="GIF to write, e.g. flow.gif")
-    flow.add_argument("--method", "--flow", dest="method", choices=FLOW_METHODS, default="dis", help="flow method (default dis: fast)")
+    flow.add_argument("--method", "--flow", dest="method", choices=FLOW_METHODS, default=DEFAULT_FLOW_METHOD,
+                      help=f"flow method (default {DEFAULT_FLOW_METHOD}, as models are trained; dis: fast)")
     flow.add_argument("--size", type=at_least(MIN_SIZE), help="resize so the short side is SIZE px")
     flow.add_argument("--max-frames", type=at_least(1), help="read at most this many frames")
     add_compute_options(flow, default="cpu")

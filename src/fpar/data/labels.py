@@ -25,7 +25,9 @@ from typing import Iterable
 
 from fpar.errors import FparError
 
+ACTION = "action"  # the class every instance has (GTEA: verb_objects; EPIC: the verb x noun pair)
 LABEL_KINDS = ("verb", "noun")  # the labels an instance may carry besides its action class
+CLASS_KINDS = (ACTION, *LABEL_KINDS)  # what an import may take as the class (fpar prepare --epic-label)
 LABELS_FILE = "labels.csv"
 ACTION_SEPARATOR = "_"  # <verb>_<objects>: GTEA's class names
 # EPIC-KITCHENS-100's verb and noun classes: what its annotations' class numbers may be, and the

@@ -23,11 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fpar.data.labels import LABEL_KINDS, label_key, logits_key
+from fpar.data.labels import ACTION, LABEL_KINDS, label_key, logits_key
 from fpar.models.ms_task import MSLossSettings, ms_loss
 
 MS_HIDDEN_CHANNELS = 100
-ACTION = "action"  # the head every model has: ``classifier``, output ``logits``, target ``label``
+# ACTION: the head every model has: ``classifier``, output ``logits``, target ``label``
 HEADS = (ACTION, *LABEL_KINDS)
 
 

@@ -30,6 +30,7 @@ import io
 import re
 from pathlib import Path
 
+from fpar.data.labels import ACTION, ACTION_SEPARATOR, CLASS_KINDS
 from fpar.data.layouts import FILE_KINDS, RANGE_COLUMNS
 from fpar.errors import FparError
 from fpar.prepare.jobs import Job
@@ -38,7 +39,6 @@ from fpar.prepare.row_checks import RowChecks, egtea_fields_problem, frame_range
 from fpar.prepare.video import Segment
 
 _EGTEA_CLIP = re.compile(r"^(?P<session>(?P<subject>[A-Za-z]+\d+)-.+)-\d+-\d+-F(?P<start>\d+)-F(?P<end>\d+)$")
-EPIC_LABELS = ("action", "verb", "noun")
 
 # EPIC-KITCHENS' published frames: ``<P>/rgb_frames/<video>/frame_%010d.jpg`` and
 # ``<P>/flow_frames/<video>/{u,v}/frame_%010d.jpg``; TV-L1 flow with stride 2 (flow frame F from
@@ -112,13 +112,19 @@ def egtea_jobs(split_file: str | Path, action_index: str | Path, videos: str | P
     return jobs, problems
 
 
-def epic_jobs(annotations: str | Path, videos: str | Path, label: str = "action") -> tuple[list[Job], list[str]]:
+def epic_class_name(row: dict[str, str], label: str) -> str:
+    """An EPIC row's class name as ``label`` (:data:`~fpar.data.labels.CLASS_KINDS`) takes it: the
+    action is ``<verb>_<noun>``, a label kind is its column."""
+    return f"{row['verb']}{ACTION_SEPARATOR}{row['noun']}" if label == ACTION else row[label]
+
+
+def epic_jobs(annotations: str | Path, videos: str | Path, label: str = ACTION) -> tuple[list[Job], list[str]]:
     """Jobs (one per narrated action of an EPIC-KITCHENS-100 CSV) and problems.
 
     ``label`` picks the class: ``action`` (``verb_noun``, e.g. ``open_door``), ``verb`` or ``noun``.
     """
-    if label not in EPIC_LABELS:
-        raise FparError(f"unknown EPIC label {label!r} (choose {', '.join(EPIC_LABELS)})")
+    if label not in CLASS_KINDS:
+        raise FparError(f"unknown EPIC label {label!r} (choose {', '.join(CLASS_KINDS)})")
     annotations, videos = Path(annotations), Path(videos)
     rows = csv.DictReader(_read_lines(annotations))
     needed = {"narration_id", "participant_id", "video_id", "start_frame", "stop_frame", "verb", "noun"}
@@ -137,7 +143,7 @@ def epic_jobs(annotations: str | Path, videos: str | Path, label: str = "action"
             problems.append(refused(where, "narration_id", row.get("narration_id"), problem))
             continue
         segment = Segment(*frames)
-        name = {"action": f"{row['verb']}_{row['noun']}", "verb": row["verb"], "noun": row["noun"]}[label]
+        name = epic_class_name(row, label)
         job = Job(str(_epic_video(videos, row["participant_id"], row["video_id"])), row["participant_id"],
                   class_folder_name(name), row["narration_id"], segment)
         if _usable(job, where, problems):
@@ -186,7 +192,7 @@ def egtea_labels(split_file: str | Path, verb_index: str | Path | None = None,
         rows.append(row)
     return rows
 def epic_manifest(annotations: str | Path, root: str | Path, *, videos: bool = False,
-                  label: str = "action") -> tuple[list[dict[str, str]], list[str]]:
+                  label: str = ACTION) -> tuple[list[dict[str, str]], list[str]]:
     """In-place manifest rows (one per narrated action of an EPIC-KITCHENS-100 CSV) and problems.
 
     ``root`` is the dataset's folder. Each row names the segment's frames in
@@ -194,8 +200,8 @@ def epic_manifest(annotations: str | Path, root: str | Path, *, videos: bool = F
     ``<P>/flow_frames/<video>/u`` and ``v`` (one flow frame per two RGB frames, bound 25 px); with
     ``videos=True`` it names ``<P>/videos/<video>.MP4`` instead (RGB only). Paths are relative to
     ``root``; a row whose frame folder or video is missing is a problem, not a row."""
-    if label not in EPIC_LABELS:
-        raise FparError(f"unknown EPIC label {label!r} (choose {', '.join(EPIC_LABELS)})")
+    if label not in CLASS_KINDS:
+        raise FparError(f"unknown EPIC label {label!r} (choose {', '.join(CLASS_KINDS)})")
     annotations, root = Path(annotations), Path(root)
     rows = csv.DictReader(_read_lines(annotations))
     needed = {"narration_id", "participant_id", "video_id", "start_frame", "stop_frame", "verb", "noun"}
@@ -218,7 +224,7 @@ def epic_manifest(annotations: str | Path, root: str | Path, *, videos: bool = F
             problems.append(refused(where, "narration_id", row.get("narration_id"), problem))
             continue
         start, stop = frames
-        name = {"action": f"{row['verb']}_{row['noun']}", "verb": row["verb"], "noun": row["noun"]}[label]
+        name = epic_class_name(row, label)
         out.append({"id": row["narration_id"], "subject": row["participant_id"], "label": class_folder_name(name),
                     "start_frame": str(start), "stop_frame": str(stop), **sources[key],
                     "participant_id": row["participant_id"], "epic_split": epic_split_name(annotations)})
