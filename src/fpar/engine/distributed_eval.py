@@ -20,6 +20,7 @@ from fpar.engine.scoring import ClipResult, ClipScorer
 from fpar.engine.train import distributed_run, quiet_lightning
 from fpar.errors import FparError
 
+
 class ScoringModule(L.LightningModule):
     """Lightning's view of a :class:`ClipScorer`; ``results`` holds every rank's rows once the test ran."""
 

@@ -5,8 +5,8 @@ and cropped, flow and motion maps computed for the pairs it reads (docs/deployme
 (:mod:`fpar.engine.predict`); :func:`clip_arrays` assembles the same clip from it without the
 dataset, for runtimes that take numpy (``--runtime onnx``): the same frame numbers
 (:func:`fpar.data.sampling.eval_frame_numbers`, the rule the dataset samples an evaluation clip
-with) and the same transforms and normalisation (:mod:`fpar.data.transforms`). This module imports no torch (TV-L1
-flow does, when it is the method asked for).
+with) and the same transforms and normalisation (:mod:`fpar.data.transforms`). This module
+imports no torch (TV-L1 flow does, when it is the method asked for).
 """
 
 from __future__ import annotations
