@@ -88,3 +88,22 @@ def test_the_onnx_runtime_reads_clips_of_the_carried_setting(checkpoint, predict
     np.testing.assert_array_equal(clip["frames"], prediction.clip["frames"].numpy())
     logits = onnx_model({"frames": clip["frames"][None]})["logits"][0]
     np.testing.assert_allclose(logits, prediction.outputs["logits"][0].numpy(), atol=1e-4, rtol=1e-4)
+
+
+def test_the_inference_paths_leave_precision_preparation_and_context_to_the_session():
+    """predict, the stream and evaluation run their model through `InferenceSession` only: a path
+    that resolved the precision or prepared the model itself would drift from the others."""
+    import ast
+    from pathlib import Path
+
+    import fpar.engine
+
+    owned = {"resolve_precision", "autocast_dtype", "prepare_for_inference", "inference_mode", "autocast",
+             "load_model", "model_reads_its_clip"}
+    engine = Path(fpar.engine.__file__).parent
+    for module in ("predict.py", "stream/core.py", "evaluate.py", "scoring.py", "distributed_eval.py"):
+        tree = ast.parse((engine / module).read_text())
+        names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+        names |= {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+        names |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for alias in node.names}
+        assert not owned & names, f"engine/{module} uses {sorted(owned & names)}: the session owns them"
