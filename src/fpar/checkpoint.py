@@ -38,7 +38,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 from pydantic import ValidationError
 
@@ -78,6 +78,14 @@ class ModelContract:
         """The ``trainer.precision`` it was trained with (``auto`` for a checkpoint without a
         training config): the precision it is scored in unless told otherwise."""
         return (self.config or {}).get("trainer", {}).get("precision", "auto")
+
+    @property
+    def num_classes(self) -> int:
+        """The action head's outputs: the model's ``num_classes``, else one per class name."""
+        count = self.model.get("num_classes")
+        if isinstance(count, int) and not isinstance(count, bool) and count > 0:
+            return count
+        return len(self.classes or []) or 1
 
 
 def checkpoint_contract(*, model: dict[str, Any], classes: list[str] | None, clip: ClipSettings,
@@ -122,6 +130,26 @@ def check_class_names(contract: ModelContract, widths: dict[str, int], path: str
         twice = sorted({name for name in names if names.count(name) > 1})
         if twice:
             raise FparError(f"{path}: {where} names {twice[0]!r} more than once")
+
+
+def head_class_names(contract: ModelContract, widths: Mapping[str, int],
+                     known: Mapping[str, Sequence[str]] | None = None) -> dict[str, list[str]]:
+    """Each head's class names, one per output (``widths``: ``action`` and each label kind -> its
+    outputs), for every runtime alike: the contract's names, else ``known``'s (a dataset's), then
+    for the outputs left unnamed ``class N`` (action head) or ``N`` (a label head, as training
+    records it: :func:`label_head_names`)."""
+    named = {"action": contract.classes, **contract.label_classes}
+    names = {}
+    for head, width in widths.items():
+        given = list(named.get(head) or (known or {}).get(head) or [])
+        names[head] = [*given, *(f"class {i}" for i in range(len(given), width))] if head == "action" \
+            else label_head_names(given, width)
+    return names
+
+
+def label_head_names(names: Sequence[str], width: int) -> list[str]:
+    """A label head's class names, one per output: ``names``, then the outputs' numbers."""
+    return [*names, *map(str, range(len(names), width))]
 
 
 @contextlib.contextmanager

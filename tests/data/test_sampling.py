@@ -60,3 +60,16 @@ def test_sampling_is_reproducible_from_the_generator():
 def test_an_empty_instance_is_refused():
     with pytest.raises(ValueError):
         sampling.rgb_indices(0, 4)
+
+
+def test_eval_frame_numbers_of_a_video_per_file_kind():
+    """The docstring's worked example: what an evaluation clip of a 20-frame video reads."""
+    from fpar.data import ClipSettings
+
+    stack = ClipSettings(modalities=["frames", "flow"], num_frames=7, stack_size=5)
+    assert sampling.eval_frame_numbers(20, stack) == {"rgb": [1, 3, 6, 9, 11, 14, 17], "flow_x": [8, 9, 10, 11, 12],
+                                                      "flow_y": [8, 9, 10, 11, 12]}
+    pairs = ClipSettings(modalities=["frames", "flow", "mmaps"], num_frames=7, flow_mode="pairs")
+    assert set(map(tuple, sampling.eval_frame_numbers(20, pairs).values())) == {tuple(range(7, 14))}
+    maps = ClipSettings(modalities=["mmaps"], num_frames=7)  # motion maps alone read the RGB numbers
+    assert sampling.eval_frame_numbers(20, maps) == {"mmaps": [1, 3, 6, 9, 11, 14, 17]}

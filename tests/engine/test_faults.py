@@ -165,12 +165,12 @@ def test_a_read_only_output_is_one_line_for_train_and_eval(tiny_yaml, tiny_data,
 
 
 def test_an_unwritable_predictions_file_is_refused_before_evaluating(tiny_data, read_only_dir, monkeypatch, capsys):
-    import fpar.engine.evaluate as evaluate_module
+    import fpar.engine.inference as inference_module
 
     def no_evaluation(*args, **kwargs):
         raise AssertionError("the model was loaded: the evaluation started before the output was checked")
 
-    monkeypatch.setattr(evaluate_module, "load_model", no_evaluation)
+    monkeypatch.setattr(inference_module, "load_model", no_evaluation)
     predictions = read_only_dir / "out" / "predictions.csv"
     assert main(["eval", "model.ckpt", "--data", str(tiny_data), "--predictions", str(predictions)]) == 1
     assert one_line_error(capsys).startswith(f"fpar: error: cannot write {predictions}: ")

@@ -101,19 +101,18 @@ def _onnx_top(args: argparse.Namespace) -> tuple[list[tuple[str, float]], dict[s
     if args.precision is not None or args.device != "cpu":
         raise FparError("--runtime onnx runs the exported graph as it is, on the CPU: drop --precision and --device")
     model = OnnxModel(args.checkpoint)
-    settings = model.contract.clip.model_copy(update={"modalities": list(model.inputs)})
-    clip = clip_arrays(args.video, settings, flow=args.flow, max_frames=args.max_frames, strict=args.strict)
+    clip = clip_arrays(args.video, model.clip, flow=args.flow, max_frames=args.max_frames, strict=args.strict)
     outputs = model({name: clip[name][None] for name in model.inputs})
     logits = outputs["logits"][0].astype(np.float64)
     probabilities = np.exp(logits - logits.max())
     probabilities /= probabilities.sum()
     order = np.argsort(-probabilities, kind="stable")[:args.top]
     heads = {}
-    if model.contract.label_classes:  # a model with verb/noun heads: one named graph output each
+    if model.label_classes:  # a model with verb/noun heads: one named graph output each
         from fpar.data.labels import logits_key
         from fpar.engine.epic_metrics import head_tops
 
-        label_classes = model.contract.label_classes
+        label_classes = model.label_classes
         heads = head_tops({kind: outputs[logits_key(kind)][0] for kind in label_classes
                            if logits_key(kind) in outputs}, label_classes, args.top)
     return [(model.classes[i], float(probabilities[i])) for i in order], heads

@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 from fpar.data import sampling, transforms
 from fpar.data.frames import FrameCache, read_frame, requantize_flow_table
 from fpar.data.labels import LABEL_KINDS, label_key
-from fpar.data.layouts import FILE_KINDS_OF_MODALITY, Instance, VideoRange
+from fpar.data.layouts import Instance, VideoRange
 from fpar.data.settings import ClipSettings
 from fpar.data.transforms import VIEWS
 from fpar.errors import FparError
@@ -127,8 +127,7 @@ class ClipDataset(Dataset):
         if self.train:
             raise FparError("frame numbers are fixed for evaluation clips only (train=False)")
         numbers = self._frame_numbers(self.instances[index], self._rng(index, self.epoch if epoch is None else epoch))
-        of_kind = {"rgb": "rgb", "mmaps": "rgb", "flow_x": "flow", "flow_y": "flow"}
-        return {kind: numbers[of_kind[kind]] for kind in self._files_needed()}
+        return sampling.numbers_per_kind(numbers, self.modalities)
 
     def draws(self, index: int, epoch: int) -> tuple[dict[str, list[int]], transforms.TrainDraw | None]:
         """The random choices item ``(index, epoch)`` is read with: its 1-based frame numbers (``rgb``
@@ -147,29 +146,20 @@ class ClipDataset(Dataset):
         return np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
 
     def _frame_numbers(self, inst: Instance, rng: np.random.Generator) -> dict[str, list[int]]:
-        """1-based frame numbers for RGB/motion maps (``rgb``) and for flow (``flow``)."""
-        wants_flow = "flow" in self.modalities
-        if wants_flow and self.flow_mode == "pairs":
-            # Two-in-one: one flow pair per RGB frame, the same numbers for every modality.
-            if inst.flow_stride > 1:  # flow at its own rate: pick flow frames, RGB where each starts
-                numbers = sampling.pairs_indices(len(_frames_of(inst, "flow_x")), self.num_frames, self.train, rng)
-                return {"rgb": inst.rgb_numbers_of_flow(numbers), "flow": numbers}
-            n = min(len(_frames_of(inst, m)) for m in self._files_needed())
-            numbers = sampling.pairs_indices(n, self.num_frames, self.train, rng)
-            return {"rgb": numbers, "flow": numbers}
-        numbers = {}
-        if wants_flow:
-            n = len(_frames_of(inst, "flow_x"))
-            if n < self.stack_size:
-                raise FparError(f"{inst.instance_id}: {n} flow frames, fewer than the stack of {self.stack_size}")
-            numbers["flow"] = sampling.flow_stack_indices(n, self.stack_size, self.train, rng)
-        if "frames" in self.modalities or "mmaps" in self.modalities:
-            n = len(_frames_of(inst, "rgb" if "frames" in self.modalities else "mmaps"))
-            numbers["rgb"] = sampling.rgb_indices(n, self.num_frames)
-        return numbers
+        """1-based frame numbers for RGB/motion maps (``rgb``) and for flow (``flow``): the rule of
+        :func:`fpar.data.sampling.clip_numbers` over the instance's frame counts."""
+        if "flow" in self.modalities and self.flow_mode == "pairs" and inst.flow_stride > 1:
+            # flow at its own rate: pick flow frames, RGB where each starts
+            numbers = sampling.clip_numbers(self.settings, {"flow_x": len(_frames_of(inst, "flow_x"))}, self.train, rng)
+            return {"rgb": inst.rgb_numbers_of_flow(numbers["flow"]), "flow": numbers["flow"]}
+        counts = {kind: len(_frames_of(inst, kind)) for kind in self._files_needed()}
+        if "flow" in self.modalities and self.flow_mode == "stack" and counts["flow_x"] < self.stack_size:
+            raise FparError(f"{inst.instance_id}: {counts['flow_x']} flow frames, fewer than the stack of "
+                            f"{self.stack_size}")
+        return sampling.clip_numbers(self.settings, counts, self.train, rng)
 
     def _files_needed(self) -> list[str]:
-        return [f for m in self.modalities for f in FILE_KINDS_OF_MODALITY[m]]
+        return sampling.file_kinds(self.modalities)
 
     # --- loading and transforms ----------------------------------------------------------------
 

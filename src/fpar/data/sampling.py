@@ -8,8 +8,17 @@ Random choices take a ``numpy.random.Generator`` so the caller controls reproduc
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
+
+from fpar.data.layouts.index import FILE_KINDS_OF_MODALITY
+
+if TYPE_CHECKING:
+    from fpar.data.settings import ClipSettings
+
+# the numbers each file kind reads: RGB frames and motion maps the ``rgb`` ones, flow the ``flow`` ones
+NUMBERS_OF_KIND = {"rgb": "rgb", "mmaps": "rgb", "flow_x": "flow", "flow_y": "flow"}
 
 
 def rgb_indices(n: int, num_frames: int) -> list[int]:
@@ -55,6 +64,50 @@ def pairs_indices(n: int, num_frames: int, train: bool, rng: np.random.Generator
     else:
         start = int(math.ceil((n - num_frames) / 2))
     return list(range(start, start + num_frames))
+
+
+def file_kinds(modalities: Sequence[str]) -> list[str]:
+    """The frame-file kinds a clip of ``modalities`` reads, in the modalities' order."""
+    return [kind for modality in modalities for kind in FILE_KINDS_OF_MODALITY[modality]]
+
+
+def clip_numbers(settings: "ClipSettings", counts: Mapping[str, int], train: bool = False,
+                 rng: np.random.Generator | None = None) -> dict[str, list[int]]:
+    """The frame numbers of a clip read as ``settings`` say: ``rgb`` (RGB frames and motion maps)
+    and ``flow`` (flow frames), for the modalities it reads. ``counts``: the frames of each file
+    kind it reads (:func:`file_kinds`); with ``flow_mode="stack"`` a flow stack needs at least
+    ``stack_size`` flow frames (the caller checks, naming its instance).
+
+    Two-in-one (``pairs``): :func:`pairs_indices` over the fewest frames of any kind, the same
+    numbers for both; otherwise :func:`flow_stack_indices` over the flow frames and
+    :func:`rgb_indices` over the RGB frames (the motion maps' without RGB). Flow is drawn first.
+    """
+    modalities = settings.modalities
+    if "flow" in modalities and settings.flow_mode == "pairs":
+        numbers = pairs_indices(min(counts.values()), settings.num_frames, train, rng)
+        return {"rgb": numbers, "flow": numbers}
+    numbers = {}
+    if "flow" in modalities:
+        numbers["flow"] = flow_stack_indices(counts["flow_x"], settings.stack_size, train, rng)
+    if "frames" in modalities or "mmaps" in modalities:
+        numbers["rgb"] = rgb_indices(counts["rgb" if "frames" in modalities else "mmaps"], settings.num_frames)
+    return numbers
+
+
+def numbers_per_kind(numbers: Mapping[str, list[int]], modalities: Sequence[str]) -> dict[str, list[int]]:
+    """:func:`clip_numbers`' ``rgb``/``flow`` numbers as the numbers each file kind reads."""
+    return {kind: list(numbers[NUMBERS_OF_KIND[kind]]) for kind in file_kinds(modalities)}
+
+
+def eval_frame_numbers(n: int, settings: "ClipSettings") -> dict[str, list[int]]:
+    """The frame numbers the evaluation clip of an ``n``-frame video reads, per file kind (``rgb``,
+    ``flow_x``, ``flow_y``, ``mmaps``: those its modalities read), every kind having ``n`` frames.
+
+    n=20, frames and a flow stack, T=7, L=5: ``rgb`` 1,3,6,9,11,14,17, ``flow_x`` = ``flow_y`` 8..12;
+    two-in-one, T=7: every kind 7..13.
+    """
+    kinds = file_kinds(settings.modalities)
+    return numbers_per_kind(clip_numbers(settings, {kind: n for kind in kinds}), settings.modalities)
 
 
 def _require_frames(n: int) -> None:

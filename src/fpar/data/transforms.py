@@ -53,6 +53,20 @@ def resize_short(image: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
 
 
+def resize_like_first(image: np.ndarray, size: int, first: tuple[int, int] | None) -> np.ndarray:
+    """A frame of a video read on the fly (``fpar predict``, a stream): its short side resized to
+    ``size`` (:func:`resize_short`), then, where it differs from ``first`` (the first frame's
+    ``(h, w)`` after that resize; None for the first frame itself), brought to that size
+    (bilinear), so a folder of images of mixed sizes gives one shape per clip."""
+    image = resize_short(image, size)
+    if first is None or image.shape[:2] == tuple(first):
+        return image
+    import cv2
+
+    height, width = first
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
 def crop_origin(height: int, width: int, side: int, position: str) -> tuple[int, int]:
     """Top-left ``(y, x)`` of a ``side x side`` square at ``position`` (centre rounds down)."""
     ys = {"t": 0, "b": height - side, "c": (height - side) // 2}

@@ -7,6 +7,7 @@
 * ``fpar.engine.distributed_eval``: the same scoring over several processes (Lightning's DDP); one process needs no Lightning
 * ``fpar.engine.scoring``: ``ClipScorer`` (a batch -> one ``ClipResult`` per clip), which both of them run
 * ``fpar.engine.predict``: ``predict_video(checkpoint, video)`` -> one clip's prediction
+* ``fpar.engine.inference``: ``InferenceSession``, how predict, ``fpar.Stream`` and evaluate load, prepare and run a model
 * ``fpar.engine.module`` / ``datamodule``: the LightningModule and LightningDataModule they use
 * ``fpar.engine.stages``, ``losses``: which parameters train per stage; CE + the MS head's loss
 * ``fpar.engine.metric_registry``: the metrics by name (top-1, top-5, mean-class accuracy, any registered); ``metrics``: them and the confusion (torchmetrics), for validation and evaluate; ``class_accuracy``: per-class and mean-class accuracy

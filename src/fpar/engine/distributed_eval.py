@@ -6,7 +6,6 @@ GPU is scored by :func:`fpar.engine.evaluate.score_in_process` instead, without 
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import lightning as L
@@ -16,12 +15,10 @@ from torch.utils.data import DataLoader
 
 from fpar.engine.callbacks import progress_callback
 from fpar.engine.datamodule import ShardSampler
-from fpar.engine.hardware import resolve_precision
+from fpar.engine.inference import InferenceSession
 from fpar.engine.scoring import ClipResult, ClipScorer
 from fpar.engine.train import distributed_run, quiet_lightning
 from fpar.errors import FparError
-
-log = logging.getLogger(__name__)  # the precision line: shown with --verbose
 
 
 class ScoringModule(L.LightningModule):
@@ -59,14 +56,16 @@ class ScoringModule(L.LightningModule):
         self.results = sorted(rows, key=lambda row: row.position)
 
 
-def score_distributed(scorer: ClipScorer, batch_size: int, workers: int, accelerator: str, devices: int,
-                      precision: str, progress: bool) -> tuple[list[ClipResult], int]:
-    """Every clip of ``scorer``'s dataset over ``devices`` processes: (rows in dataset order, this
-    process's rank)."""
+def score_distributed(session: InferenceSession, scorer: ClipScorer, batch_size: int, workers: int, accelerator: str,
+                      devices: int, progress: bool) -> tuple[list[ClipResult], int]:
+    """Every clip of ``scorer``'s dataset over ``devices`` processes, at ``session``'s precision
+    (prepared with ``autocast=False``): (rows in dataset order, this process's rank)."""
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     module = ScoringModule(scorer, batch_size, workers)
-    precision = resolve_precision(precision, accelerator, announce=log.info if progress and rank_zero_only.rank == 0 else False)
+    precision = session.precision
+    if progress and rank_zero_only.rank == 0:
+        session.announce()
     with quiet_lightning():
         try:
             trainer = L.Trainer(accelerator=accelerator, devices=devices, strategy="ddp" if devices > 1 else "auto",

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import io
-import logging
 import os
 from typing import Any, Collection, Sequence
 
@@ -26,39 +25,39 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from fpar.checkpoint import load_model, model_reads_its_clip
 from fpar.data import ClipDataset, load_index
 from fpar.data.settings import DataSettings
 from fpar.data.splits import read_splits, split_by_clips
 from fpar.engine import epic_metrics as epic
-from fpar.engine.hardware import autocast_dtype, device_for, resolve_precision
+from fpar.engine.hardware import device_for
+from fpar.engine.inference import InferenceSession
 from fpar.engine.metric_registry import ACCURACY, TOP5
 from fpar.engine.scoring import ClipResult, ClipScorer
 from fpar.engine.selection import selection_record
+from fpar.models.heads import ACTION
 from fpar.errors import FparError
 from fpar.io import check_writable, refuse_overwriting_inputs, write_text
 from fpar.progress import bar as progress_bar
 
-log = logging.getLogger(__name__)  # the precision line: shown with --verbose
-
+# frames of a batch the backbone takes at a time: `fpar eval` of a ResNet-34 at 224 px (8 clips of
+# 16 frames, bf16) peaked at 1.11 GB with all 128 at once and at 0.71 GB with 32, at the same speed
+FRAMES_PER_PASS = 32
 
 # accelerators a single-process evaluation runs on without Lightning (others, e.g. mps, go through it)
 IN_PROCESS_ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
 
 
-def score_in_process(scorer: ClipScorer, batch_size: int, workers: int, accelerator: str, precision: str,
+def score_in_process(session: InferenceSession, scorer: ClipScorer, batch_size: int, workers: int,
                      progress: bool) -> list[ClipResult]:
     """Every clip in this process, in order: a plain loop. Lightning's (:mod:`fpar.engine.distributed_eval`)
     is for several processes; importing it costs 1.5-2 s and ~120 MB, a fifth of scoring a small
     test split."""
-    device = torch.device(device_for(accelerator))
-    scorer.model.to(device)
+    device = session.device
     loader = DataLoader(scorer.dataset, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda")
-    dtype = autocast_dtype(precision)
     positions = iter(range(len(scorer.dataset)))
     rows: list[ClipResult] = []
     batches = progress_bar(loader, desc="scoring", unit="batch", progress=progress)
-    with torch.inference_mode(), torch.autocast(device.type, dtype or torch.float32, enabled=dtype is not None):
+    with session.running():
         for batch in batches:
             batch = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
             rows += scorer.score(batch, positions)
@@ -104,7 +103,8 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
             check_writable(path)  # before the evaluation, not after it
     if epic_submission is not None:
         _check_supervision(supervision)
-    model, info = load_model(checkpoint, mmap=False)  # its weights are copied to channels-last
+    session = InferenceSession.load(checkpoint)  # its weights are copied to channels-last
+    model, info = session.model, session.contract
     recorded = read_splits(data_root)
     clip_split = _clip_split(split, info.config, recorded)
     subjects = split_subjects(split, info.config) if clip_split is None else [clip_split]
@@ -116,7 +116,9 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
                         f"{', '.join(f'{k} {n}' for k, n in widths.items()) or 'none'}")
 
     index = load_index(data_root)
-    classes = info.classes or index.classes
+    # each head's class names, one per output: the checkpoint's, else the dataset's, then numbers
+    head_names = session.head_classes(known={ACTION: index.classes, **index.label_classes})
+    classes = head_names[ACTION]
     if index.classes != classes:
         raise FparError(f"{data_root} has classes {_short(index.classes)} but {checkpoint} was trained on "
                         f"{_short(classes)}")
@@ -127,30 +129,28 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
     if not instances:
         raise FparError(f"{data_root}: no instances of subjects {', '.join(subjects)} "
                         f"(the dataset has {', '.join(index.subjects)})")
-    settings = info.clip
-    for key in model.explanation_inputs() if explain else ():
-        settings = settings.with_modality(key)  # e.g. the MS head's target, shown beside its prediction
-    # each head's class names, one per output: the checkpoint's (else the dataset's, then numbers)
-    label_classes = {kind: info.label_classes.get(kind) or index.label_classes.get(kind, []) for kind in widths}
-    label_classes = {kind: [*names, *map(str, range(len(names), widths[kind]))] for kind, names in label_classes.items()}
-    dataset = ClipDataset(instances, settings, train=False, views=views, labels=label_classes)
+    label_classes = {kind: names for kind, names in head_names.items() if kind != ACTION}
+    # e.g. the MS head's target, shown beside its prediction
+    dataset = ClipDataset(instances, session.clip(bool(explain)), train=False, views=views, labels=label_classes)
 
     if devices > len(dataset):
         # a process with no clip has an empty loader, which DDP cannot run (every process must step)
         raise FparError(f"{devices} processes for {len(dataset)} clips of {', '.join(subjects)}: "
                         f"give --devices {len(dataset)} or fewer")
-    precision = precision or info.trained_precision
-    if devices == 1 and accelerator in IN_PROCESS_ACCELERATORS:
+    # several processes: Lightning's precision plugin casts at each call and places the model
+    in_process = devices == 1 and accelerator in IN_PROCESS_ACCELERATORS
+    session.prepare(precision=precision, device=device_for(accelerator), frames_per_pass=FRAMES_PER_PASS,
+                    autocast=in_process)
+    scorer = ClipScorer(model, dataset, explain)
+    if in_process:
         rank = 0
-        precision = resolve_precision(precision, accelerator, announce=log.info if progress else False)
-        scorer = ClipScorer(model, dataset, explain, dtype=autocast_dtype(precision))
-        with model_reads_its_clip(checkpoint, info):
-            rows = score_in_process(scorer, batch_size, workers, accelerator, precision, progress)
+        if progress:
+            session.announce()
+        rows = score_in_process(session, scorer, batch_size, workers, progress)
     else:
         from fpar.engine.distributed_eval import score_distributed
 
-        rows, rank = score_distributed(ClipScorer(model, dataset, explain), batch_size, workers, accelerator, devices,
-                                       precision, progress)
+        rows, rank = score_distributed(session, scorer, batch_size, workers, accelerator, devices, progress)
 
     if [row.position for row in rows] != list(range(len(dataset))):
         raise FparError(f"internal error: scored {len(rows)} clips for a split of {len(dataset)}")

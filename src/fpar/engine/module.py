@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torchmetrics import MeanMetric
 
-from fpar.checkpoint import checkpoint_contract
+from fpar.checkpoint import checkpoint_contract, label_head_names
 from fpar.engine.compute import prepare_model
 from fpar.engine.hardware import autocast_dtype
 from fpar.engine.losses import total_loss
@@ -48,8 +48,7 @@ def model_spec(config: ExperimentSettings, classes: list[str],
 def head_classes(widths: dict[str, int], label_classes: dict[str, list[str]]) -> dict[str, list[str]]:
     """Each label head's class names, one per output: the dataset's, then (a head wider than the
     dataset's classes, e.g. EPIC's 97 verbs) the remaining outputs named by their number."""
-    return {kind: [*label_classes[kind], *map(str, range(len(label_classes[kind]), width))]
-            for kind, width in widths.items()}
+    return {kind: label_head_names(label_classes[kind], width) for kind, width in widths.items()}
 
 
 def epoch_seed(seed: int, epoch: int, rank: int) -> int:

@@ -17,19 +17,16 @@ resolution, so every modality has one shape per clip.
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from fpar.checkpoint import load_model, model_reads_its_clip
 from fpar.data import ClipDataset
 from fpar.data.layouts import Instance
 from fpar.data.settings import ClipSettings
-from fpar.engine.compute import prepare_for_inference
-from fpar.engine.hardware import autocast_dtype, resolve_precision
+from fpar.engine.inference import InferenceSession
 from fpar.engine.video_clip import DecodedFrames, frames_needed
 from fpar.errors import FparError
 from fpar.prepare.flow import DEFAULT_FLOW_METHOD
@@ -38,8 +35,6 @@ from fpar.prepare.video import count_frames
 # frames of one clip the backbone takes at a time: measured on a ResNet-34 at 224 px (bf16, T=25),
 # 5 keeps the forward's activations near 20 MB at the same speed as all 25 at once
 FRAMES_PER_PASS = 5
-
-log = logging.getLogger(__name__)  # the precision line: shown with --verbose
 
 
 @dataclass
@@ -83,32 +78,19 @@ def predict_video(checkpoint: str | os.PathLike, video: str | os.PathLike, *, fl
     ``announce`` prints the one line saying which precision ``auto`` picked, and why. ``strict``:
     a video whose frames end before its container says is refused (otherwise a warning line).
     """
-    # read into memory, not mapped: under bf16 each weight's fp32 original is freed once cast
-    model, info = load_model(checkpoint, mmap=False)
-    precision = precision or info.trained_precision
-    target = torch.device(device)
-    accelerator = "cpu" if target.type == "cpu" else "cuda"
-    dtype = autocast_dtype(resolve_precision(precision, accelerator, announce=False))
+    session = InferenceSession.load(checkpoint)
     # One clip: weights in the autocast dtype and the frames a few at a time keep the peak memory
     # near what importing torch and holding the weights cost (docs/prepare.md, `fpar predict`).
-    prepare_for_inference(model, channels_last=False, dtype=dtype, frames_per_pass=FRAMES_PER_PASS)
-    settings = info.clip
-    for key in model.explanation_inputs() if explain else ():
-        settings = settings.with_modality(key)  # e.g. the MS head's target, to show beside its prediction
-    clip = read_clip(video, settings, flow=flow, max_frames=max_frames, strict=strict)
-    batch = {m: clip[m].unsqueeze(0).to(target) for m in info.clip.modalities}
+    session.prepare(precision=precision, device=device, channels_last=False, frames_per_pass=FRAMES_PER_PASS)
+    clip = read_clip(video, session.clip(explain), flow=flow, max_frames=max_frames, strict=strict)
+    batch = {m: clip[m].unsqueeze(0).to(session.device) for m in session.contract.clip.modalities}
     if announce:  # once the video has proved readable: an unreadable one is one line, the error
-        resolve_precision(precision, accelerator, announce=log.info)
-    model.to(target)
-    with torch.inference_mode(), torch.autocast(target.type, dtype or torch.float32, enabled=dtype is not None), \
-            model_reads_its_clip(checkpoint, info):
-        outputs = model(batch, explain=explain)
-    if target.type != "cpu":
+        session.announce()
+    with session.running():
+        outputs = session.model(batch, explain=explain)
+    if session.device.type != "cpu":
         outputs = {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in outputs.items()}
-    num_classes = outputs["logits"].shape[1]
-    names = info.classes or []
-    classes = [names[i] if i < len(names) else f"class {i}" for i in range(num_classes)]
-    return VideoPrediction(clip, outputs, classes, info.model["name"], dict(info.label_classes))
+    return VideoPrediction(clip, outputs, session.classes, session.contract.model["name"], session.label_classes)
 
 
 def read_clip(video: str | os.PathLike, settings: ClipSettings, *, flow: str = DEFAULT_FLOW_METHOD,

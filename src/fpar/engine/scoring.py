@@ -13,12 +13,8 @@ import torch
 from torch import nn
 
 from fpar.data import ClipDataset
-from fpar.engine.compute import channels_last_batch, prepare_for_inference
+from fpar.engine.compute import channels_last_batch
 from fpar.models.heads import ACTION, output_key, target_key
-
-# frames of a batch the backbone takes at a time: `fpar eval` of a ResNet-34 at 224 px (8 clips of
-# 16 frames, bf16) peaked at 1.11 GB with all 128 at once and at 0.71 GB with 32, at the same speed
-FRAMES_PER_PASS = 32
 
 
 @dataclass
@@ -43,13 +39,12 @@ class ClipResult:
 
 class ClipScorer:
     """Scores batches with a fixed model, as one process's share of a dataset; ``score`` gives one
-    :class:`ClipResult` per clip, numbered by ``positions`` (the clips' indices in the dataset)."""
+    :class:`ClipResult` per clip, numbered by ``positions`` (the clips' indices in the dataset).
+    ``model``: prepared to score (:meth:`fpar.engine.inference.InferenceSession.prepare`), run in
+    the session's context (:meth:`~fpar.engine.inference.InferenceSession.running`) or Lightning's."""
 
-    def __init__(self, model: nn.Module, dataset: ClipDataset, explain: Collection[str] = (),
-                 dtype: torch.dtype | None = None):
-        # ``dtype``: the autocast dtype it scores under, where this process sets it (its weights
-        # are then stored in it); Lightning's precision plugin casts at each call instead
-        self.model = prepare_for_inference(model, dtype=dtype, frames_per_pass=FRAMES_PER_PASS)
+    def __init__(self, model: nn.Module, dataset: ClipDataset, explain: Collection[str] = ()):
+        self.model = model
         self.dataset = dataset
         self.explain = set(explain)
         self.label_kinds = list(dataset.label_ids)  # the label heads scored besides the action

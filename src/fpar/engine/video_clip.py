@@ -4,9 +4,9 @@ and cropped, flow and motion maps computed for the pairs it reads (docs/deployme
 :class:`DecodedFrames` is the frame source ``fpar predict`` gives its :class:`~fpar.data.ClipDataset`
 (:mod:`fpar.engine.predict`); :func:`clip_arrays` assembles the same clip from it without the
 dataset, for runtimes that take numpy (``--runtime onnx``): the same frame numbers
-(:mod:`fpar.data.sampling`, as the dataset samples an evaluation clip of one video) and the same
-transforms and normalisation (:mod:`fpar.data.transforms`). This module imports no torch (TV-L1
-flow does, when it is the method asked for).
+(:func:`fpar.data.sampling.eval_frame_numbers`, the rule the dataset samples an evaluation clip
+with) and the same transforms and normalisation (:mod:`fpar.data.transforms`). This module
+imports no torch (TV-L1 flow does, when it is the method asked for).
 """
 
 from __future__ import annotations
@@ -26,26 +26,6 @@ from fpar.prepare.motion import motion_map
 from fpar.prepare.video import count_frames, iter_frames_at
 
 
-def eval_frame_numbers(n: int, settings: ClipSettings) -> dict[str, list[int]]:
-    """The 1-based frame numbers the evaluation clip of an ``n``-frame video reads, per file kind
-    (``rgb``, ``flow_x``, ``flow_y``, ``mmaps``; only the kinds its modalities read), as
-    :meth:`fpar.data.ClipDataset.frame_numbers` gives them for one video."""
-    modalities = settings.modalities
-    if "flow" in modalities and settings.flow_mode == "pairs":
-        rgb = flow = sampling.pairs_indices(n, settings.num_frames, False)
-    else:
-        flow = sampling.flow_stack_indices(n, settings.stack_size, False) if "flow" in modalities else []
-        rgb = sampling.rgb_indices(n, settings.num_frames)
-    numbers = {}
-    if "frames" in modalities:
-        numbers["rgb"] = rgb
-    if "flow" in modalities:
-        numbers["flow_x"] = numbers["flow_y"] = flow
-    if "mmaps" in modalities:
-        numbers["mmaps"] = rgb
-    return numbers
-
-
 def clip_arrays(video: str | os.PathLike, settings: ClipSettings, *, flow: str = DEFAULT_FLOW_METHOD,
                 max_frames: int | None = None, strict: bool = False) -> dict[str, np.ndarray]:
     """The evaluation clip (centre view) of ``video`` as float32 arrays, no batch axis: the values
@@ -55,7 +35,7 @@ def clip_arrays(video: str | os.PathLike, settings: ClipSettings, *, flow: str =
     needs = frames_needed(settings)
     if n < needs:
         raise FparError(f"{video}: {n} frame(s) are too few for this model (it needs at least {needs})")
-    numbers = eval_frame_numbers(n, settings)
+    numbers = sampling.eval_frame_numbers(n, settings)
     frames = DecodedFrames(video, numbers, n, settings.resize, flow=flow)
     def load(kind: str) -> np.ndarray:
         return frames.clip(None, kind, numbers[kind], None, settings.crop, "center")[0]
@@ -106,14 +86,8 @@ class DecodedFrames:
             self._frames["mmaps"] = {k: motion_map(fields[pair[k]]) for k in numbers["mmaps"]}
 
     def _resized(self, frame: np.ndarray) -> np.ndarray:
-        frame = transforms.resize_short(frame, self.resize)
-        if self._shape is None:
-            self._shape = frame.shape[:2]
-        elif frame.shape[:2] != self._shape:
-            import cv2
-
-            height, width = self._shape
-            frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
+        frame = transforms.resize_like_first(frame, self.resize, self._shape)
+        self._shape = self._shape or frame.shape[:2]
         return frame
 
     def clip(self, inst: object, kind: str, numbers: Sequence[int], draw: transforms.TrainDraw | None,

@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from fpar.checkpoint import EXPORT_CONTRACT, EXPORT_ONNX, check_class_names, read_contract, read_export_contract
+from fpar.checkpoint import (EXPORT_CONTRACT, EXPORT_ONNX, check_class_names, head_class_names, read_contract,
+                             read_export_contract)
+from fpar.data.settings import ClipSettings
 from fpar.errors import FparError
 
 # a per-frame graph's recurrent state: inputs beside the clip's modalities, each given back as an
@@ -120,10 +122,22 @@ class OnnxModel(OnnxGraph):
             if head is not None and isinstance(node.shape[-1], int):
                 widths[head] = node.shape[-1]
         check_class_names(self.contract, widths, contract)
+        # one name per output of each head, as the PyTorch session names them
+        self.head_classes = head_class_names(self.contract, widths)
 
     @property
     def classes(self) -> list[str]:
         """A name per output class (``class N`` where the export names none)."""
-        count = self.session.get_outputs()[self.outputs.index("logits")].shape[-1]
-        names = self.contract.classes or []
-        return [names[i] if i < len(names) else f"class {i}" for i in range(count)]
+        return self.head_classes["action"]
+
+    @property
+    def label_classes(self) -> dict[str, list[str]]:
+        """The label heads' (verb, noun) class names; {} for a model with the action head only."""
+        return {head: names for head, names in self.head_classes.items() if head != "action"}
+
+    @property
+    def clip(self) -> ClipSettings:
+        """The clip settings of the inputs the graph reads (an export's graph takes no motion maps):
+        :func:`fpar.engine.video_clip.clip_arrays` reads a video's clip with them."""
+        return self.contract.clip.model_copy(update={"modalities": [m for m in self.contract.clip.modalities
+                                                                    if m in self.inputs]})

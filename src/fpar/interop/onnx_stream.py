@@ -104,7 +104,7 @@ class OnnxStream(LiveInputs):
         self._stateful = STATE[0] in self._graph.inputs
         self._state_shape = self._graph.shapes.get(STATE[0])
         self._configure(self._graph.contract.clip, window=size, every=every, flow=flow, classes=self._graph.classes,
-                        head_classes=self._graph.contract.label_classes)
+                        head_classes=self._graph.label_classes)
 
     def _forget(self) -> None:
         self._state = {key: np.zeros(self._state_shape, np.float32) for key in STATE} if self._stateful else {}

@@ -71,12 +71,6 @@ class StreamResult:
         return [(self.classes[i], float(values[i])) for i in order]
 
 
-def class_names(names: list[str] | None, count: int) -> list[str]:
-    """A name per output class (``class N`` where the model names none)."""
-    names = names or []
-    return [names[i] if i < len(names) else f"class {i}" for i in range(count)]
-
-
 class LiveInputs:
     """Frames in (``push``), a runtime's answers out; see the module docstring. Subclasses call
     :meth:`_configure` and implement ``_take``, ``_answer`` and ``_forget``."""
@@ -228,14 +222,8 @@ class LiveInputs:
             raise FparError(f"stream: a frame must be an RGB uint8 array (H, W, 3), got {got}")
         if min(frame.shape[:2]) < 1:
             raise FparError(f"stream: frame {self.frames_seen + 1} is empty ({frame.shape[1]}x{frame.shape[0]})")
-        resized = transforms.resize_short(frame, self._clip.resize)
-        if self._shape is None:
-            self._shape = resized.shape[:2]
-        elif resized.shape[:2] != self._shape:  # as fpar predict: every frame at the first frame's size
-            import cv2
-
-            height, width = self._shape
-            resized = cv2.resize(resized, (width, height), interpolation=cv2.INTER_LINEAR)
+        resized = transforms.resize_like_first(frame, self._clip.resize, self._shape)  # as fpar predict's
+        self._shape = self._shape or resized.shape[:2]
         return resized
 
     def _frame_input(self, resized: np.ndarray) -> np.ndarray:

@@ -19,7 +19,6 @@ this per model kind, within 1e-4 in fp32).
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 from collections import deque
 from typing import Any, Iterator
@@ -27,14 +26,12 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from fpar.checkpoint import ModelContract, load_model, model_reads_its_clip
-from fpar.engine.compute import frames_channels_last, prepare_for_inference
-from fpar.engine.hardware import autocast_dtype, resolve_precision
+from fpar.checkpoint import ModelContract
+from fpar.engine.compute import frames_channels_last
+from fpar.engine.inference import InferenceSession
 from fpar.engine.stream.threads import ThreadChooser
 from fpar.models.heads import output_key
-from fpar.prepare.live import LiveInputs, class_names
-
-log = logging.getLogger(__name__)
+from fpar.prepare.live import LiveInputs
 
 
 class Stream(LiveInputs):
@@ -59,10 +56,9 @@ class Stream(LiveInputs):
     def __init__(self, checkpoint: str | os.PathLike, *, window: int | None = None, every: int = 1,
                  flow: str = "tvl1", precision: str | None = None, device: str = "cpu",
                  announce: bool = False, threads: int | str = "auto", answer_every: int = 1) -> None:
-        model, contract = load_model(checkpoint, mmap=False)  # read, not mapped: see predict_video
-        self._start(model, contract, str(checkpoint), window=window, every=every, flow=flow,
-                    precision=precision or contract.trained_precision, device=device, announce=announce,
-                    threads=threads, answer_every=answer_every)
+        session = InferenceSession.load(checkpoint)
+        self._start(session, window=window, every=every, flow=flow, precision=precision, device=device,
+                    announce=announce, threads=threads, answer_every=answer_every)
 
     @classmethod
     def from_model(cls, model: torch.nn.Module, contract: ModelContract, *, window: int | None = None,
@@ -71,30 +67,26 @@ class Stream(LiveInputs):
         """A stream on a model already built (benchmarks, random weights). The model is prepared for
         inference in place (batch norms folded, ...): do not train or save it afterwards."""
         stream = cls.__new__(cls)
-        stream._start(model, contract, model.__class__.__name__, window=window, every=every, flow=flow,
-                      precision=precision, device=device, announce=False, threads=threads,
+        stream._start(InferenceSession(model, contract, model.__class__.__name__), window=window, every=every,
+                      flow=flow, precision=precision, device=device, announce=False, threads=threads,
                       answer_every=answer_every)
         return stream
 
-    def _start(self, model: torch.nn.Module, contract: ModelContract, source: str, *, window: int | None,
-               every: int, flow: str, precision: str, device: str, announce: bool, threads: int | str,
-               answer_every: int) -> None:
-        target = torch.device(device)
-        accelerator = "cpu" if target.type == "cpu" else "cuda"
-        self._model, self._contract, self._source, self._device = model, contract, source, target
-        self._hooks = model.streams_per_frame()
-        self._carries = self._hooks and model.carries_windows()
-        self._threads = ThreadChooser.for_setting(threads) if target.type == "cpu" else None
-        self._configure(contract.clip, window=window, every=every, flow=flow,
-                        classes=class_names(contract.classes, _num_classes(contract)), answer_every=answer_every,
-                        head_classes=contract.label_classes)
-        # the line saying which precision ``auto`` picked, and why: shown with --verbose
-        self._dtype = autocast_dtype(resolve_precision(precision, accelerator,
-                                                       announce=log.info if announce else False))
+    def _start(self, session: InferenceSession, *, window: int | None, every: int, flow: str, precision: str | None,
+               device: str, announce: bool, threads: int | str, answer_every: int) -> None:
+        self._session = session
+        self._model = session.model
+        self._hooks = self._model.streams_per_frame()
+        self._carries = self._hooks and self._model.carries_windows()
+        self._configure(session.contract.clip, window=window, every=every, flow=flow, classes=session.classes,
+                        answer_every=answer_every, head_classes=session.label_classes)
         # batch norms folded, weights in the autocast dtype and channels-last (engine/compute.py):
         # measured on a ResNet-34 at 224 px, one frame in bf16, 2.4x faster than contiguous weights
-        prepare_for_inference(model, channels_last=True, dtype=self._dtype)
-        model.to(target)
+        session.prepare(precision=precision, device=device, channels_last=True)
+        if announce:  # the line saying which precision ``auto`` picked, and why: shown with --verbose
+            session.announce()
+        self._device = session.device
+        self._threads = ThreadChooser.for_setting(threads) if self._device.type == "cpu" else None
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -132,11 +124,10 @@ class Stream(LiveInputs):
         ConvLSTM gate (``sigmoid(-90)``) is a denormal, and fp32 arithmetic on denormals is many
         times slower (measured: the window's recurrence 4x slower on a random-weight ResNet-34
         model); a value below 1.2e-38 changes no answer."""
-        autocast = torch.autocast(self._device.type, self._dtype or torch.float32, enabled=self._dtype is not None)
         flushing = torch.set_flush_denormal(True)
         try:
-            with torch.inference_mode(), autocast, model_reads_its_clip(self._source, self._contract), \
-                    self._threads.chosen() if self._threads is not None else contextlib.nullcontext():
+            threads = self._threads.chosen() if self._threads is not None else contextlib.nullcontext()
+            with self._session.running(), threads:
                 yield
         finally:
             if flushing:  # False where the CPU cannot flush: nothing to restore
@@ -175,11 +166,4 @@ class Stream(LiveInputs):
         logits = out["logits"][0].float().cpu()
         heads = {kind: out[output_key(kind)][0].float().cpu() for kind in self._head_classes if output_key(kind) in out}
         return logits, logits.softmax(dim=0), None if maps is None else maps[0, -1].float().cpu(), heads
-
-
-def _num_classes(contract: ModelContract) -> int:
-    count = contract.model.get("num_classes")
-    if isinstance(count, int) and count > 0:
-        return count
-    return len(contract.classes or []) or 1
 
