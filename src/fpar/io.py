@@ -151,7 +151,8 @@ def exclusive_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
     lock a fresh file while the second still holds the old one. One exception: a lock whose holder
     (the process id recorded beside it, on this host) no longer runs is held only by a process that
     inherited it (an orphaned worker); it is taken over, under a second lock so that two reruns
-    cannot both take it. A lock file or folder that is a symbolic link is refused.
+    cannot both take it. A lock file or folder that is a symbolic link is refused. A held lock is
+    tried again for :data:`LOCK_PATIENCE` seconds, the most a reader (:func:`lock_holder`) holds it.
     """
     from filelock import FileLock, Timeout  # imported here: most users of this module never lock
 
@@ -161,7 +162,7 @@ def exclusive_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
         path.parent.mkdir(parents=True, exist_ok=True)
         for link in (path.parent, path, holder_file):
             refuse_link(link)
-        lock = FileLock(path, timeout=0)
+        lock = FileLock(path, timeout=LOCK_PATIENCE)
         try:
             lock.acquire()
         except Timeout:
@@ -182,6 +183,35 @@ def exclusive_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+# How long a writer waits for a lock before it is refused: long enough for lock_holder's glance.
+LOCK_PATIENCE = 0.5
+
+
+def lock_holder(path: str | os.PathLike) -> str | None:
+    """Who holds the :func:`exclusive_lock` ``path`` now, as its holder says it (``pid N on HOST
+    since ...: COMMAND``); None when no live process holds it: never taken, released, its holder
+    killed, or held only by an orphaned worker of a holder that is gone (a stale lock, which the
+    next writer takes over). Read by trying a shared lock for an instant, never by creating the
+    file; a writer that meets that instant waits for it (:data:`LOCK_PATIENCE`)."""
+    import fcntl
+
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder_file = path.with_name(path.name + ".holder")
+            return None if _holder_is_gone(holder_file) else _holder(holder_file)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
 
 
 def _take_over(path: Path, holder_file: Path):
