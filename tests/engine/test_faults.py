@@ -44,7 +44,7 @@ def train_cli(config, data, out, *overrides) -> int:
 
 def test_a_second_train_into_a_run_folder_being_written_is_refused_naming_the_holder(tiny_yaml, tiny_data, tmp_path,
                                                                                       capsys):
-    from fpar.engine.train import run_folder_lock
+    from fpar.engine.run_folder import run_folder_lock
 
     out = tmp_path / "runs"
     with run_folder_lock(out, "tiny"):  # what a running `fpar train` holds while it writes runs/tiny
