@@ -18,7 +18,7 @@ PACKAGE = SRC / "fpar"
 
 # Lower layers first; a module may import its own layer and the layers before it, never a later one.
 LAYERS = [
-    {"errors", "io", "lazy", "progress"},
+    {"errors", "io", "locking", "lazy", "progress"},
     {"data", "prepare"},
     {"pictures"},
     {"models"},

@@ -72,7 +72,7 @@ def run_train(args: argparse.Namespace) -> int:
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     from fpar.engine.config import dump_config, load_config
-    from fpar.engine.run_folder import resumed_run, train_plan
+    from fpar.engine.run_folder import resumed_run
     from fpar.engine.train import train
 
     overrides = list(args.overrides)
@@ -112,6 +112,22 @@ def refuse_run_folder(config: str) -> None:
 
     if is_run_folder(config):
         raise FparError(f"{config} is a run folder: add --resume to continue it (with its own settings)")
+
+
+def train_plan(run_dir: Path) -> str:
+    """What ``fpar train`` does with ``run_dir`` (``--dry-run`` says it): ``would be created``, or
+    the run's state (fpar runs' word) and whether ``--resume`` continues it."""
+    from fpar.engine.run_folder import LAST_CKPT, RUNNING, lock_file, run_state
+    from fpar.locking import lock_holder
+
+    state = run_state(run_dir)
+    if state is None:
+        return "would be created"
+    if state == RUNNING:
+        return f"{state}: another process writes it ({lock_holder(lock_file(run_dir.parent, run_dir.name))})"
+    if (run_dir / LAST_CKPT).is_file():
+        return f"{state}: --resume continues it from {LAST_CKPT}"
+    return f"{state}, without its resume point ({LAST_CKPT}): train it anew under another name"
 
 
 def run_eval(args: argparse.Namespace) -> int:

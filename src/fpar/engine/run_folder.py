@@ -25,7 +25,8 @@ from fpar.engine.config import (check_overrides, flat_settings, load_config, par
                                 set_dotted, validate_config)
 from fpar.engine.settings import ExperimentSettings
 from fpar.errors import FparError, Interrupted
-from fpar.io import exclusive_lock, inside, lock_holder
+from fpar.io import exclusive_lock, inside
+from fpar.locking import lock_holder
 
 log = logging.getLogger(__name__)
 
@@ -92,13 +93,12 @@ def metrics_rows(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
         return []
     if not isinstance(rows, list):
         return []
-    return [row for row in rows if isinstance(row, dict) and _count(row.get("epoch"))
-            and (row.get("val_accuracy") is None or _finite(row["val_accuracy"]))]
+    return [row for row in rows if isinstance(row, dict) and _number(row.get("epoch"), whole=True)
+            and (row.get("val_accuracy") is None or _number(row["val_accuracy"]))]
 
 
 def saved_config(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """A run's config.yaml as a plain mapping, ``{}`` when it is missing or not a mapping: what a
-    listing shows of a run, never what a run trains with (:func:`resume_config` checks that)."""
+    """A run's config.yaml as it is, for listings (``{}`` if unreadable); never to train with."""
     try:
         config = safe_yaml((Path(run_dir) / RUN_CONFIG).read_text(encoding="utf-8")) or {}
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
@@ -106,12 +106,11 @@ def saved_config(run_dir: str | os.PathLike) -> dict[str, Any]:
     return config if isinstance(config, dict) else {}
 
 
-def _count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def _number(value: Any, whole: bool = False) -> bool:
+    """A finite number (a count when ``whole``), never a bool."""
+    if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
+        return False
+    return value >= 0 if whole else math.isfinite(value)
 
 
 # ---------------------------------------------------------------------------- lock
@@ -296,19 +295,6 @@ def step_words(step: str, state: str | None, done: bool = False) -> str:
     return f"{word} ({state})" if state else word
 
 
-def train_plan(run_dir: Path) -> str:
-    """What ``fpar train`` does with ``run_dir`` (its ``--dry-run`` says it): ``would be created``,
-    or its state and whether ``--resume`` continues it."""
-    state = run_state(run_dir)
-    if state is None:
-        return "would be created"
-    if state == RUNNING:
-        return f"{state}: another process writes it ({lock_holder(lock_file(run_dir.parent, run_dir.name))})"
-    if (run_dir / LAST_CKPT).is_file():
-        return f"{state}: --resume continues it from {LAST_CKPT}"
-    return f"{state}, without its resume point ({LAST_CKPT}): train it anew under another name"
-
-
 def resume_point(run_dir: Path, resume: bool) -> Path | None:
     """The last.ckpt ``train(resume=...)`` continues from, or None to start afresh; one FparError
     line for a folder that holds a run when ``resume`` is not given, or one that cannot be
@@ -375,13 +361,10 @@ def is_run_folder(path: str | os.PathLike) -> bool:
 
 def resumed_run(ref: str | os.PathLike, overrides: list[str] = (), out_dir: str | os.PathLike | None = None
                 ) -> tuple[ExperimentSettings, Path]:
-    """What ``fpar train REF --resume`` continues: ``(settings, out root)``.
-
-    ``REF`` is a run folder (``runs/tiny``), or a config whose run folder under ``out_dir`` exists:
-    either way the run's saved ``config.yaml`` is read (:func:`resume_config`), so the overrides of
-    the first call need not be typed again; ``overrides`` may change only the keys
-    :data:`RESUME_CHANGEABLE` names. A config whose run folder does not exist yet starts afresh, as
-    ``train(resume=True)`` does."""
+    """What ``fpar train REF --resume`` continues: ``(settings, out root)``. ``REF`` is a run folder,
+    or a config whose run folder under ``out_dir`` exists: either way its saved ``config.yaml`` is
+    read (:func:`resume_config`; the first call's overrides are not typed again). A config whose run
+    folder does not exist yet starts afresh, as ``train(resume=True)`` does."""
     path = Path(ref).expanduser()
     if is_run_folder(path):
         return resume_config(path, overrides), path.parent
