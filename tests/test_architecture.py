@@ -18,7 +18,7 @@ PACKAGE = SRC / "fpar"
 
 # Lower layers first; a module may import its own layer and the layers before it, never a later one.
 LAYERS = [
-    {"errors", "io", "lazy", "progress"},
+    {"errors", "io", "locking", "lazy", "progress"},
     {"data", "prepare"},
     {"pictures"},
     {"models"},
@@ -277,11 +277,11 @@ def _owned_values() -> list[tuple[str, str, tuple]]:
     from fpar.data.frames import FLOW_BOUND
     from fpar.data.layouts import LAYOUTS
     from fpar.data.store import format as store_format
-    from fpar.engine import metric_registry, run_files
+    from fpar.engine import metric_registry
+    from fpar.engine.run_folder import RUN_FILES
 
     store_files = (store_format.INDEX_NAME, store_format.TABLE_NAME, store_format.SOURCES_NAME,
                    store_format.PROGRESS_NAME, store_format.ENTRIES_NAME, store_format.MERGE_NAME)
-    run_folder = tuple(value for name, value in vars(run_files).items() if name.isupper())
     # every name a metric goes by (in results, a protocol's files, Lightning's log) and every key and
     # column a validation number is logged under (val/acc, val_accuracy, val/verb_acc, ...)
     metric_names = tuple(dict.fromkeys(name for metric in metric_registry.METRICS.values()
@@ -290,14 +290,10 @@ def _owned_values() -> list[tuple[str, str, tuple]]:
     logged = tuple(name for key, column, _ in metric_registry.validation_numbers() for name in (key, column))
     return [("layout name", "data/layouts/", LAYOUTS), ("store file", "data/store/", store_files),
             ("export file", "checkpoint.py", (EXPORT_WEIGHTS, EXPORT_ONNX, EXPORT_CONTRACT)),
-            ("flow bound", "data/frames.py", (FLOW_BOUND,)), ("run-folder file", "engine/run_files.py", run_folder),
+            ("flow bound", "data/frames.py", (FLOW_BOUND,)), ("run-folder file", "engine/run_folder.py", RUN_FILES),
             ("metric name", "engine/metric_registry.py", metric_names),
             ("logged metric key", "engine/metric_registry.py", logged)]
 
-
-# Modules that still spell out run-folder file names; each reads fpar.engine.run_files once next edited.
-RUN_FILE_NAMES_SPELLED_OUT = {"engine/train.py", "engine/callbacks.py", "workflows/runs.py", "workflows/recipe.py",
-                              "cli/engine_commands.py"}
 
 
 def _literal_copies(package: Path = PACKAGE) -> list[str]:
@@ -314,7 +310,7 @@ def _literal_copies(package: Path = PACKAGE) -> list[str]:
             if not isinstance(node, ast.Constant) or id(node) in docs or isinstance(node.value, bool):
                 continue
             for what, owner, values in _owned_values():
-                if relative.startswith(owner) or (what == "run-folder file" and relative in RUN_FILE_NAMES_SPELLED_OUT):
+                if relative.startswith(owner):
                     continue
                 if any(type(node.value) is type(value) and node.value == value for value in values):
                     found.append(f"{relative}:{node.lineno}: {what} {node.value!r} (owned by {owner})")

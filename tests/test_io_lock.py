@@ -4,6 +4,7 @@ import pytest
 
 from fpar.errors import FparError
 from fpar.io import exclusive_lock
+from fpar.locking import lock_holder
 
 
 def test_second_holder_is_refused_and_the_lock_is_free_again_after(tmp_path):
@@ -27,11 +28,13 @@ def test_the_second_writer_is_told_who_holds_the_lock(tmp_path):
                               stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     try:
         assert holder.stdout.readline().strip() == "held"
+        assert lock_holder(lock).startswith(f"pid {holder.pid} on ")  # what `fpar runs` reads as running
         with pytest.raises(FparError, match=rf"run: another process is writing it \(lock {lock} is held by pid {holder.pid} on "):
             with exclusive_lock(lock, "run"):
                 pass
     finally:
         holder.kill()
         holder.wait()
+    assert lock.with_name("run.lock.holder").is_file() and lock_holder(lock) is None  # stale: nobody holds it
     with exclusive_lock(lock, "run"):  # a killed holder's lock is free: the OS released it
         pass

@@ -93,7 +93,7 @@ def test_the_installed_wheel_lists_configs_and_runs_a_recipe_outside_the_source_
         "  - {name: rgb, config: synthetic/rgb-attention_r18_8f_stage2}\n"
         "  - {name: ms, config: synthetic/rgb-ms-reg-mse_r18_8f_stage2, init_from: {stage: rgb}}\n")
     log = _run([fpar, "run", "mine.yaml", "--data", "data", "--out", "runs", *TINY_RUN], cwd)
-    assert log.count(": trained (") == 2, log
+    assert log.count(": trained, ") == 2, log
     best = cwd / "runs" / "rgb-ms-reg-mse_r18_8f_stage2" / "best.ckpt"
     _run([fpar, "export", str(best), "shared"], cwd)
     scores = json.loads(_run([fpar, "eval", "shared", "--data", "data", "--json"], cwd))

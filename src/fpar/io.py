@@ -6,13 +6,11 @@ of torch files (docs/reliability.md)."""
 from __future__ import annotations
 
 import contextlib
-import datetime
 import errno
 import os
 import pickle
 import re
 import shutil
-import socket
 import struct
 import sys
 import tempfile
@@ -21,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from fpar.errors import FparError
+from fpar.locking import LOCK_PATIENCE, holder_file_of, holder_line, holder_of, take_over
 
 
 # Errors of the file system rather than of the program: the user can act on them (free space, fix
@@ -151,74 +150,38 @@ def exclusive_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
     lock a fresh file while the second still holds the old one. One exception: a lock whose holder
     (the process id recorded beside it, on this host) no longer runs is held only by a process that
     inherited it (an orphaned worker); it is taken over, under a second lock so that two reruns
-    cannot both take it. A lock file or folder that is a symbolic link is refused.
+    cannot both take it (:mod:`fpar.locking`). A lock file or folder that is a symbolic link is
+    refused. A held lock is tried again for :data:`fpar.locking.LOCK_PATIENCE` seconds, the most a
+    reader (:func:`fpar.locking.lock_holder`) holds it.
     """
     from filelock import FileLock, Timeout  # imported here: most users of this module never lock
 
     path = Path(path)
-    holder_file = path.with_name(path.name + ".holder")
+    holder_file = holder_file_of(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         for link in (path.parent, path, holder_file):
             refuse_link(link)
-        lock = FileLock(path, timeout=0)
+        lock = FileLock(path, timeout=LOCK_PATIENCE)
         try:
             lock.acquire()
         except Timeout:
-            lock = _take_over(path, holder_file)
+            lock = take_over(path, holder_file)
             if lock is None:
                 raise
     except Timeout:
-        raise FparError(f"{what}: another process is writing it (lock {path} is held by {_holder(holder_file)}); "
+        raise FparError(f"{what}: another process is writing it (lock {path} is held by {holder_of(holder_file)}); "
                         "wait for it or stop it first") from None
     except OSError as exc:
         raise FparError(f"{path}: cannot create lock file ({exc.strerror or exc})") from None
     try:
         try:  # who holds it, for the message a second writer gets; the lock itself is the flock
-            write_text(holder_file, f"pid {os.getpid()} on {socket.gethostname()} since "
-                                    f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M:%S')}: {_command_line()}")
+            write_text(holder_file, holder_line())
         except FparError:
             pass  # a lock whose holder cannot be recorded still locks
         yield
     finally:
         lock.release()
-
-
-def _take_over(path: Path, holder_file: Path):
-    """A fresh lock in place of ``path`` when its recorded holder no longer runs, else None."""
-    from filelock import FileLock, Timeout
-
-    if not _holder_is_gone(holder_file):
-        return None
-    with FileLock(path.with_name(path.name + ".takeover"), timeout=10):
-        lock = FileLock(path, timeout=0)
-        try:  # another rerun may have taken it over while this one waited
-            lock.acquire()
-            return lock
-        except Timeout:
-            if not _holder_is_gone(holder_file):
-                return None
-        path.unlink(missing_ok=True)
-        lock = FileLock(path, timeout=0)
-        lock.acquire()
-        return lock
-
-
-def _holder_is_gone(holder_file: Path) -> bool:
-    """Whether the holder file names a process of this host that no longer runs."""
-    try:
-        found = re.match(r"pid (\d+) on (\S+) since", holder_file.read_text())
-    except (OSError, UnicodeDecodeError):
-        return False
-    if found is None or found.group(2) != socket.gethostname() or int(found.group(1)) == os.getpid():
-        return False
-    try:
-        os.kill(int(found.group(1)), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # runs, under another user
-        return False
-    return False
 
 
 def output_lock(path: str | os.PathLike, what: str) -> contextlib.AbstractContextManager:
@@ -342,18 +305,6 @@ def die_with_parent(parent: int) -> None:
         return
     if os.getppid() != parent:  # the parent died before the request took effect
         os._exit(1)
-
-
-def _command_line() -> str:
-    name = os.path.basename(sys.argv[0]) if sys.argv else "python"
-    return " ".join(["fpar" if name == "__main__.py" else name, *sys.argv[1:]])[:300]
-
-
-def _holder(holder_file: Path) -> str:
-    try:
-        return holder_file.read_text().strip()
-    except OSError:
-        return "a process that did not say which"
 
 
 def _umask() -> int:

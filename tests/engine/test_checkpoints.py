@@ -12,7 +12,8 @@ from fpar.cli import main
 from fpar.data import ClipSettings
 from fpar.engine.evaluate import evaluate
 from fpar.engine.predict import predict_video
-from fpar.engine.train import load_init_weights, resolve_init_from, train
+from fpar.engine.init_weights import load_init_weights, resolve_init_from
+from fpar.engine.train import train
 from fpar.models import build_model
 
 from helpers.tiny import CLASSES, tiny_config

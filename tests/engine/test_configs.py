@@ -9,7 +9,7 @@ import yaml
 from fpar.checkpoint import save_checkpoint
 from fpar.engine.config import CONFIG_DIR as CONFIGS, load_config
 from fpar.engine.module import model_spec
-from fpar.engine.train import load_init_weights
+from fpar.engine.init_weights import load_init_weights
 from fpar.models import build_model
 
 EXPERIMENTS = sorted(p for folder in ("gtea61", "synthetic") for p in (CONFIGS / folder).glob("*.yaml"))

@@ -44,7 +44,7 @@ def train_cli(config, data, out, *overrides) -> int:
 
 def test_a_second_train_into_a_run_folder_being_written_is_refused_naming_the_holder(tiny_yaml, tiny_data, tmp_path,
                                                                                       capsys):
-    from fpar.engine.train import run_folder_lock
+    from fpar.engine.run_folder import run_folder_lock
 
     out = tmp_path / "runs"
     with run_folder_lock(out, "tiny"):  # what a running `fpar train` holds while it writes runs/tiny
@@ -99,6 +99,27 @@ def test_a_corrupt_frame_read_by_a_training_worker_is_one_line_naming_it(tiny_ya
     assert train_cli(tiny_yaml, data_copy, tmp_path / "runs", "data.workers=2") == 1
     assert one_line_error(capsys) == f"fpar: error: instance S1/close_red/1: {bad}: corrupt image (cannot decode)"
     assert not (tmp_path / "runs" / "tiny").exists()  # and no half run folder is left
+
+
+def test_a_run_stopped_by_an_error_after_its_first_epoch_is_failed_and_resumes_once_fixed(tiny_yaml, data_copy,
+                                                                                          tmp_path, capsys):
+    import json
+
+    out = tmp_path / "runs"
+    assert train_cli(tiny_yaml, data_copy, out, "trainer.epochs=1") == 0
+    clip = data_copy / "processed_frames" / "S1" / "close_red" / "1" / "rgb"
+    frames = {path: path.read_bytes() for path in clip.glob("*.png")}
+    for path in frames:
+        corrupt(path)
+    assert train_cli(tiny_yaml, data_copy, out, "--resume", "trainer.epochs=2") == 1
+    error = one_line_error(capsys).removeprefix("fpar: error: ")
+    assert (out / "tiny" / "train.log").read_text().splitlines()[-1][20:] == f"failed: {error}"
+    assert main(["runs", str(out), "--json"]) == 0
+    assert [run["state"] for run in json.loads(capsys.readouterr().out)] == ["failed"]
+    for path, image in frames.items():  # the data fixed: --resume continues from the epoch kept
+        path.write_bytes(image)
+    assert train_cli(tiny_yaml, data_copy, out, "--resume", "trainer.epochs=2") == 0
+    assert capsys.readouterr().out.startswith("tiny: finished after 2 epochs, ")
 
 
 def test_a_corrupt_frame_read_by_an_evaluation_worker_is_one_line_naming_it(trained_run, data_copy, capsys):

@@ -37,7 +37,7 @@ def test_resume_from_the_run_folder_needs_no_override_of_the_first_call(trained_
     assert [row["epoch"] for row in rows] == [1, 2, 3]
     resumed = yaml.safe_load((run / "config.yaml").read_text())
     assert resumed["trainer"]["epochs"] == 3 and resumed["optimizer"] == saved["optimizer"]
-    assert "3 epochs" in capsys.readouterr().out
+    assert "flow-tiny: finished after 3 epochs, best validation accuracy " in capsys.readouterr().out
 
     log = (run / "train.log").read_text().splitlines()
     assert any(re.fullmatch(TIME + r"resuming flow-tiny in .*", line) for line in log)
@@ -51,7 +51,7 @@ def test_resume_with_a_config_reads_the_saved_settings(trained_run, tmp_path, ca
     config = write_config(tmp_path / "flow.yaml", flow_config(experiment="flow-tiny", optimizer={"lr": 0.5}))
     assert main(["train", str(config), "--resume", "--out", str(run.parent), "--dry-run"]) == 0
     printed = capsys.readouterr().out
-    assert "exists: --resume continues it" in printed
+    assert printed.startswith(f"# run folder {run} (finished: --resume continues it from last.ckpt)")
     assert yaml.safe_load(printed)["optimizer"]["lr"] == trained_run["config"]["optimizer"]["lr"]
 
 
@@ -92,19 +92,22 @@ def test_fpar_runs_lists_state_epochs_and_best_score(trained_run, tmp_path, caps
     failed.mkdir()
     shutil.copy(finished / "config.yaml", failed)
     (failed / "train.log").write_text("2026-01-01 00:00:00 training failed in x\n"
-                                      "2026-01-01 00:00:01 stopped: corrupt frame\n")
+                                      "2026-01-01 00:00:01 failed: corrupt frame\n")
+    older = tmp_path / "runs" / "older"  # an error's line as fpar wrote it before the states' words
+    shutil.copytree(failed, older)
+    (older / "train.log").write_text((older / "train.log").read_text().replace("failed:", "stopped:"))
 
     assert main(["runs", str(tmp_path / "runs"), "--json"]) == 0
     runs = {Path(run["run"]).name: run for run in json.loads(capsys.readouterr().out)}
     assert {name: run["state"] for name, run in runs.items()} == {
-        "flow-tiny": "finished", "killed": "resumable", "failed": "failed"}
+        "flow-tiny": "finished", "killed": "interrupted", "failed": "failed", "older": "failed"}
     assert runs["flow-tiny"]["model"] == "flow_resnet" and runs["flow-tiny"]["stage"] == "flow"
     assert (runs["flow-tiny"]["epochs"], runs["flow-tiny"]["of"]) == (2, 2)
     assert runs["flow-tiny"]["best_val_accuracy"] == pytest.approx(trained_run["best_val_accuracy"])
     assert main(["runs", str(tmp_path / "runs")]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split() == ["run", "model", "stage", "selection", "epochs", "best", "val", "state"]
-    assert len(table) == 4
+    assert len(table) == 5
 
 
 # ---------------------------------------------------------------------------- hints

@@ -1,7 +1,8 @@
 """What schedulers and users do to a running command: SIGTERM (SLURM, Kubernetes, ``timeout``,
 ``kill``) and SIGINT (Ctrl-C), sent for real to a real ``fpar`` process. The command stops with one
 line and exit 143 / 130, keeps what resumes, leaves no temporary file, and the run folder says
-``interrupted`` (docs/reliability.md, "Signals")."""
+``interrupted`` (``running`` while it ran) to ``fpar runs``, recipes and protocols alike
+(docs/reliability.md, "Signals")."""
 
 from __future__ import annotations
 
@@ -25,8 +26,10 @@ def fpar(*args: str, **kwargs) -> subprocess.CompletedProcess:
                           text=True, timeout=300, **kwargs)
 
 
-def stop_when(args: list, ready: Callable[[], bool], sig: int, timeout: float = 240) -> tuple[int, str]:
-    """Start ``fpar ARGS``, send ``sig`` once ``ready()`` holds, and return (exit status, stderr)."""
+def stop_when(args: list, ready: Callable[[], bool], sig: int, timeout: float = 240,
+              while_running: Callable[[], None] = lambda: None) -> tuple[int, str]:
+    """Start ``fpar ARGS``, call ``while_running()`` once ``ready()`` holds, then send ``sig``; return
+    (exit status, stderr)."""
     process = subprocess.Popen([sys.executable, "-m", "fpar", *map(str, args)], env=subprocess_env(),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -35,6 +38,8 @@ def stop_when(args: list, ready: Callable[[], bool], sig: int, timeout: float = 
             assert process.poll() is None, f"ended before the signal: {process.communicate()}"
             assert time.monotonic() < deadline, "never got ready"
             time.sleep(0.05)
+        while_running()
+        assert process.poll() is None, "ended before the signal"
         process.send_signal(sig)
         _, err = process.communicate(timeout=120)
     finally:
@@ -57,9 +62,12 @@ def test_train_stopped_by_a_signal_is_interrupted_and_resumes(tmp_path, tiny_dat
     config = write_config(tmp_path / "tiny.yaml", tiny_config(trainer={"epochs": 30}))
     out = tmp_path / "runs"
     run = out / "tiny"
+    seen = []  # fpar runs while the run writes its folder
     code, err = stop_when(["train", config, "--data", tiny_data, "--out", out, "--no-progress"],
-                          lambda: (run / "last.ckpt").is_file(), sig)
+                          lambda: (run / "last.ckpt").is_file(), sig,
+                          while_running=lambda: seen.append(json.loads(fpar("runs", out, "--json").stdout)))
     assert code == EXIT[sig], err
+    assert [r["state"] for r in seen[0]] == ["running"]
     assert "Traceback" not in err and "Received SIGTERM" not in err
     name = signal.Signals(sig).name
     line, = error_lines(err)
@@ -72,6 +80,7 @@ def test_train_stopped_by_a_signal_is_interrupted_and_resumes(tmp_path, tiny_dat
     assert [r["state"] for r in listed] == ["interrupted"]
     done = fpar("train", run, "--resume", "trainer.epochs=2", "--no-progress")  # the resume point is whole
     assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("tiny: finished after 2 epochs, ")  # the CLI's summary, in the same words
     assert [r["state"] for r in json.loads(fpar("runs", out, "--json").stdout)] == ["finished"]
 
 
@@ -106,7 +115,8 @@ def test_a_sweep_stopped_by_sigterm_names_the_run_and_keeps_it_resumable(tmp_pat
     assert line.endswith("/30; finished runs are kept and this one resumes: run the same command again"), line
     assert [r["state"] for r in json.loads(fpar("runs", out, "--json").stdout)] == ["interrupted"]
     plan = fpar(*args, "--dry-run")  # the same command resumes the stopped run and trains the other
-    assert plan.returncode == 0 and [line.split()[1] for line in plan.stdout.splitlines()[1:3]] == ["resume", "train"]
+    assert plan.returncode == 0 and [line.split()[1:3] for line in plan.stdout.splitlines()[1:3]] == [
+        ["resume", "(interrupted)"], ["train", tiny_config()["model"]["name"]]]
 
 
 @pytest.fixture(scope="module")
@@ -194,6 +204,9 @@ def test_a_recipe_stopped_by_sigterm_names_the_stage(tmp_path, tiny_data):
     assert line.startswith("fpar: interrupted by SIGTERM in stage 1/2 (first) after epoch ") and line.endswith(
         "/30; finished runs are kept and this one resumes: run the same command again"), line
     assert [r["state"] for r in json.loads(fpar("runs", out, "--json").stdout)] == ["interrupted"]
+    plan = fpar("run", recipe, "--data", tiny_data, "--out", out, "--dry-run")  # the recipe's words for it
+    assert plan.returncode == 0 and [line.split()[1:3] for line in plan.stdout.splitlines()[1:3]] == [
+        ["resume", "(interrupted)"], ["train", tiny_config()["model"]["name"]]]
 
 
 def test_a_train_refused_after_reading_its_dataset_leaves_nothing(tmp_path, tiny_data):
@@ -226,4 +239,6 @@ def test_a_protocol_stopped_by_a_signal_names_its_run_and_the_same_command_finis
     assert done.returncode != 0 and "trainer.epochs" in done.stderr
     done = fpar(*args)  # the same command resumes the stopped run and trains the others
     assert done.returncode == 0, done.stderr
+    assert [line.split(": ", 1)[1].split(",")[0] for line in done.stdout.splitlines() if line.startswith("    ")] \
+        == ["resumed (interrupted)", "trained", "trained"]
     assert json.loads((out / "protocol.json").read_text())["top1"]["n"] == 3

@@ -11,7 +11,8 @@ import torch
 from fpar.checkpoint import load_checkpoint, load_model, save_checkpoint
 from fpar.data.settings import ClipSettings
 from fpar.engine.config import load_config
-from fpar.engine.train import load_init_weights, resolve_init_from, train
+from fpar.engine.init_weights import load_init_weights, resolve_init_from
+from fpar.engine.train import train
 from fpar.errors import FparError
 from fpar.models import build_model
 

@@ -1,12 +1,12 @@
 """A stand-in for ``fpar.engine.train.train`` for the tests of jobs made of runs (recipes, sweeps,
-run folders): it writes the files a run leaves, named by ``fpar.engine.run_files``, and records each call."""
+run folders): it writes the files a run leaves, named by ``fpar.engine.run_folder``, and records each call."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from fpar.engine.config import dump_config
-from fpar.engine.run_files import BEST_CKPT, LAST_CKPT, RUN_CONFIG
+from fpar.engine.run_folder import BEST_CKPT, FINISHED, LAST_CKPT, RUN_CONFIG
 
 
 class FakeTrain:
@@ -25,5 +25,5 @@ class FakeTrain:
         if config.experiment == self.interrupt:
             raise KeyboardInterrupt
         (run_dir / BEST_CKPT).write_text("weights")
-        return {"run_dir": str(run_dir), "best_ckpt": str(run_dir / BEST_CKPT),
+        return {"run_dir": str(run_dir), "state": FINISHED, "best_ckpt": str(run_dir / BEST_CKPT),
                 "last_ckpt": str(run_dir / LAST_CKPT), "best_val_accuracy": 0.5, "epochs_done": 3, "metrics": []}

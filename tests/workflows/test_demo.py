@@ -28,7 +28,7 @@ def test_toy_demo_writes_one_table_for_all_five_models(tmp_path, monkeypatch):
     # again: the dataset and every finished run are reused
     lines.clear()
     demo.run_demo(out, synth=TOY_SYNTH, overrides=TOY, log=lines.append)
-    assert lines[0].startswith("dataset: reusing") and sum(": finished (" in line for line in lines) == 5
+    assert lines[0].startswith("dataset: reusing") and sum(": skipped (finished), " in line for line in lines) == 5
 
 
 def test_table_rows_and_durations():

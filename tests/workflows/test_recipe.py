@@ -4,6 +4,7 @@ import pytest
 
 from fpar.workflows import recipe
 from fpar.engine.config import CONFIG_DIR as CONFIGS
+from fpar.engine.run_folder import FINISHED, INTERRUPTED
 from fpar.errors import FparError
 from helpers.fake_train import FakeTrain
 
@@ -21,7 +22,8 @@ def test_stages_chain_skip_when_done_and_resume_when_interrupted(tmp_path, monke
     fake.calls.clear()
     fake.interrupt = None
     results = recipe.run_recipe(TWO_STREAM, out_dir=tmp_path, log=lambda _: None)
-    assert [r["state"] for r in results] == ["done", "done", "partial", "new"]
+    assert [(r["state"], r["step"]) for r in results] == [(FINISHED, "skip"), (FINISHED, "skip"),
+                                                          (INTERRUPTED, "resume"), (None, "train")]
     assert fake.calls == [
         ("flow_r34_5s_flow300", True, None),
         ("two-stream_r34_16f_joint", False, {"flow_model": "flow_r34_5s_flow300/best.ckpt",
@@ -30,13 +32,13 @@ def test_stages_chain_skip_when_done_and_resume_when_interrupted(tmp_path, monke
     assert all(r["best_val_accuracy"] == 0.5 for r in results)
 
     fake.calls.clear()
-    assert [r["state"] for r in recipe.run_recipe(TWO_STREAM, out_dir=tmp_path, log=lambda _: None)] == ["done"] * 4
+    assert [r["state"] for r in recipe.run_recipe(TWO_STREAM, out_dir=tmp_path, log=lambda _: None)] == [FINISHED] * 4
     assert fake.calls == []
 
 
 def test_a_stage_trained_to_its_end_by_fpar_train_is_reported_finished(tmp_path, monkeypatch):
     # `fpar train` finished the first stage (its train.log says so, no summary.json yet): the recipe
-    # lets it resume (nothing left to train, its summary written) and says "finished", not "resumed"
+    # lets it resume (nothing left to train, its summary written) and says it found it finished
     fake = FakeTrain(interrupt="rgb-attention_r34_16f_stage1")
     monkeypatch.setattr(recipe, "_train", fake)
     with pytest.raises(KeyboardInterrupt):
@@ -47,12 +49,13 @@ def test_a_stage_trained_to_its_end_by_fpar_train_is_reported_finished(tmp_path,
     fake.interrupt, lines = "rgb-attention_r34_16f_stage2", []
     with pytest.raises(KeyboardInterrupt):
         recipe.run_recipe(TWO_STREAM, out_dir=tmp_path, log=lines.append)
-    assert lines[1].startswith("[1/4] rgb_stage1: finished (")
+    assert lines[1].startswith("[1/4] rgb_stage1: skipped (finished), ")
     # the interrupted second stage, when run again: resumed, then the others trained
     fake.interrupt, lines = None, []
-    states = [r["state"] for r in recipe.run_recipe(TWO_STREAM, out_dir=tmp_path, log=lines.append)]
-    assert states == ["done", "partial", "new", "new"]
-    assert [recipe.STATE_WORDS[s] for s in states] == ["finished", "resumed", "trained", "trained"]
+    results = recipe.run_recipe(TWO_STREAM, out_dir=tmp_path, log=lines.append)
+    assert [r["state"] for r in results] == [FINISHED, INTERRUPTED, None, None]
+    assert [line.split(": ", 1)[1].split(",")[0] for line in lines[1::2]] == [
+        "skipped (finished)", "resumed (interrupted)", "trained", "trained"]
 
 
 def test_a_finished_run_is_not_reused_for_other_settings(tmp_path, monkeypatch):
@@ -61,7 +64,7 @@ def test_a_finished_run_is_not_reused_for_other_settings(tmp_path, monkeypatch):
     recipe.run_recipe(TWO_STREAM, out_dir=tmp_path, log=lambda _: None)
     # runtime settings may change; what the run computes may not
     again = recipe.run_recipe(TWO_STREAM, out_dir=tmp_path, overrides=["data.workers=0"], log=lambda _: None)
-    assert [r["state"] for r in again] == ["done"] * 4
+    assert [r["state"] for r in again] == [FINISHED] * 4
     with pytest.raises(FparError, match=r"trained with other settings \(optimizer.lr: 0.001 -> 0.5"):
         recipe.run_recipe(TWO_STREAM, out_dir=tmp_path, overrides=["optimizer.lr=0.5"], log=lambda _: None)
 

@@ -49,11 +49,11 @@ def list_command(args: argparse.Namespace) -> int:
 
 
 def show_command(args: argparse.Namespace) -> int:
-    from fpar.engine.config import config_sources, dump_config, find_config, load_config, load_config_or_run
-    from fpar.engine.run_files import RUN_CONFIG
+    from fpar.engine.config import config_sources, dump_config, find_config, load_config
+    from fpar.engine.run_folder import RUN_CONFIG, is_run_folder, load_config_or_run
 
     folder = Path(args.config).expanduser()
-    if folder.is_dir() and (folder / RUN_CONFIG).is_file():  # a run folder: the settings it was trained with
+    if is_run_folder(folder):  # a run folder: the settings it was trained with
         config = load_config_or_run(folder, args.overrides)
         print(f"# {folder / RUN_CONFIG} (run folder {folder})")
         print(dump_config(config), end="")
@@ -92,7 +92,8 @@ def _with_sources(text: str, sources: dict[str, str]) -> str:
 
 
 def diff_command(args: argparse.Namespace) -> int:
-    from fpar.engine.config import config_diff, load_config_or_run
+    from fpar.engine.config import config_diff
+    from fpar.engine.run_folder import load_config_or_run
 
     changes = config_diff(load_config_or_run(args.a), load_config_or_run(args.b))
     if not changes:

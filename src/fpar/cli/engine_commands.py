@@ -10,6 +10,7 @@ from fpar.cli.common import (MAX_PROCESSES, accelerator_for, add_compute_options
                              require_device)
 from fpar.data.transforms import VIEWS
 from fpar.engine.metric_registry import METRICS, metrics_text
+from fpar.engine.run_folder import DEFAULT_OUT
 from fpar.engine.settings import PRECISIONS
 
 
@@ -25,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("overrides", nargs="*", metavar="key.sub=value",
                        help="config overrides, values in YAML (e.g. trainer.epochs=10 optimizer.lr=1e-3)")
     train.add_argument("--data", metavar="ROOT", help="dataset root (overrides data.root)")
-    train.add_argument("--out", metavar="DIR", help="runs folder (default: runs)")
+    train.add_argument("--out", metavar="DIR", help=f"runs folder (default: {DEFAULT_OUT})")
     train.add_argument("--resume", action="store_true",
                        help="continue the run from its last.ckpt, with the settings saved in its config.yaml "
                             "(overrides may change only what a resumed run may: trainer.epochs, devices, loggers, ...)")
@@ -71,7 +72,8 @@ def run_train(args: argparse.Namespace) -> int:
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     from fpar.engine.config import dump_config, load_config
-    from fpar.engine.train import DEFAULT_OUT, resumed_run, train
+    from fpar.engine.run_folder import resumed_run
+    from fpar.engine.train import train
 
     overrides = list(args.overrides)
     if args.device:
@@ -85,8 +87,7 @@ def run_train(args: argparse.Namespace) -> int:
         config = load_config(args.config, overrides)
     if args.dry_run:
         run_dir = Path(out or DEFAULT_OUT) / config.experiment
-        state = run_state(run_dir)
-        print(f"# run folder {run_dir} ({state}); settings (before --data/--devices/--num-nodes/--precision):")
+        print(f"# run folder {run_dir} ({train_plan(run_dir)}); settings (before --data/--devices/--num-nodes/--precision):")
         print(dump_config(config), end="")
         return 0
     result = train(config, data_root=args.data, out_dir=out, resume=args.resume, devices=args.devices,
@@ -95,9 +96,9 @@ def run_train(args: argparse.Namespace) -> int:
         best = result["best_val_accuracy"]
         from fpar.engine.selection import describe
 
-        epochs = result["epochs_done"]
-        print(f"{config.experiment}: {epochs} epoch{'s' * (epochs != 1)}, best validation accuracy "
-              f"{'-' if best is None else f'{100 * best:.1f}%'}")
+        epochs = result["epochs_done"]  # the run folder's state, as fpar runs says it
+        print(f"{config.experiment}: {result['state']} after {epochs} epoch{'s' * (epochs != 1)}, best validation "
+              f"accuracy {'-' if best is None else f'{100 * best:.1f}%'}")
         print(f"  selection      {describe(config.selection.model_dump(), config.trainer.seed)}")
         print(f"  run directory  {result['run_dir']}")
         print(f"  best           {result['best_ckpt'] or '(no validation yet)'}")
@@ -106,19 +107,27 @@ def run_train(args: argparse.Namespace) -> int:
 
 def refuse_run_folder(config: str) -> None:
     """A run folder given without --resume: say what to add rather than "config not found"."""
+    from fpar.engine.run_folder import is_run_folder
     from fpar.errors import FparError
 
-    if Path(config).is_dir() and (Path(config) / "config.yaml").is_file():
+    if is_run_folder(config):
         raise FparError(f"{config} is a run folder: add --resume to continue it (with its own settings)")
 
 
-def run_state(run_dir: Path) -> str:
-    """What ``fpar train`` would do with ``run_dir``: start it, or continue it."""
-    if (run_dir / "last.ckpt").is_file():
-        return "exists: --resume continues it from last.ckpt"
-    if (run_dir / "best.ckpt").is_file():
-        return "exists, finished without its resume point"
-    return "would be created"
+def train_plan(run_dir: Path) -> str:
+    """What ``fpar train`` does with ``run_dir`` (``--dry-run`` says it): ``would be created``, or
+    the run's state (fpar runs' word) and whether ``--resume`` continues it."""
+    from fpar.engine.run_folder import LAST_CKPT, RUNNING, lock_file, run_state
+    from fpar.locking import lock_holder
+
+    state = run_state(run_dir)
+    if state is None:
+        return "would be created"
+    if state == RUNNING:
+        return f"{state}: another process writes it ({lock_holder(lock_file(run_dir.parent, run_dir.name))})"
+    if (run_dir / LAST_CKPT).is_file():
+        return f"{state}: --resume continues it from {LAST_CKPT}"
+    return f"{state}, without its resume point ({LAST_CKPT}): train it anew under another name"
 
 
 def run_eval(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import argparse
 
 from fpar.cli.common import (MAX_PROCESSES, accelerator_for, add_compute_options, at_least, devices, intermixed,
                              require_device)
+from fpar.engine.run_folder import DEFAULT_OUT
 from fpar.engine.settings import PRECISIONS
 
 
@@ -45,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", dest="data_root", metavar="ROOT", help="dataset root (overrides data.root)")
-    parser.add_argument("--out", default="runs", metavar="DIR", help="root of the run directories (default %(default)s)")
+    parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help="root of the run directories (default %(default)s)")
     parser.add_argument("--devices", type=devices, metavar="N", help="devices per node, int or auto "
                         "(overrides trainer.devices)")
     parser.add_argument("--num-nodes", type=at_least(1, MAX_PROCESSES), metavar="N", help="nodes (overrides trainer.num_nodes)")
@@ -68,7 +69,8 @@ def _scale_kwargs(args: argparse.Namespace) -> dict:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from fpar.workflows.recipe import STATE_WORDS, format_accuracy, load_recipe, run_recipe
+    from fpar.engine.run_folder import step_words
+    from fpar.workflows.recipe import format_accuracy, load_recipe, run_recipe
 
     if args.dry_run:
         _print_plan([stage["config"] for stage in load_recipe(args.recipe, _device_overrides(args))], args.out)
@@ -76,7 +78,7 @@ def _run(args: argparse.Namespace) -> int:
     results = run_recipe(args.recipe, overrides=_device_overrides(args), **_scale_kwargs(args))
     print()
     print(_table(("stage", "run", "", "epochs", "best val"),
-                 [(r["stage"], r["run_dir"], STATE_WORDS[r["state"]], r["epochs_done"],
+                 [(r["stage"], r["run_dir"], step_words(r["step"], r["state"], done=True), r["epochs_done"],
                    format_accuracy(r["best_val_accuracy"])) for r in results]))
     return 0
 
@@ -95,13 +97,14 @@ def _print_plan(configs: list, out: str) -> None:
     """``--dry-run``: each run with what would happen to it and the settings that differ most often."""
     from pathlib import Path
 
-    from fpar.workflows.recipe import run_state
+    from fpar.engine.run_folder import next_step, run_state, step_words
 
-    verb = {"done": "skip (finished)", "partial": "resume", "new": "train"}
     rows = []
     for config in configs:
         tr, opt = config.trainer, config.optimizer
-        rows.append((str(Path(out) / config.experiment), verb[run_state(Path(out) / config.experiment)],
+        run_dir = Path(out) / config.experiment
+        state = run_state(run_dir)
+        rows.append((str(run_dir), step_words(next_step(run_dir, state), state),
                      config.model.name, config.stage.name, tr.epochs, tr.batch_size, f"{opt.name} {opt.lr:g}",
                      tr.accelerator))
     print(_table(("run", "would", "model", "stage", "epochs", "batch", "optimizer", "accelerator"), rows))

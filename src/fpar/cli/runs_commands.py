@@ -6,13 +6,14 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from fpar.engine.run_folder import DEFAULT_OUT, STATES
+
+    states = "; ".join(f"{state}: {meaning}" for state, meaning in STATES.items())
     runs = subparsers.add_parser(
         "runs", help="list the runs under a folder: model, stage, epochs, best validation accuracy, state",
-        description="Every run folder (one with config.yaml) under DIR, one line each. State: finished "
-                    "(all epochs done), interrupted (stopped by SIGTERM or Ctrl-C; fpar train RUN --resume continues "
-                    "it), resumable (a last.ckpt to continue from with fpar train RUN --resume: "
-                    "killed, or still running) or failed (stopped before it could be resumed).")
-    runs.add_argument("dir", nargs="?", default="runs", metavar="DIR", help="folder of runs (default runs)")
+        description=f"Every run folder (one with config.yaml) under DIR, one line each. State: {states}.")
+    runs.add_argument("dir", nargs="?", default=DEFAULT_OUT, metavar="DIR",
+                      help=f"folder of runs (default {DEFAULT_OUT})")
     runs.add_argument("--json", action="store_true", help="print one JSON list")
     runs.set_defaults(func=runs_command)
 

@@ -1,8 +1,9 @@
 """Training and evaluation on Lightning: the core and single runs.
 
 * ``fpar.engine.settings``: ``ExperimentSettings`` and its sections (typed, validated by pydantic)
-* ``fpar.engine.config``: ``load_config(path, overrides)`` (files, ``_base_``, overrides, one-line errors), ``dump_config``, ``json_schema``
+* ``fpar.engine.config``: ``load_config(path, overrides)`` (files, ``_base_``, overrides, one-line errors: ``config_errors``), ``dump_config``, ``json_schema``
 * ``fpar.engine.train``: ``train(settings, data_root=..., out_dir=..., resume=...)`` -> run directory
+* ``fpar.engine.run_folder``: the run folder's files, lock, log, clean-up, states (finished, interrupted, running, failed) and resume policy; ``lightning_env``: the Trainer; ``init_weights``: ``init_from``
 * ``fpar.engine.evaluate``: ``evaluate(checkpoint, data_root, split=..., views=...)`` -> accuracies and per-clip rows
 * ``fpar.engine.distributed_eval``: the same scoring over several processes (Lightning's DDP); one process needs no Lightning
 * ``fpar.engine.scoring``: ``ClipScorer`` (a batch -> one ``ClipResult`` per clip), which both of them run

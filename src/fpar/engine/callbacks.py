@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgre
 from fpar.checkpoint import load_checkpoint
 from fpar.engine.metric_registry import MONITORED, file_column, logged_key
 from fpar.engine.metrics import validation_numbers
+from fpar.engine.run_folder import BEST_CKPT, METRICS_CSV, METRICS_JSON
 from fpar.io import atomic_path, write_text
 from fpar.progress import on_terminal
 from fpar.pictures import attention_strip, confusion_picture
@@ -67,12 +68,12 @@ class BestWeights(ModelCheckpoint):
     (:data:`MODEL_CHECKPOINT_KEYS`), the file people evaluate, share and start later stages from.
     ``last`` (``selection: last``): the model at the end of every epoch instead, so the last one stays.
     Lightning's weights-only save, made model-only by :class:`AtomicCheckpointIO` (the trainer's
-    checkpoint plugin, :func:`fpar.engine.train.build_trainer`)."""
+    checkpoint plugin, :func:`fpar.engine.lightning_env.build_trainer`)."""
 
     def __init__(self, run_dir: str | os.PathLike, *, last: bool = False):
         selection = {"monitor": None, "every_n_epochs": 1, "save_on_train_epoch_end": True} if last else \
             {"monitor": logged_key(MONITORED), "mode": "max"}
-        super().__init__(dirpath=run_dir, filename="best", save_top_k=1, save_weights_only=True,
+        super().__init__(dirpath=run_dir, filename=Path(BEST_CKPT).stem, save_top_k=1, save_weights_only=True,
                          auto_insert_metric_name=False, enable_version_counter=False, **selection)
 
 
@@ -144,8 +145,8 @@ class MetricsHistory(L.Callback):
         writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n", restval="")
         writer.writeheader()
         writer.writerows(self.rows)
-        write_text(self.run_dir / "metrics.csv", text.getvalue())
-        write_text(self.run_dir / "metrics.json", json.dumps(self.rows, indent=1) + "\n")
+        write_text(self.run_dir / METRICS_CSV, text.getvalue())
+        write_text(self.run_dir / METRICS_JSON, json.dumps(self.rows, indent=1) + "\n")
 
     def state_dict(self) -> dict[str, Any]:
         return {"rows": [dict(row) for row in self.rows]}

@@ -23,7 +23,7 @@ from typing import Any, Iterable
 import yaml
 from pydantic import ValidationError
 
-from fpar.engine.run_files import RUN_CONFIG
+from fpar.engine.config_errors import first_problem
 from fpar.engine.settings import ExperimentSettings
 from fpar.errors import FparError
 from fpar.io import write_text
@@ -149,7 +149,7 @@ def read_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> dict[
     raw.setdefault("experiment", path.stem)
     for item in overrides:
         key, value = parse_override(item)
-        _set_dotted(raw, key, value)
+        set_dotted(raw, key, value)
     return raw
 
 
@@ -172,7 +172,7 @@ def config_sources(path: str | os.PathLike, overrides: Iterable[str] = ()) -> di
         for base in [bases] if isinstance(bases, str) else bases:
             visit(file.parent / base, sources)
         own = {key: value for key, value in data.items() if key != "_base_"}
-        sources.update(dict.fromkeys(_flatten(own), named(file)))
+        sources.update(dict.fromkeys(flat_settings(own), named(file)))
 
     sources: dict[str, str] = {"experiment": "the config file's name"}
     visit(find_config(path), sources)
@@ -254,7 +254,8 @@ def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
+def set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
+    """Set the dotted ``key`` (``trainer.epochs``) of a config mapping, making missing sections."""
     parts = key.split(".")
     node = config
     for i, part in enumerate(parts[:-1]):
@@ -279,115 +280,7 @@ def validate_config(config: Any, where: str = "config") -> ExperimentSettings:
     try:
         return ExperimentSettings.model_validate(config)
     except ValidationError as exc:
-        raise FparError(f"{where}: {_first_problem(exc)}") from None
-
-
-def _first_problem(exc: ValidationError) -> str:
-    """pydantic's first error as ``dotted.key: what is wrong (got value)``."""
-    errors = exc.errors()
-    # a union (init_from, devices) reports one error per member: name the key, list what it accepts
-    error = errors[0]
-    key = ".".join(str(part) for part in error["loc"] if not _is_union_member(part))
-    kind, ctx = error["type"], error.get("ctx", {})
-    got = f" (got {error['input']!r})" if kind not in ("extra_forbidden", "missing") else ""
-    if kind == "extra_forbidden":
-        return f"{key}: unknown key{key_hint(key)}"
-    if kind == "missing":
-        return f"{key}: is required"
-    if len({".".join(map(str, e["loc"])) for e in errors}) > 1 and _is_union_member(error["loc"][-1]):
-        return f"{key}: must be {_description(key) or 'another value'}{got}"
-    bounds = {"greater_than_equal": ">= {ge}", "greater_than": "> {gt}", "less_than_equal": "<= {le}",
-              "less_than": "< {lt}"}
-    if kind in bounds:
-        return f"{key}: must be {bounds[kind].format(**ctx)}{got}"
-    if kind == "literal_error":
-        return f"{key}: must be one of {ctx['expected'].replace(chr(39), '')}{got}"
-    if kind == "finite_number":
-        return f"{key}: must be a finite number{got}"
-    message = error["msg"].removeprefix("Value error, ")
-    if not key:  # a check across sections names its keys itself
-        return f"{message}{'' if kind == 'value_error' else got}"
-    return f"{key}: {message[:1].lower()}{message[1:]}{'' if kind == 'value_error' else got}"
-
-
-# Lightning's (and common training scripts') names for settings fpar names otherwise: an unknown key
-# that is one of them gets fpar's name as its hint.
-FOREIGN_NAMES = {"max_epochs": "trainer.epochs", "min_epochs": "trainer.epochs", "devices": "trainer.devices",
-                 "gpus": "trainer.devices", "precision": "trainer.precision", "accelerator": "trainer.accelerator",
-                 "num_nodes": "trainer.num_nodes", "strategy": "trainer.strategy",
-                 "check_val_every_n_epoch": "trainer.val_every", "log_every_n_steps": "trainer.log_every_n_steps",
-                 "deterministic": "trainer.deterministic", "seed": "trainer.seed", "batch_size": "trainer.batch_size",
-                 "logger": "trainer.logger", "lr": "optimizer.lr", "learning_rate": "optimizer.lr",
-                 "weight_decay": "optimizer.weight_decay", "optimiser": "optimizer", "num_workers": "data.workers",
-                 "workers": "data.workers", "lr_scheduler": "scheduler", "epochs": "trainer.epochs"}
-
-
-def config_keys(model: Any = None, prefix: str = "") -> list[str]:
-    """Every dotted key an experiment config takes (sections and their fields)."""
-    model = ExperimentSettings if model is None else model
-    keys = []
-    for name, info in model.model_fields.items():
-        keys.append(f"{prefix}{name}")
-        section = _section_model(info.annotation)
-        if section is not None:
-            keys.extend(config_keys(section, f"{prefix}{name}."))
-    return keys
-
-
-def _section_model(annotation: Any) -> Any:
-    """The settings class a field holds (``Optional[...]`` unwrapped), or None for a plain value."""
-    from typing import get_args
-
-    from pydantic import BaseModel
-
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    sections = [a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
-    return sections[0] if len(sections) == 1 else None
-
-
-def key_hint(dotted: str) -> str:
-    """``"; did you mean trainer.epochs?"`` for an unknown dotted key (its Lightning name, a typo,
-    or a key put in the wrong section); ``""`` when nothing is close."""
-    import difflib
-
-    last = dotted.rsplit(".", 1)[-1]
-    keys = config_keys()
-    if last in FOREIGN_NAMES and FOREIGN_NAMES[last] != dotted:
-        return f"; fpar calls it {FOREIGN_NAMES[last]}"
-    section = dotted.rpartition(".")[0]
-    siblings = [k for k in keys if k.rpartition(".")[0] == section]
-    near = _best(dotted, difflib.get_close_matches(dotted, siblings, n=2, cutoff=0.6))
-    near += [k for k in keys if k.rsplit(".", 1)[-1] == last and k not in near]  # right name, wrong section
-    near = near or _best(dotted, difflib.get_close_matches(dotted, keys, n=2, cutoff=0.7))
-    return f"; did you mean {' or '.join(near[:3])}?" if near else ""
-
-
-def _best(word: str, matches: list[str]) -> list[str]:
-    """``matches`` (difflib's, best first) without those clearly worse than the first."""
-    import difflib
-
-    ratios = [difflib.SequenceMatcher(None, word, m).ratio() for m in matches]
-    return [m for m, r in zip(matches, ratios) if r >= ratios[0] - 0.1]
-
-
-def _description(dotted: str) -> str | None:
-    """The ``description`` of the settings field at ``dotted`` (what a union field accepts)."""
-    model: Any = ExperimentSettings
-    info = None
-    for part in dotted.split("."):
-        fields = getattr(model, "model_fields", {})
-        if part not in fields:
-            return None
-        info = fields[part]
-        model = info.annotation
-    return info.description if info is not None else None
-
-
-def _is_union_member(part: Any) -> bool:
-    # pydantic names union members in the location ("int", "literal['auto']", "str", "dict[str,str]")
-    return isinstance(part, str) and (part in ("int", "str", "float", "bool", "none") or "[" in part
-                                      or part.startswith("constrained-"))
+        raise FparError(f"{where}: {first_problem(exc)}") from None
 
 
 def json_schema() -> dict[str, Any]:
@@ -398,93 +291,19 @@ def json_schema() -> dict[str, Any]:
     return schema
 
 
-# Settings that say where and how fast a run executes, not what it computes.
-RUNTIME_KEYS = {"data.root", "data.workers", "data.cache", "data.store", "data.persistent_workers", "data.prefetch",
-                "data.normalize_on_device", "trainer.accelerator", "trainer.devices", "trainer.num_nodes",
-                "trainer.strategy", "trainer.precision", "trainer.compile", "trainer.log_every_n_steps",
-                "trainer.keep_last"}
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flat_settings(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A config mapping as ``{dotted key: value}`` (``init_from`` kept whole: it is one setting)."""
     flat = {}
     for key, value in tree.items():
         if isinstance(value, dict) and value and f"{prefix}{key}" != "init_from":
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flat_settings(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat
 
 
-# What a resumed run may be given anew (``fpar train ... --resume key=value``): where and how fast it
-# runs, how long it trains, where it logs. Every other setting is the run's own (its config.yaml).
-RESUME_CHANGEABLE = frozenset(RUNTIME_KEYS | {"trainer.epochs", "trainer.logger"})
-
-
-# What a config records about how it was made, never what it computes (runs from before it lack it).
-RECORD_KEYS = {"overrides"}
-
-
-def _changed_keys(saved: dict[str, Any], wanted: dict[str, Any], allowed: Iterable[str]) -> list[str]:
-    saved, wanted = _flatten(saved), _flatten(wanted)
-    allowed = set(RUNTIME_KEYS) | RECORD_KEYS | set(allowed)
-    return sorted(key for key in saved.keys() | wanted.keys()
-                  if key not in allowed and saved.get(key) != wanted.get(key))
-
-
-def resume_config(run_dir: Path, overrides: Iterable[str] = ()) -> ExperimentSettings:
-    """The settings a run folder resumes with: its own ``config.yaml``, with ``overrides`` of the
-    :data:`RESUME_CHANGEABLE` keys applied. An override that would change any other setting is one
-    FparError listing all such keys (the run's checkpoints were made with the saved values)."""
-    path = run_dir / RUN_CONFIG
-    if not path.is_file():
-        raise FparError(f"{run_dir} is no run folder (it has no config.yaml)")
-    saved = read_yaml(path, "config")
-    if not isinstance(saved, dict):
-        raise FparError(f"{path}: a config must be a mapping of keys, got {type(saved).__name__}")
-    raw = copy.deepcopy(saved)
-    for item in check_overrides(overrides):
-        _set_dotted(raw, *parse_override(item))
-    config = validate_config(raw, where=f"{path} with the overrides")
-    refused = _changed_keys(saved, config.as_dict(), RESUME_CHANGEABLE)
-    if refused:
-        raise FparError(f"--resume continues {run_dir} with its own settings; these cannot change: "
-                        f"{', '.join(refused)} (may change: {', '.join(sorted(RESUME_CHANGEABLE))}; to change "
-                        "the others train anew under another experiment name or --out)")
-    return config
-
-
-def load_config_or_run(ref: str | os.PathLike, overrides: Iterable[str] = ()) -> ExperimentSettings:
-    """A config (file or packaged name), or a run folder's saved config.yaml: what ``fpar configs
-    diff`` and ``--dry-run`` compare."""
-    path = Path(ref).expanduser()
-    if path.is_dir() and (path / RUN_CONFIG).is_file():
-        try:
-            return load_config(path / RUN_CONFIG, overrides)
-        except FparError as exc:
-            message = str(exc)
-            raise FparError(message if str(path / RUN_CONFIG) in message else f"run folder {path}: {message}") \
-                from None
-    return load_config(ref, overrides)
-
-
 def config_diff(a: ExperimentSettings, b: ExperimentSettings) -> list[tuple[str, Any, Any]]:
     """``(dotted key, value in a, value in b)`` for every setting that differs, in key order."""
-    left, right = _flatten(a.as_dict()), _flatten(b.as_dict())
+    left, right = flat_settings(a.as_dict()), flat_settings(b.as_dict())
     return [(key, left.get(key), right.get(key)) for key in sorted(left.keys() | right.keys())
             if left.get(key) != right.get(key)]
-
-
-def require_same_settings(run_dir: Path, config: ExperimentSettings, allowed: Iterable[str] = ()) -> None:
-    """A finished or interrupted run is reused only for the experiment it was trained as (its
-    ``config.yaml``): reusing it for changed settings would report results those settings never
-    produced. ``allowed`` keys may differ too (a resumed run may be given more epochs)."""
-    saved_path = run_dir / RUN_CONFIG
-    if not saved_path.is_file():
-        return
-    saved_tree = safe_yaml(saved_path.read_text()) or {}
-    changed = _changed_keys(saved_tree, config.as_dict(), allowed)
-    saved, wanted = _flatten(saved_tree), _flatten(config.as_dict())
-    if changed:
-        detail = ", ".join(f"{key}: {saved.get(key)!r} -> {wanted.get(key)!r}" for key in changed[:3])
-        raise FparError(f"{run_dir} was trained with other settings ({detail}{', ...' if len(changed) > 3 else ''}); "
-                        "delete it or choose another --out")

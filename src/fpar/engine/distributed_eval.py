@@ -17,7 +17,7 @@ from fpar.engine.callbacks import progress_callback
 from fpar.engine.datamodule import ShardSampler
 from fpar.engine.inference import InferenceSession
 from fpar.engine.scoring import ClipResult, ClipScorer
-from fpar.engine.train import distributed_run, quiet_lightning
+from fpar.engine.lightning_env import distributed_run, quiet_lightning
 from fpar.errors import FparError
 
 

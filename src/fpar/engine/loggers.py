@@ -8,18 +8,15 @@ whose package is an optional extra (wandb, mlflow) import it only when chosen.
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
 from fpar.errors import FparError
 
-from fpar.engine.run_files import RUN_LOG  # noqa: F401 (named here for the run log's writers)
-
 # name -> the package it needs (None: installed with fpar)
 LOGGERS = {"tensorboard": None, "csv": None, "wandb": "wandb", "mlflow": "mlflow"}
-# besides them, always: the console's lines with their times, in every run folder (engine/train.py),
-# in the file RUN_LOG names (fpar.engine.run_files)
+# besides them, always: the console's lines with their times, in every run folder's train.log
+# (fpar.engine.run_folder.run_log)
 
 
 def build_loggers(names: Sequence[str], run_dir: Path, experiment: str) -> list[Any]:
@@ -44,16 +41,3 @@ def build_loggers(names: Sequence[str], run_dir: Path, experiment: str) -> list[
             built.append(loggers.MLFlowLogger(experiment_name=experiment,
                                               tracking_uri=(run_dir / "mlruns").resolve().as_uri()))
     return built
-
-
-def last_log_line(run_dir: Path) -> str:
-    """The last line of a run's :data:`RUN_LOG` without its time (``YYYY-MM-DD HH:MM:SS ``), or ``""``:
-    ``finished ...`` once training returned after its last epoch, ``stopped:``/``failed:`` after an error."""
-    try:
-        with (Path(run_dir) / RUN_LOG).open("rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - 4096))
-            tail = handle.read().decode("utf-8", errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return tail[-1][20:] if tail else ""

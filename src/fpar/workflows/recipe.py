@@ -15,9 +15,10 @@ optional ``overrides`` (``key.sub=value`` strings, as on the command line) and o
         init_from: {flow_model: {stage: flow}, rgb_model: {stage: rgb_stage2}}
 
 ``{stage: X}`` becomes ``<X's experiment>/best.ckpt`` (relative to the out root, as in configs). Every stage's config is loaded and
-checked before the first one trains. A finished stage (its run directory has ``summary.json``,
-written when its training returned) is skipped; an unfinished one with a ``last.ckpt`` resumes
-from it; so a killed ``fpar run`` picks up where it stopped when run again.
+checked before the first one trains. Each stage's run folder is found in one of the states of
+:data:`fpar.engine.run_folder.STATES` and treated as :func:`fpar.engine.run_folder.next_step` says:
+a finished stage is skipped, one with a ``last.ckpt`` (interrupted) resumes from it, so a killed
+``fpar run`` picks up where it stopped when run again; one another process writes is refused.
 """
 
 from __future__ import annotations
@@ -29,19 +30,16 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from fpar.engine.loggers import last_log_line
-from fpar.engine.config import find_config, load_config, read_yaml, require_same_settings, validate_config
+from fpar.engine.config import find_config, load_config, read_yaml, validate_config
+from fpar.engine.run_folder import (BEST_CKPT, DEFAULT_OUT, RESUME, RUN_SUMMARY, SKIP, next_step,
+                                    require_same_settings, run_state, step_words)
 from fpar.engine.settings import ExperimentSettings
 from fpar.errors import FparError, Interrupted
 from fpar.io import inside, write_text
 
 STAGE_KEYS = ("name", "config", "overrides", "init_from")
-# Written into a run directory once train() has returned: its summary, and the sign the run is finished
-# (metrics.json grows with every validation, last.ckpt with every epoch).
-DONE_MARKER = "summary.json"
+# train()'s summary as a run folder keeps it (RUN_SUMMARY), written once train() has returned
 SUMMARY_KEYS = ("run_dir", "best_ckpt", "last_ckpt", "best_val_accuracy", "epochs_done")
-# what happened to a run, by the state it was found in (run_state), as every table and line says it
-STATE_WORDS = {"done": "finished", "partial": "resumed", "new": "trained"}
 
 
 def load_recipe(path: str | os.PathLike, overrides: Iterable[str] = ()) -> list[dict[str, Any]]:
@@ -104,17 +102,8 @@ def resolve_init_from(init_from: Any, stages: list[dict[str, Any]]) -> Any:
         return None
     experiments = {s["name"]: s["config"].experiment for s in stages}
     if "stage" in init_from:
-        return f"{experiments[init_from['stage']]}/best.ckpt"
-    return {key: f"{experiments[ref['stage']]}/best.ckpt" for key, ref in init_from.items()}
-
-
-def run_state(run_dir: Path) -> str:
-    """'done' (train() returned: DONE_MARKER written), 'partial' (a last.ckpt to resume) or 'new'."""
-    if (run_dir / DONE_MARKER).is_file():
-        return "done"
-    if (run_dir / "last.ckpt").is_file():
-        return "partial"
-    return "new"
+        return f"{experiments[init_from['stage']]}/{BEST_CKPT}"
+    return {key: f"{experiments[ref['stage']]}/{BEST_CKPT}" for key, ref in init_from.items()}
 
 
 def _train(config: ExperimentSettings, **kwargs: Any) -> dict[str, Any]:
@@ -124,31 +113,32 @@ def _train(config: ExperimentSettings, **kwargs: Any) -> dict[str, Any]:
 
 
 def train_or_skip(config: ExperimentSettings, out_dir: Path, **train_kwargs: Any) -> dict[str, Any]:
-    """Train one run unless it finished already; resume it if it was interrupted.
+    """Train one run unless it finished already; resume it if it has a last.ckpt
+    (:func:`fpar.engine.run_folder.next_step`).
 
-    Returns train()'s summary (without the metrics rows), ``seconds`` (wall time of the training)
-    and ``state``, the state the run was found in: 'done', 'partial' or 'new'.
+    Returns train()'s summary (without the metrics rows), ``seconds`` (wall time of the training),
+    ``state``, the state the run folder was found in (:data:`fpar.engine.run_folder.STATES`; None:
+    no run yet) and ``step``, what was done with it (skip, resume, train).
     """
-    from fpar.engine.train import run_folder_lock
+    from fpar.engine.run_folder import run_folder_lock
 
     run_dir = inside(out_dir, config.experiment)
-    # one lock from the state check to the done marker: two recipes or sweeps sharing --out
-    # never train, resume or finish the same run at once
+    # one lock from the state check to the summary: two recipes or sweeps sharing --out never
+    # train, resume or finish the same run at once
     with run_folder_lock(out_dir, config.experiment):
-        state = run_state(run_dir)
-        if state != "new":
+        state = run_state(run_dir, holding_lock=True)
+        step = next_step(run_dir, state)
+        if state is not None:
             require_same_settings(run_dir, config)
-        if state == "done":
-            summary = json.loads((run_dir / DONE_MARKER).read_text())
+        if (run_dir / RUN_SUMMARY).is_file():
+            summary = json.loads((run_dir / RUN_SUMMARY).read_text())
         else:
-            # trained to its end by `fpar train` (no summary yet): the resume below trains nothing
-            finished = state == "partial" and last_log_line(run_dir).startswith("finished")
+            # a run `fpar train` finished has no summary yet: resuming it trains nothing and writes one
             start = time.monotonic()
-            summary = _train(config, out_dir=out_dir, resume=state == "partial", lock=False, **train_kwargs)
+            summary = _train(config, out_dir=out_dir, resume=step in (SKIP, RESUME), lock=False, **train_kwargs)
             summary = {**{key: summary[key] for key in SUMMARY_KEYS}, "seconds": time.monotonic() - start}
-            write_text(run_dir / DONE_MARKER, json.dumps(_in_folder(summary, Path(".")), indent=1) + "\n")
-            state = "done" if finished else state
-    return {**_in_folder(summary, run_dir), "state": state}
+            write_text(run_dir / RUN_SUMMARY, json.dumps(_in_folder(summary, Path(".")), indent=1) + "\n")
+    return {**_in_folder(summary, run_dir), "state": state, "step": step}
 
 
 def _in_folder(summary: dict[str, Any], run_dir: Path) -> dict[str, Any]:
@@ -173,8 +163,8 @@ def resumed_by_rerunning(what: str) -> Iterator[None]:
                       hint="finished runs are kept and this one resumes: run the same command again") from None
 
 
-def run_recipe(path: str | os.PathLike, *, out_dir: str | os.PathLike = "runs", overrides: Iterable[str] = (),
-               log=print, **train_kwargs: Any) -> list[dict[str, Any]]:
+def run_recipe(path: str | os.PathLike, *, out_dir: str | os.PathLike = DEFAULT_OUT,
+               overrides: Iterable[str] = (), log=print, **train_kwargs: Any) -> list[dict[str, Any]]:
     """Run every stage of the recipe in order; returns one summary per stage (see train_or_skip).
 
     ``train_kwargs`` (data_root, devices, num_nodes, precision, progress) go to every train() call.
@@ -188,8 +178,8 @@ def run_recipe(path: str | os.PathLike, *, out_dir: str | os.PathLike = "runs", 
         log(f"[{i + 1}/{len(stages)}] {stage['name']}: {config.experiment}")
         with resumed_by_rerunning(f"stage {i + 1}/{len(stages)} ({stage['name']})"):
             summary = train_or_skip(config, out_dir, **train_kwargs)
-        what = STATE_WORDS[summary["state"]]
-        log(f"[{i + 1}/{len(stages)}] {stage['name']}: {what} ({summary['seconds']:.0f} s of training), "
+        what = step_words(summary["step"], summary["state"], done=True)
+        log(f"[{i + 1}/{len(stages)}] {stage['name']}: {what}, {summary['seconds']:.0f} s of training, "
             f"best val accuracy {format_accuracy(summary['best_val_accuracy'])} ({summary['run_dir']})")
         results.append({"stage": stage["name"], "experiment": config.experiment, **summary})
     return results

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from fpar.engine.config import load_config
+from fpar.engine.run_folder import DEFAULT_OUT
 from fpar.engine.settings import ExperimentSettings
 from fpar.workflows.run_names import legacy_run_name, run_name
 from fpar.workflows.recipe import format_accuracy, resumed_by_rerunning, train_or_skip
@@ -77,7 +78,7 @@ def sweep_configs(config_path: str | os.PathLike, combos: list[list[tuple[str, s
     return configs
 
 
-def run_sweep(config_path: str | os.PathLike, axes: Iterable[str], *, out_dir: str | os.PathLike = "runs",
+def run_sweep(config_path: str | os.PathLike, axes: Iterable[str], *, out_dir: str | os.PathLike = DEFAULT_OUT,
               overrides: Iterable[str] = (), log=print, **train_kwargs: Any) -> list[dict[str, Any]]:
     """Train every combination (skipping finished runs); returns one row per run and writes the table."""
     out_dir = Path(out_dir)

@@ -12,6 +12,7 @@ from typing import Any, Iterable
 
 from fpar.engine.config import find_config, load_config
 from fpar.engine.metric_registry import METRICS, protocol_metrics
+from fpar.engine.run_folder import BEST_CKPT, FINISHED, step_words
 from fpar.errors import FparError
 from fpar.io import inside, refuse_link, write_text
 from fpar.workflows.protocol.plan import _check_plan, _plan, _Run, _stage_config_file, dataset_digest, is_recipe
@@ -109,9 +110,9 @@ def _run_stages(run: _Run, out_dir: Path, data_root, recipe: bool, log, train_kw
         scores = _scores(run_dir, summary, data_root, run.fold)
         parents = [] if init_from is None else list(
             {init_from} if isinstance(init_from, str) else dict.fromkeys(init_from.values()))
-        if recipe and len(run.stages) > 1:
-            log(f"    {stage['name']}: " + ", ".join(f"{metric.title} {_percent(scores[short])}%"
-                                                 for short, metric in protocol_metrics().items()))
+        # the run folder's state and what was done with it, in fpar runs' words
+        log(f"    {stage['name']}: {step_words(summary['step'], summary['state'], done=True)}, "
+            + ", ".join(f"{metric.title} {_percent(scores[short])}%" for short, metric in protocol_metrics().items()))
         records.append({
             "stage": stage["name"], "fold": run.fold.name, "seed": run.seed, "split": run.fold.split,
             "test_subjects": run.fold.test,
@@ -147,9 +148,9 @@ def _scores(run_dir: Path, summary: dict[str, Any], data_root: str | os.PathLike
     path = run_dir / SCORES
     checkpoint = summary["best_ckpt"]
     if checkpoint is None:
-        raise FparError(f"{run_dir} has no best.ckpt: it ran fewer epochs than trainer.val_every")
+        raise FparError(f"{run_dir} has no {BEST_CKPT}: it ran fewer epochs than trainer.val_every")
     test = {"test_subjects": fold.test, "split": fold.split}
-    if path.is_file() and summary["state"] == "done":
+    if path.is_file() and summary["state"] == FINISHED:  # scored before, from the same best.ckpt
         kept = json.loads(path.read_text())
         if {key: kept.get(key) for key in test} == test and all(m.short in kept for m in METRICS.values()):
             return kept

@@ -18,7 +18,7 @@ from fpar.data import load_index
 from fpar.engine.epic_metrics import RULE_ACTION
 from fpar.engine.evaluate import ClipResult, evaluate, printable_name, split_subjects
 from fpar.engine.metric_registry import METRICS, MONITORED, file_column
-from fpar.engine.run_files import BEST_CKPT, LAST_CKPT, METRICS_JSON
+from fpar.engine.run_folder import BEST_CKPT, LAST_CKPT, METRICS_JSON
 from fpar.errors import FparError
 from fpar.io import (inside, output_lock, refuse_link, refuse_overwriting_inputs, remove_leftovers,
                      write_text)
