@@ -335,3 +335,13 @@ def test_a_planted_copy_of_an_owned_value_is_found(tmp_path, planted, what):
     module.write_text(f'"""A module that restates an owned value."""\n\n{planted}\n')
     assert _literal_copies(package) == [f"viz/planted.py:3: {what} {ast.literal_eval(planted.split(' = ')[1])!r} "
                                         f"(owned by {next(o for w, o, _ in _owned_values() if w == what)})"]
+
+
+# A module a newcomer reads in one sitting; past this, split it along its seams (ARCHITECTURE.md).
+MAX_MODULE_LINES = 400
+
+
+def test_no_module_is_over_the_line_limit():
+    long = {path.relative_to(PACKAGE).as_posix(): n for path in PACKAGE.rglob("*.py")
+            if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
+    assert not long, f"modules over {MAX_MODULE_LINES} lines (split them along their seams): {long}"

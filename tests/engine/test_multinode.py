@@ -2,7 +2,6 @@
 gloo, as `srun` or `torchrun` would start them on two machines (docs/scale.md, "Many machines"),
 end with the weights one process reaches with the same global batch."""
 
-import os
 import socket
 import subprocess
 import sys
