@@ -127,6 +127,13 @@ def test_bench_refuses_an_unknown_row_kind(capsys):
     assert "nonsense" in capsys.readouterr().err
 
 
+def test_a_flow_training_row_that_batch_norm_cannot_train_is_one_line(capsys):
+    # one clip at 32 px: the flow network's last batch norm would see one value per channel
+    assert main(["bench", "--rows", "train", "--stages", "flow", "--batch", "1", "--size", "32"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--batch 1 at --size 32" in err and "Traceback" not in err
+
+
 @pytest.mark.slow  # six rows, each timed against two batched forwards and a recomputed window
 def test_stream_rows_time_the_stream_against_recomputing_the_window():
     rows = bench_stream(True, 1, setting_for("cpu", "32"), crop=48, window=3)

@@ -58,6 +58,10 @@ def run_benchmarks(quick: bool = True, repeats: int = 3, frames: tuple[int, ...]
     arch, default_size = ("resnet18", 112) if quick else ("resnet34", 224)
     size = size or default_size
     batch = batch or (2 if quick else 4)
+    if "train" in rows and "flow" in stages and batch * (-(-size // 32)) ** 2 < 2:
+        # the flow network has no time axis: its last batch norm sees B x (size/32)^2 values per channel
+        raise FparError(f"--batch {batch} at --size {size}: the flow stage's last batch norm would see one value "
+                        "per channel in training; give --batch 2 or more, or --size 33 or more")
     model_rows = "eval" in rows or "train" in rows or "stream" in rows  # rows with a share of the peak
     peaks = {"32-true": matmul_peak(device, torch.float32)} if model_rows else {}
     if model_rows and setting.dtype is not None:
