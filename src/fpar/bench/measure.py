@@ -169,3 +169,17 @@ def machine_info(setting: Setting, peaks: dict[str, float]) -> dict[str, Any]:
             # the instruction sets oneDNN may use: the CPU's, capped by ONEDNN_MAX_CPU_ISA where set
             "isa_cap": cpu.isa_cap, "hardware": describe(hw, setting.precision, setting.reason),
             "matmul_peak_flops": peaks}
+
+
+def target_scope(quick: bool, size: int, stated_window: int, crop: int, met: bool, limit: float | None,
+                 target_fps: float, peak_name: str) -> str:
+    """Whether a stream row's target is met (in its own setting) and the machine's limit, ``limit``
+    frames/s at 100% of its measured ``peak_name`` matmul peak: where the target is beyond it, by
+    how much."""
+    stated = not quick and size == stated_window and crop == 224  # the targets' own setting
+    scope = (": met" if met else ": not met") if stated else f" (at 224 px, T = {stated_window})"
+    if limit is not None:
+        scope += f"; this machine's limit {limit:.1f}/s at its {peak_name} matmul peak"
+        if limit < target_fps:
+            scope += f": the target is beyond it, {target_fps / limit:.1f}x"
+    return scope

@@ -60,7 +60,8 @@ def input_shapes(model: ClipModel, frames: int) -> dict[str, list[int | str]]:
 
 def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, *, frames: int | None = None,
                 quantize: str | None = None, stream: bool = False, calibrate: str | os.PathLike | None = None,
-                calibrate_clips: int | None = None, progress: bool | None = None) -> Path:
+                calibrate_clips: int | None = None, measure_accuracy: bool = True,
+                progress: bool | None = None) -> Path:
     """Write ``out/model.onnx`` and ``out/fpar.json`` from any checkpoint; returns ``out``.
 
     ``frames``: the clip length the graph takes (default the checkpoint's ``num_frames``); with
@@ -68,7 +69,8 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, *, frames
     ``frames``. ``quantize="int8"``: weights stored as int8 (dynamic quantisation), or with
     ``calibrate`` (a dataset folder) weights and activations (static, scales from ``calibrate_clips``
     clips of it, :mod:`fpar.interop.onnx_quantize`; the accuracy change on its validation subjects
-    is recorded in ``onnx.accuracy``); the difference from the fp32 model's outputs is recorded,
+    is recorded in ``onnx.accuracy``, unless not ``measure_accuracy``: a graph only timed, as
+    ``fpar bench`` times one); the difference from the fp32 model's outputs is recorded,
     not bounded. ``progress``: the long steps (tracing, quantising, checking) as
     :func:`fpar.progress.bar` shows them."""
     if quantize not in (None, *QUANTIZATIONS):
@@ -108,8 +110,11 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, *, frames
                 with _step("int8 quantisation", progress):
                     _quantize(fp32, graph)
             else:
-                entry["calibration"], entry[ACCURACY_ENTRY] = _quantize_calibrated(
-                    fp32, graph, dataclasses.replace(contract, clip=clip), calibrate, calibrate_clips, stream, progress)
+                entry["calibration"], measured = _quantize_calibrated(
+                    fp32, graph, dataclasses.replace(contract, clip=clip), calibrate, calibrate_clips, stream,
+                    measure_accuracy, progress)
+                if measured is not None:
+                    entry[ACCURACY_ENTRY] = measured
             fp32.unlink()
         with _step("onnxruntime check", progress):
             errors = _check(model, example, graph, outputs)
@@ -226,10 +231,10 @@ def _computed_weights(source: Path) -> list[str]:
 
 
 def _quantize_calibrated(source: Path, target: Path, contract: Any, data: str | os.PathLike, count: int | None,
-                         stream: bool, progress: bool | None) -> tuple[dict[str, Any], dict[str, Any]]:
+                         stream: bool, measure: bool, progress: bool | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Static int8 from calibration clips of ``data``; returns the calibration record (data, clips)
-    and the accuracy record (:func:`fpar.interop.onnx_quantize.accuracy_change`: top-1 of the fp32
-    and the int8 graph on the clips ``fpar eval`` scores by default)."""
+    and, if ``measure``, the accuracy record (:func:`fpar.interop.onnx_quantize.accuracy_change`:
+    top-1 of the fp32 and the int8 graph on the clips ``fpar eval`` scores by default)."""
     from fpar.interop.onnx_quantize import (CALIBRATION_CLIPS, accuracy, accuracy_change, dataset_clips,
                                             quantize_static_int8)
     from fpar.interop.onnx_runtime import OnnxGraph
@@ -240,6 +245,8 @@ def _quantize_calibrated(source: Path, target: Path, contract: Any, data: str | 
     _, clips = dataset_clips(contract, data, evaluated=False, limit=count)
     with _quantizer_quiet():
         quantize_static_int8(source, target, clips, stream, _computed_weights(source), progress=progress)
+    if not measure:
+        return {"data": str(data), "clips": len(clips)}, None
     split, evaluation = dataset_clips(contract, data, evaluated=True)
     fp32, int8 = (accuracy(OnnxGraph(path), evaluation, stream, desc=f"{name} accuracy on {split}", progress=progress)
                   for name, path in (("fp32", source), ("int8", target)))
