@@ -56,6 +56,7 @@ def accuracy_text(accuracies: dict[str, Any] | None, name: str) -> tuple[str, fl
     top1 = accuracies["top1"]
     if name not in top1:
         return f"accuracy: not measured for {name}", None
-    change = 100 * (top1[name] - top1["torch fp32"])
+    # fpar eval's accuracy is a float32: an equal count may differ in the last bits, not a change
+    change = round(100 * (top1[name] - top1["torch fp32"]), 6) + 0.0
     return (f"accuracy {100 * top1[name]:.1f}% ({change:+.1f} points vs torch fp32; {accuracies['checkpoint']} on "
             f"{accuracies['clips']} clips of {accuracies['data']} split {accuracies['split']})"), change
