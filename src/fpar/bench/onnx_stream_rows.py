@@ -23,6 +23,7 @@ import numpy as np
 from fpar.bench.measure import target_scope
 from fpar.bench.runtime_accuracy import accuracy_text
 from fpar.checkpoint import save_checkpoint
+from fpar.engine.hardware import isa_cap
 from fpar.engine.stream import Stream, latency_summary
 from fpar.interop.onnx_export import export_onnx
 from fpar.interop.onnx_stream import OnnxStream
@@ -69,6 +70,9 @@ def onnx_stream_rows(quick: bool, crop: int, window: int, made: tuple[Any, Any, 
     forward measured in the same run; ``accuracies``: as
     :func:`fpar.bench.runtime_accuracy.runtime_accuracies` (its data calibrates the static row),
     or None; ``fp32_peak``: the measured fp32 matmul peak (FLOP/s) the target's limit comes from."""
+    # onnxruntime picks its kernels from the CPU's own instructions (AVX-512, VNNI, AMX where there):
+    # a cap set for oneDNN does not make these rows an AVX2 CPU's
+    uncapped = f"; onnxruntime not capped by ONEDNN_MAX_CPU_ISA={isa_cap()}" if isa_cap() else ""
     rows = []
     data = accuracies["data"] if accuracies else None
     limit = fp32_peak / flops_per_frame if fp32_peak else None
@@ -83,7 +87,7 @@ def onnx_stream_rows(quick: bool, crop: int, window: int, made: tuple[Any, Any, 
             f"p95 {measured['p95_latency_ms']:.0f} ms, {push / batched:.2f}x a batched torch frame; answers "
             f"{measured['relative_difference']:.1e} rel. from torch fp32 on random weights; {accuracy}; "
             f"target >= {target_fps:.0f}/s, p95 < {target_p95:.0f} ms"
-            + target_scope(quick, window, 16, crop, met, limit, target_fps, "fp32"),
+            + target_scope(quick, window, 16, crop, met, limit, target_fps, "fp32") + uncapped,
             runtime="onnx", onnx_precision=measured["precision"], median_latency_ms=measured["median_latency_ms"],
             p95_latency_ms=measured["p95_latency_ms"], per_frame_vs_batched=push / batched,
             relative_difference=measured["relative_difference"], accuracy_change_points=change,
