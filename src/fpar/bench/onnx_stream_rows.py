@@ -92,5 +92,5 @@ def onnx_stream_rows(quick: bool, crop: int, window: int, made: tuple[Any, Any, 
             p95_latency_ms=measured["p95_latency_ms"], per_frame_vs_batched=push / batched,
             relative_difference=measured["relative_difference"], accuracy_change_points=change,
             target_met=met if stated else None, flops_per_unit=flops_per_frame, reference_flops_per_unit=None,
-            limit_frames_per_second=limit))
+            limit_frames_per_second=limit, target_frames_per_second=target_fps))
     return rows

@@ -18,7 +18,7 @@ import torch
 
 from fpar.bench.data_rows import bench_flow, bench_loading
 from fpar.bench.in_place import in_place_rows
-from fpar.bench.measure import Setting, machine_info, matmul_peak, setting_for
+from fpar.bench.measure import Setting, limit_clause, machine_info, matmul_peak, setting_for
 from fpar.engine.environment import environment
 from fpar.engine.hardware import autocast_dtype
 from fpar.progress import bar as progress_bar
@@ -26,7 +26,7 @@ from fpar.bench.model_rows import STAGE_MODELS, bench_eval, bench_train
 from fpar.bench.packed_store import packed_store_rows
 from fpar.bench.process_rows import bench_process
 from fpar.bench.runtime_accuracy import runtime_accuracies
-from fpar.bench.stream_rows import bench_stream, stream_settings
+from fpar.bench.stream_rows import bench_stream, precision_name, stream_settings
 from fpar.errors import FparError
 
 # row kind -> maker of its rows (quick, repeats, setting); the model rows (eval, train) come first
@@ -113,5 +113,11 @@ def run_benchmarks(quick: bool = True, repeats: int = 3, frames: tuple[int, ...]
                 # a torch row's own precision; onnxruntime's rows against the fp32 peak
                 used = "32-true" if row.get("runtime") == "onnx" else row.get("precision", setting.precision)
                 row["fpar_peak_fraction"] = row["flops_per_unit"] * row["fpar_rate"] / peaks[used]
+                if row.get("limit_frames_per_second") is not None:  # a stream row's limit, from the better peak
+                    name, target = precision_name(used), row["target_frames_per_second"]
+                    limit = peaks[used] / row["flops_per_unit"]
+                    row["agreement"] = row["agreement"].replace(
+                        limit_clause(row["limit_frames_per_second"], target, name), limit_clause(limit, target, name))
+                    row["limit_frames_per_second"] = limit
     # the whole of `fpar env` too: versions, threads and variables decide a rate as much as the CPU does
     return {"machine": machine_info(setting, peaks), "environment": environment(), "rows": results}

@@ -265,7 +265,7 @@ def bench_stream(quick: bool, repeats: int, setting: Setting, *, crop: int | Non
             threads=measured["threads"], answer_every=answer_every, busy_cpu=busy, slowdown_vs_idle=slowdown,
             runtime="torch", precision=used.precision, accuracy_change_points=change,
             flops_per_unit=measured["flops_per_push"], reference_flops_per_unit=None,
-            limit_frames_per_second=limit))
+            limit_frames_per_second=limit, target_frames_per_second=target_fps))
     rows += _runtime_rows(quick, crop, window or (8 if quick else 16), rows[0], reference_seconds=rows[0]["reference_s"],
                           accuracies=accuracies, fp32_peak=setting.peaks.get("32-true"))
     return rows
