@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from fpar.bench.data_rows import data_row
-from fpar.bench.measure import Setting, count_flops, target_scope
+from fpar.bench.measure import Setting, count_flops, setting_for, target_scope
 from fpar.bench.runtime_accuracy import TORCH_PRECISIONS, accuracy_text
 from fpar.checkpoint import ModelContract
 from fpar.data.settings import ClipSettings
@@ -186,8 +186,6 @@ def recompute_seconds(model_name: str, flow: str | None, backbone: str, crop: in
 def stream_settings(setting: Setting) -> list[Setting]:
     """The precisions the first stream row runs in, ``setting``'s first: fp32 and, where the CPU has
     bf16 instructions, bf16 (a row per runtime x precision); others as ``setting``."""
-    from fpar.bench.measure import setting_for
-
     if setting.device != "cpu" or not setting.hardware.fast_bf16:
         return [setting]
     others = []
