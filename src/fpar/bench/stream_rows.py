@@ -250,7 +250,8 @@ def bench_stream(quick: bool, repeats: int, setting: Setting, *, crop: int | Non
         # the answer after a clip's last frame is the clip's answer only when every frame is
         # sampled and answered (docs/streaming.md); rgb_attention is the model the accuracy is of
         scored = model_name == "rgb_attention" and every == 1 and answer_every == 1
-        accuracy, change = accuracy_text(accuracies, runtime) if scored else ("accuracy: not measured (sampling)",
+        unscored = "sampling" if model_name == "rgb_attention" else "measured on rgb_attention only"
+        accuracy, change = accuracy_text(accuracies, runtime) if scored else (f"accuracy: not measured ({unscored})",
                                                                                None)
         rows.append(data_row(
             name, "stream", "frames/s", reference, push,
