@@ -37,3 +37,12 @@ def test_a_camera_index_too_large_for_any_camera_is_one_line(trained_run, capsys
     assert main(["stream", trained_run["best_ckpt"], "99999999999999999999"]) == 1
     err = capsys.readouterr().err
     assert err == "fpar: error: 99999999999999999999: not a camera index (too large) nor a video file or folder\n"
+
+
+def test_a_stream_of_a_video_that_ends_early_warns_once_and_answers_its_frames(trained_run, truncated_video, capsys):
+    assert main(["stream", trained_run["best_ckpt"], str(truncated_video), "--flow", "dis", "--json"]) == 0
+    out, err = capsys.readouterr()
+    warnings = [line for line in err.splitlines() if "its container declares" in line]
+    assert len(warnings) == 1 and "(the file ends early); using those" in warnings[0], err
+    frames = int(warnings[0].rsplit(" ", 1)[1])
+    assert 0 < frames < 19 and out.count('"frames_seen"') == frames

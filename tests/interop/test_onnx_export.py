@@ -41,13 +41,13 @@ def test_every_registry_model_is_covered():
     assert set(KINDS) == set(MODELS)
 
 
-def tiny_checkpoint(path, kind):
+def tiny_checkpoint(path, kind, classes=("a", "b", "c")):
     arguments, modalities = KINDS[kind]
     torch.manual_seed(0)
     model = build_model(kind, num_classes=3, backbone="resnet18", pretrained=None, **arguments)
     clip = ClipSettings(modalities=modalities, num_frames=FRAMES, stack_size=2, resize=36, crop=CROP,
                         flow_mode="pairs" if kind == "two_in_one" else "stack")
-    save_checkpoint(path, model_state=model.state_dict(), model=model.build_spec, clip=clip, classes=["a", "b", "c"])
+    save_checkpoint(path, model_state=model.state_dict(), model=model.build_spec, clip=clip, classes=list(classes))
     return path
 
 

@@ -111,21 +111,33 @@ def test_the_documented_onnxruntime_loop_runs_without_torch_and_answers_as_the_s
 @pytest.mark.parametrize("stream", [False, True], ids=["clip graph", "streaming graph"])
 def test_static_int8_is_calibrated_on_clips_and_prints_the_accuracy_change(tmp_path, tiny_data, capsys, stream):
     """``--quantize int8 --calibrate DATA``: int8 activations too (QuantizeLinear nodes in the graph),
-    scales from clips of the subjects the model was not validated on, and the top-1 change on the
-    validation subjects recorded in fpar.json and printed."""
+    scales from clips ``fpar eval`` does not score, and the top-1 of the fp32 and int8 graphs on the
+    clips it does score (S2, as ``fpar eval`` counts them: the fp32 accuracy is its accuracy) printed
+    on one line and recorded in fpar.json; each long step one line in a log."""
     import onnx
 
-    checkpoint = tiny_checkpoint(tmp_path / "rgb.ckpt", "rgb_attention")
+    from fpar.data import load_index
+    from fpar.engine.evaluate import evaluate
+
+    checkpoint = tiny_checkpoint(tmp_path / "rgb.ckpt", "rgb_attention", load_index(tiny_data).classes)
     out = tmp_path / "int8"
     command = ["export", str(checkpoint), str(out), "--format", "onnx", "--quantize", "int8",
                "--calibrate", str(tiny_data), "--calibrate-clips", "3", *(["--stream"] if stream else [])]
     assert main(command) == 0
-    printed = capsys.readouterr().out
-    calibration = json.loads((out / "fpar.json").read_text())["onnx"]["calibration"]
-    assert calibration["clips"] == 3 and calibration["evaluated_clips"] == 7  # S2: 3 classes x 2 videos + 1
-    assert calibration["accuracy_change_points"] == pytest.approx(
-        100 * (calibration["int8_top1"] - calibration["fp32_top1"]))
-    assert f"{calibration['accuracy_change_points']:+.1f} points" in printed
+    printed = capsys.readouterr()
+    info = json.loads((out / "fpar.json").read_text())["onnx"]
+    assert info["calibration"] == {"data": str(tiny_data), "clips": 3}
+    accuracy = info["accuracy"]
+    scored = evaluate(checkpoint, tiny_data, precision="32", progress=False)
+    assert (accuracy["split"], accuracy["clips"]) == ("S2", scored["n"]) == ("S2", 7)  # 3 classes x 2 videos + 1
+    assert accuracy["fp32_top1"] == pytest.approx(scored["accuracy"])
+    assert accuracy["change_points"] == pytest.approx(100 * (accuracy["int8_top1"] - accuracy["fp32_top1"]))
+    assert (f"int8: accuracy {100 * accuracy['fp32_top1']:.1f}% -> {100 * accuracy['int8_top1']:.1f}% "
+            f"({accuracy['change_points']:+.1f} points) on 7 clips of {tiny_data} split S2, onnxruntime CPU"
+            in printed.out.splitlines())
+    steps = [line.split(":")[0] for line in printed.err.splitlines()]
+    assert steps == ["ONNX tracing", "int8 calibration", "fp32 accuracy on S2", "int8 accuracy on S2",
+                     "onnxruntime check"]
     graph = onnx.load(str(out / "model.onnx")).graph
     assert any(node.op_type == "QuantizeLinear" for node in graph.node)
     with pytest.raises(FparError, match="--calibrate is for --quantize int8"):

@@ -28,12 +28,13 @@ def format_table(result: dict[str, Any]) -> str:
              f"{m.get('hardware') or 'fpar: precision ' + m['precision']}; matmul peak GFLOP/s: {peaks}",
              "reference: per-frame fp32 NCHW, autograd on; %peak = achieved FLOP/s over the matmul peak of "
              "the precision used; loading and flow rows: one worker, one thread", ""]
-    head = (f"{'benchmark':44s} {'B':>3s} {'T':>3s} {'reference':>10s} {'fpar':>10s} {'unit':9s} {'speed-up':>8s} "
+    width = max([44, *(len(r["name"]) for r in result["rows"])])  # names whole: rows differ at their ends
+    head = (f"{'benchmark':{width}s} {'B':>3s} {'T':>3s} {'reference':>10s} {'fpar':>10s} {'unit':9s} {'speed-up':>8s} "
             f"{'%peak':>11s} {'peak memory':>13s}  check")
     lines += [head, "-" * len(head)]
     for r in result["rows"]:
         speedup = f"{r['speedup']:7.2f}x" if r.get("speedup") is not None else f"{'-':>8s}"
-        lines.append(f"{r['name'][:44]:44s} {r.get('batch') or '-':>3} {r.get('frames') or '-':>3} "
+        lines.append(f"{r['name']:{width}s} {r.get('batch') or '-':>3} {r.get('frames') or '-':>3} "
                      f"{_rate(r.get('reference_rate')):>10s} {_rate(r.get('fpar_rate')):>10s} {r.get('unit', ''):9s} "
                      f"{speedup} {_pct(r.get('reference_peak_fraction')):>5s}/{_pct(r.get('fpar_peak_fraction')):>5s} "
                      f"{_gib(r.get('reference_peak_memory')):>6s}/{_gib(r.get('fpar_peak_memory')):>6s}  "

@@ -169,3 +169,22 @@ def machine_info(setting: Setting, peaks: dict[str, float]) -> dict[str, Any]:
             # the instruction sets oneDNN may use: the CPU's, capped by ONEDNN_MAX_CPU_ISA where set
             "isa_cap": cpu.isa_cap, "hardware": describe(hw, setting.precision, setting.reason),
             "matmul_peak_flops": peaks}
+
+
+def target_scope(quick: bool, size: int, stated_window: int, crop: int, met: bool, limit: float | None,
+                 target_fps: float, peak_name: str) -> str:
+    """Whether a stream row's target is met (in its own setting) and the machine's limit
+    (:func:`limit_clause`)."""
+    stated = not quick and size == stated_window and crop == 224  # the targets' own setting
+    scope = (": met" if met else ": not met") if stated else f" (at 224 px, T = {stated_window})"
+    return scope + limit_clause(limit, target_fps, peak_name)
+
+
+def limit_clause(limit: float | None, target_fps: float, peak_name: str) -> str:
+    """The machine's limit, ``limit`` frames/s at 100% of its measured ``peak_name`` matmul peak,
+    and where the target is beyond it, by how much (``fpar bench`` writes it again when the peak
+    measured at the end is higher)."""
+    if limit is None:
+        return ""
+    clause = f"; this machine's limit {limit:.1f}/s at its {peak_name} matmul peak"
+    return clause + (f": the target is beyond it, {target_fps / limit:.1f}x" if limit < target_fps else "")

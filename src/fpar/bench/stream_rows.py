@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from fpar.bench.data_rows import data_row
-from fpar.bench.measure import Setting, count_flops
+from fpar.bench.measure import Setting, count_flops, setting_for, target_scope
+from fpar.bench.runtime_accuracy import TORCH_PRECISIONS, accuracy_text
 from fpar.checkpoint import ModelContract
 from fpar.data.settings import ClipSettings
 from fpar.data.transforms import resize_short
@@ -182,28 +183,51 @@ def recompute_seconds(model_name: str, flow: str | None, backbone: str, crop: in
     return forward + flow_pairs
 
 
+def stream_settings(setting: Setting) -> list[Setting]:
+    """The precisions the first stream row runs in, ``setting``'s first: fp32 and, where the CPU has
+    bf16 instructions, bf16 (a row per runtime x precision); others as ``setting``."""
+    if setting.device != "cpu" or not setting.hardware.fast_bf16:
+        return [setting]
+    others = []
+    for precision in ("32-true", "bf16-mixed"):
+        if precision != setting.precision:
+            other = setting_for(setting.device, precision)
+            other.peaks = setting.peaks
+            others.append(other)
+    return [setting, *others]
+
+
+def precision_name(precision: str) -> str:
+    """``32-true`` -> ``fp32`` as the rows name it."""
+    return TORCH_PRECISIONS.get(precision, precision)
+
+
 def bench_stream(quick: bool, repeats: int, setting: Setting, *, crop: int | None = None,
-                 window: int | None = None) -> list[dict[str, Any]]:
-    """One row per :data:`STREAM_ROWS` entry: ResNet-34 at 224 px as the targets are stated (quick:
+                 window: int | None = None, accuracies: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One row per :data:`STREAM_ROWS` entry, the first also in each other precision the CPU runs
+    fast (:func:`stream_settings`): ResNet-34 at 224 px as the targets are stated (quick:
     ResNet-18 at 112 px, T = 8 and fewer frames); ``crop`` and ``window`` override the size and T.
-    The target's limit comes from ``setting.peaks`` (the matmul peak in the precision used)."""
-    peak = setting.peaks.get(setting.precision)
+    The target's limit comes from ``setting.peaks`` (the matmul peak in the precision used).
+    ``accuracies``: :func:`fpar.bench.runtime_accuracy.runtime_accuracies` of a trained checkpoint,
+    or None (the rows say the accuracy was not measured)."""
     backbone, default_crop, frames, clips = ("resnet18", 112, 16, 2) if quick else ("resnet34", 224, 40, 4)
     crop = crop or default_crop
     rows: list[dict[str, Any]] = []
     idle_push: dict[str, float] = {}
-    for model_name, flow, stated_window, every, answer_every, busy, threads, target_fps, target_p95 in STREAM_ROWS:
+    runs = [(spec, used) for k, spec in enumerate(STREAM_ROWS) for used in (stream_settings(setting) if k == 0
+                                                                            else [setting])]
+    for (model_name, flow, stated_window, every, answer_every, busy, threads, target_fps, target_p95), used in runs:
         size = window or (8 if quick else stated_window)
         answer_every = min(answer_every, size)
-        before, batched_flops = batched_frame(model_name, backbone, crop, size, clips, setting, repeats)
+        before, batched_flops = batched_frame(model_name, backbone, crop, size, clips, used, repeats)
         with busy_core(busy):
             measured = measure_stream(model_name, backbone=backbone, crop=crop, window=size, stack_size=STACK_SIZE,
-                                      every=every, flow=flow or "dis", precision=setting.precision, frames=frames,
-                                      device=setting.device, answer_every=answer_every,
+                                      every=every, flow=flow or "dis", precision=used.precision, frames=frames,
+                                      device=used.device, answer_every=answer_every,
                                       threads=threads or "auto", flops=True)
-        after, _ = batched_frame(model_name, backbone, crop, size, clips, setting, repeats)
+        after, _ = batched_frame(model_name, backbone, crop, size, clips, used, repeats)
         batched = (before + after) / 2
-        reference = recompute_seconds(model_name, flow, backbone, crop, size, setting, repeats)
+        reference = recompute_seconds(model_name, flow, backbone, crop, size, used, repeats)
         push = 1 / measured["frames_per_second"]
         # a pushed frame against a sampled one: with every > 1, a push encodes a frame every few pushes
         versus = push * every / batched
@@ -211,35 +235,44 @@ def bench_stream(quick: bool, repeats: int, setting: Setting, *, crop: int | Non
         met = measured["frames_per_second"] >= target_fps and (
             target_p95 is None or measured["p95_latency_ms"] < target_p95)
         target = f"target >= {target_fps:.0f}/s" + (f", p95 < {target_p95:.0f} ms" if target_p95 else "")
-        stated = not quick and size == stated_window and crop == 224  # the targets' own setting
-        scope = (": met" if met else ": not met") if stated else " (at 224 px, T = 16)"
+        peak = used.peaks.get(used.precision)
         limit = peak / measured["flops_per_push"] if peak else None  # frames/s at 100% of the matmul peak
-        if limit is not None and limit < target_fps:
-            scope += f"; beyond this machine: {limit:.1f}/s at its peak, {target_fps / limit:.1f}x short"
-        name = (f"stream {model_name}{f' {flow} flow' if flow else ''}, every {every}"
+        stated = not quick and size == stated_window and crop == 224
+        scope = target_scope(quick, size, stated_window, crop, met, limit, target_fps, precision_name(used.precision))
+        runtime = f"torch {precision_name(used.precision)}"
+        name = (f"stream {model_name}{f' {flow} flow' if flow else ''} {runtime}, every {every}"
                 + (f", answer every {answer_every}" if answer_every > 1 else "")
                 + (f", busy CPU, {'threads auto' if threads is None else f'{threads} threads'}" if busy else ""))
-        key = f"{model_name} {flow} {every} {answer_every}"
+        key = f"{model_name} {flow} {every} {answer_every} {used.precision}"
         if not busy:
             idle_push[key] = push
         slowdown = push / idle_push[key] if busy and key in idle_push else None
+        # the answer after a clip's last frame is the clip's answer only when every frame is
+        # sampled and answered (docs/streaming.md); rgb_attention is the model the accuracy is of
+        scored = model_name == "rgb_attention" and every == 1 and answer_every == 1
+        unscored = "sampling" if model_name == "rgb_attention" else "measured on rgb_attention only"
+        accuracy, change = accuracy_text(accuracies, runtime) if scored else (f"accuracy: not measured ({unscored})",
+                                                                               None)
         rows.append(data_row(
             name, "stream", "frames/s", reference, push,
             f"p95 {measured['p95_latency_ms']:.0f} ms, {versus:.2f}x a batched frame "
             f"({flops_ratio:.2f}x its FLOPs), {measured['threads']} thr"
-            + (f", {slowdown:.1f}x idle" if slowdown else "") + f"; {target}{scope}",
+            + (f", {slowdown:.1f}x idle" if slowdown else "") + f"; {accuracy}; {target}{scope}",
             frames=size, batch=1, median_latency_ms=measured["median_latency_ms"],
             p95_latency_ms=measured["p95_latency_ms"], target_met=met if stated else None,
             per_frame_vs_batched=versus, flops_vs_batched=flops_ratio, batched_frame_s=batched,
             threads=measured["threads"], answer_every=answer_every, busy_cpu=busy, slowdown_vs_idle=slowdown,
+            runtime="torch", precision=used.precision, accuracy_change_points=change,
             flops_per_unit=measured["flops_per_push"], reference_flops_per_unit=None,
-            limit_frames_per_second=limit))
-    rows += _runtime_rows(quick, crop, window or (8 if quick else 16), rows[0], reference_seconds=rows[0]["reference_s"])
+            limit_frames_per_second=limit, target_frames_per_second=target_fps))
+    rows += _runtime_rows(quick, crop, window or (8 if quick else 16), rows[0], reference_seconds=rows[0]["reference_s"],
+                          accuracies=accuracies, fp32_peak=setting.peaks.get("32-true"))
     return rows
 
 
 def _runtime_rows(quick: bool, crop: int, window: int, torch_row: dict[str, Any],
-                  reference_seconds: float) -> list[dict[str, Any]]:
+                  reference_seconds: float, accuracies: dict[str, Any] | None,
+                  fp32_peak: float | None) -> list[dict[str, Any]]:
     """The ONNX runtime's rows (:mod:`fpar.bench.onnx_stream_rows`), where onnxruntime is installed."""
     import importlib.util
 
@@ -252,5 +285,6 @@ def _runtime_rows(quick: bool, crop: int, window: int, torch_row: dict[str, Any]
     made = model, contract, synthetic_video(window + 2 + (16 if quick else 40))
     return onnx_stream_rows(
         quick, crop, window, made, torch_row["batched_frame_s"], torch_row["flops_per_unit"], target_fps, target_p95,
+        accuracies, fp32_peak,
         lambda name, seconds, check, **extra: data_row(name, "stream", "frames/s", reference_seconds, seconds, check,
                                                        frames=window, batch=1, **extra))

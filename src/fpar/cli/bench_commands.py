@@ -45,6 +45,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="fpar's precision (default auto: what this machine computes fastest)")
     bench.add_argument("--repeats", type=at_least(1, 1000), default=3, help="timed runs per side (median reported)")
     bench.add_argument("--json", metavar="OUT", help="also write the results to this JSON file")
+    bench.add_argument("--data", metavar="DIR", default=None,
+                       help="stream rows: a prepared dataset whose evaluation clips (as `fpar eval` reads them) "
+                            "measure each runtime x precision's accuracy change, on --checkpoint")
+    bench.add_argument("--checkpoint", metavar="CKPT", default=None,
+                       help="stream rows with --data: the trained model the accuracy is measured on (the rates "
+                            "are of the paper's size with random weights)")
     bench.set_defaults(func=bench_command)
 
 
@@ -57,7 +63,8 @@ def bench_command(args: argparse.Namespace) -> int:
     result = run_benchmarks(quick=not args.full, repeats=args.repeats, frames=args.frames, batch=args.batch,
                             size=args.size,
                             stages=args.stages or tuple(STAGE_MODELS), rows=args.rows or ROW_KINDS,
-                            device=require_device(args.device), precision=args.precision, progress=True)
+                            device=require_device(args.device), precision=args.precision, progress=True,
+                            data=args.data, checkpoint=args.checkpoint)
     print(format_table(result))
     if args.json:
         from fpar.io import write_text

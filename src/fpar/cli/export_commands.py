@@ -32,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "int8 weights and activations (static)")
     export.add_argument("--calibrate", metavar="DATA", default=None,
                         help="onnx --quantize int8: a prepared dataset whose clips fix the activations' int8 "
-                             "scales; the accuracy change on its validation subjects is printed")
+                             "scales; the accuracy change on the clips `fpar eval` scores by default (the run's "
+                             "validation subjects) is printed and recorded in fpar.json")
     export.add_argument("--calibrate-clips", type=at_least(1, 100000), default=None, metavar="N",
                         help="calibration clips (default 8), from the subjects the model was not validated on")
     export.set_defaults(func=export_command)
@@ -45,10 +46,11 @@ def export_command(args: argparse.Namespace) -> int:
     if args.format == "onnx":
         import json
 
-        from fpar.interop.onnx_export import ONNX_ENTRY, export_onnx
+        from fpar.interop.onnx_export import ACCURACY_ENTRY, ONNX_ENTRY, export_onnx
+        from fpar.interop.onnx_quantize import accuracy_line
 
         out = export_onnx(args.checkpoint, args.out, frames=args.frames, quantize=args.quantize, stream=args.stream,
-                          calibrate=args.calibrate, calibrate_clips=args.calibrate_clips)
+                          calibrate=args.calibrate, calibrate_clips=args.calibrate_clips, progress=True)
         entry = json.loads((out / EXPORT_CONTRACT).read_text())[ONNX_ENTRY]
         size = (out / EXPORT_ONNX).stat().st_size
         print(f"wrote {out / EXPORT_ONNX} ({size / 2**20:.1f} MiB) and {out / EXPORT_CONTRACT}")
@@ -58,11 +60,11 @@ def export_command(args: argparse.Namespace) -> int:
                   f"`fpar stream {out} SOURCE --runtime onnx` runs it without PyTorch")
         print(f"inputs: {inputs}; outputs: {', '.join(entry['outputs'])}; onnxruntime matches PyTorch to "
               f"{entry['max_relative_error']:.1e} (relative{', int8' if entry['quantize'] else ''})")
-        calibration = entry.get("calibration")
-        if calibration:
-            print(f"int8 (static, calibrated on {calibration['clips']} clips of {calibration['data']}): top-1 "
-                  f"{100 * calibration['int8_top1']:.1f}% against fp32 {100 * calibration['fp32_top1']:.1f}% on "
-                  f"{calibration['evaluated_clips']} validation clips ({calibration['accuracy_change_points']:+.1f} points)")
+        if ACCURACY_ENTRY in entry:
+            calibration = entry["calibration"]
+            print(f"int8: static, calibrated on {calibration['clips']} clips of {calibration['data']} "
+                  "(clips `fpar eval` does not score)")
+            print(accuracy_line(entry[ACCURACY_ENTRY]))
         return 0
     if args.frames is not None or args.quantize is not None or args.stream or args.calibrate is not None:
         raise FparError("--frames, --stream, --quantize and --calibrate are for --format onnx")

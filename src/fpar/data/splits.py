@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from fpar.data.layouts import DatasetIndex, Instance
+from fpar.data.settings import DataSettings
 from fpar.errors import FparError
 
 Fold = tuple[list[Instance], list[Instance]]
@@ -84,3 +85,22 @@ def split_by_clips(index: DatasetIndex, name: str) -> Fold:
         if not chosen:
             raise FparError(f"{index.root}: split {name} has no {side} clip in the dataset")
     return train, test
+
+
+def default_evaluation(index: DatasetIndex, config: dict | None) -> tuple[str, list[Instance], list[Instance]]:
+    """``(name, evaluated, others)``: the clips ``fpar eval`` scores a model trained with ``config``
+    on when given no ``--split`` (the test clips of the recorded split it trained on,
+    ``data.split``, else its validation subjects; an imported model without a config: the
+    standard split's S2), named as ``split2`` or ``S2``, and the clips it was not evaluated on."""
+    data = (config or {}).get("data") or {}
+    if data.get("split"):
+        train, test = split_by_clips(index, data["split"])
+        return data["split"], test, train
+    subjects = data.get("val_subjects") or DataSettings().val_subjects
+    evaluated = [inst for inst in index.instances if inst.subject in subjects]
+    others = [inst for inst in index.instances if inst.subject not in subjects]
+    for side, chosen in (("evaluation", evaluated), ("other", others)):
+        if not chosen:
+            raise FparError(f"{index.root}: no {side} clips (validation subjects {', '.join(subjects)}; "
+                            f"the dataset has {', '.join(index.subjects) or 'none'})")
+    return ",".join(subjects), evaluated, others

@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from fpar.checkpoint import EXPORT_ONNX, load_model, write_export
 from fpar.data.settings import ClipSettings
 from fpar.errors import FparError
+from fpar.progress import bar
 
 if TYPE_CHECKING:
     from fpar.models import ClipModel
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 EXPORT_FORMATS = ("safetensors", "onnx")
 QUANTIZATIONS = ("int8",)  # weights of MatMul/Gemm/Conv as int8, activations quantised at run time
 ONNX_ENTRY = "onnx"  # fpar.json's description of the graph
+ACCURACY_ENTRY = "accuracy"  # onnx.accuracy: a calibrated int8 graph's top-1 against the fp32 graph's
 NORMALISATION_ENTRY = "normalisation"  # fpar.json: how pixels become each modality's input
 OPSET = 18
 # the largest relative difference (max |onnx - torch| / max |torch|, per output) an fp32 export may
@@ -58,7 +60,8 @@ def input_shapes(model: ClipModel, frames: int) -> dict[str, list[int | str]]:
 
 def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, *, frames: int | None = None,
                 quantize: str | None = None, stream: bool = False, calibrate: str | os.PathLike | None = None,
-                calibrate_clips: int | None = None) -> Path:
+                calibrate_clips: int | None = None, measure_accuracy: bool = True,
+                progress: bool | None = None) -> Path:
     """Write ``out/model.onnx`` and ``out/fpar.json`` from any checkpoint; returns ``out``.
 
     ``frames``: the clip length the graph takes (default the checkpoint's ``num_frames``); with
@@ -66,8 +69,10 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, *, frames
     ``frames``. ``quantize="int8"``: weights stored as int8 (dynamic quantisation), or with
     ``calibrate`` (a dataset folder) weights and activations (static, scales from ``calibrate_clips``
     clips of it, :mod:`fpar.interop.onnx_quantize`; the accuracy change on its validation subjects
-    is recorded in ``onnx.calibration``); the difference from the fp32 model's outputs is recorded,
-    not bounded."""
+    is recorded in ``onnx.accuracy``, unless not ``measure_accuracy``: a graph only timed, as
+    ``fpar bench`` times one); the difference from the fp32 model's outputs is recorded,
+    not bounded. ``progress``: the long steps (tracing, quantising, checking) as
+    :func:`fpar.progress.bar` shows them."""
     if quantize not in (None, *QUANTIZATIONS):
         raise FparError(f"unknown quantisation {quantize!r}: choose one of {list(QUANTIZATIONS)}")
     if calibrate is not None and quantize is None:
@@ -89,23 +94,30 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, *, frames
             from fpar.interop.onnx_stream import STREAM_GRAPH, stream_graph
 
             model, example, shapes = stream_graph(model, contract.model["name"], clip.num_frames, clip.crop)
-            outputs = _export(model, example, graph, contract.model["name"], dynamic=False)
+            with _step("ONNX tracing", progress):
+                outputs = _export(model, example, graph, contract.model["name"], dynamic=False)
             entry: dict[str, Any] = {"graph": STREAM_GRAPH, "window": clip.num_frames}
         else:
             example = _example_batch(model, clip.num_frames)
-            outputs = _export(model, example, graph, contract.model["name"])
+            with _step("ONNX tracing", progress):
+                outputs = _export(model, example, graph, contract.model["name"])
             shapes, entry = input_shapes(model, clip.num_frames), {"graph": "clip"}
         entry.update({"inputs": shapes, "outputs": outputs, "opset": OPSET, "quantize": quantize})
         if quantize:
             fp32 = folder / "model.fp32.onnx"
             os.replace(graph, fp32)
             if calibrate is None:
-                _quantize(fp32, graph)
+                with _step("int8 quantisation", progress):
+                    _quantize(fp32, graph)
             else:
-                entry["calibration"] = _quantize_calibrated(fp32, graph, dataclasses.replace(contract, clip=clip),
-                                                            calibrate, calibrate_clips, stream)
+                entry["calibration"], measured = _quantize_calibrated(
+                    fp32, graph, dataclasses.replace(contract, clip=clip), calibrate, calibrate_clips, stream,
+                    measure_accuracy, progress)
+                if measured is not None:
+                    entry[ACCURACY_ENTRY] = measured
             fp32.unlink()
-        errors = _check(model, example, graph, outputs)
+        with _step("onnxruntime check", progress):
+            errors = _check(model, example, graph, outputs)
         # a streaming graph is held to the bound by its answers (logits, attention); its next state
         # is recorded, not bounded: measured against the state's largest value, a random-weight
         # ResNet-34's state differed by 8e-3 while its logits stayed within the bound, and the
@@ -219,22 +231,35 @@ def _computed_weights(source: Path) -> list[str]:
 
 
 def _quantize_calibrated(source: Path, target: Path, contract: Any, data: str | os.PathLike, count: int | None,
-                         stream: bool) -> dict[str, Any]:
-    """Static int8 from calibration clips of ``data``; returns the calibration record (clips,
-    top-1 of the fp32 and int8 graphs on the validation subjects' clips, the change in points)."""
-    from fpar.interop.onnx_quantize import CALIBRATION_CLIPS, accuracy, dataset_clips, quantize_static_int8
+                         stream: bool, measure: bool, progress: bool | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Static int8 from calibration clips of ``data``; returns the calibration record (data, clips)
+    and, if ``measure``, the accuracy record (:func:`fpar.interop.onnx_quantize.accuracy_change`:
+    top-1 of the fp32 and the int8 graph on the clips ``fpar eval`` scores by default)."""
+    from fpar.interop.onnx_quantize import (CALIBRATION_CLIPS, accuracy, accuracy_change, dataset_clips,
+                                            quantize_static_int8)
     from fpar.interop.onnx_runtime import OnnxGraph
 
     count = CALIBRATION_CLIPS if count is None else count
     if count < 1:
         raise FparError(f"--calibrate-clips must be at least 1, got {count}")
-    clips = dataset_clips(contract, data, validated=False, limit=count)
+    _, clips = dataset_clips(contract, data, evaluated=False, limit=count)
     with _quantizer_quiet():
-        quantize_static_int8(source, target, clips, stream, _computed_weights(source))
-    evaluation = dataset_clips(contract, data, validated=True)
-    fp32, int8 = (accuracy(OnnxGraph(path), evaluation, stream) for path in (source, target))
-    return {"data": str(data), "clips": len(clips), "evaluated_clips": len(evaluation), "fp32_top1": fp32,
-            "int8_top1": int8, "accuracy_change_points": 100 * (int8 - fp32)}
+        quantize_static_int8(source, target, clips, stream, _computed_weights(source), progress=progress)
+    if not measure:
+        return {"data": str(data), "clips": len(clips)}, None
+    split, evaluation = dataset_clips(contract, data, evaluated=True)
+    fp32, int8 = (accuracy(OnnxGraph(path), evaluation, stream, desc=f"{name} accuracy on {split}", progress=progress)
+                  for name, path in (("fp32", source), ("int8", target)))
+    return ({"data": str(data), "clips": len(clips)},
+            accuracy_change(fp32, int8, clips=len(evaluation), data=data, split=split))
+
+
+@contextlib.contextmanager
+def _step(desc: str, progress: bool | None):
+    """One long step as one unit of a bar: on a terminal while it runs, in a log one line when done."""
+    with bar(total=1, desc=desc, unit="step", progress=progress) as shown:
+        yield
+        shown.update()
 
 
 def _quantize(source: Path, target: Path) -> None:

@@ -2,12 +2,14 @@
 int8 --calibrate DATA``; docs/deployment.md), and the accuracy change they cause.
 
 Static quantisation fixes each activation's int8 scale from what it takes on real inputs: the
-calibration clips are ``count`` clips of DATA's subjects that the checkpoint was *not* validated
-on (the evaluation clips, read as ``fpar eval`` reads them, with the centre view). A clip graph is
+calibration clips are ``count`` clips of DATA that ``fpar eval`` does *not* score the checkpoint
+on by default, read as ``fpar eval`` reads them (centre view). A clip graph is
 fed each clip; a streaming graph is fed each clip's frames one at a time with the state the fp32
 graph carries, so the recurrent state's scales are calibrated too. The accuracy change is the
-top-1 accuracy of the int8 graph minus the fp32 graph's on the validated subjects' clips (a clip
-graph on the clip, a streaming graph on the answer after the clip's last frame).
+top-1 accuracy of the int8 graph minus the fp32 graph's, both in onnxruntime on the CPU, on the
+clips ``fpar eval`` scores by default (the run's validation subjects, or the test clips of the
+recorded split it trained on; the same frame numbers): a clip graph on the clip, a streaming graph
+on the answer after the clip's last frame.
 """
 
 from __future__ import annotations
@@ -19,26 +21,24 @@ from typing import Any, Iterator
 import numpy as np
 
 from fpar.checkpoint import ModelContract
-from fpar.errors import FparError
+from fpar.progress import bar
 
 CALIBRATION_CLIPS = 8  # default number of calibration clips
+Clips = list[tuple[dict[str, np.ndarray], int]]
+RUNTIME = "onnxruntime CPU"  # where the accuracies are measured (OnnxGraph's provider)
 
 
-def dataset_clips(contract: ModelContract, data_root: str | os.PathLike, *, validated: bool,
-                  limit: int | None = None) -> list[tuple[dict[str, np.ndarray], int]]:
-    """``(inputs, label)`` per clip, inputs (1, ...) float32 as the clip graph takes them, of the
-    subjects the checkpoint was validated on (``validated``) or the others; at most ``limit``,
-    spread over the dataset."""
+def dataset_clips(contract: ModelContract, data_root: str | os.PathLike, *, evaluated: bool,
+                  limit: int | None = None) -> tuple[str, Clips]:
+    """``(split, clips)``: ``(inputs, label)`` per clip, inputs (1, ...) float32 as the clip graph
+    takes them, of the clips ``fpar eval`` scores the checkpoint on by default (``evaluated``;
+    :func:`fpar.data.splits.default_evaluation`: the same clips, frame numbers and centre view) or
+    of the others; at most ``limit``, spread over them. ``split`` names the evaluated side (``S2``)."""
     from fpar.data import ClipDataset, load_index
-    from fpar.data.settings import DataSettings
+    from fpar.data.splits import default_evaluation
 
-    index = load_index(data_root)
-    held_out = (contract.config or {}).get("data", {}).get("val_subjects") or DataSettings().val_subjects
-    instances = [inst for inst in index.instances if (inst.subject in held_out) == validated]
-    if not instances:
-        which = "validation" if validated else "calibration (non-validation)"
-        raise FparError(f"{data_root}: no {which} clips (validation subjects {', '.join(held_out)}; "
-                        f"the dataset has {', '.join(index.subjects)})")
+    split, scored, others = default_evaluation(load_index(data_root), contract.config)
+    instances = scored if evaluated else others
     if limit is not None and len(instances) > limit:
         instances = [instances[round(i * (len(instances) - 1) / max(limit - 1, 1))] for i in range(limit)]
     dataset = ClipDataset(instances, contract.clip, train=False, views="center")
@@ -47,7 +47,7 @@ def dataset_clips(contract: ModelContract, data_root: str | os.PathLike, *, vali
         item = dataset[k]
         inputs = {key: item[key].numpy()[None] for key in contract.clip.modalities if key in ("frames", "flow")}
         clips.append((inputs, int(item["label"])))
-    return clips
+    return split, clips
 
 
 def _stream_feeds(graph: Any, inputs: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
@@ -78,31 +78,54 @@ def graph_logits(graph: Any, inputs: dict[str, np.ndarray], stream: bool) -> np.
     return graph(feeds[-1])["logits"][0]
 
 
-def quantize_static_int8(source: Path, target: Path, clips: list[tuple[dict[str, np.ndarray], int]],
-                         stream: bool, excluded: list[str]) -> None:
+def quantize_static_int8(source: Path, target: Path, clips: Clips, stream: bool, excluded: list[str],
+                         progress: bool | None = None) -> None:
     """``target``: ``source`` with int8 weights and activations (QDQ, per-channel weights), its
-    scales from ``clips``; nodes ``excluded`` (convs whose weights are computed) stay fp32."""
+    scales from ``clips``; nodes ``excluded`` (convs whose weights are computed) stay fp32.
+    ``progress``: as :func:`fpar.progress.bar`, per calibration clip."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     from fpar.interop.onnx_runtime import OnnxGraph
 
-    feeds: list[dict[str, np.ndarray]] = []
     fp32 = OnnxGraph(source)
-    for inputs, _ in clips:
-        feeds += list(_stream_feeds(fp32, inputs)) if stream else [inputs]
+    calibrating = bar(total=len(clips), desc="int8 calibration", unit="clip", progress=progress)
+
+    def feeds() -> Iterator[dict[str, np.ndarray]]:
+        # made as the quantiser asks: a streaming graph's feeds carry the fp32 graph's state
+        for inputs, _ in clips:
+            yield from _stream_feeds(fp32, inputs) if stream else [inputs]
+            calibrating.update()
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self.rest = iter(feeds)
+            self.rest = feeds()
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.rest, None)
 
-    quantize_static(str(source), str(target), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=excluded)
+    with calibrating:
+        quantize_static(str(source), str(target), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=excluded)
 
 
-def accuracy(graph: Any, clips: list[tuple[dict[str, np.ndarray], int]], stream: bool) -> float:
-    """Top-1 accuracy of ``graph`` on ``clips``."""
-    hits = sum(int(np.argmax(graph_logits(graph, inputs, stream)) == label) for inputs, label in clips)
+def accuracy(graph: Any, clips: Clips, stream: bool, *, desc: str = "accuracy",
+             progress: bool | None = None) -> float:
+    """Top-1 accuracy of ``graph`` on ``clips``; ``progress``: as :func:`fpar.progress.bar`."""
+    scored = bar(clips, desc=desc, unit="clip", progress=progress)
+    hits = sum(int(np.argmax(graph_logits(graph, inputs, stream)) == label) for inputs, label in scored)
     return hits / len(clips)
+
+
+def accuracy_change(fp32: float, int8: float, *, clips: int, data: str | os.PathLike, split: str,
+                    runtime: str = RUNTIME) -> dict[str, Any]:
+    """The record of an int8 graph's accuracy change (``fpar.json``'s ``onnx.accuracy``, the bench's
+    rows): both top-1 accuracies, the change in points and what they were measured on."""
+    return {"fp32_top1": fp32, "int8_top1": int8, "change_points": 100 * (int8 - fp32), "clips": clips,
+            "data": str(data), "split": split, "views": "center", "runtime": runtime}
+
+
+def accuracy_line(record: dict[str, Any]) -> str:
+    """``int8: accuracy 80.6% -> 79.2% (-1.4 points) on 36 clips of DATA split S2, onnxruntime CPU``."""
+    return (f"int8: accuracy {100 * record['fp32_top1']:.1f}% -> {100 * record['int8_top1']:.1f}% "
+            f"({record['change_points']:+.1f} points) on {record['clips']} clips of {record['data']} "
+            f"split {record['split']}, {record['runtime']}")

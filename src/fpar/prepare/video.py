@@ -61,11 +61,15 @@ def read_video(path: str | Path, max_frames: int | None = None) -> VideoFrames:
 
 
 def iter_frames(
-    path: str | Path, segment: Segment | None = None, *, fps: float | None = None, max_frames: int | None = None
+    path: str | Path, segment: Segment | None = None, *, fps: float | None = None, max_frames: int | None = None,
+    strict: bool | None = None,
 ) -> Iterator[np.ndarray]:
     """Decode ``path`` (video file, GIF or image folder) one frame at a time: memory does not grow
     with the video's length. ``segment`` picks part of it; ``fps`` is needed for a segment in
-    seconds of a folder of frames (a video file or GIF says its own).
+    seconds of a folder of frames (a video file or GIF says its own). ``strict``: a video file
+    whose frames end before its container says (read to its end) is a warning line (False) or an
+    :class:`FparError` (True), as :func:`count_frames` says; None: not checked (the caller
+    counted the frames first).
 
     :class:`FparError` naming the path when it is unreadable, empty, or ends before the segment does.
     """
@@ -83,7 +87,7 @@ def iter_frames(
     else:
         # OpenCV builds differ on GIF support; PIL always has it
         skip = _frames_before(segment, fps)
-        decoded = _gif_frames(path) if path.suffix.lower() == ".gif" else _capture_frames(path, skip)
+        decoded = _gif_frames(path) if path.suffix.lower() == ".gif" else _capture_frames(path, skip, strict)
         frames = enumerate(decoded, 1 if path.suffix.lower() == ".gif" else skip + 1)
     count, last = 0, None
     for position, (number, frame) in enumerate(frames, 1):
@@ -185,24 +189,41 @@ def _frames_before(segment: Segment, fps: float | None) -> int:
     return max(0, int(first) - 1)
 
 
-def _capture_frames(path: Path, skip: int = 0) -> Iterator[np.ndarray]:
+def _capture_frames(path: Path, skip: int = 0, strict: bool | None = None) -> Iterator[np.ndarray]:
     capture = cv2.VideoCapture(str(path))
     try:
         if not capture.isOpened():
             raise FparError(f"{path}: cannot open video (unknown format or corrupt file)")
         check_pixels(int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), path)
+        declared = int(max(capture.get(cv2.CAP_PROP_FRAME_COUNT), 0))
         # grab() without retrieve() skips the colour conversion; frame-exact, unlike seeking by
         # CAP_PROP_POS_FRAMES, which lands on keyframes in some codecs
+        decoded = 0
         for _ in range(skip):
             if not capture.grab():
-                return
-        while True:
+                break
+            decoded += 1
+        while decoded >= skip:
             ok, bgr = capture.read()
             if not ok:
-                return
+                break
+            decoded += 1
             yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     finally:
         capture.release()
+    if strict is not None:
+        _check_decoded(path, decoded, declared, strict)
+
+
+def _check_decoded(path: Path, decoded: int, declared: int, strict: bool) -> None:
+    """A video file read to its end with more than one frame fewer than its container declares
+    (a truncated download or copy): a warning line, with ``strict`` an :class:`FparError`; a count
+    off by one is the declared estimate's error, not a damaged file."""
+    if decoded < declared - 1:
+        line = f"{path}: only {decoded} of the {declared} frames its container declares could be decoded (the file ends early)"
+        if strict:
+            raise FparError(f"{line}; refused (--strict)")
+        log.warning("%s; using those %d", line, decoded)
 
 
 def count_frames(path: str | Path, max_frames: int | None = None, *, strict: bool = False) -> int:
@@ -236,11 +257,8 @@ def count_frames(path: str | Path, max_frames: int | None = None, *, strict: boo
                 n += 1
         finally:
             capture.release()
-        if n < min(declared, limit) - 1:
-            line = f"{path}: only {n} of the {declared} frames its container declares could be decoded (the file ends early)"
-            if strict:
-                raise FparError(f"{line}; refused (--strict)")
-            log.warning("%s; using those %d", line, n)
+        if n < limit:  # read to its end
+            _check_decoded(path, n, declared, strict)
     n = int(min(n, limit))
     if not n:
         raise FparError(f"{path}: no frames could be decoded (empty or not a video)")

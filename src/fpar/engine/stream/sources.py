@@ -42,7 +42,9 @@ def open_source(source: str, max_frames: int | None = None) -> FrameSource:
     path = Path(source)
     if not path.exists():
         raise FparError(f"{source}: no such video file or folder (nor a camera index or stream URL)")
-    return FrameSource(source, iter_frames(path, max_frames=max_frames), video_fps(path), False)
+    # a file whose frames end before its container says: a warning line when its frames run out,
+    # as `fpar predict` gives (the answers already printed stand)
+    return FrameSource(source, iter_frames(path, max_frames=max_frames, strict=False), video_fps(path), False)
 
 
 def _captured(device: int | str, name: str, max_frames: int | None) -> Iterator[np.ndarray]:

@@ -1,0 +1,62 @@
+"""The accuracy each stream runtime x precision gives a trained checkpoint, for ``fpar bench --rows
+stream --data DATA --checkpoint CKPT`` (docs/streaming.md).
+
+The stream rows time models of the paper's size with random weights (speed does not depend on
+the weights); what a precision costs in accuracy needs trained weights and data, so it is measured
+on ``CKPT`` over the clips ``fpar eval`` scores it on by default in DATA (its validation subjects,
+centre view): PyTorch by :func:`fpar.engine.evaluate.evaluate` in each precision, onnxruntime on
+the checkpoint's per-frame graph (the answer after each clip's last frame) in fp32, with int8
+weights, and static int8 calibrated on DATA (:mod:`fpar.interop.onnx_quantize`). Each change is
+in points against PyTorch fp32.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from fpar.checkpoint import EXPORT_CONTRACT
+from fpar.engine.evaluate import evaluate
+from fpar.interop.onnx_export import ACCURACY_ENTRY, ONNX_ENTRY, export_onnx
+from fpar.interop.onnx_quantize import RUNTIME, accuracy, dataset_clips
+from fpar.interop.onnx_runtime import OnnxModel
+
+TORCH_PRECISIONS = {"32-true": "fp32", "bf16-mixed": "bf16"}  # fpar's precision -> the rows' name for it
+ONNX_INT8 = ("int8", "int8 static")  # int8 weights (dynamic); weights and activations (calibrated)
+
+
+def runtime_accuracies(checkpoint: str | os.PathLike, data: str | os.PathLike,
+                       torch_precisions: tuple[str, ...]) -> dict[str, Any]:
+    """``{"top1": {"torch fp32": ..., "torch bf16": ..., "onnx fp32": ..., "onnx int8": ...,
+    "onnx int8 static": ...}, "clips", "split", "data", "checkpoint"}`` (torch rows for each of
+    ``torch_precisions``, fpar's names)."""
+    top1: dict[str, float] = {}
+    for precision in ("32-true", *[p for p in torch_precisions if p != "32-true"]):
+        scored = evaluate(checkpoint, data, precision=precision)
+        # fpar eval's accuracy is a float32: as hits over clips, as onnxruntime's are counted
+        top1[f"torch {TORCH_PRECISIONS[precision]}"] = round(scored["accuracy"] * scored["n"]) / scored["n"]
+    with tempfile.TemporaryDirectory(prefix="fpar-bench-accuracy-") as tmp:
+        static = export_onnx(checkpoint, Path(tmp) / "static", stream=True, quantize="int8", calibrate=data)
+        record = json.loads((static / EXPORT_CONTRACT).read_text())[ONNX_ENTRY][ACCURACY_ENTRY]
+        weights = OnnxModel(export_onnx(checkpoint, Path(tmp) / "int8", stream=True, quantize="int8"))
+        _, clips = dataset_clips(weights.contract, data, evaluated=True)
+        top1.update({"onnx fp32": record["fp32_top1"], "onnx int8": accuracy(weights, clips, stream=True),
+                     "onnx int8 static": record["int8_top1"]})
+    return {"top1": top1, "clips": scored["n"], "split": ",".join(scored["split"]), "data": str(data),
+            "checkpoint": str(checkpoint), "onnx_runtime": RUNTIME}
+
+
+def accuracy_text(accuracies: dict[str, Any] | None, name: str) -> tuple[str, float | None]:
+    """The check column's accuracy part for the row of runtime x precision ``name`` (``onnx int8``)
+    and its change in points against torch fp32 (None where not measured)."""
+    if accuracies is None:
+        return "accuracy: not measured (no --data)", None
+    top1 = accuracies["top1"]
+    if name not in top1:
+        return f"accuracy: not measured for {name}", None
+    change = 100 * (top1[name] - top1["torch fp32"])
+    return (f"accuracy {100 * top1[name]:.1f}% ({change:+.1f} points vs torch fp32; {accuracies['checkpoint']} on "
+            f"{accuracies['clips']} clips of {accuracies['data']} split {accuracies['split']})"), change
