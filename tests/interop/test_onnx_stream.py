@@ -12,7 +12,7 @@ from PIL import Image
 from fpar.cli import main
 from fpar.engine.stream import Stream
 from fpar.errors import FparError
-from fpar.interop.onnx_export import export_onnx
+from fpar.interop.onnx_export import ACCURACY_ENTRY, export_onnx
 from fpar.interop.onnx_stream import OnnxStream
 from helpers.videos import moving_square
 
@@ -127,7 +127,7 @@ def test_static_int8_is_calibrated_on_clips_and_prints_the_accuracy_change(tmp_p
     printed = capsys.readouterr()
     info = json.loads((out / "fpar.json").read_text())["onnx"]
     assert info["calibration"] == {"data": str(tiny_data), "clips": 3}
-    accuracy = info["accuracy"]
+    accuracy = info[ACCURACY_ENTRY]
     scored = evaluate(checkpoint, tiny_data, precision="32", progress=False)
     assert (accuracy["split"], accuracy["clips"]) == ("S2", scored["n"]) == ("S2", 7)  # 3 classes x 2 videos + 1
     assert accuracy["fp32_top1"] == pytest.approx(scored["accuracy"])

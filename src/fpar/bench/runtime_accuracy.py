@@ -20,24 +20,26 @@ from typing import Any
 
 from fpar.checkpoint import EXPORT_CONTRACT
 from fpar.engine.evaluate import evaluate
+from fpar.engine.metric_registry import ACCURACY, METRICS
 from fpar.interop.onnx_export import ACCURACY_ENTRY, ONNX_ENTRY, export_onnx
 from fpar.interop.onnx_quantize import RUNTIME, accuracy, dataset_clips
 from fpar.interop.onnx_runtime import OnnxModel
 
+TOP1 = METRICS[ACCURACY].short  # the accuracies' key, as a protocol names top-1
 TORCH_PRECISIONS = {"32-true": "fp32", "bf16-mixed": "bf16"}  # fpar's precision -> the rows' name for it
 ONNX_INT8 = ("int8", "int8 static")  # int8 weights (dynamic); weights and activations (calibrated)
 
 
 def runtime_accuracies(checkpoint: str | os.PathLike, data: str | os.PathLike,
                        torch_precisions: tuple[str, ...]) -> dict[str, Any]:
-    """``{"top1": {"torch fp32": ..., "torch bf16": ..., "onnx fp32": ..., "onnx int8": ...,
+    """``{"top1" (:data:`TOP1`): {"torch fp32": ..., "torch bf16": ..., "onnx fp32": ..., "onnx int8": ...,
     "onnx int8 static": ...}, "clips", "split", "data", "checkpoint"}`` (torch rows for each of
     ``torch_precisions``, fpar's names)."""
     top1: dict[str, float] = {}
     for precision in ("32-true", *[p for p in torch_precisions if p != "32-true"]):
         scored = evaluate(checkpoint, data, precision=precision)
         # fpar eval's accuracy is a float32: as hits over clips, as onnxruntime's are counted
-        top1[f"torch {TORCH_PRECISIONS[precision]}"] = round(scored["accuracy"] * scored["n"]) / scored["n"]
+        top1[f"torch {TORCH_PRECISIONS[precision]}"] = round(scored[ACCURACY] * scored["n"]) / scored["n"]
     with tempfile.TemporaryDirectory(prefix="fpar-bench-accuracy-") as tmp:
         static = export_onnx(checkpoint, Path(tmp) / "static", stream=True, quantize="int8", calibrate=data)
         record = json.loads((static / EXPORT_CONTRACT).read_text())[ONNX_ENTRY][ACCURACY_ENTRY]
@@ -45,7 +47,7 @@ def runtime_accuracies(checkpoint: str | os.PathLike, data: str | os.PathLike,
         _, clips = dataset_clips(weights.contract, data, evaluated=True)
         top1.update({"onnx fp32": record["fp32_top1"], "onnx int8": accuracy(weights, clips, stream=True),
                      "onnx int8 static": record["int8_top1"]})
-    return {"top1": top1, "clips": scored["n"], "split": ",".join(scored["split"]), "data": str(data),
+    return {TOP1: top1, "clips": scored["n"], "split": ",".join(scored["split"]), "data": str(data),
             "checkpoint": str(checkpoint), "onnx_runtime": RUNTIME}
 
 
@@ -54,7 +56,7 @@ def accuracy_text(accuracies: dict[str, Any] | None, name: str) -> tuple[str, fl
     and its change in points against torch fp32 (None where not measured)."""
     if accuracies is None:
         return "accuracy: not measured (no --data)", None
-    top1 = accuracies["top1"]
+    top1 = accuracies[TOP1]
     if name not in top1:
         return f"accuracy: not measured for {name}", None
     change = 100 * (top1[name] - top1["torch fp32"])

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 EXPORT_FORMATS = ("safetensors", "onnx")
 QUANTIZATIONS = ("int8",)  # weights of MatMul/Gemm/Conv as int8, activations quantised at run time
 ONNX_ENTRY = "onnx"  # fpar.json's description of the graph
-ACCURACY_ENTRY = "accuracy"  # onnx.accuracy: a calibrated int8 graph's top-1 against the fp32 graph's
+ACCURACY_ENTRY = "int8_accuracy"  # onnx.int8_accuracy: a calibrated int8 graph's top-1 against the fp32 graph's
 NORMALISATION_ENTRY = "normalisation"  # fpar.json: how pixels become each modality's input
 OPSET = 18
 # the largest relative difference (max |onnx - torch| / max |torch|, per output) an fp32 export may
@@ -69,7 +69,7 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, *, frames
     ``frames``. ``quantize="int8"``: weights stored as int8 (dynamic quantisation), or with
     ``calibrate`` (a dataset folder) weights and activations (static, scales from ``calibrate_clips``
     clips of it, :mod:`fpar.interop.onnx_quantize`; the accuracy change on its validation subjects
-    is recorded in ``onnx.accuracy``, unless not ``measure_accuracy``: a graph only timed, as
+    is recorded in ``onnx.int8_accuracy``, unless not ``measure_accuracy``: a graph only timed, as
     ``fpar bench`` times one); the difference from the fp32 model's outputs is recorded,
     not bounded. ``progress``: the long steps (tracing, quantising, checking) as
     :func:`fpar.progress.bar` shows them."""

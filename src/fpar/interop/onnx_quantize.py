@@ -108,7 +108,7 @@ def quantize_static_int8(source: Path, target: Path, clips: Clips, stream: bool,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=excluded)
 
 
-def accuracy(graph: Any, clips: Clips, stream: bool, *, desc: str = "accuracy",
+def accuracy(graph: Any, clips: Clips, stream: bool, *, desc: str = "scoring",
              progress: bool | None = None) -> float:
     """Top-1 accuracy of ``graph`` on ``clips``; ``progress``: as :func:`fpar.progress.bar`."""
     scored = bar(clips, desc=desc, unit="clip", progress=progress)
@@ -118,7 +118,7 @@ def accuracy(graph: Any, clips: Clips, stream: bool, *, desc: str = "accuracy",
 
 def accuracy_change(fp32: float, int8: float, *, clips: int, data: str | os.PathLike, split: str,
                     runtime: str = RUNTIME) -> dict[str, Any]:
-    """The record of an int8 graph's accuracy change (``fpar.json``'s ``onnx.accuracy``, the bench's
+    """The record of an int8 graph's accuracy change (``fpar.json``'s ``onnx.int8_accuracy``, the bench's
     rows): both top-1 accuracies, the change in points and what they were measured on."""
     return {"fp32_top1": fp32, "int8_top1": int8, "change_points": 100 * (int8 - fp32), "clips": clips,
             "data": str(data), "split": split, "views": "center", "runtime": runtime}
