@@ -88,7 +88,7 @@ class _Lines:
         if self.silent:
             return
         done = self.n - self.first
-        plural = "" if done == 1 or self.unit.endswith("s") else "s"
+        plural = "" if done == 1 or self.unit.endswith("s") else "es" if self.unit.endswith(("ch", "sh", "x")) else "s"
         tail = f", {self.postfix}" if self.postfix else ""
         print(f"{self.desc}: {done} {self.unit}{plural} in {time.monotonic() - self.started:.1f} s{tail}",
               file=self.stream, flush=True)
