@@ -87,16 +87,29 @@ def split_by_clips(index: DatasetIndex, name: str) -> Fold:
     return train, test
 
 
+def default_split(config: dict | None) -> str | None:
+    """The recorded split a model trained with ``config`` trained on (``data.split``, e.g.
+    ``split2``), whose test clips it is evaluated on when no split is named; None: it is evaluated
+    on its validation subjects (:func:`default_subjects`)."""
+    return ((config or {}).get("data") or {}).get("split") or None
+
+
+def default_subjects(config: dict | None) -> list[str]:
+    """The subjects a model trained with ``config`` was validated on (an imported model without a
+    config: the standard split's, ``S2``)."""
+    return list(((config or {}).get("data") or {}).get("val_subjects") or DataSettings().val_subjects)
+
+
 def default_evaluation(index: DatasetIndex, config: dict | None) -> tuple[str, list[Instance], list[Instance]]:
     """``(name, evaluated, others)``: the clips ``fpar eval`` scores a model trained with ``config``
     on when given no ``--split`` (the test clips of the recorded split it trained on,
     ``data.split``, else its validation subjects; an imported model without a config: the
     standard split's S2), named as ``split2`` or ``S2``, and the clips it was not evaluated on."""
-    data = (config or {}).get("data") or {}
-    if data.get("split"):
-        train, test = split_by_clips(index, data["split"])
-        return data["split"], test, train
-    subjects = data.get("val_subjects") or DataSettings().val_subjects
+    split = default_split(config)
+    if split is not None:
+        train, test = split_by_clips(index, split)
+        return split, test, train
+    subjects = default_subjects(config)
     evaluated = [inst for inst in index.instances if inst.subject in subjects]
     others = [inst for inst in index.instances if inst.subject not in subjects]
     for side, chosen in (("evaluation", evaluated), ("other", others)):

@@ -26,8 +26,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from fpar.data import ClipDataset, load_index
-from fpar.data.settings import DataSettings
-from fpar.data.splits import read_splits, split_by_clips
+from fpar.data.splits import default_split, default_subjects, read_splits, split_by_clips
 from fpar.engine import epic_metrics as epic
 from fpar.engine.hardware import device_for
 from fpar.engine.inference import InferenceSession
@@ -227,19 +226,15 @@ def _clip_split(split: Sequence[str] | str | None, config: dict[str, Any] | None
                 recorded: dict[str, Any]) -> str | None:
     """The recorded split whose test clips are scored: ``split`` naming one, or with none given the
     split the model was trained on (``data.split``); None to score subjects."""
-    if isinstance(split, str) and split in recorded:
-        return split
-    if split is None and config and config["data"].get("split"):
-        return config["data"]["split"]
-    return None
+    if split is None:
+        return default_split(config)
+    return split if isinstance(split, str) and split in recorded else None
 
 
 def split_subjects(split: Sequence[str] | str | None, config: dict[str, Any] | None) -> list[str]:
     """``split`` as a list; none given: the subjects the model was validated on (imported reference
     models: the standard split's)."""
-    if split is not None:
-        return _subjects(split)
-    return config["data"]["val_subjects"] if config else DataSettings().val_subjects
+    return default_subjects(config) if split is None else _subjects(split)
 
 
 def _subjects(split: Sequence[str] | str) -> list[str]:
