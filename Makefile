@@ -16,13 +16,17 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
 
+# two pytest workers (pytest-xdist), each test file in one of them so its module fixtures are made once:
+# 6.4 min instead of ~10.5 on this project's 2-core machine
+TEST_WORKERS ?= 2
+
 test: venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # the numerics tests again as on an AVX2-only CPU: oneDNN and ATen limited to AVX2, so bf16 is
 # emulated and `trainer.precision: auto` picks fp32 (docs/hardware.md)
 test-avx2: venv
-	ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 $(BIN)/python -m pytest -q -m numerics
+	ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 $(BIN)/python -m pytest -q -m numerics -n $(TEST_WORKERS) --dist loadfile
 
 demo: venv
 	$(BIN)/fpar demo --out demo-output
