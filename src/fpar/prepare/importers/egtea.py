@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Iterator
 
 from fpar.prepare.importers.epic import EPIC_FRAME_PATTERN
 from fpar.prepare.importers.rows import class_folder_name, read_index, read_lines, usable
@@ -15,11 +16,9 @@ from fpar.prepare.video import Segment
 _EGTEA_CLIP = re.compile(r"^(?P<session>(?P<subject>[A-Za-z]+\d+)-.+)-\d+-\d+-F(?P<start>\d+)-F(?P<end>\d+)$")
 
 
-def egtea_jobs(split_file: str | Path, action_index: str | Path, videos: str | Path) -> tuple[list[Job], list[str]]:
-    """Jobs (one per clip of ``split_file``) and problems (lines that could not be used)."""
-    split_file, videos = Path(split_file), Path(videos)
-    jobs, problems = [], []
-    actions = read_index(action_index, problems)
+def _clip_lines(split_file: Path, problems: list[str]) -> Iterator[tuple[str, list[str], re.Match]]:
+    """Each clip line of a split file as ``(FILE:LINE, its words, the clip name's match)``; a line
+    that is no ``<clip> <action> ...`` is recorded in ``problems`` and skipped."""
     for number, line in enumerate(read_lines(split_file), 1):
         if not line.strip():
             continue
@@ -29,6 +28,15 @@ def egtea_jobs(split_file: str | Path, action_index: str | Path, videos: str | P
         if len(parts) < 2 or not match or not parts[1].isdigit():
             problems.append(f"{where}: not a '<clip> <action> <verb> <noun>' line, skipped: {line.strip()!r}")
             continue
+        yield where, parts, match
+
+
+def egtea_jobs(split_file: str | Path, action_index: str | Path, videos: str | Path) -> tuple[list[Job], list[str]]:
+    """Jobs (one per clip of ``split_file``) and problems (lines that could not be used)."""
+    split_file, videos = Path(split_file), Path(videos)
+    jobs, problems = [], []
+    actions = read_index(action_index, problems)
+    for where, parts, match in _clip_lines(split_file, problems):
         action = actions.get(int(parts[1]))
         if action is None:
             problems.append(f"{where}: action id {parts[1]} not in {action_index}, skipped")
@@ -80,15 +88,7 @@ def egtea_manifest(split_file: str | Path, action_index: str | Path, root: str |
     out, problems = [], []
     actions = read_index(action_index, problems)
     checks = RowChecks()
-    for number, line in enumerate(read_lines(split_file), 1):
-        if not line.strip():
-            continue
-        where = f"{split_file}:{number}"
-        parts = line.split()
-        match = _EGTEA_CLIP.match(parts[0])
-        if len(parts) < 2 or not match or not parts[1].isdigit():
-            problems.append(f"{where}: not a '<clip> <action> <verb> <noun>' line, skipped: {line.strip()!r}")
-            continue
+    for where, parts, match in _clip_lines(split_file, problems):
         clip, session = parts[0], match["session"]
         start, end = int(match["start"]), int(match["end"])
         action = actions.get(int(parts[1]))

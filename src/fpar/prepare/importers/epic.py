@@ -36,14 +36,8 @@ def epic_jobs(annotations: str | Path, videos: str | Path, label: str = ACTION) 
 
     ``label`` picks the class: ``action`` (``verb_noun``, e.g. ``open_door``), ``verb`` or ``noun``.
     """
-    if label not in CLASS_KINDS:
-        raise FparError(f"unknown EPIC label {label!r} (choose {', '.join(CLASS_KINDS)})")
     annotations, videos = Path(annotations), Path(videos)
-    rows = csv.DictReader(read_lines(annotations))
-    needed = {"narration_id", "participant_id", "video_id", "start_frame", "stop_frame", "verb", "noun"}
-    lacking = needed - set(rows.fieldnames or ())
-    if lacking:
-        raise FparError(f"{annotations}: not an EPIC-KITCHENS-100 annotation CSV (no {', '.join(sorted(lacking))} column)")
+    rows = _annotation_rows(annotations, label)
     jobs, problems = [], []
     checks = RowChecks()
     for number, row in enumerate(rows, 2):
@@ -62,6 +56,18 @@ def epic_jobs(annotations: str | Path, videos: str | Path, label: str = ACTION) 
         if usable(job, where, problems):
             jobs.append(job)
     return jobs, problems
+
+
+def _annotation_rows(annotations: Path, label: str) -> csv.DictReader:
+    """An EPIC-KITCHENS-100 annotation CSV's rows, once its columns and ``label`` are known to fit."""
+    if label not in CLASS_KINDS:
+        raise FparError(f"unknown EPIC label {label!r} (choose {', '.join(CLASS_KINDS)})")
+    rows = csv.DictReader(read_lines(annotations))
+    needed = {"narration_id", "participant_id", "video_id", "start_frame", "stop_frame", "verb", "noun"}
+    lacking = needed - set(rows.fieldnames or ())
+    if lacking:
+        raise FparError(f"{annotations}: not an EPIC-KITCHENS-100 annotation CSV (no {', '.join(sorted(lacking))} column)")
+    return rows
 
 
 def _epic_video(videos: Path, participant: str, video: str) -> Path:
@@ -94,14 +100,8 @@ def epic_manifest(annotations: str | Path, root: str | Path, *, videos: bool = F
     ``<P>/flow_frames/<video>/u`` and ``v`` (one flow frame per two RGB frames, bound 25 px); with
     ``videos=True`` it names ``<P>/videos/<video>.MP4`` instead (RGB only). Paths are relative to
     ``root``; a row whose frame folder or video is missing is a problem, not a row."""
-    if label not in CLASS_KINDS:
-        raise FparError(f"unknown EPIC label {label!r} (choose {', '.join(CLASS_KINDS)})")
     annotations, root = Path(annotations), Path(root)
-    rows = csv.DictReader(read_lines(annotations))
-    needed = {"narration_id", "participant_id", "video_id", "start_frame", "stop_frame", "verb", "noun"}
-    lacking = needed - set(rows.fieldnames or ())
-    if lacking:
-        raise FparError(f"{annotations}: not an EPIC-KITCHENS-100 annotation CSV (no {', '.join(sorted(lacking))} column)")
+    rows = _annotation_rows(annotations, label)
     out, problems = [], []
     checks = RowChecks()
     sources: dict[tuple[str, str], dict[str, str] | str] = {}  # (participant, video) -> columns, or why not
