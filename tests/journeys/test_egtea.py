@@ -79,5 +79,12 @@ def test_egtea_three_splits_mean_class_accuracy(tmp_path, capsys, monkeypatch):
                  "split3", "--json"]) == 0  # another split's test clips, named
     assert json.loads(capsys.readouterr().out)["n"] == len(splits["split3"]["test"])
 
+    # the report explains clips of the split the model is scored on (one per class, up to --clips)
+    assert main(["report", f"proto/{result['runs'][1]['run_dir']}/best.ckpt", "--data", "data/egtea", "--out", "rep",
+                 "--clips", "2", "--quiet"]) == 0
+    explained = [folder.name for folder in Path("rep/clips").iterdir()]
+    assert len(explained) == 2 and set(explained) <= set(splits[result["runs"][1]["fold"]]["test"])
+
 
 EGTEA_FOLDS = ["split1", "split2", "split3"]
+

@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from fpar.data import ClipDataset, load_index
+from fpar.data.layouts import DatasetIndex, Instance
 from fpar.data.splits import default_split, default_subjects, read_splits, split_by_clips
 from fpar.engine import epic_metrics as epic
 from fpar.engine.hardware import device_for
@@ -121,10 +122,7 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
     if index.classes != classes:
         raise FparError(f"{data_root} has classes {_short(index.classes)} but {checkpoint} was trained on "
                         f"{_short(classes)}")
-    if clip_split is not None:  # the test clips of a recorded split (EGTEA's split1..3)
-        instances = split_by_clips(index, clip_split)[1]
-    else:
-        instances = [inst for inst in index.instances if inst.subject in subjects]
+    instances = _instances(index, clip_split, subjects)
     if not instances:
         raise FparError(f"{data_root}: no instances of subjects {', '.join(subjects)} "
                         f"(the dataset has {', '.join(index.subjects)})")
@@ -220,6 +218,21 @@ def _verb_noun_action(rows: list[ClipResult]) -> dict[str, float]:
     noun_labels = np.asarray([row.head_labels["noun"] for row in rows])[:, None]
     right = (verbs == verb_labels) & (nouns == noun_labels)
     return {ACCURACY: float(right[:, 0].mean()), TOP5: float(right.any(axis=1).mean())}
+
+
+def evaluated_clips(data_root: str | os.PathLike, split: Sequence[str] | str | None,
+                    config: dict[str, Any] | None) -> tuple[list[str], list[Instance]]:
+    """What :func:`evaluate` scores on ``data_root`` for ``split`` and a model trained with ``config``:
+    the split's name (its subjects, or the recorded split) and its clips, in the index's order."""
+    clip_split = _clip_split(split, config, read_splits(data_root))
+    subjects = split_subjects(split, config) if clip_split is None else [clip_split]
+    return subjects, _instances(load_index(data_root), clip_split, subjects)
+
+
+def _instances(index: DatasetIndex, clip_split: str | None, subjects: list[str]) -> list[Instance]:
+    if clip_split is not None:  # the test clips of a recorded split (EGTEA's split1..3)
+        return split_by_clips(index, clip_split)[1]
+    return [inst for inst in index.instances if inst.subject in subjects]
 
 
 def _clip_split(split: Sequence[str] | str | None, config: dict[str, Any] | None,

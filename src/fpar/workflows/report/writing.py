@@ -14,9 +14,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from fpar.checkpoint import EXPORT_ONNX, EXPORT_WEIGHTS, load_checkpoint, read_contract
-from fpar.data import load_index
 from fpar.engine.epic_metrics import RULE_ACTION
-from fpar.engine.evaluate import ClipResult, evaluate, printable_name, split_subjects
+from fpar.engine.evaluate import ClipResult, evaluate, evaluated_clips, printable_name
 from fpar.engine.metric_registry import METRICS, MONITORED, file_column
 from fpar.engine.run_folder import BEST_CKPT, LAST_CKPT, METRICS_JSON
 from fpar.errors import FparError
@@ -191,10 +190,9 @@ def read_history(path: Path) -> list[dict[str, Any]]:
 def _first_clip_of_classes(data_root: RunPath, classes: list[str] | None, split: Sequence[str] | str | None,
                            config: dict[str, Any] | None, count: int) -> set[str]:
     """Ids of the first clip of each of the first ``count`` classes in the split (the clips explained)."""
-    subjects = split_subjects(split, config)
     chosen: dict[int, str] = {}
-    for inst in load_index(data_root).instances:
-        if inst.subject in subjects and inst.class_id not in chosen and len(chosen) < count:
+    for inst in evaluated_clips(data_root, split, config)[1]:  # those fpar eval scores, a recorded split's too
+        if inst.class_id not in chosen and len(chosen) < count:
             chosen[inst.class_id] = inst.instance_id
     return set(chosen.values())
 
