@@ -291,7 +291,7 @@ def test_answers_every_k_th_frame_are_the_sliding_windows_answers_held_in_betwee
         if b.updated:
             assert torch.allclose(a.logits, b.logits, rtol=1e-5, atol=1e-6)
     assert torch.equal(results[3][1].logits, results[2][1].logits)
-    with pytest.raises(FparError, match="answer-every must be between 1 and the window"):
+    with pytest.raises(FparError, match="answer_every must be between 1 and the window"):
         Stream(checkpoint, answer_every=4)
 
 

@@ -62,7 +62,7 @@ BASE_HEIGHT = 120  # geometry above is given for 160x120 and scaled from there
 def class_names(classes: int) -> list[str]:
     """The first ``classes`` classes: every verb with the first object, then the next object, ..."""
     if not 1 <= classes <= len(VERBS) * len(OBJECTS):
-        raise FparError(f"--classes must be between 1 and {len(VERBS) * len(OBJECTS)}, got {classes}")
+        raise FparError(f"classes must be between 1 and {len(VERBS) * len(OBJECTS)}, got {classes}")
     return [f"{VERBS[k % len(VERBS)]}_{OBJECTS[k // len(VERBS)][0]}" for k in range(classes)]
 
 
@@ -107,18 +107,18 @@ def generate(
 def _check_arguments(out: Path, subjects: int, videos: int, frames: int, size: tuple[int, int], force: bool,
                      meta: dict) -> None:
     if subjects < 1 or videos < 1:
-        raise FparError("--subjects and --videos-per-class must be at least 1")
+        raise FparError("subjects and videos per class must be at least 1")
     if frames < 5:
-        raise FparError(f"--frames must be at least 5 (the flow stack), got {frames}")
+        raise FparError(f"frames must be at least 5 (the flow stack), got {frames}")
     if min(size) < 32:
-        raise FparError(f"--size must be at least 32x32, got {size[0]}x{size[1]}")
+        raise FparError(f"size must be at least 32x32, got {size[0]}x{size[1]}")
     trees = [out / t for t in ("processed_frames", "flow_x_processed", "flow_y_processed")]
     if any(t.exists() for t in trees) or (out / UNFINISHED_MARKER).exists():
         if _unfinished(out) == meta and not force:
             return  # a killed synth with these settings: this run finishes it
         if not force:
             other = " (an unfinished synth with other settings)" if _unfinished(out) is not None else ""
-            raise FparError(f"{out}: already holds a dataset{other} (use --force to replace it)")
+            raise FparError(f"{out}: already holds a dataset{other} (force=True, fpar synth --force, replaces it)")
         for tree in trees:
             shutil.rmtree(tree, ignore_errors=True)
 

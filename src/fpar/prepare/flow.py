@@ -50,7 +50,7 @@ def flow_estimator(method: str = DEFAULT_FLOW_METHOD) -> FlowFn:
         return lambda prev, nxt: tvl1_flow(_gray(prev), _gray(nxt)).numpy()
     if method == "tvl1-opencv":
         if not hasattr(cv2, "optflow"):
-            raise FparError("flow method tvl1-opencv needs opencv-contrib (cv2.optflow); use --flow tvl1, dis or farneback")
+            raise FparError("flow method tvl1-opencv needs opencv-contrib (cv2.optflow); use flow method tvl1, dis or farneback")
         tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()  # defaults: tau, lambda, theta, scales, warps as dense_flow
         return lambda prev, nxt: tvl1.calc(_gray(prev), _gray(nxt), None)
     if method == "dis":

@@ -81,9 +81,9 @@ class LiveInputs:
         if not isinstance(window, int) or isinstance(window, bool) or window < 1:
             raise FparError(f"stream window must be a positive number of frames, got {window!r}")
         if not isinstance(every, int) or isinstance(every, bool) or every < 1:
-            raise FparError(f"stream --every must be a positive number of frames, got {every!r}")
+            raise FparError(f"stream every must be a positive number of frames, got {every!r}")
         if isinstance(answer_every, bool) or not isinstance(answer_every, int) or not 1 <= answer_every <= window:
-            raise FparError(f"stream --answer-every must be between 1 and the window ({window}), got {answer_every!r}")
+            raise FparError(f"stream answer_every must be between 1 and the window ({window}), got {answer_every!r}")
         if flow not in FLOW_METHODS:
             raise FparError(f"unknown flow method {flow!r} (choose {', '.join(FLOW_METHODS)})")
         reads_flow = "flow" in clip.modalities
