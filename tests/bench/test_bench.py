@@ -165,3 +165,14 @@ def test_stream_rows_time_the_stream_against_recomputing_the_window():
     busy = rows[3 + len(bf16)]
     assert busy["busy_cpu"] and busy["slowdown_vs_idle"] > 0
     assert "p95" in format_table({"machine": MACHINE, "rows": rows})
+
+
+
+def test_every_row_kind_has_a_maker_and_the_cli_offers_it(capsys):
+    from fpar.bench.run import LOADING_ROWS
+    from fpar.bench.vocabulary import DATA_ROWS, MODEL_ROWS, ROW_KINDS
+
+    assert tuple(LOADING_ROWS) == DATA_ROWS and ROW_KINDS == (*MODEL_ROWS, *DATA_ROWS)
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    assert ", ".join(ROW_KINDS) in " ".join(capsys.readouterr().out.split())

@@ -14,7 +14,7 @@
 from fpar.lazy import lazy_exports
 
 _EXPORTS = {
-    "ROW_KINDS": "fpar.bench.run",
+    "ROW_KINDS": "fpar.bench.vocabulary",
     "LOADING_ROWS": "fpar.bench.run",
     "run_benchmarks": "fpar.bench.run",
     "format_table": "fpar.bench.format",

@@ -27,9 +27,10 @@ from fpar.bench.packed_store import packed_store_rows
 from fpar.bench.process_rows import bench_process
 from fpar.bench.runtime_accuracy import runtime_accuracies
 from fpar.bench.stream_rows import bench_stream, precision_name, stream_settings
+from fpar.bench.vocabulary import ROW_KINDS
 from fpar.errors import FparError
 
-# row kind -> maker of its rows (quick, repeats, setting); the model rows (eval, train) come first
+# row kind (fpar.bench.vocabulary.DATA_ROWS) -> maker of its rows (quick, repeats, setting)
 LOADING_ROWS: dict[str, Callable[[bool, int, Setting], list[dict[str, Any]]]] = {
     "loading": lambda quick, repeats, setting: bench_loading(*((128, 112) if quick else (256, 224)), repeats),
     "packed": lambda quick, repeats, setting: packed_store_rows(quick, repeats),
@@ -40,7 +41,6 @@ LOADING_ROWS: dict[str, Callable[[bool, int, Setting], list[dict[str, Any]]]] = 
         bench_process("resnet18", 112, 3, 2, 7, repeats, setting.device) if quick else
         bench_process("resnet34", 224, 6, 4, 16, repeats, setting.device)],
 }
-ROW_KINDS = ("eval", "train", *LOADING_ROWS)
 
 
 def run_benchmarks(quick: bool = True, repeats: int = 3, frames: tuple[int, ...] = (7,), batch: int | None = None,

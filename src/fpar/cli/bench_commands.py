@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from fpar.bench.vocabulary import ROW_KINDS
 from fpar.cli.common import add_compute_options, at_least, require_device
 from fpar.engine.settings import PRECISIONS
 from fpar.errors import FparError
@@ -37,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--batch", type=at_least(1, 4096), metavar="B", help="clips per batch (default 2, with --full 4)")
     bench.add_argument("--size", type=at_least(32, 4096), metavar="PX", help="input side in pixels (default 112, with --full 224)")
     bench.add_argument("--rows", type=_names, default=None, metavar="KIND,...",
-                       help="row kinds to run: eval, train, loading, flow, process (default all)")
+                       help=f"row kinds to run: {', '.join(ROW_KINDS)} (default all)")
     bench.add_argument("--stages", type=_names, default=None, metavar="STAGE,...",
                        help="training stages for the train rows (default all)")
     add_compute_options(bench, default="cpu")
@@ -55,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def bench_command(args: argparse.Namespace) -> int:
-    from fpar.bench import ROW_KINDS, STAGE_MODELS, format_table, run_benchmarks
+    from fpar.bench import STAGE_MODELS, format_table, run_benchmarks
 
     for flag, value in (("--batch", args.batch), ("--size", args.size), ("--repeats", args.repeats)):
         if value is not None and value < 1:
