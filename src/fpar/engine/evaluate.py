@@ -105,9 +105,6 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
         _check_supervision(supervision)
     session = InferenceSession.load(checkpoint)  # its weights are copied to channels-last
     model, info = session.model, session.contract
-    recorded = read_splits(data_root)
-    clip_split = _clip_split(split, info.config, recorded)
-    subjects = split_subjects(split, info.config) if clip_split is None else [clip_split]
     heads = model.label_heads_module()
     widths = heads.widths() if heads is not None else {}
     if (epic_results or epic_submission) and widths != {"verb": epic.EPIC_VERBS, "noun": epic.EPIC_NOUNS}:
@@ -122,7 +119,7 @@ def evaluate(checkpoint: str | os.PathLike, data_root: str | os.PathLike, *, spl
     if index.classes != classes:
         raise FparError(f"{data_root} has classes {_short(index.classes)} but {checkpoint} was trained on "
                         f"{_short(classes)}")
-    instances = _instances(index, clip_split, subjects)
+    subjects, instances = evaluated_clips(index, split, info.config)
     if not instances:
         raise FparError(f"{data_root}: no instances of subjects {', '.join(subjects)} "
                         f"(the dataset has {', '.join(index.subjects)})")
@@ -220,19 +217,15 @@ def _verb_noun_action(rows: list[ClipResult]) -> dict[str, float]:
     return {ACCURACY: float(right[:, 0].mean()), TOP5: float(right.any(axis=1).mean())}
 
 
-def evaluated_clips(data_root: str | os.PathLike, split: Sequence[str] | str | None,
+def evaluated_clips(index: DatasetIndex, split: Sequence[str] | str | None,
                     config: dict[str, Any] | None) -> tuple[list[str], list[Instance]]:
-    """What :func:`evaluate` scores on ``data_root`` for ``split`` and a model trained with ``config``:
+    """What :func:`evaluate` scores of ``index`` for ``split`` and a model trained with ``config``:
     the split's name (its subjects, or the recorded split) and its clips, in the index's order."""
-    clip_split = _clip_split(split, config, read_splits(data_root))
-    subjects = split_subjects(split, config) if clip_split is None else [clip_split]
-    return subjects, _instances(load_index(data_root), clip_split, subjects)
-
-
-def _instances(index: DatasetIndex, clip_split: str | None, subjects: list[str]) -> list[Instance]:
+    clip_split = _clip_split(split, config, read_splits(index.root))
     if clip_split is not None:  # the test clips of a recorded split (EGTEA's split1..3)
-        return split_by_clips(index, clip_split)[1]
-    return [inst for inst in index.instances if inst.subject in subjects]
+        return [clip_split], split_by_clips(index, clip_split)[1]
+    subjects = split_subjects(split, config)
+    return subjects, [inst for inst in index.instances if inst.subject in subjects]
 
 
 def _clip_split(split: Sequence[str] | str | None, config: dict[str, Any] | None,

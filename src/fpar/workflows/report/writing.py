@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from fpar.checkpoint import EXPORT_ONNX, EXPORT_WEIGHTS, load_checkpoint, read_contract
+from fpar.data import load_index
 from fpar.engine.epic_metrics import RULE_ACTION
 from fpar.engine.evaluate import ClipResult, evaluate, evaluated_clips, printable_name
 from fpar.engine.metric_registry import METRICS, MONITORED, file_column
@@ -130,7 +131,7 @@ def _report_run(checkpoint: Path, name: str, data_root: RunPath, folder: Path, o
     history = read_history(checkpoint.parent / METRICS_JSON)  # before the evaluation: a bad file fails at once
     folder.mkdir(parents=True, exist_ok=True)
     contract = read_contract(load_checkpoint(checkpoint), checkpoint)
-    explain = _first_clip_of_classes(data_root, contract.classes, split, contract.config, clips)
+    explain = _first_clip_of_classes(data_root, split, contract.config, clips)
     result = evaluate(checkpoint, data_root, split=split, predictions_csv=folder / "predictions.csv",
                       explain=explain, progress=progress, accelerator=accelerator)
     classes = [printable_name(c) for c in result["classes"]]
@@ -187,11 +188,11 @@ def read_history(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _first_clip_of_classes(data_root: RunPath, classes: list[str] | None, split: Sequence[str] | str | None,
-                           config: dict[str, Any] | None, count: int) -> set[str]:
+def _first_clip_of_classes(data_root: RunPath, split: Sequence[str] | str | None, config: dict[str, Any] | None,
+                           count: int) -> set[str]:
     """Ids of the first clip of each of the first ``count`` classes in the split (the clips explained)."""
     chosen: dict[int, str] = {}
-    for inst in evaluated_clips(data_root, split, config)[1]:  # those fpar eval scores, a recorded split's too
+    for inst in evaluated_clips(load_index(data_root), split, config)[1]:  # those fpar eval scores, a recorded split's too
         if inst.class_id not in chosen and len(chosen) < count:
             chosen[inst.class_id] = inst.instance_id
     return set(chosen.values())
