@@ -23,10 +23,10 @@ TEST_WORKERS ?= 2
 test: venv
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
-# the numerics tests again as on an AVX2-only CPU: oneDNN and ATen limited to AVX2, so bf16 is
-# emulated and `trainer.precision: auto` picks fp32 (docs/hardware.md)
+# the numerics tests again as on an AVX2-only CPU: oneDNN, ATen and MKL limited to AVX2, so bf16
+# is emulated and `trainer.precision: auto` picks fp32 (docs/hardware.md)
 test-avx2: venv
-	ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 $(BIN)/python -m pytest -q -m numerics -n $(TEST_WORKERS) --dist loadfile
+	ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 $(BIN)/python -m pytest -q -m numerics -n $(TEST_WORKERS) --dist loadfile
 
 demo: venv
 	$(BIN)/fpar demo --out demo-output

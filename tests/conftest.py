@@ -19,6 +19,7 @@ NUMERICS = (
     "interop/test_parity.py", "interop/test_parity_bf16.py", "interop/test_from_reference.py",
     "interop/test_onnx_export.py", "engine/test_hardware.py", "engine/test_compute.py",
     "engine/test_predict.py", "engine/test_stream.py", "interop/test_onnx_stream.py", "models/test_blocks.py",
+    "engine/test_packed_convolutions.py",
 )
 
 

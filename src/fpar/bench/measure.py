@@ -14,6 +14,7 @@ never goes down); on a GPU ``torch.cuda.max_memory_allocated``.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import platform
 import resource
@@ -91,8 +92,16 @@ def matmul_peak(device: str, dtype: torch.dtype, repeats: int = 3) -> float:
     return best
 
 
+def _packed_convolution_flops(x_shape: torch.Size, w_shape: torch.Size, *args: object,
+                              out_shape: torch.Size, **kwargs: object) -> int:
+    """A packed convolution's FLOPs (``fpar.engine.packed_convolutions``), as PyTorch counts a conv's."""
+    return 2 * math.prod(out_shape) * math.prod(w_shape[1:])
+
+
 def count_flops(fn: Callable[[], object]) -> int:
-    with FlopCounterMode(display=False) as counter:
+    """The FLOPs of one call of ``fn``, as ``torch.utils.flop_counter`` counts them, packed convolutions included."""
+    with FlopCounterMode(display=False, custom_mapping={
+            torch.ops.mkldnn._convolution_pointwise: _packed_convolution_flops}) as counter:
         fn()
     return counter.get_total_flops()
 

@@ -33,7 +33,7 @@ LIBRARIES = {
 # extras fpar uses when present (pyproject.toml's optional dependencies)
 OPTIONAL = ("onnx", "onnxscript", "onnxruntime", "wandb", "mlflow")
 # the environment variables that change what fpar computes or how fast
-VARIABLES = (*ISA_CAP_VARIABLES, "ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+VARIABLES = (*ISA_CAP_VARIABLES, "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
              "CUDA_VISIBLE_DEVICES", "TORCH_HOME", MAX_PIXELS_VARIABLE)
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fpar.models.convlstm import without_subnormals
+
 
 class WindowRecurrence:
     """The window recurrences of a model with a ``convlstm`` (:class:`fpar.models.convlstm.ConvLSTM`)."""
@@ -23,20 +25,15 @@ class WindowRecurrence:
         grid: about twice as fast as the conv on a CPU; equal to float rounding). The state is kept
         in at least float32 (``forward`` keeps it in its input's dtype: the same in fp32); the first
         step skips the hidden conv, whose input is all zeros."""
-        conv = self.convlstm.hidden_conv
         matrix = self._hidden_matrix()
-        batch, steps, channels, height, width = gates.shape
+        batch, steps, _, height, width = gates.shape
         cell = gates.new_zeros(batch, self.convlstm.mem_size, height, width,
                                dtype=torch.promote_types(gates.dtype, torch.float32))
         hidden = None
         for step in range(steps):
             step_gates = gates[:, step]
             if hidden is not None:
-                # (C*k*k, B*h*w) neighbourhoods, cast to the weights' dtype first, as autocast would cast them
-                columns = nn.functional.unfold(hidden.to(matrix.dtype), conv.kernel_size, padding=conv.padding)
-                columns = columns.transpose(0, 1).reshape(columns.shape[1], -1)
-                product = (matrix @ columns).view(channels, batch, height, width).transpose(0, 1)
-                step_gates = step_gates + product
+                step_gates = step_gates + self._hidden_product(hidden, matrix)
             i, f, c, o = step_gates.chunk(4, dim=1)
             cell = torch.tanh(c) * torch.sigmoid(i) + cell * torch.sigmoid(f)
             hidden = torch.sigmoid(o) * torch.tanh(cell)
@@ -58,19 +55,13 @@ class WindowRecurrence:
         started yet: the zero hidden state adds exactly zero, so a fixed S (the ONNX streaming
         graph, docs/deployment.md) gives the same answers."""
         gates = encoded["lstm_gates"][:, -1]  # (1, 4M, h, w)
-        conv = self.convlstm.hidden_conv
         fresh = gates.new_zeros(1, self.convlstm.mem_size, *gates.shape[2:],
                                 dtype=torch.promote_types(gates.dtype, torch.float32))
         if state is None or state["hidden"].shape[0] == 0:
             pre, cell = gates, fresh
         else:
             hidden, started = state["hidden"], state["cell"]
-            matrix = self._hidden_matrix()
-            count, _, height, width = hidden.shape
-            columns = nn.functional.unfold(hidden.to(matrix.dtype), conv.kernel_size, padding=conv.padding)
-            columns = columns.transpose(0, 1).reshape(columns.shape[1], -1)
-            product = (matrix @ columns).view(-1, count, height, width).transpose(0, 1)
-            pre, cell = gates + product, started
+            pre, cell = gates + self._hidden_product(hidden, self._hidden_matrix()), started
             if start:
                 pre, cell = torch.cat([pre, gates]), torch.cat([cell, fresh])
         i, f, c, o = pre.chunk(4, dim=1)
@@ -83,6 +74,18 @@ class WindowRecurrence:
         out["features"] = cell.mean(dim=(2, 3))  # as extract reads the final cell state
         out.update(self.classify(out["features"]))
         return out
+
+    def _hidden_product(self, hidden: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+        """The hidden conv of ``hidden`` (B, mem_size, h, w) as one product of ``matrix`` with its
+        unfolded (C*k*k, B*h*w) neighbourhoods: (B, 4 * mem_size, h, w). The state is cast to the
+        weights' dtype first, as autocast would cast it, and its subnormals dropped
+        (:func:`~fpar.models.convlstm.without_subnormals`)."""
+        conv = self.convlstm.hidden_conv
+        count, _, height, width = hidden.shape
+        columns = nn.functional.unfold(without_subnormals(hidden).to(matrix.dtype), conv.kernel_size,
+                                       padding=conv.padding)
+        columns = columns.transpose(0, 1).reshape(columns.shape[1], -1)
+        return (matrix @ columns).view(-1, count, height, width).transpose(0, 1)
 
     def _hidden_matrix(self) -> torch.Tensor:
         """The hidden conv's weight as a (4 * mem_size, C*k*k) matrix: a view of contiguous weights,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import deque
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ import torch
 from fpar.checkpoint import ModelContract
 from fpar.engine.compute import frames_channels_last
 from fpar.engine.inference import InferenceSession
+from fpar.engine.packed_convolutions import pack_convolutions
 from fpar.engine.stream.threads import ThreadChooser
 from fpar.models.heads import output_key
 from fpar.prepare.live import LiveInputs
@@ -86,6 +87,9 @@ class Stream(LiveInputs):
         if announce:  # the line saying which precision ``auto`` picked, and why: shown with --verbose
             session.announce()
         self._device = session.device
+        # the convolutions' weights reordered once for one frame (engine/packed_convolutions.py),
+        # by the first encoding and the first answer, on a CPU
+        self._to_pack = {"encode", "answer"} if self._device.type == "cpu" else set()
         self._threads = ThreadChooser.for_setting(threads) if self._device.type == "cpu" else None
 
     # --- state ---------------------------------------------------------------------------------
@@ -139,7 +143,7 @@ class Stream(LiveInputs):
             self._kept.append(inputs)
             return
         with self._computing():
-            encoded = self._model.encode_frames(inputs)
+            encoded = self._packing("encode", lambda: self._model.encode_frames(inputs))
             if self._carries:
                 state = self._model.advance_windows(encoded, self._state, start)
         if not self._carries:
@@ -153,15 +157,26 @@ class Stream(LiveInputs):
             self._ages.pop(0)
         self._state = state
 
+    def _packing(self, part: str, compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """``compute()``, with the convolutions it calls packed: the first time a ``part`` runs,
+        it runs twice, once to pack, so that every push computes the same way (a packed conv
+        rounds as the plain one, but the ConvLSTM's input conv then runs as one, not per gate)."""
+        if part in self._to_pack:
+            self._to_pack.discard(part)
+            pack_convolutions(self._model, compute)
+        return compute()
+
+    def _decode(self, stack: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self._carries:
+            return self._model.decode_windows(self._oldest, self._newest, stack)
+        window = {key: torch.cat([entry[key] for entry in self._kept], dim=1) for key in self._kept[0]} \
+            if self._kept else {}
+        return self._model.decode_window(window, stack) if self._hooks else self._model({**window, **stack})
+
     def _answer(self, stack: dict[str, np.ndarray]) -> tuple[Any, Any, Any, dict[str, Any]]:
         stack = {key: self._tensor(value) for key, value in stack.items()}
         with self._computing():
-            if self._carries:
-                out = self._model.decode_windows(self._oldest, self._newest, stack)
-            else:
-                window = {key: torch.cat([entry[key] for entry in self._kept], dim=1) for key in self._kept[0]} \
-                    if self._kept else {}
-                out = self._model.decode_window(window, stack) if self._hooks else self._model({**window, **stack})
+            out = self._packing("answer", lambda: self._decode(stack))
         maps = out.get("attention")
         logits = out["logits"][0].float().cpu()
         heads = {kind: out[output_key(kind)][0].float().cpu() for kind in self._head_classes if output_key(kind) in out}

@@ -1,0 +1,100 @@
+"""Convolutions packed once for a stream's one-frame pushes (fpar.engine.packed_convolutions) and
+the subnormal states a saturated ConvLSTM makes: same answers, and nothing slow left in the way."""
+
+import pytest
+import torch
+from torch import nn
+
+from fpar.bench.measure import count_flops
+from fpar.engine.compute import frames_channels_last, prepare_for_inference
+from fpar.engine.packed_convolutions import PackedConv2d, pack_convolutions
+from fpar.models import build_model
+
+pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="PyTorch built without oneDNN")
+
+
+def _model():
+    torch.manual_seed(0)
+    model = build_model("rgb_attention", num_classes=3, backbone="resnet18", input_size=64).eval()
+    prepare_for_inference(model, channels_last=True)
+    return model
+
+
+def _frame(seed=0):
+    return {"frames": frames_channels_last(torch.randn(1, 1, 3, 64, 64, generator=torch.Generator().manual_seed(seed)))}
+
+
+def test_packed_model_computes_what_it_computed_and_keeps_its_weights_readable():
+    model, frame = _model(), _frame()
+    with torch.inference_mode():
+        before = model.encode_frames(frame)
+        convs = [module for module in model.modules() if type(module) is nn.Conv2d]
+        pack_convolutions(model, lambda: model.encode_frames(frame))
+        packed = [module for module in model.modules() if isinstance(module, PackedConv2d)]
+        after = model.encode_frames(_frame())
+        other = model.encode_frames(_frame(seed=1))  # another frame, same shapes
+        unpacked_other = _model().encode_frames(_frame(seed=1))
+    assert len(packed) == len(convs) > 20 and not any(type(m) is nn.Conv2d for m in model.modules())
+    # the ConvLSTM's hidden conv is read as a matrix by the stream: its weight is still the conv's
+    assert model.convlstm.hidden_conv.weight.shape == (4 * 512, 512, 3, 3)
+    for key in before:
+        scale = before[key].abs().max()
+        assert (after[key] - before[key]).abs().max() <= 1e-5 * scale, key
+        assert (other[key] - unpacked_other[key]).abs().max() <= 1e-5 * unpacked_other[key].abs().max(), key
+
+
+def test_a_cpu_that_cannot_reorder_leaves_the_model_as_it_was(monkeypatch):
+    model, frame = _model(), _frame()
+
+    def refuses(*args, **kwargs):
+        raise RuntimeError("mkldnn_reorder_conv2d_weight: bf16 path needs the cpu support avx_ne_convert")
+
+    monkeypatch.setattr(PackedConv2d, "__init__", lambda self, conv, size: refuses())
+    with torch.inference_mode():
+        pack_convolutions(model, lambda: model.encode_frames(frame))
+    assert not any(isinstance(m, PackedConv2d) for m in model.modules())
+    assert not model.backbone.conv1._forward_pre_hooks  # the shape-recording hooks are gone
+
+
+def test_a_packed_convolution_counts_its_flops():
+    conv = nn.Conv2d(16, 32, 3, padding=1, stride=2).eval().requires_grad_(False)
+    x = torch.randn(1, 16, 20, 20)
+    with torch.inference_mode():
+        assert count_flops(lambda: PackedConv2d(conv, tuple(x.shape))(x)) == count_flops(lambda: conv(x)) > 0
+
+
+def test_a_saturated_convlstm_convolves_no_subnormal_state(monkeypatch):
+    """A gate at sigmoid(-88) makes hidden values below 6e-39: the CPU's threads would compute on
+    them ~100x slower. Neither the clip forward nor a stream's windows pass one to a product."""
+    model, frame = _model(), _frame()
+    with torch.no_grad():
+        model.convlstm.input_conv.bias[3 * 512:] = -88.0  # the output gate: h = sigmoid(-88) * tanh(c)
+    seen = []
+    real_unfold, real_conv2d = nn.functional.unfold, nn.functional.conv2d
+    monkeypatch.setattr(nn.functional, "unfold", lambda x, *a, **k: seen.append(x) or real_unfold(x, *a, **k))
+    monkeypatch.setattr(nn.functional, "conv2d", lambda x, *a, **k: seen.append(x) or real_conv2d(x, *a, **k))
+    clip = {"frames": frames_channels_last(torch.randn(1, 3, 3, 64, 64))}
+    with torch.inference_mode():
+        model(clip)
+        encoded = model.encode_frames(frame)
+        state = None
+        for _ in range(3):
+            state = model.advance_windows(encoded, state)
+    assert (state["hidden"] != 0).any() and (state["hidden"].abs() < torch.finfo(torch.float32).tiny).any()
+    tiny = torch.finfo(torch.float32).tiny
+    assert seen and all(not ((x != 0) & (x.abs() < tiny)).any() for x in seen)
+
+
+def test_a_stream_packs_its_convolutions_on_its_first_push():
+    from fpar.bench.stream_rows import stream_model, synthetic_video
+    from fpar.engine.stream import Stream
+
+    model, contract = stream_model("rgb_attention", "resnet18", 64, 3, 5)
+    stream = Stream.from_model(model, contract, precision="32", threads=1)
+    frames = synthetic_video(4, height=96, width=128)
+    first = stream.push(frames[0])
+    assert any(isinstance(m, PackedConv2d) for m in model.modules())
+    for frame in frames[1:]:
+        stream.push(frame)
+    stream.reset()
+    assert torch.equal(stream.push(frames[0]).logits, first.logits)  # the first push computed as the others
