@@ -87,6 +87,14 @@ def test_table_header_names_the_cpu_and_its_instruction_sets():
     assert "H100" in header and "EPYC" in header and "avx512_bf16 amx_bf16" in header
 
 
+def test_table_says_when_only_onednn_is_capped():
+    """An AVX2 emulation that caps oneDNN but not MKL times the fp32 matrix products on AVX-512."""
+    capped = {**MACHINE, "isa_cap": "AVX2"}
+    assert "set MKL_ENABLE_INSTRUCTIONS" in format_table({"machine": capped, "rows": []})
+    assert "MKL_ENABLE" not in format_table({"machine": {**capped, "mkl_cap": "AVX2"}, "rows": []})
+    assert "MKL_ENABLE" not in format_table({"machine": MACHINE, "rows": []})
+
+
 def test_loading_rows_time_every_way_against_the_reference():
     rows = bench_loading(resize=40, crop=32, repeats=1)
     assert [(r["clip"], r["way"]) for r in rows] == [

@@ -27,7 +27,11 @@ def format_table(result: dict[str, Any]) -> str:
              # the instruction sets oneDNN used (the CPU's, capped by ONEDNN_MAX_CPU_ISA) and the precision
              f"{m.get('hardware') or 'fpar: precision ' + m['precision']}; matmul peak GFLOP/s: {peaks}",
              "reference: per-frame fp32 NCHW, autograd on; %peak = achieved FLOP/s over the matmul peak of "
-             "the precision used; loading and flow rows: one worker, one thread", ""]
+             "the precision used; loading and flow rows: one worker, one thread"]
+    if m.get("isa_cap") and not m.get("mkl_cap"):
+        lines.append(f"note: ONEDNN_MAX_CPU_ISA={m['isa_cap']} caps oneDNN only; PyTorch's fp32 matrix products (MKL) "
+                     f"use every instruction set of this CPU: set MKL_ENABLE_INSTRUCTIONS too (docs/hardware.md)")
+    lines.append("")
     width = max([44, *(len(r["name"]) for r in result["rows"])])  # names whole: rows differ at their ends
     head = (f"{'benchmark':{width}s} {'B':>3s} {'T':>3s} {'reference':>10s} {'fpar':>10s} {'unit':9s} {'speed-up':>8s} "
             f"{'%peak':>11s} {'peak memory':>13s}  check")

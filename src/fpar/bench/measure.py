@@ -177,6 +177,8 @@ def machine_info(setting: Setting, peaks: dict[str, float]) -> dict[str, Any]:
             "cpus": os.cpu_count(), "precision": setting.precision, "precision_reason": setting.reason,
             # the instruction sets oneDNN may use: the CPU's, capped by ONEDNN_MAX_CPU_ISA where set
             "isa_cap": cpu.isa_cap, "hardware": describe(hw, setting.precision, setting.reason),
+            # MKL (PyTorch's fp32 matrix products) has its own cap (docs/hardware.md)
+            "mkl_cap": os.environ.get("MKL_ENABLE_INSTRUCTIONS"),
             "matmul_peak_flops": peaks}
 
 
