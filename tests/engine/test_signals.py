@@ -242,3 +242,14 @@ def test_a_protocol_stopped_by_a_signal_names_its_run_and_the_same_command_finis
     assert [line.split(": ", 1)[1].split(",")[0] for line in done.stdout.splitlines() if line.startswith("    ")] \
         == ["resumed (interrupted)", "trained", "trained"]
     assert json.loads((out / "protocol.json").read_text())["top1"]["n"] == 3
+
+
+def test_a_stopped_command_ends_even_when_an_exit_handler_hangs():
+    """A signal raised inside a library can leave its lock held and its exit handler waiting on it
+    for ever: the stopped command's status still arrives, after the grace period."""
+    script = ("import atexit, sys, threading; from fpar import cli\n"
+              "held = threading.Lock(); held.acquire(); atexit.register(held.acquire)  # never returns\n"
+              "cli._exit_within(0.5, 143); sys.exit(143)")
+    began = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 143 and time.monotonic() - began < 30, done.stderr
