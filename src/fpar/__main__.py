@@ -1,5 +1,3 @@
-import sys
+from fpar.cli import program
 
-from fpar.cli import main
-
-sys.exit(main())
+program()

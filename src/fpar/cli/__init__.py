@@ -21,7 +21,7 @@ import time
 from fpar import __version__
 from fpar.cli.common import FparParser
 from fpar.cli.output import add_quiet_option, run_command
-from fpar.errors import FparError, Interrupted, interruption, stop_on_signals
+from fpar.errors import SIGNAL_EXIT_CODES, FparError, Interrupted, interruption, stop_on_signals
 from fpar.io import os_error_line
 from fpar.progress import set_quiet
 
@@ -110,6 +110,16 @@ def main(argv: list[str] | None = None) -> int:
     return run_command(lambda: _main(argv))
 
 
+def program() -> None:
+    """The ``fpar`` program: :func:`main` on the command line, then exit with its status (a
+    command a signal stopped within :data:`EXIT_GRACE_SECONDS`, whatever its libraries' exit
+    handlers do)."""
+    code = main()
+    if code in SIGNAL_EXIT_CODES.values():
+        _exit_within(EXIT_GRACE_SECONDS, code)
+    sys.exit(code)
+
+
 def _main(argv: list[str] | None) -> int:
     for name, value in QUIET_DECODERS.items():
         os.environ.setdefault(name, value)
@@ -154,7 +164,6 @@ def _interrupted(stopped: Interrupted) -> int:
     if not stopped.hint:  # what stopped wrote atomically or not at all: nothing half-done to clean
         stopped = stopped.but(hint="run the same command again")
     print(f"fpar: {stopped}", file=sys.stderr)
-    _exit_within(EXIT_GRACE_SECONDS, stopped.exit_code)
     return stopped.exit_code
 
 
