@@ -66,6 +66,7 @@ def test_a_packed_convolution_counts_its_flops():
 def test_a_saturated_convlstm_convolves_no_subnormal_state(monkeypatch):
     """A gate at sigmoid(-88) makes hidden values below 6e-39: the CPU's threads would compute on
     them ~100x slower. Neither the clip forward nor a stream's windows pass one to a product."""
+    torch.set_flush_denormal(False)  # as in a fresh process: an earlier test in this one may have left it on
     model, frame = _model(), _frame()
     with torch.no_grad():
         model.convlstm.input_conv.bias[3 * 512:] = -88.0  # the output gate: h = sigmoid(-88) * tanh(c)

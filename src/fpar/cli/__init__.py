@@ -171,7 +171,7 @@ def _interrupted(stopped: Interrupted) -> int:
 # it ends anyway: a signal raised inside a library can leave one of its locks held, and its exit
 # handler then waits on it for ever (seen once in ~20 test runs: a sweep stopped by SIGTERM
 # printed its line, then hung at exit)
-EXIT_GRACE_SECONDS = 20.0
+EXIT_GRACE_SECONDS = 20
 
 
 def _exit_within(seconds: float, code: int) -> None:
