@@ -26,7 +26,7 @@ from fpar.bench.model_rows import STAGE_MODELS, bench_eval, bench_train
 from fpar.bench.packed_store import packed_store_rows
 from fpar.bench.process_rows import bench_process
 from fpar.bench.runtime_accuracy import runtime_accuracies
-from fpar.bench.stream_rows import bench_stream, precision_name, stream_settings
+from fpar.bench.stream_rows import SAMPLING_WAYS, bench_stream, precision_name, stream_settings
 from fpar.bench.vocabulary import ROW_KINDS
 from fpar.errors import FparError
 
@@ -97,7 +97,8 @@ def run_benchmarks(quick: bool = True, repeats: int = 3, frames: tuple[int, ...]
         for kind, make in LOADING_ROWS.items():
             if kind in rows:
                 if kind == "stream" and data is not None:
-                    accuracies = runtime_accuracies(checkpoint, data, tuple(s.precision for s in stream_settings(setting)))
+                    accuracies = runtime_accuracies(checkpoint, data, tuple(s.precision for s in stream_settings(setting)),
+                                                    SAMPLING_WAYS)
                     made = bench_stream(quick, repeats, setting, accuracies=accuracies)
                 else:
                     made = make(quick, repeats, setting)

@@ -30,11 +30,40 @@ TORCH_PRECISIONS = {"32-true": "fp32", "bf16-mixed": "bf16"}  # fpar's precision
 ONNX_INT8 = ("int8", "int8 static")  # int8 weights (dynamic); weights and activations (calibrated)
 
 
+def stream_way(every: int, answer_every: int) -> str:
+    """The accuracies' key of a PyTorch fp32 stream sampling one frame in ``every`` and answering
+    every ``answer_every``-th sampled frame."""
+    return f"torch fp32 stream, every {every}, answer every {answer_every}"
+
+
+def stream_accuracy(checkpoint: str | os.PathLike, data: str | os.PathLike, every: int, answer_every: int) -> float:
+    """Top-1 of the answer a PyTorch fp32 :class:`fpar.Stream` holds after the last frame of each
+    video ``fpar eval`` scores by default, its frames pushed one by one with ``every`` and
+    ``answer_every`` (at most the checkpoint's T): what a live viewer sees when the action ends.
+    Its windows cover the video's last frames, not the clip ``fpar eval`` spreads over the video,
+    so against ``fpar eval`` it measures the sampling as well as the stream."""
+    from fpar.data import load_index
+    from fpar.data.frames import read_frame
+    from fpar.data.splits import default_evaluation
+    from fpar.engine.stream import Stream
+
+    probe = Stream(checkpoint, precision="32")
+    _, scored, _ = default_evaluation(load_index(data), probe._session.contract.config)
+    hits = 0
+    for instance in scored:
+        stream = Stream(checkpoint, precision="32", every=every, answer_every=min(answer_every, probe.window))
+        for path in instance.rgb:
+            result = stream.push(read_frame(path, color=True))
+        hits += result.top(1)[0][0] == instance.class_name
+    return hits / len(scored)
+
+
 def runtime_accuracies(checkpoint: str | os.PathLike, data: str | os.PathLike,
-                       torch_precisions: tuple[str, ...]) -> dict[str, Any]:
+                       torch_precisions: tuple[str, ...], stream_ways: tuple[tuple[int, int], ...] = ()) -> dict[str, Any]:
     """``{"top1" (:data:`TOP1`): {"torch fp32": ..., "torch bf16": ..., "onnx fp32": ..., "onnx int8": ...,
-    "onnx int8 static": ...}, "clips", "split", "data", "checkpoint"}`` (torch rows for each of
-    ``torch_precisions``, fpar's names)."""
+    "onnx int8 static": ..., stream_way(e, k): ...}, "clips", "split", "data", "checkpoint"}`` (torch
+    rows for each of ``torch_precisions``, fpar's names; a stream's last answers for each
+    ``(every, answer_every)`` of ``stream_ways``, :func:`stream_accuracy`)."""
     top1: dict[str, float] = {}
     for precision in ("32-true", *[p for p in torch_precisions if p != "32-true"]):
         scored = evaluate(checkpoint, data, precision=precision)
@@ -47,6 +76,8 @@ def runtime_accuracies(checkpoint: str | os.PathLike, data: str | os.PathLike,
         _, clips = dataset_clips(weights.contract, data, evaluated=True)
         top1.update({"onnx fp32": record["fp32_top1"], "onnx int8": accuracy(weights, clips, stream=True),
                      "onnx int8 static": record["int8_top1"]})
+    top1.update({stream_way(every, answer_every): stream_accuracy(checkpoint, data, every, answer_every)
+                 for every, answer_every in stream_ways})
     return {TOP1: top1, "clips": scored["n"], "split": ",".join(scored["split"]), "data": str(data),
             "checkpoint": str(checkpoint), "onnx_runtime": RUNTIME}
 
@@ -60,5 +91,6 @@ def accuracy_text(accuracies: dict[str, Any] | None, name: str) -> tuple[str, fl
     if name not in top1:
         return f"accuracy: not measured for {name}", None
     change = 100 * (top1[name] - top1["torch fp32"])
-    return (f"accuracy {100 * top1[name]:.1f}% ({change:+.1f} points vs torch fp32; {accuracies['checkpoint']} on "
-            f"{accuracies['clips']} clips of {accuracies['data']} split {accuracies['split']})"), change
+    how = "; the last answer after each video" if "stream" in name else ""
+    return (f"accuracy {100 * top1[name]:.1f}% ({change:+.1f} points vs torch fp32{how}; {accuracies['checkpoint']} "
+            f"on {accuracies['clips']} clips of {accuracies['data']} split {accuracies['split']})"), change
