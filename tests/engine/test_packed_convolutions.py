@@ -99,3 +99,17 @@ def test_a_stream_packs_its_convolutions_on_its_first_push():
         stream.push(frame)
     stream.reset()
     assert torch.equal(stream.push(frames[0]).logits, first.logits)  # the first push computed as the others
+
+
+def test_convolutions_only_an_answer_calls_are_packed_for_their_shape_by_the_first_answer():
+    """A two-stream model's flow network runs in its answers, not in the first encoding: packed
+    then in oneDNN's default layout (2.5x slower a push at 224 px), then again for its shape."""
+    from fpar.bench.stream_rows import stream_model, synthetic_video
+    from fpar.engine.stream import Stream
+
+    model, contract = stream_model("two_stream", "resnet18", 64, 3, 2)
+    stream = Stream.from_model(model, contract, precision="32", flow="dis", threads=1)
+    results = [stream.push(frame) for frame in synthetic_video(5, height=96, width=128)]
+    assert results[-1].probabilities is not None
+    shapeless = {name for name, m in model.named_modules() if isinstance(m, PackedConv2d) and m.input_size is None}
+    assert shapeless and all(".convlstm." in f".{name}" for name in shapeless)  # applied by the model itself

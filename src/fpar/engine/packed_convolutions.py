@@ -30,8 +30,9 @@ class PackedConv2d(nn.Module):
     reads a conv's weight still works); inputs are cast to the weight's dtype, as autocast casts
     a conv's inputs."""
 
-    def __init__(self, conv: nn.Conv2d, input_size: tuple[int, ...] | None) -> None:
+    def __init__(self, conv: "nn.Conv2d | PackedConv2d", input_size: tuple[int, ...] | None) -> None:
         super().__init__()
+        self.input_size = input_size
         self.weight, self.bias = conv.weight, conv.bias
         self.in_channels, self.out_channels, self.kernel_size = conv.in_channels, conv.out_channels, conv.kernel_size
         self.stride, self.padding, self.dilation, self.groups = conv.stride, conv.padding, conv.dilation, conv.groups
@@ -51,19 +52,26 @@ def packable(module: nn.Module) -> bool:
             and module.weight.device.type == "cpu")
 
 
+def shapeless(module: nn.Module) -> bool:
+    """A :class:`PackedConv2d` packed before anything called it: oneDNN's default layout."""
+    return isinstance(module, PackedConv2d) and module.input_size is None
+
+
 def pack_convolutions(model: nn.Module, run: Callable[[], Result]) -> Result:
     """``run()``'s result, after which every plain convolution of ``model`` is a
     :class:`PackedConv2d`, for the input shape ``run`` called it with (oneDNN picks the layout
-    for that shape; a conv ``run`` did not call as a module, such as the ConvLSTM's input conv,
-    which the model applies itself, gets oneDNN's default layout). Where oneDNN cannot reorder
-    (no oneDNN in this build of PyTorch, or bf16 weights on a CPU without bf16 conversion
-    instructions) the model is left as it was: slower, not different."""
+    for that shape). A conv ``run`` did not call as a module gets oneDNN's default layout: one the
+    model applies itself, such as the ConvLSTM's input conv, or one a later part runs (a stream's
+    flow network, called by its answers), which a later call packs again for its shape. Where
+    oneDNN cannot reorder (no oneDNN in this build of PyTorch, or bf16 weights on a CPU without
+    bf16 conversion instructions) the model is left as it was: slower, not different."""
     shapes: dict[nn.Module, tuple[int, ...]] = {}
 
     def record(conv: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
         shapes.setdefault(conv, tuple(args[0].shape))
 
-    hooks = [module.register_forward_pre_hook(record) for module in model.modules() if packable(module)]
+    hooks = [module.register_forward_pre_hook(record) for module in model.modules()
+             if packable(module) or shapeless(module)]
     try:
         result = run()
     finally:
@@ -74,7 +82,7 @@ def pack_convolutions(model: nn.Module, run: Callable[[], Result]) -> Result:
     replacements = []
     for parent in model.modules():
         for name, child in parent.named_children():
-            if packable(child):
+            if packable(child) or (shapeless(child) and child in shapes):
                 try:
                     replacements.append((parent, name, PackedConv2d(child, shapes.get(child))))
                 except RuntimeError:  # oneDNN refuses this dtype on this CPU: leave every conv as it is

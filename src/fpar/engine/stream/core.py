@@ -88,8 +88,8 @@ class Stream(LiveInputs):
             session.announce()
         self._device = session.device
         # on a CPU, every convolution's weight reordered once (engine/packed_convolutions.py) by
-        # the first computation, an encoding or an answer
-        self._unpacked = self._device.type == "cpu"
+        # the first encoding, and again for its shape by the first answer that calls it
+        self._unpacked = {"encode", "answer"} if self._device.type == "cpu" else set()
         self._threads = ThreadChooser.for_setting(threads) if self._device.type == "cpu" else None
 
     # --- state ---------------------------------------------------------------------------------
@@ -143,7 +143,7 @@ class Stream(LiveInputs):
             self._kept.append(inputs)
             return
         with self._computing():
-            encoded = self._packing(lambda: self._model.encode_frames(inputs))
+            encoded = self._packing("encode", lambda: self._model.encode_frames(inputs))
             if self._carries:
                 state = self._model.advance_windows(encoded, self._state, start)
         if not self._carries:
@@ -157,12 +157,13 @@ class Stream(LiveInputs):
             self._ages.pop(0)
         self._state = state
 
-    def _packing(self, compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        """``compute()`` with the model's convolutions packed: the first computation runs twice,
-        once to pack, so that every push computes the same way (a packed conv rounds as the plain
-        one, but the ConvLSTM's input conv then runs as one conv, not one per gate)."""
-        if self._unpacked:
-            self._unpacked = False
+    def _packing(self, part: str, compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """``compute()`` with the convolutions it calls packed: the first time a ``part`` runs it
+        runs twice, once to pack, so that every push computes the same way (a packed conv rounds
+        as the plain one in any layout, but the ConvLSTM's input conv then runs as one conv, not
+        one per gate)."""
+        if part in self._unpacked:
+            self._unpacked.discard(part)
             pack_convolutions(self._model, compute)
         return compute()
 
@@ -176,7 +177,7 @@ class Stream(LiveInputs):
     def _answer(self, stack: dict[str, np.ndarray]) -> tuple[Any, Any, Any, dict[str, Any]]:
         stack = {key: self._tensor(value) for key, value in stack.items()}
         with self._computing():
-            out = self._packing(lambda: self._decode(stack))
+            out = self._packing("answer", lambda: self._decode(stack))
         maps = out.get("attention")
         logits = out["logits"][0].float().cpu()
         heads = {kind: out[output_key(kind)][0].float().cpu() for kind in self._head_classes if output_key(kind) in out}
