@@ -81,8 +81,8 @@ def test_a_saturated_convlstm_convolves_no_subnormal_state(monkeypatch):
         state = None
         for _ in range(3):
             state = model.advance_windows(encoded, state)
-    assert (state["hidden"] != 0).any() and (state["hidden"].abs() < torch.finfo(torch.float32).tiny).any()
     tiny = torch.finfo(torch.float32).tiny
+    assert (state["hidden"] != 0).any() and (state["hidden"].abs() < tiny).any()
     assert seen and all(not ((x != 0) & (x.abs() < tiny)).any() for x in seen)
 
 

@@ -45,13 +45,16 @@ def stream_accuracy(checkpoint: str | os.PathLike, data: str | os.PathLike, ever
     from fpar.data import load_index
     from fpar.data.frames import read_frame
     from fpar.data.splits import default_evaluation
+    from fpar.engine.inference import InferenceSession
     from fpar.engine.stream import Stream
 
-    probe = Stream(checkpoint, precision="32")
-    _, scored, _ = default_evaluation(load_index(data), probe._session.contract.config)
+    contract = InferenceSession.load(checkpoint).contract
+    _, scored, _ = default_evaluation(load_index(data), contract.config)
+    stream = Stream(checkpoint, precision="32", every=every,
+                    answer_every=min(answer_every, contract.clip.num_frames))  # the window: the clip's T
     hits = 0
     for instance in scored:
-        stream = Stream(checkpoint, precision="32", every=every, answer_every=min(answer_every, probe.window))
+        stream.reset()
         for path in instance.rgb:
             result = stream.push(read_frame(path, color=True))
         hits += result.top(1)[0][0] == instance.class_name

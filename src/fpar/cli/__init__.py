@@ -189,4 +189,4 @@ def _exit_within(seconds: float, code: int) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    program()

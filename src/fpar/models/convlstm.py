@@ -105,7 +105,7 @@ def _conv_by_gate(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
 def without_subnormals(x: torch.Tensor) -> torch.Tensor:
     """``x`` with its subnormal values (magnitude below the dtype's smallest normal, 1.2e-38 in
     fp32 and bf16) set to zero, for a state about to be convolved in inference. A saturated gate
-    (``sigmoid(-90)``) makes subnormal hidden values, and a CPU computes on them 100x slower
+    (``sigmoid(-88)``) makes subnormal hidden values, and a CPU computes on them 100x slower
     (measured: a 512-channel 3x3 conv at batch 4 on 7x7 maps, 3.7 ms -> 450 ms); the processor's
     flush-to-zero mode (``torch.set_flush_denormal``) covers only the thread that sets it, not
     the threads oneDNN and the BLAS compute on. No answer changes: the values dropped are below

@@ -124,10 +124,11 @@ class Stream(LiveInputs):
     @contextlib.contextmanager
     def _computing(self) -> Iterator[None]:
         """No autograd, the autocast dtype, the stream's threads, modality errors as one line naming
-        the checkpoint, and denormal floats flushed to zero while the model runs: a saturated
-        ConvLSTM gate (``sigmoid(-90)``) is a denormal, and fp32 arithmetic on denormals is many
-        times slower (measured: the window's recurrence 4x slower on a random-weight ResNet-34
-        model); a value below 1.2e-38 changes no answer."""
+        the checkpoint, and denormal floats flushed to zero on this thread while the model runs: a
+        saturated ConvLSTM gate (``sigmoid(-88)``) is a denormal, and fp32 arithmetic on denormals
+        is many times slower; the threads oneDNN and MKL compute on are not covered by this mode, so
+        the ConvLSTM drops its state's denormals itself (``without_subnormals``); a value below
+        1.2e-38 changes no answer."""
         flushing = torch.set_flush_denormal(True)
         try:
             threads = self._threads.chosen() if self._threads is not None else contextlib.nullcontext()
