@@ -12,6 +12,7 @@ from fpar.engine.evaluate import evaluate
 from fpar.engine.inference import InferenceSession
 from fpar.engine.predict import predict_video
 from fpar.engine.stream import Stream
+from fpar.errors import FparError
 from fpar.models import build_model
 from helpers.tiny import CLASSES, FRAMES, SIZE
 
@@ -107,3 +108,11 @@ def test_the_inference_paths_leave_precision_preparation_and_context_to_the_sess
         names |= {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
         names |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for alias in node.names}
         assert not owned & names, f"engine/{module} uses {sorted(owned & names)}: the session owns them"
+
+
+def test_a_precision_fpar_does_not_know_is_refused_not_run_in_full_precision(checkpoint):
+    """`precision="bf16"` (Lightning says `bf16-mixed`) used to prepare the model in fp32 without a
+    word: a user timing or scoring "bf16" measured fp32."""
+    with pytest.raises(FparError, match=r"precision 'bf16' is not one of auto, 32, .*bf16-mixed"):
+        Stream(checkpoint, precision="bf16")
+    assert InferenceSession.load(checkpoint).prepare(precision="bf16-mixed").dtype == torch.bfloat16

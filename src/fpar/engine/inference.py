@@ -26,6 +26,8 @@ from fpar.checkpoint import ModelContract, head_class_names, load_model, model_r
 from fpar.data.settings import ClipSettings
 from fpar.engine.compute import prepare_for_inference
 from fpar.engine.hardware import AUTO, autocast_dtype, choose_precision, describe, detect, device_for
+from fpar.engine.settings import PRECISIONS
+from fpar.errors import FparError
 from fpar.models.heads import ACTION
 
 log = logging.getLogger(__name__)  # the precision line: shown with --verbose
@@ -59,7 +61,9 @@ class InferenceSession:
         ``frames_per_pass``; its convolutions stored in the autocast dtype) on that device.
         ``autocast=False``: Lightning's precision plugin casts at each call and places the model
         (several processes): the weights stay as they are, and :meth:`running` sets no autocast."""
-        requested = precision or self.contract.trained_precision
+        requested = str(precision or self.contract.trained_precision)  # YAML's `precision: 32` is an int
+        if requested not in PRECISIONS:  # a typo would otherwise run in full precision, silently
+            raise FparError(f"precision '{requested}' is not one of {', '.join(PRECISIONS)}")
         self.device = torch.device(device)
         hardware = detect(device_for("cpu" if self.device.type == "cpu" else "cuda"))
         self.precision, reason = choose_precision(hardware, requested)

@@ -88,8 +88,9 @@ class Stream(LiveInputs):
             session.announce()
         self._device = session.device
         # on a CPU, every convolution's weight reordered once (engine/packed_convolutions.py) by
-        # the first encoding, and again for its shape by the first answer that calls it
-        self._unpacked = {"encode", "answer"} if self._device.type == "cpu" else set()
+        # the first encoding, and again for its shape by the first part that calls it: the windows'
+        # first advance with a state (the ConvLSTM's hidden conv), the first answer (a flow network)
+        self._unpacked = {"encode", "advance", "answer"} if self._device.type == "cpu" else set()
         self._threads = ThreadChooser.for_setting(threads) if self._device.type == "cpu" else None
 
     # --- state ---------------------------------------------------------------------------------
@@ -146,7 +147,9 @@ class Stream(LiveInputs):
         with self._computing():
             encoded = self._packing("encode", lambda: self._model.encode_frames(inputs))
             if self._carries:
-                state = self._model.advance_windows(encoded, self._state, start)
+                def advance() -> dict[str, torch.Tensor]:
+                    return self._model.advance_windows(encoded, self._state, start)
+                state = self._packing("advance", advance) if self._state else advance()
         if not self._carries:
             self._kept.append(encoded)
             return
