@@ -13,10 +13,10 @@ from fpar.models import build_model
 pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="PyTorch built without oneDNN")
 
 
-def _model():
+def _model(dtype=None):
     torch.manual_seed(0)
     model = build_model("rgb_attention", num_classes=3, backbone="resnet18", input_size=64).eval()
-    prepare_for_inference(model, channels_last=True)
+    prepare_for_inference(model, channels_last=True, dtype=dtype)
     return model
 
 
@@ -113,3 +113,21 @@ def test_convolutions_only_an_answer_calls_are_packed_for_their_shape_by_the_fir
     assert results[-1].probabilities is not None
     shapeless = {name for name, m in model.named_modules() if isinstance(m, PackedConv2d) and m.input_size is None}
     assert shapeless and all(".convlstm." in f".{name}" for name in shapeless)  # applied by the model itself
+
+
+def test_bf16_windows_step_with_the_packed_hidden_conv_on_channels_last_state():
+    """In bf16 a stream's windows in flight take their step as the packed hidden conv (faster than
+    the unfolded product there, docs/streaming.md); a window still ends where the clip's
+    recurrence (the product, before packing) ends, within bf16's rounding."""
+    model, frames = _model(torch.bfloat16), [_frame(seed) for seed in range(4)]
+    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16):
+        encoded = [model.encode_frames(frame) for frame in frames]
+        expected = model.window_cell(torch.cat([e["lstm_gates"] for e in encoded], dim=1))
+        pack_convolutions(model, lambda: model.encode_frames(frames[0]))
+        if model._packed_hidden_conv() is None:
+            pytest.skip("oneDNN does not pack bf16 weights on this CPU (no bf16 conversion instructions)")
+        state = None
+        for k, frame in enumerate(encoded):
+            state = model.advance_windows(frame, state, start=k == 0)
+    assert state["cell"].is_contiguous(memory_format=torch.channels_last)
+    assert (state["cell"] - expected).abs().max() <= 1e-2 * expected.abs().max()

@@ -53,11 +53,11 @@ class WindowRecurrence:
         started yet: the zero hidden state adds exactly zero, so a fixed S (the ONNX streaming
         graph, docs/deployment.md) gives the same answers."""
         gates = encoded["lstm_gates"][:, -1]  # (1, 4M, h, w)
-        # the state in the gates' memory format (a stream's: channels-last), so that the packed
-        # hidden conv and the cell's arithmetic read every operand in one order; the gates copied
-        # with that format's own strides, since torch.cat reads a size-one batch's arbitrary stride
-        # as another format and would return the windows' state in PyTorch's default one
-        layout = torch.channels_last if gates.is_contiguous(memory_format=torch.channels_last) else None
+        # with the packed reduced-precision hidden conv (_hidden_product) the state is channels-last,
+        # as that conv's output, so that the conv and the cell's arithmetic read every operand in
+        # one order; the gates copied with that format's own strides, since torch.cat reads a
+        # size-one batch's arbitrary stride as another format and would return PyTorch's default
+        layout = torch.channels_last if self._packed_hidden_conv() is not None else None
         if layout is not None:
             gates = gates.clone(memory_format=layout)
         fresh = torch.zeros_like(gates[:, :self.convlstm.mem_size], dtype=torch.promote_types(gates.dtype, torch.float32),
@@ -82,23 +82,32 @@ class WindowRecurrence:
 
     def _hidden_product(self, hidden: torch.Tensor) -> torch.Tensor:
         """The hidden conv of ``hidden`` (B, mem_size, h, w): (B, 4 * mem_size, h, w), its
-        subnormals dropped first (:func:`~fpar.models.convlstm.without_subnormals`). A conv whose
-        weight a stream has packed into oneDNN's layout runs as that conv, on channels-last maps:
-        the fastest then (15 windows in flight on 7x7 maps: bf16 15.5 -> 11.2 ms a frame with the
-        gates' arithmetic, fp32 under the AVX2 cap 84 -> 70 ms), and its gates come out
-        channels-last, so the cell's arithmetic reads them in order. Otherwise one product of the
-        weight matrix with the unfolded (C*k*k, B*h*w) neighbourhoods, the state cast to the
-        weights' dtype first as autocast would cast it: on a batch of one, about twice as fast as
-        an unpacked conv on a CPU, and equal to float rounding."""
-        conv = self.convlstm.hidden_conv
-        if hasattr(conv, "packed"):
+        subnormals dropped first (:func:`~fpar.models.convlstm.without_subnormals`): the packed
+        conv of :meth:`_packed_hidden_conv` where there is one, else one product of the weight
+        matrix with the unfolded (C*k*k, B*h*w) neighbourhoods, the state cast to the weights'
+        dtype first as autocast would cast it (on a batch of one about twice as fast as an unpacked
+        conv on a CPU, and equal to float rounding)."""
+        conv = self._packed_hidden_conv()
+        if conv is not None:
             return conv(without_subnormals(hidden).contiguous(memory_format=torch.channels_last))
+        conv = self.convlstm.hidden_conv
         matrix = self._hidden_matrix()
         count, _, height, width = hidden.shape
         columns = nn.functional.unfold(without_subnormals(hidden).to(matrix.dtype), conv.kernel_size,
                                        padding=conv.padding)
         columns = columns.transpose(0, 1).reshape(columns.shape[1], -1)
         return (matrix @ columns).view(-1, count, height, width).transpose(0, 1)
+
+    def _packed_hidden_conv(self) -> nn.Module | None:
+        """The hidden conv where a stream packed it into oneDNN's layout in bf16 (or fp16), else
+        None. Measured with 15 windows in flight on this project's Xeon (docs/streaming.md,
+        "What keeps a push fast"): in bf16 on AMX the packed conv on channels-last state beats
+        the unfolded product (no unfold, no transposed copy: a step 13.9 -> 11.2 ms, the RGB
+        stream ~7% faster); in fp32 under the AVX2 cap it does alone (82 -> 67 ms) but not inside
+        a stream, where the backbone's weights share the cache (two-stream 4.97 against 4.72
+        frames/s, p95 222 against 265 ms, with MKL's product), so fp32 keeps the product."""
+        conv = self.convlstm.hidden_conv
+        return conv if hasattr(conv, "packed") and conv.packed.dtype != torch.float32 else None
 
     def _hidden_matrix(self) -> torch.Tensor:
         """The hidden conv's weight as a (4 * mem_size, C*k*k) matrix: a view of contiguous weights,
