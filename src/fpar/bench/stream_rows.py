@@ -229,6 +229,12 @@ def bench_stream(quick: bool, repeats: int, setting: Setting, *, crop: int | Non
     for (model_name, flow, stated_window, every, stated_answer_every, busy, threads, target_fps, target_p95), used in runs:
         size = window or (8 if quick else stated_window)
         answer_every = min(stated_answer_every, size)
+        runtime = f"torch {precision_name(used.precision)}"
+        name = (f"stream {model_name}{f' {flow} flow' if flow else ''} {runtime}, every {every}"
+                + (f", answer every {answer_every}" if answer_every > 1 else "")
+                + (f", busy CPU, {'threads auto' if threads is None else f'{threads} threads'}" if busy else ""))
+        if any(row["name"] == name for row in rows):  # a short window made two rows' answer_every the same
+            continue
         before, batched_flops = batched_frame(model_name, backbone, crop, size, clips, used, repeats)
         with busy_core(busy):
             measured = measure_stream(model_name, backbone=backbone, crop=crop, window=size, stack_size=STACK_SIZE,
@@ -249,10 +255,6 @@ def bench_stream(quick: bool, repeats: int, setting: Setting, *, crop: int | Non
         limit = peak / measured["flops_per_push"] if peak else None  # frames/s at 100% of the matmul peak
         stated = not quick and size == stated_window and crop == 224
         scope = target_scope(quick, size, stated_window, crop, met, limit, target_fps, precision_name(used.precision))
-        runtime = f"torch {precision_name(used.precision)}"
-        name = (f"stream {model_name}{f' {flow} flow' if flow else ''} {runtime}, every {every}"
-                + (f", answer every {answer_every}" if answer_every > 1 else "")
-                + (f", busy CPU, {'threads auto' if threads is None else f'{threads} threads'}" if busy else ""))
         key = f"{model_name} {flow} {every} {answer_every} {used.precision}"
         if not busy:
             idle_push[key] = push
