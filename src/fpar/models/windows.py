@@ -103,9 +103,10 @@ class WindowRecurrence:
         None. Measured with 15 windows in flight on this project's Xeon (docs/streaming.md,
         "What keeps a push fast"): in bf16 on AMX the packed conv on channels-last state beats
         the unfolded product (no unfold, no transposed copy: a step 13.9 -> 11.2 ms, the RGB
-        stream ~7% faster); in fp32 under the AVX2 cap it does alone (82 -> 67 ms) but not inside
-        a stream, where the backbone's weights share the cache (two-stream 4.97 against 4.72
-        frames/s, p95 222 against 265 ms, with MKL's product), so fp32 keeps the product."""
+        stream ~7% faster); in fp32 under the AVX2 cap it wins alone (82 -> 67 ms a step) but
+        little inside a stream, where the backbone's weights share the cache: the RGB stream 3%
+        faster (7.42 against 7.16 frames/s), two-stream 4% slower with a longer tail (4.64 against
+        4.84 frames/s, p95 272 against 228 ms; three paired runs each), so fp32 keeps MKL's product."""
         conv = self.convlstm.hidden_conv
         return conv if hasattr(conv, "packed") and conv.packed.dtype != torch.float32 else None
 
