@@ -20,10 +20,10 @@ class WindowRecurrence:
 
     def window_cell(self, gates: torch.Tensor) -> torch.Tensor:
         """The ConvLSTM's final cell state (B, mem_size, h, w) over ``lstm_gates`` (B, T, ...), from
-        a zero state: ``ConvLSTM.forward``'s recurrence, for inference. The hidden state's conv is
-        :meth:`_hidden_product`. The state is kept
-        in at least float32 (``forward`` keeps it in its input's dtype: the same in fp32); the first
-        step skips the hidden conv, whose input is all zeros."""
+        a zero state: ``ConvLSTM.forward``'s recurrence, for inference, the hidden state's conv
+        being :meth:`_hidden_product`. The state is kept in at least float32 (``forward`` keeps it
+        in its input's dtype: the same in fp32); the first step skips the hidden conv, whose input
+        is all zeros."""
         batch, steps, _, height, width = gates.shape
         cell = gates.new_zeros(batch, self.convlstm.mem_size, height, width,
                                dtype=torch.promote_types(gates.dtype, torch.float32))
@@ -47,11 +47,11 @@ class WindowRecurrence:
         """The window ending at a frame starts from a zero state T - 1 frames before it, so
         :meth:`window_cell` over a sliding window would redo T steps per frame. The state holds
         instead the ``(h, c)`` of the windows in flight (``hidden``, ``cell``: (S, mem_size, h, w),
-        oldest first) and each new frame advances them all by one step with one hidden conv over the S
-        maps (:meth:`_hidden_product`: the weights read once, not S times; each window's arithmetic is :meth:`window_cell`'s)
-        and, with ``start``, begins a window of its own (last). A state of zeros is a window not
-        started yet: the zero hidden state adds exactly zero, so a fixed S (the ONNX streaming
-        graph, docs/deployment.md) gives the same answers."""
+        oldest first) and each new frame advances them all by one step with one hidden conv over
+        the S maps (:meth:`_hidden_product`: the weights read once, not S times; each window's
+        arithmetic is :meth:`window_cell`'s) and, with ``start``, begins a window of its own
+        (last). A state of zeros is a window not started yet: the zero hidden state adds exactly
+        zero, so a fixed S (the ONNX streaming graph, docs/deployment.md) gives the same answers."""
         gates = encoded["lstm_gates"][:, -1]  # (1, 4M, h, w)
         # with the packed reduced-precision hidden conv (_hidden_product) the state is channels-last,
         # as that conv's output, so that the conv and the cell's arithmetic read every operand in
@@ -60,7 +60,8 @@ class WindowRecurrence:
         layout = torch.channels_last if self._packed_hidden_conv() is not None else None
         if layout is not None:
             gates = gates.clone(memory_format=layout)
-        fresh = torch.zeros_like(gates[:, :self.convlstm.mem_size], dtype=torch.promote_types(gates.dtype, torch.float32),
+        fresh = torch.zeros_like(gates[:, :self.convlstm.mem_size],
+                                 dtype=torch.promote_types(gates.dtype, torch.float32),
                                  memory_format=layout or torch.contiguous_format)
         if state is None or state["hidden"].shape[0] == 0:
             pre, cell = gates, fresh
