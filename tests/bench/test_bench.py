@@ -142,7 +142,7 @@ def test_a_flow_training_row_that_batch_norm_cannot_train_is_one_line(capsys):
     assert err.count("\n") == 1 and "--batch 1 at --size 32" in err and "Traceback" not in err
 
 
-@pytest.mark.slow  # seven rows, each timed against two batched forwards and a recomputed window
+@pytest.mark.slow  # nine rows, each timed against two batched forwards and a recomputed window
 def test_stream_rows_time_the_stream_against_recomputing_the_window():
     setting = setting_for("cpu", "32")
     rows = bench_stream(True, 1, setting, crop=48, window=3)
@@ -151,6 +151,7 @@ def test_stream_rows_time_the_stream_against_recomputing_the_window():
     assert [(r["name"], r["frames"]) for r in rows] == [
         ("stream rgb_attention torch fp32, every 1", 3), *bf16, ("stream rgb_attention torch fp32, every 2", 3),
         ("stream rgb_attention torch fp32, every 1, answer every 3", 3),
+        ("stream rgb_attention torch fp32, every 1, answer every 3, frames batched", 3),
         ("stream rgb_attention torch fp32, every 2, answer every 3", 3),
         ("stream rgb_attention torch fp32, every 1, busy CPU, threads auto", 3),
         (f"stream rgb_attention torch fp32, every 1, busy CPU, {cores} threads", 3),
@@ -171,7 +172,10 @@ def test_stream_rows_time_the_stream_against_recomputing_the_window():
     flops = {row["name"]: row["flops_vs_batched"] for row in rows[:-2]}
     assert flops["stream rgb_attention torch fp32, every 1"] > \
         flops["stream rgb_attention torch fp32, every 1, answer every 3"] > 0.9
-    busy = rows[4 + len(bf16)]
+    batched = rows[3 + len(bf16)]  # the same answers, the frames between them encoded as one batch
+    assert batched["batch_frames"] and not rows[2 + len(bf16)]["batch_frames"]
+    assert batched["flops_vs_batched"] == pytest.approx(rows[2 + len(bf16)]["flops_vs_batched"], rel=0.05)
+    busy = rows[5 + len(bf16)]
     assert busy["busy_cpu"] and busy["slowdown_vs_idle"] > 0
     assert "p95" in format_table({"machine": MACHINE, "rows": rows})
 

@@ -217,7 +217,9 @@ def test_stream_cli_errors_are_one_line(tmp_path, capsys):
     folder = _folder(tmp_path, moving_square(2))
     for argv, words in ((["missing.mp4"], "missing.mp4: no such video file or folder"),
                         ([str(folder), "--realtime"], "--realtime needs the source's frame rate"),
-                        ([str(folder), "--out", str(tmp_path / "x.txt")], "give a video file name ending in")):
+                        ([str(folder), "--out", str(tmp_path / "x.txt")], "give a video file name ending in"),
+                        ([str(folder), "--batch-frames"], "--answer-every K with --batch-frames"),
+                        ([str(folder), "--runtime", "onnx", "--batch-frames"], "drop --batch-frames")):
         assert main(["stream", str(checkpoint), *argv]) == 1
         err = capsys.readouterr().err.strip()
         assert err.startswith("fpar: error:") and words in err and "\n" not in err, err
@@ -293,6 +295,37 @@ def test_answers_every_k_th_frame_are_the_sliding_windows_answers_held_in_betwee
     assert torch.equal(results[3][1].logits, results[2][1].logits)
     with pytest.raises(FparError, match="answer_every must be between 1 and the window"):
         Stream(checkpoint, answer_every=4)
+
+
+@pytest.mark.parametrize("name", ["rgb_attention", "two_in_one", "two_stream"])
+def test_frames_batched_between_answers_give_the_same_answers_at_the_same_frames(tmp_path, name):
+    """``batch_frames``: the sampled frames between two answers are encoded together when the
+    answer is due; every result (answer, when it is updated, attention) is the one-by-one stream's,
+    a copy taken between answers carries the frames not encoded yet, and a reset drops them."""
+    options, _, _ = CASES[name]
+    checkpoint = _checkpoint(tmp_path, name, **{**options, "num_frames": 4})
+    one_by_one = Stream(checkpoint, precision="32", answer_every=3, flow="dis")
+    batched = Stream(checkpoint, precision="32", answer_every=3, flow="dis", batch_frames=True)
+    frames, expected, twin, resume = moving_square(14), [], None, None
+    for k, frame in enumerate(frames):
+        a, b = one_by_one.push(frame, attention=True), batched.push(frame, attention=True)
+        expected.append(a.logits)
+        assert (a.updated, a.ready, a.window) == (b.updated, b.ready, b.window), k
+        assert (a.logits is None) == (b.logits is None), k
+        if a.logits is not None:
+            assert torch.allclose(a.logits, b.logits, rtol=1e-5, atol=1e-5), k
+        if a.attention is not None:
+            assert np.allclose(a.attention, b.attention, atol=1e-5), k
+        if twin is None and k >= 7 and batched._pending:  # frames await the next answer
+            twin, resume = copy.copy(batched), k + 1
+            assert twin._pending == batched._pending and twin._pending is not batched._pending
+    assert twin is not None
+    for k, frame in enumerate(frames[resume:], resume):  # the copy goes on as the stream it was copied from
+        assert torch.allclose(twin.push(frame).logits, expected[k], rtol=1e-5, atol=1e-5), k
+    batched.reset()
+    assert not batched._pending
+    with pytest.raises(FparError, match="--answer-every K with --batch-frames"):
+        Stream(checkpoint, precision="32", batch_frames=True)
 
 
 @pytest.mark.parametrize("name", ["rgb_attention", "flow_resnet", "two_stream", "two_in_one"])

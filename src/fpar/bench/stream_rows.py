@@ -41,24 +41,26 @@ from fpar.engine.stream import Stream, latency_summary
 from fpar.models import build_model
 from fpar.models.base import example_batch
 
-# (model, flow method, window T, every, answer every, busy CPU, threads (None: the stream's choice),
-#  target frames/s, target p95 latency ms or None)
-STREAM_ROWS = (("rgb_attention", None, 16, 1, 1, False, None, 25.0, 80.0),
-               ("rgb_attention", None, 16, 2, 1, False, None, 25.0, 80.0),
-               ("rgb_attention", None, 16, 1, 4, False, None, 25.0, 80.0),
+# (model, flow method, window T, every, answer every, frames batched between answers, busy CPU,
+#  threads (None: the stream's choice), target frames/s, target p95 latency ms or None)
+STREAM_ROWS = (("rgb_attention", None, 16, 1, 1, False, False, None, 25.0, 80.0),
+               ("rgb_attention", None, 16, 2, 1, False, False, None, 25.0, 80.0),
+               ("rgb_attention", None, 16, 1, 4, False, False, None, 25.0, 80.0),
                # windows overlapping by half: 1.1x a batched frame's arithmetic, the answer every
                # 8th frame the nearest to what a batched frame costs (docs/streaming.md)
-               ("rgb_attention", None, 16, 1, 8, False, None, 25.0, 80.0),
+               ("rgb_attention", None, 16, 1, 8, False, False, None, 25.0, 80.0),
+               # the same with the 8 frames between answers encoded as one batch (--batch-frames)
+               ("rgb_attention", None, 16, 1, 8, True, False, None, 25.0, 80.0),
                # the target's own way round the fp32 limit: the backbone every 2nd frame, an exact
                # answer every 4th sampled one, held in between (docs/streaming.md)
-               ("rgb_attention", None, 16, 2, 4, False, None, 25.0, 80.0),
-               ("rgb_attention", None, 16, 1, 1, True, None, 25.0, 80.0),
-               ("rgb_attention", None, 16, 1, 1, True, os.cpu_count() or 1, 25.0, 80.0),
-               ("two_stream", "dis", 16, 1, 1, False, None, 10.0, None))
+               ("rgb_attention", None, 16, 2, 4, False, False, None, 25.0, 80.0),
+               ("rgb_attention", None, 16, 1, 1, False, True, None, 25.0, 80.0),
+               ("rgb_attention", None, 16, 1, 1, False, True, os.cpu_count() or 1, 25.0, 80.0),
+               ("two_stream", "dis", 16, 1, 1, False, False, None, 10.0, None))
 STACK_SIZE = 5  # L: the flow stack the two-stream model reads
 # (every, answer every) of the RGB attention rows that sample or answer less than every frame:
 # their accuracy is their own stream's (fpar.bench.runtime_accuracy.stream_accuracy)
-SAMPLING_WAYS = tuple(dict.fromkeys((every, answer_every) for model, _, _, every, answer_every, busy, *_ in STREAM_ROWS
+SAMPLING_WAYS = tuple(dict.fromkeys((every, answer_every) for model, _, _, every, answer_every, _, busy, *_ in STREAM_ROWS
                                     if model == "rgb_attention" and not busy and (every, answer_every) != (1, 1)))
 
 
@@ -94,18 +96,20 @@ def stream_model(model_name: str, backbone: str, crop: int, window: int,
 def measure_stream(model_name: str = "rgb_attention", *, backbone: str = "resnet34", crop: int = 224,
                    window: int = 16, stack_size: int = 5, every: int = 1, flow: str = "dis",
                    precision: str = "auto", frames: int = 60, warmup: int | None = None, device: str = "cpu",
-                   answer_every: int = 1, threads: int | str = "auto", flops: bool = False) -> dict[str, Any]:
+                   answer_every: int = 1, threads: int | str = "auto", flops: bool = False,
+                   batch_frames: bool = False) -> dict[str, Any]:
     """Streaming throughput and latency of a ``model_name`` of the paper's size with random weights
     (speed does not depend on the weights) on :func:`synthetic_video` frames (640x480, resized and
     cropped as a checkpoint with ``resize = crop * 8 / 7`` reads them): ``warmup`` pushes untimed
     (default: the window fills, oneDNN builds its kernels), then ``frames`` pushes timed one by one.
     Returns :func:`latency_summary`, the median CPU time per push, the settings, the precision,
-    the CPU and the threads the stream chose; with ``flops``, the FLOPs of one push (``flops_per_push``)."""
+    the CPU and the threads the stream chose; with ``flops``, the FLOPs of one push (``flops_per_push``).
+    ``batch_frames``: the stream's (``fpar.Stream``)."""
     model, contract = stream_model(model_name, backbone, crop, window, stack_size)
     accelerator = "cpu" if torch.device(device).type == "cpu" else "cuda"
     used = resolve_precision(precision, accelerator, announce=False)
     stream = Stream.from_model(model, contract, window=window, every=every, flow=flow, precision=used, device=device,
-                               answer_every=answer_every, threads=threads)
+                               answer_every=answer_every, threads=threads, batch_frames=batch_frames)
     warmup = window * every + 2 if warmup is None else warmup
     video = synthetic_video(warmup + frames)
     for frame in video[:warmup]:
@@ -124,7 +128,7 @@ def measure_stream(model_name: str = "rgb_attention", *, backbone: str = "resnet
         pushes_flops = {"flops_per_push": sum(counted) / len(counted)}
     hardware = detect(accelerator if accelerator == "cpu" else "cuda")
     return {"model": model_name, "backbone": backbone, "crop": crop, "window": window, "every": every,
-            "answer_every": answer_every,
+            "answer_every": answer_every, "batch_frames": batch_frames,
             "flow": flow if "flow" in contract.clip.modalities else None, "precision": used, "device": hardware.name,
             "isa": hardware.isa, "threads": stream.threads, **latency_summary(latencies), **pushes_flops,
             # the CPU time the process spent per push: on a machine others share, what a push costs
@@ -226,12 +230,14 @@ def bench_stream(quick: bool, repeats: int, setting: Setting, *, crop: int | Non
     idle_push: dict[str, float] = {}
     runs = [(spec, used) for k, spec in enumerate(STREAM_ROWS) for used in (stream_settings(setting) if k == 0
                                                                             else [setting])]
-    for (model_name, flow, stated_window, every, stated_answer_every, busy, threads, target_fps, target_p95), used in runs:
+    for (model_name, flow, stated_window, every, stated_answer_every, batch_frames, busy, threads, target_fps,
+         target_p95), used in runs:
         size = window or (8 if quick else stated_window)
         answer_every = min(stated_answer_every, size)
         runtime = f"torch {precision_name(used.precision)}"
         name = (f"stream {model_name}{f' {flow} flow' if flow else ''} {runtime}, every {every}"
                 + (f", answer every {answer_every}" if answer_every > 1 else "")
+                + (", frames batched" if batch_frames and answer_every > 1 else "")
                 + (f", busy CPU, {'threads auto' if threads is None else f'{threads} threads'}" if busy else ""))
         if any(row["name"] == name for row in rows):  # a short window made two rows' answer_every the same
             continue
@@ -240,7 +246,8 @@ def bench_stream(quick: bool, repeats: int, setting: Setting, *, crop: int | Non
             measured = measure_stream(model_name, backbone=backbone, crop=crop, window=size, stack_size=STACK_SIZE,
                                       every=every, flow=flow or "dis", precision=used.precision, frames=frames,
                                       device=used.device, answer_every=answer_every,
-                                      threads=threads or "auto", flops=True)
+                                      threads=threads or "auto", flops=True,
+                                      batch_frames=batch_frames and answer_every > 1)
         after, _ = batched_frame(model_name, backbone, crop, size, clips, used, repeats)
         batched = (before + after) / 2
         reference = recompute_seconds(model_name, flow, backbone, crop, size, used, repeats)
@@ -255,7 +262,7 @@ def bench_stream(quick: bool, repeats: int, setting: Setting, *, crop: int | Non
         limit = peak / measured["flops_per_push"] if peak else None  # frames/s at 100% of the matmul peak
         stated = not quick and size == stated_window and crop == 224
         scope = target_scope(quick, size, stated_window, crop, met, limit, target_fps, precision_name(used.precision))
-        key = f"{model_name} {flow} {every} {answer_every} {used.precision}"
+        key = f"{model_name} {flow} {every} {answer_every} {batch_frames} {used.precision}"
         if not busy:
             idle_push[key] = push
         slowdown = push / idle_push[key] if busy and key in idle_push else None
@@ -273,7 +280,8 @@ def bench_stream(quick: bool, repeats: int, setting: Setting, *, crop: int | Non
             frames=size, batch=1, median_latency_ms=measured["median_latency_ms"],
             p95_latency_ms=measured["p95_latency_ms"], target_met=met if stated else None,
             per_frame_vs_batched=versus, flops_vs_batched=flops_ratio, batched_frame_s=batched,
-            threads=measured["threads"], answer_every=answer_every, busy_cpu=busy, slowdown_vs_idle=slowdown,
+            threads=measured["threads"], answer_every=answer_every, batch_frames=measured["batch_frames"],
+            busy_cpu=busy, slowdown_vs_idle=slowdown,
             runtime="torch", precision=used.precision, accuracy_change_points=change,
             flops_per_unit=measured["flops_per_push"], reference_flops_per_unit=None,
             limit_frames_per_second=limit, target_frames_per_second=target_fps))
@@ -292,7 +300,7 @@ def _runtime_rows(quick: bool, crop: int, window: int, torch_row: dict[str, Any]
         return []
     from fpar.bench.onnx_stream_rows import onnx_stream_rows
 
-    _, _, _, _, _, _, _, target_fps, target_p95 = STREAM_ROWS[0]
+    *_, target_fps, target_p95 = STREAM_ROWS[0]
     model, contract = stream_model("rgb_attention", "resnet18" if quick else "resnet34", crop, window, STACK_SIZE)
     made = model, contract, synthetic_video(window + 2 + (16 if quick else 40))
     return onnx_stream_rows(

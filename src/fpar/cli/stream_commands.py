@@ -31,6 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="answer every K-th sampled frame, holding the answer in between (each answer "
                              "still exact over its window): the recurrent work per frame falls from T to T/K "
                              "steps (default 1)")
+    stream.add_argument("--batch-frames", action="store_true",
+                        help="with --answer-every K: encode the frames between two answers as one batch when the "
+                             "answer is due (same answers; each frame at a batched forward's cost on CPUs whose "
+                             "matrix units one frame cannot fill, such as AMX; each answer later by the batch)")
     stream.add_argument("--runtime", choices=RUNTIMES, default="torch",
                         help="torch (default) or onnx: a streaming ONNX export (`fpar export --format onnx "
                              "--stream`) run by onnxruntime, without PyTorch")
@@ -122,6 +126,8 @@ def _open_stream(args: argparse.Namespace):
     if args.runtime == "onnx":
         if args.precision is not None or args.device not in (None, "cpu"):
             raise FparError("--runtime onnx runs the exported graph as it is, on the CPU: drop --precision and --device")
+        if args.batch_frames:
+            raise FparError("--runtime onnx runs its per-frame graph one frame at a time: drop --batch-frames")
         from fpar.interop.onnx_stream import OnnxStream
 
         return OnnxStream(args.checkpoint, window=args.window, every=args.every, flow=args.flow,
@@ -130,7 +136,7 @@ def _open_stream(args: argparse.Namespace):
 
     return Stream(args.checkpoint, window=args.window, every=args.every, flow=args.flow, precision=args.precision,
                   device=require_device(args.device), announce=True, answer_every=args.answer_every,
-                  threads=args.threads or "auto")
+                  threads=args.threads or "auto", batch_frames=args.batch_frames)
 
 
 def _drawn(stream, step):
