@@ -6,7 +6,8 @@ same transform as ``fpar predict``'s clip). What the model has already computed 
 * a model that carries windows (``advance_windows``/``decode_windows``, see
   ``fpar.models.assembled``) encodes each new sampled frame once (backbone, attention, the ConvLSTM
   input's gates) and advances the recurrent state of every window in flight by one step, as one
-  matrix product: a push costs one frame's encoding plus one batched recurrent step, whatever T;
+  hidden conv: a push costs one frame's encoding plus one batched recurrent step, whatever T
+  (with ``batch_frames``, the frames between two answers are encoded together at the answer);
 * a model with only ``encode_frames``/``decode_window`` keeps the last T encodings and runs the
   recurrent part over them at each sampled frame;
 * a model without the hooks still streams: its ``forward`` runs again over the kept window of
