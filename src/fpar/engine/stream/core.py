@@ -168,7 +168,8 @@ class Stream(LiveInputs):
             return
         entries, starts = zip(*self._pending)
         self._pending = []
-        inputs = {key: self._tensor(np.concatenate([entry[key] for entry in entries], axis=1)) for key in entries[0]}
+        inputs = {key: self._tensor(entries[0][key] if len(entries) == 1 else  # one frame: no copy to join
+                                    np.concatenate([entry[key] for entry in entries], axis=1)) for key in entries[0]}
         with self._computing():
             encoded = self._packing("encode", lambda: self._model.encode_frames(inputs))
             for index, start in enumerate(starts):
