@@ -11,7 +11,8 @@ the batched evaluation forward (B clips of T frames, as ``fpar eval`` runs it), 
 same run around the stream, and ``flops_vs_batched``, the same ratio in arithmetic: an answer every
 frame over an exact sliding window of T frames runs T recurrent steps per frame where the clip
 forward runs one (docs/streaming.md), so that ratio is the floor; ``answer every K`` rows advance
-only the windows that are answered. ``busy CPU`` rows run beside a process that keeps one core
+only the windows that are answered, and ``frames batched`` ones encode the frames between two
+answers as one batch (``fpar.Stream(batch_frames=True)``: the same arithmetic). ``busy CPU`` rows run beside a process that keeps one core
 busy: with the threads the stream chooses, and with as many as the machine has. The check column
 holds the 95th-percentile latency against the target of docs/streaming.md and, where the target
 is beyond the machine, by how much (from the FLOPs per frame and the measured matmul peak).
